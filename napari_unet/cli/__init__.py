@@ -1,0 +1,65 @@
+"""Command-line interface: ``napari-unet-loop SUBCOMMAND ...`` (also ``python -m napari_unet``).
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
+``run(args) -> int``. Heavy imports (torch) happen inside ``run`` so ``--help`` is instant.
+A :class:`~napari_unet.core.errors.UserInputError` ends the command with its one-line message
+and exit status 2; other failures are not swallowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from napari_unet import __version__
+
+logger = logging.getLogger(__name__)
+
+#: Subcommand modules, in the order ``--help`` lists them.
+SUBCOMMANDS: tuple[str, ...] = ("predict", "models", "train", "evaluate", "simulate", "gui")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="napari-unet-loop",
+        description="U-Net segmentation that learns from your corrections (napari plugin + CLI).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"napari_unet.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"napari_unet.cli.{name}":
+                continue  # subcommand not part of this build
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    from napari_unet.core.errors import UserInputError
+
+    try:
+        return int(args.run(args) or 0)
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,48 @@
+"""Import hygiene: a light package import, and a core that never touches napari or Qt."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import napari_unet.core
+
+FORBIDDEN_IN_CORE = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "vispy")
+
+
+def _run(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_package_import_loads_neither_torch_nor_qt() -> None:
+    out = _run(
+        "import sys, napari_unet; "
+        "heavy = ('torch', 'qtpy', 'PyQt6', 'PySide6', 'napari'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    assert out == "[]"
+
+
+def test_core_never_imports_napari_or_qt() -> None:
+    modules = [
+        m.name
+        for m in pkgutil.walk_packages(napari_unet.core.__path__, prefix="napari_unet.core.")
+    ]
+    assert modules, "no core modules found"
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"print(sorted(m for m in {FORBIDDEN_IN_CORE!r} if m in sys.modules))\n"
+    )
+    assert _run(code) == "[]"
+
+
+def test_cli_help_without_subcommand(capsys) -> None:
+    from napari_unet.cli import main
+
+    assert main([]) == 0
+    assert "usage: napari-unet-loop" in capsys.readouterr().out
