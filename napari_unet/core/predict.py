@@ -1,0 +1,275 @@
+"""Prediction: any image + axes + model -> probabilities ``(K, *spatial)``.
+
+``iter_predict`` is a generator: it yields :class:`PredictProgress` after every batch of tiles and
+returns the probabilities; stop iterating to cancel. ``predict`` drains it.
+
+Steps: :func:`~napari_unet.core.axes.to_stack` gives ``(S, C, Y, X)`` slices; the channel count is
+checked against ``model.in_channels``; each slice is measured for normalisation once
+(:func:`~napari_unet.core.normalize.normalization_params`, percentiles on a bounded subsample) and
+normalised tile by tile inside the predictor, so no float32 copy of the image is made; tiles are
+predicted by :func:`~napari_unet.core.tiling.iter_tile_predict` with the model's geometry
+(``margin``, ``valid_input_shape``) and aligned to the net's pooling period, then the task's
+activation is applied (binary: sigmoid; semantic/instances: softmax over channels; restoration:
+none). The model runs in eval mode under ``torch.inference_mode()`` with the device's autocast
+policy (:mod:`napari_unet.core.device`); it is moved to the device (in place) and its train/eval
+mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_unet.core.axes import check_channels, to_stack
+from napari_unet.core.config import Config, check_task
+from napari_unet.core.device import autocast, check_precision, get_device
+from napari_unet.core.normalize import (
+    NormalizationConfig,
+    NormalizationParams,
+    apply_normalization,
+    normalization_params,
+)
+from napari_unet.core.tiling import BLENDS, Region, iter_tile_predict, plan_tiles
+
+logger = logging.getLogger(__name__)
+
+#: Output dtypes for probabilities.
+PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
+#: Overlap used for padded nets when ``PredictConfig.overlap`` is ``None``.
+DEFAULT_PADDED_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class PredictConfig(Config):
+    """How to run prediction.
+
+    Attributes:
+        tile_shape: Input tile ``(h, w)`` (an int means square); snapped up to a size the model
+            accepts.
+        overlap: Output overlap between tiles in pixels; ``None`` = 32 for padded nets, 0 for
+            valid-convolution nets (whose mirrored context already makes tiles seamless).
+        batch_size: Tiles per forward pass.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        precision: ``"auto"`` (fp16 autocast on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"``,
+            ``"fp16"``.
+        channels_last: Run the model in channels-last memory format.
+        blend: ``"gaussian"`` or ``"constant"`` blending of overlapping tiles.
+        probability_dtype: ``"float32"`` or ``"float16"`` (halves the output's memory).
+    """
+
+    tile_shape: tuple[int, int] = (512, 512)
+    overlap: int | None = None
+    batch_size: int = 4
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    blend: str = "gaussian"
+    probability_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        tile = self.tile_shape
+        if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
+            tile = (int(tile), int(tile))
+        tile = tuple(tile)
+        if len(tile) != 2 or not all(isinstance(t, (int, np.integer)) and t >= 1 for t in tile):
+            raise ValueError(
+                f"tile_shape must be one or two positive ints, got {self.tile_shape!r}"
+            )
+        object.__setattr__(self, "tile_shape", (int(tile[0]), int(tile[1])))
+        if self.overlap is not None and (not isinstance(self.overlap, int) or self.overlap < 0):
+            raise ValueError(f"overlap must be None or an int >= 0, got {self.overlap!r}")
+        if self.overlap is not None and self.overlap >= min(self.tile_shape):
+            raise ValueError(
+                f"overlap ({self.overlap}) must be smaller than the tile {self.tile_shape}"
+            )
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device must be a name such as 'auto' or 'cpu', got {self.device!r}")
+        check_precision(self.precision)
+        if self.blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
+        if self.probability_dtype not in PROBABILITY_DTYPES:
+            raise ValueError(
+                f"probability_dtype must be one of {', '.join(PROBABILITY_DTYPES)}, "
+                f"got {self.probability_dtype!r}"
+            )
+
+
+@dataclass(frozen=True)
+class PredictProgress:
+    """Progress of a prediction: tile ``done_tiles`` of ``total_tiles`` (all slices together)."""
+
+    slice_index: int
+    n_slices: int
+    done_tiles: int
+    total_tiles: int
+
+    @property
+    def fraction(self) -> float:
+        """Done fraction in [0, 1]."""
+        return self.done_tiles / self.total_tiles if self.total_tiles else 1.0
+
+
+def _activation(task: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if task == "binary":
+        return torch.sigmoid
+    if task in ("semantic", "instances"):
+        return lambda logits: torch.softmax(logits, dim=1)
+    return lambda logits: logits
+
+
+def _valid_input_shape(model: nn.Module) -> Callable[[tuple[int, int]], tuple[int, int]]:
+    rule = getattr(model, "valid_input_shape", None)
+    if rule is not None:
+        return lambda shape: tuple(int(s) for s in rule(tuple(int(s) for s in shape)))
+    multiple = int(getattr(model, "size_multiple", 1))
+    return lambda shape: tuple(-(-int(s) // multiple) * multiple for s in shape)
+
+
+def shift_period(valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]) -> int:
+    """The spacing of accepted input sizes: the shift (2**depth) a pooling net is equivariant to."""
+    smallest = valid_input_shape((1, 1))[0]
+    return max(1, valid_input_shape((smallest + 1, smallest + 1))[0] - smallest)
+
+
+def _make_predictor(
+    model: nn.Module,
+    params: NormalizationParams,
+    *,
+    task: str,
+    device: torch.device,
+    config: PredictConfig,
+) -> Callable[[np.ndarray], np.ndarray]:
+    activation = _activation(task)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    def predictor(tiles: np.ndarray) -> np.ndarray:
+        apply_normalization(tiles, params, out=tiles)
+        batch = torch.from_numpy(tiles).to(device).contiguous(memory_format=memory_format)
+        with torch.inference_mode():
+            with autocast(device, config.precision):
+                logits = model(batch)
+            probabilities = activation(logits.float())
+        return probabilities.cpu().numpy()
+
+    return predictor
+
+
+def iter_predict(
+    model: nn.Module,
+    image: np.ndarray,
+    axes: str,
+    *,
+    task: str = "semantic",
+    normalization: NormalizationConfig | None = None,
+    config: PredictConfig | None = None,
+    region: Region | None = None,
+) -> Generator[PredictProgress, None, np.ndarray]:
+    """Predict ``image`` with ``model``, yielding progress after every batch of tiles.
+
+    Args:
+        model: A ``SegmentationNet`` (``in_channels``, ``out_channels``, ``margin``,
+            ``valid_input_shape``); plain modules work with margin 0 and any input size.
+        image: Any real dtype, dimensions named by ``axes``; never modified.
+        axes: E.g. ``"YX"``, ``"YXC"``, ``"ZYX"``, ``"TZCYX"`` (see :mod:`napari_unet.core.axes`).
+        task: ``"binary"``, ``"semantic"``, ``"instances"`` or ``"restoration"`` (activation).
+        normalization: Input normalisation (default: percentiles per slice and channel).
+        config: Tiles, device, precision (default :class:`PredictConfig`).
+        region: ``(slice_y, slice_x)`` of each slice to predict (e.g. the visible field of view).
+
+    Returns:
+        Probabilities ``(K, *spatial)`` (``K = model.out_channels``; spatial = stack axes then
+        ``Y, X``, with ``Y, X`` the region's shape when given) in ``config.probability_dtype``;
+        for restoration models the restored image ``(C_out, *spatial)``.
+
+    Raises:
+        AxesError: ``axes`` does not fit ``image``.
+        ChannelMismatchError: The image's channel count differs from ``model.in_channels``.
+        DeviceError: The configured device is not available.
+    """
+    check_task(task)
+    normalization = normalization or NormalizationConfig()
+    config = config or PredictConfig()
+    stack, layout = to_stack(image, axes)
+    in_channels = int(getattr(model, "in_channels", layout.n_channels))
+    check_channels(layout.n_channels, in_channels, shape=layout.shape, axes=layout.axes)
+    device = get_device(config.device)
+    margin = int(getattr(model, "margin", 0))
+    valid_input_shape = _valid_input_shape(model)
+    period = shift_period(valid_input_shape)
+    overlap = config.overlap
+    if overlap is None:
+        overlap = 0 if margin > 0 else DEFAULT_PADDED_OVERLAP
+    plan = plan_tiles(
+        layout.yx_shape,
+        tile_shape=config.tile_shape,
+        margin=margin,
+        overlap=overlap,
+        region=region,
+        size_multiple=period,
+        valid_input_shape=valid_input_shape,
+    )
+    n_slices = layout.n_slices
+    total = plan.n_tiles * n_slices
+    out_channels = int(model.out_channels)
+    probabilities = np.empty(
+        (out_channels, n_slices, *plan.region_shape), dtype=config.probability_dtype
+    )
+    logger.info(
+        "predicting %d slice(s) of %s in %d tile(s) of %s on %s",
+        n_slices,
+        layout.yx_shape,
+        total,
+        plan.input_shape,
+        device,
+    )
+    was_training = model.training
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.eval()
+    try:
+        for index in range(n_slices):
+            slice_image = stack[index]
+            params = normalization_params(slice_image, normalization)
+            predictor = _make_predictor(model, params, task=task, device=device, config=config)
+            tiles = iter_tile_predict(
+                slice_image,
+                predictor,
+                out_channels=out_channels,
+                tile_shape=config.tile_shape,
+                margin=margin,
+                overlap=overlap,
+                batch_size=config.batch_size,
+                region=region,
+                out=probabilities[:, index],
+                blend=config.blend,
+                size_multiple=period,
+                valid_input_shape=valid_input_shape,
+            )
+            for step in tiles:
+                yield PredictProgress(
+                    slice_index=index,
+                    n_slices=n_slices,
+                    done_tiles=index * plan.n_tiles + step.done,
+                    total_tiles=total,
+                )
+    finally:
+        model.train(was_training)
+    return layout.restore(probabilities, axis=1)
+
+
+def predict(model: nn.Module, image: np.ndarray, axes: str, **kwargs: object) -> np.ndarray:
+    """Run :func:`iter_predict` to the end and return the probabilities ``(K, *spatial)``."""
+    generator = iter_predict(model, image, axes, **kwargs)  # type: ignore[arg-type]
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,303 @@
+"""Prediction end to end: axes, channels, normalisation, tiling, activation, devices."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_unet.core.device import (
+    autocast_dtype,
+    available_devices,
+    cpu_supports_bf16,
+    get_device,
+)
+from napari_unet.core.errors import AxesError, ChannelMismatchError, DeviceError
+from napari_unet.core.normalize import NormalizationConfig, normalize
+from napari_unet.core.predict import (
+    PredictConfig,
+    PredictProgress,
+    iter_predict,
+    predict,
+    shift_period,
+)
+
+DTYPES = [
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.float16,
+    np.float32,
+    np.float64,
+    bool,
+]
+
+
+class PixelNet(nn.Module):
+    """Fake SegmentationNet: a per-pixel linear map (1x1 conv), center-cropped by ``margin``."""
+
+    def __init__(self, in_channels=1, out_channels=2, margin=0, size_multiple=1):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.margin, self.size_multiple = margin, size_multiple
+        self.conv = nn.Conv2d(in_channels, out_channels, 1)
+        torch.manual_seed(0)
+        nn.init.normal_(self.conv.weight)
+        nn.init.normal_(self.conv.bias)
+
+    def valid_input_shape(self, shape):
+        return tuple(-(-int(s) // self.size_multiple) * self.size_multiple for s in shape)
+
+    def forward(self, image):
+        m = self.margin
+        return self.conv(image)[..., m : image.shape[-2] - m, m : image.shape[-1] - m]
+
+
+def reference(model: PixelNet, image: np.ndarray, task: str = "semantic") -> np.ndarray:
+    """Untiled result for a (C, Y, X) image: normalise, 1x1 conv, activation."""
+    normalized = torch.from_numpy(normalize(image))
+    weight = model.conv.weight.detach()[:, :, 0, 0]
+    logits = (
+        torch.einsum("kc,cyx->kyx", weight, normalized) + model.conv.bias.detach()[:, None, None]
+    )
+    if task == "binary":
+        return torch.sigmoid(logits).numpy()
+    if task == "restoration":
+        return logits.numpy()
+    return torch.softmax(logits, dim=0).numpy()
+
+
+CPU = PredictConfig(tile_shape=(32, 32), overlap=6, batch_size=3, device="cpu")
+
+
+@pytest.mark.parametrize("margin", [0, 5])
+@pytest.mark.parametrize("task", ["semantic", "binary", "restoration"])
+def test_tiled_prediction_equals_untiled(rng, margin, task):
+    out_channels = 1 if task == "binary" else 3
+    model = PixelNet(in_channels=2, out_channels=out_channels, margin=margin, size_multiple=4)
+    image = rng.normal(size=(97, 51, 2)).astype(np.float32)
+    probabilities = predict(model, image, "YXC", task=task, config=CPU)
+    assert probabilities.shape == (out_channels, 97, 51)
+    assert probabilities.dtype == np.float32
+    expected = reference(model, np.moveaxis(image, -1, 0), task)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_stack_is_predicted_slice_by_slice_with_total_progress(rng):
+    model = PixelNet(out_channels=2)
+    image = rng.random((3, 40, 45)) * np.array([1.0, 10.0, 100.0])[:, None, None]
+    generator = iter_predict(model, image, "ZYX", config=CPU)
+    records = []
+    while True:
+        try:
+            records.append(next(generator))
+        except StopIteration as stop:
+            probabilities = stop.value
+            break
+    assert probabilities.shape == (2, 3, 40, 45)
+    for z in range(3):  # per-slice normalisation: each slice like a single image
+        np.testing.assert_allclose(
+            probabilities[:, z], reference(model, image[z : z + 1]), atol=1e-5
+        )
+    total = records[-1].total_tiles
+    assert all(r.total_tiles == total and r.n_slices == 3 for r in records)
+    assert [r.slice_index for r in records] == sorted(r.slice_index for r in records)
+    assert records[-1].done_tiles == total and records[-1].fraction == 1.0
+    assert all(a.done_tiles < b.done_tiles for a, b in itertools.pairwise(records))
+    assert PredictProgress(0, 1, 1, 4).fraction == 0.25
+
+
+def test_region_prediction_is_the_crop_of_the_full_prediction(rng):
+    model = PixelNet(out_channels=2, margin=3)
+    image = rng.random((2, 50, 60)).astype(np.float32)
+    full = predict(model, image, "TYX", config=CPU)
+    region = (slice(10, 33), slice(5, 60))
+    part = predict(model, image, "TYX", config=CPU, region=region)
+    assert part.shape == (2, 2, 23, 55)
+    np.testing.assert_allclose(part, full[:, :, 10:33, 5:60], atol=1e-5)
+
+
+def test_cancel_restores_the_model_mode(rng):
+    model = PixelNet()
+    model.train()
+    generator = iter_predict(model, rng.random((64, 64)), "YX", config=CPU.replace(batch_size=1))
+    first = next(generator)
+    assert first.done_tiles == 1 and not model.training
+    generator.close()
+    assert model.training
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_gives_finite_probabilities_summing_to_one(rng, dtype):
+    if dtype is bool:
+        image = rng.random((33, 47)) > 0.5
+    elif np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        image = rng.integers(info.min, info.max, size=(33, 47), dtype=dtype, endpoint=True)
+    else:
+        image = (rng.normal(size=(33, 47)) * 1000).astype(dtype)
+    probabilities = predict(PixelNet(out_channels=3), image, "YX", config=CPU)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_nan_inf_and_constant_images(rng):
+    model = PixelNet(out_channels=2)
+    image = rng.random((40, 40))
+    image[3, 3], image[5, 5], image[7, 7] = np.nan, np.inf, -np.inf
+    for data in (image, np.full((40, 40), 9.0), np.full((40, 40), np.nan)):
+        probabilities = predict(model, data, "YX", config=CPU)
+        assert np.isfinite(probabilities).all()
+        np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_bad_axes_and_channels_raise_user_errors(rng):
+    model = PixelNet(in_channels=1)
+    with pytest.raises(AxesError, match=r"\(64, 64, 3\)"):
+        predict(model, rng.random((64, 64, 3)), "YX", config=CPU)
+    with pytest.raises(ChannelMismatchError, match="grayscale"):
+        predict(model, rng.random((64, 64, 3)), "YXC", config=CPU)
+    with pytest.raises(ChannelMismatchError, match="3"):
+        predict(PixelNet(in_channels=3), rng.random((64, 64)), "YX", config=CPU)
+    with pytest.raises(ValueError, match="task"):
+        predict(model, rng.random((64, 64)), "YX", task="detection", config=CPU)
+    with pytest.raises(DeviceError, match="cpu"):
+        predict(model, rng.random((8, 8)), "YX", config=CPU.replace(device="cuda:7"))
+
+
+def test_meanstd_normalization_and_float16_output(rng):
+    model = PixelNet(out_channels=2)
+    image = rng.integers(0, 255, size=(30, 30), dtype=np.uint8)
+    norm = NormalizationConfig(mode="meanstd", mean=(100.0,), std=(50.0,))
+    probabilities = predict(
+        model, image, "YX", normalization=norm, config=CPU.replace(probability_dtype="float16")
+    )
+    assert probabilities.dtype == np.float16
+    logits = model.conv(torch.from_numpy((image[None, None] - 100.0) / 50.0).float())
+    expected = torch.softmax(logits, dim=1)[0].detach().numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=2e-3)
+
+
+def test_predict_config_validation_and_round_trip():
+    config = PredictConfig(tile_shape=256)
+    assert config.tile_shape == (256, 256) and config.overlap is None
+    assert PredictConfig.from_dict(config.to_dict()) == config
+    assert PredictConfig.from_dict(CPU.to_dict()) == CPU
+    for bad in [
+        {"tile_shape": (0, 64)},
+        {"overlap": -1},
+        {"overlap": 64, "tile_shape": 64},
+        {"batch_size": 0},
+        {"precision": "fp8"},
+        {"blend": "hann"},
+        {"probability_dtype": "int8"},
+    ]:
+        with pytest.raises(ValueError):
+            PredictConfig(**bad)
+
+
+def test_device_policy():
+    assert available_devices()[0] == "cpu"
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        assert get_device("auto") == torch.device("cpu")
+        with pytest.raises(DeviceError, match="auto, cpu"):
+            get_device("cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        get_device("gpu")
+    assert autocast_dtype("cpu", "auto") is None
+    assert autocast_dtype("cpu", "fp32") is None
+    assert autocast_dtype("cpu", "bf16") is torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), "auto") is torch.float16
+    assert isinstance(cpu_supports_bf16(), bool)
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("cpu", "fp64")
+
+
+def test_bf16_and_memory_format_agree_with_fp32(rng):
+    torch.manual_seed(0)
+    model = ConvNet()
+    image = rng.random((40, 40)).astype(np.float32)
+    fp32 = predict(model, image, "YX", config=CPU.replace(precision="fp32"))
+    plain = predict(model, image, "YX", config=CPU.replace(precision="fp32", channels_last=False))
+    bf16 = predict(model, image, "YX", config=CPU.replace(precision="bf16"))
+    np.testing.assert_allclose(plain, fp32, atol=1e-5)
+    assert np.abs(bf16 - fp32).max() < 0.05  # bf16 has ~3 significant digits
+    assert (bf16.argmax(0) == fp32.argmax(0)).mean() > 0.95
+
+
+class ConvNet(nn.Module):
+    """A tiny padded net (margin 0, any size) with a 3x3 receptive field."""
+
+    in_channels, out_channels, margin, size_multiple = 1, 2, 0, 1
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+
+    def forward(self, image):
+        return self.body(image)
+
+
+def test_shift_period_of_valid_and_padded_rules():
+    assert shift_period(lambda s: tuple(-(-x // 16) * 16 for x in s)) == 16
+    assert shift_period(lambda s: s) == 1
+
+
+models = pytest.importorskip("napari_unet.core.models")
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+
+
+def _full_forward(model, image: np.ndarray, margin: int) -> np.ndarray:
+    """One forward pass over the mirror-padded image (padded up to a valid size), cropped."""
+    normalized = normalize(image[None])
+    height, width = image.shape
+    valid = model.valid_input_shape((height + 2 * margin, width + 2 * margin))
+    pad = ((0, 0), (margin, valid[0] - height - margin), (margin, valid[1] - width - margin))
+    padded = np.pad(normalized, pad, mode="reflect")
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(padded)[None])
+    return torch.softmax(logits, dim=1)[0, :, :height, :width].numpy()
+
+
+def test_unet_original_tiled_equals_one_full_forward(rng):
+    torch.manual_seed(0)
+    model = models.build_model("unet_original", depth=2, base_channels=4, batch_norm=True).eval()
+    _randomise_batchnorm(model)
+    image = rng.random((61, 75)).astype(np.float32)
+    tile = model.valid_input_shape((model.margin * 2 + 20, model.margin * 2 + 20))
+    config = PredictConfig(tile_shape=tile, device="cpu", batch_size=2)
+    probabilities = predict(model, image, "YX", config=config)
+    expected = _full_forward(model, image, model.margin)
+    assert probabilities.shape == (2, 61, 75)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+
+
+def test_unet_single_tile_equals_full_forward_and_tiles_agree(rng):
+    torch.manual_seed(0)
+    model = models.build_model("unet", depth=2, base_channels=4).eval()
+    _randomise_batchnorm(model)
+    image = rng.random((45, 53)).astype(np.float32)
+    one_tile = predict(model, image, "YX", config=PredictConfig(tile_shape=64, device="cpu"))
+    np.testing.assert_allclose(one_tile, _full_forward(model, image, 0), atol=1e-4)
+    tiled = predict(
+        model, image, "YX", config=PredictConfig(tile_shape=32, overlap=12, device="cpu")
+    )
+    # Padded nets see zero padding at tile borders: tiles agree closely, not exactly.
+    assert np.abs(tiled - one_tile).mean() < 0.02
+    np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
