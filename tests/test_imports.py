@@ -28,8 +28,7 @@ def test_package_import_loads_neither_torch_nor_qt() -> None:
 
 def test_core_never_imports_napari_or_qt() -> None:
     modules = [
-        m.name
-        for m in pkgutil.walk_packages(napari_unet.core.__path__, prefix="napari_unet.core.")
+        m.name for m in pkgutil.walk_packages(napari_unet.core.__path__, prefix="napari_unet.core.")
     ]
     assert modules, "no core modules found"
     code = (

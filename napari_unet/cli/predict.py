@@ -1,0 +1,291 @@
+"""``napari-unet-loop predict IMAGE... --model NAME_OR_CHECKPOINT --out DIR``: segment image files.
+
+Per input ``<stem>`` it writes ``<stem>_labels.tif`` and/or ``<stem>_probabilities.tif`` (float16,
+channel axis first) into ``--out``; a restoration model writes ``<stem>_restored.tif``. A failing
+file gets one ``FAILED <file>: <reason>`` line on stderr and the others are still processed; the
+exit status is 1 if any file failed. Folders given as IMAGE are expanded to their TIFF/PNG files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+OUTPUTS = ("labels", "probabilities", "both")
+
+
+def _tile(text: str) -> int | tuple[int, int]:
+    try:
+        sides = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or Y,X (positive pixels), got {text!r}")
+    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``predict``."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment image files with a model",
+        description=(
+            "Segment image files. Per input STEM it writes STEM_labels.tif and/or "
+            "STEM_probabilities.tif (float16, channel axis first) into --out; a restoration "
+            "model writes STEM_restored.tif. A failing file gets one 'FAILED FILE: reason' line "
+            "on stderr, the others are still processed, and the exit status is then 1."
+        ),
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF/PNG files or folders")
+    parser.add_argument("--model", required=True, help="checkpoint file or built-in model name")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument(
+        "--axes",
+        help="axes of every image, e.g. YX, YXC, ZYX, CYX (default: "
+        "from the file's metadata, or guessed when unambiguous)",
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--tile", type=_tile, help="tile size N or Y,X (default: the model's)")
+    parser.add_argument("--overlap", type=_non_negative, help="tile overlap in pixels")
+    parser.add_argument("--batch-size", type=_positive, default=4, help="tiles per batch (4)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: fp16 on CUDA, fp32 elsewhere",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=("semantic", "instances"),
+        help="label type (default: instances for instance models, else semantic)",
+    )
+    parser.add_argument("--output", choices=OUTPUTS, default="labels", help="what to write")
+    parser.add_argument("--roi", type=Path, help="mask image; labels outside it are set to 0")
+    parser.add_argument("--threshold", type=_probability, help="foreground probability cut (0.5)")
+    parser.add_argument(
+        "--min-size",
+        type=_non_negative,
+        default=0,
+        help="remove objects smaller than this many pixels",
+    )
+    parser.set_defaults(run=run)
+    return parser
+
+
+class ProgressBar:
+    """A one-line text progress bar (``\\r``-updated) for a terminal; silent when disabled."""
+
+    def __init__(self, stream: IO[str], *, enabled: bool, width: int = 30) -> None:
+        self.stream, self.enabled, self.width = stream, enabled, width
+        self._last = -1.0
+
+    def update(self, label: str, fraction: float) -> None:
+        """Draw ``label [#####.....]  42%``; redrawn at most every 1%."""
+        if not self.enabled or (0 <= fraction - self._last < 0.01 and fraction < 1.0):
+            return
+        self._last = fraction
+        filled = round(self.width * fraction)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{label} [{bar}] {100 * fraction:3.0f}%")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the line (if anything was drawn)."""
+        if self.enabled and self._last >= 0:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+        self._last = -1.0
+
+
+def _expand_inputs(images: list[str]) -> list[Path]:
+    from napari_unet.core.io import list_images
+
+    paths: list[Path] = []
+    for name in images:
+        path = Path(name)
+        paths.extend(list_images(path) if path.is_dir() else [path])
+    return paths
+
+
+def _stem(path: Path) -> str:
+    stem = path.stem
+    return stem[:-4] if stem.lower().endswith(".ome") else stem
+
+
+def _read_roi(path: Path) -> Any:
+    import numpy as np
+
+    from napari_unet.core.io import read_image
+
+    data = read_image(path)
+    mask = data.image != 0
+    if data.axes and data.axes.endswith("C") and mask.ndim == 3:
+        mask = mask.any(axis=-1)
+    return np.ascontiguousarray(mask)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every input; 0 if all succeeded, 1 if any failed."""
+    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.device import get_device
+    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.postprocess import PostprocessConfig
+    from napari_unet.core.predict import PredictConfig
+
+    start = time.perf_counter()
+    loaded = load_checkpoint(resolve_checkpoint(args.model))
+    info = loaded.info
+    device = get_device(args.device)  # an unavailable device stops here, before any file
+    if args.out.exists() and not args.out.is_dir():
+        raise UserInputError(f"--out {args.out} is a file; pass a folder for the outputs.")
+    inputs = _expand_inputs(args.images)
+    if not inputs:
+        raise UserInputError("no TIFF or PNG images found in the given folder(s).")
+    settings: dict[str, Any] = {
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "precision": args.precision,
+        "probability_dtype": "float16" if args.output == "probabilities" else "float32",
+    }
+    tile = args.tile if args.tile is not None else info.tile_shape
+    overlap = args.overlap if args.overlap is not None else info.overlap
+    if tile is not None:
+        settings["tile_shape"] = tile
+    if overlap is not None:
+        settings["overlap"] = overlap
+    post: dict[str, Any] = {"min_size": args.min_size}
+    post["output"] = args.labels or ("instances" if info.task == "instances" else "semantic")
+    if args.threshold is not None:
+        post["threshold"] = args.threshold
+    try:
+        predict_config = PredictConfig(**settings)
+        post_config = PostprocessConfig(**post)
+    except ValueError as err:
+        raise UserInputError(f"invalid setting: {err}.") from None
+    roi = _read_roi(args.roi) if args.roi is not None else None
+    job = _Job(args, loaded, predict_config, post_config, roi)
+    bar = ProgressBar(sys.stderr, enabled=sys.stderr.isatty())
+    failed: list[Path] = []
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        stem = _stem(path)
+        try:
+            if stem in seen:
+                raise UserInputError(
+                    f"its outputs would overwrite those of {seen[stem]} (same name {stem!r}); "
+                    "rename one of them or run them separately."
+                )
+            seen[stem] = path
+            line = job.process(path, stem, bar)
+        except (UserInputError, OSError, MemoryError, RuntimeError, ValueError) as err:
+            bar.close()
+            failed.append(path)
+            reason = str(err) if isinstance(err, UserInputError) else f"{type(err).__name__}: {err}"
+            if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
+                reason += " (try a smaller --tile or --batch-size)"
+            print(f"FAILED {path}: {reason}", file=sys.stderr)
+            logger.debug("failure details for %s", path, exc_info=True)
+            continue
+        bar.close()
+        print(line)
+    elapsed = time.perf_counter() - start
+    print(f"{len(inputs) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f} s")
+    return 1 if failed else 0
+
+
+class _Job:
+    """Everything shared by the files of one run; ``process`` does one file."""
+
+    def __init__(self, args, loaded, predict_config, post_config, roi) -> None:
+        self.args, self.loaded = args, loaded
+        self.predict_config, self.post_config, self.roi = predict_config, post_config, roi
+
+    def process(self, path: Path, stem: str, bar: ProgressBar) -> str:
+        """Predict one file, write its outputs and return its summary line."""
+        import numpy as np
+
+        from napari_unet.core.axes import check_axes, guess_axes
+        from napari_unet.core.io import read_image, write_labels, write_tiff
+        from napari_unet.core.postprocess import labels_from_probabilities
+        from napari_unet.core.predict import iter_predict
+
+        tic = time.perf_counter()
+        info, out = self.loaded.info, self.args.out
+        data = read_image(path)
+        if self.args.axes:
+            axes = check_axes(self.args.axes, data.image.shape)
+        else:
+            axes = guess_axes(data.image.shape, metadata_axes=data.axes)
+        spatial_axes = "".join(a for a in axes if a in "TZS") + "YX"
+        generator = iter_predict(
+            self.loaded.model,
+            data.image,
+            axes,
+            task=info.task,
+            normalization=info.normalization_config(),
+            config=self.predict_config,
+        )
+        while True:
+            try:
+                progress = next(generator)
+            except StopIteration as stop:
+                probabilities = stop.value
+                break
+            bar.update(path.name, progress.fraction)
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[str] = []
+        if info.task == "restoration":
+            restored = probabilities.astype(np.float32, copy=False)
+            restored_axes = "C" + spatial_axes
+            if restored.shape[0] == 1:
+                restored, restored_axes = restored[0], spatial_axes
+            written.append(
+                write_tiff(out / f"{stem}_restored.tif", restored, axes=restored_axes).name
+            )
+            detail = f"restored {restored.shape}"
+        else:
+            detail = f"probabilities {probabilities.shape}"
+            if self.args.output in ("labels", "both"):
+                labels = labels_from_probabilities(
+                    probabilities, task=info.task, config=self.post_config, roi=self.roi
+                )
+                target = out / f"{stem}_labels.tif"
+                written.append(write_labels(target, labels, axes=spatial_axes).name)
+                count = int(labels.max()) if labels.size else 0
+                kind = "objects" if self.post_config.output == "instances" else "max class"
+                detail = f"labels {labels.shape} {labels.dtype}, {kind} {count}"
+            if self.args.output in ("probabilities", "both"):
+                target = out / f"{stem}_probabilities.tif"
+                halves = probabilities.astype(np.float16, copy=False)
+                written.append(write_tiff(target, halves, axes="C" + spatial_axes).name)
+        seconds = time.perf_counter() - tic
+        return f"ok {path} -> {', '.join(written)} ({detail}, {seconds:.1f} s)"
