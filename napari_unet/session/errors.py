@@ -1,0 +1,13 @@
+"""Errors of the annotation session, each carrying the sentence shown to the user."""
+
+from __future__ import annotations
+
+from napari_unet.core.errors import UserInputError
+
+
+class SessionError(UserInputError):
+    """A session folder cannot be used: missing, damaged, newer, or unsafe (a path leaves it)."""
+
+
+class SessionWriteError(SessionError):
+    """Saving failed (disk full, read-only folder); the files on disk are still the last save."""

@@ -1,0 +1,295 @@
+"""Saving and loading the per-slice arrays of a session (a mixin of ``Session``).
+
+Each slice of each image has up to three arrays, stored as separate files so that an autosave
+after a brush stroke writes only what changed: ``labels`` (current labels), ``reviewed`` (bool
+mask) and ``snapshot`` (the model's prediction). Labels equal to the snapshot share its file
+(an untouched prediction costs one file), and an empty reviewed mask is stored as no file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.session.entries import ImageEntry, SliceData, SliceEntry, slice_entry
+from napari_unet.session.errors import SessionError
+from napari_unet.session.index import SLICE_FILES, now
+from napari_unet.session.paths import check_inside
+from napari_unet.session.store import load_array, save_array
+from napari_unet.session.tracking import annotated_mask, summarize
+
+logger = logging.getLogger(__name__)
+_RETRIES = 3
+#: Snapshots and reviewed masks kept in memory so that an autosave need not read them back.
+_CACHE_BYTES = 256 * 2**20
+
+
+def _as_labels(array: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.shape != shape or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"{what} must be an integer (Y, X) = {shape} array, got {array.dtype} {array.shape}"
+        )
+    return array
+
+
+def _annotated(entry: ImageEntry, data: SliceData) -> np.ndarray:
+    if data.labels is None:
+        if data.reviewed is None:
+            return np.zeros(entry.yx_shape, dtype=bool)
+        return data.reviewed.copy()
+    return annotated_mask(data.labels, data.snapshot, data.reviewed, kind=entry.kind)
+
+
+class SlicesMixin:
+    """Per-slice storage; mixed into :class:`~napari_unet.session.Session`."""
+
+    root: Path
+    _index: dict
+    image: Callable[[str], ImageEntry]
+    _mutate: Callable
+
+    def refresh(self) -> bool:  # pragma: no cover - provided by Session
+        raise NotImplementedError
+
+    def _check_slice(self, image_id: str, slice_index: int) -> ImageEntry:
+        entry = self.image(image_id)
+        if not 0 <= int(slice_index) < entry.n_slices:
+            raise SessionError(
+                f"image {entry.name!r} has {entry.n_slices} slice(s); slice {slice_index} does "
+                "not exist."
+            )
+        return entry
+
+    def slice_entry(self, image_id: str, slice_index: int) -> SliceEntry:
+        """The index record of one slice (status, files, counts, model version)."""
+        self._check_slice(image_id, slice_index)
+        return slice_entry(self._index["images"][image_id]["slices"].get(str(int(slice_index))))
+
+    def statuses(self, image_id: str) -> list[str]:
+        """Status of every slice: ``unlabelled``, ``predicted``, ``edited`` or ``reviewed``."""
+        entry = self.image(image_id)
+        slices = self._index["images"][image_id]["slices"]
+        return [slices.get(str(s), {}).get("status", "unlabelled") for s in range(entry.n_slices)]
+
+    # ------------------------------------------------------------------ saving
+    def save_slice(
+        self,
+        image_id: str,
+        slice_index: int,
+        *,
+        labels: np.ndarray | None = None,
+        reviewed: np.ndarray | None = None,
+        snapshot: np.ndarray | None = None,
+        model_version: str | None = None,
+    ) -> SliceEntry:
+        """Save what changed in one slice; arrays left as None keep their stored value.
+
+        Args:
+            labels: (Y, X) integer labels. reviewed: (Y, X) bool (all False clears it).
+            snapshot: (Y, X) integer prediction; ``model_version`` names the model that made it.
+                A snapshot with no labels stored yet also becomes the labels.
+
+        Returns:
+            The new index record (status and counts recomputed).
+
+        Raises:
+            SessionWriteError: the disk is full or read-only; the previous save stays intact
+                and the caller's arrays are untouched.
+        """
+        return self.save_slices(
+            image_id, {int(slice_index): (labels, reviewed, snapshot)}, model_version=model_version
+        )[int(slice_index)]
+
+    def save_slices(
+        self,
+        image_id: str,
+        updates: dict[int, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]],
+        *,
+        model_version: str | None = None,
+    ) -> dict[int, SliceEntry]:
+        """Save several slices in one transaction: ``{slice: (labels, reviewed, snapshot)}``."""
+        entry = self.image(image_id)
+        shape = entry.yx_shape
+        checked: dict[int, tuple] = {}
+        for index, (labels, reviewed, snapshot) in updates.items():
+            self._check_slice(image_id, index)
+            where = f"slice {index}"
+            checked[int(index)] = (
+                None if labels is None else _as_labels(labels, shape, f"labels of {where}"),
+                None if reviewed is None else np.asarray(reviewed, dtype=bool),
+                None if snapshot is None else _as_labels(snapshot, shape, f"snapshot of {where}"),
+            )
+            if checked[int(index)][1] is not None and checked[int(index)][1].shape != shape:
+                raise ValueError(f"reviewed mask of {where} must have shape {shape}")
+
+        def change(index: dict, written: list[str]) -> tuple[dict, list[str]]:
+            image = index["images"].get(image_id)
+            if image is None:
+                raise SessionError(f"the session has no image {image_id!r}; add it again.")
+            results, superseded = {}, []
+            for slice_index, arrays in checked.items():
+                record, old = self._apply(
+                    index, image, entry, slice_index, arrays, model_version, written
+                )
+                superseded += [old[k] for k in SLICE_FILES if old.get(k) and old[k] != record[k]]
+                results[slice_index] = slice_entry(record)
+            return results, superseded
+
+        return self._mutate(change)
+
+    def _apply(
+        self,
+        index: dict,
+        image: dict,
+        entry: ImageEntry,
+        slice_index: int,
+        arrays: tuple,
+        model_version: str | None,
+        written: list[str],
+    ) -> tuple[dict, dict]:
+        labels, reviewed, snapshot = arrays
+        labels_given = labels is not None
+        key = str(slice_index)
+        old = image["slices"].get(key, {})
+        record: dict[str, Any] = {k: None for k in SLICE_FILES} | old
+        record.setdefault("created", now())
+
+        def stored(name: str) -> np.ndarray | None:
+            return self._cached(record[name], f"{entry.name} slice {key} {name}")
+
+        def write(name: str, array: np.ndarray) -> str:
+            index["counter"] += 1
+            relative = (
+                f"{SLICE_FILES[name]}/{entry.id}/{slice_index:05d}-{index['counter']:06d}.npz"
+            )
+            # a data folder that is a link leading out of the session is refused, not written
+            path = check_inside(
+                self.root,
+                relative,
+                what=f"{entry.name} slice {key} {name}",
+                folder=SLICE_FILES[name],
+            )
+            save_array(path, array)
+            written.append(relative)
+            if name != "labels":  # kept for the next autosave's status, which needs them
+                self._remember(relative, array.copy())
+            return relative
+
+        current_snapshot = snapshot if snapshot is not None else stored("snapshot")
+        if snapshot is not None:
+            record["snapshot"] = write("snapshot", snapshot)
+            record["model_version"] = model_version
+            if labels is None and record["labels"] is None:
+                labels = snapshot
+        if labels is not None:
+            same = (
+                current_snapshot is not None
+                and labels.dtype == current_snapshot.dtype
+                and np.array_equal(labels, current_snapshot)
+            )
+            record["labels"] = record["snapshot"] if same else write("labels", labels)
+        else:
+            labels = stored("labels")
+        if reviewed is not None:
+            record["reviewed"] = write("reviewed", reviewed) if reviewed.any() else None
+        else:
+            reviewed = stored("reviewed")
+        summary = summarize(labels, current_snapshot, reviewed, kind=entry.kind)
+        round_ = index["rounds"][-1]
+        # accounting: growth since the last save; a new snapshot restarts edits from zero,
+        # and a snapshot saved without labels (a re-prediction) is no edit at all
+        for counter, field in (
+            ("pixels_edited", "pixels_changed"),
+            ("objects_edited", "objects_touched"),
+            ("pixels_reviewed", "reviewed_pixels"),
+        ):
+            fresh = snapshot is not None and field != "reviewed_pixels"
+            if fresh and not labels_given:
+                continue
+            before = 0 if fresh else int(old.get(field, 0))
+            round_[counter] += max(0, getattr(summary, field) - before)
+        record.update(
+            status=summary.status,
+            modified=now(),
+            **{
+                f: getattr(summary, f)
+                for f in (
+                    "pixels_changed",
+                    "objects_touched",
+                    "reviewed_pixels",
+                    "annotated_pixels",
+                )
+            },
+        )
+        if summary.status == "unlabelled" and not any(record[k] for k in SLICE_FILES):
+            image["slices"].pop(key, None)
+        else:
+            image["slices"][key] = record
+        return record, old
+
+    # ------------------------------------------------------------------ loading
+    def _remember(self, relative: str, array: np.ndarray) -> None:
+        """Cache an array by file name (files are never rewritten, so entries never go stale)."""
+        cache = self.__dict__.setdefault("_array_cache", OrderedDict())
+        array.flags.writeable = False
+        cache[relative] = array
+        while sum(a.nbytes for a in cache.values()) > _CACHE_BYTES and len(cache) > 1:
+            cache.popitem(last=False)
+
+    def _cached(self, relative: str | None, what: str) -> np.ndarray | None:
+        """Read-only array of a stored file, from the cache when possible (internal use)."""
+        cache = self.__dict__.setdefault("_array_cache", OrderedDict())
+        if relative in cache:
+            cache.move_to_end(relative)
+            return cache[relative]
+        array = self._read(relative, what)
+        if array is not None:
+            self._remember(relative, array)
+        return array
+
+    def _read(self, relative: str | None, what: str) -> np.ndarray | None:
+        if relative is None:
+            return None
+        path = check_inside(self.root, relative, what=what, folder=tuple(SLICE_FILES.values()))
+        return load_array(path, what=what)
+
+    def load_slice(self, image_id: str, slice_index: int) -> SliceData:
+        """The stored arrays of one slice (None where nothing is stored).
+
+        Safe while another process saves: a file replaced under our feet makes us re-read the
+        index and try again.
+        """
+        entry = self._check_slice(image_id, slice_index)
+        for attempt in range(_RETRIES):
+            record = self._index["images"][image_id]["slices"].get(str(int(slice_index)), {})
+            try:
+                arrays = {
+                    name: self._read(record.get(name), f"{entry.name} slice {slice_index} {name}")
+                    for name in ("reviewed", "snapshot")
+                }
+                if record.get("labels") and record.get("labels") == record.get("snapshot"):
+                    arrays["labels"] = arrays["snapshot"].copy()  # an untouched prediction
+                else:
+                    arrays["labels"] = self._read(
+                        record.get("labels"), f"{entry.name} slice {slice_index} labels"
+                    )
+            except FileNotFoundError:
+                if attempt == _RETRIES - 1 or not self.refresh():
+                    raise SessionError(
+                        f"a file of {entry.name!r} slice {slice_index} disappeared; reopen the "
+                        "session."
+                    ) from None
+                continue
+            return SliceData(**arrays)
+        raise AssertionError("unreachable")
+
+    def _stored_slices(self, image_id: str) -> list[int]:
+        return sorted(int(k) for k in self._index["images"][image_id]["slices"])
