@@ -1,0 +1,228 @@
+"""GUI responsiveness benchmark: does napari's event loop keep running while the widget predicts?
+
+Usage (napari needs a real OpenGL context, so run it under Xvfb)::
+
+    xvfb-run -a python benchmarks/bench_gui.py [--quick] [--json OUT] [--threads N]
+
+A real napari window with the "U-Net Segment" widget docked and a synthetic nuclei image of
+2048x2048 (``--quick``: 1024x1024). A ``QTimer`` heartbeat fires every 10 ms on the main thread
+and records when it ran; the gaps between ticks are the event-loop stalls. The benchmark clicks
+Run (CPU, the default model: a built-in 1-channel checkpoint, instance models first, else a
+random-weight ``unet`` base 32 depth 4 with 3 classes, task ``instances``) and waits until the
+labels are on screen.
+
+JSON keys: ``max_stall_ms_predict`` (longest gap from the click until the finished labels are
+handed to the layer, i.e. excluding the final refresh), ``p99_stall_ms_predict``,
+``max_stall_ms_refresh`` (the gap spanning the one labels write + redraw, on its own),
+``seconds_to_labels`` (click -> first heartbeat after the labels were drawn),
+``seconds_predict_worker`` (the worker's own time), ``torch_threads_worker``, plus the setup.
+
+Scenarios live in ``SCENARIOS``; the fine-tune widget adds ``"train"`` (``max_stall_ms_train``)
+with the same :class:`Heartbeat` and :func:`stall_stats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGET_STALL_MS = 100.0
+
+
+class Heartbeat:
+    """Records ``time.perf_counter()`` at every tick of a 10 ms QTimer on the main thread."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+
+    def start(self) -> None:
+        self.ticks.clear()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+
+def stall_stats(ticks: list[float], start: float, end: float) -> dict[str, float]:
+    """Max and p99 gap (ms) between heartbeat ticks ending inside (start, end]."""
+    times = np.asarray(ticks)
+    gaps = np.diff(times)
+    keep = (times[1:] > start) & (times[1:] <= end)
+    gaps = gaps[keep] * 1000.0
+    if not gaps.size:
+        return {"max": float("nan"), "p99": float("nan"), "n": 0}
+    return {"max": float(gaps.max()), "p99": float(np.percentile(gaps, 99)), "n": int(gaps.size)}
+
+
+def spanning_gap_ms(ticks: list[float], start: float, end: float) -> float:
+    """The gap (ms) from the last tick before ``start`` to the first tick after ``end``."""
+    times = np.asarray(ticks)
+    before = times[times <= start]
+    after = times[times >= end]
+    if not before.size or not after.size:
+        return float("nan")
+    return float((after[0] - before[-1]) * 1000.0)
+
+
+def default_checkpoint(folder: Path) -> tuple[Path, str]:
+    """A built-in 1-channel checkpoint (instances first), else a random unet (base 32, depth 4)."""
+    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
+
+    usable = {
+        name: read_checkpoint_info(path) for name, path in builtin_checkpoints().items()
+    }  # instance models first: their post-processing (watershed) is the heavier path
+    for name, info in sorted(usable.items(), key=lambda item: item[1].task != "instances"):
+        if info.in_channels == 1:
+            return builtin_checkpoints()[name], f"built-in {name} ({info.task})"
+    import torch
+
+    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", depth=4, base_channels=32, in_channels=1, out_channels=3)
+    path = save_checkpoint(folder / "bench_unet32.pt", model, task="instances")
+    return path, "random unet base 32 depth 4 (instances)"
+
+
+def wait_until(app: Any, predicate: Callable[[], bool], timeout_s: float) -> None:
+    """Run the Qt event loop until ``predicate()`` (raises TimeoutError after ``timeout_s``)."""
+    deadline = time.perf_counter() + timeout_s
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the widget did not finish in time")
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def scenario_predict(viewer: Any, widget: Any, app: Any, args: argparse.Namespace) -> dict:
+    """Click Run on the image and measure stalls until the labels are on screen."""
+    panel = widget.segment
+    panel.form.scope.setCurrentIndex(panel.form.scope.findData("slice"))
+    panel.form.device.setCurrentIndex(max(panel.form.device.findText("cpu"), 0))
+    if args.threads:
+        panel.num_threads = args.threads
+    marks: dict[str, float] = {}
+    real_write = panel.writer.write
+
+    def timed_write(job: dict, result: Any) -> None:
+        marks["write_start"] = time.perf_counter()
+        if args.profile:
+            import cProfile
+            import pstats
+
+            with cProfile.Profile() as profile:
+                real_write(job, result)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+        else:
+            real_write(job, result)
+        marks["write_end"] = time.perf_counter()
+        marks["worker_s"] = result.seconds
+
+    panel.writer.write = timed_write
+    beat = Heartbeat()
+    beat.start()
+    wait_until(app, lambda: len(beat.ticks) > 20, 5)  # a settled loop before the click
+    marks["click"] = time.perf_counter()
+    panel.run_button.click()
+    wait_until(app, lambda: panel.worker is None, args.timeout)
+    if "write_end" not in marks:
+        raise RuntimeError(f"no labels were written: {panel.message.text()}")
+    # labels on screen: the event loop has come back after the write and the redraw it posted
+    drawn = marks["write_end"]
+    wait_until(app, lambda: beat.ticks and beat.ticks[-1] > drawn, 10)
+    wait_until(app, lambda: len([t for t in beat.ticks if t > drawn]) >= 3, 10)
+    beat.stop()
+    first_after = next(t for t in beat.ticks if t > drawn)
+    predict = stall_stats(beat.ticks, marks["click"], marks["write_start"])
+    return {
+        "max_stall_ms_predict": round(predict["max"], 1),
+        "p99_stall_ms_predict": round(predict["p99"], 1),
+        "heartbeats_predict": predict["n"],
+        "max_stall_ms_refresh": round(
+            spanning_gap_ms(beat.ticks, marks["write_start"], marks["write_end"]), 1
+        ),
+        "seconds_to_labels": round(first_after - marks["click"], 2),
+        "seconds_predict_worker": round(marks["worker_s"], 2),
+        "status": panel.status.text(),
+    }
+
+
+SCENARIOS: dict[str, Callable[..., dict]] = {"predict": scenario_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1024x1024 instead of 2048x2048")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--threads", type=int, help="torch threads in the worker (default cores-1)")
+    parser.add_argument("--checkpoint", type=Path, help="model to use (default: see module doc)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per scenario")
+    parser.add_argument("--profile", action="store_true", help="profile the labels write")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
+    args = parser.parse_args(argv)
+
+    import napari
+    import torch
+
+    from napari_unet._widgets import SegmentWidget
+    from napari_unet.core.synthetic import synthetic_nuclei
+
+    side = 1024 if args.quick else 2048
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("NAPARI_UNET_CONFIG_DIR", str(Path(tmp) / "config"))
+        checkpoint, model_name = (
+            (args.checkpoint, str(args.checkpoint))
+            if args.checkpoint
+            else default_checkpoint(Path(tmp))
+        )
+        image, _ = synthetic_nuclei((side, side), n_nuclei=side * side // 1600, seed=1)
+        viewer = napari.Viewer(show=True)
+        app = napari.qt.get_qapp()
+        viewer.add_image(image, name="nuclei")
+        widget = SegmentWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="U-Net Segment")
+        widget.segment.form.model.add_checkpoint(checkpoint)
+        wait_until(app, lambda: widget.segment._info_worker is not None, 5)
+        wait_until(app, lambda: not widget.segment._info_worker.is_running, 60)
+        results: dict[str, Any] = {
+            "image_side": side,
+            "model": model_name,
+            "quick": args.quick,
+            "torch_threads_main": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+        }
+        from napari_unet._widgets.predict_worker import worker_threads
+
+        results["torch_threads_worker"] = args.threads or worker_threads()
+        for name in args.scenario or sorted(SCENARIOS):
+            results.update(SCENARIOS[name](viewer, widget, app, args))
+        viewer.close()
+    results["target_max_stall_ms"] = TARGET_STALL_MS
+    results["pass_predict"] = bool(results.get("max_stall_ms_predict", 1e9) <= TARGET_STALL_MS)
+    results["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
+    results["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    for key, value in results.items():
+        print(f"{key:28s} {value}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

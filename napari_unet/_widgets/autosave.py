@@ -1,0 +1,362 @@
+"""Debounced autosave of labels layers into a session.
+
+Every edit restarts a single-shot timer; when the user pauses (``delay_ms``, ~1 s after the last
+brush stroke) the controller saves the slices that changed, and only those:
+
+- what may have changed comes from the layer's events: ``paint`` (the slices a stroke touched),
+  ``data`` (everything), ``set_data`` without a slice change (undo/redo, a prediction refreshed in
+  place: the shown slice), ``metadata`` (reviewed marks; ``napari_unet_slices`` narrows it), and
+  a changed ``snapshot``/``predicted`` entry in the tag (the predicted slices);
+- each candidate slice's labels, reviewed mask and snapshot are fingerprinted (CRC-32) and
+  compared with what was last saved, so scrolling or a no-op refresh writes nothing.
+
+Small saves run on the main thread. When the last save suggests this one would take longer than
+``budget_s`` (~50 ms), it runs in a thread on COPIES of the dirty slices, and edits made meanwhile
+are coalesced into one save after it. A failed save (disk full, read-only folder) keeps the slices
+dirty, reports the error, and is retried on the next edit. :meth:`Autosave.flush` saves
+synchronously (viewer closing).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from napari_unet._widgets import reviewed as rv
+from napari_unet.session.errors import SessionError
+
+logger = logging.getLogger(__name__)
+
+Fingerprint = tuple[int, int | None, int | None]
+Updates = dict[int, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
+
+
+def _crc(array: np.ndarray | None) -> int | None:
+    if array is None:
+        return None
+    array = np.ascontiguousarray(array)
+    return zlib.crc32(array.view(np.uint8).reshape(-1), zlib.crc32(array.dtype.str.encode()))
+
+
+@dataclass(eq=False)
+class _Watch:
+    """A labels layer linked to a session image, and what of it was saved."""
+
+    layer: Any
+    image_id: str
+    suspect: set[int] = field(default_factory=set)
+    saved: dict[int, Fingerprint] = field(default_factory=dict)
+    seen: tuple = ()
+    step: tuple = ()
+
+
+@dataclass(eq=False)
+class _Job:
+    """One save: ``{watch: (updates, fingerprints)}`` plus its outcome."""
+
+    batch: dict[_Watch, tuple[Updates, dict[int, Fingerprint]]]
+    nbytes: int
+    error: BaseException | None = None
+    seconds: float = 0.0
+    handled: bool = False
+    thread: threading.Thread | None = None
+
+
+class Autosave(QObject):
+    """Saves watched labels layers into ``session`` shortly after each edit.
+
+    Args:
+        viewer: the napari viewer (its current slice tells which slice an undo touched).
+        delay_ms: quiet time after the last edit before saving.
+        budget_s: longest save allowed on the main thread.
+        threaded: force (True) or forbid (False) saving in a thread; None decides by size.
+
+    Signals:
+        saved(float): a save finished (``time.time()``).
+        failed(str): a save failed; the sentence to show.
+        busy(bool): a threaded save started / ended.
+    """
+
+    saved = Signal(float)
+    failed = Signal(str)
+    busy = Signal(bool)
+    _finished = Signal(object)
+
+    def __init__(
+        self,
+        viewer: Any,
+        parent: QObject | None = None,
+        *,
+        delay_ms: int = 1000,
+        budget_s: float = 0.05,
+        threaded: bool | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session: Any = None
+        self.budget_s = budget_s
+        self.threaded = threaded
+        self.error: str | None = None
+        self.last_saved: float | None = None
+        self._watches: list[_Watch] = []
+        self._job: _Job | None = None
+        self._again = False
+        self._last_rate: tuple[float, int] = (0.0, 1)
+        self._timer = QTimer(self, singleShot=True, interval=delay_ms)
+        self._timer.timeout.connect(self.save_now)
+        self._finished.connect(self._on_finished)
+
+    # ------------------------------------------------------------------ watching
+    def watch(self, layer: Any, image_id: str, *, saved_now: bool = False) -> None:
+        """Save ``layer`` as session image ``image_id`` from now on.
+
+        Args:
+            saved_now: the layer holds exactly what the session stores (just restored); else
+                every slice is saved at the next tick.
+        """
+        self.unwatch(layer)
+        watch = _Watch(layer, image_id)
+        n = rv.n_slices(tuple(layer.data.shape))
+        if saved_now:
+            watch.saved = {s: self._fingerprint(layer, s) for s in range(n)}
+        else:
+            watch.suspect = set(range(n))
+        watch.seen = self._seen(layer)
+        watch.step = tuple(self.viewer.dims.current_step)
+        self._watches.append(watch)
+        for name, callback in self._callbacks(watch):
+            getattr(layer.events, name).connect(callback)
+        if not saved_now:
+            self._timer.start()
+
+    def unwatch(self, layer: Any) -> None:
+        """Stop saving ``layer`` (pending changes of it are dropped; flush first to keep them)."""
+        for watch in [w for w in self._watches if w.layer is layer]:
+            for name, callback in self._callbacks(watch):
+                getattr(layer.events, name).disconnect(callback)
+            self._watches.remove(watch)
+
+    def watched(self) -> list[tuple[Any, str]]:
+        """``(layer, image_id)`` of every watched layer."""
+        return [(w.layer, w.image_id) for w in self._watches]
+
+    def _callbacks(self, watch: _Watch) -> list[tuple[str, Any]]:
+        cached = getattr(watch, "_cb", None)
+        if cached is None:
+            cached = [
+                (
+                    "paint",
+                    lambda e: self._dirty(
+                        watch, rv.paint_slices(e.value, tuple(watch.layer.data.shape))
+                    ),
+                ),
+                ("data", lambda e: self._dirty(watch, None)),
+                ("set_data", lambda e: self._on_set_data(watch)),
+                (
+                    "metadata",
+                    lambda e: self._dirty(
+                        watch, _slices_or_none(getattr(e, "napari_unet_slices", None))
+                    ),
+                ),
+            ]
+            watch._cb = cached  # type: ignore[attr-defined]
+        return cached
+
+    def _on_set_data(self, watch: _Watch) -> None:
+        step = tuple(self.viewer.dims.current_step)
+        if step != watch.step:  # scrolling through the stack: nothing changed
+            watch.step = step
+            return
+        self._dirty(watch, {self._current_slice(watch.layer)})
+
+    def _current_slice(self, layer: Any) -> int:
+        shape = tuple(layer.data.shape)
+        if len(shape) <= 2:
+            return 0
+        position = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+        return rv.flat_index(shape, np.round(position[-len(shape) : -2]))
+
+    def _dirty(self, watch: _Watch, slices: set[int] | None) -> None:
+        n = rv.n_slices(tuple(watch.layer.data.shape))
+        watch.suspect |= set(range(n)) if slices is None else {s for s in slices if 0 <= s < n}
+        self.mark_pending()
+
+    def mark_dirty(self, layer: Any, slices: set[int] | None = None) -> None:
+        """Tell the autosave that ``slices`` (None: all) of ``layer`` may have changed."""
+        for watch in self._watches:
+            if watch.layer is layer:
+                self._dirty(watch, slices)
+
+    def mark_pending(self) -> None:
+        """Restart the quiet-time timer (or queue a save after the one running)."""
+        if self._job is not None:
+            self._again = True
+        self._timer.start()
+
+    @property
+    def pending(self) -> bool:
+        """A save is scheduled or running."""
+        return self._timer.isActive() or self._job is not None
+
+    # ------------------------------------------------------------------ collecting
+    @staticmethod
+    def _seen(layer: Any) -> tuple:
+        tag = rv.plugin_meta(layer) or {}
+        return id(layer.data), id(tag.get("snapshot")), tuple(tag.get("predicted") or ())
+
+    @staticmethod
+    def _fingerprint(layer: Any, s: int) -> Fingerprint:
+        return (
+            _crc(rv.plane(np.asarray(layer.data), s)),
+            _crc(rv.reviewed_plane(layer, s)),
+            _crc(rv.snapshot_plane(layer, s)),
+        )
+
+    def _collect(self, watch: _Watch) -> tuple[Updates, dict[int, Fingerprint]]:
+        layer = watch.layer
+        n = rv.n_slices(tuple(layer.data.shape))
+        seen = self._seen(layer)
+        if seen != watch.seen:  # data replaced, or a prediction landed without an event
+            if not watch.seen or seen[0] != watch.seen[0]:
+                watch.suspect |= set(range(n))
+            watch.suspect |= {s for s in seen[2] if 0 <= s < n}
+            watch.seen = seen
+        updates: Updates = {}
+        prints: dict[int, Fingerprint] = {}
+        data = np.asarray(layer.data)
+        for s in sorted(watch.suspect):
+            new = self._fingerprint(layer, s)
+            old = watch.saved.get(s)
+            if new == old:
+                continue
+            labels = rv.plane(data, s)
+            if old is None and new[1:] == (None, None) and not labels.any():
+                continue  # never saved and still empty: nothing to keep
+            old = old or (None, None, None)
+            reviewed = rv.reviewed_plane(layer, s)
+            snapshot = rv.snapshot_plane(layer, s)
+            updates[s] = (
+                labels.copy() if new[0] != old[0] else None,
+                (reviewed.copy() if reviewed is not None else np.zeros(labels.shape, bool))
+                if new[1] != old[1]
+                else None,
+                snapshot.copy() if new[2] != old[2] and snapshot is not None else None,
+            )
+            prints[s] = new
+        watch.suspect.clear()
+        return updates, prints
+
+    # ------------------------------------------------------------------ saving
+    def save_now(self) -> bool:
+        """Save what changed now (threaded when large); False when nothing could be started."""
+        self._timer.stop()
+        if self.session is None:
+            return False
+        if self._job is not None:
+            self._again = True
+            return False
+        batch = {}
+        for watch in self._watches:
+            updates, prints = self._collect(watch)
+            if updates:
+                batch[watch] = (updates, prints)
+        if not batch:
+            return True
+        nbytes = sum(
+            a.nbytes for u, _ in batch.values() for t in u.values() for a in t if a is not None
+        )
+        job = _Job(batch, nbytes)
+        seconds, size = self._last_rate
+        threaded = self.threaded
+        if threaded is None:
+            threaded = seconds * max(1.0, nbytes / size) > self.budget_s or nbytes > 32 << 20
+        self._job = job
+        if not threaded:
+            self._run(job, self.session)
+            self._on_finished(job)
+            return job.error is None
+        job.thread = threading.Thread(
+            target=self._thread_main,
+            args=(job, self.session),
+            name="napari-unet-autosave",
+            daemon=True,
+        )
+        self.busy.emit(True)
+        job.thread.start()
+        return True
+
+    def _thread_main(self, job: _Job, session: Any) -> None:
+        self._run(job, session)
+        self._finished.emit(job)
+
+    @staticmethod
+    def _run(job: _Job, session: Any) -> None:
+        start = time.perf_counter()
+        try:
+            for watch, (updates, _) in job.batch.items():
+                session.save_slices(watch.image_id, updates)
+        except (SessionError, OSError) as err:
+            job.error = err
+        job.seconds = time.perf_counter() - start
+
+    def _on_finished(self, job: _Job) -> None:
+        if job.handled:
+            return
+        job.handled = True
+        batch, job.batch = job.batch, {}  # a queued copy of ``job`` must not keep layers alive
+        if job.thread is not None:
+            self.busy.emit(False)
+            job.thread = None
+        self._job = None
+        if job.error is None:
+            for watch, (_, prints) in batch.items():
+                watch.saved.update(prints)
+            self._last_rate = (job.seconds, max(job.nbytes, 1))
+            self.error = None
+            self.last_saved = time.time()
+            logger.debug("autosaved %d byte(s) in %.3f s", job.nbytes, job.seconds)
+            self.saved.emit(self.last_saved)
+        else:
+            for watch, (updates, _) in batch.items():
+                watch.suspect |= set(updates)
+            err = job.error
+            if isinstance(err, OSError) and not isinstance(err, SessionError):
+                from napari_unet.session.store import write_error
+
+                err = write_error(self.session.root, err)
+            self.error = str(err)
+            logger.warning("autosave failed: %s", self.error)
+            self.failed.emit(self.error)  # retried on the next edit
+        if self._again:
+            self._again = False
+            self._timer.start()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Save everything pending now, synchronously; True when nothing is left unsaved."""
+        self._timer.stop()
+        job = self._job
+        if job is not None and job.thread is not None:
+            job.thread.join(timeout)
+            if job.thread.is_alive():
+                return False
+            self._on_finished(job)
+        self._again = False
+        threaded, self.threaded = self.threaded, False
+        try:
+            ok = self.save_now()
+        finally:
+            self.threaded = threaded
+        return ok and self.error is None
+
+
+def _slices_or_none(value: Any) -> set[int] | None:
+    if value is None:
+        return None
+    return {int(s) for s in value}

@@ -1,0 +1,411 @@
+"""Correction tools of the "U-Net Segment" dock widget.
+
+napari's own label tools do the painting; this panel adds what the human-in-the-loop needs:
+mark pixels as reviewed (the whole slice, the current view, or rectangles drawn in a Shapes
+layer), the per-slice status (unlabelled / predicted / edited / reviewed), the next free label id
+(key ``M`` on the labels layer), and deleting objects smaller than N pixels (one undoable edit in
+the layer's own history).
+
+Changes to the reviewed mask are announced with ``layer.events.metadata(napari_unet_slices=...)``
+so that the autosave (which listens to the layer) saves them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet._widgets import reviewed as rv
+from napari_unet.core.postprocess import remove_small_objects_labels
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+NEXT_LABEL_KEY = "M"
+SCOPES = ("current slice", "whole stack")
+
+
+class SliceStatusCache:
+    """Per-slice status of one labels layer, recomputed lazily for slices marked dirty."""
+
+    def __init__(self) -> None:
+        self.layer: Any = None
+        self._status: dict[int, str] = {}
+
+    def reset(self, layer: Any = None) -> None:
+        """Forget everything (a new layer, or its data replaced)."""
+        self.layer = layer
+        self._status.clear()
+
+    def mark_dirty(self, slices: set[int] | None) -> None:
+        """Recompute ``slices`` (None: all) next time they are asked for."""
+        if slices is None:
+            self._status.clear()
+        for s in slices or ():
+            self._status.pop(s, None)
+
+    def status(self, index: int) -> str:
+        """Status of slice ``index`` (computed once until marked dirty)."""
+        if index not in self._status:
+            self._status[index] = rv.status_of(self.layer, index)
+        return self._status[index]
+
+    def counts(self) -> dict[str, int]:
+        """How many slices have each status."""
+        counts: dict[str, int] = {}
+        for s in range(rv.n_slices(tuple(self.layer.data.shape))):
+            status = self.status(s)
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+
+def summary_text(n: int, counts: dict[str, int]) -> str:
+    """E.g. ``"12 slices: 3 reviewed, 2 edited, 7 predicted"``."""
+    order = ("reviewed", "edited", "predicted", "unlabelled")
+    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+    return f"{n} slice{'s' if n != 1 else ''}: " + ", ".join(parts)
+
+
+class CorrectPanel(QWidget):
+    """Correction tools for a Labels layer (the plugin's output or one the user picks)."""
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.cache = SliceStatusCache()
+        self._layer: Any = None
+        self._status_timer = QTimer(self, singleShot=True, interval=150)
+        self._status_timer.timeout.connect(self.refresh_status)
+
+        self.layer_combo = QComboBox(toolTip="Labels layer to correct")
+        self.slice_button = QPushButton("Slice", toolTip="Mark the whole current slice reviewed")
+        self.view_button = QPushButton(
+            "View", toolTip="Mark the visible part of the slice reviewed"
+        )
+        self.draw_button = QPushButton(
+            "Draw…",
+            toolTip="Draw rectangles in a 'review regions' Shapes layer, then click 'Regions'",
+        )
+        self.regions_button = QPushButton(
+            "Regions", toolTip="Mark the drawn rectangles reviewed and clear them"
+        )
+        self.next_button = QPushButton(
+            f"Next free label id ({NEXT_LABEL_KEY})",
+            toolTip=f"Select max(labels) + 1; shortcut: {NEXT_LABEL_KEY} on the labels layer",
+        )
+        self.min_size = QSpinBox(
+            minimum=1,
+            maximum=10**7,
+            value=20,
+            suffix=" px",
+            toolTip="Objects with fewer pixels are deleted",
+        )
+        self.scope = QComboBox(toolTip="Where to delete small objects")
+        self.scope.addItems(SCOPES)
+        self.delete_button = QPushButton(
+            "Delete smaller", toolTip="Delete objects smaller than N pixels (undo with Ctrl+Z)"
+        )
+        self.slice_status = QLabel("no labels layer")
+        self.stack_status = QLabel("")
+        self.message = QLabel("", wordWrap=True)
+
+        box = QGroupBox("Correct")
+        grid = QGridLayout(box)
+        grid.addWidget(QLabel("Labels"), 0, 0)
+        grid.addWidget(self.layer_combo, 0, 1, 1, 4)
+        grid.addWidget(QLabel("Mark reviewed"), 1, 0)
+        for column, button in enumerate(
+            (self.slice_button, self.view_button, self.draw_button, self.regions_button), 1
+        ):
+            grid.addWidget(button, 1, column)
+        grid.addWidget(self.next_button, 2, 0, 1, 5)
+        row = QHBoxLayout()
+        for widget in (QLabel("Objects <"), self.min_size, self.scope, self.delete_button):
+            row.addWidget(widget)
+        grid.addLayout(row, 3, 0, 1, 5)
+        grid.addWidget(self.slice_status, 4, 0, 1, 5)
+        grid.addWidget(self.stack_status, 5, 0, 1, 5)
+        grid.addWidget(self.message, 6, 0, 1, 5)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(box)
+
+        self.slice_button.clicked.connect(self.mark_slice)
+        self.view_button.clicked.connect(self.mark_view)
+        self.draw_button.clicked.connect(self.show_review_regions)
+        self.regions_button.clicked.connect(self.mark_regions)
+        self.next_button.clicked.connect(self.select_next_label)
+        self.delete_button.clicked.connect(lambda: self.delete_small())
+        self.layer_combo.currentIndexChanged.connect(self._on_combo)
+        viewer.layers.events.inserted.connect(self._on_layers_changed)
+        viewer.layers.events.removed.connect(self._on_layers_changed)
+        viewer.dims.events.current_step.connect(self._schedule_status)
+        self._on_layers_changed()
+
+    # ------------------------------------------------------------------ layer choice
+    @property
+    def labels_layer(self) -> Any:
+        """The Labels layer being corrected, or None."""
+        return self._layer
+
+    def _labels_layers(self) -> list[Any]:
+        from napari.layers import Labels
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, Labels)]
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        layers = self._labels_layers()
+        current = self._layer if self._layer in layers else None
+        if current is None and layers:
+            plugin = [la for la in layers if rv.role_of(la) == "labels"]
+            current = (plugin or layers)[-1]
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        for layer in layers:
+            self.layer_combo.addItem(layer.name, layer)
+            layer.events.name.connect(self._on_layers_changed)  # keep the names current
+        if current is not None:
+            self.layer_combo.setCurrentIndex(layers.index(current))
+        self.layer_combo.blockSignals(False)
+        self.set_labels_layer(current)
+
+    def _on_combo(self, index: int) -> None:
+        self.set_labels_layer(self.layer_combo.itemData(index) if index >= 0 else None)
+
+    def set_labels_layer(self, layer: Any) -> None:
+        """Correct ``layer`` (a napari Labels layer) from now on."""
+        if layer is self._layer:
+            return
+        if self._layer is not None:
+            for name, callback in self._callbacks():
+                getattr(self._layer.events, name).disconnect(callback)
+        self._layer = layer
+        self.cache.reset(layer)
+        if layer is not None:
+            for name, callback in self._callbacks():
+                getattr(layer.events, name).connect(callback)
+            layer.bind_key(NEXT_LABEL_KEY, self._next_label_key, overwrite=True)
+            layers = self._labels_layers()
+            if layer in layers and layers.index(layer) != self.layer_combo.currentIndex():
+                self.layer_combo.setCurrentIndex(layers.index(layer))
+        for button in (
+            self.slice_button,
+            self.view_button,
+            self.draw_button,
+            self.regions_button,
+            self.next_button,
+            self.delete_button,
+        ):
+            button.setEnabled(layer is not None)
+        self.refresh_status()
+
+    def _callbacks(self) -> list[tuple[str, Any]]:
+        return [
+            ("paint", self._on_paint),
+            ("data", self._on_data),
+            ("set_data", self._on_set_data),
+            ("metadata", self._on_metadata),
+        ]
+
+    # ------------------------------------------------------------------ status
+    def _on_paint(self, event: Any) -> None:
+        self.cache.mark_dirty(rv.paint_slices(event.value, tuple(self._layer.data.shape)))
+        self._schedule_status()
+
+    def _on_data(self, event: Any = None) -> None:
+        self.cache.mark_dirty(None)
+        self._schedule_status()
+
+    def _on_set_data(self, event: Any = None) -> None:
+        # undo/redo and refreshes after a prediction emit only set_data: recheck what is shown
+        self.cache.mark_dirty({self.current_slice()})
+        self._schedule_status()
+
+    def _on_metadata(self, event: Any = None) -> None:
+        slices = getattr(event, "napari_unet_slices", None)
+        self.cache.mark_dirty(None if slices is None else set(slices))
+        self._schedule_status()
+
+    def _schedule_status(self, event: Any = None) -> None:
+        self._status_timer.start()
+
+    def current_slice(self) -> int:
+        """The slice of the labels layer shown in the viewer (0 for a 2-D layer)."""
+        layer = self._layer
+        shape = tuple(layer.data.shape)
+        if len(shape) <= 2:
+            return 0
+        position = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+        return rv.flat_index(shape, np.round(position[-len(shape) : -2]))
+
+    def refresh_status(self) -> None:
+        """Show the status of the current slice and the counts over the stack."""
+        layer = self._layer
+        if layer is None:
+            self.slice_status.setText("no labels layer")
+            self.stack_status.setText("")
+            return
+        n = rv.n_slices(tuple(layer.data.shape))
+        current = self.current_slice()
+        prefix = f"Slice {current}" if n > 1 else "Image"
+        self.slice_status.setText(f"{prefix}: {self.cache.status(current)}")
+        self.stack_status.setText(summary_text(n, self.cache.counts()))
+
+    def _say(self, text: str) -> None:
+        self.message.setText(text)
+        logger.info(text)
+
+    # ------------------------------------------------------------------ reviewed
+    def _after_review(self, slices: set[int], added: int) -> None:
+        layer = self._layer
+        rv.ensure_overlay(self.viewer, layer)
+        layer.events.metadata(napari_unet_slices=tuple(sorted(slices)))
+        self._say(f"{added} pixel(s) newly marked reviewed.")
+
+    def mark_slice(self) -> int:
+        """Mark the whole current slice reviewed; returns the pixels newly marked."""
+        if self._layer is None:
+            return 0
+        index = self.current_slice()
+        added = rv.mark_reviewed(self._layer, index)
+        self._after_review({index}, added)
+        return added
+
+    def view_region(self) -> tuple[slice, slice]:
+        """The (Y, X) box of the current slice visible in the canvas (whole slice in 3-D)."""
+        layer = self._layer
+        y, x = layer.data.shape[-2:]
+        if self.viewer.dims.ndisplay != 2 or list(self.viewer.dims.displayed)[-2:] != [
+            self.viewer.dims.ndim - 2,
+            self.viewer.dims.ndim - 1,
+        ]:
+            return slice(0, y), slice(0, x)
+        corners = np.asarray(layer.corner_pixels)[:, -2:]
+        y0, x0 = np.clip(corners[0], 0, (y, x))
+        y1, x1 = np.clip(corners[1] + 1, 0, (y, x))
+        if y1 <= y0 or x1 <= x0:
+            return slice(0, y), slice(0, x)
+        return slice(int(y0), int(y1)), slice(int(x0), int(x1))
+
+    def mark_view(self) -> int:
+        """Mark the visible part of the current slice reviewed; returns the pixels newly marked."""
+        if self._layer is None:
+            return 0
+        index = self.current_slice()
+        added = rv.mark_reviewed(self._layer, index, self.view_region())
+        self._after_review({index}, added)
+        return added
+
+    def regions_layer(self, *, create: bool = True) -> Any:
+        """The 'review regions' Shapes layer of the current labels layer (created on demand)."""
+        layer = self._layer
+        for candidate in self.viewer.layers:
+            meta = rv.plugin_meta(candidate)
+            if (
+                meta
+                and meta.get("role") == rv.REGIONS_ROLE
+                and (meta.get("labels_layer") == layer.name)
+            ):
+                return candidate
+        if not create:
+            return None
+        return self.viewer.add_shapes(
+            ndim=layer.ndim,
+            name=f"{layer.name} review regions",
+            scale=layer.scale,
+            translate=layer.translate,
+            edge_color="yellow",
+            face_color=[1, 1, 0, 0.15],
+            edge_width=1,
+            metadata={rv.META_KEY: {"role": rv.REGIONS_ROLE, "labels_layer": layer.name}},
+        )
+
+    def show_review_regions(self) -> Any:
+        """Select the review regions layer in rectangle mode so the user can draw."""
+        if self._layer is None:
+            return None
+        shapes = self.regions_layer()
+        self.viewer.layers.selection.active = shapes
+        shapes.mode = "add_rectangle"
+        self._say("Draw rectangles, then click 'Regions' to mark them reviewed.")
+        return shapes
+
+    def mark_regions(self) -> int:
+        """Turn the drawn rectangles into reviewed pixels and clear them; returns pixels added."""
+        if self._layer is None:
+            return 0
+        shapes = self.regions_layer(create=False)
+        if shapes is None or not len(shapes.data):
+            self._say("No rectangles drawn: click 'Draw…' and drag rectangles first.")
+            return 0
+        masks = rv.rectangles_to_masks(shapes, self._layer)
+        added = sum(rv.mark_reviewed(self._layer, s, mask) for s, mask in masks.items())
+        shapes.selected_data = set(range(len(shapes.data)))
+        shapes.remove_selected()
+        self._after_review(set(masks), added)
+        self.viewer.layers.selection.active = self._layer
+        return added
+
+    # ------------------------------------------------------------------ label tools
+    def _next_label_key(self, layer: Any) -> None:
+        self.select_next_label(layer)
+
+    def select_next_label(self, layer: Any = None) -> int | None:
+        """Select ``max(labels) + 1`` over the whole volume as the label to paint."""
+        from napari.utils.notifications import show_warning
+
+        layer = layer if layer is not None else self._layer
+        if layer is None:
+            return None
+        value = rv.next_free_label(np.asarray(layer.data))
+        try:
+            layer.selected_label = value
+        except (ValueError, OverflowError) as err:
+            show_warning(
+                f"No free label id left in {layer.data.dtype} labels ({err}); convert "
+                "the layer to a wider integer type."
+            )
+            return None
+        return value
+
+    def delete_small(self, min_size: int | None = None, scope: str | None = None) -> int:
+        """Delete objects smaller than ``min_size`` pixels as one undoable edit; returns pixels.
+
+        Args:
+            min_size: defaults to the spin box. scope: ``"current slice"`` or ``"whole stack"``
+                (defaults to the combo box).
+        """
+        layer = self._layer
+        if layer is None:
+            return 0
+        min_size = self.min_size.value() if min_size is None else int(min_size)
+        scope = self.scope.currentText() if scope is None else scope
+        data = np.asarray(layer.data)
+        key = rv.slice_key(data.shape, self.current_slice()) if scope == SCOPES[0] else ()
+        part = data[key]
+        cleaned = remove_small_objects_labels(
+            part, min_size, components=rv.label_kind(layer) == "semantic"
+        )
+        where = np.nonzero(cleaned != part)
+        if where[0].size:
+            indices = tuple(np.full(where[0].shape, k) for k in key) + where
+            with layer.block_history():
+                layer.data_setitem(indices, 0)
+        self._say(f"Deleted {where[0].size} pixel(s) of objects smaller than {min_size} px.")
+        return int(where[0].size)

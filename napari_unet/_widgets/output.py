@@ -1,0 +1,105 @@
+"""Writing a finished prediction into the viewer: one labels layer (and probability layer) per
+image, created once and updated in place afterwards. Main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_unet._widgets import layers as L
+from napari_unet.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_unet._widgets.predict_worker import JobResult
+    from napari_unet.core.axes import StackLayout
+
+logger = logging.getLogger(__name__)
+
+
+class OutputWriter:
+    """Finds, creates and updates the plugin's output layers of an image layer."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        self.viewer = viewer
+
+    def labels_layer(self, image_name: str, layout: StackLayout) -> Any:
+        """The tagged labels layer of ``image_name``, or None.
+
+        Raises:
+            UserInputError: it exists but no longer fits the image's shape.
+        """
+        layer = L.find_plugin_layer(self.viewer, role="labels", image_layer=image_name)
+        if layer is not None and tuple(layer.data.shape) != tuple(layout.spatial_shape):
+            raise UserInputError(
+                f"The labels layer '{layer.name}' has shape {tuple(layer.data.shape)} but the "
+                f"image '{image_name}' needs {tuple(layout.spatial_shape)}: rename or delete that "
+                "layer, then run again."
+            )
+        return layer
+
+    def write(self, job: dict[str, Any], result: JobResult) -> None:
+        """Put ``result`` into the output layers of ``job["image"]`` (one redraw each).
+
+        Raises:
+            UserInputError: the image layer was removed or changed shape during the run.
+        """
+        name, layout = job["image"], job["layout"]
+        if name not in self.viewer.layers:
+            raise UserInputError(
+                f"The image layer '{name}' was removed while it was predicted; nothing was written."
+            )
+        image = self.viewer.layers[name]
+        layer = self.labels_layer(name, layout)
+        slices = list(result.slices)
+        if result.probabilities is not None:
+            self._write_probabilities(image, layout, result, slices)
+        if layer is None:
+            data = np.zeros(layout.spatial_shape, dtype=result.labels.dtype)
+            meta = L.labels_metadata(
+                name,
+                layout.spatial_shape,
+                task=result.task,
+                output=result.output,
+                model=str(job["model"]),
+                dtype=result.labels.dtype,
+            )
+            data = L.write_into(data, meta, layout, result.labels, slices, result.region)
+            self.viewer.add_labels(
+                data,
+                name=f"{name} labels",
+                metadata={L.TAG: meta},
+                **L.spatial_transform(image, layout.axes),
+            )
+            return
+        tag = L.plugin_tag(layer)
+        tag.update(task=result.task, output=result.output, model=str(job["model"]))
+        L.write_labels(layer, layout, result.labels, slices, result.region)
+        layer.refresh()
+
+    def _write_probabilities(
+        self, image: Any, layout: StackLayout, result: JobResult, slices: list[int]
+    ) -> None:
+        layer = L.find_plugin_layer(self.viewer, role="probabilities", image_layer=image.name)
+        if layer is not None and tuple(layer.data.shape) != tuple(layout.spatial_shape):
+            layer = None  # a stale layer for another shape: leave it, make a new one
+        if layer is None:
+            data = np.zeros(layout.spatial_shape, dtype=np.float32)
+            L.write_probabilities_into(data, layout, result.probabilities, slices, result.region)
+            self.viewer.add_image(
+                data,
+                name=f"{image.name} probability",
+                metadata={L.TAG: {"role": "probabilities", "image_layer": image.name}},
+                colormap="magma",
+                blending="additive",
+                opacity=0.5,
+                contrast_limits=(0.0, 1.0),
+                **L.spatial_transform(image, layout.axes),
+            )
+            return
+        L.write_probabilities_into(layer.data, layout, result.probabilities, slices, result.region)
+        layer.refresh()

@@ -1,0 +1,131 @@
+"""Turning the panel's choices into a :class:`PredictJob` (main thread, cheap, no torch).
+
+Checks the inputs and says what to fix (:class:`UserInputError`), works out which slices a run
+covers, and leaves out the slices holding the user's corrections unless overwriting is asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_unet._widgets import layers as L
+from napari_unet.core.axes import StackLayout, check_axes, to_stack
+from napari_unet.core.errors import AxesError, UserInputError
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_unet._widgets.output import OutputWriter
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Where a run writes: ``todo`` slices (flattened indices), ``skipped`` protected ones."""
+
+    layout: StackLayout
+    todo: list[int]
+    skipped: list[int]
+    region: tuple[slice, slice] | None
+
+
+def model_info(path: str) -> tuple[str, Any, list[str]]:
+    """(path, CheckpointInfo or the UserInputError saying why not, available devices).
+
+    Run in a worker (it imports torch); errors are returned, not raised, so the answer can be
+    matched to the model it is about.
+    """
+    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.device import available_devices
+
+    try:
+        info = read_checkpoint_info(path)
+    except UserInputError as err:
+        info = err
+    return path, info, available_devices()
+
+
+def model_key(path: str) -> tuple[str, float]:
+    """Identifies a checkpoint file's version (path and modification time) for model reuse."""
+    try:
+        return path, os.path.getmtime(path)
+    except OSError:
+        return path, -1.0
+
+
+def check_image(layer: Any) -> None:
+    """Raise a :class:`UserInputError` unless ``layer`` is a non-empty napari Image layer."""
+    from napari.layers import Image
+
+    if layer is None:
+        raise UserInputError("No image layer: open an image (File ▸ Open) and pick it above.")
+    if not isinstance(layer, Image):
+        kind = type(layer).__name__
+        raise UserInputError(
+            f"'{layer.name}' is a {kind} layer, not an image: choose an image layer to segment."
+        )
+    if np.size(layer.data) == 0:
+        raise UserInputError(
+            f"'{layer.name}' is empty (shape {tuple(np.shape(layer.data))}): choose a layer "
+            "with pixels."
+        )
+
+
+def resolve_axes(layer: Any, offered: bool, chosen: str | None) -> str:
+    """The axes to use: the user's choice when the axes list is ``offered``, else the layer's."""
+    shape = tuple(np.shape(layer.data))
+    if not offered:
+        return L.layer_axes(layer)
+    if not chosen:
+        raise AxesError(
+            f"The axes of '{layer.name}' (shape {shape}) are not known: choose them in the Axes "
+            "list, then press Run again."
+        )
+    return check_axes(chosen, shape)
+
+
+def plan_run(
+    viewer: napari.Viewer,
+    layer: Any,
+    axes: str,
+    *,
+    scope: str,
+    overwrite: bool,
+    writer: OutputWriter,
+) -> Plan:
+    """The slices (and region) a run with ``scope`` covers, minus protected ones."""
+    layout = L.layout_of(layer, axes)
+    region = None
+    if scope == "stack":
+        slices = list(range(layout.n_slices))
+    else:
+        slices = [L.current_slice(viewer, layer, axes)]
+        if scope == "region":
+            region = L.visible_region(viewer, layer, axes)
+    existing = writer.labels_layer(layer.name, layout)
+    skipped = []
+    if existing is not None and not overwrite:
+        skipped = L.protected_slices(existing, layout, slices)
+    todo = [s for s in slices if s not in skipped]
+    return Plan(layout=layout, todo=todo, skipped=skipped, region=region)
+
+
+def job_image(layer: Any, axes: str, plan: Plan) -> np.ndarray:
+    """The pixels of the planned slices as an ``(S, C, Y, X)`` view (all) or copy (some)."""
+    stack, _ = to_stack(np.asarray(layer.data), axes)
+    if plan.todo == list(range(plan.layout.n_slices)):
+        return stack
+    return stack[plan.todo]
+
+
+def skipped_text(skipped: list[int], nothing_done: bool = False) -> str:
+    """The status sentence about slices left alone because they hold corrections."""
+    which = ", ".join(str(s) for s in skipped)
+    text = (
+        f"Kept your corrections in slice(s) {which} (edited or reviewed); tick "
+        "'Overwrite corrected slices' to replace them."
+    )
+    return ("Nothing to predict. " + text) if nothing_done else text

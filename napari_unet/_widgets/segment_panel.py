@@ -1,0 +1,298 @@
+"""The predict panel of the "U-Net Segment" dock widget.
+
+Pick an image layer, a model, a device, the output and the scope, press Run: a worker thread
+(:func:`~napari_unet._widgets.predict_worker.run_prediction`) loads the model, predicts tile by
+tile and makes labels, yielding progress; layers change only here, on the main thread, when it
+returns. Re-running updates the same tagged labels layer, and never overwrites a slice the user
+edited or reviewed unless "Overwrite corrected slices" is ticked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence, QShortcut
+from qtpy.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet._widgets import layers as L
+from napari_unet._widgets import predict_job as J
+from napari_unet._widgets.image_list import ImageList
+from napari_unet._widgets.output import OutputWriter
+from napari_unet._widgets.predict_form import PredictForm
+from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
+from napari_unet._widgets.progress_view import MessageLine, ProgressView
+from napari_unet.core.errors import AxesError, UserInputError
+from napari_unet.core.postprocess import PostprocessConfig
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+RUN_SHORTCUT = "Ctrl+Return"
+RUN_HINT = "Ctrl+Enter"
+
+
+class SegmentPanel(QWidget):
+    """Predict with a U-Net into an editable Labels layer, without freezing napari.
+
+    Args:
+        viewer: the napari viewer.
+        parent: the Qt parent.
+    """
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.form = PredictForm()
+        self.writer = OutputWriter(viewer)
+        self.run_button = QPushButton(f"Run ({RUN_HINT})")
+        self.run_button.setToolTip(f"Predict with the chosen model ({RUN_HINT})")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current batch of tiles; nothing is written")
+        self.cancel_button.setEnabled(False)
+        self.progress = ProgressView()
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.message = MessageLine()
+        self.worker: Any = None
+        self._job: dict[str, Any] = {}
+        self._loaded: tuple[Any, Any] | None = None  # ((path, mtime), LoadedModel)
+        self._info_worker: Any = None
+        self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
+        self.images = ImageList(viewer, self.form.image)
+        self._build()
+        self._connect()
+        self._on_image_changed()
+        self._on_model_changed(self.form.model.checkpoint() or "")
+
+    def _build(self) -> None:
+        title = QLabel("<b>Predict</b>")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(6)
+        layout.addWidget(title)
+        layout.addWidget(self.form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.message)
+        order = [*self.form.focus_chain(), self.run_button, self.cancel_button]
+        for first, second in itertools.pairwise([*order, self.form.advanced_toggle]):
+            QWidget.setTabOrder(first, second)
+
+    def _connect(self) -> None:
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        shortcut = QShortcut(QKeySequence(RUN_SHORTCUT), self)
+        shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        shortcut.activated.connect(self.run)
+        self.images.changed.connect(self._on_image_changed)
+        self.form.model.model_changed.connect(self._on_model_changed)
+
+    # ----------------------------------------------------------------- layer list and axes
+    def refresh_images(self, *_: Any) -> None:
+        """Refill the image list from the viewer's layers."""
+        self.images.refresh()
+
+    def image_layer(self) -> Any:
+        """The chosen layer (checked before use), or None."""
+        return self.images.layer()
+
+    def _on_image_changed(self, *_: Any) -> None:
+        self.clear_message()
+        layer = self.image_layer()
+        choices: tuple[str, ...] = ()
+        if layer is not None and np.size(layer.data):
+            try:
+                L.layer_axes(layer)
+            except AxesError:
+                choices = L.axes_choices(np.ndim(layer.data))
+                if choices:
+                    self.show_message(
+                        f"The axes of '{layer.name}' (shape {tuple(np.shape(layer.data))}) "
+                        "cannot be told from its shape: choose them in the Axes list.",
+                        source="axes",
+                    )
+        self.form.show_axes(choices)
+
+    # ----------------------------------------------------------------- model defaults
+    def _on_model_changed(self, path: str) -> None:
+        if not path:
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(J.model_info, path, _ignore_errors=True)
+        worker.returned.connect(self._on_model_info)
+        worker.errored.connect(self._on_error)
+        self._info_worker = worker
+        worker.start()
+
+    def _on_model_info(self, result: tuple[str, Any, list[str]]) -> None:
+        path, info, devices = result
+        if path != self.form.model.checkpoint():
+            return  # an answer about a model chosen before the current one
+        self.form.set_devices(devices)
+        if isinstance(info, UserInputError):
+            self._on_error(info, source="model")
+            return
+        self.form.set_model_defaults(
+            task=info.task, tile_shape=info.tile_shape, overlap=info.overlap
+        )
+        self.clear_message("model")
+
+    def show_message(self, text: str, source: str = "run") -> None:
+        """Show ``text`` in the red message line (``source``: run, axes or model)."""
+        self.message.show_text(text, source)
+
+    def clear_message(self, source: str | None = None) -> None:
+        """Hide the message line (only if it came from ``source``, when given)."""
+        self.message.clear_text(source)
+
+    def _on_error(self, error: BaseException, source: str = "run") -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(error, UserInputError):
+            text = str(error)
+        else:
+            logger.error("prediction failed", exc_info=error)
+            text = f"Prediction failed ({error}); see the log for details."
+        self.show_message(text, source=source)
+        if source == "run":
+            self.status.setText("Stopped by an error; the layers were left as they were.")
+        show_error(text)
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> None:
+        """Start a prediction with the current choices (no-op while one runs)."""
+        if self.worker is not None:
+            return
+        self.clear_message()
+        try:
+            job = self._make_job()
+        except UserInputError as err:
+            self._on_error(err)
+            return
+        if job is not None:
+            self._start(job)
+
+    def _make_job(self) -> PredictJob | None:
+        layer = self.image_layer()
+        J.check_image(layer)
+        checkpoint = self.form.model.checkpoint()
+        if not checkpoint:
+            raise UserInputError("No model chosen: pick a built-in model or Load… a checkpoint.")
+        axes = J.resolve_axes(layer, bool(self.form.axes.count()), self.form.chosen_axes())
+        plan = J.plan_run(
+            self.viewer,
+            layer,
+            axes,
+            scope=self.form.scope_key(),
+            overwrite=self.form.overwrite.isChecked(),
+            writer=self.writer,
+        )
+        self._job = {
+            "image": layer.name,
+            "layout": plan.layout,
+            "skipped": plan.skipped,
+            "model": checkpoint,
+        }
+        if not plan.todo:
+            self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
+            return None
+        return PredictJob(
+            checkpoint=checkpoint,
+            image=J.job_image(layer, axes, plan),
+            axes="SCYX",
+            slices=tuple(plan.todo),
+            region=plan.region,
+            predict=self.form.predict_settings(),
+            postprocess=PostprocessConfig(**self.form.postprocess_settings()),
+            probabilities=self.form.probabilities.isChecked(),
+            loaded=self._cached_model(checkpoint),
+            num_threads=self.num_threads,
+        )
+
+    def _cached_model(self, checkpoint: str) -> Any:
+        if self._loaded is None:
+            return None
+        key, loaded = self._loaded
+        return loaded if key == J.model_key(checkpoint) else None
+
+    def _start(self, job: PredictJob) -> None:
+        from napari.qt.threading import create_worker
+
+        self.progress.begin("U-Net prediction")
+        self._job["outcome"] = None
+        worker = create_worker(run_prediction, job, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_failed)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText("Starting…")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at the next batch of tiles; nothing will be written."""
+        if self.worker is not None:
+            self.status.setText("Cancelling…")
+            self.worker.quit()
+
+    def _on_yielded(self, step: JobProgress) -> None:
+        if self.worker is None or self._job.get("outcome") is not None:
+            return  # a queued step arriving after the end must not overwrite the final status
+        self.status.setText(step.text())
+        self.progress.step(step)  # last: napari's progress may process events (even our end)
+
+    def _on_returned(self, result: JobResult) -> None:
+        self._job["outcome"] = "done"
+        if result.loaded is not None:
+            self._loaded = (J.model_key(self._job["model"]), result.loaded)
+        try:
+            self.writer.write(self._job, result)
+        except UserInputError as err:
+            self._on_error(err)
+            return
+        done = ", ".join(str(s) for s in result.slices)
+        where = " (visible region)" if result.region is not None else ""
+        text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
+        if self._job["skipped"]:
+            text += " " + J.skipped_text(self._job["skipped"])
+        self.status.setText(text)
+
+    def _on_failed(self, error: BaseException) -> None:
+        self._job["outcome"] = "error"
+        self._on_error(error)
+
+    def _on_aborted(self) -> None:
+        self._job["outcome"] = "cancelled"
+
+    def _on_finished(self) -> None:
+        if self._job.get("outcome") in (None, "cancelled"):
+            self.status.setText("Cancelled: the labels were left as they were.")
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.end(done=self._job.get("outcome") == "done")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Stop a running prediction when the widget closes."""
+        self.cancel()
+        super().closeEvent(event)

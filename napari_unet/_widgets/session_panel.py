@@ -1,0 +1,389 @@
+"""Session panel of the "U-Net Segment" dock widget: create, open, autosave status.
+
+"Create session" is one click: the folder goes next to the image file, or for an image without
+a file under the user's data folder named after the layer
+(:func:`napari_unet.session.paths.default_session_folder`). "Open session…" restores every image,
+its labels (with the prediction snapshot and the reviewed mask) and the reviewed overlay. Every
+edit is then saved by :class:`~napari_unet._widgets.autosave.Autosave` a moment after the last
+brush stroke; the panel shows when the last save happened, or a red line when it failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet._widgets import layers as L
+from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.autosave import Autosave
+from napari_unet.core.errors import UserInputError
+from napari_unet.session.paths import SESSION_SUFFIX, default_session_folder
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_unet.session import Session
+
+logger = logging.getLogger(__name__)
+
+_STACK_LETTERS = {3: "ZYX", 4: "TZYX", 5: "STZYX"}
+
+
+def image_source(layer: Any) -> str | None:
+    """The file an image layer was read from (``source.path`` or the plugin tag), or None."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path:
+        tag = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
+        path = tag.get("source") if isinstance(tag, dict) else None
+    return str(path) if path else None
+
+
+def free_folder(folder: Path) -> Path:
+    """``folder`` if it holds no session yet, else ``<name>-2``, ``-3``... beside it."""
+    candidate, n = folder, 1
+    stem = folder.name.removesuffix(SESSION_SUFFIX)
+    while (candidate / "session.json").exists() or (
+        candidate.exists() and any(candidate.iterdir())
+    ):
+        n += 1
+        candidate = folder.with_name(f"{stem}-{n}{SESSION_SUFFIX}")
+    return candidate
+
+
+def ago(seconds: float) -> str:
+    """``"just now"``, ``"3 s ago"``, ``"2 min ago"``."""
+    if seconds < 1:
+        return "just now"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    return f"{seconds / 60:.0f} min ago"
+
+
+class SessionPanel(QWidget):
+    """Create or open a session; autosave of every linked labels layer."""
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session: Session | None = None
+        self.autosave = Autosave(viewer, self)
+        self._filtered: QObject | None = None
+        self._restoring = False
+
+        self.path_label = QLabel("No session: corrections are not saved.", wordWrap=True)
+        self.state_label = QLabel("", wordWrap=True)
+        self.create_button = QPushButton(
+            "Create session",
+            toolTip="Save corrections next to the "
+            "image file (or in your data folder) automatically",
+        )
+        self.open_button = QPushButton("Open session…", toolTip="Restore a saved session")
+        self.add_button = QPushButton(
+            "Add image", toolTip="Add the image of the current labels layer to the open session"
+        )
+        box = QGroupBox("Session")
+        column = QVBoxLayout(box)
+        row = QHBoxLayout()
+        for button in (self.create_button, self.open_button, self.add_button):
+            row.addWidget(button)
+        column.addLayout(row)
+        column.addWidget(self.path_label)
+        column.addWidget(self.state_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(box)
+        self.add_button.setEnabled(False)
+
+        self.create_button.clicked.connect(lambda: self._guard(self.create_session))
+        self.open_button.clicked.connect(lambda: self._guard(self._ask_open))
+        self.add_button.clicked.connect(lambda: self._guard(self.add_labels_layer))
+        self.autosave.saved.connect(lambda _: self._show_state())
+        self.autosave.failed.connect(self._on_failed)
+        self.autosave.busy.connect(lambda busy: busy and self.state_label.setText("saving…"))
+        self._clock = QTimer(self, interval=1000)
+        self._clock.timeout.connect(self._show_state)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.flush)
+
+    # ------------------------------------------------------------------ helpers
+    def _guard(self, action: Any) -> Any:
+        """Run a button action; a user-caused failure becomes a message, not a traceback."""
+        try:
+            return action()
+        except UserInputError as err:
+            self._error(str(err))
+            return None
+
+    def _error(self, text: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.state_label.setStyleSheet("color: #e04040")
+        self.state_label.setText(text)
+        show_warning(text)
+
+    def _on_failed(self, text: str) -> None:
+        self._error(text)
+
+    def _show_state(self) -> None:
+        if self.session is None:
+            return
+        if self.autosave.error:
+            return
+        self.state_label.setStyleSheet("")
+        last = self.autosave.last_saved
+        self.state_label.setText(
+            "not saved yet" if last is None else f"saved {ago(time.time() - last)}"
+        )
+
+    def target_labels(self) -> Any:
+        """The labels layer to link: the correction panel's, else the active or a plugin one."""
+        from napari.layers import Labels
+
+        parent = self.parentWidget()
+        if parent is not None:
+            from napari_unet._widgets.correct_panel import CorrectPanel
+
+            for panel in parent.findChildren(CorrectPanel):
+                if panel.labels_layer is not None:
+                    return panel.labels_layer
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Labels):
+            return active
+        labels = [la for la in self.viewer.layers if isinstance(la, Labels)]
+        plugin = [la for la in labels if rv.role_of(la) == "labels"]
+        return (plugin or labels or [None])[-1]
+
+    def image_for(self, labels: Any) -> Any:
+        """The image layer a labels layer belongs to (its tag, else the first of its shape)."""
+        from napari.layers import Image
+
+        tag = rv.plugin_meta(labels) or {}
+        name = tag.get("image_layer")
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
+            return self.viewer.layers[name]
+        for layer in self.viewer.layers:
+            if isinstance(layer, Image) and rv.role_of(layer) is None:
+                shape = tuple(layer.data.shape)[: -1 if layer.rgb else None]
+                if shape == tuple(labels.data.shape):
+                    return layer
+        raise UserInputError(
+            f"No image layer found for the labels layer '{labels.name}'; add "
+            "the image it belongs to, then try again."
+        )
+
+    # ------------------------------------------------------------------ create / add
+    def create_session(self, folder: str | Path | None = None) -> Session:
+        """Create a session for the current labels layer's image and start autosaving."""
+        from napari_unet.session import Session
+
+        labels = self.target_labels()
+        if labels is None:
+            raise UserInputError(
+                "No labels layer to save: predict an image or add a Labels layer first."
+            )
+        image = self.image_for(labels)
+        if folder is None:
+            folder = free_folder(default_session_folder(image_source(image), image.name))
+        self.flush()
+        self._set_session(Session.create(folder))
+        self.add_labels_layer(labels)
+        return self.session
+
+    def add_labels_layer(self, labels: Any = None) -> str:
+        """Add the image of ``labels`` (default: the current one) to the session and link it."""
+        from napari_unet.core.errors import AxesError
+        from napari_unet.session.errors import SessionError
+
+        if self.session is None:
+            raise UserInputError("No session is open: create or open one first.")
+        labels = labels if labels is not None else self.target_labels()
+        image = self.image_for(labels)
+        try:
+            axes = L.layer_axes(image)
+        except AxesError:
+            if tuple(image.data.shape) != tuple(labels.data.shape):
+                raise
+            axes = _STACK_LETTERS.get(labels.ndim, "YX")
+        tag = rv.plugin_meta(labels, create=True)
+        kind = rv.label_kind(labels)
+        task = "instances" if kind == "instances" else tag.get("task") or "semantic"
+        data = image.data if isinstance(image.data, np.ndarray) else None
+        source = image_source(image)
+        image_id = None
+        if source is not None:
+            try:
+                image_id = self.session.add_image(
+                    image.name, axes=axes, source=source, image=data, task=task
+                )
+            except SessionError as err:
+                logger.info("storing a copy of %s: %s", image.name, err)
+        if image_id is None:
+            image_id = self.session.add_image(
+                image.name, axes=axes, image=np.asarray(image.data), task=task
+            )
+        tag["session_image_id"] = image_id
+        rv.reviewed_mask(labels)
+        self.autosave.watch(labels, image_id)
+        return image_id
+
+    # ------------------------------------------------------------------ open
+    def _ask_open(self) -> Session | None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a napari-unet session")
+        return self.open_session(folder) if folder else None
+
+    def open_session(self, folder: str | Path) -> Session:
+        """Open a session and restore its images, labels, snapshots and reviewed masks."""
+        from napari_unet.session import Session
+
+        self.flush()
+        session = Session.open(folder)
+        self._set_session(session)
+        problems = list(session.problems)
+        self._restoring = True
+        try:
+            for entry in session.images():
+                try:
+                    self._restore(entry)
+                except UserInputError as err:  # e.g. a moved image file: restore the others
+                    problems.append(str(err))
+        finally:
+            self._restoring = False
+        for problem in problems:
+            self._error(problem)
+        return session
+
+    def _restore(self, entry: Any) -> Any:
+        from napari_unet.core.io import read_image
+
+        image = next((la for la in self.viewer.layers if la.name == entry.name), None)
+        if image is None or tuple(np.shape(image.data)) != entry.shape:
+            path = entry.source or entry.copy
+            data = read_image(path).image
+            if tuple(data.shape) != entry.shape:
+                raise UserInputError(
+                    f"The image {path} now has shape {tuple(data.shape)}, not "
+                    f"{entry.shape} as in the session; restore the original."
+                )
+            image = self.viewer.add_image(
+                data,
+                name=entry.name,
+                rgb=entry.axes.endswith("C") and data.shape[-1] in (3, 4),
+                metadata={L.TAG: {"axes": entry.axes, "source": str(path)}},
+            )
+        shape, statuses = entry.labels_shape, self.session.statuses(entry.id)
+        stored = {
+            s: self.session.load_slice(entry.id, s)
+            for s, status in enumerate(statuses)
+            if status != "unlabelled"
+        }
+        arrays = [a for d in stored.values() for a in (d.labels, d.snapshot) if a is not None]
+        dtype = np.result_type(*arrays) if arrays else np.uint16
+        tag = L.labels_metadata(
+            image.name,
+            shape,
+            task=entry.task or "semantic",
+            output="instances" if entry.kind == "instances" else "semantic",
+            model="session",
+            dtype=dtype,
+        )
+        volume = np.zeros(shape, dtype=dtype)
+        for s, data in stored.items():
+            key = rv.slice_key(shape, s)
+            if data.labels is not None:
+                volume[key] = data.labels
+            if data.snapshot is not None:
+                tag["snapshot"][key] = data.snapshot
+                tag["predicted"].append(s)
+            if data.reviewed is not None:
+                tag["reviewed"][key] = data.reviewed
+        tag["session_image_id"] = entry.id
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
+        if labels is not None and tuple(labels.data.shape) == shape:
+            self.autosave.unwatch(labels)
+            rv.plugin_meta(labels).update(tag)
+            labels.data = volume
+        else:
+            labels = self.viewer.add_labels(
+                volume,
+                name=f"{image.name} labels",
+                metadata={L.TAG: tag},
+                **L.spatial_transform(image, entry.axes),
+            )
+        if tag["reviewed"].any():
+            rv.ensure_overlay(self.viewer, labels)
+        self.viewer.layers.selection.active = labels
+        self.autosave.watch(labels, entry.id, saved_now=True)
+        return labels
+
+    # ------------------------------------------------------------------ state
+    def _set_session(self, session: Session) -> None:
+        for layer, _ in self.autosave.watched():
+            self.autosave.unwatch(layer)
+        self.session = session
+        self.autosave.session = session
+        self.autosave.error = None
+        self.autosave.last_saved = None
+        self.path_label.setText(f"Session: {session.root}")
+        self.add_button.setEnabled(True)
+        self._clock.start()
+        self._install_close_hook()
+        self._show_state()
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        """A new plugin labels layer (a first prediction) joins the open session."""
+        layer = event.value
+        if self.session is None or self._restoring or rv.role_of(layer) != "labels":
+            return
+        if not any(la is layer for la, _ in self.autosave.watched()):
+            self._guard(lambda: self.add_labels_layer(layer))
+
+    def _on_layer_removed(self, event: Any) -> None:
+        layer = event.value
+        if any(la is layer for la, _ in self.autosave.watched()):
+            self.flush()
+            self.autosave.unwatch(layer)
+
+    def flush(self) -> bool:
+        """Save everything pending now (closing napari, switching sessions)."""
+        if self.session is None:
+            return True
+        ok = self.autosave.flush()
+        self._show_state()
+        return ok
+
+    def _install_close_hook(self) -> None:
+        window = self.window()
+        if window is not self and window is not self._filtered:
+            window.installEventFilter(self)
+            self._filtered = window
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Docked into the napari window: watch it close, to flush pending saves."""
+        super().showEvent(event)
+        if self.session is not None:
+            self._install_close_hook()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        """Flush pending saves when the main window closes."""
+        filtered = getattr(self, "_filtered", None)  # None while Qt tears the panel down
+        if filtered is not None and watched is filtered and event.type() == QEvent.Type.Close:
+            self.flush()
+        return False
