@@ -63,3 +63,15 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path) -> None:
         atomic_write_with(target, broken_writer)
     assert json.loads(target.read_text()) == {"version": 1}
     assert os.listdir(tmp_path) == ["index.json"], "temporary file left behind"
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path) -> None:
+    umask = os.umask(0o022)
+    try:
+        target = atomic_write_json(tmp_path / "new.json", {})
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644
+    target.chmod(0o640)
+    atomic_write_json(target, {"again": True})
+    assert target.stat().st_mode & 0o777 == 0o640

@@ -30,6 +30,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp creates 0600 files; give the result the mode a plain open() would have had.
+        os.chmod(tmp_name, _default_mode(target))
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -40,6 +42,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp_name)
         raise
     _fsync_dir(target.parent)
+
+
+def _default_mode(target: Path) -> int:
+    """The existing file's permissions, or 0666 minus the process umask for a new file."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:
