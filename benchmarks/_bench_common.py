@@ -70,10 +70,12 @@ def time_call(
 
 # --------------------------------------------------------------------------------------- FLOPs
 class FlopCounter:
-    """Counts multiply-accumulates of every Conv2d / ConvTranspose2d call, via forward hooks.
+    """Counts multiply-accumulates of every Conv2d / ConvTranspose2d call, via a global hook.
 
     FLOPs are ``2 * MACs`` (bias, activations, norms, pooling and blending are not counted: they are
-    a few percent of a U-Net's work). Use as a context manager around the calls to count.
+    a few percent of a U-Net's work). Use as a context manager around the calls to count. The hook
+    is global (``register_module_forward_hook``) because prediction runs an inference copy of the
+    model (BatchNorm folded), not the module passed in; ``model`` is kept for reference only.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -98,9 +100,11 @@ class FlopCounter:
         return 2 * self.macs
 
     def __enter__(self) -> FlopCounter:
-        for module in self.model.modules():
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor):
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                self._handles.append(module.register_forward_hook(self._hook))
+                self._hook(module, inputs, output)
+
+        self._handles.append(torch.nn.modules.module.register_module_forward_hook(hook))
         return self
 
     def __exit__(self, *exc: object) -> None:

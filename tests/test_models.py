@@ -275,3 +275,25 @@ def test_unetpp_heads_and_pruning():
     assert len(build_model("unetpp", depth=2, base_channels=4).forward_heads(image)) == 1
     with pytest.raises(ValueError, match="inference_depth"):
         model.inference_depth = 4
+
+
+@pytest.mark.parametrize("name", ["unet", "unetpp", "unet_original"])
+def test_batchnorm_folding_keeps_outputs_and_leaves_the_model_alone(name):
+    from napari_unet.core.models.fuse import fuse_for_inference, has_batch_norm
+
+    torch.manual_seed(0)
+    model = build_model(name, depth=2, base_channels=4, batch_norm=True)
+    with torch.no_grad():  # non-trivial running statistics
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    model.train()
+    fused = fuse_for_inference(model)
+    assert not has_batch_norm(fused) and has_batch_norm(model) and model.training
+    image = torch.rand(2, 1, *model.valid_input_shape((40, 40)))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(image), model(image), atol=1e-5, rtol=1e-4)

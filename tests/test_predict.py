@@ -74,7 +74,8 @@ def reference(model: PixelNet, image: np.ndarray, task: str = "semantic") -> np.
     return torch.softmax(logits, dim=0).numpy()
 
 
-CPU = PredictConfig(tile_shape=(32, 32), overlap=6, batch_size=3, device="cpu")
+FP32 = {"device": "cpu", "precision": "fp32"}
+CPU = PredictConfig(tile_shape=(32, 32), overlap=6, batch_size=3, **FP32)
 
 
 @pytest.mark.parametrize("margin", [0, 5])
@@ -124,14 +125,18 @@ def test_region_prediction_is_the_crop_of_the_full_prediction(rng):
     np.testing.assert_allclose(part, full[:, :, 10:33, 5:60], atol=1e-5)
 
 
-def test_cancel_restores_the_model_mode(rng):
+def test_prediction_and_cancel_leave_the_callers_model_untouched(rng):
     model = PixelNet()
     model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     generator = iter_predict(model, rng.random((64, 64)), "YX", config=CPU.replace(batch_size=1))
     first = next(generator)
-    assert first.done_tiles == 1 and not model.training
+    assert first.done_tiles == 1 and model.training
     generator.close()
     assert model.training
+    assert model.conv.weight.is_contiguous()  # not switched to channels_last in place
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -213,7 +218,8 @@ def test_device_policy():
             get_device("cuda")
     with pytest.raises(DeviceError, match="unknown device"):
         get_device("gpu")
-    assert autocast_dtype("cpu", "auto") is None
+    expected_auto = torch.bfloat16 if cpu_supports_bf16() else None
+    assert autocast_dtype("cpu", "auto") is expected_auto
     assert autocast_dtype("cpu", "fp32") is None
     assert autocast_dtype("cpu", "bf16") is torch.bfloat16
     assert autocast_dtype(torch.device("cuda"), "auto") is torch.float16
@@ -281,7 +287,7 @@ def test_unet_original_tiled_equals_one_full_forward(rng):
     _randomise_batchnorm(model)
     image = rng.random((61, 75)).astype(np.float32)
     tile = model.valid_input_shape((model.margin * 2 + 20, model.margin * 2 + 20))
-    config = PredictConfig(tile_shape=tile, device="cpu", batch_size=2)
+    config = PredictConfig(tile_shape=tile, device="cpu", batch_size=2, precision="fp32")
     probabilities = predict(model, image, "YX", config=config)
     expected = _full_forward(model, image, model.margin)
     assert probabilities.shape == (2, 61, 75)
@@ -293,11 +299,9 @@ def test_unet_single_tile_equals_full_forward_and_tiles_agree(rng):
     model = models.build_model("unet", depth=2, base_channels=4).eval()
     _randomise_batchnorm(model)
     image = rng.random((45, 53)).astype(np.float32)
-    one_tile = predict(model, image, "YX", config=PredictConfig(tile_shape=64, device="cpu"))
+    one_tile = predict(model, image, "YX", config=PredictConfig(tile_shape=64, **FP32))
     np.testing.assert_allclose(one_tile, _full_forward(model, image, 0), atol=1e-4)
-    tiled = predict(
-        model, image, "YX", config=PredictConfig(tile_shape=32, overlap=12, device="cpu")
-    )
+    tiled = predict(model, image, "YX", config=PredictConfig(tile_shape=32, overlap=12, **FP32))
     # Padded nets see zero padding at tile borders: tiles agree closely, not exactly.
     assert np.abs(tiled - one_tile).mean() < 0.02
     np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)

@@ -4,15 +4,16 @@
 cannot serve raises a :class:`~napari_unet.core.errors.DeviceError` listing what it has.
 
 Precision (``"auto" | "fp32" | "bf16" | "fp16"``) becomes an autocast dtype with
-:func:`autocast_dtype`: on CUDA ``auto`` is fp16 mixed precision; everywhere else ``auto`` is fp32.
-bf16 autocast on the CPU is opt-in (``precision="bf16"``): it only pays off on CPUs with native
-bf16 units (:func:`cpu_supports_bf16`) and its agreement with fp32 should be measured on the model
-at hand (the prediction benchmark reports both).
+:func:`autocast_dtype`: on CUDA ``auto`` is fp16 mixed precision; on a CPU with native bf16 units
+(:func:`cpu_supports_bf16`: AVX512-BF16 or AMX) ``auto`` is bf16 autocast, elsewhere fp32.
+``benchmarks/bench_predict.py`` measures both the bf16 speed-up and its agreement with fp32
+(``bf16_speedup``, ``bf16_max_abs_diff``); ``precision="fp32"`` turns it off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 
@@ -90,12 +91,25 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 / AMX, reported as AVX512+)."""
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16).
+
+    AVX512 alone is not enough: oneDNN then emulates bf16 and is slower than fp32. On Linux the
+    CPU flags are read from ``/proc/cpuinfo``; elsewhere the answer is ``False`` (fp32).
+    """
+    return _cpu_flags_have_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags_have_bf16() -> bool:
     try:
-        capability = str(torch.backends.cpu.get_cpu_capability()).upper()
-    except (AttributeError, RuntimeError):
-        return False
-    return "AVX512" in capability or "AMX" in capability
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def check_precision(precision: str) -> str:
@@ -110,7 +124,8 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
 
     Args:
         device: Target device.
-        precision: ``"auto"`` (fp16 on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"``, ``"fp16"``.
+        precision: ``"auto"`` (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32),
+            ``"fp32"``, ``"bf16"``, ``"fp16"``.
 
     Raises:
         ValueError: Unknown precision.
@@ -121,7 +136,11 @@ def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch
     if precision == "fp32":
         return None
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
+        if device.type == "cuda":
+            return torch.float16
+        if device.type == "cpu" and cpu_supports_bf16():
+            return torch.bfloat16
+        return None
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise DeviceError(

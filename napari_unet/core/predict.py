@@ -11,8 +11,9 @@ predicted by :func:`~napari_unet.core.tiling.iter_tile_predict` with the model's
 (``margin``, ``valid_input_shape``) and aligned to the net's pooling period, then the task's
 activation is applied (binary: sigmoid; semantic/instances: softmax over channels; restoration:
 none). The model runs in eval mode under ``torch.inference_mode()`` with the device's autocast
-policy (:mod:`napari_unet.core.device`); it is moved to the device (in place) and its train/eval
-mode is restored afterwards.
+policy (:mod:`napari_unet.core.device`), as an inference copy with BatchNorm folded into the
+convolutions (:func:`~napari_unet.core.models.fuse.fuse_for_inference`); the caller's model is
+never modified.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import nn
 from napari_unet.core.axes import check_channels, to_stack
 from napari_unet.core.config import Config, check_task
 from napari_unet.core.device import autocast, check_precision, get_device
+from napari_unet.core.models.fuse import fuse_for_inference
 from napari_unet.core.normalize import (
     NormalizationConfig,
     NormalizationParams,
@@ -55,8 +57,9 @@ class PredictConfig(Config):
             valid-convolution nets (whose mirrored context already makes tiles seamless).
         batch_size: Tiles per forward pass.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        precision: ``"auto"`` (fp16 autocast on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"``,
-            ``"fp16"``.
+        precision: ``"auto"`` (fp16 autocast on CUDA, bf16 on CPUs with native bf16 units,
+            fp32 elsewhere; see :func:`~napari_unet.core.device.autocast_dtype`), ``"fp32"``,
+            ``"bf16"``, ``"fp16"``.
         channels_last: Run the model in channels-last memory format.
         blend: ``"gaussian"`` or ``"constant"`` blending of overlapping tiles.
         probability_dtype: ``"float32"`` or ``"float16"`` (halves the output's memory).
@@ -229,39 +232,34 @@ def iter_predict(
         plan.input_shape,
         device,
     )
-    was_training = model.training
-    model.to(device)
+    net = fuse_for_inference(model).to(device)
     if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    model.eval()
-    try:
-        for index in range(n_slices):
-            slice_image = stack[index]
-            params = normalization_params(slice_image, normalization)
-            predictor = _make_predictor(model, params, task=task, device=device, config=config)
-            tiles = iter_tile_predict(
-                slice_image,
-                predictor,
-                out_channels=out_channels,
-                tile_shape=config.tile_shape,
-                margin=margin,
-                overlap=overlap,
-                batch_size=config.batch_size,
-                region=region,
-                out=probabilities[:, index],
-                blend=config.blend,
-                size_multiple=period,
-                valid_input_shape=valid_input_shape,
+        net.to(memory_format=torch.channels_last)
+    for index in range(n_slices):
+        slice_image = stack[index]
+        params = normalization_params(slice_image, normalization)
+        predictor = _make_predictor(net, params, task=task, device=device, config=config)
+        tiles = iter_tile_predict(
+            slice_image,
+            predictor,
+            out_channels=out_channels,
+            tile_shape=config.tile_shape,
+            margin=margin,
+            overlap=overlap,
+            batch_size=config.batch_size,
+            region=region,
+            out=probabilities[:, index],
+            blend=config.blend,
+            size_multiple=period,
+            valid_input_shape=valid_input_shape,
+        )
+        for step in tiles:
+            yield PredictProgress(
+                slice_index=index,
+                n_slices=n_slices,
+                done_tiles=index * plan.n_tiles + step.done,
+                total_tiles=total,
             )
-            for step in tiles:
-                yield PredictProgress(
-                    slice_index=index,
-                    n_slices=n_slices,
-                    done_tiles=index * plan.n_tiles + step.done,
-                    total_tiles=total,
-                )
-    finally:
-        model.train(was_training)
     return layout.restore(probabilities, axis=1)
 
 
