@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets.autosave import Autosave
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet.core.errors import UserInputError
 from napari_unet.session.paths import SESSION_SUFFIX, default_session_folder
 
@@ -74,6 +75,25 @@ def ago(seconds: float) -> str:
     return f"{seconds / 60:.0f} min ago"
 
 
+class ReportingAutosave(Autosave):
+    """:class:`Autosave` that also says which slices each successful save wrote.
+
+    Signals:
+        slices_saved(str, list): image id and sorted slice indices of a completed save.
+    """
+
+    slices_saved = Signal(str, list)
+
+    def _on_finished(self, job: Any) -> None:
+        saved = {}
+        if not job.handled and job.error is None:
+            saved = {w.image_id: sorted(updates) for w, (updates, _) in job.batch.items()}
+        super()._on_finished(job)
+        for image_id, slices in saved.items():
+            if slices:
+                self.slices_saved.emit(image_id, slices)
+
+
 class SessionPanel(QWidget):
     """Create or open a session; autosave of every linked labels layer."""
 
@@ -81,7 +101,8 @@ class SessionPanel(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.session: Session | None = None
-        self.autosave = Autosave(viewer, self)
+        self.autosave = ReportingAutosave(viewer, self)
+        self.loop_state = LoopState.for_viewer(viewer)
         self._filtered: QObject | None = None
         self._restoring = False
 
@@ -114,6 +135,7 @@ class SessionPanel(QWidget):
         self.add_button.clicked.connect(lambda: self._guard(self.add_labels_layer))
         self.autosave.saved.connect(lambda _: self._show_state())
         self.autosave.failed.connect(self._on_failed)
+        self.autosave.slices_saved.connect(self._publish_reviewed)
         self.autosave.busy.connect(lambda busy: busy and self.state_label.setText("saving…"))
         self._clock = QTimer(self, interval=1000)
         self._clock.timeout.connect(self._show_state)
@@ -346,6 +368,21 @@ class SessionPanel(QWidget):
         self._clock.start()
         self._install_close_hook()
         self._show_state()
+        self.loop_state.set_session(session)
+
+    def _publish_reviewed(self, image_id: str, slices: list) -> None:
+        """Tell the loop (keep-learning) which saved slices hold corrections."""
+        if self.session is None:
+            return
+        try:
+            statuses = self.session.statuses(image_id)
+        except UserInputError as err:  # the image left the session meanwhile
+            logger.debug("not publishing %s: %s", image_id, err)
+            return
+        annotated = [s for s in slices if 0 <= s < len(statuses)]
+        annotated = [s for s in annotated if statuses[s] in ("edited", "reviewed")]
+        if annotated:
+            self.loop_state.publish_reviewed(image_id, annotated)
 
     def _on_layer_inserted(self, event: Any) -> None:
         """A new plugin labels layer (a first prediction) joins the open session."""

@@ -1,0 +1,124 @@
+"""Per-viewer state of the human-in-the-loop cycle, shared by the Segment and Fine-tune docks.
+
+:meth:`LoopState.for_viewer` returns the one :class:`LoopState` of a viewer (held in a
+``WeakKeyDictionary`` keyed by the viewer, so it dies with it). The docks publish into it and
+listen to it instead of knowing each other:
+
+- the session panel calls :meth:`LoopState.set_session` when a session is created or opened
+  (signal ``session_changed(object)``: the ``Session`` or None);
+- the session panel / correction tools call :meth:`LoopState.publish_reviewed` after reviewed or
+  edited slices were saved (signal ``reviewed(str, list)``: image id, slice indices);
+- the Fine-tune dock calls :meth:`LoopState.add_version` when the trainer published a version
+  (signal ``version_added(str)``);
+- whoever switches models calls :meth:`LoopState.set_active_version`
+  (signal ``active_version_changed(str)``); ``auto_switch`` (signal ``auto_switch_changed(bool)``)
+  says whether the Segment widget follows the newest version (saved in the session's settings as
+  ``auto_switch_version``).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from qtpy.QtCore import QObject, Signal
+
+logger = logging.getLogger(__name__)
+
+AUTO_SWITCH_SETTING = "auto_switch_version"
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class LoopState(QObject):
+    """The open session, the active model version and the review stream of one viewer.
+
+    Signals:
+        session_changed(object): a session was created/opened (the ``Session``) or closed (None).
+        version_added(str): a new model version id was registered in the session.
+        active_version_changed(str): the version the Segment widget predicts with.
+        reviewed(str, list): slices of an image were reviewed/edited and saved
+            (image id, sorted slice indices).
+        auto_switch_changed(bool): the "follow the newest version" setting changed.
+    """
+
+    session_changed = Signal(object)
+    version_added = Signal(str)
+    active_version_changed = Signal(str)
+    reviewed = Signal(str, list)
+    auto_switch_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session: Any = None
+        self.active_version: str | None = None
+        self._auto_switch = True
+
+    @classmethod
+    def for_viewer(cls, viewer: Any) -> LoopState:
+        """The one state object of ``viewer`` (created on first use, dies with the viewer)."""
+        state = _STATES.get(viewer)
+        if state is None:
+            state = cls()
+            _STATES[viewer] = state
+        return state
+
+    # ------------------------------------------------------------------ session
+    def set_session(self, session: Any) -> None:
+        """Publish the open session (None: closed); reads its ``auto_switch_version`` setting."""
+        self.session = session
+        self.active_version = None
+        if session is not None:
+            try:
+                value = session.settings.get(AUTO_SWITCH_SETTING)
+            except Exception as err:  # a damaged settings entry must not block opening
+                logger.warning("cannot read session settings: %s", err)
+                value = None
+            if value is not None:
+                self._auto_switch = bool(value)
+        self.session_changed.emit(session)
+
+    # ------------------------------------------------------------------ versions
+    def add_version(self, version_id: str) -> None:
+        """Announce a new version (emits ``version_added``; Segment may switch to it)."""
+        self.version_added.emit(str(version_id))
+
+    def set_active_version(self, version_id: str | None) -> None:
+        """The version now used for prediction (emits when it changed)."""
+        if version_id == self.active_version:
+            return
+        self.active_version = version_id
+        self.active_version_changed.emit("" if version_id is None else str(version_id))
+
+    @property
+    def auto_switch(self) -> bool:
+        """Whether the Segment widget switches to each new version automatically."""
+        return self._auto_switch
+
+    @auto_switch.setter
+    def auto_switch(self, value: bool) -> None:
+        self.set_auto_switch(value)
+
+    def set_auto_switch(self, value: bool) -> None:
+        """Set ``auto_switch`` (saved in the open session's settings)."""
+        value = bool(value)
+        if value == self._auto_switch:
+            return
+        self._auto_switch = value
+        if self.session is not None and not getattr(self.session, "readonly", False):
+            try:
+                self.session.update_settings(**{AUTO_SWITCH_SETTING: value})
+            except Exception as err:  # the setting is a convenience: never fail on it
+                logger.warning("cannot save the auto-switch setting: %s", err)
+        self.auto_switch_changed.emit(value)
+
+    # ------------------------------------------------------------------ corrections
+    def publish_reviewed(self, image_id: str, slices: Any) -> None:
+        """Announce that ``slices`` of ``image_id`` were reviewed/edited and saved."""
+        slices = sorted({int(s) for s in slices})
+        if slices:
+            self.reviewed.emit(str(image_id), slices)
+
+
+__all__ = ["AUTO_SWITCH_SETTING", "LoopState"]

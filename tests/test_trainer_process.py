@@ -1,0 +1,222 @@
+"""The fine-tune process: data from the session, versions, stop, keep-learning, SIGKILL safety."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from trainer_kill_helper import collect, make_session, request, review_slice, start_model
+
+from napari_unet.core.checkpoint import load_checkpoint
+from napari_unet.core.data import TrainingItem
+from napari_unet.session import Session
+from napari_unet.session.trainer import run_trainer
+from napari_unet.session.trainer_data import ValidationPlan
+from napari_unet.session.trainer_events import (
+    PoolChanged,
+    TrainerFailed,
+    TrainerFinished,
+    VersionPublished,
+)
+
+FINAL = (TrainerFinished, TrainerFailed)
+
+
+def run_inline(req) -> list:
+    """Run the trainer in this process; returns every event it sent."""
+    events = queue.Queue()
+    run_trainer(req.to_dict(), events, queue.Queue())
+    return [events.get_nowait() for _ in range(events.qsize())]
+
+
+@pytest.fixture
+def start(tmp_path):
+    return start_model(tmp_path / "start.pt")
+
+
+def test_reviewed_slice_becomes_a_new_version(tmp_path, start):
+    folder = tmp_path / "session"
+    make_session(folder)
+    events = run_inline(request(folder, start, train={"steps": 5, "val_fraction": 0.0}))
+    assert isinstance(events[-1], TrainerFinished), events[-1]
+    assert events[-1].reason == "steps" and events[-1].steps == 5
+    pool = [e for e in events if isinstance(e, PoolChanged)]
+    assert pool[0].n_items == 1 and pool[0].annotated_pixels == 64 * 64
+    published = [e for e in events if isinstance(e, VersionPublished)]
+    assert len(published) == 1 and events[-1].best_version == published[0].version_id
+    session = Session.open(folder, readonly=True)
+    (version,) = session.versions()
+    assert version.id == published[0].version_id and version.steps == 5
+    assert version.parent == str(start)
+    assert version.data["n_slices"] == 1 and version.data["n_images"] == 1
+    assert version.data["objects"] >= 1
+    assert session.version_path(version.id).parent.name == "models"
+    loaded = load_checkpoint(session.version_path(version.id))
+    assert loaded.info.task == "binary"
+    assert list((folder / "runs").glob("*/latest.pt")), "latest.pt kept for resume"
+
+
+def test_start_from_a_version_and_validation_gate(tmp_path, start):
+    folder = tmp_path / "session"
+    make_session(folder)
+    run_inline(request(folder, start, train={"steps": 2, "val_fraction": 0.0}))
+    first = Session.open(folder).versions()[0].id
+    events = run_inline(request(folder, first, train={"steps": 4, "lr": 0.01}))
+    assert isinstance(events[-1], TrainerFinished), events[-1]
+    validations = [e for e in events if type(e).__name__ == "ValidationEvent"]
+    assert validations[0].step == 0, "the start model is scored first"
+    baseline = validations[0].metrics["score"]
+    for event in events:
+        if isinstance(event, VersionPublished):
+            assert event.metrics["score"] > baseline
+    for version in Session.open(folder).versions()[1:]:
+        assert version.parent == first
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("nothing", "Nothing is reviewed yet"),
+        ("one_class", "Only background is annotated"),
+        ("classes", "knows only 2 classes"),
+        ("instances", "are instances labels but"),
+        ("bad_start", "cannot start from 'nope'"),
+    ],
+)
+def test_unusable_data_fails_with_what_to_do(tmp_path, start, case, expected):
+    folder = tmp_path / "session"
+    labels_task = {"classes": "semantic", "instances": "instances"}.get(case, "binary")
+    session, image_id, labels = make_session(folder, review=False, labels_task=labels_task)
+    model = start
+    if case == "one_class":
+        review_slice(session, image_id, 0, np.zeros_like(labels[0]))
+    elif case == "classes":
+        review_slice(session, image_id, 0, labels[0] * 3)
+        model = start_model(tmp_path / "semantic.pt", task="semantic", out_channels=2)
+    elif case in ("instances", "bad_start"):
+        review_slice(session, image_id, 0, labels[0])
+    events = run_inline(request(folder, "nope" if case == "bad_start" else model))
+    assert isinstance(events[-1], TrainerFailed)
+    assert expected in events[-1].message
+    assert not Session.open(folder).versions()
+
+
+def test_validation_plan_keeps_held_back_tiles_out():
+    rng = np.random.default_rng(0)
+    items = [
+        TrainingItem(
+            image=rng.random((1, 64, 64), dtype=np.float32),
+            labels=(rng.random((64, 64)) > 0.5).astype(np.uint8),
+            annotated_mask=np.ones((64, 64), bool),
+            name=f"img0001/{s:05d}",
+        )
+        for s in range(2)
+    ]
+    pins = [{"image_id": "img0001", "slice_index": 1, "rect": [0, 0, 16, 16]}]
+    plan = ValidationPlan(fraction=0.25, tile=32, seed=0, pins=pins)
+    train, val = plan.split(items)
+    held = {}
+    for item in val:
+        name = item.name.removesuffix("#pinned")
+        held[name] = held.get(name, np.zeros((64, 64), bool)) | item.mask
+    assert held["img0001/00001"][:16, :16].all(), "the pinned rectangle is held back"
+    for item in train:
+        assert not (item.mask & held.get(item.name, False)).any()
+    _, again_val = ValidationPlan(fraction=0.25, tile=32, seed=0, pins=pins).split(items)
+    assert [v.name for v in again_val] == [v.name for v in val], "stable split"
+    new = plan.prepare_new(items[1])
+    assert not new.mask[:16, :16].any() and new.mask[32:, 32:].any()
+
+
+def test_keep_learning_adds_a_correction_made_during_training(tmp_path, start):
+    folder = tmp_path / "session"
+    _, image_id, labels = make_session(folder)
+    events, control = queue.Queue(), queue.Queue()
+    req = request(folder, start, keep_learning=True, train={"steps": 100_000, "val_every": 1000})
+    thread = threading.Thread(target=run_trainer, args=(req.to_dict(), events, control))
+    thread.start()
+    try:
+        seen = collect(
+            events, lambda e: type(e).__name__ == "StepEvent" or isinstance(e, FINAL), 30
+        )
+        assert type(seen[-1]).__name__ == "StepEvent", seen[-1]
+        review_slice(Session.open(folder), image_id, 1, labels[1])  # napari saves a correction
+        control.put(("corrections", [(image_id, 1)]))
+        seen = collect(events, lambda e: isinstance(e, (PoolChanged, *FINAL)), 20)
+        assert isinstance(seen[-1], PoolChanged), seen[-1]
+        assert seen[-1].n_items == 2 and seen[-1].added == (f"{image_id}/00001",)
+    finally:
+        control.put("stop")
+        thread.join(10)
+    assert not thread.is_alive()
+    rest = [events.get_nowait() for _ in range(events.qsize())]
+    assert isinstance(rest[-1], TrainerFinished) and rest[-1].reason == "stopped"
+
+
+def test_spawned_trainer_honours_stop(tmp_path, start):
+    folder = tmp_path / "session"
+    make_session(folder)
+    context = multiprocessing.get_context("spawn")
+    events, control = context.Queue(), context.Queue()
+    req = request(folder, start, train={"steps": 100_000, "val_every": 1000})
+    process = context.Process(target=run_trainer, args=(req.to_dict(), events, control))
+    process.start()
+    try:
+        seen = collect(
+            events, lambda e: type(e).__name__ == "StepEvent" or isinstance(e, FINAL), 90
+        )
+        assert type(seen[-1]).__name__ == "StepEvent", seen[-1]
+        asked = time.monotonic()
+        control.put("stop")
+        seen = collect(events, lambda e: isinstance(e, FINAL), 5)
+        process.join(5)
+        assert time.monotonic() - asked < 2.0, "stop took longer than 2 s"
+        assert process.exitcode == 0
+        assert isinstance(seen[-1], TrainerFinished) and seen[-1].reason == "stopped"
+    finally:
+        if process.is_alive():
+            process.kill()
+
+
+def check_session_intact(folder) -> list[str]:
+    session = Session.open(folder)  # a writer: also cleans what the killed process left
+    for version in session.versions():
+        load_checkpoint(session.version_path(version.id))  # raises for a truncated file
+    return [v.id for v in session.versions()]
+
+
+def test_sigkill_at_random_points_never_damages_the_session(tmp_path, start):
+    import torch
+
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # import torch._dynamo before forking
+    folder = tmp_path / "session"
+    make_session(folder)
+    req = request(folder, start, train={"steps": 100_000, "val_every": 1, "lr": 0.01})
+    context = multiprocessing.get_context("fork")  # no re-import of torch: many kills quickly
+    rng = np.random.default_rng(0)
+    registered: list[str] = []
+    for _ in range(12):
+        events = context.Queue()
+        process = context.Process(target=run_trainer, args=(req.to_dict(), events, context.Queue()))
+        process.start()
+        # kill during start-up, or after a random number of events (while training,
+        # validating, writing checkpoints, registering versions...)
+        wanted = int(rng.integers(0, 30))
+        seen = collect(events, lambda e: False, 0)
+        while wanted and len(seen) < wanted and process.is_alive():
+            seen += collect(events, lambda e: True, 10)
+        time.sleep(float(rng.uniform(0.0, 0.03 if wanted else 0.3)))
+        os.kill(process.pid, signal.SIGKILL)
+        process.join(5)
+        assert process.exitcode == -signal.SIGKILL, seen[-1:]
+        now = check_session_intact(folder)
+        assert now[: len(registered)] == registered, "a completed version was lost"
+        registered = now
+        events.close()
+    assert registered, "no run lived long enough to publish a version"
