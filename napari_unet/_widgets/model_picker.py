@@ -1,4 +1,8 @@
-"""The model chooser: built-in checkpoints, recently used files, then "Load…".
+"""The model chooser: built-in checkpoints, the session's model versions, recent files, "Load…".
+
+Session versions (newest first) come from :meth:`ModelPicker.set_versions` or, refreshed each
+time the list opens, from a ``version_source`` callable (the hot-swap controller sets it), so a
+version renamed or deleted in the versions list never lingers here.
 
 Recent files are remembered in ``recent.json`` under the user config folder
 (``$NAPARI_UNET_CONFIG_DIR``, else ``~/.config/napari-unet-loop`` or the platform's equivalent),
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
@@ -22,6 +27,10 @@ logger = logging.getLogger(__name__)
 MAX_RECENT = 8
 LOAD_ITEM = "__load__"
 _TOOLTIP = Qt.ItemDataRole.ToolTipRole
+#: Item role holding a session version's id (the item's data is its checkpoint path).
+VERSION_ROLE = Qt.ItemDataRole.UserRole + 1
+#: A session version as listed: (version id, label, absolute checkpoint path).
+VersionItem = tuple[str, str, str]
 
 
 def config_dir() -> Path:
@@ -83,23 +92,42 @@ class ModelPicker(QComboBox):
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(16)
         self._previous = -1
+        self._versions: list[VersionItem] = []
+        #: Called by :meth:`populate` for the current session versions (None: keep the last set).
+        self.version_source: Callable[[], list[VersionItem]] | None = None
         self.populate()
         self.activated.connect(self._on_activated)
         self.currentIndexChanged.connect(self._on_index)
 
-    def populate(self, select: str | None = None) -> None:
-        """Refill the list; select ``select`` (a path) or keep the current choice."""
-        current = select or self.checkpoint()
+    def populate(self, select: str | None = None, *, announce: bool = True) -> None:
+        """Refill the list; select ``select`` (a path) or keep the current choice.
+
+        ``model_changed`` is emitted afterwards (with ``announce=False`` only if the choice
+        changed).
+        """
+        before = self.checkpoint()
+        current = select or before
         self.blockSignals(True)
         self.clear()
         for name, path in builtin_models().items():
             self.addItem(f"{name} (built-in)", str(path))
             self.setItemData(self.count() - 1, str(path), _TOOLTIP)
         builtin_count = self.count()
+        if self.version_source is not None:
+            try:
+                self._versions = list(self.version_source())
+            except Exception as err:  # a session being rewritten must not break the list
+                logger.warning("could not list the session's versions: %s", err)
+        if builtin_count and self._versions:
+            self.insertSeparator(self.count())
+        for version_id, label, path in self._versions:
+            self.addItem(label, path)
+            self.setItemData(self.count() - 1, f"{version_id}: {path}", _TOOLTIP)
+            self.setItemData(self.count() - 1, version_id, VERSION_ROLE)
         recent = [
             p for p in load_recent() if p not in {self.itemData(i) for i in range(self.count())}
         ]
-        if builtin_count and recent:
+        if self.count() and recent:
             self.insertSeparator(self.count())
         for path in recent:
             self.addItem(Path(path).name, path)
@@ -113,12 +141,42 @@ class ModelPicker(QComboBox):
         self.setCurrentIndex(index)
         self._previous = index
         self.blockSignals(False)
-        self.model_changed.emit(self.checkpoint() or "")
+        if announce or self.checkpoint() != before:
+            self.model_changed.emit(self.checkpoint() or "")
 
     def checkpoint(self) -> str | None:
         """The chosen checkpoint path, or None."""
         data = self.currentData()
         return data if isinstance(data, str) and data and data != LOAD_ITEM else None
+
+    def version_id(self) -> str | None:
+        """The chosen session version's id, or None when the choice is not a session version."""
+        value = self.itemData(self.currentIndex(), VERSION_ROLE)
+        return str(value) if value else None
+
+    def set_versions(self, versions: list[VersionItem], select: str | None = None) -> None:
+        """List the session's ``versions`` (newest first); select the version id ``select``."""
+        self._versions = list(versions)
+        source, self.version_source = self.version_source, None
+        try:
+            path = next((p for v, _, p in self._versions if v == select), None)
+            self.populate(select=path)
+        finally:
+            self.version_source = source
+
+    def select_version(self, version_id: str) -> bool:
+        """Select a listed session version (emits ``model_changed``); False when not listed."""
+        for index in range(self.count()):
+            if self.itemData(index, VERSION_ROLE) == version_id:
+                self.setCurrentIndex(index)
+                return True
+        return False
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt API
+        """Refresh the session versions before the list opens."""
+        if self.version_source is not None:
+            self.populate(announce=False)
+        super().showPopup()
 
     def add_checkpoint(self, path: str | os.PathLike) -> None:
         """Remember ``path`` as a recent model and select it."""

@@ -4,7 +4,9 @@ Pick an image layer, a model, a device, the output and the scope, press Run: a w
 (:func:`~napari_unet._widgets.predict_worker.run_prediction`) loads the model, predicts tile by
 tile and makes labels, yielding progress; layers change only here, on the main thread, when it
 returns. Re-running updates the same tagged labels layer, and never overwrites a slice the user
-edited or reviewed unless "Overwrite corrected slices" is ticked.
+edited or reviewed unless "Overwrite corrected slices" is ticked. With a session open, the model
+list also offers its fine-tuned versions, and "Follow the newest model version" (:mod:`hot_swap`)
+switches to each new one and refreshes the unreviewed slices in the background.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
+from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
 from napari_unet._widgets.output import OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
@@ -73,6 +76,8 @@ class SegmentPanel(QWidget):
         self.images = ImageList(viewer, self.form.image)
         self._build()
         self._connect()
+        self.hot_swap = HotSwap(self)
+        self.layout().insertWidget(2, self.hot_swap.follow)
         self._on_image_changed()
         self._on_model_changed(self.form.model.checkpoint() or "")
 
@@ -293,6 +298,7 @@ class SegmentPanel(QWidget):
         self.progress.end(done=self._job.get("outcome") == "done")
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        """Stop a running prediction when the widget closes."""
+        """Stop a running prediction (and background re-prediction) when the widget closes."""
         self.cancel()
+        self.hot_swap.repredictor.cancel()
         super().closeEvent(event)

@@ -1,0 +1,356 @@
+"""Guidance and accounting panel of the Fine-tune dock.
+
+- "Show uncertainty": an Image layer (role ``uncertainty``, inferno, half transparent) with the
+  entropy of the active model's probabilities on the current slice — reusing the probability
+  layer when the slice has one, else predicting in a worker — or the disagreement between the
+  last two versions (:mod:`napari_unet.core.uncertainty`).
+- "Next region to review": the most uncertain 128² tile not yet reviewed, over the current
+  slice and up to :data:`MAX_SLICES` unreviewed slices around it; the camera centres and zooms
+  on it (and the stack moves to its slice), and a line says why.
+- Accounting: per round, minutes correcting, pixels and objects edited and the validation gain
+  of the version that closed it (``Session.rounds()``); the time is measured by
+  :class:`~napari_unet._widgets.accounting.CorrectionClock`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet._widgets import layers as L
+from napari_unet._widgets.accounting import CorrectionClock, round_rows
+from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.repredict import current_image_layer, image_axes, training_running
+from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
+from napari_unet.core.axes import to_stack
+from napari_unet.core.errors import UserInputError
+from napari_unet.core.uncertainty import entropy, most_uncertain_tile
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+ROLE = "uncertainty"
+TILE = 128
+MAX_SLICES = 8
+MEASURES = (("entropy", "Entropy (active model)"), ("disagreement", "Last two versions disagree"))
+ROUND_COLUMNS = ("Round", "Version", "Minutes", "Pixels", "Objects", "Gain")
+
+
+def scene_camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, else ``viewer.camera``)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+class GuidancePanel(QWidget):
+    """Where to look next, and what the corrections bought.
+
+    Args:
+        viewer: the napari viewer (its :class:`LoopState` gives session and active version).
+        parent: the Qt parent.
+    """
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.loop = LoopState.for_viewer(viewer)
+        self.clock = CorrectionClock(viewer, self)
+        self.clock.session = self.loop.session
+        self.worker: Any = None
+        self._after: Any = None  # what to do when the running computation returns
+        self._loaded: dict = {}
+        self.measure = QComboBox()
+        for key, text in MEASURES:
+            self.measure.addItem(text, key)
+        self.measure.setToolTip("How uncertainty is measured")
+        self.show_button = QPushButton("Show uncertainty")
+        self.show_button.setToolTip("Add an uncertainty layer for the current slice")
+        self.next_button = QPushButton("Next region to review")
+        self.next_button.setToolTip("Jump to the most uncertain tile you have not reviewed yet")
+        self.why = QLabel("", wordWrap=True)
+        self.rounds = QTableWidget(0, len(ROUND_COLUMNS))
+        self.rounds.setHorizontalHeaderLabels(ROUND_COLUMNS)
+        self.rounds.verticalHeader().setVisible(False)
+        self.rounds.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.rounds.setMaximumHeight(140)
+        self.time_label = QLabel("")
+        self._build()
+        self.show_button.clicked.connect(lambda: self._guard(self.show_uncertainty))
+        self.next_button.clicked.connect(lambda: self._guard(self.next_region))
+        self.loop.session_changed.connect(self._on_session)
+        self.loop.version_added.connect(lambda _: self.refresh_rounds())
+        self.clock.changed.connect(
+            lambda s: self.time_label.setText(f"Correcting for {s / 60:.1f} min this session.")
+        )
+        self.clock._timer.timeout.connect(self.refresh_rounds)
+        self.refresh_rounds()
+
+    def _build(self) -> None:
+        row = QHBoxLayout()
+        row.addWidget(self.measure, 1)
+        row.addWidget(self.show_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(QLabel("<b>Guidance</b>"))
+        layout.addLayout(row)
+        layout.addWidget(self.next_button)
+        layout.addWidget(self.why)
+        layout.addWidget(QLabel("<b>What each round bought</b>"))
+        layout.addWidget(self.rounds)
+        layout.addWidget(self.time_label)
+
+    def _guard(self, action: Any) -> Any:
+        try:
+            return action()
+        except UserInputError as err:
+            from napari.utils.notifications import show_warning
+
+            self.why.setText(str(err))
+            show_warning(str(err))
+            return None
+
+    # ------------------------------------------------------------------ accounting
+    def _on_session(self, session: Any) -> None:
+        self.clock.set_session(session)
+        self.refresh_rounds()
+
+    def refresh_rounds(self) -> None:
+        """Refill the rounds table from the session (after saving the pending time)."""
+        session = self.loop.session
+        self.clock.flush()
+        rows = round_rows(session.rounds(), session.versions()) if session is not None else []
+        self.rounds.setRowCount(len(rows))
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                self.rounds.setItem(r, c, QTableWidgetItem(value))
+
+    # ------------------------------------------------------------------ uncertainty
+    def _target(self) -> tuple[Any, str, Any, int]:
+        image = current_image_layer(self.viewer)
+        if image is None:
+            raise UserInputError("No image layer: open an image and predict it first.")
+        axes = image_axes(image)
+        if axes is None:
+            raise UserInputError(
+                f"The axes of '{image.name}' are not known: predict it once in the Segment "
+                "widget (choosing its axes) first."
+            )
+        layout = L.layout_of(image, axes)
+        return image, axes, layout, L.current_slice(self.viewer, image, axes)
+
+    def _checkpoints(self, measure: str, image_name: str) -> tuple[str, ...]:
+        session = self.loop.session
+        versions = session.versions() if session is not None else []
+        if measure == "disagreement":
+            if len(versions) < 2:
+                raise UserInputError(
+                    "Disagreement needs two model versions: fine-tune until a second version "
+                    "exists, or choose the entropy."
+                )
+            return tuple(str(session.version_path(v.id)) for v in versions[-2:][::-1])
+        if session is not None and self.loop.active_version:
+            return (str(session.version_path(self.loop.active_version)),)
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image_name)
+        model = (L.plugin_tag(labels) or {}).get("model") if labels is not None else None
+        if model and Path(str(model)).is_file():
+            return (str(model),)
+        if versions:
+            return (str(session.version_path(versions[-1].id)),)
+        raise UserInputError("No model to measure with: predict the image in the Segment widget.")
+
+    def _layer(self, image: Any, axes: str, layout: Any, key: tuple) -> Any:
+        layer = L.find_plugin_layer(self.viewer, role=ROLE, image_layer=image.name)
+        if layer is not None and tuple(layer.data.shape) == tuple(layout.spatial_shape):
+            tag = L.plugin_tag(layer)
+            if tuple(tag.get("key", ())) != key:
+                tag.update(key=key, computed=[])
+                layer.data[...] = 0
+            return layer
+        data = np.zeros(layout.spatial_shape, dtype=np.float32)
+        return self.viewer.add_image(
+            data,
+            name=f"{image.name} uncertainty",
+            metadata={L.TAG: {"role": ROLE, "image_layer": image.name, "key": key, "computed": []}},
+            colormap="inferno",
+            opacity=0.5,
+            blending="additive",
+            contrast_limits=(0.0, 1.0),
+            **L.spatial_transform(image, axes),
+        )
+
+    def _reusable_probability(self, image: Any, layout: Any, s: int) -> np.ndarray | None:
+        probs = L.find_plugin_layer(self.viewer, role="probabilities", image_layer=image.name)
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
+        if probs is None or tuple(probs.data.shape) != tuple(layout.spatial_shape):
+            return None
+        predicted = (L.plugin_tag(labels) or {}).get("predicted", []) if labels else []
+        if labels is not None and s not in predicted:
+            return None
+        return np.asarray(probs.data[L.slice_index(layout, s)], dtype=np.float32)
+
+    def show_uncertainty(self, slices: list[int] | None = None, then: Any = None) -> None:
+        """Compute the uncertainty of the current slice (or ``slices``) into its layer."""
+        image, axes, layout, current = self._target()
+        slices = [current] if slices is None else slices
+        measure = str(self.measure.currentData())
+        checkpoints = self._checkpoints(measure, image.name)
+        layer = self._layer(image, axes, layout, (measure, *checkpoints))
+        tag = L.plugin_tag(layer)
+        todo = [s for s in slices if s not in tag["computed"]]
+        if measure == "entropy":
+            for s in list(todo):
+                fg = self._reusable_probability(image, layout, s)
+                if fg is not None:
+                    self._store(layer, layout, [s], entropy(fg[None])[None])
+                    todo.remove(s)
+        if not todo:
+            layer.refresh()
+            self.why.setText("Uncertainty shown (bright = unsure).")
+            if then is not None:
+                then()
+            return
+        self._run(image, axes, layout, todo, measure, checkpoints, then)
+
+    def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
+        from napari.qt.threading import create_worker
+
+        stack, _ = to_stack(np.asarray(image.data), axes)
+        job = SliceJob(
+            checkpoints=checkpoints,
+            image=np.ascontiguousarray(stack[todo]),
+            slices=tuple(todo),
+            measure=measure,
+            loaded={p: m for p, m in self._loaded.items() if p in checkpoints},
+            num_threads=1 if training_running() else None,
+        )
+        if self.worker is not None:
+            self.worker.quit()
+        worker = create_worker(run_slice_job, job, _ignore_errors=True)
+        key = (measure, *checkpoints)
+        worker.returned.connect(lambda r, w=worker: self._on_returned(w, image.name, key, r, then))
+        worker.errored.connect(lambda err, w=worker: self._on_error(w, err))
+        self.worker = worker
+        self.why.setText(f"Measuring uncertainty on {len(todo)} slice(s)…")
+        self.show_button.setEnabled(False)
+        worker.start()
+
+    def _on_error(self, worker: Any, error: BaseException) -> None:
+        if worker is not self.worker:
+            return
+        self.worker = None
+        self.show_button.setEnabled(True)
+        from napari.utils.notifications import show_warning
+
+        if not isinstance(error, UserInputError):
+            logger.error("uncertainty failed", exc_info=error)
+        self.why.setText(f"Uncertainty failed: {error}")
+        show_warning(self.why.text())
+
+    def _on_returned(self, worker: Any, name: str, key: tuple, result: SliceResult, then) -> None:
+        if worker is not self.worker:
+            return
+        self.worker = None
+        self.show_button.setEnabled(True)
+        self._loaded = result.loaded
+        if name not in self.viewer.layers:
+            return
+        image, axes, layout, _ = self._target()
+        if image.name != name:
+            return
+        layer = self._layer(image, axes, layout, key)
+        self._store(layer, layout, list(result.slices), result.uncertainty)
+        layer.refresh()
+        self.why.setText("Uncertainty shown (bright = unsure).")
+        if then is not None:
+            then()
+
+    @staticmethod
+    def _store(layer: Any, layout: Any, slices: list[int], maps: np.ndarray) -> None:
+        tag = L.plugin_tag(layer)
+        for s, plane in zip(slices, maps):
+            layer.data[L.slice_index(layout, s)] = plane
+        tag["computed"] = sorted(set(tag["computed"]) | set(slices))
+
+    # ------------------------------------------------------------------ next region
+    def _excluded(self, image_name: str, layout: Any, s: int) -> np.ndarray | None:
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image_name)
+        reviewed = (L.plugin_tag(labels) or {}).get("reviewed") if labels is not None else None
+        if not isinstance(reviewed, np.ndarray) or reviewed.shape != tuple(layout.spatial_shape):
+            return None
+        return reviewed[L.slice_index(layout, s)]
+
+    def next_region(self) -> None:
+        """Measure (if needed) then jump to the most uncertain unreviewed tile."""
+        image, _, layout, current = self._target()
+        candidates = [current]
+        for s in sorted(range(layout.n_slices), key=lambda s: abs(s - current)):
+            excluded = self._excluded(image.name, layout, s)
+            if s != current and (excluded is None or not excluded.all()):
+                candidates.append(s)
+            if len(candidates) >= MAX_SLICES:
+                break
+        self.show_uncertainty(candidates, then=lambda: self._jump_best(candidates))
+
+    def _jump_best(self, candidates: list[int]) -> tuple[int, int, int, float] | None:
+        image, axes, layout, _ = self._target()
+        layer = L.find_plugin_layer(self.viewer, role=ROLE, image_layer=image.name)
+        best = None
+        for s in candidates:
+            if s not in L.plugin_tag(layer)["computed"]:
+                continue
+            plane = np.asarray(layer.data[L.slice_index(layout, s)])
+            found = most_uncertain_tile(plane, self._excluded(image.name, layout, s), TILE)
+            if found is not None and (best is None or found[2] > best[3]):
+                best = (s, *found)
+        if best is None:
+            self.why.setText("Everything here is reviewed: nothing left to look at.")
+            return None
+        s, y0, x0, score = best
+        self.jump_to(image, axes, layout, s, (y0, x0))
+        where = f", slice {s}" if layout.n_slices > 1 else ""
+        self.why.setText(f"Uncertainty {score:.2f}{where}: tile at y={y0}, x={x0}.")
+        return best
+
+    def jump_to(self, image: Any, axes: str, layout: Any, s: int, corner: tuple[int, int]) -> None:
+        """Centre the camera on the tile at ``corner`` of slice ``s`` and zoom onto it."""
+        dims = L._layer_dims(image, axes)
+        height, width = layout.yx_shape
+        cy = corner[0] + min(TILE, height) / 2
+        cx = corner[1] + min(TILE, width) / 2
+        stack = dict(zip(layout.stack_axes, L.slice_index(layout, s)))
+        point = np.asarray(self.viewer.dims.point, dtype=float)[-len(dims) :]
+        data = np.asarray(image.world_to_data(point), dtype=float)[-len(dims) :]
+        for d, letter in enumerate(dims):
+            data[d] = {"Y": cy, "X": cx}.get(letter, stack.get(letter, data[d]))
+        world = np.asarray(image.data_to_world(data), dtype=float)
+        offset = self.viewer.dims.ndim - len(world)
+        for d, letter in enumerate(dims):
+            if letter in stack:
+                self.viewer.dims.set_point(offset + d, world[d])
+        camera = scene_camera(self.viewer)
+        camera.center = (world[dims.index("Y")], world[dims.index("X")])
+        canvas = getattr(self.viewer, "_canvas_size", None) or (512, 512)
+        scale = float(np.asarray(image.scale)[dims.index("Y")])
+        camera.zoom = 0.9 * min(canvas) / (TILE * scale)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Save the correction time and stop a running measurement."""
+        self.clock.flush()
+        if self.worker is not None:
+            self.worker.quit()
+        super().closeEvent(event)

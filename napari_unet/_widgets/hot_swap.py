@@ -1,0 +1,144 @@
+"""Hot swap: the predict panel follows the session's model versions.
+
+:class:`HotSwap` ties the predict panel to the viewer's
+:class:`~napari_unet._widgets.loop_state.LoopState`:
+
+- the model picker lists the session's versions (after the built-ins), refreshed whenever the
+  session changes, a version is added, or the list opens;
+- a new version (``version_added``) becomes the active version when "Follow the newest version"
+  is ticked (``LoopState.auto_switch``, saved in the session);
+- whenever the active version changes (a new version, or a rollback from the versions list) the
+  picker selects it and the :class:`~napari_unet._widgets.repredict.Repredictor` refreshes the
+  unreviewed slices in the background (cancelling a re-prediction with an older version);
+- choosing a session version in the picker by hand makes it active without re-predicting (the
+  user presses Run).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QObject
+from qtpy.QtWidgets import QCheckBox
+
+from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.repredict import Repredictor
+
+if TYPE_CHECKING:
+    from napari_unet._widgets.segment_panel import SegmentPanel
+
+logger = logging.getLogger(__name__)
+
+
+def version_items(session: Any) -> list[tuple[str, str, str]]:
+    """``(id, label, checkpoint path)`` of the session's versions, newest first."""
+    if session is None:
+        return []
+    items = []
+    for entry in reversed(session.versions()):
+        try:
+            path = str(session.version_path(entry.id))
+        except Exception as err:  # a version whose file left models/: not offered
+            logger.warning("version %s is not usable: %s", entry.id, err)
+            continue
+        items.append((entry.id, f"{entry.name} ({entry.id})", path))
+    return items
+
+
+class HotSwap(QObject):
+    """Keeps the predict panel's model in step with the session's active version.
+
+    Args:
+        panel: the predict panel (its ``form.model`` picker, its writer and settings).
+
+    Attributes:
+        follow: the "Follow the newest version" check box (add it to a layout).
+        repredictor: the background re-prediction.
+    """
+
+    def __init__(self, panel: SegmentPanel) -> None:
+        super().__init__(panel)
+        self.panel = panel
+        self.loop = LoopState.for_viewer(panel.viewer)
+        self.repredictor = Repredictor(panel, self.loop.session)
+        self.follow = QCheckBox("Follow the newest model version")
+        self.follow.setToolTip(
+            "Switch to each new fine-tuned version as soon as it is published and re-predict "
+            "the slices you have not corrected (your corrections are never overwritten)"
+        )
+        self.follow.setChecked(self.loop.auto_switch)
+        self._picking = False
+        picker = panel.form.model
+        picker.version_source = lambda: version_items(self.loop.session)
+        self.follow.toggled.connect(self.loop.set_auto_switch)
+        self.loop.auto_switch_changed.connect(self._on_auto_switch)
+        self.loop.session_changed.connect(self._on_session_changed)
+        self.loop.version_added.connect(self._on_version_added)
+        self.loop.active_version_changed.connect(self._on_active_version)
+        self.repredictor.started.connect(
+            lambda v: panel.status.setText(f"Refreshing unreviewed slices with {v}…")
+        )
+        self.repredictor.finished.connect(self._on_repredicted)
+        picker.model_changed.connect(self._on_picked)
+        if self.loop.session is not None:
+            picker.populate(announce=False)
+
+    def _on_auto_switch(self, value: bool) -> None:
+        if self.follow.isChecked() != value:
+            self.follow.blockSignals(True)
+            self.follow.setChecked(value)
+            self.follow.blockSignals(False)
+
+    def _on_session_changed(self, session: Any) -> None:
+        self.repredictor.cancel()
+        self.repredictor.session = session
+        self._on_auto_switch(self.loop.auto_switch)
+        self.panel.form.model.populate(announce=False)
+
+    def _on_version_added(self, version_id: str) -> None:
+        self.panel.form.model.populate(announce=False)
+        if self.loop.auto_switch:
+            self.loop.set_active_version(version_id)
+
+    def _on_active_version(self, version_id: str) -> None:
+        if not version_id or self._picking:
+            return
+        session = self.loop.session
+        if session is None:
+            return
+        try:
+            path = str(session.version_path(version_id))
+        except Exception as err:
+            self.panel.show_message(f"Model version {version_id} cannot be used: {err}", "model")
+            return
+        picker = self.panel.form.model
+        self._picking = True
+        try:
+            if not picker.select_version(version_id):
+                picker.populate(announce=False)
+                picker.select_version(version_id)
+        finally:
+            self._picking = False
+        self.repredictor.start(path, version_id)
+
+    def _on_picked(self, path: str) -> None:
+        if self._picking:
+            return
+        version_id = self.panel.form.model.version_id()
+        if version_id == (self.loop.active_version or None):
+            return
+        self._picking = True
+        try:
+            self.loop.set_active_version(version_id)
+        finally:
+            self._picking = False
+
+    def _on_repredicted(self, version_id: str, done: list) -> None:
+        if done:
+            slices = len(done)
+            self.panel.status.setText(
+                f"Refreshed {slices} unreviewed slice(s) with {version_id}; corrections kept."
+            )
+        elif version_id:
+            self.panel.status.setText(f"Now using {version_id}; nothing needed refreshing.")

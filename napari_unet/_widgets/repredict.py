@@ -1,0 +1,294 @@
+"""Background re-prediction of the slices nobody corrected yet, with a new model version.
+
+When a version becomes active (a new one with "follow newest version" on, or a rollback), the
+:class:`Repredictor` refreshes every plugin labels layer whose image is open: first the slice the
+user is looking at (of the image chosen in the predict panel), then the other slices that hold
+an untouched prediction, then the other images — one worker at a time, through the predict
+panel's own job machinery (:func:`~napari_unet._widgets.predict_worker.run_prediction` and its
+:class:`~napari_unet._widgets.output.OutputWriter`). Huge slices (more than
+:data:`HUGE_PIXELS`) refresh only the visible region of the current slice.
+
+Corrections are never overwritten: slices that are edited or reviewed (in the layer, or in the
+session's statuses) are left out when planning, and checked again when each result arrives (the
+user may have edited meanwhile). A newer version cancels the running re-prediction. While a
+trainer process runs, the worker uses one torch thread, so training keeps the cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from napari_unet._widgets import layers as L
+from napari_unet._widgets import predict_job as J
+from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
+from napari_unet.core.axes import StackLayout, to_stack
+from napari_unet.core.errors import AxesError, UserInputError
+from napari_unet.core.postprocess import PostprocessConfig
+
+if TYPE_CHECKING:
+    from napari_unet._widgets.segment_panel import SegmentPanel
+
+logger = logging.getLogger(__name__)
+
+#: Slices with more pixels than this refresh only their visible region.
+HUGE_PIXELS = 4096 * 4096
+PROTECTED_STATUSES = ("edited", "reviewed")
+#: ``napari_unet_source`` of the metadata events announcing re-predicted slices.
+SOURCE = "repredict"
+
+
+def training_running() -> bool:
+    """True while a child process (the fine-tune trainer) runs: be polite with threads."""
+    return bool(multiprocessing.active_children())
+
+
+def image_axes(layer: Any, fallback: str | None = None) -> str | None:
+    """The axes of an image layer, or ``fallback`` when they cannot be told from its shape."""
+    try:
+        return L.layer_axes(layer)
+    except AxesError:
+        return fallback
+
+
+def current_image_layer(viewer: Any, preferred: Any = None) -> Any:
+    """The image the user works on: ``preferred``, the active layer's image, else the first one."""
+    from napari.layers import Image
+
+    if isinstance(preferred, Image) and preferred in viewer.layers:
+        return preferred
+    active = viewer.layers.selection.active
+    tag = L.plugin_tag(active) if active is not None else None
+    if tag and tag.get("image_layer") in viewer.layers:
+        return viewer.layers[tag["image_layer"]]
+    if isinstance(active, Image) and tag is None:
+        return active
+    for layer in viewer.layers:
+        if isinstance(layer, Image) and L.plugin_tag(layer) is None:
+            return layer
+    return None
+
+
+def session_protected(session: Any, image_id: str | None) -> set[int]:
+    """Slices the session knows as edited or reviewed (empty without a session link)."""
+    if session is None or not image_id:
+        return set()
+    try:
+        statuses = session.statuses(image_id)
+    except Exception as err:  # an image removed from the session: rely on the layer alone
+        logger.debug("no session statuses for %s: %s", image_id, err)
+        return set()
+    return {s for s, status in enumerate(statuses) if status in PROTECTED_STATUSES}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """One planned worker run: some slices (or a region of one) of one image."""
+
+    image: str
+    axes: str
+    layout: StackLayout
+    slices: tuple[int, ...]
+    region: tuple[slice, slice] | None
+    probabilities: bool
+
+
+class Repredictor(QObject):
+    """Refreshes unreviewed predictions with a model, one background worker at a time.
+
+    Args:
+        panel: the predict panel (its form gives tiling, device and post-processing).
+
+    Signals:
+        started(str): a re-prediction with this version id started.
+        finished(str, list): it ended (version id, ``[(image name, slice), ...]`` refreshed).
+    """
+
+    started = Signal(str)
+    finished = Signal(str, list)
+
+    def __init__(self, panel: SegmentPanel, session: Any = None) -> None:
+        super().__init__(panel)
+        self.panel = panel
+        self.viewer = panel.viewer
+        self.session = session
+        self.worker: Any = None
+        self._queue: list[_Task] = []
+        self._generation = 0
+        self._checkpoint = ""
+        self._version = ""
+        self._loaded: Any = None
+        self._done: list[tuple[str, int]] = []
+
+    @property
+    def running(self) -> bool:
+        """A re-prediction is queued or running."""
+        return self.worker is not None or bool(self._queue)
+
+    def cancel(self) -> None:
+        """Drop what is queued and stop the running worker (nothing more is written)."""
+        self._generation += 1
+        self._queue = []
+        if self.worker is not None:
+            self.worker.quit()
+            self.worker = None
+
+    def start(self, checkpoint: str, version_id: str = "") -> int:
+        """Re-predict every unprotected slice with ``checkpoint``; returns the number of runs."""
+        self.cancel()
+        self._checkpoint, self._version, self._done = str(checkpoint), str(version_id), []
+        self._loaded = self.panel._cached_model(self._checkpoint)
+        self._queue = self.plan()
+        if not self._queue:
+            self.finished.emit(self._version, [])
+            return 0
+        self.started.emit(self._version)
+        self._next()
+        return len(self._queue) + 1
+
+    # ------------------------------------------------------------------ planning
+    def plan(self) -> list[_Task]:
+        """The runs to do, the current image's current slice first."""
+        chosen = current_image_layer(self.viewer, self.panel.image_layer())
+        targets = [
+            la for la in self.viewer.layers if (L.plugin_tag(la) or {}).get("role") == "labels"
+        ]
+        targets.sort(
+            key=lambda la: L.plugin_tag(la).get("image_layer") != getattr(chosen, "name", None)
+        )
+        tasks: list[_Task] = []
+        for labels in targets:
+            tasks += self._plan_image(labels, chosen)
+        return tasks
+
+    def _plan_image(self, labels: Any, chosen: Any) -> list[_Task]:
+        from napari.layers import Image
+
+        tag = L.plugin_tag(labels)
+        name = tag.get("image_layer")
+        image = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
+        if not isinstance(image, Image):
+            return []
+        fallback = self.panel.form.chosen_axes() if image is chosen else None
+        axes = image_axes(image, fallback)
+        if axes is None:
+            return []
+        layout = L.layout_of(image, axes)
+        if tuple(labels.data.shape) != tuple(layout.spatial_shape):
+            return []
+        current = L.current_slice(self.viewer, image, axes)
+        probabilities = L.find_plugin_layer(self.viewer, role="probabilities", image_layer=name)
+        candidates = sorted({current, *tag.get("predicted", [])})
+        keep = set(candidates) - self._protected(labels, layout, candidates)
+        if int(np.prod(layout.yx_shape)) > HUGE_PIXELS:
+            if current not in keep:
+                return []
+            region = L.visible_region(self.viewer, image, axes)
+            return [_Task(name, axes, layout, (current,), region, probabilities is not None)]
+        first = [s for s in (current,) if s in keep]
+        rest = tuple(s for s in sorted(keep) if s != current)
+        runs = [first] if first else []
+        if rest:
+            runs.append(rest)
+        return [_Task(name, axes, layout, tuple(r), None, probabilities is not None) for r in runs]
+
+    def _protected(self, labels: Any, layout: StackLayout, slices: list[int]) -> set[int]:
+        image_id = (L.plugin_tag(labels) or {}).get("session_image_id")
+        return set(L.protected_slices(labels, layout, slices)) | session_protected(
+            self.session, image_id
+        )
+
+    # ------------------------------------------------------------------ running
+    def _next(self) -> None:
+        from napari.qt.threading import create_worker
+
+        while self._queue:
+            task = self._queue.pop(0)
+            try:
+                job = self._job(task)
+            except (UserInputError, KeyError) as err:  # the layer went away or changed
+                logger.info("re-prediction of %s skipped: %s", task.image, err)
+                continue
+            generation = self._generation
+            worker = create_worker(run_prediction, job, _ignore_errors=True)
+            worker.returned.connect(
+                lambda result, t=task, g=generation: self._on_returned(g, t, result)
+            )
+            worker.errored.connect(lambda err, g=generation: self._on_error(g, err))
+            worker.finished.connect(lambda g=generation: self._on_finished(g))
+            self.worker = worker
+            worker.start()
+            return
+        self.finished.emit(self._version, list(self._done))
+
+    def _job(self, task: _Task) -> PredictJob:
+        image = self.viewer.layers[task.image]
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
+        if labels is None:
+            raise KeyError(task.image)
+        stack, _ = to_stack(np.asarray(image.data), task.axes)
+        form = self.panel.form
+        post = form.postprocess_settings() | {
+            "output": L.plugin_tag(labels).get("output") or "semantic"
+        }
+        threads = 1 if training_running() else self.panel.num_threads
+        return PredictJob(
+            checkpoint=self._checkpoint,
+            image=np.ascontiguousarray(stack[list(task.slices)]),
+            axes="SCYX",
+            slices=task.slices,
+            region=task.region,
+            predict=form.predict_settings(),
+            postprocess=PostprocessConfig(**post),
+            probabilities=task.probabilities,
+            loaded=self._loaded,
+            num_threads=threads,
+        )
+
+    def _on_returned(self, generation: int, task: _Task, result: JobResult) -> None:
+        if generation != self._generation:
+            return  # a newer version took over
+        if result.loaded is not None:
+            self._loaded = result.loaded
+            self.panel._loaded = (J.model_key(self._checkpoint), result.loaded)
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
+        if labels is None or task.image not in self.viewer.layers:
+            return
+        now_protected = self._protected(labels, task.layout, list(result.slices))
+        keep = [i for i, s in enumerate(result.slices) if s not in now_protected]
+        if not keep:
+            return
+        result = dataclasses.replace(
+            result,
+            labels=result.labels[keep],
+            probabilities=None if result.probabilities is None else result.probabilities[keep],
+            slices=tuple(result.slices[i] for i in keep),
+        )
+        job = {"image": task.image, "layout": task.layout, "model": self._checkpoint}
+        try:
+            self.panel.writer.write(job, result)
+        except UserInputError as err:
+            logger.info("re-prediction of %s not written: %s", task.image, err)
+            return
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
+        # the autosave saves these slices; the correction clock ignores it (not an edit)
+        labels.events.metadata(napari_unet_slices=tuple(result.slices), napari_unet_source=SOURCE)
+        self._done += [(task.image, s) for s in result.slices]
+
+    def _on_error(self, generation: int, error: BaseException) -> None:
+        if generation != self._generation:
+            return
+        logger.warning("background re-prediction failed: %s", error)
+        self._queue = []
+        self.panel.show_message(f"Re-prediction with the new version failed: {error}", "run")
+
+    def _on_finished(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self.worker = None
+        self._next()

@@ -1,0 +1,188 @@
+"""Worker jobs of the versions and guidance panels: predict some slices with one or more models.
+
+:func:`run_slice_job` is a plain generator (no Qt, no layers), run with
+``napari.qt.threading.create_worker`` on a :class:`SliceJob` holding a copy of the slices. It
+yields :class:`~napari_unet._widgets.predict_worker.JobProgress` after every batch of tiles (so a
+quit request stops it within one batch) and returns a :class:`SliceResult`: per model the full
+class probabilities and, when asked, labels; and, when asked, an uncertainty map (entropy of one
+model, or disagreement between two).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet._widgets.predict_worker import JobProgress, PredictionError, worker_threads
+from napari_unet.core.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+MEASURES = ("none", "entropy", "disagreement")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SliceJob:
+    """Slices to predict with each of ``checkpoints``.
+
+    Attributes:
+        checkpoints: checkpoint paths (one model, or two to compare).
+        image: (n, C, Y, X) pixels of the slices (a copy).
+        slices: their flattened indices in the full image.
+        predict: ``PredictConfig`` fields (tiles, batch, device).
+        labels: also make labels (instances for instance models, else semantic).
+        measure: ``"none"``, ``"entropy"`` (of the first model) or ``"disagreement"`` (first
+            two models).
+        loaded: ``{checkpoint path: LoadedModel}`` already loaded (reused).
+        num_threads: torch threads while running (None: ``cores - 1``).
+    """
+
+    checkpoints: tuple[str, ...]
+    image: np.ndarray
+    slices: tuple[int, ...]
+    predict: dict = dataclasses.field(default_factory=dict)
+    labels: bool = False
+    measure: str = "none"
+    loaded: dict = dataclasses.field(default_factory=dict)
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.measure not in MEASURES:
+            raise ValueError(f"measure must be one of {MEASURES}, got {self.measure!r}")
+        if self.measure == "disagreement" and len(self.checkpoints) < 2:
+            raise UserInputError(
+                "Disagreement needs two model versions: fine-tune until a second version exists, "
+                "or show the entropy instead."
+            )
+        if np.ndim(self.image) != 4 or len(self.image) != len(self.slices):
+            raise ValueError(f"image must be (n, C, Y, X) for {len(self.slices)} slice(s)")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SliceResult:
+    """What a :class:`SliceJob` returns.
+
+    Attributes:
+        probabilities: per model, (K, n, Y, X) float32 class probabilities.
+        labels: per model, (n, Y, X) integer labels, or None when not asked for.
+        tasks, outputs: per model, its task and the kind of its labels.
+        uncertainty: (n, Y, X) float32 in [0, 1], or None.
+        slices: as in the job. loaded: ``{path: LoadedModel}`` for reuse.
+    """
+
+    probabilities: tuple[np.ndarray, ...]
+    labels: tuple[np.ndarray | None, ...]
+    tasks: tuple[str, ...]
+    outputs: tuple[str, ...]
+    uncertainty: np.ndarray | None
+    slices: tuple[int, ...]
+    loaded: dict
+
+
+def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
+    """Run ``job``; yields progress, returns a :class:`SliceResult`.
+
+    Raises:
+        UserInputError: a broken checkpoint, a restoration model, a channel mismatch.
+        PredictionError: anything torch raises as a RuntimeError (out of memory...).
+    """
+    import torch
+
+    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+    from napari_unet.core.predict import PredictConfig, iter_predict
+    from napari_unet.core.uncertainty import disagreement, entropy
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(worker_threads(job.num_threads))
+    loaded_models = dict(job.loaded)
+    probabilities, labels, tasks, outputs = [], [], [], []
+    try:
+        config = PredictConfig(**job.predict)
+        for number, path in enumerate(job.checkpoints, start=1):
+            loaded = loaded_models.get(path)
+            if loaded is None:
+                yield JobProgress("loading")
+                loaded = load_checkpoint(Path(path))
+                loaded_models[path] = loaded
+            task = loaded.info.task
+            if task == "restoration":
+                raise UserInputError(
+                    f"{Path(path).name} is a restoration model: it has no classes to compare or "
+                    "measure uncertainty on; pick a segmentation model."
+                )
+            steps = iter_predict(
+                loaded.model,
+                job.image,
+                "SCYX",
+                task=task,
+                normalization=loaded.info.normalization_config(),
+                config=config,
+            )
+            while True:
+                try:
+                    step = next(steps)
+                except StopIteration as stop:
+                    probs = np.asarray(stop.value, dtype=np.float32)
+                    break
+                yield JobProgress(
+                    "predicting",
+                    done=step.done_tiles,
+                    total=step.total_tiles,
+                    slice_number=number,
+                    n_slices=len(job.checkpoints),
+                )
+            probs = probs.reshape(probs.shape[0], len(job.slices), *probs.shape[-2:])
+            output = "instances" if task == "instances" else "semantic"
+            planes = None
+            if job.labels:
+                post = PostprocessConfig(output=output)
+                planes = np.stack(
+                    [
+                        labels_from_probabilities(probs[:, i], task=task, config=post)
+                        for i in range(len(job.slices))
+                    ]
+                )
+            probabilities.append(probs)
+            labels.append(planes)
+            tasks.append(task)
+            outputs.append(output)
+        uncertainty = None
+        if job.measure == "entropy":
+            uncertainty = np.stack(
+                [entropy(probabilities[0][:, i]) for i in range(len(job.slices))]
+            )
+        elif job.measure == "disagreement":
+            uncertainty = np.stack(
+                [
+                    _disagree(probabilities[0][:, i], probabilities[1][:, i], disagreement, tasks)
+                    for i in range(len(job.slices))
+                ]
+            )
+    except RuntimeError as err:
+        raise PredictionError(f"{type(err).__name__}: {err}") from err
+    finally:
+        torch.set_num_threads(previous)
+    return SliceResult(
+        probabilities=tuple(probabilities),
+        labels=tuple(labels),
+        tasks=tuple(tasks),
+        outputs=tuple(outputs),
+        uncertainty=uncertainty,
+        slices=tuple(job.slices),
+        loaded=loaded_models,
+    )
+
+
+def _disagree(first: np.ndarray, second: np.ndarray, disagreement: Any, tasks: list) -> np.ndarray:
+    """Disagreement of two (K, Y, X) predictions; models with different classes compare their
+    foreground probability."""
+    if first.shape == second.shape:
+        return disagreement(first, second)
+    fg = [p[:1] if t == "binary" else 1.0 - p[:1] for p, t in zip((first, second), tasks)]
+    return disagreement(fg[0], fg[1])

@@ -1,0 +1,295 @@
+"""The versions list of the Fine-tune dock: rename, roll back, delete, export, compare.
+
+Lists the open session's model versions (newest first; the active one in bold) from the viewer's
+:class:`~napari_unet._widgets.loop_state.LoopState`, refreshed when a version is added, the
+session changes or the active version changes. "Use this version" makes the selected version
+active: the predict panel switches to it and re-predicts the unreviewed slices (a rollback).
+"Compare" predicts the current slice with two versions in a worker and shows both as Labels
+layers (role ``compare``) with their stored validation metrics side by side, plus their score
+against the slice's reviewed pixels when it has some (:mod:`version_compare`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.version_compare import Comparer, data_text, primary_metric, time_text
+from napari_unet.core.atomic import atomic_write_with
+from napari_unet.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("Name", "Parent", "Steps", "Created", "Score", "Data")
+_ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+class VersionsPanel(QWidget):
+    """The session's model versions and what can be done with them.
+
+    Args:
+        viewer: the napari viewer (its :class:`LoopState` gives the session).
+        parent: the Qt parent.
+    """
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.loop = LoopState.for_viewer(viewer)
+        self.comparer = Comparer(viewer, self)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setToolTip("Double-click a name to rename the version")
+        self.use_button = QPushButton("Use this version")
+        self.use_button.setToolTip(
+            "Roll back (or forward): predict with the selected version and refresh the slices "
+            "you have not corrected"
+        )
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip(
+            "Predict the current slice with two versions (the two selected, or the selected one "
+            "and the active one) into two label layers"
+        )
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save the selected version's checkpoint file")
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setToolTip("Delete the selected version and its file")
+        self.info = QLabel("", wordWrap=True)
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self._build()
+        self.table.itemChanged.connect(self._on_item_changed)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.use_button.clicked.connect(lambda: self._guard(self.use_selected))
+        self.compare_button.clicked.connect(lambda: self._guard(self.compare_selected))
+        self.export_button.clicked.connect(lambda: self._guard(self._ask_export))
+        self.delete_button.clicked.connect(lambda: self._guard(self._ask_delete))
+        self.comparer.done.connect(self.info.setText)
+        self.comparer.failed.connect(self._error)
+        self.loop.session_changed.connect(lambda _: self.refresh())
+        self.loop.version_added.connect(lambda _: self.refresh())
+        self.loop.active_version_changed.connect(lambda _: self.refresh())
+        self.refresh()
+
+    def _build(self) -> None:
+        buttons = QHBoxLayout()
+        for button in (self.use_button, self.compare_button, self.export_button):
+            buttons.addWidget(button)
+        buttons.addWidget(self.delete_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(QLabel("<b>Model versions</b>"))
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        layout.addWidget(self.info)
+
+    # ------------------------------------------------------------------ helpers
+    def _guard(self, action: Any) -> Any:
+        try:
+            return action()
+        except UserInputError as err:
+            self._error(str(err))
+            return None
+
+    def _error(self, text: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.info.setText(f'<span style="color:#e04040">{text}</span>')
+        show_warning(text)
+
+    def _session(self) -> Any:
+        if self.loop.session is None:
+            raise UserInputError("No session is open: create or open one in the Segment widget.")
+        return self.loop.session
+
+    # ------------------------------------------------------------------ list
+    def refresh(self) -> None:
+        """Refill the table from the session (newest first)."""
+        session = self.loop.session
+        versions = list(reversed(session.versions())) if session is not None else []
+        names = {v.id: v.name for v in versions}
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(versions))
+        for row, entry in enumerate(versions):
+            score = primary_metric(entry.metrics)
+            values = (
+                entry.name,
+                names.get(entry.parent, entry.parent if entry.parent else "—"),
+                str(entry.steps),
+                time_text(entry.created),
+                "—" if score is None else f"{score:.3f}",
+                data_text(entry.data),
+            )
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(str(value))
+                item.setData(_ID_ROLE, entry.id)
+                if column:
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                item.setToolTip(f"{entry.id}: {entry.file}")
+                font = item.font()
+                font.setBold(entry.id == self.loop.active_version)
+                item.setFont(font)
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+        self.table.blockSignals(False)
+        if session is None:
+            self.info.setText("No session: versions appear here once a model is fine-tuned.")
+        elif not versions:
+            self.info.setText("No version yet: fine-tune to make the first one.")
+        self._update_buttons()
+
+    def version_ids(self) -> list[str]:
+        """The listed version ids, in display order (newest first)."""
+        return [self.table.item(r, 0).data(_ID_ROLE) for r in range(self.table.rowCount())]
+
+    def selected_ids(self) -> list[str]:
+        """Ids of the selected rows, in display order."""
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.table.item(r, 0).data(_ID_ROLE) for r in rows]
+
+    def select(self, *version_ids: str) -> None:
+        """Select the rows of ``version_ids`` (replacing the selection)."""
+        self.table.clearSelection()
+        mode = self.table.selectionMode()
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.MultiSelection)
+        for row, version_id in enumerate(self.version_ids()):
+            if version_id in version_ids:
+                self.table.selectRow(row)
+        self.table.setSelectionMode(mode)
+
+    def _update_buttons(self) -> None:
+        n = len(self.selected_ids())
+        for button in (self.use_button, self.export_button, self.delete_button):
+            button.setEnabled(n == 1)
+        self.compare_button.setEnabled(n in (1, 2))
+
+    def _one(self) -> str:
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            raise UserInputError("Select one version in the list first.")
+        return ids[0]
+
+    # ------------------------------------------------------------------ actions
+    def _on_item_changed(self, item: QTableWidgetItem) -> None:
+        if item.column() == 0:
+            self._guard(lambda: self.rename_version(item.data(_ID_ROLE), item.text()))
+
+    def rename_version(self, version_id: str, name: str) -> None:
+        """Give a version a new display name (saved in the session)."""
+        name = name.strip()
+        if not name:
+            self.refresh()
+            raise UserInputError("A version needs a name: type one, or press Escape to cancel.")
+        self._session().rename_version(version_id, name)
+        self.refresh()
+
+    def use_selected(self) -> str:
+        """Make the selected version active (the predict panel re-predicts unreviewed slices)."""
+        version_id = self._one()
+        self.use_version(version_id)
+        return version_id
+
+    def use_version(self, version_id: str) -> None:
+        """Make ``version_id`` active (a rollback when it is older than the current one)."""
+        self._session().version(version_id)  # says so when it is gone
+        if version_id == self.loop.active_version:
+            self.loop.set_active_version(None)  # re-activating re-predicts again
+        self.loop.set_active_version(version_id)
+        self.info.setText(f"Using {version_id}; unreviewed slices are being refreshed.")
+
+    def _ask_delete(self) -> None:
+        version_id = self._one()
+        entry = self._session().version(version_id)
+        answer = QMessageBox.question(
+            self,
+            "Delete version",
+            f"Delete {entry.name} ({version_id}) and its checkpoint file? This cannot be undone.",
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete_version(version_id)
+
+    def delete_version(self, version_id: str) -> None:
+        """Delete a version; the active one is first replaced by the newest other version."""
+        session = self._session()
+        session.version(version_id)
+        if version_id == self.loop.active_version:
+            others = [v.id for v in reversed(session.versions()) if v.id != version_id]
+            self.loop.set_active_version(others[0] if others else None)
+        session.delete_version(version_id)
+        self.refresh()
+        self.info.setText(f"Deleted {version_id}.")
+
+    def _ask_export(self) -> None:
+        version_id = self._one()
+        entry = self._session().version(version_id)
+        suggested = str(Path.home() / f"{entry.name.replace(' ', '-')}.pt")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export a model version", suggested, "Checkpoints (*.pt)"
+        )
+        if path:
+            self.export_version(version_id, path)
+
+    def export_version(self, version_id: str, path: str | Path) -> Path:
+        """Copy a version's checkpoint to ``path`` (atomically: never a half-written file)."""
+        source = self._session().version_path(version_id)
+        target = Path(path).expanduser()
+        try:
+            with open(source, "rb") as handle:
+                atomic_write_with(target, lambda out: shutil.copyfileobj(handle, out))
+        except OSError as err:
+            raise UserInputError(
+                f"Could not write {target} ({err.strerror or err}); choose another folder."
+            ) from None
+        self.info.setText(f"Exported {version_id} to {target}.")
+        return target
+
+    def compare_selected(self) -> None:
+        """Compare the two selected versions (older first), or the selected one with the active."""
+        ids = self.selected_ids()[::-1]
+        if len(ids) == 1 and self.loop.active_version and ids[0] != self.loop.active_version:
+            ids = [self.loop.active_version, ids[0]]
+        if len(ids) != 2:
+            raise UserInputError(
+                "Select two versions to compare (or one, to compare it with the active version)."
+            )
+        self.compare(ids[0], ids[1])
+
+    def compare(self, first: str, second: str) -> None:
+        """Predict the current slice with both versions (worker) into two labels layers."""
+        session = self._session()
+        entries = [session.version(first), session.version(second)]
+        paths = [str(session.version_path(v)) for v in (first, second)]
+        self.info.setText(f"Comparing {first} and {second} on the current slice…")
+        self.comparer.start(entries, paths)
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Stop a running comparison when the panel closes."""
+        self.comparer.cancel()
+        super().closeEvent(event)
