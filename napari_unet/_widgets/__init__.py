@@ -1,6 +1,7 @@
 """napari dock widgets (everything that touches napari, Qt and threads lives in this package).
 
-``SegmentWidget`` is the "U-Net Segment" dock widget of the manifest. Imported lazily so that
+``SegmentWidget`` is the "U-Net Segment" dock widget of the manifest, ``FinetuneWidget`` the
+"U-Net Fine-tune" one. Imported lazily so that
 ``import napari_unet._widgets`` stays cheap until a widget is actually made.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SegmentWidget"]
+__all__ = ["FinetuneWidget", "SegmentWidget"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from napari_unet._widgets.segment_widget import SegmentWidget
 
         return SegmentWidget
+    if name == "FinetuneWidget":
+        from napari_unet._widgets.finetune_widget import FinetuneWidget
+
+        return FinetuneWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,246 @@
+"""What fine-tuning will learn from: counts over a session, and the validation hold-back.
+
+Pure (numpy, scipy and the session; no Qt): :class:`SummaryCache` turns a
+:class:`~napari_unet.session.Session` into a :class:`DataSummary` — annotated images, slices,
+pixels and objects, and the part held back for validation: the user's pins, plus annotated
+``val_tile`` x ``val_tile`` tiles chosen by the stable hash of :func:`core.split.split_validation`
+(the trainer's own split, so the numbers match what it will hold back).
+
+Cheap to refresh: per slice, only a small record is kept (annotated pixels, objects and the
+annotated-pixel count of each tile), keyed by the slice's stored files and its pins, so a slice
+is read again only when it was saved again. Images are never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from napari_unet.core.items import TrainingItem
+from napari_unet.core.split import split_validation
+from napari_unet.session.tracking import annotated_mask
+
+if TYPE_CHECKING:
+    from napari_unet.session import Session
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSummary:
+    """Annotation a fine-tuning run would use.
+
+    Attributes:
+        images, slices: images and (Y, X) slices with annotation (edited or reviewed).
+        pixels: annotated pixels in total; objects: annotated objects (instance ids, or
+            connected foreground regions for semantic labels) touching them.
+        val_pixels: annotated pixels held back for validation (never trained on);
+            val_tiles: hashed tiles held back; pinned_pixels: of ``val_pixels``, those pinned.
+        tiles: annotated tiles (of the slices outside pins) the hash chose from.
+    """
+
+    images: int = 0
+    slices: int = 0
+    pixels: int = 0
+    objects: int = 0
+    val_pixels: int = 0
+    val_tiles: int = 0
+    pinned_pixels: int = 0
+    tiles: int = 0
+
+    @property
+    def train_pixels(self) -> int:
+        """Annotated pixels trained on."""
+        return self.pixels - self.val_pixels
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is annotated."""
+        return self.pixels == 0
+
+    def lines(self) -> list[str]:
+        """Two short sentences for the widget."""
+        if self.empty:
+            return ["Nothing annotated yet."]
+        s = "s" if self.slices != 1 else ""
+        first = (
+            f"{self.images} image(s), {self.slices} slice{s}: {_count(self.pixels)} annotated "
+            f"pixels, {self.objects} object(s)."
+        )
+        if not self.val_pixels:
+            return [first, "Validation: nothing held back (annotate more tiles, or pin one)."]
+        share = 100.0 * self.val_pixels / max(self.pixels, 1)
+        parts = [f"{self.val_tiles} tile(s) of {self.tiles}"] if self.val_tiles else []
+        if self.pinned_pixels:
+            parts.append(f"{_count(self.pinned_pixels)} pinned pixels")
+        return [
+            first,
+            f"Validation: {' + '.join(parts)} = {_count(self.val_pixels)} pixels "
+            f"({share:.0f}%), never trained on.",
+        ]
+
+
+def _count(n: int) -> str:
+    if n >= 10**6:
+        return f"{n / 1e6:.1f} M"
+    if n >= 10**4:
+        return f"{n / 1e3:.0f} k"
+    return str(n)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _SliceCounts:
+    """One slice: annotated pixels, objects, pinned pixels and (ny, nx) tile pixel counts."""
+
+    pixels: int
+    objects: int
+    pinned: int
+    tile_pixels: np.ndarray
+
+
+def pin_mask(pins: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """(Y, X) bool union of the pins of one slice (``rect`` = (y0, x0, y1, x1) or None: all)."""
+    mask = np.zeros(shape, dtype=bool)
+    for pin in pins:
+        rect = pin.get("rect")
+        if rect is None:
+            mask[:] = True
+        else:
+            y0, x0, y1, x1 = (int(v) for v in rect)
+            mask[max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = True
+    return mask
+
+
+def count_objects(labels: np.ndarray, mask: np.ndarray, kind: str) -> int:
+    """Objects of ``labels`` (Y, X) touching ``mask``: instance ids, or connected foreground."""
+    if not mask.any():
+        return 0
+    if kind == "instances":
+        ids = np.unique(labels[mask])
+        return int(np.count_nonzero(ids))
+    from scipy import ndimage
+
+    regions, _ = ndimage.label(labels > 0)
+    ids = np.unique(regions[mask])
+    return int(np.count_nonzero(ids))
+
+
+def tile_pixels(mask: np.ndarray, tile: int) -> np.ndarray:
+    """(ny, nx) int64: annotated pixels of each ``tile`` x ``tile`` tile (grid at (0, 0))."""
+    ny, nx = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
+    padded = np.zeros((ny * tile, nx * tile), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return padded.reshape(ny, tile, nx, tile).sum(axis=(1, 3), dtype=np.int64)
+
+
+def held_back_tiles(
+    tiles: dict[str, np.ndarray], fraction: float, *, seed: int = 0, pinned: bool = False
+) -> dict[str, np.ndarray]:
+    """The tiles the trainer holds back by hash, as (ny, nx) bool per item.
+
+    ``tiles`` maps an item name (``"<image_id>/<slice:05d>"``, the trainer's) to its tile pixel
+    counts outside the pins. As the trainer's ``ValidationPlan``: the tiles the hash of
+    :func:`core.split.split_validation` selects, or, when it selects none and nothing is
+    ``pinned``, one forced tile (``at_least_one``). The split is run on one pixel per tile
+    (``tile=1``): tile ``(ty, tx)`` keeps its index ``ty * nx + tx``, hence its hash, so the
+    choice is exactly the trainer's.
+    """
+    names = sorted(tiles)
+    items = [
+        TrainingItem(
+            image=np.broadcast_to(np.float32(0), (1, *tiles[n].shape)),
+            labels=np.zeros(tiles[n].shape, dtype=np.uint8),
+            annotated_mask=tiles[n] > 0,
+            name=n,
+        )
+        for n in names
+    ]
+    _, val_items = split_validation(items, fraction, tile=1, seed=seed, at_least_one=False)
+    if not val_items and not pinned and fraction > 0:
+        _, val_items = split_validation(items, fraction, tile=1, seed=seed, at_least_one=True)
+    return {item.name: item.mask for item in val_items}
+
+
+class SummaryCache:
+    """Computes :class:`DataSummary` of a session, re-reading only slices saved since."""
+
+    def __init__(self) -> None:
+        self._slices: dict[tuple, _SliceCounts] = {}
+
+    def clear(self) -> None:
+        """Forget every slice (e.g. another session was opened)."""
+        self._slices.clear()
+
+    def summary(
+        self, session: Session, *, fraction: float = 0.1, tile: int = 128, seed: int = 0
+    ) -> DataSummary:
+        """Counts over every annotated slice of ``session`` (see the module docs)."""
+        pins: dict[tuple[str, int], list[dict]] = {}
+        for pin in session.validation_pins():
+            pins.setdefault((pin["image_id"], int(pin["slice_index"])), []).append(pin)
+        keys = session.annotated_slices()
+        seen, counts = set(), {}
+        for image_id, s in keys:
+            record = session.slice_entry(image_id, s)
+            slice_pins = pins.get((image_id, s), [])
+            key = (
+                image_id,
+                s,
+                record.labels,
+                record.reviewed,
+                record.snapshot,
+                tile,
+                repr(slice_pins),
+            )
+            seen.add(key)
+            if key not in self._slices:
+                self._slices[key] = self._count(session, image_id, s, slice_pins, tile)
+            counts[f"{image_id}/{s:05d}"] = self._slices[key]
+        for stale in set(self._slices) - seen:
+            del self._slices[stale]
+        pinned = sum(c.pinned for c in counts.values())
+        held = held_back_tiles(
+            {n: c.tile_pixels for n, c in counts.items() if c.tile_pixels.any()},
+            fraction,
+            seed=seed,
+            pinned=pinned > 0,
+        )
+        val_tiles = sum(int(m.sum()) for m in held.values())
+        hashed = sum(int(counts[n].tile_pixels[m].sum()) for n, m in held.items())
+        return DataSummary(
+            images=len({name.split("/")[0] for name, c in counts.items() if c.pixels}),
+            slices=sum(1 for c in counts.values() if c.pixels),
+            pixels=sum(c.pixels for c in counts.values()),
+            objects=sum(c.objects for c in counts.values()),
+            val_pixels=hashed + pinned,
+            val_tiles=val_tiles,
+            pinned_pixels=pinned,
+            tiles=sum(int(np.count_nonzero(c.tile_pixels)) for c in counts.values()),
+        )
+
+    @staticmethod
+    def _count(
+        session: Session, image_id: str, slice_index: int, pins: list[dict], tile: int
+    ) -> _SliceCounts:
+        entry = session.image(image_id)
+        data = session.load_slice(image_id, slice_index)
+        if data.labels is None:
+            labels = np.zeros(entry.yx_shape, dtype=np.uint8)
+            mask = (
+                np.zeros(entry.yx_shape, dtype=bool)
+                if data.reviewed is None
+                else np.asarray(data.reviewed, dtype=bool)
+            )
+        else:
+            labels = data.labels
+            mask = annotated_mask(labels, data.snapshot, data.reviewed, kind=entry.kind)
+        pinned = mask & pin_mask(pins, entry.yx_shape) if pins else np.zeros_like(mask)
+        return _SliceCounts(
+            pixels=int(np.count_nonzero(mask)),
+            objects=count_objects(labels, mask, entry.kind),
+            pinned=int(np.count_nonzero(pinned)),
+            tile_pixels=tile_pixels(mask & ~pinned, tile),
+        )

@@ -1,0 +1,209 @@
+"""From the fine-tune form to a ``FinetuneRequest``; start models; status and time lines.
+
+Helpers of :class:`~napari_unet._widgets.finetune_panel.FinetunePanel`, kept apart so the panel
+stays about wiring. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from napari_unet._widgets.finetune_form import FinetuneForm, start_from_value
+from napari_unet.core.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+#: Steps between validations: frequent, for fast feedback on small corrections.
+VAL_EVERY = 20
+#: The trainer's validation split (``TrainConfig`` defaults): fraction, tile side, seed.
+VAL_FRACTION, VAL_TILE, VAL_SEED = 0.1, 128, 0
+#: Sub-folder of the session for training runs (``best.pt``/``latest.pt`` of each run).
+RUNS_FOLDER = "runs"
+DEFAULT_TASK = "semantic"
+
+
+def split_settings(form: FinetuneForm) -> dict:
+    """``SummaryCache.summary`` keyword arguments matching the trainer's validation split."""
+    return {"fraction": VAL_FRACTION, "tile": VAL_TILE, "seed": VAL_SEED}
+
+
+def version_label(version: Any) -> str:
+    """``"v003 · version 3 (score 0.812)"``."""
+    score = (version.metrics or {}).get("score")
+    scored = f" (score {score:.3f})" if isinstance(score, (int, float)) else ""
+    return f"{version.id} · {version.name}{scored}"
+
+
+def list_start_models(form: FinetuneForm, session: Any) -> None:
+    """Fill the start-model list: built-in models, then the session's versions (newest first)."""
+    from napari_unet.core.checkpoint import builtin_checkpoints
+
+    versions = []
+    if session is not None:
+        try:
+            versions = [(v.id, version_label(v)) for v in session.versions()]
+        except (UserInputError, OSError) as err:
+            logger.warning("cannot list the session's versions: %s", err)
+    form.set_start_models(list(builtin_checkpoints()), versions)
+
+
+def start_path(key: str, session: Any) -> Path | None:
+    """The checkpoint file of a start key, or None when it cannot be told."""
+    if not key:
+        return None
+    kind, value = key.split(":", 1)
+    try:
+        if kind == "builtin":
+            from napari_unet.core.checkpoint import builtin_checkpoints
+
+            return builtin_checkpoints().get(value)
+        if kind == "version":
+            return None if session is None else session.version_path(value)
+    except (UserInputError, OSError) as err:
+        logger.warning("cannot find the start model %s: %s", key, err)
+        return None
+    return Path(value)
+
+
+def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) -> Any:
+    """The :class:`FinetuneRequest` of the form's settings.
+
+    Args:
+        form: the settings. session: the open session.
+        key: the start key (``builtin:…``, ``version:…``, ``file:…``).
+        task: the start model's task when known (the trainer sets it from the model anyway).
+
+    Raises:
+        UserInputError: no start model, or settings the trainer would refuse (the message says
+            which and what to change).
+    """
+    from napari_unet.core.train_config import TrainConfig
+    from napari_unet.session.trainer_events import FinetuneRequest
+
+    if not key:
+        raise UserInputError(
+            "No model to start from: pick a built-in model or an earlier version, or Load… a "
+            "checkpoint file."
+        )
+    if key.startswith("file:") and not Path(start_from_value(key)).is_file():
+        raise UserInputError(
+            f"The checkpoint {start_from_value(key)} does not exist any more; Load… another."
+        )
+    settings = form.train_settings()
+    loss = settings["loss"]
+    if sum(loss.values()) <= 0:
+        raise UserInputError("All loss weights are 0: give CE, Dice or Jaccard a weight > 0.")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    settings.update(
+        task=task or DEFAULT_TASK,
+        val_every=VAL_EVERY,
+        val_fraction=VAL_FRACTION,
+        val_tile=VAL_TILE,
+        seed=VAL_SEED,
+        checkpoint_dir=str(Path(session.root) / RUNS_FOLDER / stamp),
+    )
+    try:
+        train = TrainConfig.from_dict(settings)
+    except ValueError as err:
+        raise UserInputError(f"These settings cannot be used ({err}); change them.") from None
+    return FinetuneRequest(
+        session=str(session.root),
+        start_from=start_from_value(key),
+        train_config=train.to_dict(),
+        keep_learning=form.keep_learning.isChecked(),
+        num_threads=settings["num_threads"],
+        device=settings["device"],
+    )
+
+
+def duration(seconds: float) -> str:
+    """``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def time_left(step: Any, since_step_s: float, train_config: dict) -> float | None:
+    """Seconds left by the budget (the earlier of the time and step budgets), or None.
+
+    Args:
+        step: the last ``StepEvent`` (step, elapsed_s). since_step_s: seconds since it came.
+        train_config: the request's ``TrainConfig`` dict (``minutes``, ``steps``).
+    """
+    elapsed = float(step.elapsed_s) + since_step_s
+    lefts = []
+    if train_config.get("minutes"):
+        lefts.append(60.0 * float(train_config["minutes"]) - elapsed)
+    if train_config.get("steps") and step.step > 0 and step.elapsed_s > 0:
+        rate = step.step / float(step.elapsed_s)
+        lefts.append((int(train_config["steps"]) - step.step) / rate - since_step_s)
+    return max(0.0, min(lefts)) if lefts else None
+
+
+def timing_text(
+    started_at: float | None,
+    step: Any,
+    step_at: float,
+    request: Any,
+    *,
+    running: bool,
+) -> str:
+    """``"Elapsed 1 min 02 s · about 3 min 58 s left · step 120"`` (empty before any run)."""
+    if started_at is None:
+        return ""
+    now = time.monotonic()
+    if not running:
+        done = f" · {step.step} steps" if step is not None else ""
+        return f"Ran for {duration(float(step.elapsed_s) if step else now - started_at)}{done}."
+    text = f"Elapsed {duration(now - started_at)}"
+    if step is None:
+        return text + " · starting…"
+    left = time_left(step, now - step_at, request.train_config if request else {})
+    if left is not None:
+        text += f" · about {duration(left)} left"
+    return text + f" · step {step.step}"
+
+
+FINISH_REASONS = {
+    "steps": "step budget used",
+    "time": "time budget used",
+    "stopped": "stopped",
+    "early_stopping": "no more improvement",
+}
+
+
+def validation_text(event: Any) -> str:
+    """Status line of a ``ValidationEvent`` (step 0 is the start model's score)."""
+    score = float(event.metrics.get("score", float("nan")))
+    if event.step == 0:
+        return f"Start model: validation score {score:.3f}."
+    better = " (better)" if event.improved else ""
+    return f"Step {event.step}: validation score {score:.3f}{better}."
+
+
+def version_text(event: Any) -> str:
+    """Status line of a ``VersionPublished``."""
+    score = event.metrics.get("score")
+    scored = "" if score is None else f" (validation score {score:.3f})"
+    return f"New model version {event.version_id}{scored} at step {event.step}."
+
+
+def pool_text(event: Any) -> str:
+    """Status line of a ``PoolChanged``."""
+    added = f" ({len(event.added)} just added)" if event.added else ""
+    return (
+        f"Training on {event.n_items} slice(s){added}; {event.n_validation} hold validation data."
+    )
+
+
+def finished_text(event: Any) -> str:
+    """Status line of a ``TrainerFinished``."""
+    best = f"; newest version {event.best_version}" if event.best_version else ""
+    reason = FINISH_REASONS.get(event.reason, event.reason)
+    return f"Finished ({reason}) after {event.steps} steps{best}."
