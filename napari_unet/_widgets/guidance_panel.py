@@ -93,7 +93,7 @@ class GuidancePanel(QWidget):
         self.show_button.clicked.connect(lambda: self._guard(self.show_uncertainty))
         self.next_button.clicked.connect(lambda: self._guard(self.next_region))
         self.loop.session_changed.connect(self._on_session)
-        self.loop.version_added.connect(lambda _: self.refresh_rounds())
+        self.loop.version_added.connect(self._on_version_added)
         self.clock.changed.connect(
             lambda s: self.time_label.setText(f"Correcting for {s / 60:.1f} min this session.")
         )
@@ -127,6 +127,9 @@ class GuidancePanel(QWidget):
     # ------------------------------------------------------------------ accounting
     def _on_session(self, session: Any) -> None:
         self.clock.set_session(session)
+        self.refresh_rounds()
+
+    def _on_version_added(self, *_: object) -> None:
         self.refresh_rounds()
 
     def refresh_rounds(self) -> None:

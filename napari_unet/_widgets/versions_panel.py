@@ -93,9 +93,11 @@ class VersionsPanel(QWidget):
         self.delete_button.clicked.connect(lambda: self._guard(self._ask_delete))
         self.comparer.done.connect(self.info.setText)
         self.comparer.failed.connect(self._error)
-        self.loop.session_changed.connect(lambda _: self.refresh())
-        self.loop.version_added.connect(lambda _: self.refresh())
-        self.loop.active_version_changed.connect(lambda _: self.refresh())
+        # bound methods, not lambdas: the loop state lives as long as the viewer, and a lambda
+        # capturing this panel would keep it (and the viewer) alive
+        self.loop.session_changed.connect(self._on_loop_changed)
+        self.loop.version_added.connect(self._on_loop_changed)
+        self.loop.active_version_changed.connect(self._on_loop_changed)
         self.refresh()
 
     def _build(self) -> None:
@@ -163,7 +165,17 @@ class VersionsPanel(QWidget):
             self.info.setText("No session: versions appear here once a model is fine-tuned.")
         elif not versions:
             self.info.setText("No version yet: fine-tune to make the first one.")
+        else:
+            active = next((v.name for v in versions if v.id == self.loop.active_version), None)
+            self.info.setText(
+                f"{len(versions)} version(s)"
+                + (f" · in use: <b>{active}</b>" if active else "")
+                + " · select two to compare them on the current view."
+            )
         self._update_buttons()
+
+    def _on_loop_changed(self, *_: object) -> None:
+        self.refresh()
 
     def version_ids(self) -> list[str]:
         """The listed version ids, in display order (newest first)."""
