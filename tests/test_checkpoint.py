@@ -295,3 +295,21 @@ def test_loading_onto_missing_cuda_says_so(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "m.pt", tiny_net(), task="binary")
     with pytest.raises(DeviceError, match="CUDA is not available"):
         load_checkpoint(path, map_location="cuda")
+
+
+def test_postprocess_config_merges_model_defaults_and_overrides(tmp_path) -> None:
+    from napari_unet.core.checkpoint import read_checkpoint_info
+
+    model = build_model("unet", depth=2, base_channels=4, out_channels=2)
+    path = save_checkpoint(
+        tmp_path / "em.pt",
+        model,
+        task="semantic",
+        provenance={"postprocess": {"foreground_class": [0], "min_size": 7, "future": 1}},
+    )
+    info = read_checkpoint_info(path)
+    defaults = info.postprocess_config()
+    assert defaults.output == "semantic" and defaults.foreground_class == (0,)
+    assert defaults.min_size == 7
+    chosen = info.postprocess_config(output="instances", min_size=None, threshold=0.3)
+    assert (chosen.output, chosen.min_size, chosen.threshold) == ("instances", 7, 0.3)

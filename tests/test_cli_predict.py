@@ -276,3 +276,31 @@ def test_unavailable_device_exits_2(
     )
     assert status == 2
     assert "cuda" in capsys.readouterr().err.lower()
+
+
+def test_model_postprocessing_defaults_apply_and_flags_override(
+    tmp_path: Path, images: dict[str, Path]
+) -> None:
+    """A checkpoint's stored post-processing is used unless a flag says otherwise."""
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=4, out_channels=1)
+    last_conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # confident foreground everywhere: one image-sized object
+        last_conv.bias.fill_(5.0)
+    huge = 64 * 80 + 1
+    checkpoint = save_checkpoint(
+        tmp_path / "tuned.pt",
+        model,
+        task="binary",
+        tile_shape=(64, 64),
+        overlap=8,
+        provenance={"postprocess": {"min_size": huge, "threshold": 0.01}},
+    )
+    image = str(images["cells"])
+    assert main(["predict", image, "--model", str(checkpoint), "--out", str(tmp_path / "a")]) == 0
+    stored = read_image(tmp_path / "a" / "cells_labels.tif").image
+    assert stored.max() == 0, "the model's min_size (larger than the image) removes everything"
+    args = ["--min-size", "0", "--threshold", "0.0001"]
+    out = str(tmp_path / "b")
+    assert main(["predict", image, "--model", str(checkpoint), "--out", out, *args]) == 0
+    assert read_image(tmp_path / "b" / "cells_labels.tif").image.max() == 1

@@ -7,6 +7,8 @@ viewer and the worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -173,9 +175,16 @@ class PredictForm(QWidget):
         self.device.setCurrentIndex(max(index, 0))
 
     def set_model_defaults(
-        self, *, task: str, tile_shape: tuple | None, overlap: int | None
+        self,
+        *,
+        task: str,
+        tile_shape: tuple | None,
+        overlap: int | None,
+        postprocess: Any = None,
     ) -> None:
-        """Defaults from a checkpoint: output kind from its task, tiling from its tile defaults."""
+        """Defaults from a checkpoint: output kind from its task, tiling from its tile defaults,
+        threshold and minimum object size from its stored post-processing
+        (:meth:`~napari_unet.core.checkpoint.CheckpointInfo.postprocess_config`)."""
         self.output.setCurrentIndex(
             self.output.findData("instances" if task == "instances" else "semantic")
         )
@@ -183,6 +192,9 @@ class PredictForm(QWidget):
             self.tile.setValue(int(max(tile_shape)))
         if overlap is not None:
             self.overlap.setValue(int(overlap))
+        if postprocess is not None:
+            self.threshold.setValue(float(postprocess.threshold))
+            self.min_size.setValue(int(postprocess.min_size))
 
     def scope_key(self) -> str:
         """``"slice"``, ``"stack"`` or ``"region"``."""

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from napari_unet._widgets.layers import offset_ids
-from napari_unet.core.postprocess import PostprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,9 @@ class PredictJob:
         region: ``(slice_y, slice_x)`` to predict in every slice, or None for all of it.
         predict: :class:`~napari_unet.core.predict.PredictConfig` fields (tiles, batch, device);
             a dict so that building a job does not import torch on the main thread.
-        postprocess: how probabilities become labels (``output``, threshold, min size).
+        postprocess: :class:`~napari_unet.core.postprocess.PostprocessConfig` fields chosen in
+            the form (``output``, threshold, min size); they override the model's stored
+            post-processing defaults (:meth:`CheckpointInfo.postprocess_config`).
         probabilities: also return the foreground probability.
         loaded: a model loaded by an earlier job for the same checkpoint and device (reused).
         num_threads: torch CPU threads while running (None: ``cores - 1``, at least 1).
@@ -57,7 +58,7 @@ class PredictJob:
     slices: tuple[int, ...]
     region: tuple[slice, slice] | None = None
     predict: dict = dataclasses.field(default_factory=dict)
-    postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+    postprocess: dict = dataclasses.field(default_factory=dict)
     probabilities: bool = False
     loaded: Any = None
     num_threads: int | None = None
@@ -153,6 +154,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         info = loaded.info
         _warm_imports()
         config = PredictConfig(**job.predict)
+        postprocess = info.postprocess_config(**job.postprocess)
         probabilities = yield from _predict(job, loaded, config, iter_predict)
         n = len(job.slices)
         probabilities = probabilities.reshape(probabilities.shape[0], n, *probabilities.shape[-2:])
@@ -160,9 +162,9 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         next_id = 0
         for i in range(n):
             plane = labels_from_probabilities(
-                probabilities[:, i], task=info.task, config=job.postprocess
+                probabilities[:, i], task=info.task, config=postprocess
             )
-            if job.postprocess.output == "instances" and next_id:
+            if postprocess.output == "instances" and next_id:
                 plane = offset_ids(plane, next_id)  # ids stay unique across the stack
             next_id = max(next_id, int(plane.max()) if plane.size else 0)
             planes.append(plane)
@@ -180,7 +182,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         slices=tuple(job.slices),
         region=job.region,
         task=info.task,
-        output=job.postprocess.output,
+        output=postprocess.output,
         loaded=loaded,
         seconds=time.perf_counter() - start,
     )

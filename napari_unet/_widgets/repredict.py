@@ -29,7 +29,6 @@ from napari_unet._widgets import predict_job as J
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
 from napari_unet.core.axes import StackLayout, to_stack
 from napari_unet.core.errors import AxesError, UserInputError
-from napari_unet.core.postprocess import PostprocessConfig
 
 if TYPE_CHECKING:
     from napari_unet._widgets.segment_panel import SegmentPanel
@@ -244,7 +243,7 @@ class Repredictor(QObject):
             slices=task.slices,
             region=task.region,
             predict=form.predict_settings(),
-            postprocess=PostprocessConfig(**post),
+            postprocess=post,
             probabilities=task.probabilities,
             loaded=self._loaded,
             num_threads=threads,

@@ -35,7 +35,6 @@ from napari_unet._widgets.predict_form import PredictForm
 from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
 from napari_unet._widgets.progress_view import MessageLine, ProgressView
 from napari_unet.core.errors import AxesError, UserInputError
-from napari_unet.core.postprocess import PostprocessConfig
 
 if TYPE_CHECKING:
     import napari
@@ -155,7 +154,10 @@ class SegmentPanel(QWidget):
             self._on_error(info, source="model")
             return
         self.form.set_model_defaults(
-            task=info.task, tile_shape=info.tile_shape, overlap=info.overlap
+            task=info.task,
+            tile_shape=info.tile_shape,
+            overlap=info.overlap,
+            postprocess=info.postprocess_config(),
         )
         self.clear_message("model")
 
@@ -225,7 +227,7 @@ class SegmentPanel(QWidget):
             slices=tuple(plan.todo),
             region=plan.region,
             predict=self.form.predict_settings(),
-            postprocess=PostprocessConfig(**self.form.postprocess_settings()),
+            postprocess=self.form.postprocess_settings(),
             probabilities=self.form.probabilities.isChecked(),
             loaded=self._cached_model(checkpoint),
             num_threads=self.num_threads,

@@ -94,7 +94,7 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
     import torch
 
     from napari_unet.core.checkpoint import load_checkpoint
-    from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+    from napari_unet.core.postprocess import labels_from_probabilities
     from napari_unet.core.predict import PredictConfig, iter_predict
     from napari_unet.core.uncertainty import disagreement, entropy
 
@@ -138,10 +138,10 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
                     n_slices=len(job.checkpoints),
                 )
             probs = probs.reshape(probs.shape[0], len(job.slices), *probs.shape[-2:])
-            output = "instances" if task == "instances" else "semantic"
+            post = loaded.info.postprocess_config()  # the model's own defaults
+            output = post.output
             planes = None
             if job.labels:
-                post = PostprocessConfig(output=output)
                 planes = np.stack(
                     [
                         labels_from_probabilities(probs[:, i], task=task, config=post)

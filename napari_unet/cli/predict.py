@@ -90,12 +90,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", choices=OUTPUTS, default="labels", help="what to write")
     parser.add_argument("--roi", type=Path, help="mask image; labels outside it are set to 0")
-    parser.add_argument("--threshold", type=_probability, help="foreground probability cut (0.5)")
+    parser.add_argument(
+        "--threshold",
+        type=_probability,
+        help="foreground probability cut (default: the model's, else 0.5)",
+    )
     parser.add_argument(
         "--min-size",
         type=_non_negative,
-        default=0,
-        help="remove objects smaller than this many pixels",
+        default=None,
+        help="remove objects smaller than this many pixels (default: the model's, else 0)",
     )
     parser.set_defaults(run=run)
     return parser
@@ -158,7 +162,6 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
     from napari_unet.core.device import get_device
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.postprocess import PostprocessConfig
     from napari_unet.core.predict import PredictConfig
 
     start = time.perf_counter()
@@ -182,13 +185,12 @@ def run(args: argparse.Namespace) -> int:
         settings["tile_shape"] = tile
     if overlap is not None:
         settings["overlap"] = overlap
-    post: dict[str, Any] = {"min_size": args.min_size}
-    post["output"] = args.labels or ("instances" if info.task == "instances" else "semantic")
-    if args.threshold is not None:
-        post["threshold"] = args.threshold
     try:
         predict_config = PredictConfig(**settings)
-        post_config = PostprocessConfig(**post)
+        # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
+        post_config = info.postprocess_config(
+            output=args.labels, threshold=args.threshold, min_size=args.min_size
+        )
     except ValueError as err:
         raise UserInputError(f"invalid setting: {err}.") from None
     roi = _read_roi(args.roi) if args.roi is not None else None

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from napari_unet.core.models import SegmentationNet
     from napari_unet.core.normalize import NormalizationConfig
 
+if TYPE_CHECKING:
+    from napari_unet.core.postprocess import PostprocessConfig
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "napari-unet-loop checkpoint"
@@ -130,6 +133,20 @@ class CheckpointInfo(Config):
         from napari_unet.core.normalize import NormalizationConfig
 
         return NormalizationConfig.from_dict(dict(self.normalization))
+
+    def postprocess_config(self, **overrides: object) -> PostprocessConfig:
+        """The model's post-processing defaults (``provenance["postprocess"]``) with overrides.
+
+        Built-in models store tuned values there (e.g. ``foreground_class`` for EM neurite
+        regions, a threshold and minimum size for nuclei); ``None`` overrides are ignored, so a
+        CLI flag or GUI field the user left alone keeps the model's value. ``output`` defaults to
+        instances for an instance model.
+        """
+        from napari_unet.core.postprocess import postprocess_with_defaults
+
+        defaults = dict(self.provenance.get("postprocess") or {})
+        defaults.setdefault("output", "instances" if self.task == "instances" else "semantic")
+        return postprocess_with_defaults(defaults, **overrides)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

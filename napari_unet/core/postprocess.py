@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -266,3 +267,27 @@ def _prepare(
             )
         roi = roi.reshape((-1, *spatial[-2:]))
     return probabilities, planes, roi
+
+
+def postprocess_with_defaults(
+    defaults: Mapping[str, object] | None, **overrides: object
+) -> PostprocessConfig:
+    """A :class:`PostprocessConfig` from a model's stored defaults, then non-``None`` overrides.
+
+    Unknown keys in ``defaults`` (written by a newer version) are skipped with a warning, so an
+    older install still loads newer checkpoints.
+
+    Raises:
+        ValueError: An override is not a valid setting.
+    """
+    known = {field.name for field in dataclasses.fields(PostprocessConfig)}
+    settings = {}
+    for key, value in (defaults or {}).items():
+        if key in known:
+            settings[key] = value
+        else:
+            logger.warning("ignoring unknown post-processing default %r", key)
+    for key, value in overrides.items():
+        if value is not None:
+            settings[key] = value
+    return PostprocessConfig.from_dict(settings)
