@@ -238,7 +238,7 @@ def run(mode_name: str, device: torch.device, variants: bool) -> dict[str, Any]:
     if variants:
         tries = {"no_channels_last": {"channels_last": False}, "no_augment": {}}
         if device.type == "cpu" and supports_bf16(device):
-            tries["bf16"] = {"bf16_cpu": True}
+            tries["fp32"] = {"bf16_cpu": False}  # our default is bf16 on this CPU
         for name, overrides in tries.items():
             if name == "no_augment":
                 from napari_unet.core.augment import AugmentConfig

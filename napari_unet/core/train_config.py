@@ -37,7 +37,8 @@ class TrainConfig(Config):
             validations without improvement) or ``constant``; all after ``warmup_steps``.
         grad_clip: maximum gradient norm, or None.
         amp: mixed precision (fp16 autocast + gradient scaling) on CUDA.
-        bf16_cpu: bf16 autocast on the CPU (worth it only on CPUs with bf16 units).
+        bf16_cpu: bf16 autocast on the CPU; None (default) = on where the CPU has native bf16
+            units (AVX512-BF16/AMX: 2.4x the fp32 patches/s in bench_train), off elsewhere.
         channels_last: channels-last memory format for model and batches.
         val_fraction: fraction of annotated ``val_tile`` tiles held back for validation.
         val_every: steps between validations (and ``latest.pt`` writes).
@@ -68,7 +69,7 @@ class TrainConfig(Config):
     plateau_patience: int = 3
     grad_clip: float | None = 1.0
     amp: bool = True
-    bf16_cpu: bool = False
+    bf16_cpu: bool | None = None
     channels_last: bool = True
     val_fraction: float = 0.1
     val_tile: int = 128

@@ -16,6 +16,7 @@ import torch
 
 from napari_unet.core.augment import augment_batch, augment_restoration
 from napari_unet.core.data import PatchSampler
+from napari_unet.core.device import cpu_supports_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,11 @@ class StepRunner:
         self.sampler = sampler
         self.augment = config.augment.strength > 0
         use_amp = config.amp and device.type == "cuda"
+        bf16_cpu = cpu_supports_bf16() if config.bf16_cpu is None else config.bf16_cpu
         self.autocast_dtype = (
             torch.float16
             if use_amp
-            else (torch.bfloat16 if config.bf16_cpu and device.type == "cpu" else None)
+            else (torch.bfloat16 if bf16_cpu and device.type == "cpu" else None)
         )
         self.scaler = torch.amp.GradScaler("cuda") if use_amp else None
         self.heads = bool(
