@@ -25,10 +25,11 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QSlider,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+from napari_unet._widgets.collapsible import CollapsibleForm
 
 LOAD_ITEM = "load:"
 #: Learning rate to fine-tune a trained model, and to train from scratch.
@@ -103,12 +104,9 @@ class FinetuneForm(QWidget):
         self.augment_label.setMinimumWidth(28)
         self.freeze = QCheckBox("Freeze encoder")
         self.freeze.setToolTip("Train only the decoder: faster, safer with very few corrections")
-        self.advanced_toggle = QToolButton()
-        self.advanced_toggle.setText("Advanced")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setAutoRaise(True)
+        self.advanced_section = CollapsibleForm("Advanced")
+        self.advanced_toggle = self.advanced_section.toggle
+        self.advanced = self.advanced_section.content
         self.ce = _spin(0, 10, 1.0, 0.1, "Weight of the (border-weighted) cross entropy")
         self.dice = _spin(0, 10, 0.0, 0.1, "Weight of the soft Dice loss")
         self.jaccard = _spin(0, 10, 0.0, 0.1, "Weight of the −log Jaccard loss")
@@ -152,28 +150,18 @@ class FinetuneForm(QWidget):
         for name, spin in (("CE", self.ce), ("Dice", self.dice), ("Jacc.", self.jaccard)):
             losses.addWidget(QLabel(name))
             losses.addWidget(spin, 1)
-        self.advanced = QWidget()
-        advanced = QFormLayout(self.advanced)
-        advanced.setContentsMargins(12, 0, 0, 0)
-        advanced.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        advanced.addRow("Loss weights", losses)
-        advanced.addRow("Patch size", self.patch)
-        advanced.addRow("Batch size", self.batch)
-        advanced.addRow("", self.keep_learning)
-        advanced.addRow("Device", self.device)
-        advanced.addRow("Threads", self.threads)
-        self.advanced.setVisible(False)
-        header = QHBoxLayout()
-        header.addWidget(self.advanced_toggle)
-        header.addStretch(1)
+        self.advanced_section.add_row("Loss weights", losses)
+        self.advanced_section.add_row("Patch size", self.patch)
+        self.advanced_section.add_row("Batch size", self.batch)
+        self.advanced_section.add_row("", self.keep_learning)
+        self.advanced_section.add_row("Device", self.device)
+        self.advanced_section.add_row("Threads", self.threads)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
-        layout.addLayout(header)
-        layout.addWidget(self.advanced)
+        layout.addWidget(self.advanced_section)
 
     def _connect(self) -> None:
-        self.advanced_toggle.toggled.connect(self._toggle_advanced)
         self.budget_kind.currentIndexChanged.connect(self._on_budget_kind)
         self.augment.valueChanged.connect(self._on_augment)
         self.lr.textEdited.connect(self._on_lr_edited)
@@ -184,11 +172,6 @@ class FinetuneForm(QWidget):
     def focus_chain(self) -> list[QWidget]:
         """The main controls in keyboard (Tab) order."""
         return [self.start, self.budget, self.budget_kind, self.lr, self.augment, self.freeze]
-
-    def _toggle_advanced(self, shown: bool) -> None:
-        self.advanced.setVisible(shown)
-        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
-        self.advanced_toggle.setArrowType(arrow)
 
     def _on_budget_kind(self, *_: Any) -> None:
         _, (low, high, default, step), suffix = BUDGETS[self.budget_kind.currentData()]

@@ -15,14 +15,13 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from napari_unet._widgets.collapsible import CollapsibleForm
 from napari_unet._widgets.model_picker import ModelPicker
 
 SCOPES: tuple[tuple[str, str], ...] = (
@@ -83,13 +82,9 @@ class PredictForm(QWidget):
         self.overwrite.setToolTip(
             "Off: slices you edited or marked reviewed keep your corrections and are skipped"
         )
-        self.advanced_toggle = QToolButton()
-        self.advanced_toggle.setText("Advanced")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setAutoRaise(True)
-        self.advanced_toggle.toggled.connect(self._toggle_advanced)
+        self.advanced_section = CollapsibleForm("Advanced")
+        self.advanced_toggle = self.advanced_section.toggle
+        self.advanced = self.advanced_section.content
         self.tile = _spin(32, 4096, DEFAULT_TILE, 32, "Tile side fed to the network", " px")
         self.overlap = _spin(0, 512, 32, 8, "Overlap between neighbouring tiles", " px")
         self.threshold = QDoubleSpinBox()
@@ -114,24 +109,15 @@ class PredictForm(QWidget):
         form.addRow("", self.probabilities)
         form.addRow("Scope", self.scope)
         form.addRow("", self.overwrite)
-        self.advanced = QWidget()
-        advanced = QFormLayout(self.advanced)
-        advanced.setContentsMargins(12, 0, 0, 0)
-        advanced.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
-        advanced.addRow("Tile size", self.tile)
-        advanced.addRow("Overlap", self.overlap)
-        advanced.addRow("Threshold", self.threshold)
-        advanced.addRow("Min. object size", self.min_size)
-        advanced.addRow("Batch size", self.batch)
-        self.advanced.setVisible(False)
-        header = QHBoxLayout()
-        header.addWidget(self.advanced_toggle)
-        header.addStretch(1)
+        self.advanced_section.add_row("Tile size", self.tile)
+        self.advanced_section.add_row("Overlap", self.overlap)
+        self.advanced_section.add_row("Threshold", self.threshold)
+        self.advanced_section.add_row("Min. object size", self.min_size)
+        self.advanced_section.add_row("Batch size", self.batch)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
-        layout.addLayout(header)
-        layout.addWidget(self.advanced)
+        layout.addWidget(self.advanced_section)
         self.show_axes([])
 
     def focus_chain(self) -> list[QWidget]:
@@ -146,11 +132,6 @@ class PredictForm(QWidget):
             self.scope,
             self.overwrite,
         ]
-
-    def _toggle_advanced(self, shown: bool) -> None:
-        self.advanced.setVisible(shown)
-        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
-        self.advanced_toggle.setArrowType(arrow)
 
     def show_axes(self, choices: list[str] | tuple[str, ...]) -> None:
         """Offer ``choices`` in the axes combo (hidden when empty)."""
