@@ -134,3 +134,33 @@ class SegmentationNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, config={self.config}"
+
+
+class UShapedNet(SegmentationNet):
+    """A U-Net made of ``inc`` -> ``downs`` (contracting path) -> ``ups`` -> ``outc``.
+
+    Subclasses build those four modules (from :mod:`napari_unet.core.models.blocks`); the skip of
+    each ``Up`` is the matching contracting-path feature map. Shape contract:
+    (B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin).
+    """
+
+    inc: nn.Module
+    downs: nn.ModuleList
+    ups: nn.ModuleList
+    outc: nn.Module
+
+    def encoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the first block and the ``Down`` blocks (the contracting path)."""
+        yield from self.inc.parameters()
+        yield from self.downs.parameters()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin)."""
+        self.check_input(image)
+        features = [self.inc(image)]
+        for down in self.downs:
+            features.append(down(features[-1]))
+        decoded = features.pop()
+        for up in self.ups:
+            decoded = up(decoded, features.pop())
+        return self.outc(decoded)

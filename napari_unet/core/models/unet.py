@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
 
-import torch
 from torch import nn
 
 from napari_unet.core.config import Config
-from napari_unet.core.models.base import SegmentationNet, check_bool, check_choice, check_int
+from napari_unet.core.models.base import UShapedNet, check_bool, check_choice, check_int
 from napari_unet.core.models.blocks import SKIPS, UPSAMPLING, DoubleConv, Down, OutConv, Up
 from napari_unet.core.models.registry import register_model
 
@@ -61,7 +59,7 @@ class UNetConfig(Config):
 
 
 @register_model("unet")
-class UNet(SegmentationNet):
+class UNet(UShapedNet):
     """Padded U-Net: (B, in_channels, H, W) float -> logits (B, out_channels, H, W) float.
 
     ``margin`` is 0. Sides should be divisible by ``size_multiple = 2**depth``
@@ -107,19 +105,3 @@ class UNet(SegmentationNet):
             )
             low = out
         self.outc = OutConv(widths[0], settings.out_channels)
-
-    def encoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the first block and the ``Down`` blocks."""
-        yield from self.inc.parameters()
-        yield from self.downs.parameters()
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> logits (B, out_channels, H, W)."""
-        self.check_input(image)
-        features = [self.inc(image)]
-        for down in self.downs:
-            features.append(down(features[-1]))
-        decoded = features.pop()
-        for up in self.ups:
-            decoded = up(decoded, features.pop())
-        return self.outc(decoded)

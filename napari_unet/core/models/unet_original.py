@@ -13,13 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator
 
-import torch
 from torch import nn
 
 from napari_unet.core.config import Config
-from napari_unet.core.models.base import SegmentationNet, check_bool, check_int
+from napari_unet.core.models.base import UShapedNet, check_bool, check_int
 from napari_unet.core.models.blocks import DoubleConv, Down, OutConv, Up
 from napari_unet.core.models.registry import register_model
 
@@ -95,7 +93,7 @@ def he_init(module: nn.Module) -> None:
 
 
 @register_model("unet_original")
-class UNetOriginal(SegmentationNet):
+class UNetOriginal(UShapedNet):
     """Valid U-Net: (B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin).
 
     ``H`` and ``W`` must be valid sizes (:meth:`valid_input_shape`); at depth 4 these are
@@ -160,19 +158,3 @@ class UNetOriginal(SegmentationNet):
                 )
             out.append(traced)
         return tuple(out)  # type: ignore[return-value]
-
-    def encoder_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the contracting path."""
-        yield from self.inc.parameters()
-        yield from self.downs.parameters()
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin)."""
-        self.check_input(image)
-        features = [self.inc(image)]
-        for down in self.downs:
-            features.append(down(features[-1]))
-        decoded = features.pop()
-        for up in self.ups:
-            decoded = up(decoded, features.pop())
-        return self.outc(decoded)
