@@ -112,6 +112,11 @@ def _retrieve(url: str, known_hash: str | None, name: str, label: str) -> Path:
             f"The downloaded {label} sample does not match its pinned hash; the file was not "
             f"used. Try again later or report it. ({err})"
         ) from err
+    except PermissionError as err:
+        raise DatasetUnavailableError(
+            f"Could not store the {label} sample in the cache folder {cache_dir()} "
+            f"({err.strerror or err}); set {CACHE_ENV} to a writable folder."
+        ) from err
     except Exception as err:  # network errors come from requests/urllib in many shapes
         raise DatasetUnavailableError(_offline_message(label, err)) from err
 
@@ -158,6 +163,7 @@ def _download_dsb() -> tuple[np.ndarray, np.ndarray]:
         f"?ref={DSB_COMMIT}"
     )
     listing = _retrieve(listing_url, None, f"dsb_{DSB_IMAGE_ID[:12]}_masks.json", "DSB2018")
+    fetched = [listing]
     try:
         names = sorted(entry["name"] for entry in json.loads(listing.read_text()))
     except (ValueError, KeyError, TypeError) as err:
@@ -165,23 +171,33 @@ def _download_dsb() -> tuple[np.ndarray, np.ndarray]:
         raise DatasetUnavailableError(
             f"Unexpected mask listing for the DSB2018 sample: {err}"
         ) from err
-    rgba = _read(
+    fetched.append(
         _retrieve(
             f"{base}/images/{DSB_IMAGE_ID}.png", None, f"dsb_{DSB_IMAGE_ID[:12]}.png", "DSB2018"
         )
     )
+    rgba = _read(fetched[-1])
     image = np.ascontiguousarray(rgba[..., 0] if rgba.ndim == 3 else rgba).astype(np.uint8)
     labels = np.zeros(image.shape, np.uint16)
     for index, name in enumerate(names, start=1):  # numbered in sorted file-name order
-        mask = _read(_retrieve(f"{base}/masks/{name}", None, f"dsb_mask_{name}", "DSB2018"))
-        labels[np.asarray(mask) > 0] = index
+        fetched.append(_retrieve(f"{base}/masks/{name}", None, f"dsb_mask_{name}", "DSB2018"))
+        mask = _read(fetched[-1])
+        labels[(mask[..., 0] if mask.ndim == 3 else mask) > 0] = index
     if _array_sha256(image) != DSB_IMAGE_SHA256 or _array_sha256(labels) != DSB_LABELS_SHA256:
+        for path in fetched:  # unverified downloads must not stay in the cache
+            path.unlink(missing_ok=True)
         raise DatasetUnavailableError(
             "The downloaded DSB2018 sample does not match its pinned content hash; it was not "
-            f"used. Delete {cache_dir()} and try again, or report it."
+            "kept. Try again later, or report it."
         )
     return image, labels
 
 
 def _read(path: Path) -> np.ndarray:
+    if not path.is_file():  # only local copies can be missing: pooch raised otherwise
+        raise DatasetUnavailableError(
+            f"{path} does not exist: {DATA_DIR_ENV} must name a folder laid out like the "
+            "project's shared data (isbi2012/ and dsb2018_fluo/, each with images/ and labels/); "
+            "fix it, or unset it to download the sample."
+        )
     return read_image(path).image

@@ -76,7 +76,12 @@ def _image_layer(path: Path) -> LayerData:
         else:
             kwargs["channel_axis"] = channel_axis
             kwargs["name"] = [f"{path.stem} [{c}]" for c in range(n_channels)]
-            kwargs["metadata"] = meta  # napari copies it to every channel layer
+            # napari splits the channels into layers without the C axis: one metadata each
+            channel_axes = axes.replace("C", "")
+            kwargs["metadata"] = [
+                {"napari_unet": {"axes": channel_axes, "source": str(path.resolve()), "channel": c}}
+                for c in range(n_channels)
+            ]
     return image, kwargs, "image"
 
 

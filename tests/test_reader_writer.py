@@ -39,6 +39,9 @@ def test_reader_splits_channels_and_flags_rgb(tmp_path) -> None:
     write_tiff(tmp_path / "two.tif", cyx, axes="CYX")
     data, kwargs, kind = get_reader(str(tmp_path / "two.tif"))(str(tmp_path / "two.tif"))[0]
     assert kind == "image" and kwargs["channel_axis"] == 0 and len(kwargs["name"]) == 2
+    # napari drops the C axis from each channel layer: its metadata must say so
+    assert [m["napari_unet"]["axes"] for m in kwargs["metadata"]] == ["YX", "YX"]
+    assert [m["napari_unet"]["channel"] for m in kwargs["metadata"]] == [0, 1]
     rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
     data, kwargs, _ = get_reader(str(tmp_path / "rgb.tif"))(str(tmp_path / "rgb.tif"))[0]

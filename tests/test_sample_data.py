@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -86,3 +87,62 @@ def test_pooch_download_checks_the_hash_and_converts(shared_data, monkeypatch, t
     (mirror / "label" / "0.png").write_bytes(b"not the original")
     with pytest.raises(_datasets.DatasetUnavailableError, match="hash"):
         _datasets.load_isbi_slice()
+
+
+def _dsb_mirror(shared_data, folder):
+    """The DSB2018 originals as GitHub serves them, rebuilt from the converted shared copy."""
+    from PIL import Image
+
+    from napari_unet.core.io import read_image
+
+    grey = read_image(shared_data / "dsb2018_fluo" / "images" / _datasets.DSB_LOCAL_NAME).image
+    labels = read_image(shared_data / "dsb2018_fluo" / "labels" / _datasets.DSB_LOCAL_NAME).image
+    folder.mkdir()
+    rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=-1)
+    Image.fromarray(rgba, mode="RGBA").save(folder / "image.png")
+    names = [f"mask_{i:03d}.png" for i in range(1, int(labels.max()) + 1)]  # sorted = id order
+    for index, name in enumerate(names, start=1):
+        Image.fromarray(((labels == index) * 255).astype(np.uint8)).save(folder / name)
+    (folder / "listing.json").write_text(json.dumps([{"name": n, "type": "file"} for n in names]))
+    return labels
+
+
+def test_pooch_dsb_download_converts_rgba_and_masks(shared_data, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(_datasets.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(_datasets.CACHE_ENV, str(tmp_path / "cache"))
+    mirror = tmp_path / "mirror"
+    expected = _dsb_mirror(shared_data, mirror)
+    requested = []
+
+    def copy_from_mirror(url, output_file, pooch_instance):
+        requested.append(url)
+        assert _datasets.DSB_COMMIT in url and _datasets.DSB_IMAGE_ID in url
+        if "api.github.com" in url:
+            source = mirror / "listing.json"
+        elif "/images/" in url:
+            source = mirror / "image.png"
+        else:
+            source = mirror / url.rsplit("/masks/", 1)[1]
+        shutil.copyfile(source, output_file)
+
+    monkeypatch.setattr(_datasets, "DOWNLOADER", copy_from_mirror)
+    sample = _datasets.load_dsb_nuclei()
+    assert sample.image.shape == (256, 256) and sample.image.dtype == np.uint8
+    assert sample.labels.dtype == np.uint16
+    np.testing.assert_array_equal(sample.labels, expected)
+    n_requests = len(requested)
+    assert n_requests == 2 + int(expected.max())
+    _datasets.load_dsb_nuclei()  # cached: no second download
+    assert len(requested) == n_requests
+    # content that does not match the pinned digests is refused and leaves the cache
+    shutil.rmtree(tmp_path / "cache")
+    (mirror / "mask_001.png").write_bytes((mirror / "mask_002.png").read_bytes())
+    with pytest.raises(_datasets.DatasetUnavailableError, match="content hash"):
+        _datasets.load_dsb_nuclei()
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_missing_local_copy_names_the_variable(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(_datasets.DATA_DIR_ENV, str(tmp_path))
+    with pytest.raises(_datasets.DatasetUnavailableError, match="NAPARI_UNET_DATA_DIR"):
+        isbi2012_sample()

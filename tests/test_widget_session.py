@@ -267,3 +267,20 @@ def test_new_prediction_layer_joins_the_open_session(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: on_disk(folder, "img0002")[1] == ["predicted"], timeout=TIMEOUT)
     stored, _ = on_disk(folder, "img0002")
     np.testing.assert_array_equal(stored.load_slice("img0002", 0).labels, labels.data)
+
+
+def test_a_channel_of_a_multichannel_file_is_stored_as_a_copy() -> None:
+    from types import SimpleNamespace
+
+    from napari_unet._widgets.session_panel import image_source
+
+    whole = SimpleNamespace(
+        source=SimpleNamespace(path="/data/cells.tif"),
+        metadata={"napari_unet": {"axes": "CYX", "source": "/data/cells.tif"}},
+    )
+    channel = SimpleNamespace(
+        source=SimpleNamespace(path="/data/cells.tif"),
+        metadata={"napari_unet": {"axes": "YX", "source": "/data/cells.tif", "channel": 1}},
+    )
+    assert image_source(whole) == "/data/cells.tif"
+    assert image_source(channel) is None

@@ -46,10 +46,17 @@ _STACK_LETTERS = {3: "ZYX", 4: "TZYX", 5: "STZYX"}
 
 
 def image_source(layer: Any) -> str | None:
-    """The file an image layer was read from (``source.path`` or the plugin tag), or None."""
+    """The file an image layer was read from (``source.path`` or the plugin tag), or None.
+
+    A layer that is one channel of a multi-channel file (the reader's tag has ``"channel"``) has
+    no file of its own: None, so the session stores a copy of the layer's data instead of
+    pointing every channel at the same (C, Y, X) file.
+    """
+    tag = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
+    if isinstance(tag, dict) and tag.get("channel") is not None:
+        return None
     path = getattr(getattr(layer, "source", None), "path", None)
     if not path:
-        tag = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
         path = tag.get("source") if isinstance(tag, dict) else None
     return str(path) if path else None
 
