@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 from napari_unet._widgets import layers as L
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.loop_state import LoopState
-from napari_unet._widgets.repredict import current_image_layer, image_axes, training_running
+from napari_unet._widgets.repredict import current_image_slice, training_running
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
 from napari_unet.core.axes import to_stack
 from napari_unet.core.errors import UserInputError
@@ -144,17 +144,7 @@ class GuidancePanel(QWidget):
 
     # ------------------------------------------------------------------ uncertainty
     def _target(self) -> tuple[Any, str, Any, int]:
-        image = current_image_layer(self.viewer)
-        if image is None:
-            raise UserInputError("No image layer: open an image and predict it first.")
-        axes = image_axes(image)
-        if axes is None:
-            raise UserInputError(
-                f"The axes of '{image.name}' are not known: predict it once in the Segment "
-                "widget (choosing its axes) first."
-            )
-        layout = L.layout_of(image, axes)
-        return image, axes, layout, L.current_slice(self.viewer, image, axes)
+        return current_image_slice(self.viewer, then="first.")
 
     def _checkpoints(self, measure: str, image_name: str) -> tuple[str, ...]:
         session = self.loop.session

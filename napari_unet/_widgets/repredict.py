@@ -73,6 +73,28 @@ def current_image_layer(viewer: Any, preferred: Any = None) -> Any:
     return None
 
 
+def current_image_slice(viewer: Any, *, then: str) -> tuple[Any, str, Any, int]:
+    """The image being worked on, its axes, its stack layout and the slice on screen.
+
+    Args:
+        viewer: the napari viewer.
+        then: how the "predict it once" message ends, e.g. ``"then compare."``.
+
+    Raises:
+        UserInputError: no image layer, or its axes cannot be told from its shape.
+    """
+    image = current_image_layer(viewer)
+    if image is None:
+        raise UserInputError("No image layer: open an image and predict it first.")
+    axes = image_axes(image)
+    if axes is None:
+        raise UserInputError(
+            f"The axes of '{image.name}' are not known: predict it once in the Segment widget "
+            f"(choosing its axes), {then}"
+        )
+    return image, axes, L.layout_of(image, axes), L.current_slice(viewer, image, axes)
+
+
 def session_protected(session: Any, image_id: str | None) -> set[int]:
     """Slices the session knows as edited or reviewed (empty without a session link)."""
     if session is None or not image_id:

@@ -17,7 +17,7 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
-from napari_unet._widgets.repredict import current_image_layer, image_axes, training_running
+from napari_unet._widgets.repredict import current_image_slice, training_running
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
 from napari_unet.core.axes import to_stack
 from napari_unet.core.errors import UserInputError
@@ -114,17 +114,7 @@ class Comparer(QObject):
         """Compare the versions ``entries`` (checkpoint ``paths``) on the current slice."""
         from napari.qt.threading import create_worker
 
-        image = current_image_layer(self.viewer)
-        if image is None:
-            raise UserInputError("No image layer: open the image to compare the versions on.")
-        axes = image_axes(image)
-        if axes is None:
-            raise UserInputError(
-                f"The axes of '{image.name}' are not known: predict it once in the Segment "
-                "widget (choosing its axes), then compare."
-            )
-        layout = L.layout_of(image, axes)
-        current = L.current_slice(self.viewer, image, axes)
+        image, axes, layout, current = current_image_slice(self.viewer, then="then compare.")
         stack, _ = to_stack(np.asarray(image.data), axes)
         job = SliceJob(
             checkpoints=tuple(paths),
