@@ -292,13 +292,33 @@ def tune_instances(name: str, model, data_dir: Path, train_files: list[str]) -> 
     }
 
 
+def resumed_phases(before: dict, resume: Path) -> list[dict]:
+    """The training phases of a resumed run: the shipped card's phases, then this command.
+
+    The last phase of ``before`` gets its own seconds and steps (the card's totals minus the
+    earlier phases); this run's command names the previous run folder generically, since a
+    temporary folder means nothing to a reader.
+    """
+    training = before["training"]
+    phases = [dict(p) for p in training.get("phases") or [{"command": before["recipe"]["command"]}]]
+    done_seconds = sum(p.get("seconds", 0.0) for p in phases[:-1])
+    done_steps = sum(p.get("steps", 0) for p in phases[:-1])
+    phases[-1].update(
+        seconds=round(training["seconds"] - done_seconds, 1),
+        steps=training["steps"] - done_steps,
+        machine=training["machine"],
+    )
+    argv = ["<previous run folder>/latest.pt" if a == str(resume) else a for a in sys.argv[1:]]
+    return [*phases, {"command": "python scripts/train_builtin.py " + " ".join(argv)}]
+
+
 def build_card(
     name, train_files, val, config, seconds, steps, result, host, calibration, postprocess, phases
 ):
     """The model card stored in ``provenance["card"]``."""
     recipe = RECIPES[name]
-    command = (phases or [{}])[-1].get("command") or "python scripts/train_builtin.py " + " ".join(
-        sys.argv[1:]
+    command = " && ".join(p["command"] for p in phases or []) or (
+        "python scripts/train_builtin.py " + " ".join(sys.argv[1:])
     )
     keys = list(recipe["targets_to_meet"])
     mean = result["mean"]
@@ -321,6 +341,10 @@ def build_card(
             "steps": steps,
             "machine": host,
             "phases": phases,
+            "note": phases
+            and f"{len(phases)} phases; each later phase resumes the previous run's latest.pt "
+            "with a longer --minutes budget (the cosine schedule restarts where the longer budget "
+            "puts it and decays to 0); the operating point is tuned on the training split",
         },
         "postprocess": postprocess,
         "calibration": calibration,
@@ -408,13 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         model = load_checkpoint(result.best_path).model
         steps, host = result.steps, machine()
         provenance = {"steps": steps, "seed": config.seed, "train_config": config.to_dict()}
-        if args.resume:  # the phase before: what the shipped checkpoint's card says about it
+        if args.resume:  # the phases before: what the shipped checkpoint's card says about them
             before = load_checkpoint(out).info.provenance["card"]
             seconds += before["training"]["seconds"]
-            provenance["phases"] = [
-                {"command": before["recipe"]["command"], **before["training"]},
-                {"command": "python scripts/train_builtin.py " + " ".join(sys.argv[1:])},
-            ]
+            provenance["phases"] = resumed_phases(before, args.resume)
     if args.tune and name == "em-membranes":
         old = provenance.get("calibration")
         if old:  # undo an earlier calibration first: tune the trained network itself

@@ -217,13 +217,19 @@ def test_request_from_settings(make_panel, session, qtbot):
     form.patch.setValue(128)
     form.batch.setValue(2)
     form.threads.setValue(1)
+    budgeted = panel.build_request().train_config
+    assert budgeted["steps"] == 300 and budgeted["minutes"] is None
+    assert budgeted["schedule"] == "cosine"
     form.keep_learning.setChecked(True)
     assert "keep-learning" in panel.start_button.text()
+    assert not form.budget.isEnabled() and not form.budget_kind.isEnabled()
     request = panel.build_request()
     train = request.train_config
     assert request.session == str(session.root) and request.start_from == "v001"
     assert request.keep_learning and request.num_threads == 1
-    assert train["steps"] == 300 and train["minutes"] is None
+    # keep learning runs until Stop: no step budget, a day's cap, no decay to follow
+    assert train["steps"] is None and train["minutes"] == 24 * 60
+    assert train["schedule"] == "constant"
     assert train["lr"] == pytest.approx(5e-4) and train["freeze_encoder"]
     assert train["augment"]["strength"] == pytest.approx(0.2)
     assert train["loss"]["ce"] == 1.0 and train["loss"]["dice"] == 0.5
@@ -314,3 +320,18 @@ def test_end_to_end_real_trainer(make_panel, session, qtbot):
     assert versions and versions[-1] in {v.id for v in session.versions()}
     qtbot.waitUntil(lambda: panel.form.start_key() == f"version:{versions[-1]}", timeout=5000)
     assert panel.start_button.isEnabled() and "Finished" in panel.status.text()
+
+
+def test_timing_line_counts_down_a_budget_but_not_keep_learning():
+    from types import SimpleNamespace
+
+    from napari_unet._widgets.finetune_request import timing_text
+
+    step = StepEvent(50, 0.3, 1e-4, 8.0, 60.0)
+    started = time.monotonic() - 60.0
+    budgeted = SimpleNamespace(keep_learning=False, train_config={"minutes": 5.0, "steps": None})
+    text = timing_text(started, step, time.monotonic(), budgeted, running=True)
+    assert "about 4 min" in text and text.endswith("step 50")
+    forever = SimpleNamespace(keep_learning=True, train_config={"minutes": 1440.0, "steps": None})
+    text = timing_text(started, step, time.monotonic(), forever, running=True)
+    assert "until Stop" in text and "left" not in text

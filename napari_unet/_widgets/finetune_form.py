@@ -37,6 +37,8 @@ LR_FINETUNE = 1e-4
 LR_SCRATCH = 1e-3
 DEFAULT_MINUTES = 5
 DEFAULT_STEPS = 500
+#: Keep-learning runs until Stop; this cap (minutes) only ends a run someone forgot about.
+KEEP_LEARNING_MINUTES = 24 * 60
 #: Budgets: key, label, (minimum, maximum, default, step), suffix.
 BUDGETS = {
     "minutes": ("minutes", (1, 24 * 60, DEFAULT_MINUTES, 1), " min"),
@@ -167,7 +169,7 @@ class FinetuneForm(QWidget):
         self.lr.textEdited.connect(self._on_lr_edited)
         self.start.activated.connect(self._on_start_activated)
         self.start.currentIndexChanged.connect(self._on_start_index)
-        self.keep_learning.toggled.connect(self.keep_learning_changed.emit)
+        self.keep_learning.toggled.connect(self._on_keep_learning)
 
     def focus_chain(self) -> list[QWidget]:
         """The main controls in keyboard (Tab) order."""
@@ -179,6 +181,17 @@ class FinetuneForm(QWidget):
         self.budget.setSingleStep(step)
         self.budget.setSuffix(suffix)
         self.budget.setValue(default)
+
+    def _on_keep_learning(self, on: bool) -> None:
+        """Keep learning has no budget: it runs until Stop (capped at a day)."""
+        for widget in (self.budget, self.budget_kind):
+            widget.setEnabled(not on)
+        self.budget.setToolTip(
+            "Keep learning runs until you press Stop (at most 24 h)"
+            if on
+            else "Training budget (the best model so far is kept at every moment)"
+        )
+        self.keep_learning_changed.emit(on)
 
     def _on_augment(self, value: int) -> None:
         self.augment_label.setText(f"{value / 100:.2f}")
@@ -284,9 +297,16 @@ class FinetuneForm(QWidget):
         """``TrainConfig`` fields chosen in the form (budget, optimiser, loss, augmentation)."""
         kind = self.budget_kind.currentData()
         patch = int(self.patch.value())
+        if self.keep_learning.isChecked():  # until Stop: no budget, so no decay to follow
+            budget = {"steps": None, "minutes": float(KEEP_LEARNING_MINUTES)}
+            budget["schedule"] = "constant"
+        else:
+            budget = {
+                "steps": int(self.budget.value()) if kind == "steps" else None,
+                "minutes": float(self.budget.value()) if kind == "minutes" else None,
+            }
         return {
-            "steps": int(self.budget.value()) if kind == "steps" else None,
-            "minutes": float(self.budget.value()) if kind == "minutes" else None,
+            **budget,
             "lr": self.learning_rate(),
             "batch_size": int(self.batch.value()),
             "patch_shape": (patch, patch),

@@ -164,6 +164,8 @@ def timing_text(
     text = f"Elapsed {duration(now - started_at)}"
     if step is None:
         return text + " · starting…"
+    if request is not None and request.keep_learning:
+        return text + f" · until Stop · step {step.step}"
     left = time_left(step, now - step_at, request.train_config if request else {})
     if left is not None:
         text += f" · about {duration(left)} left"
