@@ -151,8 +151,11 @@ class SessionTrainer:
         extra["round"] = round_index
         if extra["versions"]:
             from napari_unet.core.checkpoint import load_checkpoint
+            from napari_unet.core.config import LR_FINETUNE
 
             self.start_from = extra["versions"][-1]
+            # later rounds fine-tune a trained version: the GUI's default learning rate for that
+            self.train_config = {**self.train_config, "lr": LR_FINETUNE}
             model = load_checkpoint(self.session.version_path(self.start_from)).model
         extra["model_version"] = self.start_from if extra["versions"] or self.extras else "start"
         if not extra["versions"] and self.extras:

@@ -30,11 +30,9 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets.collapsible import CollapsibleForm
+from napari_unet.core.config import LR_FINETUNE, LR_SCRATCH
 
 LOAD_ITEM = "load:"
-#: Learning rate to fine-tune a trained model, and to train from scratch.
-LR_FINETUNE = 1e-4
-LR_SCRATCH = 1e-3
 DEFAULT_MINUTES = 5
 DEFAULT_STEPS = 500
 #: Keep-learning runs until Stop; this cap (minutes) only ends a run someone forgot about.

@@ -29,6 +29,10 @@ C = TypeVar("C", bound="Config")
 #: - ``restoration``: an image (same channels as the input), no activation.
 Task = Literal["binary", "semantic", "instances", "restoration"]
 TASKS: tuple[str, ...] = ("binary", "semantic", "instances", "restoration")
+#: Adam learning rates: to fine-tune a trained network, and to train one from scratch (the GUI's
+#: defaults and the human-in-the-loop benchmark's; here so that neither needs torch to read them).
+LR_FINETUNE = 1e-4
+LR_SCRATCH = 1e-3
 
 
 def check_task(task: str) -> str:
