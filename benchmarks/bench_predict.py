@@ -287,19 +287,11 @@ def builtin_seconds(
     setup: Setup, repeats: int = 5, side: int = 512
 ) -> tuple[list[float] | None, str | None]:
     """Median, min, max seconds to predict one ``side``^2 slice with built-in ``em-membranes``."""
-    try:
-        from napari_unet.core import checkpoint
-    except ImportError:
-        return None, "seconds_512_builtin: napari_unet.core.checkpoint does not exist yet"
-    finder = getattr(checkpoint, "builtin_checkpoints", None)
-    if finder is None:
-        return None, "seconds_512_builtin: core.checkpoint has no builtin_checkpoints()"
-    found = finder()
-    path = found.get("em-membranes") if isinstance(found, dict) else None
-    if path is None and not isinstance(found, dict):
-        path = next((p for p in found if Path(str(p)).stem == "em-membranes"), None)
+    from napari_unet.core import checkpoint
+
+    path = checkpoint.builtin_checkpoints().get("em-membranes")
     if path is None:
-        return None, "seconds_512_builtin: no built-in model 'em-membranes' is shipped yet"
+        return None, "seconds_512_builtin: the built-in model 'em-membranes' is not installed"
     normalize, predict, *_ = _core()
     loaded = checkpoint.load_checkpoint(path)
     model, info = loaded.model.eval(), loaded.info
