@@ -1,4 +1,8 @@
-"""npe2 reader: TIFF (multi-page, OME/ImageJ axes) and PNG, plus a ``<name>_labels.tif`` sibling.
+"""npe2 reader: TIFF (multi-page, OME/ImageJ axes), PNG, and OME-Zarr / Zarr folders.
+
+A TIFF or PNG opens with its ``<name>_labels.tif`` sibling as a Labels layer. A Zarr image opens
+lazily (a dask array over its full-resolution level): napari loads the slices on screen, and the
+Segment dock reads only the slices it predicts.
 
 No torch and no Qt at import: napari calls this for every file a user drops on the canvas.
 """
@@ -14,6 +18,7 @@ import numpy as np
 
 from napari_unet.core.errors import ImageReadError
 from napari_unet.core.io import IMAGE_SUFFIXES, read_image
+from napari_unet.core.zarr_io import is_zarr, open_zarr
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +27,7 @@ LABELS_SUFFIX = "_labels"
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
-    """Return a reader for a TIFF/PNG path (or a list of them), or ``None`` for anything else."""
+    """Return a reader for TIFF/PNG files or Zarr folders (or a list of them), else ``None``."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths or not all(_handles(p) for p in paths):
         return None
@@ -31,7 +36,9 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
 
 def _handles(path: str | Path) -> bool:
     candidate = Path(path)
-    return candidate.suffix.lower() in IMAGE_SUFFIXES and not candidate.is_dir()
+    if candidate.is_dir():
+        return is_zarr(candidate)
+    return candidate.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _labels_sibling(path: Path) -> Path | None:
@@ -53,6 +60,9 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     layers: list[LayerData] = []
     for item in paths:
         source = Path(item)
+        if is_zarr(source):
+            layers.append(_zarr_layer(source))
+            continue
         if source.stem.endswith(LABELS_SUFFIX):
             layers.append(_labels_layer(source))
             continue
@@ -63,11 +73,24 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     return layers
 
 
+def _zarr_layer(path: Path) -> LayerData:
+    """A lazy image layer over the full-resolution level of a Zarr image."""
+    import dask.array as da
+
+    lazy = open_zarr(path)
+    name = path.name[: -len(".zarr")] if path.suffix.lower() == ".zarr" else path.name
+    name = name[:-4] if name.lower().endswith(".ome") else name
+    return _image_layer_data(da.from_zarr(lazy.array), lazy.axes, path, name)
+
+
 def _image_layer(path: Path) -> LayerData:
     data = read_image(path)
-    image, axes = data.image, data.axes
+    return _image_layer_data(data.image, data.axes, path, path.stem)
+
+
+def _image_layer_data(image: Any, axes: str | None, path: Path, name: str) -> LayerData:
     meta: dict[str, Any] = {"napari_unet": {"axes": axes, "source": str(path.resolve())}}
-    kwargs: dict[str, Any] = {"name": path.stem, "metadata": meta}
+    kwargs: dict[str, Any] = {"name": name, "metadata": meta}
     if axes is not None and "C" in axes:
         channel_axis = axes.index("C")
         n_channels = image.shape[channel_axis]
@@ -75,7 +98,7 @@ def _image_layer(path: Path) -> LayerData:
             kwargs["rgb"] = True
         else:
             kwargs["channel_axis"] = channel_axis
-            kwargs["name"] = [f"{path.stem} [{c}]" for c in range(n_channels)]
+            kwargs["name"] = [f"{name} [{c}]" for c in range(n_channels)]
             # napari splits the channels into layers without the C axis: one metadata each
             channel_axes = axes.replace("C", "")
             kwargs["metadata"] = [

@@ -35,8 +35,8 @@ from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.repredict import current_image_slice, training_running
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.axes import to_stack
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.lazy import stack_slices
 from napari_unet.core.uncertainty import entropy, most_uncertain_tile
 
 if TYPE_CHECKING:
@@ -222,10 +222,9 @@ class GuidancePanel(QWidget):
     def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
         from napari.qt.threading import create_worker
 
-        stack, _ = to_stack(np.asarray(image.data), axes)
         job = SliceJob(
             checkpoints=checkpoints,
-            image=np.ascontiguousarray(stack[todo]),
+            image=stack_slices(image.data, axes, todo),
             slices=tuple(todo),
             measure=measure,
             loaded={p: m for p, m in self._loaded.items() if p in checkpoints},

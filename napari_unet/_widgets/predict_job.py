@@ -15,6 +15,7 @@ import numpy as np
 from napari_unet._widgets import layers as L
 from napari_unet.core.axes import StackLayout, check_axes, to_stack
 from napari_unet.core.errors import AxesError, UserInputError
+from napari_unet.core.lazy import stack_slices
 
 if TYPE_CHECKING:
     import napari
@@ -114,8 +115,13 @@ def plan_run(
 
 
 def job_image(layer: Any, axes: str, plan: Plan) -> np.ndarray:
-    """The pixels of the planned slices as an ``(S, C, Y, X)`` view (all) or copy (some)."""
-    stack, _ = to_stack(np.asarray(layer.data), axes)
+    """The pixels of the planned slices as an ``(S, C, Y, X)`` view (all) or copy (some).
+
+    A lazy layer (Zarr / dask) is read slice by slice: only the planned slices are loaded.
+    """
+    if not isinstance(layer.data, np.ndarray):
+        return stack_slices(layer.data, axes, plan.todo)
+    stack, _ = to_stack(layer.data, axes)
     if plan.todo == list(range(plan.layout.n_slices)):
         return stack
     return stack[plan.todo]

@@ -27,8 +27,9 @@ from qtpy.QtCore import QObject, Signal
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
-from napari_unet.core.axes import StackLayout, to_stack
+from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import AxesError, UserInputError
+from napari_unet.core.lazy import stack_slices
 
 if TYPE_CHECKING:
     from napari_unet._widgets.segment_panel import SegmentPanel
@@ -252,7 +253,6 @@ class Repredictor(QObject):
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
         if labels is None:
             raise KeyError(task.image)
-        stack, _ = to_stack(np.asarray(image.data), task.axes)
         form = self.panel.form
         post = form.postprocess_settings() | {
             "output": L.plugin_tag(labels).get("output") or "semantic"
@@ -260,7 +260,7 @@ class Repredictor(QObject):
         threads = 1 if training_running() else self.panel.num_threads
         return PredictJob(
             checkpoint=self._checkpoint,
-            image=np.ascontiguousarray(stack[list(task.slices)]),
+            image=stack_slices(image.data, task.axes, task.slices),
             axes="SCYX",
             slices=task.slices,
             region=task.region,

@@ -3,7 +3,9 @@
 Per input ``<stem>`` it writes ``<stem>_labels.tif`` and/or ``<stem>_probabilities.tif`` (float16,
 channel axis first) into ``--out``; a restoration model writes ``<stem>_restored.tif``. A failing
 file gets one ``FAILED <file>: <reason>`` line on stderr and the others are still processed; the
-exit status is 1 if any file failed. Folders given as IMAGE are expanded to their TIFF/PNG files.
+exit status is 1 if any file failed. Folders given as IMAGE are expanded to their TIFF/PNG files
+and Zarr sub-folders. A Zarr / OME-Zarr image is predicted slice by slice into ``<stem>_*.zarr``
+outputs with bounded memory (:mod:`napari_unet.cli.predict_zarr`; ``--slices`` for cluster jobs).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from napari_unet.cli.predict_zarr import parse_slices, predict_zarr
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +69,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "on stderr, the others are still processed, and the exit status is then 1."
         ),
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="TIFF/PNG files or folders")
+    parser.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="TIFF/PNG files, OME-Zarr/Zarr folders, or folders",
+    )
     parser.add_argument("--model", required=True, help="checkpoint file or built-in model name")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument(
@@ -101,6 +110,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="remove objects smaller than this many pixels (default: the model's, else 0)",
     )
+    parser.add_argument(
+        "--slices",
+        type=parse_slices,
+        help="Zarr inputs only: predict slices START:STOP of the Z/T stack (flat index), e.g. "
+        "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -131,17 +146,23 @@ class ProgressBar:
 
 
 def _expand_inputs(images: list[str]) -> list[Path]:
+    """Files and Zarr folders as given; other folders -> their images and Zarr sub-folders."""
     from napari_unet.core.io import list_images
+    from napari_unet.core.zarr_io import is_zarr
 
     paths: list[Path] = []
     for name in images:
         path = Path(name)
-        paths.extend(list_images(path) if path.is_dir() else [path])
+        if is_zarr(path) or not path.is_dir():
+            paths.append(path)
+            continue
+        zarrs = [p for p in path.iterdir() if not p.name.startswith(".") and is_zarr(p)]
+        paths.extend(sorted([*list_images(path), *zarrs]))
     return paths
 
 
 def _stem(path: Path) -> str:
-    stem = path.stem
+    stem = path.stem if path.suffix.lower() != ".zarr" else path.name[: -len(".zarr")]
     return stem[:-4] if stem.lower().endswith(".ome") else stem
 
 
@@ -172,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--out {args.out} is a file; pass a folder for the outputs.")
     inputs = _expand_inputs(args.images)
     if not inputs:
-        raise UserInputError("no TIFF or PNG images found in the given folder(s).")
+        raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
     settings: dict[str, Any] = {
         "batch_size": args.batch_size,
         "device": str(device),
@@ -236,10 +257,16 @@ class _Job:
         import numpy as np
 
         from napari_unet.core.axes import check_axes, guess_axes
+        from napari_unet.core.errors import UserInputError
         from napari_unet.core.io import read_image, write_labels, write_tiff
         from napari_unet.core.postprocess import labels_from_probabilities
         from napari_unet.core.predict import iter_predict
+        from napari_unet.core.zarr_io import is_zarr
 
+        if is_zarr(path):
+            return predict_zarr(self, path, stem, bar)
+        if self.args.slices is not None:
+            raise UserInputError("--slices applies to Zarr inputs only; this is a single file.")
         tic = time.perf_counter()
         info, out = self.loaded.info, self.args.out
         data = read_image(path)

@@ -61,6 +61,9 @@ class ImageData:
 def read_image(path: str | os.PathLike) -> ImageData:
     """Read a TIFF (multi-page, ImageJ/OME metadata) or PNG (1/8/16-bit grey, RGB, RGBA) file.
 
+    A Zarr / OME-Zarr folder is read whole (its full-resolution level); use
+    :func:`napari_unet.core.zarr_io.open_zarr` to read one slice at a time instead.
+
     A fully opaque alpha channel of a PNG is dropped (it carries no data); a palette PNG gives its
     palette indices (label masks are stored that way).
 
@@ -71,7 +74,12 @@ def read_image(path: str | os.PathLike) -> ImageData:
     if not path.exists():
         raise ImageReadError(f"cannot read {path}: the file does not exist; check the path.")
     if path.is_dir():
-        raise ImageReadError(f"cannot read {path}: it is a folder; pass an image file.")
+        from napari_unet.core.zarr_io import is_zarr, open_zarr
+
+        if not is_zarr(path):
+            raise ImageReadError(f"cannot read {path}: it is a folder; pass an image file.")
+        lazy = open_zarr(path)  # the whole full-resolution level, loaded
+        return ImageData(image=np.asarray(lazy.array[...]), axes=lazy.axes, path=path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)

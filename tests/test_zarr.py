@@ -1,0 +1,189 @@
+"""OME-Zarr / Zarr: lazy reading, slice-by-slice prediction into Zarr outputs, cluster shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+zarr = pytest.importorskip("zarr")
+
+from napari_unet._reader import get_reader  # noqa: E402
+from napari_unet._widgets.predict_job import Plan, job_image  # noqa: E402
+from napari_unet.cli import main  # noqa: E402
+from napari_unet.core.axes import StackLayout, to_stack  # noqa: E402
+from napari_unet.core.checkpoint import save_checkpoint  # noqa: E402
+from napari_unet.core.errors import ImageReadError, UserInputError  # noqa: E402
+from napari_unet.core.io import read_image, write_tiff  # noqa: E402
+from napari_unet.core.lazy import iter_slices, read_slice, slice_axes, stack_slices  # noqa: E402
+from napari_unet.core.models import build_model  # noqa: E402
+from napari_unet.core.zarr_io import create_output, is_zarr, ngff_attributes, open_zarr  # noqa: E402
+
+
+def write_ome_zarr(path: Path, image: np.ndarray, axes: str, chunks: tuple) -> Path:
+    group = zarr.open_group(store=str(path), mode="w", zarr_format=2)
+    group.attrs.update(ngff_attributes(axes, path.name))
+    array = group.create_array("0", shape=image.shape, chunks=chunks, dtype=image.dtype)
+    array[...] = image
+    return path
+
+
+@pytest.fixture
+def volume(rng: np.random.Generator) -> np.ndarray:
+    image = rng.integers(0, 60, (3, 48, 64), dtype=np.uint8)
+    for z in range(3):  # bright blobs, so instance labels are not empty
+        image[z, 10 + 5 * z : 25 + 5 * z, 12:30] = 220
+        image[z, 30:40, 40:55] = 200
+    return image
+
+
+def test_open_zarr_reads_axes_lazily_and_slices_match_to_stack(tmp_path, rng) -> None:
+    image = rng.integers(0, 1000, (2, 3, 4, 20, 24), dtype=np.uint16)
+    path = write_ome_zarr(tmp_path / "img.ome.zarr", image, "TCZYX", (1, 1, 1, 8, 8))
+    assert is_zarr(path) and not is_zarr(tmp_path)
+    lazy = open_zarr(path)
+    assert lazy.axes == "TCZYX" and lazy.shape == image.shape and lazy.levels == 1
+    layout = StackLayout(axes="TCZYX", shape=image.shape)
+    stack, _ = to_stack(image, "TCZYX")
+    assert slice_axes("TCZYX") == "CYX"
+    for index, plane in iter_slices(lazy.array, layout):
+        np.testing.assert_array_equal(plane, stack[index])
+    picked = stack_slices(lazy.array, "TCZYX", [5, 0])
+    np.testing.assert_array_equal(picked, stack[[5, 0]])
+    assert read_image(path).axes == "TCZYX"  # read whole, for the session and trainer
+    np.testing.assert_array_equal(read_image(path).image, image)
+
+
+def test_plain_zarr_array_has_no_axes_and_bad_stores_fail_clearly(tmp_path) -> None:
+    plain = zarr.open_array(store=str(tmp_path / "plain.zarr"), mode="w", shape=(2, 16, 16))
+    plain[...] = 1.0
+    assert open_zarr(tmp_path / "plain.zarr").axes is None
+    with pytest.raises(ImageReadError, match="does not exist"):
+        open_zarr(tmp_path / "missing.zarr")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ImageReadError, match="not a Zarr folder"):
+        open_zarr(tmp_path / "folder")
+    damaged = tmp_path / "damaged.zarr"
+    damaged.mkdir()
+    (damaged / ".zgroup").write_text("{not json")
+    with pytest.raises(ImageReadError, match="damaged"):
+        open_zarr(damaged)
+    empty = zarr.open_group(store=str(tmp_path / "empty.zarr"), mode="w", zarr_format=2)
+    assert empty is not None
+    with pytest.raises(ImageReadError, match="no image array"):
+        open_zarr(tmp_path / "empty.zarr")
+
+
+def test_a_damaged_chunk_is_a_clear_error(tmp_path, volume) -> None:
+    path = write_ome_zarr(tmp_path / "v.ome.zarr", volume, "ZYX", (1, 48, 64))
+    (path / "0" / "1.0.0").write_bytes(b"garbage")
+    lazy = open_zarr(path)
+    layout = StackLayout(axes="ZYX", shape=lazy.shape)
+    np.testing.assert_array_equal(read_slice(lazy.array, layout, 0), volume[0])
+    with pytest.raises(ImageReadError, match="slice 1"):
+        read_slice(lazy.array, layout, 1)
+
+
+def test_create_output_reopens_the_same_shape_and_refuses_another(tmp_path) -> None:
+    out = create_output(tmp_path / "o.zarr", shape=(4, 32, 40), axes="ZYX", dtype=np.uint32)
+    out[1] = 7
+    again = create_output(tmp_path / "o.zarr", shape=(4, 32, 40), axes="ZYX", dtype=np.uint32)
+    assert int(np.asarray(again[1]).max()) == 7 and int(np.asarray(again[0]).max()) == 0
+    assert open_zarr(tmp_path / "o.zarr").axes == "ZYX"
+    with pytest.raises(UserInputError, match="remove it or choose another --out"):
+        create_output(tmp_path / "o.zarr", shape=(5, 32, 40), axes="ZYX", dtype=np.uint32)
+
+
+def _checkpoint(folder: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=4, out_channels=3)
+    return save_checkpoint(folder / "m.pt", model, task="instances", tile_shape=(32, 32), overlap=8)
+
+
+def _predict(*argv: str) -> int:
+    return main(["predict", *argv, "--device", "cpu"])
+
+
+def test_predict_zarr_matches_the_tiff_path_slice_by_slice(tmp_path, volume, capsys) -> None:
+    model = _checkpoint(tmp_path)
+    zarr_in = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 32, 32))
+    write_tiff(tmp_path / "tif" / "vol.tif", volume, axes="ZYX")
+    args = ["--model", str(model), "--output", "both", "--labels", "semantic"]
+    assert _predict(str(zarr_in), "--out", str(tmp_path / "a"), *args) == 0
+    assert _predict(str(tmp_path / "tif" / "vol.tif"), "--out", str(tmp_path / "b"), *args) == 0
+    assert "vol_labels.zarr, vol_probabilities.zarr" in capsys.readouterr().out
+    labels = open_zarr(tmp_path / "a" / "vol_labels.zarr")
+    assert labels.axes == "ZYX" and labels.dtype == np.uint8
+    np.testing.assert_array_equal(
+        np.asarray(labels.array[...]), read_image(tmp_path / "b" / "vol_labels.tif").image
+    )
+    probabilities = open_zarr(tmp_path / "a" / "vol_probabilities.zarr")
+    assert probabilities.axes == "CZYX" and probabilities.dtype == np.float16
+    np.testing.assert_allclose(
+        np.asarray(probabilities.array[...], dtype=np.float32),
+        read_image(tmp_path / "b" / "vol_probabilities.tif").image.astype(np.float32),
+        atol=1e-3,
+    )
+
+
+def test_cluster_shares_fill_one_output_like_a_single_run(tmp_path, volume) -> None:
+    model = _checkpoint(tmp_path)
+    source = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    common = ["--model", str(model), "--labels", "instances"]
+    assert _predict(str(source), "--out", str(tmp_path / "whole"), *common) == 0
+    shares = tmp_path / "shares"
+    assert _predict(str(source), "--out", str(shares), "--slices", "2:", *common) == 0
+    partial = np.asarray(open_zarr(shares / "vol_labels.zarr").array[...])
+    assert partial[:2].max() == 0 and partial[2].max() > 0  # only its share is written
+    assert _predict(str(source), "--out", str(shares), "--slices", ":2", *common) == 0
+    whole = np.asarray(open_zarr(tmp_path / "whole" / "vol_labels.zarr").array[...])
+    np.testing.assert_array_equal(np.asarray(open_zarr(shares / "vol_labels.zarr").array), whole)
+    for z in range(3):  # instance ids are numbered from 1 in each slice
+        ids = set(np.unique(whole[z]).tolist()) - {0}
+        assert ids == set(range(1, int(whole[z].max()) + 1)) and ids
+
+
+def test_predict_zarr_bad_requests_fail_with_one_line(tmp_path, volume, capsys) -> None:
+    model = _checkpoint(tmp_path)
+    source = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    out = tmp_path / "out"
+    assert _predict(str(source), "--out", str(out), "--model", str(model), "--slices", "5:9") == 1
+    assert "selects no slice of the 3" in capsys.readouterr().err
+    write_tiff(tmp_path / "one.tif", volume[0])
+    status = _predict(
+        str(tmp_path / "one.tif"), "--out", str(out), "--model", str(model), "--slices", "0"
+    )
+    assert status == 1 and "--slices applies to Zarr inputs only" in capsys.readouterr().err
+    create_output(out / "vol_labels.zarr", shape=(9, 9), axes="YX", dtype=np.uint32)
+    assert _predict(str(source), "--out", str(out), "--model", str(model)) == 1
+    assert "remove it or choose another --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _predict(str(source), "--out", str(out), "--model", str(model), "--slices", "a:b")
+
+
+def test_folder_input_picks_up_zarr_images(tmp_path, volume, capsys) -> None:
+    model = _checkpoint(tmp_path)
+    folder = tmp_path / "in"
+    write_ome_zarr(folder / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    write_tiff(folder / "plane.tif", volume[0])
+    assert _predict(str(folder), "--out", str(tmp_path / "out"), "--model", str(model)) == 0
+    printed = capsys.readouterr().out
+    assert "plane_labels.tif" in printed and "vol_labels.zarr" in printed
+
+
+def test_reader_opens_zarr_lazily_and_the_dock_reads_only_planned_slices(tmp_path, volume):
+    path = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    reader = get_reader(str(path))
+    assert reader is not None and get_reader(str(tmp_path)) is None
+    [(data, kwargs, kind)] = reader(str(path))
+    assert kind == "image" and kwargs["name"] == "vol"
+    assert kwargs["metadata"]["napari_unet"]["axes"] == "ZYX"
+    assert not isinstance(data, np.ndarray)  # a lazy (dask) array
+    layer = SimpleNamespace(data=data)
+    layout = StackLayout(axes="ZYX", shape=volume.shape)
+    picked = job_image(layer, "ZYX", Plan(layout=layout, todo=[2], skipped=[], region=None))
+    assert isinstance(picked, np.ndarray) and picked.shape == (1, 1, 48, 64)
+    np.testing.assert_array_equal(picked[0, 0], volume[2])
