@@ -170,6 +170,21 @@ def test_stop_flag_is_honoured_at_the_next_step(tmp_path):
     assert load_checkpoint(result.latest_path).training_state["step"] == 2
 
 
+def test_stop_does_not_run_a_final_validation(tmp_path):
+    image, labels = discs()
+    stop = threading.Event()
+    cfg = config(tmp_path, val_fraction=0.3, val_tile=32, steps=100, val_every=3)
+    validated = []
+    events = iter_train(tiny_model(), [TrainingItem(image, labels)], cfg, stop=stop)
+    for event in _drain(events):
+        if isinstance(event, ValidationEvent):
+            validated.append(event.step)
+        if isinstance(event, StepEvent) and event.step == 4:
+            stop.set()
+    assert _drain.result.reason == "stopped" and _drain.result.steps == 4
+    assert validated == [3]  # none after the Stop at step 4 (it used to validate step 4 too)
+
+
 def test_validation_reports_metrics_and_best_checkpoint(tmp_path):
     image, labels = discs()
     cfg = config(tmp_path, val_fraction=0.3, val_tile=32, steps=4, early_stopping_patience=1)

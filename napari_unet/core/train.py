@@ -262,8 +262,8 @@ def _run(source, items, config, task, device, should_stop, resume_from, val_item
             reason = "early_stopping"
             break
 
-    if val_batches and last_validated != step and step:
-        yield from validate(lr)
+    if val_batches and last_validated != step and step and reason != "stopped":
+        yield from validate(lr)  # a Stop skips it: the user asked to stop now
     if last_saved != step:
         yield save_latest()
     if not best_written and (not val_batches or not writer.best_path.exists()):
