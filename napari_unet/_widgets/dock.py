@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from qtpy.QtCore import QEvent, QThreadPool
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     import napari
+
+
+def _wait_for_workers(msecs: int = 10_000) -> None:
+    """Let background workers still running finish (bounded) before Qt's teardown at exit."""
+    QThreadPool.globalInstance().waitForDone(msecs)
+
+
+_exit_hook: list[bool] = []
 
 
 def _separator() -> QFrame:
@@ -21,11 +31,15 @@ class PanelDock(QWidget):
     """Panels (each ``cls(viewer, parent=...)``) stacked top to bottom, scrollable.
 
     Subclasses set :attr:`panel_classes`; the panels are kept in :attr:`panels` in display order.
-    The scroll area keeps the dock usable on small screens.
+    The scroll area keeps the dock usable on small screens. When napari's window closes, each
+    panel's ``shutdown()`` (where it has one) cancels its work, and the dock waits up to
+    :attr:`close_wait_ms` for background workers, so none outlives the window (a worker still
+    running when Qt tears its objects down crashes the process on exit).
     """
 
     panel_classes: ClassVar[tuple[type, ...]] = ()
     minimum_width: ClassVar[int] = 300
+    close_wait_ms: ClassVar[int] = 10_000
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
@@ -49,4 +63,35 @@ class PanelDock(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        self.setMinimumWidth(self.minimum_width)
+        self._content, self._scroll = content, scroll
+        self._fit_width()
+        content.installEventFilter(self)  # re-fit when a section opens or a row grows
+        self._window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
+        if self._window is not None:
+            self._window.installEventFilter(self)
+        if not _exit_hook:  # closing the window can start a last worker (e.g. model info)
+            atexit.register(_wait_for_workers)
+            _exit_hook.append(True)
+
+    def _fit_width(self) -> None:
+        """As wide as the panels' widest row needs, so no control hides behind a scrollbar."""
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        needed = self._content.minimumSizeHint().width() + bar
+        if needed > self.minimumWidth() or self.minimumWidth() < self.minimum_width:
+            self.setMinimumWidth(max(self.minimum_width, needed))
+
+    def shutdown(self) -> None:
+        """Cancel the panels' work and wait (bounded) for background workers to end."""
+        for panel in self.panels:
+            stop = getattr(panel, "shutdown", None)
+            if stop is not None:
+                stop()
+        _wait_for_workers(self.close_wait_ms)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
+        """Shut down when the watched napari window closes; re-fit the width on a new layout."""
+        if obj is self._window and event.type() == QEvent.Type.Close:
+            self.shutdown()
+        elif obj is self._content and event.type() == QEvent.Type.LayoutRequest:
+            self._fit_width()
+        return False

@@ -340,9 +340,13 @@ class GuidancePanel(QWidget):
         scale = float(np.asarray(image.scale)[dims.index("Y")])
         camera.zoom = 0.9 * min(canvas) / (TILE * scale)
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        """Save the correction time and stop a running measurement."""
+    def shutdown(self) -> None:
+        """Save the correction time and stop a running measurement (the window is closing)."""
         self.clock.flush()
         if self.worker is not None:
             self.worker.quit()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Save the correction time and stop a running measurement."""
+        self.shutdown()
         super().closeEvent(event)

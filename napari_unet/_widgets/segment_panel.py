@@ -299,8 +299,12 @@ class SegmentPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress.end(done=self._job.get("outcome") == "done")
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        """Stop a running prediction (and background re-prediction) when the widget closes."""
+    def shutdown(self) -> None:
+        """Stop a running prediction and background re-prediction (the window is closing)."""
         self.cancel()
         self.hot_swap.repredictor.cancel()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """Stop a running prediction (and background re-prediction) when the widget closes."""
+        self.shutdown()
         super().closeEvent(event)

@@ -301,7 +301,11 @@ class VersionsPanel(QWidget):
         self.info.setText(f"Comparing {first} and {second} on the current slice…")
         self.comparer.start(entries, paths)
 
+    def shutdown(self) -> None:
+        """Stop a running comparison (the window is closing)."""
+        self.comparer.cancel()
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         """Stop a running comparison when the panel closes."""
-        self.comparer.cancel()
+        self.shutdown()
         super().closeEvent(event)
