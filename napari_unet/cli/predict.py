@@ -65,8 +65,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Segment image files. Per input STEM it writes STEM_labels.tif and/or "
             "STEM_probabilities.tif (float16, channel axis first) into --out; a restoration "
-            "model writes STEM_restored.tif. A failing file gets one 'FAILED FILE: reason' line "
-            "on stderr, the others are still processed, and the exit status is then 1."
+            "model writes STEM_restored.tif. A Zarr / OME-Zarr input is predicted slice by slice "
+            "into STEM_labels.zarr (etc.) with bounded memory. A failing file gets one "
+            "'FAILED FILE: reason' line on stderr, the others are still processed, and the exit "
+            "status is then 1."
         ),
     )
     parser.add_argument(
