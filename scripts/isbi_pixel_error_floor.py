@@ -77,13 +77,11 @@ def measure(data_dir: Path) -> dict:
     threshold, best = best_threshold(probabilities, truths, metric="pixel_error")
     result = {
         "slices": [f"{i:02d}.png" for i in VALIDATION],
-        "truth_moved_by_one_pixel_pixel_error": {
-            k: round(float(np.mean(v)), 4) for k, v in floor.items()
-        },
-        "shipped_model": {k: round(float(np.mean(v)), 4) for k, v in shipped.items()},
+        "truth_moved_by_one_pixel_pixel_error": _means(floor),
+        "shipped_model": _means(shipped),
         "shipped_model_best_threshold": {
-            "threshold": threshold,
-            "pooled_pixel_error": round(best, 4),
+            "threshold": round(float(threshold), 2),
+            "pooled_pixel_error": round(float(best), 4),
         },
     }
     result["truth_moved_by_one_pixel_mean"] = round(
