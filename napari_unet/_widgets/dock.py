@@ -76,7 +76,8 @@ class PanelDock(QWidget):
     def _fit_width(self) -> None:
         """As wide as the panels' widest row needs, so no control hides behind a scrollbar."""
         bar = self._scroll.verticalScrollBar().sizeHint().width()
-        needed = self._content.minimumSizeHint().width() + bar
+        slack = 2 * self._scroll.frameWidth() + 8  # the style's scrollbar may be a bit wider
+        needed = self._content.minimumSizeHint().width() + bar + slack
         if needed > self.minimumWidth() or self.minimumWidth() < self.minimum_width:
             self.setMinimumWidth(max(self.minimum_width, needed))
 

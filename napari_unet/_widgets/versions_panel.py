@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -66,7 +67,10 @@ class VersionsPanel(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
         )
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # the last column (data seen) takes the width left and elides; its tooltip has it all
+        self.table.horizontalHeader().setSectionResizeMode(
+            len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch
+        )
         self.table.setToolTip("Double-click a name to rename the version")
         self.use_button = QPushButton("Use this version")
         self.use_button.setToolTip(
@@ -154,7 +158,8 @@ class VersionsPanel(QWidget):
                 item.setData(_ID_ROLE, entry.id)
                 if column:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                item.setToolTip(f"{entry.id}: {entry.file}")
+                last = column == len(values) - 1
+                item.setToolTip(str(value) if last else f"{entry.id}: {entry.file}")
                 font = item.font()
                 font.setBold(entry.id == self.loop.active_version)
                 item.setFont(font)
