@@ -19,8 +19,8 @@ from qtpy.QtCore import QObject, Signal
 from napari_unet._widgets import layers as L
 from napari_unet._widgets.repredict import current_image_slice, training_running
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.axes import to_stack
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.lazy import stack_slices
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,9 @@ class Comparer(QObject):
         from napari.qt.threading import create_worker
 
         image, axes, layout, current = current_image_slice(self.viewer, then="then compare.")
-        stack, _ = to_stack(np.asarray(image.data), axes)
         job = SliceJob(
             checkpoints=tuple(paths),
-            image=np.ascontiguousarray(stack[[current]]),
+            image=stack_slices(image.data, axes, [current]),
             slices=(current,),
             labels=True,
             loaded={p: m for p, m in self._loaded.items() if p in paths},
