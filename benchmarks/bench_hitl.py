@@ -224,6 +224,7 @@ class SessionTrainer:
 def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path) -> dict:
     """Run the rounds on one data set; returns its flat, prefixed results."""
     from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.generators import run_to_end
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.predict import PredictConfig
     from napari_unet.core.simulate import (
@@ -288,14 +289,9 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
         threads=args.threads,
         in_process=args.in_process,
     )
-    events = iter_simulate(model, items, config, trainer=hook)
     records: list[RoundRecord] = []
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as done:
-            result = done.value
-            break
+
+    def show(event: Any) -> None:
         if isinstance(event, RoundRecord):
             records.append(event)
             shown = {k: round(event.metrics.get(k, float("nan")), 4) for k in spec.metrics}
@@ -305,6 +301,9 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
                 f"{event.objects_corrected} objects edited, {shown}",
                 flush=True,
             )
+
+    events = iter_simulate(model, items, config, trainer=hook)
+    result = run_to_end(events, show)
     return summarize(spec, records, hook.extras, result, session, n_eval)
 
 

@@ -315,15 +315,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_events(name, model, items, config, resume=None):
+    from napari_unet.core.generators import run_to_end
     from napari_unet.core.train import iter_train
     from napari_unet.core.train_config import StepEvent
 
-    events = iter_train(model, items, config, resume_from=resume)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as done:
-            return done.value
+    def log(event: object) -> None:
         if isinstance(event, StepEvent) and (event.step % 25 == 0 or event.step <= 3):
             logger.info(
                 "%s step %d loss %.4f lr %.2e %.1f patches/s %.0f s",
@@ -334,6 +330,8 @@ def _log_events(name, model, items, config, resume=None):
                 event.patches_per_s,
                 event.elapsed_s,
             )
+
+    return run_to_end(iter_train(model, items, config, resume_from=resume), log)
 
 
 if __name__ == "__main__":

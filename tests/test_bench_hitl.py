@@ -5,23 +5,11 @@ Goes the real way: session folder -> spawned ``run_trainer`` -> published versio
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _em_folder(root: Path, n: int) -> None:
@@ -38,10 +26,10 @@ def _em_folder(root: Path, n: int) -> None:
         write_tiff(root / "isbi2012" / "labels" / f"{i:02d}.tif", labels, axes="YX")
 
 
-def test_smoke_rounds_go_through_session_and_trainer(tmp_path: Path) -> None:
+def test_smoke_rounds_go_through_session_and_trainer(load_benchmark, tmp_path: Path) -> None:
     from napari_unet.session import Session
 
-    bench = _load("bench_hitl")
+    bench = load_benchmark("bench_hitl")
     _em_folder(tmp_path / "data", 4)
     out, sessions = tmp_path / "hitl.json", tmp_path / "sessions"
     argv = ["--smoke", "--dataset", "isbi2012", "--data-root", str(tmp_path / "data")]

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 #: The keys issue 2 asks the JSON for (numbers), plus the extras this script promises.
 REQUIRED_NUMBERS = (
@@ -31,20 +27,12 @@ REQUIRED_NUMBERS = (
 REQUIRED_OTHER = ("machine", "date", "quick", "memory_side", "overlap", "seconds_512_builtin")
 
 
-def _load(name: str):
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_writes_finite_flat_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_smoke_run_writes_finite_flat_json(
+    load_benchmark, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     pytest.importorskip("monai")
     pytest.importorskip("napari_unet.core.predict")
-    bench = _load("bench_predict")
+    bench = load_benchmark("bench_predict")
     out = tmp_path / "bench.json"
     assert bench.main(["--smoke", "--json", str(out)]) == 0
 
@@ -67,8 +55,8 @@ def test_smoke_run_writes_finite_flat_json(tmp_path: Path, capsys: pytest.Captur
     assert "| metric | value | target | pass |" in table and "ratio vs MONAI" in table
 
 
-def test_flop_counter_counts_convolutions_by_hand() -> None:
-    common = _load("_bench_common")
+def test_flop_counter_counts_convolutions_by_hand(load_benchmark) -> None:
+    common = load_benchmark("_bench_common")
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ConvTranspose2d(4, 2, 2, stride=2))
     with torch.inference_mode(), common.FlopCounter(model) as counter:
         model(torch.zeros(2, 1, 8, 8))
@@ -82,8 +70,8 @@ def test_flop_counter_counts_convolutions_by_hand() -> None:
     assert counter.calls == 2
 
 
-def test_table_marks_pass_and_fail() -> None:
-    common = _load("_bench_common")
+def test_table_marks_pass_and_fail(load_benchmark) -> None:
+    common = load_benchmark("_bench_common")
     rows = [
         common.Row("a", 1.5, ">= 1.2", common.check(1.5, at_least=1.2)),
         common.Row("b", 2000.0, "<= 1500", common.check(2000.0, at_most=1500)),
@@ -93,10 +81,12 @@ def test_table_marks_pass_and_fail() -> None:
     assert lines[2].endswith("| yes |") and lines[3].endswith("| NO |") and "n/a" in lines[4]
 
 
-def test_builtin_timing_uses_a_shipped_checkpoint(tmp_path: Path, monkeypatch) -> None:
+def test_builtin_timing_uses_a_shipped_checkpoint(
+    load_benchmark, tmp_path: Path, monkeypatch
+) -> None:
     checkpoint = pytest.importorskip("napari_unet.core.checkpoint")
     pytest.importorskip("napari_unet.core.predict")
-    bench = _load("bench_predict")
+    bench = load_benchmark("bench_predict")
     model = bench.build(bench.MODES["smoke"], out_channels=2)
     path = checkpoint.save_checkpoint(tmp_path / "em-membranes.pt", model, task="semantic")
     setup = SimpleNamespace(mode=bench.MODES["smoke"], device=torch.device("cpu"))

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 #: The keys issue 3 and the lead ask the JSON for (finite numbers).
 REQUIRED_NUMBERS = (
@@ -21,18 +17,8 @@ REQUIRED_NUMBERS = (
 )
 
 
-def _load(name: str):
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_writes_finite_flat_json(tmp_path: Path) -> None:
-    bench = _load("bench_train")
+def test_smoke_run_writes_finite_flat_json(load_benchmark, tmp_path: Path) -> None:
+    bench = load_benchmark("bench_train")
     out = tmp_path / "bench.json"
     assert bench.main(["--smoke", "--no-variants", "--json", str(out)]) == 0
     results = json.loads(out.read_text(encoding="utf-8"))
@@ -46,8 +32,8 @@ def test_smoke_run_writes_finite_flat_json(tmp_path: Path) -> None:
     assert not any(isinstance(v, dict) for v in results.values()), "the JSON must stay flat"
 
 
-def test_make_data_has_the_requested_instances() -> None:
-    bench = _load("bench_train")
+def test_make_data_has_the_requested_instances(load_benchmark) -> None:
+    bench = load_benchmark("bench_train")
     image, labels = bench.make_data(256, n_instances=20)
     assert image.shape == (1, 256, 256) and image.dtype.name == "float32"
     assert 0 < labels.max() <= 20

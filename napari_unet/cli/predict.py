@@ -260,6 +260,7 @@ class _Job:
 
         from napari_unet.core.axes import check_axes, guess_axes
         from napari_unet.core.errors import UserInputError
+        from napari_unet.core.generators import run_to_end
         from napari_unet.core.io import read_image, write_labels, write_tiff
         from napari_unet.core.postprocess import labels_from_probabilities
         from napari_unet.core.predict import iter_predict
@@ -285,13 +286,7 @@ class _Job:
             normalization=info.normalization_config(),
             config=self.predict_config,
         )
-        while True:
-            try:
-                progress = next(generator)
-            except StopIteration as stop:
-                probabilities = stop.value
-                break
-            bar.update(path.name, progress.fraction)
+        probabilities = run_to_end(generator, lambda p: bar.update(path.name, p.fraction))
         out.mkdir(parents=True, exist_ok=True)
         written: list[str] = []
         if info.task == "restoration":

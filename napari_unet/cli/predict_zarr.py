@@ -56,6 +56,7 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
     from napari_unet.core.axes import StackLayout, check_axes, guess_axes
+    from napari_unet.core.generators import run_to_end
     from napari_unet.core.lazy import iter_slices, slice_axes
     from napari_unet.core.postprocess import labels_from_probabilities
     from napari_unet.core.predict import iter_predict
@@ -88,13 +89,9 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
             normalization=info.normalization_config(),
             config=job.predict_config,
         )
-        while True:
-            try:
-                progress = next(generator)
-            except StopIteration as stop:
-                probabilities = stop.value  # (K, Y, X)
-                break
-            bar.update(path.name, (done + progress.fraction) / len(chosen))
+        probabilities = run_to_end(  # (K, Y, X)
+            generator, lambda p, done=done: bar.update(path.name, (done + p.fraction) / len(chosen))
+        )
         position = _position(layout, index)
         if "labels" in writers:
             labels = labels_from_probabilities(

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
     from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.generators import run_to_end
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.predict import PredictConfig
     from napari_unet.core.simulate import (
@@ -116,19 +117,17 @@ def run(args: argparse.Namespace) -> int:
         ),
         predict=PredictConfig(tile_shape=(args.tile, args.tile), device=args.device),
     )
-    events = iter_simulate(
-        model, items, config, work_dir=str(args.work_dir) if args.work_dir else None
-    )
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as done:
-            result = done.value
-            break
+
+    def show(event: Any) -> None:
         if isinstance(event, RoundRecord):
             print(format_round(event, args.task), flush=True)
         elif isinstance(event, SimulateProgress) and event.phase == "train" and not event.done % 10:
             logger.info("round %d step %d loss %.4f", event.round, event.done, event.loss)
+
+    events = iter_simulate(
+        model, items, config, work_dir=str(args.work_dir) if args.work_dir else None
+    )
+    result = run_to_end(events, show)
     summary = result.to_dict(
         {
             "command": {

@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.atomic import atomic_write_bytes
     from napari_unet.core.checkpoint import read_checkpoint_info
     from napari_unet.core.errors import ChannelMismatchError
+    from napari_unet.core.generators import run_to_end
     from napari_unet.core.models import list_architectures
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.targets import TargetConfig, parse_label_map
@@ -242,13 +243,8 @@ def run(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         checkpoint_dir=str(out.parent / f"{out.stem}.training"),
     )
-    events = iter_train(model_or_checkpoint, items, config, resume_from=args.resume)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as done:
-            result = done.value
-            break
+
+    def log(event: Any) -> None:
         if isinstance(event, StepEvent) and event.step % args.log_every == 0:
             logger.info(
                 "step %d  loss %.4f  lr %.2e  %.1f patches/s  %.0f s",
@@ -267,6 +263,9 @@ def run(args: argparse.Namespace) -> int:
             )
         elif isinstance(event, CheckpointEvent):
             logger.debug("wrote %s checkpoint %s", event.kind, event.path)
+
+    events = iter_train(model_or_checkpoint, items, config, resume_from=args.resume)
+    result = run_to_end(events, log)
     atomic_write_bytes(out, Path(result.best_path).read_bytes())
     print(f"trained {result.steps} steps ({result.reason}); best model: {out}")
     if result.best_metrics:

@@ -30,6 +30,7 @@ import numpy as np
 
 from napari_unet.core import metrics
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.generators import run_to_end
 from napari_unet.core.io import list_images, read_image
 from napari_unet.core.targets import apply_label_map
 
@@ -270,9 +271,4 @@ def evaluate_folders(
     label_map: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """:func:`iter_evaluate_folders` run to the end; returns its result."""
-    generator = iter_evaluate_folders(pred_dir, truth_dir, task=task, label_map=label_map)
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(iter_evaluate_folders(pred_dir, truth_dir, task=task, label_map=label_map))

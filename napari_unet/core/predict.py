@@ -29,6 +29,7 @@ from torch import nn
 from napari_unet.core.axes import check_channels, to_stack
 from napari_unet.core.config import Config, check_task
 from napari_unet.core.device import autocast, check_precision, get_device
+from napari_unet.core.generators import run_to_end
 from napari_unet.core.models.fuse import fuse_for_inference
 from napari_unet.core.normalize import (
     NormalizationConfig,
@@ -265,9 +266,4 @@ def iter_predict(
 
 def predict(model: nn.Module, image: np.ndarray, axes: str, **kwargs: object) -> np.ndarray:
     """Run :func:`iter_predict` to the end and return the probabilities ``(K, *spatial)``."""
-    generator = iter_predict(model, image, axes, **kwargs)  # type: ignore[arg-type]
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(iter_predict(model, image, axes, **kwargs))  # type: ignore[arg-type]

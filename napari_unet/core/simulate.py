@@ -26,6 +26,7 @@ from typing import Any
 
 from napari_unet.core.config import Config
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.generators import run_to_end
 from napari_unet.core.items import TrainingItem
 from napari_unet.core.postprocess import PostprocessConfig
 from napari_unet.core.predict import PredictConfig
@@ -361,9 +362,4 @@ def _train_round(trainer, model, corrected, round_index, config, should_stop):
 
 def simulate(*args: Any, **kwargs: Any) -> SimulateResult:
     """Run :func:`iter_simulate` to the end (same arguments) and return its result."""
-    events = iter_simulate(*args, **kwargs)
-    while True:
-        try:
-            next(events)
-        except StopIteration as done:
-            return done.value
+    return run_to_end(iter_simulate(*args, **kwargs))

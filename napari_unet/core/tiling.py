@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_unet.core.generators import run_to_end
+
 logger = logging.getLogger(__name__)
 
 #: Blending windows.
@@ -383,9 +385,4 @@ def iter_tile_predict(
 
 def tile_predict(image: np.ndarray, predictor: Predictor, **kwargs: object) -> np.ndarray:
     """Run :func:`iter_tile_predict` to the end and return its ``(K, Y', X')`` result."""
-    generator = iter_tile_predict(image, predictor, **kwargs)  # type: ignore[arg-type]
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(iter_tile_predict(image, predictor, **kwargs))  # type: ignore[arg-type]

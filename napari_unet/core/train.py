@@ -25,6 +25,7 @@ import torch
 from napari_unet.core.augment import AugmentConfig
 from napari_unet.core.data import TrainingItem
 from napari_unet.core.device import get_device
+from napari_unet.core.generators import run_to_end
 from napari_unet.core.losses import LossConfig, SegmentationLoss
 from napari_unet.core.schedule import LearningRateSchedule, build_optimizer
 from napari_unet.core.targets import TargetConfig
@@ -282,9 +283,4 @@ def _run(source, items, config, task, device, should_stop, resume_from, val_item
 
 def train(*args: Any, **kwargs: Any) -> TrainResult:
     """Run :func:`iter_train` to the end (same arguments) and return its result."""
-    events = iter_train(*args, **kwargs)
-    while True:
-        try:
-            next(events)
-        except StopIteration as done:
-            return done.value
+    return run_to_end(iter_train(*args, **kwargs))
