@@ -292,3 +292,9 @@ def test_gui_command_helpers(viewer, qtbot, tmp_path):
     widget = dock_segment_widget(viewer)
     assert isinstance(widget, SegmentWidget)
     assert widget.segment.form.image.count() == 2
+    zarr = pytest.importorskip("zarr")  # last: a .zarr folder opens too (lazily)
+    store = zarr.open_array(store=str(tmp_path / "vol.zarr"), mode="w", shape=(2, 64, 64))
+    store[...] = 1.0
+    open_image(viewer, tmp_path / "vol.zarr")
+    assert viewer.layers[-1].data.shape == (2, 64, 64)
+    assert not isinstance(viewer.layers[-1].data, np.ndarray)

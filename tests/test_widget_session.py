@@ -284,3 +284,34 @@ def test_a_channel_of_a_multichannel_file_is_stored_as_a_copy() -> None:
     )
     assert image_source(whole) == "/data/cells.tif"
     assert image_source(channel) is None
+
+
+def test_a_zarr_volume_is_referenced_and_reopened_lazily(make_napari_viewer, qtbot, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from napari_unet._reader import get_reader
+    from napari_unet.core.zarr_io import ngff_attributes
+
+    volume = np.random.default_rng(1).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    path = tmp_path / "vol.ome.zarr"
+    group = zarr.open_group(store=str(path), mode="w", zarr_format=2)
+    group.attrs.update(ngff_attributes("ZYX", path.name))
+    group.create_array("0", shape=volume.shape, chunks=(1, 32, 32), dtype=volume.dtype)[...] = (
+        volume
+    )
+    [(data, kwargs, _)] = get_reader(str(path))(str(path))
+    viewer = make_napari_viewer()
+    _, labels = add_pair(viewer, predicted_stack(3), image=viewer.add_image(data, **kwargs))
+    panel = make_panel(viewer, qtbot)
+    session = panel.create_session()
+    assert session.root == tmp_path / "vol.unet-session"  # next to the volume
+    entry = session.image("img0001")
+    assert entry.source == path and entry.copy is None  # referenced, never copied
+    assert not any((session.root / "images").glob("*"))
+    panel.flush()
+
+    other = make_napari_viewer()
+    make_panel(other, qtbot).open_session(session.root)
+    restored = other.layers["vol"]
+    assert not isinstance(restored.data, np.ndarray)  # opened lazily again
+    np.testing.assert_array_equal(np.asarray(restored.data), volume)
+    np.testing.assert_array_equal(other.layers["vol labels"].data, labels.data)

@@ -187,3 +187,36 @@ def test_reader_opens_zarr_lazily_and_the_dock_reads_only_planned_slices(tmp_pat
     picked = job_image(layer, "ZYX", Plan(layout=layout, todo=[2], skipped=[], region=None))
     assert isinstance(picked, np.ndarray) and picked.shape == (1, 1, 48, 64)
     np.testing.assert_array_equal(picked[0, 0], volume[2])
+
+
+def test_a_session_references_a_zarr_volume_and_trains_from_its_annotated_slices(
+    tmp_path, volume
+) -> None:
+    from napari_unet.session import Session
+    from napari_unet.session.errors import SessionError
+
+    path = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    session = Session.create(tmp_path / "s")
+    image_id = session.add_image("vol", axes="ZYX", source=path, task="instances")
+    assert session.add_image("vol", axes="ZYX", source=path) == image_id  # no duplicate
+    entry = session.image(image_id)
+    assert entry.source == path and entry.copy is None and entry.shape == volume.shape
+    assert not any((tmp_path / "s" / "images").glob("*"))  # referenced, never copied
+    labels = np.zeros((48, 64), np.uint16)
+    labels[10:25, 12:30] = 1
+    session.save_slice(image_id, 2, labels=labels)
+
+    reopened = Session.open(tmp_path / "s", readonly=True)
+    assert not isinstance(reopened.load_image(image_id), np.ndarray)  # lazy: nothing loaded
+    [item] = reopened.training_items()
+    assert (item.image_id, item.slice_index) == (image_id, 2)
+    np.testing.assert_array_equal(item.image, volume[2][None])
+    np.testing.assert_array_equal(item.labels, labels)
+
+    with pytest.raises(SessionError, match="not a Zarr folder"):
+        (tmp_path / "empty.zarr").mkdir()
+        session.add_image("empty", axes="ZYX", source=tmp_path / "empty.zarr")
+    moved = tmp_path / "moved.ome.zarr"
+    path.rename(moved)
+    with pytest.raises(SessionError, match="put the file back"):
+        Session.open(tmp_path / "s", readonly=True).load_image(image_id)

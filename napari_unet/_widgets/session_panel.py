@@ -61,6 +61,20 @@ def image_source(layer: Any) -> str | None:
     return str(path) if path else None
 
 
+def _read_source(path: str | Path) -> Any:
+    """An image file read whole, or a Zarr folder opened lazily (a dask array, as the reader)."""
+    from napari_unet.core.io import read_image
+    from napari_unet.session.paths import is_zarr_source
+
+    if is_zarr_source(path):
+        import dask.array as da
+
+        from napari_unet.core.zarr_io import open_zarr
+
+        return da.from_zarr(open_zarr(path).array)
+    return read_image(path).image
+
+
 def free_folder(folder: Path) -> Path:
     """``folder`` if it holds no session yet, else ``<name>-2``, ``-3``... beside it."""
     candidate, n = folder, 1
@@ -300,12 +314,10 @@ class SessionPanel(QWidget):
         return session
 
     def _restore(self, entry: Any) -> Any:
-        from napari_unet.core.io import read_image
-
         image = next((la for la in self.viewer.layers if la.name == entry.name), None)
         if image is None or tuple(np.shape(image.data)) != entry.shape:
             path = entry.source or entry.copy
-            data = read_image(path).image
+            data = _read_source(path)
             if tuple(data.shape) != entry.shape:
                 raise UserInputError(
                     f"The image {path} now has shape {tuple(data.shape)}, not "

@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Start napari with the U-Net Segment widget docked and IMAGE loaded (or the "
         "synthetic nuclei sample when no IMAGE is given).",
     )
-    parser.add_argument("image", nargs="?", type=Path, help="image file to open (TIFF, PNG)")
+    parser.add_argument(
+        "image", nargs="?", type=Path, help="image to open (TIFF, PNG or a .zarr folder)"
+    )
     parser.add_argument(
         "--no-run", action="store_true", help="build the window and exit (for smoke tests)"
     )
@@ -40,8 +42,10 @@ def open_image(viewer, image: Path | None) -> None:
         pixels, _ = synthetic_nuclei((512, 512))
         viewer.add_image(pixels, name="synthetic nuclei")
         return
-    if not image.is_file():
-        raise ImageReadError(f"{image} does not exist; pass the path of a TIFF or PNG image.")
+    if not image.exists():
+        raise ImageReadError(
+            f"{image} does not exist; pass the path of a TIFF or PNG image or a .zarr folder."
+        )
     try:
         viewer.open(str(image), plugin=PLUGIN)
     except (ValueError, KeyError) as err:  # the reader is not installed or declined the file

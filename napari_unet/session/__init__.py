@@ -14,10 +14,11 @@ Folder layout::
       snapshots/<id>/<slice>-<n>.npz     the model's prediction, to tell edits apart
       models/<name>.pt                   model versions (checkpoints), registered in the index
 
-Images with a file are referenced by absolute path and only ever read. Every path in the index is
-checked: data paths must stay inside their sub-folder (no ``..``, no absolute path, no symbolic
-link leading out), sources must be TIFF/PNG files — a session received from someone else cannot
-make napari read or write elsewhere (:class:`SessionError` names the bad entry).
+Images with a file (TIFF/PNG, or a ``.zarr`` folder, which is read lazily) are referenced by
+absolute path and only ever read. Every path in the index is checked: data paths must stay inside
+their sub-folder (no ``..``, no absolute path, no symbolic link leading out), sources must be
+TIFF/PNG files or ``.zarr`` folders — a session received from someone else cannot make napari
+read or write elsewhere (:class:`SessionError` names the bad entry).
 
 Crash safety: a save writes new files under never-used names (``<n>`` counts up), then replaces
 ``session.json`` atomically, then deletes the files it replaced. Killed at any instant, the

@@ -5,8 +5,8 @@ Every path stored in a session index is checked before it is used:
 - data paths (labels, masks, snapshots, image copies, model files) are relative POSIX paths under
   their expected sub-folder, with no ``..``, no drive or absolute part, no backslash, and they must
   still lie inside the session once symbolic links are resolved;
-- an image ``source`` is an absolute path to an image file (:data:`SOURCE_SUFFIXES`) that the
-  session only ever reads.
+- an image ``source`` is an absolute path to an image file (:data:`SOURCE_SUFFIXES`) or a Zarr
+  folder (:data:`ZARR_SUFFIX`) that the session only ever reads.
 
 So a session folder received from someone else cannot make napari read or write elsewhere.
 """
@@ -21,6 +21,9 @@ from napari_unet.session.errors import SessionError
 
 #: Image files an index may point at as a ``source`` (only ever read; ``.ome.tif`` included).
 SOURCE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png")
+#: Suffix of a Zarr / OME-Zarr folder an index may point at as a ``source`` (read lazily, so a
+#: volume larger than memory is referenced, never copied into the session).
+ZARR_SUFFIX = ".zarr"
 #: Suffix of the default session folder created next to an image file.
 SESSION_SUFFIX = ".unet-session"
 #: Environment variable overriding the folder of sessions for images without a file.
@@ -82,17 +85,23 @@ def check_inside(root: Path, relative: object, *, what: str, folder: str | tuple
 
 
 def check_source(source: object, *, what: str) -> Path:
-    """Check an image ``source``: an absolute path to a TIFF or PNG file (only ever read)."""
+    """Check an image ``source``: an absolute path to a TIFF/PNG file or a ``.zarr`` folder."""
     if not isinstance(source, str) or not source or "\x00" in source:
         raise SessionError(f"{what} has an invalid image path {source!r}; re-add the image.")
     path = Path(source)
     name = path.name.lower()
-    if not path.is_absolute() or not name.endswith(SOURCE_SUFFIXES):
+    if not path.is_absolute() or not name.endswith((*SOURCE_SUFFIXES, ZARR_SUFFIX)):
         raise SessionError(
-            f"{what} points at {source!r}, which is not an absolute path to a TIFF or PNG image; "
-            "the session was damaged or crafted, so it is not used — open only sessions you trust."
+            f"{what} points at {source!r}, which is not an absolute path to a TIFF, PNG or Zarr "
+            "image; the session was damaged or crafted, so it is not used — open only sessions "
+            "you trust."
         )
     return path
+
+
+def is_zarr_source(path: str | os.PathLike) -> bool:
+    """True when an image ``source`` names a Zarr folder (read lazily, slice by slice)."""
+    return Path(path).name.lower().endswith(ZARR_SUFFIX)
 
 
 def sanitize_name(name: str, *, default: str = "session") -> str:
@@ -105,7 +114,7 @@ def image_stem(path: str | os.PathLike) -> str:
     """File name without its image suffix (``a.ome.tif`` -> ``a``)."""
     name = Path(path).name
     lower = name.lower()
-    for suffix in (".ome.tiff", ".ome.tif", *SOURCE_SUFFIXES):
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *SOURCE_SUFFIXES, ZARR_SUFFIX):
         if lower.endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem

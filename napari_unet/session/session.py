@@ -33,7 +33,7 @@ from napari_unet.session.index import (
     referenced_files,
     validate_index,
 )
-from napari_unet.session.paths import check_inside, check_source
+from napari_unet.session.paths import check_inside, check_source, is_zarr_source
 from napari_unet.session.slices import SlicesMixin
 from napari_unet.session.store import (
     LOCK_NAME,
@@ -224,14 +224,17 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         Args:
             name: display name (the layer name).
             axes: one letter per dimension of the image (e.g. ``"YX"``, ``"ZYX"``, ``"YXC"``).
-            source: the user's image file (TIFF/PNG), referenced and only ever read. An image
-                with the same source and shape already in the session returns its id.
+            source: the user's image file (TIFF/PNG) or Zarr / OME-Zarr folder, referenced and
+                only ever read (a Zarr volume is never loaded whole: its shape and dtype come
+                from its metadata). An image with the same source and shape already in the
+                session returns its id.
             image: the array (as in napari). Required without ``source``: a copy is stored as
                 ``images/<id>.tif``. With ``source`` it only gives shape and dtype.
             task: ``binary``/``semantic``/``instances`` when known; class_names: their names.
 
         Raises:
-            SessionError: no image given, the source is not a TIFF/PNG file, or bad axes.
+            SessionError: no image given, the source is not a TIFF/PNG file or a readable Zarr
+                folder, or bad axes.
         """
         from napari_unet.core.io import read_image, write_tiff
 
@@ -239,13 +242,16 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         if source is not None:
             path = Path(source).expanduser().absolute()
             check_source(str(path), what=f"image {name!r}")
-            if not path.is_file():
+            if is_zarr_source(path):
+                image = self._open_zarr_source(path, name)
+            elif not path.is_file():
                 raise SessionError(f"image file {path} does not exist; check the path.")
-            if image is None:
+            elif image is None:
                 image = read_image(path).image
         elif image is None:
             raise SessionError(f"image {name!r} has no file and no data; give one of them.")
         shape = tuple(int(s) for s in np.shape(image))
+        dtype = np.dtype(image.dtype) if hasattr(image, "dtype") else np.asarray(image).dtype
         try:
             axes = check_axes(axes, shape)
         except ValueError as err:
@@ -270,7 +276,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
                 "copy": copy_path,
                 "axes": axes,
                 "shape": list(shape),
-                "dtype": str(np.asarray(image).dtype),
+                "dtype": str(dtype),
                 "task": task,
                 "class_names": [str(c) for c in class_names],
                 "created": now(),
@@ -279,6 +285,17 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             return image_id, []
 
         return self._mutate(change)
+
+    @staticmethod
+    def _open_zarr_source(path: Path, name: str) -> Any:
+        """The lazy full-resolution array of a Zarr source; :class:`SessionError` if unreadable."""
+        from napari_unet.core.errors import ImageReadError
+        from napari_unet.core.zarr_io import open_zarr
+
+        try:
+            return open_zarr(path).array
+        except (ImageReadError, OSError) as err:
+            raise SessionError(f"image {name!r}: {err}") from None
 
     def remove_image(self, image_id: str) -> None:
         """Remove an image and all its stored slices (its source file is never touched)."""

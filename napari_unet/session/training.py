@@ -18,13 +18,13 @@ import numpy as np
 
 from napari_unet.session.entries import ImageEntry
 from napari_unet.session.errors import SessionError
-from napari_unet.session.paths import check_inside
+from napari_unet.session.paths import check_inside, is_zarr_source
 from napari_unet.session.slices import _annotated
 
 logger = logging.getLogger(__name__)
 
-#: ``load_image(entry) -> image as given`` (e.g. to reuse the array napari already holds).
-ImageLoader = Callable[[ImageEntry], np.ndarray]
+#: ``load_image(entry) -> image as given`` (numpy, Zarr or dask; e.g. the array napari holds).
+ImageLoader = Callable[[ImageEntry], Any]
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,13 +67,20 @@ class TrainingMixin:
                 return image_id
         return None
 
-    def load_image(self, image_id: str) -> np.ndarray:
+    def load_image(self, image_id: str) -> Any:
         """The image as given, read from its source file or the session's copy.
+
+        Returns:
+            A numpy array for a TIFF/PNG source or a copy; for a Zarr source the lazy
+            ``zarr.Array`` (nothing is loaded: index it, e.g. with
+            :func:`~napari_unet.core.lazy.stack_slices`).
 
         Raises:
             SessionError: the file is gone, unreadable, or its shape changed since it was added.
         """
+        from napari_unet.core.errors import ImageReadError
         from napari_unet.core.io import read_image
+        from napari_unet.core.zarr_io import open_zarr
 
         entry = self.image(image_id)  # type: ignore[attr-defined]
         path = entry.source or check_inside(
@@ -83,16 +90,17 @@ class TrainingMixin:
             folder="images",
         )
         try:
-            image = read_image(path).image
-        except ValueError as err:
+            image = open_zarr(path).array if is_zarr_source(path) else read_image(path).image
+        except (ValueError, ImageReadError) as err:
             raise SessionError(
                 f"image {entry.name!r}: cannot read {path} ({err}); put the file back where it "
                 "was, or remove the image from the session."
             ) from None
         if tuple(image.shape) != entry.shape:
             raise SessionError(
-                f"image {entry.name!r}: {path} now has shape {image.shape}, not {entry.shape} as "
-                "when it was added; it changed since — remove and re-add the image."
+                f"image {entry.name!r}: {path} now has shape {tuple(image.shape)}, not "
+                f"{entry.shape} as when it was added; it changed since — remove and re-add the "
+                "image."
             )
         return image
 
@@ -142,7 +150,7 @@ class TrainingMixin:
             load_images: False yields ``image=None`` (labels and masks only: counting, splits).
             load_image: reads an image given its entry (default: :meth:`load_image`).
         """
-        from napari_unet.core.axes import to_stack
+        from napari_unet.core.lazy import stack_slices
 
         by_image: dict[str, list[int]] = {}
         for image_id, slice_index in self.annotated_slices(image_ids):  # type: ignore[attr-defined]
@@ -150,10 +158,10 @@ class TrainingMixin:
         for image_id, slices in by_image.items():
             entry = self.image(image_id)  # type: ignore[attr-defined]
             stack = None
-            if load_images:
+            if load_images:  # only the annotated slices are read (a Zarr volume stays on disk)
                 image = load_image(entry) if load_image else self.load_image(image_id)
-                stack, _ = to_stack(np.asarray(image), entry.axes)
-            for slice_index in slices:
+                stack = stack_slices(image, entry.axes, slices)
+            for position, slice_index in enumerate(slices):
                 data = self.load_slice(image_id, slice_index)  # type: ignore[attr-defined]
                 mask = _annotated(entry, data)
                 labels = data.labels
@@ -163,7 +171,7 @@ class TrainingMixin:
                     image_id=image_id,
                     slice_index=slice_index,
                     name=f"{image_id}/{slice_index:05d}",
-                    image=None if stack is None else stack[slice_index],
+                    image=None if stack is None else stack[position],
                     labels=labels,
                     annotated_mask=mask,
                     task=entry.task,
