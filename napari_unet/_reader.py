@@ -2,7 +2,10 @@
 
 A TIFF or PNG opens with its ``<name>_labels.tif`` sibling as a Labels layer. A Zarr image opens
 lazily (a dask array over its full-resolution level): napari loads the slices on screen, and the
-Segment dock reads only the slices it predicts.
+Segment dock reads only the slices it predicts. A ``<name>_labels.zarr`` (what ``napari-unet-loop
+predict`` writes for ``<name>.ome.zarr``) opens as a Labels layer, beside its image when that is
+opened: in memory, so it can be corrected, up to :data:`ZARR_LABELS_IN_MEMORY` bytes, lazily (view
+only) above that.
 
 No torch and no Qt at import: napari calls this for every file a user drops on the canvas.
 """
@@ -18,12 +21,15 @@ import numpy as np
 
 from napari_unet.core.errors import ImageReadError
 from napari_unet.core.io import IMAGE_SUFFIXES, read_image
-from napari_unet.core.zarr_io import is_zarr, open_zarr
+from napari_unet.core.zarr_io import is_zarr, open_zarr, zarr_name
 
 logger = logging.getLogger(__name__)
 
 LayerData = tuple[Any, dict[str, Any], str]
 LABELS_SUFFIX = "_labels"
+#: Largest Zarr labels volume loaded into memory (an editable Labels layer); a bigger one opens
+#: lazily, which napari shows but cannot paint into.
+ZARR_LABELS_IN_MEMORY = 2 * 1024**3
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
@@ -61,7 +67,13 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     for item in paths:
         source = Path(item)
         if is_zarr(source):
+            if zarr_name(source).endswith(LABELS_SUFFIX):
+                layers.append(_zarr_labels_layer(source))
+                continue
             layers.append(_zarr_layer(source))
+            sibling = source.with_name(f"{zarr_name(source)}{LABELS_SUFFIX}.zarr")
+            if is_zarr(sibling) and str(sibling) not in {str(p) for p in paths}:
+                layers.append(_zarr_labels_layer(sibling))
             continue
         if source.stem.endswith(LABELS_SUFFIX):
             layers.append(_labels_layer(source))
@@ -78,9 +90,31 @@ def _zarr_layer(path: Path) -> LayerData:
     import dask.array as da
 
     lazy = open_zarr(path)
-    name = path.name[: -len(".zarr")] if path.suffix.lower() == ".zarr" else path.name
-    name = name[:-4] if name.lower().endswith(".ome") else name
-    return _image_layer_data(da.from_zarr(lazy.array), lazy.axes, path, name)
+    return _image_layer_data(da.from_zarr(lazy.array), lazy.axes, path, zarr_name(path))
+
+
+def _zarr_labels_layer(path: Path) -> LayerData:
+    """A Labels layer from a Zarr labels volume: in memory when it fits, else lazy (view only)."""
+    import dask.array as da
+
+    lazy = open_zarr(path)
+    dtype = np.dtype(lazy.array.dtype)
+    if dtype.kind not in "iu":
+        raise ImageReadError(
+            f"{path} holds {dtype} values, so it cannot open as labels; labels are integers."
+        )
+    size = int(np.prod(lazy.shape)) * dtype.itemsize
+    if size <= ZARR_LABELS_IN_MEMORY:
+        labels = np.asarray(lazy.array[...])
+    else:
+        logger.warning(
+            "%s is %.1f GB: opened lazily, so napari shows it but cannot paint into it",
+            path,
+            size / 1e9,
+        )
+        labels = da.from_zarr(lazy.array)
+    meta = {"napari_unet": {"axes": lazy.axes, "source": str(path.resolve())}}
+    return labels, {"name": zarr_name(path), "metadata": meta}, "labels"
 
 
 def _image_layer(path: Path) -> LayerData:

@@ -11,7 +11,7 @@ import torch
 
 zarr = pytest.importorskip("zarr")
 
-from napari_unet._reader import get_reader  # noqa: E402
+from napari_unet._reader import get_reader, read_layers  # noqa: E402
 from napari_unet._widgets.predict_job import Plan, job_image  # noqa: E402
 from napari_unet.cli import main  # noqa: E402
 from napari_unet.core.axes import StackLayout, to_stack  # noqa: E402
@@ -220,3 +220,38 @@ def test_a_session_references_a_zarr_volume_and_trains_from_its_annotated_slices
     path.rename(moved)
     with pytest.raises(SessionError, match="put the file back"):
         Session.open(tmp_path / "s", readonly=True).load_image(image_id)
+
+
+def test_predicted_zarr_labels_open_as_labels_beside_their_volume(
+    tmp_path, volume, monkeypatch
+) -> None:
+    import napari_unet._reader as reader_module
+
+    model = _checkpoint(tmp_path)
+    source = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    args = ["--model", str(model), "--labels", "instances", "--out", str(tmp_path)]
+    assert _predict(str(source), *args) == 0  # writes vol_labels.zarr beside the volume
+    written = np.asarray(open_zarr(tmp_path / "vol_labels.zarr").array[...])
+    assert written.max() > 0
+
+    [image, labels] = read_layers(str(source))
+    assert (image[2], labels[2]) == ("image", "labels")
+    assert (
+        labels[1]["name"] == "vol_labels" and labels[1]["metadata"]["napari_unet"]["axes"] == "ZYX"
+    )
+    assert isinstance(labels[0], np.ndarray)  # in memory: it can be corrected
+    np.testing.assert_array_equal(labels[0], written)
+    [alone] = read_layers(str(tmp_path / "vol_labels.zarr"))  # dropped on its own
+    assert alone[2] == "labels"
+    both = read_layers([str(source), str(tmp_path / "vol_labels.zarr")])
+    assert [kind for _, _, kind in both] == ["image", "labels"]  # not twice
+
+    monkeypatch.setattr(reader_module, "ZARR_LABELS_IN_MEMORY", 0)
+    [lazy] = read_layers(str(tmp_path / "vol_labels.zarr"))
+    assert not isinstance(lazy[0], np.ndarray)  # too big for memory: lazy, view only
+    np.testing.assert_array_equal(np.asarray(lazy[0]), written)
+
+    floats = tmp_path / "p_labels.zarr"
+    zarr.open_array(store=str(floats), mode="w", shape=(4, 4), dtype="f4")[...] = 0.5
+    with pytest.raises(ImageReadError, match="cannot open as labels"):
+        read_layers(str(floats))
