@@ -21,6 +21,7 @@ import numpy as np
 
 from napari_unet.core.errors import ImageReadError
 from napari_unet.core.io import IMAGE_SUFFIXES, read_image
+from napari_unet.core.marks import read_mark
 from napari_unet.core.zarr_io import is_zarr, open_zarr, zarr_name
 
 logger = logging.getLogger(__name__)
@@ -113,8 +114,33 @@ def _zarr_labels_layer(path: Path) -> LayerData:
             size / 1e9,
         )
         labels = da.from_zarr(lazy.array)
-    meta = {"napari_unet": {"axes": lazy.axes, "source": str(path.resolve())}}
-    return labels, {"name": zarr_name(path), "metadata": meta}, "labels"
+    return labels, _labels_kwargs(labels, lazy.axes, path, zarr_name(path)), "labels"
+
+
+def _labels_kwargs(labels: Any, axes: str | None, path: Path, name: str) -> dict[str, Any]:
+    """Layer kwargs of a labels file; a marked prediction gets the plugin's predicted-labels tag.
+
+    The tag (DEVELOPERS.md, GUI contracts) makes the file its own snapshot with every slice
+    predicted and nothing reviewed, so only what the user changes counts as a correction. An
+    unmarked file is the user's annotation. A lazy (too big) volume is never tagged: it is view
+    only.
+    """
+    tag: dict[str, Any] = {"axes": axes, "source": str(path.resolve())}
+    mark = read_mark(path)
+    if mark is not None and isinstance(labels, np.ndarray):
+        image_name = name[: -len(LABELS_SUFFIX)] if name.endswith(LABELS_SUFFIX) else name
+        tag.update(
+            role="labels",
+            image_layer=image_name,
+            task=mark.task,
+            output=mark.output,
+            model=mark.model,
+            snapshot=labels.copy(),
+            predicted=list(range(int(np.prod(labels.shape[:-2], dtype=np.int64)))),
+            reviewed=np.zeros(labels.shape, dtype=bool),
+            session_image_id=None,
+        )
+    return {"name": name, "metadata": {"napari_unet": tag}}
 
 
 def _image_layer(path: Path) -> LayerData:
@@ -156,6 +182,4 @@ def _labels_layer(path: Path) -> LayerData:
         labels = labels.astype(np.int32 if labels.min(initial=0) < 0 else np.uint32)
     if labels.dtype.kind == "i" and labels.min(initial=0) >= 0:
         labels = labels.astype(np.uint32 if labels.dtype.itemsize > 2 else np.uint16)
-    name = path.stem
-    meta = {"napari_unet": {"axes": data.axes, "source": str(path.resolve())}}
-    return labels, {"name": name, "metadata": meta}, "labels"
+    return labels, _labels_kwargs(labels, data.axes, path, path.stem), "labels"

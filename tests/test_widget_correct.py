@@ -231,3 +231,32 @@ def test_paint_slices_reads_history_atoms():
     assert rv.paint_slices([atom], shape) == {5, 3}
     assert rv.paint_slices([object()], shape) is None
     assert rv.paint_slices([], (8, 8)) == {0}
+
+
+def test_a_predicted_file_opens_as_a_prediction_and_only_edits_count(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from napari_unet._reader import read_layers
+    from napari_unet._widgets.correct_panel import CorrectPanel
+    from napari_unet.core.io import write_labels, write_tiff
+    from napari_unet.core.marks import PredictionMark, software_tag
+
+    write_tiff(tmp_path / "img.tif", np.zeros((3, 32, 32), np.uint8), axes="ZYX")
+    mark = PredictionMark(model="fluo-nuclei", task="instances", output="instances")
+    software = software_tag(mark)  # as `napari-unet-loop predict` writes it
+    write_labels(tmp_path / "img_labels.tif", predicted_stack(), axes="ZYX", software=software)
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in read_layers(str(tmp_path / "img.tif")):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    labels = viewer.layers["img_labels"]
+    viewer.dims.set_current_step(0, 0)
+    panel = CorrectPanel(viewer)
+    qtbot.addWidget(panel)
+    assert panel.labels_layer is labels
+    panel.refresh_status()
+    assert panel.stack_status.text() == "3 slices: 3 predicted"
+    labels.paint((0, 5, 5), 9)  # the user fixes one object on slice 0
+    qtbot.waitUntil(lambda: rv.status_of(labels, 0) == "edited")
+    assert [rv.status_of(labels, s) for s in (1, 2)] == ["predicted", "predicted"]
+    annotated = rv.annotated_plane(labels, 0)
+    assert annotated[5, 5] and not annotated[25, 20]  # the untouched object is not learnt from

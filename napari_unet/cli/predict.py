@@ -251,8 +251,16 @@ class _Job:
     """Everything shared by the files of one run; ``process`` does one file."""
 
     def __init__(self, args, loaded, predict_config, post_config, roi) -> None:
+        from napari_unet.core.marks import PredictionMark
+
         self.args, self.loaded = args, loaded
         self.predict_config, self.post_config, self.roi = predict_config, post_config, roi
+        #: what marks the labels written as this model's prediction (see core.marks)
+        self.mark = PredictionMark(
+            model=loaded.info.name or Path(str(args.model)).stem,
+            task=loaded.info.task,
+            output=post_config.output,
+        )
 
     def process(self, path: Path, stem: str, bar: ProgressBar) -> str:
         """Predict one file, write its outputs and return its summary line."""
@@ -262,6 +270,7 @@ class _Job:
         from napari_unet.core.errors import UserInputError
         from napari_unet.core.generators import run_to_end
         from napari_unet.core.io import read_image, write_labels, write_tiff
+        from napari_unet.core.marks import software_tag
         from napari_unet.core.postprocess import labels_from_probabilities
         from napari_unet.core.predict import iter_predict
         from napari_unet.core.zarr_io import is_zarr
@@ -305,7 +314,10 @@ class _Job:
                     probabilities, task=info.task, config=self.post_config, roi=self.roi
                 )
                 target = out / f"{stem}_labels.tif"
-                written.append(write_labels(target, labels, axes=spatial_axes).name)
+                software = software_tag(self.mark)
+                written.append(
+                    write_labels(target, labels, axes=spatial_axes, software=software).name
+                )
                 count = int(labels.max()) if labels.size else 0
                 kind = "objects" if self.post_config.output == "instances" else "max class"
                 detail = f"labels {labels.shape} {labels.dtype}, {kind} {count}"

@@ -120,6 +120,7 @@ def _position(layout: Any, index: int) -> tuple:
 
 def _writers(job: Any, layout: Any, stem: str, info: Any) -> dict[str, Any]:
     """The output arrays of this run by kind: ``labels``, ``probabilities`` (or restored)."""
+    from napari_unet.core.marks import zarr_attributes
     from napari_unet.core.postprocess_ops import semantic_label_dtype
     from napari_unet.core.zarr_io import create_output
 
@@ -138,7 +139,11 @@ def _writers(job: Any, layout: Any, stem: str, info: Any) -> dict[str, Any]:
         else:
             dtype = semantic_label_dtype(2 if info.task == "binary" else channels)
         writers["labels"] = create_output(
-            out / f"{stem}_labels.zarr", shape=spatial, axes=axes, dtype=dtype
+            out / f"{stem}_labels.zarr",
+            shape=spatial,
+            axes=axes,
+            dtype=dtype,
+            attributes=zarr_attributes(job.mark),
         )
     if output in ("probabilities", "both"):
         target = out / f"{stem}_probabilities.zarr"

@@ -242,6 +242,7 @@ def write_tiff(
     *,
     axes: str | None = None,
     compress: bool = True,
+    software: str | None = None,
 ) -> Path:
     """Write ``array`` to a (zlib-compressed) TIFF atomically; returns the path.
 
@@ -252,6 +253,8 @@ def write_tiff(
             ImageJ metadata where the dtype and order allow it, else as OME-XML, else as tifffile
             metadata (float16, 64-bit ints), so :func:`read_image` returns them.
         compress: zlib (deflate) compression, lossless.
+        software: text for the TIFF ``Software`` tag (e.g. a
+            :func:`~napari_unet.core.marks.software_tag`); tifffile's default when None.
     """
     import tifffile
 
@@ -259,6 +262,8 @@ def write_tiff(
     if array.dtype == bool:  # 1-bit TIFFs are poorly supported elsewhere
         array = array.view(np.uint8)
     kwargs: dict = {"compression": "zlib" if compress else None}
+    if software is not None:
+        kwargs["software"] = software
     if axes is not None:
         axes = axes.upper()
         if len(axes) != array.ndim or len(set(axes)) != len(axes) or set(axes) - set("TZCYXS"):
@@ -302,13 +307,20 @@ def _in_imagej_order(axes: str) -> bool:
     )
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str | None = None) -> Path:
+def write_labels(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    *,
+    axes: str | None = None,
+    software: str | None = None,
+) -> Path:
     """Write a label image as a compressed TIFF, keeping its integer dtype.
 
     Args:
         labels: (*spatial) integer labels, 0 = background. uint8/uint16/uint32/int32 are kept;
             bool becomes uint8; other integer dtypes become the smallest of those that holds them.
         axes: optional axes of ``labels`` (e.g. ``"YX"``, ``"ZYX"``).
+        software: the TIFF ``Software`` tag (``predict`` marks its outputs as predictions).
 
     Raises:
         ValueError: ``labels`` is not an integer or bool array, or its values fit no label dtype.
@@ -327,7 +339,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str | Non
                 break
         else:
             raise ValueError(f"label values {low}..{high} do not fit in uint32 or int32")
-    return write_tiff(path, labels, axes=axes)
+    return write_tiff(path, labels, axes=axes, software=software)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -181,6 +181,7 @@ def create_output(
     shape: tuple[int, ...],
     axes: str,
     dtype: Any,
+    attributes: dict[str, Any] | None = None,
 ) -> Any:
     """An OME-Zarr image to stream results into, created or (same shape and type) reopened.
 
@@ -190,6 +191,8 @@ def create_output(
     Args:
         path: the ``.zarr`` folder. shape: the full output shape. axes: one letter per dimension
             (``C`` for channels, e.g. ``"CZYX"``). dtype: the output pixel type.
+        attributes: extra group attributes written when the output is created (e.g. the
+            prediction mark of :mod:`napari_unet.core.marks`).
 
     Returns:
         The writable full-resolution ``zarr.Array`` (unwritten pixels read as 0).
@@ -217,5 +220,5 @@ def create_output(
             )
         return zarr.open_group(store=str(path), mode="r+")["0"]
     group = zarr.open_group(store=str(path), mode="a", zarr_format=2)
-    group.attrs.update(ngff_attributes(axes, path.name))
+    group.attrs.update({**ngff_attributes(axes, path.name), **(attributes or {})})
     return group.require_array("0", shape=tuple(shape), chunks=chunks, dtype=dtype, fill_value=0)
