@@ -298,3 +298,65 @@ def test_gui_command_helpers(viewer, qtbot, tmp_path):
     open_image(viewer, tmp_path / "vol.zarr")
     assert viewer.layers[-1].data.shape == (2, 64, 64)
     assert not isinstance(viewer.layers[-1].data, np.ndarray)
+
+
+def test_a_volume_too_big_for_memory_is_refused_before_predicting(
+    viewer, checkpoint, qtbot, errors, monkeypatch
+):
+    from napari_unet._widgets import predict_job as J
+    from napari_unet.core.axes import StackLayout
+
+    volume = synthetic_nuclei((64, 64))[0][None].repeat(4, 0)
+    viewer.add_image(volume, name="vol", metadata={"napari_unet": {"axes": "ZYX"}})
+    _, panel = make_widget(viewer, checkpoint, qtbot)
+    monkeypatch.setattr(J, "available_memory", lambda: 10_000)  # 3-5 bytes x 16384 pixels needed
+    run_and_wait(panel, qtbot)
+    assert "would need about" in panel.message.text() and "command line" in panel.message.text()
+    assert errors and not labels_layers(viewer)  # refused up front, nothing predicted
+    monkeypatch.setattr(J, "available_memory", lambda: 10**12)
+    run_and_wait(panel, qtbot)
+    assert len(labels_layers(viewer)) == 1
+
+    from napari_unet.core.errors import UserInputError
+
+    layout = StackLayout(axes="ZYX", shape=(100, 1000, 1000))  # 1e8 pixels
+    J.check_output_memory("x", layout, label_bytes=0, probabilities=False, available=1)
+    with pytest.raises(UserInputError, match=r"0\.5 GB of memory, but only 0\.4 GB"):
+        J.check_output_memory(
+            "x", layout, label_bytes=2, probabilities=False, available=400_000_000
+        )
+    with pytest.raises(UserInputError, match=r"0\.4 GB of memory"):  # probabilities alone
+        J.check_output_memory("x", layout, label_bytes=0, probabilities=True, available=400_000_000)
+
+
+def test_a_lazy_image_is_never_read_whole_by_the_dock(viewer, checkpoint, qtbot, errors):
+    import dask.array as da
+
+    class Counting:
+        """A (40, 64, 64) array that counts the slices read from it."""
+
+        shape, dtype, ndim = (40, 64, 64), np.dtype(np.uint8), 3
+
+        def __init__(self) -> None:
+            self.read = 0
+
+        def __getitem__(self, key):
+            block = np.zeros(self.shape, self.dtype)[key]
+            self.read += block.shape[0] if block.ndim == 3 else 1
+            return block
+
+    source = Counting()
+    lazy = da.from_array(source, chunks=(1, 64, 64), asarray=False)
+    _, panel = make_widget(viewer, checkpoint, qtbot)
+    viewer.add_image(lazy, name="lazy", metadata={"napari_unet": {"axes": "ZYX"}})
+    panel.form.image.setCurrentIndex(panel.form.image.findText("lazy"))
+    qtbot.wait(200)
+    assert source.read < 10  # what napari shows, not the 40 slices (np.size computed them all)
+
+    from napari_unet._widgets.correct_panel import CorrectPanel
+
+    [correct] = panel.parent().findChildren(CorrectPanel)
+    lazy_labels = da.zeros((40, 64, 64), dtype=np.uint16, chunks=(1, 64, 64))
+    viewer.add_labels(lazy_labels, name="lazy labels")
+    assert correct.layer_combo.findText("lazy labels") == -1  # view only: not offered to edit
+    assert correct.labels_layer is None

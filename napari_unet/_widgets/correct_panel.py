@@ -165,9 +165,18 @@ class CorrectPanel(QWidget):
         return self._layer
 
     def _labels_layers(self) -> list[Any]:
+        """The Labels layers that can be corrected: those held in memory.
+
+        A lazy one (a Zarr labels volume too big for memory) is view only: napari cannot paint
+        into it, and tracking its edits would read it whole.
+        """
         from napari.layers import Labels
 
-        return [layer for layer in self.viewer.layers if isinstance(layer, Labels)]
+        return [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, Labels) and isinstance(layer.data, np.ndarray)
+        ]
 
     def _on_layers_changed(self, event: Any = None) -> None:
         layers = self._labels_layers()

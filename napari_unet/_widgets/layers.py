@@ -13,6 +13,7 @@ has the single slice 0. Labels layers have the image's spatial shape (stack axes
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +50,14 @@ def find_plugin_layer(viewer: napari.Viewer, *, role: str, image_layer: str) -> 
         if tag and tag.get("role") == role and tag.get("image_layer") == image_layer:
             return layer
     return None
+
+
+def n_values(layer: Layer) -> int:
+    """Number of values in ``layer.data``, from its shape: never reads a lazy (dask) array.
+
+    (``np.size`` would: dask does not implement it and computes the whole array instead.)
+    """
+    return math.prod(int(s) for s in np.shape(layer.data))
 
 
 def layer_axes(layer: Image) -> str:

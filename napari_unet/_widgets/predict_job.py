@@ -68,7 +68,7 @@ def check_image(layer: Any) -> None:
         raise UserInputError(
             f"'{layer.name}' is a {kind} layer, not an image: choose an image layer to segment."
         )
-    if np.size(layer.data) == 0:
+    if L.n_values(layer) == 0:
         raise UserInputError(
             f"'{layer.name}' is empty (shape {tuple(np.shape(layer.data))}): choose a layer "
             "with pixels."
@@ -112,6 +112,51 @@ def plan_run(
         skipped = L.protected_slices(existing, layout, slices)
     todo = [s for s in slices if s not in skipped]
     return Plan(layout=layout, todo=todo, skipped=skipped, region=region)
+
+
+#: Share of the free memory the new output layers of one run may take.
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new data (psutil's ``available``), None when unknown."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - napari installs psutil
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def check_output_memory(
+    name: str,
+    layout: StackLayout,
+    *,
+    label_bytes: int,
+    probabilities: bool,
+    available: int | None = None,
+) -> None:
+    """Refuse a run whose new output layers would not fit in memory, before it starts.
+
+    A new Labels layer holds the labels, the prediction snapshot (same dtype) and the reviewed
+    mask (1 byte) for every pixel of the volume, whatever the scope; a probability layer adds
+    4 bytes per pixel. Pass ``label_bytes=0`` / ``probabilities=False`` for layers that exist.
+
+    Raises:
+        UserInputError: they need more than :data:`MEMORY_SHARE` of the ``available`` bytes
+            (default: measured now); the message points at the streaming command line.
+    """
+    available = available_memory() if available is None else available
+    per_pixel = (2 * label_bytes + 1 if label_bytes else 0) + (4 if probabilities else 0)
+    needed = int(np.prod(layout.spatial_shape, dtype=np.float64)) * per_pixel
+    if available is None or needed <= MEMORY_SHARE * available:
+        return
+    raise UserInputError(
+        f"'{name}' has {np.prod(layout.spatial_shape, dtype=np.float64) / 1e9:.1f} gigapixels: "
+        f"its output layers would need about {needed / 1e9:.1f} GB of memory, but only "
+        f"{available / 1e9:.1f} GB are free. Predict it with the command line, which streams a "
+        f"volume slice by slice (napari-unet-loop predict IMAGE --model MODEL --out FOLDER), "
+        "or open a crop of it."
+    )
 
 
 def job_image(layer: Any, axes: str, plan: Plan) -> np.ndarray:

@@ -120,7 +120,7 @@ class SegmentPanel(QWidget):
         self.clear_message()
         layer = self.image_layer()
         choices: tuple[str, ...] = ()
-        if layer is not None and np.size(layer.data):
+        if layer is not None and L.n_values(layer):
             try:
                 L.layer_axes(layer)
             except AxesError:
@@ -211,6 +211,16 @@ class SegmentPanel(QWidget):
             overwrite=self.form.overwrite.isChecked(),
             writer=self.writer,
         )
+        new_labels = self.writer.labels_layer(layer.name, plan.layout) is None
+        instances = self.form.postprocess_settings().get("output") == "instances"
+        J.check_output_memory(
+            layer.name,
+            plan.layout,
+            label_bytes=(2 if instances else 1) if new_labels else 0,
+            probabilities=self.form.probabilities.isChecked()
+            and L.find_plugin_layer(self.viewer, role="probabilities", image_layer=layer.name)
+            is None,
+        )
         self._job = {
             "image": layer.name,
             "layout": plan.layout,
@@ -276,6 +286,15 @@ class SegmentPanel(QWidget):
             self.writer.write(self._job, result)
         except UserInputError as err:
             self._on_error(err)
+            return
+        except MemoryError:
+            self._on_error(
+                UserInputError(
+                    f"Not enough memory for the output layers of '{self._job['image']}'; "
+                    "nothing was written. Close other layers, or predict it with the command "
+                    "line, which streams a volume slice by slice."
+                )
+            )
             return
         done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
