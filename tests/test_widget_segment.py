@@ -311,7 +311,7 @@ def test_a_volume_too_big_for_memory_is_refused_before_predicting(
     _, panel = make_widget(viewer, checkpoint, qtbot)
     monkeypatch.setattr(J, "available_memory", lambda: 10_000)  # 3-5 bytes x 16384 pixels needed
     run_and_wait(panel, qtbot)
-    assert "would need about" in panel.message.text() and "command line" in panel.message.text()
+    assert "would take about" in panel.message.text() and "command line" in panel.message.text()
     assert errors and not labels_layers(viewer)  # refused up front, nothing predicted
     monkeypatch.setattr(J, "available_memory", lambda: 10**12)
     run_and_wait(panel, qtbot)
@@ -320,13 +320,10 @@ def test_a_volume_too_big_for_memory_is_refused_before_predicting(
     from napari_unet.core.errors import UserInputError
 
     layout = StackLayout(axes="ZYX", shape=(100, 1000, 1000))  # 1e8 pixels
-    J.check_output_memory("x", layout, label_bytes=0, probabilities=False, available=1)
-    with pytest.raises(UserInputError, match=r"0\.5 GB of memory, but only 0\.4 GB"):
-        J.check_output_memory(
-            "x", layout, label_bytes=2, probabilities=False, available=400_000_000
-        )
-    with pytest.raises(UserInputError, match=r"0\.4 GB of memory"):  # probabilities alone
-        J.check_output_memory("x", layout, label_bytes=0, probabilities=True, available=400_000_000)
+    J.check_output_memory("x", layout, 0, available=1)  # nothing new: nothing to refuse
+    J.check_output_memory("x", layout, 3, available=400_000_000)  # 0.3 GB <= 0.8 x 0.4 GB
+    with pytest.raises(UserInputError, match=r"about 0\.5 GB of memory, but only 0\.4 GB"):
+        J.check_output_memory("x", layout, 5, available=400_000_000)
 
 
 def test_a_lazy_image_is_never_read_whole_by_the_dock(viewer, checkpoint, qtbot, errors):

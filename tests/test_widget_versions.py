@@ -154,10 +154,12 @@ def test_hot_swap_and_rollback_keep_reviewed_slices(viewer, session, qtbot):
     np.testing.assert_array_equal(labels.data[1], kept)
 
 
-def test_compare_and_uncertainty_layers(viewer, session, qtbot):
+def test_compare_and_uncertainty_layers(viewer, session, qtbot, monkeypatch):
+    from napari_unet._widgets import predict_job as J
     from napari_unet._widgets.guidance_panel import GuidancePanel
     from napari_unet._widgets.loop_state import LoopState
     from napari_unet._widgets.versions_panel import VersionsPanel
+    from napari_unet.core.errors import UserInputError
 
     image = _stack(viewer)
     labels = viewer.add_labels(
@@ -171,6 +173,11 @@ def test_compare_and_uncertainty_layers(viewer, session, qtbot):
     panel = VersionsPanel(viewer)
     qtbot.addWidget(panel)
     panel.select("v001", "v002")
+    monkeypatch.setattr(J, "available_memory", lambda: 1000)  # the new layers do not fit
+    with pytest.raises(UserInputError, match="open a crop"):
+        panel.compare_selected()
+    assert panel.comparer.worker is None
+    monkeypatch.setattr(J, "available_memory", lambda: None)  # unknown: no check
     panel.compare_selected()
     qtbot.waitUntil(lambda: panel.comparer.worker is None, timeout=TIMEOUT)
     compare = [la for la in viewer.layers if (L.plugin_tag(la) or {}).get("role") == "compare"]
@@ -185,6 +192,10 @@ def test_compare_and_uncertainty_layers(viewer, session, qtbot):
     guidance = GuidancePanel(viewer)
     qtbot.addWidget(guidance)
     viewer.layers.selection.active = image
+    monkeypatch.setattr(J, "available_memory", lambda: 1000)
+    with pytest.raises(UserInputError, match="open a crop"):
+        guidance.show_uncertainty()
+    monkeypatch.setattr(J, "available_memory", lambda: 10**12)
     guidance.show_uncertainty()
     qtbot.waitUntil(lambda: guidance.worker is None, timeout=TIMEOUT)
     layer = L.find_plugin_layer(viewer, role="uncertainty", image_layer="cells")

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 from napari_unet._widgets import layers as L
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.repredict import current_image_slice, training_running
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
 from napari_unet.core.errors import UserInputError
@@ -174,6 +175,7 @@ class GuidancePanel(QWidget):
                 tag.update(key=key, computed=[])
                 layer.data[...] = 0
             return layer
+        check_output_memory(image.name, layout, 4)  # float32 over the whole volume
         data = np.zeros(layout.spatial_shape, dtype=np.float32)
         return self.viewer.add_image(
             data,

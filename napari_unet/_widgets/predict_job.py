@@ -128,34 +128,28 @@ def available_memory() -> int | None:
 
 
 def check_output_memory(
-    name: str,
-    layout: StackLayout,
-    *,
-    label_bytes: int,
-    probabilities: bool,
-    available: int | None = None,
+    name: str, layout: StackLayout, bytes_per_pixel: int, *, available: int | None = None
 ) -> None:
-    """Refuse a run whose new output layers would not fit in memory, before it starts.
+    """Refuse an action whose new layers would not fit in memory, before it starts.
 
-    A new Labels layer holds the labels, the prediction snapshot (same dtype) and the reviewed
-    mask (1 byte) for every pixel of the volume, whatever the scope; a probability layer adds
-    4 bytes per pixel. Pass ``label_bytes=0`` / ``probabilities=False`` for layers that exist.
+    New layers cover the whole volume whatever the scope: a Labels layer holds the labels, the
+    prediction snapshot (same dtype) and the reviewed mask (1 byte) per pixel, a probability or
+    uncertainty layer 4 bytes. Pass the bytes per pixel of the layers that do not exist yet.
 
     Raises:
         UserInputError: they need more than :data:`MEMORY_SHARE` of the ``available`` bytes
             (default: measured now); the message points at the streaming command line.
     """
     available = available_memory() if available is None else available
-    per_pixel = (2 * label_bytes + 1 if label_bytes else 0) + (4 if probabilities else 0)
-    needed = int(np.prod(layout.spatial_shape, dtype=np.float64)) * per_pixel
+    pixels = float(np.prod(layout.spatial_shape, dtype=np.float64))
+    needed = pixels * bytes_per_pixel
     if available is None or needed <= MEMORY_SHARE * available:
         return
     raise UserInputError(
-        f"'{name}' has {np.prod(layout.spatial_shape, dtype=np.float64) / 1e9:.1f} gigapixels: "
-        f"its output layers would need about {needed / 1e9:.1f} GB of memory, but only "
-        f"{available / 1e9:.1f} GB are free. Predict it with the command line, which streams a "
-        f"volume slice by slice (napari-unet-loop predict IMAGE --model MODEL --out FOLDER), "
-        "or open a crop of it."
+        f"'{name}' has {pixels / 1e9:.1f} gigapixels: the layers this needs would take about "
+        f"{needed / 1e9:.1f} GB of memory, but only {available / 1e9:.1f} GB are free. For a "
+        "volume this size use the command line, which streams it slice by slice "
+        "(napari-unet-loop predict IMAGE --model MODEL --out FOLDER), or open a crop of it."
     )
 
 

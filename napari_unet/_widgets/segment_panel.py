@@ -211,16 +211,16 @@ class SegmentPanel(QWidget):
             overwrite=self.form.overwrite.isChecked(),
             writer=self.writer,
         )
-        new_labels = self.writer.labels_layer(layer.name, plan.layout) is None
-        instances = self.form.postprocess_settings().get("output") == "instances"
-        J.check_output_memory(
-            layer.name,
-            plan.layout,
-            label_bytes=(2 if instances else 1) if new_labels else 0,
-            probabilities=self.form.probabilities.isChecked()
-            and L.find_plugin_layer(self.viewer, role="probabilities", image_layer=layer.name)
-            is None,
+        per_pixel = 0
+        if self.writer.labels_layer(layer.name, plan.layout) is None:  # labels, snapshot, reviewed
+            instances = self.form.postprocess_settings().get("output") == "instances"
+            per_pixel += 2 * (2 if instances else 1) + 1
+        probabilities = L.find_plugin_layer(
+            self.viewer, role="probabilities", image_layer=layer.name
         )
+        if self.form.probabilities.isChecked() and probabilities is None:
+            per_pixel += 4
+        J.check_output_memory(layer.name, plan.layout, per_pixel)
         self._job = {
             "image": layer.name,
             "layout": plan.layout,

@@ -17,6 +17,7 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.repredict import current_image_slice, training_running
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
 from napari_unet.core.errors import UserInputError
@@ -115,6 +116,9 @@ class Comparer(QObject):
         from napari.qt.threading import create_worker
 
         image, axes, layout, current = current_image_slice(self.viewer, then="then compare.")
+        names = {layer.name for layer in self.viewer.layers}
+        new_layers = sum(f"compare {entry.id}" not in names for entry in entries)
+        check_output_memory(image.name, layout, 4 * new_layers)  # labels of up to 4 bytes each
         job = SliceJob(
             checkpoints=tuple(paths),
             image=stack_slices(image.data, axes, [current]),
