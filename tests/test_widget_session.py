@@ -315,3 +315,26 @@ def test_a_zarr_volume_is_referenced_and_reopened_lazily(make_napari_viewer, qtb
     assert not isinstance(restored.data, np.ndarray)  # opened lazily again
     np.testing.assert_array_equal(np.asarray(restored.data), volume)
     np.testing.assert_array_equal(other.layers["vol labels"].data, labels.data)
+
+
+def test_a_lazy_image_without_a_file_is_copied_only_when_it_fits(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    import dask.array as da
+
+    from napari_unet._widgets import predict_job as J
+    from napari_unet.core.errors import UserInputError
+
+    viewer = make_napari_viewer()
+    lazy = da.ones((3, 32, 32), dtype=np.uint16, chunks=(1, 32, 32))
+    image = viewer.add_image(lazy, name="lazy", metadata={"napari_unet": {"axes": "ZYX"}})
+    add_pair(viewer, predicted_stack(3), image=image)
+    panel = make_panel(viewer, qtbot)
+    monkeypatch.setattr(J, "available_memory", lambda: 1000)  # 6 kB would not fit
+    with pytest.raises(UserInputError, match="open a crop"):
+        panel.create_session()
+    monkeypatch.setattr(J, "available_memory", lambda: 10**12)
+    session = panel.add_labels_layer() and panel.session
+    entry = session.image("img0001")
+    assert entry.copy is not None  # no file to reference: stored as a copy
+    np.testing.assert_array_equal(session.load_image("img0001"), np.ones((3, 32, 32)))

@@ -32,6 +32,8 @@ from napari_unet._widgets import layers as L
 from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.predict_job import check_output_memory
+from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import UserInputError
 from napari_unet.session.paths import SESSION_SUFFIX, default_session_folder
 
@@ -278,7 +280,11 @@ class SessionPanel(QWidget):
                 )
             except SessionError as err:
                 logger.info("storing a copy of %s: %s", image.name, err)
-        if image_id is None:
+        if image_id is None:  # no file to reference: the session stores a copy
+            if not isinstance(image.data, np.ndarray):  # a lazy image is read whole for it
+                layout = StackLayout(axes=axes, shape=tuple(image.data.shape))
+                per_pixel = np.dtype(image.data.dtype).itemsize * layout.n_channels
+                check_output_memory(image.name, layout, per_pixel)
             image_id = self.session.add_image(
                 image.name, axes=axes, image=np.asarray(image.data), task=task
             )
