@@ -245,6 +245,7 @@ def test_fine_tune_from_checkpoint_with_frozen_encoder(tmp_path):
     parent = load_checkpoint(first.best_path).model
     child = load_checkpoint(result.best_path)
     assert child.info.provenance["parent"] == str(first.best_path)
+    assert "postprocess" not in child.info.provenance  # the parent had none
     encoder = {id(p) for p in child.model.encoder_parameters()}
     for (name, a), b in zip(child.model.named_parameters(), parent.parameters()):
         if id(a) in encoder:
@@ -291,3 +292,20 @@ def test_items_added_while_training_join_the_pool(tmp_path):
             new_items.put(TrainingItem(image[:, :, ::-1].copy(), labels[:, ::-1], name="b"))
     provenance = load_checkpoint(tmp_path / "run" / "latest.pt").info.provenance
     assert provenance["data"]["n_images"] == 2
+
+
+def test_fine_tuning_keeps_the_parents_post_processing(tmp_path):
+    """A fine-tuned built-in keeps what its output means (EM instances = neurite regions)."""
+    from napari_unet.core.checkpoint import builtin_checkpoints
+
+    em = builtin_checkpoints()["em-membranes"]
+    expected = load_checkpoint(em).info.postprocess_config(output="instances")
+    assert expected.foreground_class == (0,)  # regions between membranes
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 64, 64)).astype(np.float32)
+    labels = (rng.random((64, 64)) > 0.8).astype(np.uint8)
+    cfg = config(tmp_path, task="semantic", steps=1, val_every=1)
+    result = train(em, [TrainingItem(image, labels)], cfg)
+    for path in (result.best_path, result.best_path.with_name("latest.pt")):
+        child = load_checkpoint(path).info
+        assert child.postprocess_config(output="instances") == expected

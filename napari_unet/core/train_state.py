@@ -200,10 +200,26 @@ class CheckpointWriter:
         path = self.best_path if kind == "best" else self.latest_path
         parent = self.source.parent
         provenance = {"parent": parent, **provenance}
+        inherited = self._inherited_postprocess()
+        if inherited:  # e.g. EM neurite regions (foreground_class) or a tuned nuclei threshold
+            provenance.setdefault("postprocess", inherited)
         save_checkpoint(
             path, model, provenance=provenance, training_state=training_state, **self.metadata
         )
         return path
+
+    def _inherited_postprocess(self) -> dict[str, Any] | None:
+        """The parent checkpoint's post-processing defaults, when the task is unchanged.
+
+        A fine-tuned model keeps what its parent's output means (a built-in EM model's instances
+        are the regions between membranes, not the membranes) and its tuned thresholds as a
+        starting point; the user can still override them in the Segment dock or on the CLI.
+        """
+        info = self.source.info
+        if info is None or info.task != self.metadata["task"]:
+            return None
+        postprocess = info.provenance.get("postprocess")
+        return dict(postprocess) if isinstance(postprocess, dict) and postprocess else None
 
 
 def finite_or_raise(loss: float, step: int, lr: float, latest: Path | None) -> None:
