@@ -1,4 +1,10 @@
-"""npe2 writer: a Labels layer -> zlib-compressed TIFF with an integer dtype sized to its ids."""
+"""npe2 writer: a Labels layer -> zlib-compressed TIFF with an integer dtype sized to its ids.
+
+A plugin prediction nobody has touched yet (labels equal to the prediction snapshot, nothing
+reviewed) is written with the prediction mark of :mod:`napari_unet.core.marks`, as ``predict``
+writes it, so reopening it does not turn the model's output into the user's annotation. Once
+anything is edited or reviewed the file is the user's labels (unmarked).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import numpy as np
 
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.io import write_labels as _write_labels
+from napari_unet.core.marks import PredictionMark, software_tag
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,25 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     axes = plugin_meta.get("axes")
     if not (isinstance(axes, str) and len(axes) == labels.ndim and "C" not in axes):
         axes = None
-    _write_labels(target, labels, axes=axes)
-    logger.info("wrote %s %s to %s", labels.dtype, labels.shape, target)
+    mark = _untouched_prediction(labels, plugin_meta)
+    _write_labels(target, labels, axes=axes, software=software_tag(mark) if mark else None)
+    logger.info(
+        "wrote %s %s to %s%s", labels.dtype, labels.shape, target, " (a prediction)" * bool(mark)
+    )
     return [str(target)]
+
+
+def _untouched_prediction(labels: np.ndarray, tag: dict[str, Any]) -> PredictionMark | None:
+    """The mark of a plugin labels layer still equal to its prediction snapshot, else None."""
+    if tag.get("role") != "labels" or tag.get("output") not in ("semantic", "instances"):
+        return None
+    snapshot, reviewed = tag.get("snapshot"), tag.get("reviewed")
+    if not isinstance(snapshot, np.ndarray) or snapshot.shape != labels.shape:
+        return None
+    if isinstance(reviewed, np.ndarray) and reviewed.any():
+        return None
+    if not tag.get("predicted") or not np.array_equal(snapshot, labels):
+        return None
+    return PredictionMark(
+        model=str(tag.get("model") or "unknown"), task=str(tag.get("task")), output=tag["output"]
+    )

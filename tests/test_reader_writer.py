@@ -81,3 +81,35 @@ def test_writer_refuses_fractional_labels(tmp_path) -> None:
     with pytest.raises(UserInputError, match="non-integer"):
         write_labels(str(tmp_path / "x.tif"), np.full((4, 4), 0.5), {})
     assert labels_dtype(np.array([-1, 2])) == np.int32
+
+
+def test_an_untouched_prediction_is_saved_as_a_prediction(tmp_path) -> None:
+    from napari_unet.core.marks import PredictionMark, read_mark
+
+    labels = np.zeros((2, 16, 16), np.uint16)
+    labels[:, 4:8, 4:8] = 1
+    tag = {
+        "role": "labels",
+        "image_layer": "cells",
+        "task": "instances",
+        "output": "instances",
+        "model": "fluo-nuclei",
+        "snapshot": labels.copy(),
+        "predicted": [0, 1],
+        "reviewed": np.zeros(labels.shape, bool),
+        "axes": "ZYX",
+    }
+    [path] = write_labels(
+        str(tmp_path / "cells_labels"), labels, {"metadata": {"napari_unet": tag}}
+    )
+    assert read_mark(path) == PredictionMark("fluo-nuclei", "instances", "instances")
+    [(_, kwargs, _)] = get_reader(path)(path)
+    assert kwargs["metadata"]["napari_unet"]["predicted"] == [0, 1]  # reopens as a prediction
+
+    edited = labels.copy()
+    edited[1, 10, 10] = 2
+    [path] = write_labels(str(tmp_path / "edited"), edited, {"metadata": {"napari_unet": tag}})
+    assert read_mark(path) is None  # the user's labels now
+    tag["reviewed"][0, 0, 0] = True
+    [path] = write_labels(str(tmp_path / "reviewed"), labels, {"metadata": {"napari_unet": tag}})
+    assert read_mark(path) is None
