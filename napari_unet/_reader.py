@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import ImageReadError
-from napari_unet.core.io import IMAGE_SUFFIXES, read_image
+from napari_unet.core.io import IMAGE_SUFFIXES, image_stem, read_image
 from napari_unet.core.marks import read_mark
-from napari_unet.core.zarr_io import is_zarr, open_zarr, zarr_name
+from napari_unet.core.zarr_io import is_zarr, open_zarr
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def _handles(path: str | Path) -> bool:
 
 
 def _labels_sibling(path: Path) -> Path | None:
-    """``name_labels.<ext>`` beside ``name.<ext>`` (any of the supported extensions)."""
+    """``name_labels.<ext>`` beside ``name.<ext>`` or ``name.ome.tif`` (any supported extension)."""
     for suffix in (path.suffix, *IMAGE_SUFFIXES):
-        sibling = path.with_name(f"{path.stem}{LABELS_SUFFIX}{suffix}")
+        sibling = path.with_name(f"{image_stem(path)}{LABELS_SUFFIX}{suffix}")
         if sibling.is_file():
             return sibling
     return None
@@ -68,11 +68,11 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     for item in paths:
         source = Path(item)
         if is_zarr(source):
-            if zarr_name(source).endswith(LABELS_SUFFIX):
+            if image_stem(source).endswith(LABELS_SUFFIX):
                 layers.append(_zarr_labels_layer(source))
                 continue
             layers.append(_zarr_layer(source))
-            sibling = source.with_name(f"{zarr_name(source)}{LABELS_SUFFIX}.zarr")
+            sibling = source.with_name(f"{image_stem(source)}{LABELS_SUFFIX}.zarr")
             if is_zarr(sibling) and str(sibling) not in {str(p) for p in paths}:
                 layers.append(_zarr_labels_layer(sibling))
             continue
@@ -91,7 +91,7 @@ def _zarr_layer(path: Path) -> LayerData:
     import dask.array as da
 
     lazy = open_zarr(path)
-    return _image_layer_data(da.from_zarr(lazy.array), lazy.axes, path, zarr_name(path))
+    return _image_layer_data(da.from_zarr(lazy.array), lazy.axes, path, image_stem(path))
 
 
 def _zarr_labels_layer(path: Path) -> LayerData:
@@ -114,7 +114,7 @@ def _zarr_labels_layer(path: Path) -> LayerData:
             size / 1e9,
         )
         labels = da.from_zarr(lazy.array)
-    return labels, _labels_kwargs(labels, lazy.axes, path, zarr_name(path)), "labels"
+    return labels, _labels_kwargs(labels, lazy.axes, path, image_stem(path)), "labels"
 
 
 def _labels_kwargs(labels: Any, axes: str | None, path: Path, name: str) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def _labels_kwargs(labels: Any, axes: str | None, path: Path, name: str) -> dict
 
 def _image_layer(path: Path) -> LayerData:
     data = read_image(path)
-    return _image_layer_data(data.image, data.axes, path, path.stem)
+    return _image_layer_data(data.image, data.axes, path, image_stem(path))
 
 
 def _image_layer_data(image: Any, axes: str | None, path: Path, name: str) -> LayerData:
@@ -182,4 +182,4 @@ def _labels_layer(path: Path) -> LayerData:
         labels = labels.astype(np.int32 if labels.min(initial=0) < 0 else np.uint32)
     if labels.dtype.kind == "i" and labels.min(initial=0) >= 0:
         labels = labels.astype(np.uint32 if labels.dtype.itemsize > 2 else np.uint16)
-    return labels, _labels_kwargs(labels, data.axes, path, path.stem), "labels"
+    return labels, _labels_kwargs(labels, data.axes, path, image_stem(path)), "labels"

@@ -113,3 +113,14 @@ def test_an_untouched_prediction_is_saved_as_a_prediction(tmp_path) -> None:
     tag["reviewed"][0, 0, 0] = True
     [path] = write_labels(str(tmp_path / "reviewed"), labels, {"metadata": {"napari_unet": tag}})
     assert read_mark(path) is None
+
+
+def test_an_ome_tiff_and_its_predicted_labels_open_as_a_pair(tmp_path) -> None:
+    image = np.zeros((2, 16, 16), np.uint16)
+    write_tiff(tmp_path / "cells.ome.tif", image, axes="ZYX")
+    labels = np.ones((2, 16, 16), np.uint8)
+    write_tiff(tmp_path / "cells_labels.tif", labels, axes="ZYX")  # as predict names it
+    path = str(tmp_path / "cells.ome.tif")
+    [(_, image_kwargs, _), (_, labels_kwargs, kind)] = get_reader(path)(path)
+    assert kind == "labels"
+    assert (image_kwargs["name"], labels_kwargs["name"]) == ("cells", "cells_labels")

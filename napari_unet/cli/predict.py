@@ -163,11 +163,6 @@ def _expand_inputs(images: list[str]) -> list[Path]:
     return paths
 
 
-def _stem(path: Path) -> str:
-    stem = path.stem if path.suffix.lower() != ".zarr" else path.name[: -len(".zarr")]
-    return stem[:-4] if stem.lower().endswith(".ome") else stem
-
-
 def _read_roi(path: Path) -> Any:
     import numpy as np
 
@@ -185,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
     from napari_unet.core.device import get_device
     from napari_unet.core.errors import UserInputError
+    from napari_unet.core.io import image_stem
     from napari_unet.core.predict import PredictConfig
 
     start = time.perf_counter()
@@ -222,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[Path] = []
     seen: dict[str, Path] = {}
     for path in inputs:
-        stem = _stem(path)
+        stem = image_stem(path)
         try:
             if stem in seen:
                 raise UserInputError(

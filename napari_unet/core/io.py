@@ -342,6 +342,20 @@ def write_labels(
     return write_tiff(path, labels, axes=axes, software=software)
 
 
+def image_stem(path: str | os.PathLike) -> str:
+    """A file's or Zarr folder's name without its image suffix.
+
+    ``a.tif``, ``a.ome.tif``, ``a.png``, ``a.zarr`` and ``a.ome.zarr`` all give ``a``: the stem
+    that ``predict`` names its outputs after (``a_labels.tif``) and the reader names layers by.
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *IMAGE_SUFFIXES, ".zarr"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """The TIFF and PNG files directly inside ``folder``, sorted by name (hidden files skipped).
 

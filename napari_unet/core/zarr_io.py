@@ -82,13 +82,6 @@ def is_zarr(path: str | os.PathLike) -> bool:
     return folder.is_dir() and any((folder / marker).is_file() for marker in ZARR_MARKERS)
 
 
-def zarr_name(path: str | os.PathLike) -> str:
-    """A Zarr folder's name without ``.zarr`` and ``.ome`` (``vol.ome.zarr`` -> ``vol``)."""
-    name = Path(path).name
-    name = name[: -len(".zarr")] if name.lower().endswith(".zarr") else name
-    return name[:-4] if name.lower().endswith(".ome") else name
-
-
 def _ngff_axes(attributes: dict) -> tuple[str | None, list[dict], dict]:
     """(axes, datasets, multiscale) of the first multiscale of OME-NGFF group attributes."""
     ome = attributes.get("ome", attributes)  # v0.5 nests the metadata under "ome"

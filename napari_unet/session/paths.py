@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from napari_unet.core.io import image_stem
 from napari_unet.session.errors import SessionError
 
 #: Image files an index may point at as a ``source`` (only ever read; ``.ome.tif`` included).
@@ -108,16 +109,6 @@ def sanitize_name(name: str, *, default: str = "session") -> str:
     """A file-name-safe version of a layer name: ``[A-Za-z0-9._-]``, no leading dot, <= 64 chars."""
     cleaned = _UNSAFE_CHARS.sub("_", str(name)).strip("._")[:64].strip("._")
     return cleaned or default
-
-
-def image_stem(path: str | os.PathLike) -> str:
-    """File name without its image suffix (``a.ome.tif`` -> ``a``)."""
-    name = Path(path).name
-    lower = name.lower()
-    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", *SOURCE_SUFFIXES, ZARR_SUFFIX):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
 
 
 def user_sessions_dir() -> Path:
