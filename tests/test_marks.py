@@ -72,6 +72,10 @@ def test_predict_marks_its_labels_and_they_open_as_predictions(tmp_path: Path, r
     assert tag["snapshot"] is not labels  # edits to the layer must not move the snapshot
     assert tag["predicted"] == [0, 1] and not tag["reviewed"].any()
 
+    # a second run over the folder predicts the image, not the labels the first run wrote there
+    assert main(["predict", str(tmp_path), "--model", str(checkpoint), "--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "cells_labels_labels.tif").exists()
+
     write_labels(tmp_path / "own_labels.tif", labels)  # the same pixels, saved by hand
     [(_, own, _)] = read_layers(str(tmp_path / "own_labels.tif"))
     assert "role" not in own["metadata"]["napari_unet"]  # the user's annotation, as before

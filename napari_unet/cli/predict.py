@@ -148,8 +148,14 @@ class ProgressBar:
 
 
 def _expand_inputs(images: list[str]) -> list[Path]:
-    """Files and Zarr folders as given; other folders -> their images and Zarr sub-folders."""
+    """Files and Zarr folders as given; other folders -> their images and Zarr sub-folders.
+
+    In a folder, label files an earlier ``predict`` wrote there (they carry its mark, see
+    :mod:`napari_unet.core.marks`) are skipped, so writing the outputs next to the images and
+    running again does not predict the labels as if they were images.
+    """
     from napari_unet.core.io import list_images
+    from napari_unet.core.marks import read_mark
     from napari_unet.core.zarr_io import is_zarr
 
     paths: list[Path] = []
@@ -159,7 +165,11 @@ def _expand_inputs(images: list[str]) -> list[Path]:
             paths.append(path)
             continue
         zarrs = [p for p in path.iterdir() if not p.name.startswith(".") and is_zarr(p)]
-        paths.extend(sorted([*list_images(path), *zarrs]))
+        found = sorted([*list_images(path), *zarrs])
+        outputs = [p for p in found if read_mark(p) is not None]
+        if outputs:
+            logger.info("%s: skipping %d label output(s) of an earlier predict", path, len(outputs))
+        paths.extend(p for p in found if p not in outputs)
     return paths
 
 
