@@ -69,6 +69,13 @@ def build_card(
     )
     keys = list(recipe["targets_to_meet"])
     mean = result["mean"]
+    if phases and "steps" not in phases[-1]:  # this run's phase: the totals minus the earlier ones
+        last = {
+            "seconds": round(seconds - sum(p.get("seconds", 0.0) for p in phases[:-1]), 1),
+            "steps": steps - sum(p.get("steps", 0) for p in phases[:-1]),
+            "machine": host,
+        }
+        phases = [*phases[:-1], {**phases[-1], **last}]
     return {
         "name": name,
         "description": recipe["description"],
