@@ -136,15 +136,22 @@ def membrane_bias_shift(model, class_index: int, threshold: float) -> None:
         model.outc.bias[class_index] -= float(np.log(threshold / (1.0 - threshold)))
 
 
-def tune_membrane_threshold(name: str, model, data_dir: Path, train_files: list[str]) -> dict:
-    """Pick the membrane probability threshold on the TRAINING split (pixel + Rand error)."""
+def tune_membrane_threshold(
+    name: str, model, data_dir: Path, files: list[str], *, held_out: bool = False
+) -> dict:
+    """Pick the membrane probability threshold on training-split ``files`` (pixel + Rand error).
+
+    ``held_out``: ``files`` were left out of ``model``'s training (a calibration fold, see
+    ``--holdout``); otherwise ``model`` was trained on them and the choice is biased towards
+    thin membranes (an over-fitted network is sure of its training membranes).
+    """
     from napari_unet.core.metrics import em_region_scores, pixel_error
     from napari_unet.core.predict import PredictConfig, predict
 
     folder = data_dir / RECIPES[name]["folder"]
     candidates = [round(t, 2) for t in np.arange(0.2, 0.91, 0.05)]
     scores = {t: [] for t in candidates}
-    for file in train_files:
+    for file in files:
         image = read_image(folder / "images" / file).image
         truth = read_image(folder / "labels" / file).image == 0  # membrane
         membrane = predict(model, image, "YX", task="semantic", config=PredictConfig(device="cpu"))[
@@ -157,10 +164,16 @@ def tune_membrane_threshold(name: str, model, data_dir: Path, train_files: list[
     table = {t: np.mean(v, axis=0).tolist() for t, v in scores.items()}
     best = min(candidates, key=lambda t: sum(table[t]))
     logger.info("membrane threshold on the training split: %s (%s)", best, table[best])
+    where = (
+        f"training slices {', '.join(files)} predicted by a calibration fold trained without them"
+        if held_out
+        else "the training split"
+    )
     return {
         "membrane_threshold": best,
-        "how": "chosen on the training split (min of pixel error + Rand error), folded into the "
+        "how": f"chosen on {where} (min of pixel error + Rand error), folded into the "
         "output bias so that the argmax equals p_membrane >= threshold",
+        "held_out": held_out,
         "training_split_scores": {
             str(t): dict(zip(("pixel_error", "rand_error"), table[t], strict=True))
             for t in candidates
@@ -255,6 +268,20 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", type=Path, help="latest.pt of an earlier run: continue it up to the budget"
     )
     parser.add_argument("--card-only", action="store_true", help="re-evaluate --out, no training")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="train a calibration fold: leave the last K training files out; needs --out, "
+        "writes no card and scores nothing",
+    )
+    parser.add_argument(
+        "--calibrate-with",
+        type=Path,
+        help="em-membranes --tune: choose the membrane threshold with this calibration fold "
+        "(a --holdout checkpoint) on the files it left out, not with the model on its own "
+        "training files",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     name, out = args.name, args.out or BUILTIN_DIR / f"{args.name}.pt"
@@ -263,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     train_files, val = split_files(name, args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.holdout:
+        return train_fold(name, args, train_files)
     if args.card_only:
         loaded = load_checkpoint(out)
         provenance = dict(loaded.info.provenance)
@@ -298,7 +327,18 @@ def main(argv: list[str] | None = None) -> int:
         old = provenance.get("calibration")
         if old:  # undo an earlier calibration first: tune the trained network itself
             membrane_bias_shift(model, 1, 1.0 - old["membrane_threshold"])
-        provenance["calibration"] = tune_membrane_threshold(name, model, args.data, train_files)
+        if args.calibrate_with:
+            fold = load_checkpoint(args.calibrate_with)
+            held = fold.info.provenance.get("holdout_files")
+            if not held or set(held) - set(train_files):
+                sys.exit(f"{args.calibrate_with} is not a calibration fold of {name} (--holdout)")
+            calibration = tune_membrane_threshold(
+                name, fold.model.float().eval(), args.data, held, held_out=True
+            )
+            calibration["fold"] = fold.info.provenance["fold"]
+        else:
+            calibration = tune_membrane_threshold(name, model, args.data, train_files)
+        provenance["calibration"] = calibration
         membrane_bias_shift(model, 1, provenance["calibration"]["membrane_threshold"])
     postprocess = dict(RECIPES[name]["postprocess"])
     if args.tune and RECIPES[name]["task"] == "instances":
@@ -332,6 +372,37 @@ def main(argv: list[str] | None = None) -> int:
         out.stat().st_size / 1e6,
     )
     write_cards_markdown()
+    return 0
+
+
+def train_fold(name: str, args: argparse.Namespace, train_files: list[str]) -> int:
+    """Train a calibration fold: the recipe on all but the last ``--holdout`` training files.
+
+    The fold's predictions on the files it left out are out-of-sample, unlike the shipped model's
+    on its own training files; ``--calibrate-with`` chooses the operating point with them. The
+    validation split is neither trained on nor scored.
+    """
+    if args.out is None or args.out.resolve().parent == BUILTIN_DIR.resolve():
+        sys.exit("--holdout trains a calibration fold: give --out outside the package")
+    if not 0 < args.holdout < len(train_files):
+        sys.exit(f"--holdout must be between 1 and {len(train_files) - 1}")
+    kept, held = train_files[: -args.holdout], train_files[-args.holdout :]
+    items = load_items(name, args.data, kept)
+    config = train_config(name, args, tempfile.mkdtemp(prefix=f"fold-{name}-"))
+    torch.manual_seed(config.seed)
+    model = build_model("unet", out_channels=RECIPES[name]["out_channels"], **MODEL_CONFIG)
+    start = time.perf_counter()
+    result = _log_events(name, model, items, config, args.resume)
+    fold = {
+        "command": "python scripts/train_builtin.py " + " ".join(sys.argv[1:]),
+        "trained_on": kept,
+        "steps": result.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": machine(),
+    }
+    provenance = {"holdout_files": held, "fold": fold, "train_config": config.to_dict()}
+    save_builtin(args.out, load_checkpoint(result.best_path).model, name, provenance)
+    logger.info("calibration fold %s: trained on %d files, left out %s", args.out, len(kept), held)
     return 0
 
 
