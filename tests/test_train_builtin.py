@@ -1,0 +1,69 @@
+"""scripts/train_builtin.py: the calibration fold (``--holdout``) and the threshold it chooses."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def train_builtin() -> ModuleType:
+    if str(SCRIPTS) not in sys.path:  # the script imports builtin_cards and builtin_recipes
+        sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location("train_builtin", SCRIPTS / "train_builtin.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_builtin"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fold_leaves_out_the_last_training_files_and_never_sees_validation(
+    train_builtin, shared_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "fold.pt"
+    argv = ["em-membranes", "--holdout", "5", "--steps", "2", "--data", str(shared_data)]
+    assert train_builtin.main([*argv, "--out", str(out)]) == 0
+    provenance = load_checkpoint(out).info.provenance
+    held = provenance["holdout_files"]
+    trained_on = provenance["fold"]["trained_on"]
+    assert held == ["20.png", "21.png", "22.png", "23.png", "24.png"]
+    assert trained_on == [f"{i:02d}.png" for i in range(20)]
+    assert provenance["fold"]["steps"] == 2 and "card" not in provenance
+
+
+def test_fold_refuses_the_package_folder_and_a_holdout_of_everything(
+    train_builtin, shared_data: Path
+) -> None:
+    data = ["--data", str(shared_data), "--steps", "1"]
+    with pytest.raises(SystemExit, match="outside the package"):
+        train_builtin.main(["em-membranes", "--holdout", "5", *data])
+    with pytest.raises(SystemExit, match="outside the package"):
+        train_builtin.main(
+            ["em-membranes", "--holdout", "5", *data, "--out", str(BUILTIN_DIR / "x.pt")]
+        )
+    with pytest.raises(SystemExit, match="between 1 and 24"):
+        train_builtin.main(["em-membranes", "--holdout", "25", *data, "--out", "/tmp/unused.pt"])
+
+
+def test_held_out_threshold_is_scored_on_the_given_files_only(
+    train_builtin, shared_data: Path
+) -> None:
+    em = load_checkpoint(BUILTIN_DIR / "em-membranes.pt")
+    chosen = train_builtin.tune_membrane_threshold(
+        "em-membranes", em.model.float().eval(), shared_data, ["22.png"], held_out=True
+    )
+    table = chosen["training_split_scores"]
+    best = min(table, key=lambda t: table[t]["pixel_error"] + table[t]["rand_error"])
+    assert chosen["membrane_threshold"] == float(best) and chosen["held_out"] is True
+    assert "22.png" in chosen["how"] and "calibration fold" in chosen["how"]
+    assert all(
+        0.0 <= v["pixel_error"] <= 1.0 and 0.0 <= v["rand_error"] <= 1.0 for v in table.values()
+    )
