@@ -96,6 +96,31 @@ def test_versions_list_rename_export_delete(viewer, session, tmp_path, qtbot):
     assert panel.version_ids() == ["v001"]
 
 
+def test_export_a_version_as_a_bioimageio_package(viewer, session, tmp_path, qtbot):
+    import io
+    import zipfile
+
+    import yaml
+
+    from napari_unet._widgets.versions_panel import VersionsPanel
+
+    panel = VersionsPanel(viewer)
+    qtbot.addWidget(panel)
+    image = _stack(viewer)
+    viewer.dims.set_current_step(0, 1)  # the slice on screen becomes the test input
+    with qtbot.waitSignal(panel.exporter.done, timeout=TIMEOUT) as blocker:
+        panel.export_bioimageio("v002", tmp_path / "pkg" / "version-2")
+    assert blocker.args[0] == str(tmp_path / "pkg" / "version-2.zip")
+    assert "Exported the bioimage.io package" in panel.info.text()
+    with zipfile.ZipFile(blocker.args[0]) as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        test_input = np.load(io.BytesIO(archive.read("test_input.npy")))
+    lineage = rdf["config"]["napari-unet-loop"]["lineage"]
+    assert [(e["id"], e["parent"]) for e in lineage] == [("v002", "v001"), ("v001", "fluo-nuclei")]
+    assert rdf["name"] == "version 2"
+    np.testing.assert_array_equal(test_input[0, 0], image.data[1].astype(np.float32))
+
+
 def test_hot_swap_and_rollback_keep_reviewed_slices(viewer, session, qtbot):
     from napari_unet._widgets import SegmentWidget
     from napari_unet._widgets.loop_state import LoopState

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.version_compare import Comparer, data_text, primary_metric, time_text
+from napari_unet._widgets.version_export import BioimageioExporter
 from napari_unet.core.atomic import atomic_write_with
 from napari_unet.core.errors import UserInputError
 
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("Name", "Parent", "Steps", "Created", "Score", "Data")
+CHECKPOINT_FILTER = "Checkpoint for napari-unet-loop (*.pt)"
+PACKAGE_FILTER = "bioimage.io model package (*.zip)"
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -58,6 +61,7 @@ class VersionsPanel(QWidget):
         self.viewer = viewer
         self.loop = LoopState.for_viewer(viewer)
         self.comparer = Comparer(viewer, self)
+        self.exporter = BioimageioExporter(viewer, self)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -83,7 +87,10 @@ class VersionsPanel(QWidget):
             "and the active one) into two label layers"
         )
         self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Save the selected version's checkpoint file")
+        self.export_button.setToolTip(
+            "Save the selected version as a checkpoint file (.pt, for napari-unet-loop) or as a "
+            "bioimage.io package (.zip, for bioimage.io, deepImageJ, ilastik, bioimageio.core)"
+        )
         self.delete_button = QPushButton("Delete")
         self.delete_button.setToolTip("Delete the selected version and its file")
         self.info = QLabel("", wordWrap=True)
@@ -97,6 +104,8 @@ class VersionsPanel(QWidget):
         self.delete_button.clicked.connect(lambda: self._guard(self._ask_delete))
         self.comparer.done.connect(self.info.setText)
         self.comparer.failed.connect(self._error)
+        self.exporter.done.connect(self._on_exported)
+        self.exporter.failed.connect(self._error)
         # bound methods, not lambdas: the loop state lives as long as the viewer, and a lambda
         # capturing this panel would keep it (and the viewer) alive
         self.loop.session_changed.connect(self._on_loop_changed)
@@ -267,11 +276,27 @@ class VersionsPanel(QWidget):
         version_id = self._one()
         entry = self._session().version(version_id)
         suggested = str(Path.home() / f"{entry.name.replace(' ', '-')}.pt")
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export a model version", suggested, "Checkpoints (*.pt)"
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export a model version", suggested, f"{CHECKPOINT_FILTER};;{PACKAGE_FILTER}"
         )
-        if path:
+        if not path:
+            return
+        if chosen == PACKAGE_FILTER or path.lower().endswith(".zip"):
+            self.export_bioimageio(version_id, str(Path(path).with_suffix(".zip")))
+        else:
             self.export_version(version_id, path)
+
+    def export_bioimageio(self, version_id: str, path: str | Path) -> None:
+        """Write a version as a bioimage.io package in a worker (``exporter.done`` when written).
+
+        The slice on screen is the package's test input when its channels fit the model; the
+        version's lineage in this session goes into the package's README and config.
+        """
+        self.exporter.start(self._session(), version_id, path)
+        self.info.setText(f"Exporting {version_id} as a bioimage.io package…")
+
+    def _on_exported(self, path: str) -> None:
+        self.info.setText(f"Exported the bioimage.io package {path}.")
 
     def export_version(self, version_id: str, path: str | Path) -> Path:
         """Copy a version's checkpoint to ``path`` (atomically: never a half-written file)."""
@@ -307,7 +332,7 @@ class VersionsPanel(QWidget):
         self.comparer.start(entries, paths)
 
     def shutdown(self) -> None:
-        """Stop a running comparison (the window is closing)."""
+        """Stop a running comparison (the window is closing); a running export finishes."""
         self.comparer.cancel()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API

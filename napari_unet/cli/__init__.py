@@ -19,7 +19,15 @@ from napari_unet import __version__
 logger = logging.getLogger(__name__)
 
 #: Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("predict", "models", "train", "evaluate", "simulate", "gui")
+SUBCOMMANDS: tuple[str, ...] = (
+    "predict",
+    "models",
+    "train",
+    "evaluate",
+    "simulate",
+    "export",
+    "gui",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
