@@ -59,6 +59,22 @@ def resumed_phases(before: dict, resume: Path) -> list[dict]:
     return [*phases, {"command": "python scripts/train_builtin.py " + " ".join(argv)}]
 
 
+def generic_fold_command(command: str) -> str:
+    """A calibration fold's command without this machine's paths (``--out <fold>.pt``)."""
+    words, out, skip = command.split(), [], False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in ("--out", "--data"):
+            skip = True
+            if word == "--out":
+                out += ["--out", "<fold>.pt"]
+            continue
+        out.append(word)
+    return " ".join(out)
+
+
 def build_card(
     name, train_files, val, config, seconds, steps, result, host, calibration, postprocess, phases
 ):
@@ -67,6 +83,12 @@ def build_card(
     command = " && ".join(p["command"] for p in phases or []) or (
         "python scripts/train_builtin.py " + " ".join(sys.argv[1:])
     )
+    fold = (calibration or {}).get("fold")
+    if fold:  # the calibration fold, then the operating point chosen with it
+        command += (
+            f" && {generic_fold_command(fold['command'])} && python scripts/train_builtin.py "
+            f"{name} --card-only --tune --calibrate-with <fold>.pt"
+        )
     keys = list(recipe["targets_to_meet"])
     mean = result["mean"]
     if phases and "steps" not in phases[-1]:  # this run's phase: the totals minus the earlier ones
@@ -98,7 +120,8 @@ def build_card(
             "note": phases
             and f"{len(phases)} phases; each later phase resumes the previous run's latest.pt "
             "with a longer --minutes budget (the cosine schedule restarts where the longer budget "
-            "puts it and decays to 0); the operating point is tuned on the training split",
+            "puts it and decays to 0); the operating point is chosen on the training split"
+            + (" (on slices a calibration fold left out)" if fold else ""),
         },
         "postprocess": postprocess,
         "calibration": calibration,
@@ -155,6 +178,11 @@ def write_cards_markdown() -> Path:
             + f"; targets {json.dumps(validation['targets'])}.",
             f"- Published anchor (splits differ): {json.dumps(card['published_anchors'])}.",
             f"- Post-processing defaults: {json.dumps(card['postprocess'])}.",
+            *(
+                [f"- Operating point: {card['calibration']['how']}."]
+                if card.get("calibration", {}).get("how")
+                else []
+            ),
             f"- Intended use: {card['intended_use']}.",
             f"- Limitations: {card['limitations']}.",
             "",

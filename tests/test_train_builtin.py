@@ -67,3 +67,16 @@ def test_held_out_threshold_is_scored_on_the_given_files_only(
     assert all(
         0.0 <= v["pixel_error"] <= 1.0 and 0.0 <= v["rand_error"] <= 1.0 for v in table.values()
     )
+
+
+def test_card_reproduce_command_names_the_fold_without_local_paths(train_builtin) -> None:
+    from builtin_cards import generic_fold_command
+
+    command = (
+        "python scripts/train_builtin.py em-membranes --holdout 5 --minutes 110 --threads 2 "
+        "--data /work/shared/data --out /tmp/em-fold.pt"
+    )
+    assert generic_fold_command(command) == (
+        "python scripts/train_builtin.py em-membranes --holdout 5 --minutes 110 --threads 2 "
+        "--out <fold>.pt"
+    )
