@@ -147,6 +147,18 @@ def test_bad_sample_and_unwritable_target_give_messages_and_no_file(tmp_path) ->
     assert not (tmp_path / "a.zip").exists() and list(tmp_path.glob("*.zip")) == []
 
 
+def test_predict_cli_takes_a_package_as_its_model(tmp_path) -> None:
+    import tifffile
+
+    package = export_bioimageio(
+        load_checkpoint(_checkpoint(tmp_path, "unet-semantic")), tmp_path / "m.zip"
+    )
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((32, 32), np.uint8))
+    argv = ["predict", str(tmp_path / "img.tif"), "--model", str(package)]
+    assert cli_main([*argv, "--out", str(tmp_path / "out")]) == 0
+    assert tifffile.imread(tmp_path / "out" / "img_labels.tif").shape == (32, 32)
+
+
 def test_cli_exports_a_builtin_with_a_sample(tmp_path, capsys) -> None:
     image = np.random.default_rng(0).uniform(0, 255, (3, 96, 80)).astype(np.uint8)
     import tifffile
@@ -181,3 +193,51 @@ def test_channel_mismatch_is_the_axes_error_users_know() -> None:
     with pytest.raises(ChannelMismatchError):
         sample_slice(np.zeros((3, 32, 32)), "CYX", 1)
     assert sample_slice(np.zeros((5, 2, 32, 32)), "ZCYX", 2).shape == (2, 32, 32)
+
+
+def test_a_package_we_exported_opens_as_a_checkpoint_and_predicts_the_same(tmp_path) -> None:
+    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.predict import PredictConfig, predict
+
+    original = load_checkpoint(_checkpoint(tmp_path, "unetpp-instances", parent="fluo-nuclei"))
+    path = export_bioimageio(original, tmp_path / "shared.zip", config=BioimageioExportConfig())
+    info = read_checkpoint_info(path)
+    assert (info.arch, info.task, info.in_channels) == ("unetpp", "instances", 2)
+    assert info.provenance["parent"] == "fluo-nuclei"
+    assert info.provenance["bioimageio_package"]["file"] == str(path)
+    opened = load_checkpoint(path)
+    assert opened.info.normalization == original.info.normalization
+    image = np.random.default_rng(1).uniform(0, 255, (2, 48, 40)).astype(np.float32)
+    config = PredictConfig(device="cpu")
+    expected = predict(original.model, image, "CYX", task="instances", config=config)
+    got = predict(opened.model, image, "CYX", task="instances", config=config)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_packages_from_other_tools_and_damaged_ones_are_refused(tmp_path) -> None:
+    from napari_unet.core.errors import CheckpointError
+
+    good = export_bioimageio(
+        load_checkpoint(_checkpoint(tmp_path, "unet-semantic")), tmp_path / "good.zip"
+    )
+    files = _members(good)
+    rdf = yaml.safe_load(files["rdf.yaml"])
+    foreign = dict(rdf, config={}, name="StarDist nuclei")
+    _write_zip(tmp_path / "foreign.zip", {**files, "rdf.yaml": yaml.safe_dump(foreign).encode()})
+    with pytest.raises(CheckpointError, match=r"from another tool.*bioimageio\.core"):
+        load_checkpoint(tmp_path / "foreign.zip")
+    weights = bytearray(files["weights.pt"])
+    weights[-100] ^= 0xFF
+    _write_zip(tmp_path / "flipped.zip", {**files, "weights.pt": bytes(weights)})
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(tmp_path / "flipped.zip")
+    del files["weights.pt"]
+    _write_zip(tmp_path / "missing.zip", files)
+    with pytest.raises(CheckpointError, match="lacks its weights"):
+        load_checkpoint(tmp_path / "missing.zip")
+
+
+def _write_zip(path: Path, files: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)

@@ -259,7 +259,10 @@ class FinetuneForm(QWidget):
         if self.start.itemData(index) != LOAD_ITEM:
             return
         path, _ = QFileDialog.getOpenFileName(
-            self, "Start from a checkpoint", str(Path.home()), "Checkpoints (*.pt *.pth);;All (*)"
+            self,
+            "Start from a checkpoint",
+            str(Path.home()),
+            "Models: checkpoints, bioimage.io packages (*.pt *.pth *.zip);;All (*)",
         )
         if path:
             self.select_file(path)

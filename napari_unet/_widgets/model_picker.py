@@ -186,7 +186,10 @@ class ModelPicker(QComboBox):
         if self.itemData(index) != LOAD_ITEM:
             return
         path, _ = QFileDialog.getOpenFileName(
-            self, "Load a U-Net checkpoint", str(Path.home()), "Checkpoints (*.pt *.pth);;All (*)"
+            self,
+            "Load a U-Net checkpoint",
+            str(Path.home()),
+            "Models: checkpoints, bioimage.io packages (*.pt *.pth *.zip);;All (*)",
         )
         if path:
             self.add_checkpoint(path)

@@ -426,9 +426,12 @@ def _description(
                     "task": info.task,
                     "class_names": list(info.class_names),
                     "normalization": dict(info.normalization),
+                    "tile_shape": info.tile_shape,
+                    "overlap": info.overlap,
                     "postprocess": provenance.get("postprocess") or {},
                     "parent": provenance.get("parent"),
                     "lineage": [dict(entry) for entry in lineage],
+                    "provenance": provenance,  # what opening the package restores
                 }
             }
         ),

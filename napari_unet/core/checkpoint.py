@@ -334,6 +334,10 @@ def _load_payload(path: str | os.PathLike, *, map_location: Any, mmap: bool = Fa
             raise CheckpointError(
                 f"cannot load {path}: it is damaged (bad data in {bad}); copy or download it again."
             )
+    from napari_unet.core.bioimageio_import import is_package, package_payload
+
+    if is_package(path):  # a bioimage.io package that napari-unet-loop exported
+        return package_payload(path, map_location=map_location)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
@@ -386,7 +390,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> Lo
     """Load a checkpoint: rebuild its network, load the weights, return it in eval mode.
 
     Args:
-        path: a file written by :func:`save_checkpoint`.
+        path: a file written by :func:`save_checkpoint`, or a bioimage.io package (``.zip``)
+            written by :func:`napari_unet.core.bioimageio.export_bioimageio`.
         map_location: device the weights and model go to (``"cpu"``, ``"cuda"``, a torch.device).
 
     Returns:
