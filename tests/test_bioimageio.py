@@ -179,6 +179,16 @@ def test_cli_exports_a_builtin_with_a_sample(tmp_path, capsys) -> None:
     assert "channel" in capsys.readouterr().err
 
 
+def test_nan_in_the_sample_never_reaches_the_test_tensors(tmp_path) -> None:
+    loaded = load_checkpoint(_checkpoint(tmp_path, "unet-semantic"))
+    sample = np.random.default_rng(0).uniform(0, 1, (1, 40, 40)).astype(np.float32)
+    sample[0, :5] = np.nan
+    sample[0, 10, 10] = np.inf
+    files = _members(export_bioimageio(loaded, tmp_path / "m.zip", sample=sample))
+    for member in ("test_input.npy", "test_output.npy"):
+        assert np.isfinite(_npy(files[member])).all(), member
+
+
 def test_model_names_follow_the_bioimageio_rules() -> None:
     from napari_unet.core.bioimageio import model_name
 

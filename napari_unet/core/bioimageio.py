@@ -165,6 +165,20 @@ def model_name(text: str) -> str:
     return name if len(name) >= 5 else f"{name} U-Net".strip()
 
 
+def _finite(raw: np.ndarray) -> np.ndarray:
+    """The test input with NaN/Inf replaced by the median of its finite values.
+
+    Other tools pass NaN through their preprocessing, so a test tensor with NaN would make every
+    output NaN and the package's own test meaningless.
+    """
+    good = np.isfinite(raw)
+    if good.all():
+        return raw
+    fill = float(np.median(raw[good])) if good.any() else 0.0
+    logger.info("test input: %d non-finite values replaced by %g", raw.size - good.sum(), fill)
+    return np.where(good, raw, np.float32(fill)).astype(np.float32)
+
+
 def _identifier(text: str, fallback: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
     return cleaned if cleaned and not cleaned[0].isdigit() else fallback
@@ -269,7 +283,7 @@ def export_bioimageio(
     net.net.load_state_dict(loaded.model.state_dict())
     net.eval()
     smallest, step, margin = _geometry(net.net)
-    raw = _test_input(sample, config.test_size, smallest, step).astype(np.float32)
+    raw = _finite(_test_input(sample, config.test_size, smallest, step).astype(np.float32))
     normalized, preprocessing = _preprocess(raw, dict(info.normalization))
     with torch.no_grad():
         output = net(torch.from_numpy(normalized)).numpy().astype(np.float32)
