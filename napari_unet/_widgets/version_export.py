@@ -71,9 +71,11 @@ class BioimageioExporter(QObject):
 
         try:
             image, axes, _, current = current_image_slice(self.viewer, then="then export.")
-        except UserInputError:
+            data = image.data[0] if getattr(image, "multiscale", False) else image.data
+            return stack_slices(data, axes, [current])[0]
+        except (UserInputError, ValueError, IndexError) as err:  # a sample is a nicety
+            logger.info("no sample from the screen for the export (%s); a synthetic one", err)
             return None
-        return stack_slices(image.data, axes, [current])[0]
 
     def start(self, session: Any, version_id: str, target: str | Path) -> None:
         """Export ``version_id`` of ``session`` to ``target`` (``.zip`` added when missing)."""
