@@ -306,18 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         if not provenance.get("phases"):  # one phase: keep the command that trained it
             provenance["phases"] = [{"command": old["recipe"]["command"], **old["training"]}]
     else:
-        items = load_items(name, args.data, train_files)
         checkpoint_dir = str(args.resume.parent) if args.resume else None
-        config = train_config(
-            name, args, checkpoint_dir or tempfile.mkdtemp(prefix=f"builtin-{name}-")
-        )
-        torch.manual_seed(config.seed)
-        model = build_model("unet", out_channels=RECIPES[name]["out_channels"], **MODEL_CONFIG)
-        start = time.perf_counter()
-        result = _log_events(name, model, items, config, args.resume)
-        seconds = time.perf_counter() - start
-        model = load_checkpoint(result.best_path).model
-        steps, host = result.steps, machine()
+        checkpoint_dir = checkpoint_dir or tempfile.mkdtemp(prefix=f"builtin-{name}-")
+        model, config, steps, seconds = train_recipe(name, args, train_files, checkpoint_dir)
+        host = machine()
         provenance = {"steps": steps, "seed": config.seed, "train_config": config.to_dict()}
         if args.resume:  # the phases before: what the shipped checkpoint's card says about them
             before = load_checkpoint(out).info.provenance["card"]
@@ -375,6 +367,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def train_recipe(
+    name: str, args: argparse.Namespace, files: list[str], checkpoint_dir: str
+) -> tuple[torch.nn.Module, TrainConfig, int, float]:
+    """Train model ``name``'s recipe on ``files`` (resuming ``args.resume`` if given).
+
+    Returns:
+        (the trained network, its TrainConfig, steps of this run, seconds of this run).
+    """
+    items = load_items(name, args.data, files)
+    config = train_config(name, args, checkpoint_dir)
+    torch.manual_seed(config.seed)
+    model = build_model("unet", out_channels=RECIPES[name]["out_channels"], **MODEL_CONFIG)
+    start = time.perf_counter()
+    result = _log_events(name, model, items, config, args.resume)
+    seconds = time.perf_counter() - start
+    return load_checkpoint(result.best_path).model, config, result.steps, seconds
+
+
 def train_fold(name: str, args: argparse.Namespace, train_files: list[str]) -> int:
     """Train a calibration fold: the recipe on all but the last ``--holdout`` training files.
 
@@ -387,21 +397,17 @@ def train_fold(name: str, args: argparse.Namespace, train_files: list[str]) -> i
     if not 0 < args.holdout < len(train_files):
         sys.exit(f"--holdout must be between 1 and {len(train_files) - 1}")
     kept, held = train_files[: -args.holdout], train_files[-args.holdout :]
-    items = load_items(name, args.data, kept)
-    config = train_config(name, args, tempfile.mkdtemp(prefix=f"fold-{name}-"))
-    torch.manual_seed(config.seed)
-    model = build_model("unet", out_channels=RECIPES[name]["out_channels"], **MODEL_CONFIG)
-    start = time.perf_counter()
-    result = _log_events(name, model, items, config, args.resume)
+    checkpoint_dir = tempfile.mkdtemp(prefix=f"fold-{name}-")
+    model, config, steps, seconds = train_recipe(name, args, kept, checkpoint_dir)
     fold = {
         "command": "python scripts/train_builtin.py " + " ".join(sys.argv[1:]),
         "trained_on": kept,
-        "steps": result.steps,
-        "seconds": round(time.perf_counter() - start, 1),
+        "steps": steps,
+        "seconds": round(seconds, 1),
         "machine": machine(),
     }
     provenance = {"holdout_files": held, "fold": fold, "train_config": config.to_dict()}
-    save_builtin(args.out, load_checkpoint(result.best_path).model, name, provenance)
+    save_builtin(args.out, model, name, provenance)
     logger.info("calibration fold %s: trained on %d files, left out %s", args.out, len(kept), held)
     return 0
 
