@@ -121,7 +121,7 @@ def build_card(
             and f"{len(phases)} phases; each later phase resumes the previous run's latest.pt "
             "with a longer --minutes budget (the cosine schedule restarts where the longer budget "
             "puts it and decays to 0); the operating point is chosen on the training split"
-            + (" (on slices a calibration fold left out)" if fold else ""),
+            + (" (on training files a calibration fold left out)" if fold else ""),
         },
         "postprocess": postprocess,
         "calibration": calibration,

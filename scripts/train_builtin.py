@@ -190,11 +190,15 @@ INSTANCE_GRID = {
 }
 
 
-def tune_instances(name: str, model, data_dir: Path, train_files: list[str]) -> dict:
-    """Pick the instance post-processing on the TRAINING split (mean AP@0.5, as evaluate).
+def tune_instances(
+    name: str, model, data_dir: Path, train_files: list[str], *, held_out: bool = False
+) -> dict:
+    """Pick the instance post-processing on training-split files (mean AP@0.5, as evaluate).
 
     Every combination of :data:`INSTANCE_GRID` is scored; ties go to the smaller ``min_size``
-    and ``seed_erosion``, then to thresholds nearer 0.5.
+    and ``seed_erosion``, then to thresholds nearer 0.5. ``held_out``: ``train_files`` were left
+    out of ``model``'s training (a calibration fold, see ``--holdout``); otherwise ``model`` was
+    trained on them and the choice may favour what it memorised.
     """
     from napari_unet.core.evaluate import evaluate_pair
     from napari_unet.core.postprocess import labels_from_probabilities
@@ -225,10 +229,16 @@ def tune_instances(name: str, model, data_dir: Path, train_files: list[str]) -> 
     best = dict(zip(keys, max(grid, key=preference)))
     logger.info("instances on the training split: %s ap50 %.4f", best, table[tuple(best.values())])
     top = sorted(grid, key=preference, reverse=True)[:10]
+    where = (
+        f"training images {', '.join(train_files)} predicted by a calibration fold trained "
+        "without them"
+        if held_out
+        else "the training split"
+    )
     return {
         **best,
-        "how": "chosen on the training split (max mean AP@0.5 over a grid); stored in provenance "
-        "postprocess",
+        "how": f"chosen on {where} (max mean AP@0.5 over a grid); stored in provenance postprocess",
+        "held_out": held_out,
         "grid": {key: list(values) for key, values in INSTANCE_GRID.items()},
         "training_split_ap50_top10": [
             {**dict(zip(keys, point)), "ap50": table[point]} for point in top
@@ -278,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibrate-with",
         type=Path,
-        help="em-membranes --tune: choose the membrane threshold with this calibration fold "
-        "(a --holdout checkpoint) on the files it left out, not with the model on its own "
-        "training files",
+        help="with --tune: choose the operating point (em-membranes: membrane threshold; "
+        "fluo-nuclei: instance post-processing) with this calibration fold (a --holdout "
+        "checkpoint) on the files it left out, not with the model on its own training files",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -290,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     train_files, val = split_files(name, args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.calibrate_with and not args.tune:
+        sys.exit("--calibrate-with chooses an operating point: add --tune")
     if args.holdout:
         return train_fold(name, args, train_files)
     if args.card_only:
@@ -315,15 +327,12 @@ def main(argv: list[str] | None = None) -> int:
             before = load_checkpoint(out).info.provenance["card"]
             seconds += before["training"]["seconds"]
             provenance["phases"] = resumed_phases(before, args.resume)
+    fold, held = load_fold(args.calibrate_with, name, train_files) if args.tune else (None, None)
     if args.tune and name == "em-membranes":
         old = provenance.get("calibration")
         if old:  # undo an earlier calibration first: tune the trained network itself
             membrane_bias_shift(model, 1, 1.0 - old["membrane_threshold"])
-        if args.calibrate_with:
-            fold = load_checkpoint(args.calibrate_with)
-            held = fold.info.provenance.get("holdout_files")
-            if not held or set(held) - set(train_files):
-                sys.exit(f"{args.calibrate_with} is not a calibration fold of {name} (--holdout)")
+        if fold is not None:
             calibration = tune_membrane_threshold(
                 name, fold.model.float().eval(), args.data, held, held_out=True
             )
@@ -334,7 +343,14 @@ def main(argv: list[str] | None = None) -> int:
         membrane_bias_shift(model, 1, provenance["calibration"]["membrane_threshold"])
     postprocess = dict(RECIPES[name]["postprocess"])
     if args.tune and RECIPES[name]["task"] == "instances":
-        provenance["calibration"] = tune_instances(name, model, args.data, train_files)
+        if fold is not None:
+            calibration = tune_instances(
+                name, fold.model.float().eval(), args.data, held, held_out=True
+            )
+            calibration["fold"] = fold.info.provenance["fold"]
+        else:
+            calibration = tune_instances(name, model, args.data, train_files)
+        provenance["calibration"] = calibration
     for key in ("threshold", "interior_threshold", "min_size", "seed_erosion"):
         if key in (provenance.get("calibration") or {}):
             postprocess[key] = provenance["calibration"][key]
@@ -365,6 +381,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_cards_markdown()
     return 0
+
+
+def load_fold(path: Path | None, name: str, train_files: list[str]) -> tuple:
+    """``(fold checkpoint, the training files it left out)`` for ``--calibrate-with``, or Nones.
+
+    Exits with a message when ``path`` is not a ``--holdout`` checkpoint of model ``name``.
+    """
+    if path is None:
+        return None, None
+    fold = load_checkpoint(path)
+    held = fold.info.provenance.get("holdout_files")
+    if not held or set(held) - set(train_files) or fold.info.task != RECIPES[name]["task"]:
+        sys.exit(f"{path} is not a calibration fold of {name} (--holdout)")
+    return fold, held
 
 
 def train_recipe(

@@ -80,3 +80,47 @@ def test_card_reproduce_command_names_the_fold_without_local_paths(train_builtin
         "python scripts/train_builtin.py em-membranes --holdout 5 --minutes 110 --threads 2 "
         "--out <fold>.pt"
     )
+
+
+def test_held_out_instance_point_is_scored_on_the_given_files_only(
+    train_builtin, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = {
+        "threshold": (0.5,),
+        "interior_threshold": (0.5, 0.9),
+        "min_size": (0,),
+        "seed_erosion": (0,),
+    }
+    monkeypatch.setattr(train_builtin, "INSTANCE_GRID", grid)
+    nuclei = load_checkpoint(BUILTIN_DIR / "fluo-nuclei.pt")
+    chosen = train_builtin.tune_instances(
+        "fluo-nuclei", nuclei.model.float().eval(), shared_data, ["000.png"], held_out=True
+    )
+    top = chosen["training_split_ap50_top10"]
+    assert len(top) == 2 and top[0]["ap50"] >= top[1]["ap50"]
+    assert chosen["interior_threshold"] == top[0]["interior_threshold"]
+    assert chosen["held_out"] is True and "000.png" in chosen["how"]
+    assert "calibration fold" in chosen["how"] and 0.0 <= top[1]["ap50"] <= 1.0
+
+
+def test_calibrate_with_refuses_another_models_fold_and_needs_tune(
+    train_builtin, shared_data: Path, tmp_path: Path
+) -> None:
+    em_fold = tmp_path / "em-fold.pt"
+    data = ["--data", str(shared_data)]
+    assert (
+        train_builtin.main(
+            ["em-membranes", "--holdout", "5", "--steps", "1", *data, "--out", str(em_fold)]
+        )
+        == 0
+    )
+    with pytest.raises(SystemExit, match="not a calibration fold of fluo-nuclei"):
+        train_builtin.load_fold(em_fold, "fluo-nuclei", [f"{i:03d}.png" for i in range(60)])
+    with pytest.raises(SystemExit, match="add --tune"):
+        train_builtin.main(["fluo-nuclei", "--card-only", "--calibrate-with", str(em_fold), *data])
+    fold, held = train_builtin.load_fold(
+        em_fold, "em-membranes", [f"{i:02d}.png" for i in range(25)]
+    )
+    assert (
+        held == ["20.png", "21.png", "22.png", "23.png", "24.png"] and fold.info.task == "semantic"
+    )
