@@ -327,30 +327,9 @@ def main(argv: list[str] | None = None) -> int:
             before = load_checkpoint(out).info.provenance["card"]
             seconds += before["training"]["seconds"]
             provenance["phases"] = resumed_phases(before, args.resume)
-    fold, held = load_fold(args.calibrate_with, name, train_files) if args.tune else (None, None)
-    if args.tune and name == "em-membranes":
-        old = provenance.get("calibration")
-        if old:  # undo an earlier calibration first: tune the trained network itself
-            membrane_bias_shift(model, 1, 1.0 - old["membrane_threshold"])
-        if fold is not None:
-            calibration = tune_membrane_threshold(
-                name, fold.model.float().eval(), args.data, held, held_out=True
-            )
-            calibration["fold"] = fold.info.provenance["fold"]
-        else:
-            calibration = tune_membrane_threshold(name, model, args.data, train_files)
-        provenance["calibration"] = calibration
-        membrane_bias_shift(model, 1, provenance["calibration"]["membrane_threshold"])
+    if args.tune:
+        provenance["calibration"] = calibrate(name, model, args, train_files, provenance)
     postprocess = dict(RECIPES[name]["postprocess"])
-    if args.tune and RECIPES[name]["task"] == "instances":
-        if fold is not None:
-            calibration = tune_instances(
-                name, fold.model.float().eval(), args.data, held, held_out=True
-            )
-            calibration["fold"] = fold.info.provenance["fold"]
-        else:
-            calibration = tune_instances(name, model, args.data, train_files)
-        provenance["calibration"] = calibration
     for key in ("threshold", "interior_threshold", "min_size", "seed_erosion"):
         if key in (provenance.get("calibration") or {}):
             postprocess[key] = provenance["calibration"][key]
@@ -381,6 +360,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_cards_markdown()
     return 0
+
+
+def calibrate(
+    name: str, model, args: argparse.Namespace, train_files: list[str], provenance: dict
+) -> dict:
+    """Choose ``name``'s operating point; with ``--calibrate-with``, on a fold's held-out files.
+
+    em-membranes: the membrane threshold, folded into ``model``'s output bias (an earlier one is
+    undone first, so the trained network itself is tuned). Instance models: the post-processing.
+    """
+    semantic = RECIPES[name]["task"] == "semantic"
+    tune = tune_membrane_threshold if semantic else tune_instances
+    old = provenance.get("calibration")
+    if semantic and old:
+        membrane_bias_shift(model, 1, 1.0 - old["membrane_threshold"])
+    fold, held = load_fold(args.calibrate_with, name, train_files)
+    if fold is not None:
+        calibration = tune(name, fold.model.float().eval(), args.data, held, held_out=True)
+        calibration["fold"] = fold.info.provenance["fold"]
+    else:
+        calibration = tune(name, model, args.data, train_files)
+    if semantic:
+        membrane_bias_shift(model, 1, calibration["membrane_threshold"])
+    return calibration
 
 
 def load_fold(path: Path | None, name: str, train_files: list[str]) -> tuple:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint
@@ -124,3 +126,22 @@ def test_calibrate_with_refuses_another_models_fold_and_needs_tune(
     assert (
         held == ["20.png", "21.png", "22.png", "23.png", "24.png"] and fold.info.task == "semantic"
     )
+
+    # the shipped model's earlier threshold is undone, the fold's choice folded into the bias
+    model = load_checkpoint(BUILTIN_DIR / "em-membranes.pt").model.float()
+    bias = model.outc.bias.detach().clone()
+    args = argparse.Namespace(calibrate_with=em_fold, data=shared_data)
+    calibration = train_builtin.calibrate(
+        "em-membranes",
+        model,
+        args,
+        [f"{i:02d}.png" for i in range(25)],
+        {"calibration": {"membrane_threshold": 0.55}},
+    )
+    t = calibration["membrane_threshold"]
+    shift = np.log(0.55 / 0.45) - np.log(t / (1 - t))
+    assert calibration["held_out"] and calibration["fold"]["steps"] == 1
+    assert "20.png" in calibration["how"] and "00.png" not in calibration["how"]
+    after = model.outc.bias.detach()
+    assert float(after[1] - bias[1]) == pytest.approx(shift, abs=1e-5)
+    assert float(after[0]) == pytest.approx(float(bias[0]))
