@@ -136,6 +136,15 @@ def membrane_bias_shift(model, class_index: int, threshold: float) -> None:
         model.outc.bias[class_index] -= float(np.log(threshold / (1.0 - threshold)))
 
 
+def chosen_on(kind: str, files: list[str], held_out: bool) -> str:
+    """Where an operating point was chosen, for the card: ``kind`` is "slices" or "images"."""
+    if not held_out:
+        return "the training split"
+    return (
+        f"training {kind} {', '.join(files)} predicted by a calibration fold trained without them"
+    )
+
+
 def tune_membrane_threshold(
     name: str, model, data_dir: Path, files: list[str], *, held_out: bool = False
 ) -> dict:
@@ -164,11 +173,7 @@ def tune_membrane_threshold(
     table = {t: np.mean(v, axis=0).tolist() for t, v in scores.items()}
     best = min(candidates, key=lambda t: sum(table[t]))
     logger.info("membrane threshold on the training split: %s (%s)", best, table[best])
-    where = (
-        f"training slices {', '.join(files)} predicted by a calibration fold trained without them"
-        if held_out
-        else "the training split"
-    )
+    where = chosen_on("slices", files, held_out)
     return {
         "membrane_threshold": best,
         "how": f"chosen on {where} (min of pixel error + Rand error), folded into the "
@@ -229,12 +234,7 @@ def tune_instances(
     best = dict(zip(keys, max(grid, key=preference)))
     logger.info("instances on the training split: %s ap50 %.4f", best, table[tuple(best.values())])
     top = sorted(grid, key=preference, reverse=True)[:10]
-    where = (
-        f"training images {', '.join(train_files)} predicted by a calibration fold trained "
-        "without them"
-        if held_out
-        else "the training split"
-    )
+    where = chosen_on("images", train_files, held_out)
     return {
         **best,
         "how": f"chosen on {where} (max mean AP@0.5 over a grid); stored in provenance postprocess",
