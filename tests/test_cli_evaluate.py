@@ -33,6 +33,8 @@ def test_evaluate_pair_binary_with_label_map():
     assert scores["dice"] == pytest.approx(64 / 65)
     assert scores["pixel_error"] == pytest.approx(1 - 64 / 65)
     assert scores["pixel_error_fraction"] == pytest.approx(1 / 256)
+    # ISBI's own pixel error: the interior is positive (tp 223, fp 0, fn 1)
+    assert scores["pixel_error_background"] == pytest.approx(1 - 446 / 447)
     assert 0 < scores["rand_error"] < 0.05  # one split-off pixel
     assert scores["variation_of_information"] > 0
     unmapped = evaluate_pair(pred, truth, task="binary")  # interior taken as foreground
@@ -188,3 +190,5 @@ def test_isbi_labels_against_a_shifted_copy(shared_data, tmp_path):
     assert 0.4 < scores["iou"] < 0.95
     assert 0.0 < scores["rand_error"] < 0.5
     assert scores["pixel_error"] == pytest.approx(1 - scores["dice"])
+    # interior is ~4x more common than membrane, so the same pixels cost it far less
+    assert 0 < scores["pixel_error_background"] < scores["pixel_error"] / 2

@@ -1,8 +1,10 @@
 """Score predicted label images against ground truth: one pair, or two folders paired by name.
 
 Semantic and binary tasks: the foreground is every class >= 1 (after the label map, which applies
-to the truth only); ``iou``, ``dice``, ``pixel_error`` (ISBI: 1 - F1 of the foreground) and
-``pixel_error_fraction`` are foreground pixel scores; ``rand_error`` and
+to the truth only); ``iou``, ``dice``, ``pixel_error`` (1 - F1 of the foreground) and
+``pixel_error_fraction`` are foreground pixel scores; ``pixel_error_background`` is 1 - F1 of the
+background (class 0), which for EM (class 0 = cell interior) is the ISBI 2012 challenge's own
+pixel error (its Fiji script counts the white interior as positive); ``rand_error`` and
 ``variation_of_information`` follow the EM membrane protocol (:func:`em_region_scores`: the
 foreground is the membrane that separates regions). Semantic tasks add ``mean_iou`` over the
 classes present and ``iou_class_<k>`` per class. Truth pixels with a negative value (e.g. a label
@@ -78,6 +80,7 @@ def _pixel_scores(pred: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> di
         "dice": metrics.dice(pred_fg, truth_fg),
         "pixel_error": metrics.pixel_error(pred_fg, truth_fg),
         "pixel_error_fraction": metrics.pixel_error_fraction(pred_fg, truth_fg),
+        "pixel_error_background": metrics.pixel_error(~pred_fg, ~truth_fg),
     }
 
 

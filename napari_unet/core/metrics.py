@@ -4,9 +4,12 @@ Pixel metrics (numpy, any number of spatial dimensions):
 
 - :func:`iou_per_class` / :func:`dice_per_class` from one confusion matrix (``np.bincount``).
 - :func:`iou` / :func:`dice`: the foreground (binary) versions.
-- :func:`pixel_error`: the ISBI 2012 definition, ``1 - F1`` of the foreground pixels (for EM the
-  foreground is membrane). :func:`pixel_error_fraction` is the plain fraction of misclassified
-  pixels; the two differ whenever the classes are unbalanced.
+- :func:`pixel_error`: ``1 - F1`` of the foreground pixels (for EM the foreground is membrane).
+  The ISBI 2012 challenge's own pixel error is the same formula with the *other* class positive:
+  its Fiji ``PixelError`` counts label > 0 (white = cell interior) as positive, so apply
+  :func:`pixel_error` to the interior masks to compare with the challenge's leaderboard.
+  :func:`pixel_error_fraction` is the plain fraction of misclassified pixels; the three differ
+  whenever the classes are unbalanced.
 
 Region metrics (scikit-image is the reference implementation):
 
@@ -147,11 +150,14 @@ def dice(pred_fg: np.ndarray, truth_fg: np.ndarray) -> float:
 
 
 def pixel_error(pred_fg: np.ndarray, truth_fg: np.ndarray) -> float:
-    """ISBI 2012 pixel error: ``1 - F1`` of the foreground (membrane) pixels.
+    """Pixel error: ``1 - F1`` of the foreground pixels (``pred_fg``/``truth_fg``: bool masks).
 
-    The challenge defines it as 1 minus the F-score of pixel similarity; it ignores the true
-    negatives, so a mostly-background image cannot score well by predicting background. For the
-    plain fraction of wrong pixels use :func:`pixel_error_fraction`.
+    1 minus the F-score of pixel similarity; it ignores the true negatives, so a mostly-background
+    image cannot score well by predicting background. Which class is positive matters: the ISBI
+    2012 challenge (Fiji ``trainableSegmentation.metrics.PixelError``) takes label > 0, i.e. the
+    white cell interior, so its published pixel errors equal this function on the interior masks
+    (``evaluate`` reports both, ``pixel_error`` and ``pixel_error_background``). For the plain
+    fraction of wrong pixels use :func:`pixel_error_fraction`.
     """
     return 1.0 - dice(pred_fg, truth_fg)
 
