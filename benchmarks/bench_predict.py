@@ -178,9 +178,10 @@ def run_memory(args: argparse.Namespace, side: int) -> dict[str, dict[str, Any]]
 
 # ------------------------------------------------------------------------------- built-in model
 def builtin_seconds(
-    setup: Setup, repeats: int = 5, side: int = 512
+    setup: Setup, repeats: int = 5, side: int = 512, tta: str = "none"
 ) -> tuple[list[float] | None, str | None]:
-    """Median, min, max seconds to predict one ``side``^2 slice with built-in ``em-membranes``."""
+    """Median, min, max seconds to predict one ``side``^2 slice with built-in ``em-membranes``
+    (``tta``: the test-time augmentation mode; ``"none"`` is the default setting)."""
     from napari_unet.core import checkpoint
 
     path = checkpoint.builtin_checkpoints().get("em-membranes")
@@ -191,7 +192,7 @@ def builtin_seconds(
     model, info = loaded.model.eval(), loaded.info
     normalization = normalize.NormalizationConfig.from_dict(info.normalization or {})
     image = np.random.default_rng(1).integers(0, 256, (side, side), dtype=np.uint8)
-    config = predict_config(setup.mode, str(setup.device))
+    config = predict_config(setup.mode, str(setup.device)).replace(tta=tta)
 
     def run() -> Any:
         return predict.predict(
@@ -331,6 +332,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     results["seconds_512_builtin_min_max"] = seconds[1:] if seconds else None
     if note:
         notes.append(note)
+    for tta in ("flips", "dihedral"):  # the same slice, run right after: cost as a ratio
+        more = None if args.smoke or not seconds else builtin_seconds(setup, tta=tta)[0]
+        results[f"seconds_512_builtin_tta_{tta}"] = more[0] if more else None
+        results[f"tta_{tta}_cost_ratio"] = more[0] / seconds[0] if more and seconds else None
     results["notes"] = notes
     return results
 
@@ -360,7 +365,10 @@ def table(results: dict[str, Any]) -> str:
             Row(f"peak RSS above input, instances, {side}^2 (MB)",
                 get("peak_rss_mb_8192_instances"), "<= 3000",
                 check(get("peak_rss_mb_8192_instances"), at_most=3000)),
-            Row("seconds per 512x512, built-in em-membranes", get("seconds_512_builtin")),
+            Row("seconds per 512x512, built-in em-membranes", get("seconds_512_builtin"),
+                "<= 0.5", check(get("seconds_512_builtin"), at_most=0.5)),
+            Row("  same with --tta flips", get("seconds_512_builtin_tta_flips")),
+            Row("  same with --tta dihedral", get("seconds_512_builtin_tta_dihedral")),
         ]
     )  # fmt: skip
 

@@ -24,7 +24,17 @@ REQUIRED_NUMBERS = (
     "peak_rss_mb_8192",
     "peak_rss_mb_8192_instances",
 )
-REQUIRED_OTHER = ("machine", "date", "quick", "memory_side", "overlap", "seconds_512_builtin")
+REQUIRED_OTHER = (
+    "machine",
+    "date",
+    "quick",
+    "memory_side",
+    "overlap",
+    "seconds_512_builtin",
+    "seconds_512_builtin_tta_flips",
+    "seconds_512_builtin_tta_dihedral",
+    "tta_dihedral_cost_ratio",
+)
 
 
 def test_smoke_run_writes_finite_flat_json(

@@ -90,6 +90,12 @@ def test_binary_probabilities_only_and_roi(
     probabilities = read_image(out / "cells_probabilities.tif").image
     assert probabilities.dtype == np.float16 and probabilities.squeeze().shape == (64, 80)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    tta_out = tmp_path / "tta"
+    tta_args = [*args[:-1], str(tta_out), "--output", "probabilities", "--tile", "32,48"]
+    assert main([*tta_args, "--overlap", "4", "--tta", "dihedral"]) == 0  # non-square tiles
+    averaged = read_image(tta_out / "cells_probabilities.tif").image
+    assert averaged.shape == probabilities.shape and np.isfinite(averaged).all()
+    assert np.abs(averaged.astype(np.float32) - probabilities).max() > 1e-3  # it did augment
 
     assert main([*args, "--roi", str(tmp_path / "roi.tif"), "--threshold", "0.0"]) == 0
     labels = read_image(out / "cells_labels.tif").image
@@ -195,7 +201,13 @@ def test_unknown_model_lists_builtins_and_exits_2(
 
 
 def test_bad_option_values_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    for bad in (["--tile", "0"], ["--tile", "a,b"], ["--threshold", "2"], ["--overlap", "-1"]):
+    for bad in (
+        ["--tile", "0"],
+        ["--tile", "a,b"],
+        ["--threshold", "2"],
+        ["--overlap", "-1"],
+        ["--tta", "rotate"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(["predict", "x.tif", "--model", "m.pt", "--out", str(tmp_path), *bad])
         assert info.value.code == 2

@@ -23,6 +23,7 @@ from napari_unet.core.predict import (
     iter_predict,
     predict,
     shift_period,
+    tta_transforms,
 )
 
 DTYPES = [
@@ -203,6 +204,7 @@ def test_predict_config_validation_and_round_trip():
         {"precision": "fp8"},
         {"blend": "hann"},
         {"probability_dtype": "int8"},
+        {"tta": "rotations"},
     ]:
         with pytest.raises(ValueError):
             PredictConfig(**bad)
@@ -251,6 +253,34 @@ class ConvNet(nn.Module):
 
     def forward(self, image):
         return self.body(image)
+
+
+@pytest.mark.parametrize("mode", ["flips", "dihedral"])
+def test_tta_is_the_mean_over_the_symmetries_of_the_image(rng, mode):
+    torch.manual_seed(0)
+    model = ConvNet()  # 3x3 kernels: not flip-equivariant, so the augmentation matters
+    image = rng.random((40, 56)).astype(np.float32)
+    config = PredictConfig(tile_shape=64, **FP32)  # one tile: the tile is the image
+    got = predict(model, image, "YX", config=config.replace(tta=mode))
+    transforms = tta_transforms(mode)
+    assert len(transforms) == {"flips": 4, "dihedral": 8}[mode] == len(set(transforms))
+    expected = np.zeros_like(got)
+    for transpose, dims in transforms:
+        view = np.flip(image.T if transpose else image, axis=dims)
+        out = np.flip(predict(model, view.copy(), "YX", config=config), axis=dims)
+        expected += out.swapaxes(-1, -2) if transpose else out
+    np.testing.assert_allclose(got, expected / len(transforms), atol=1e-5)
+    plain = predict(model, image, "YX", config=config)
+    assert np.abs(got - plain).max() > 1e-3
+    np.testing.assert_allclose(got.sum(axis=0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["flips", "dihedral"])
+def test_tta_of_an_equivariant_net_changes_nothing_across_tiles_and_margins(rng, mode):
+    model = PixelNet(in_channels=2, out_channels=3, margin=5, size_multiple=4)
+    image = rng.normal(size=(97, 51, 2)).astype(np.float32)
+    got = predict(model, image, "YXC", config=CPU.replace(tta=mode))
+    np.testing.assert_allclose(got, reference(model, np.moveaxis(image, -1, 0)), atol=1e-5)
 
 
 def test_shift_period_of_valid_and_padded_rules():

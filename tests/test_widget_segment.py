@@ -110,6 +110,29 @@ def test_predict_edit_rerun_reuses_layer(viewer, checkpoint, qtbot, errors):
     np.testing.assert_array_equal(L.plugin_tag(layer)["snapshot"], layer.data)
 
 
+def test_test_time_augmentation_choice_reaches_the_prediction(viewer, checkpoint, qtbot, errors):
+    image, _ = synthetic_nuclei((96, 96))
+    viewer.add_image(image, name="nuclei")
+    _, panel = make_widget(viewer, checkpoint, qtbot)
+    panel.form.probabilities.setChecked(True)
+    panel.form.overwrite.setChecked(True)
+    assert panel.form.predict_settings()["tta"] == "none"  # off unless asked: it costs 4-8x
+
+    def probabilities():
+        role = "probabilities"
+        (layer,) = [x for x in viewer.layers if (L.plugin_tag(x) or {}).get("role") == role]
+        return np.array(layer.data, dtype=np.float32)
+
+    run_and_wait(panel, qtbot)
+    plain = probabilities()
+    panel.form.tta.setCurrentIndex(panel.form.tta.findData("dihedral"))
+    assert panel.form.predict_settings()["tta"] == "dihedral"
+    run_and_wait(panel, qtbot)
+    assert not errors, errors
+    averaged = probabilities()
+    assert averaged.shape == plain.shape and np.abs(averaged - plain).max() > 1e-3
+
+
 def test_reviewed_slice_is_not_overwritten(viewer, checkpoint, qtbot, errors):
     stack = np.stack([synthetic_nuclei((64, 64), seed=s)[0] for s in range(3)])
     viewer.add_image(stack, name="stack")

@@ -33,6 +33,11 @@ OUTPUTS: tuple[tuple[str, str], ...] = (
     ("instances", "Instance labels"),
     ("semantic", "Semantic labels"),
 )
+TTA_CHOICES: tuple[tuple[str, str], ...] = (
+    ("none", "Off"),
+    ("flips", "Flips (4x time)"),
+    ("dihedral", "Flips + rotations (8x time)"),
+)
 CHOOSE_AXES = "choose…"
 DEFAULT_TILE = 512
 
@@ -94,6 +99,11 @@ class PredictForm(QWidget):
         self.threshold.setToolTip("Foreground probability cut")
         self.min_size = _spin(0, 100000, 0, 5, "Objects with fewer pixels are removed", " px")
         self.batch = _spin(1, 64, 4, 1, "Tiles per forward pass (lower it on a small GPU)")
+        self.tta = _combo(
+            TTA_CHOICES,
+            "Test-time augmentation: also predict the image flipped (and rotated) and average; "
+            "fewer gaps in thin membranes and fewer split objects, at 4x (8x) the time",
+        )
         self.tile.valueChanged.connect(lambda v: self.overlap.setMaximum(max(0, v // 2)))
         self._layout()
 
@@ -114,6 +124,7 @@ class PredictForm(QWidget):
         self.advanced_section.add_row("Threshold", self.threshold)
         self.advanced_section.add_row("Min. object size", self.min_size)
         self.advanced_section.add_row("Batch size", self.batch)
+        self.advanced_section.add_row("Augment (TTA)", self.tta)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -189,6 +200,7 @@ class PredictForm(QWidget):
             "overlap": min(int(self.overlap.value()), tile - 1),
             "batch_size": int(self.batch.value()),
             "device": self.device.currentText() or "cpu",
+            "tta": str(self.tta.currentData()),
         }
 
     def postprocess_settings(self) -> dict:

@@ -95,6 +95,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="auto: fp16 on CUDA, fp32 elsewhere",
     )
     parser.add_argument(
+        "--tta",
+        default="none",
+        choices=("none", "flips", "dihedral"),
+        help="test-time augmentation: average over the 4 flips (4x the time) or the 8 flips and "
+        "rotations (8x); default none",
+    )
+    parser.add_argument(
         "--labels",
         choices=("semantic", "instances"),
         help="label type (default: instances for instance models, else semantic)",
@@ -207,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         "device": str(device),
         "precision": args.precision,
         "probability_dtype": "float16" if args.output == "probabilities" else "float32",
+        "tta": args.tta,
     }
     tile = args.tile if args.tile is not None else info.tile_shape
     overlap = args.overlap if args.overlap is not None else info.overlap

@@ -14,6 +14,12 @@ none). The model runs in eval mode under ``torch.inference_mode()`` with the dev
 policy (:mod:`napari_unet.core.device`), as an inference copy with BatchNorm folded into the
 convolutions (:func:`~napari_unet.core.models.fuse.fuse_for_inference`); the caller's model is
 never modified.
+
+Test-time augmentation (``PredictConfig.tta``): every batch of tiles is also predicted flipped
+(``"flips"``: 4 passes) or flipped and transposed (``"dihedral"``: all 8 symmetries of the square,
+as the U-Net paper averaged rotated copies for ISBI 2012); each output is mapped back and the
+activated outputs are averaged. It costs 4x or 8x the time and smooths out orientation-dependent
+mistakes (gaps in thin membranes, split nuclei).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ logger = logging.getLogger(__name__)
 PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
 #: Overlap used for padded nets when ``PredictConfig.overlap`` is ``None``.
 DEFAULT_PADDED_OVERLAP = 32
+#: Test-time augmentation modes -> forward passes per tile.
+TTA_MODES: dict[str, int] = {"none": 1, "flips": 4, "dihedral": 8}
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class PredictConfig(Config):
         channels_last: Run the model in channels-last memory format.
         blend: ``"gaussian"`` or ``"constant"`` blending of overlapping tiles.
         probability_dtype: ``"float32"`` or ``"float16"`` (halves the output's memory).
+        tta: Test-time augmentation: ``"none"``, ``"flips"`` (average over the 4 flips, 4x the
+            time) or ``"dihedral"`` (flips and transposes, 8x the time).
     """
 
     tile_shape: tuple[int, int] = (512, 512)
@@ -74,6 +84,7 @@ class PredictConfig(Config):
     channels_last: bool = True
     blend: str = "gaussian"
     probability_dtype: str = "float32"
+    tta: str = "none"
 
     def __post_init__(self) -> None:
         tile = self.tile_shape
@@ -103,6 +114,8 @@ class PredictConfig(Config):
                 f"probability_dtype must be one of {', '.join(PROBABILITY_DTYPES)}, "
                 f"got {self.probability_dtype!r}"
             )
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,38 @@ def _activation(task: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if task in ("semantic", "instances"):
         return lambda logits: torch.softmax(logits, dim=1)
     return lambda logits: logits
+
+
+def tta_transforms(mode: str) -> list[tuple[bool, tuple[int, ...]]]:
+    """The symmetries ``(transpose, flipped dims)`` of ``mode`` for ``(B, C, H, W)`` tensors.
+
+    Applied as: transpose H/W first, then flip; undone in the reverse order. The identity is
+    first. Transposing keeps a valid input shape valid (the size rule is the same on both axes).
+    """
+    flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)]
+    transposes = (False, True) if mode == "dihedral" else (False,)
+    count = TTA_MODES[mode]
+    return [(t, f) for t in transposes for f in flips][:count]
+
+
+def _augmented(
+    forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """``forward(batch)`` (activated, float32) averaged over the ``mode`` symmetries of ``batch``.
+
+    ``batch``: ``(B, C, H, W)``; returns ``(B, K, h, w)`` as ``forward`` does.
+    """
+    total: torch.Tensor | None = None
+    transforms = tta_transforms(mode)
+    for transpose, dims in transforms:
+        view = batch.transpose(-1, -2) if transpose else batch
+        view = torch.flip(view, dims) if dims else view
+        out = forward(view)
+        out = torch.flip(out, dims) if dims else out
+        out = out.transpose(-1, -2) if transpose else out
+        total = out if total is None else total + out
+    assert total is not None
+    return total if len(transforms) == 1 else total / len(transforms)
 
 
 def _valid_input_shape(model: nn.Module) -> Callable[[tuple[int, int]], tuple[int, int]]:
@@ -153,13 +198,17 @@ def _make_predictor(
     activation = _activation(task)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.contiguous(memory_format=memory_format)  # flipped views are copied here
+        with autocast(device, config.precision):
+            logits = model(batch)
+        return activation(logits.float())
+
     def predictor(tiles: np.ndarray) -> np.ndarray:
         apply_normalization(tiles, params, out=tiles)
-        batch = torch.from_numpy(tiles).to(device).contiguous(memory_format=memory_format)
+        batch = torch.from_numpy(tiles).to(device)
         with torch.inference_mode():
-            with autocast(device, config.precision):
-                logits = model(batch)
-            probabilities = activation(logits.float())
+            probabilities = _augmented(forward, batch, config.tta)
         return probabilities.cpu().numpy()
 
     return predictor
@@ -226,12 +275,13 @@ def iter_predict(
         (out_channels, n_slices, *plan.region_shape), dtype=config.probability_dtype
     )
     logger.info(
-        "predicting %d slice(s) of %s in %d tile(s) of %s on %s",
+        "predicting %d slice(s) of %s in %d tile(s) of %s on %s (test-time augmentation: %s)",
         n_slices,
         layout.yx_shape,
         total,
         plan.input_shape,
         device,
+        config.tta,
     )
     net = fuse_for_inference(model).to(device)
     if config.channels_last:
