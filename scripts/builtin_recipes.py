@@ -36,11 +36,16 @@ RECIPES: dict[str, dict] = {
         },
         "split": "slices 00-24 train, 25-29 validation (never trained on, no early stopping)",
         "anchors": {
-            "pixel_error": 0.0611,
+            "pixel_error_background": 0.0611,
             "rand_error": 0.0382,
-            "source": "Ronneberger et al. 2015 (U-Net), ISBI 2012 hidden test set; splits differ",
+            "source": "Ronneberger et al. 2015 (U-Net), ISBI 2012 hidden test set; splits "
+            "differ. The challenge's pixel error is 1 - the best F-score over thresholds with "
+            "the cell interior as the positive class (its Fiji PixelError counts label > 0, the "
+            "white interior), i.e. pixel_error_background here, not pixel_error (membrane); its "
+            "Rand error is also the best over thresholds",
         },
         "targets_to_meet": {"pixel_error": ["<=", 0.08], "rand_error": ["<=", 0.08]},
+        "also_reported": ("pixel_error_background", "pixel_error_fraction"),
         "intended_use": "membrane / neurite-region segmentation of serial-section TEM of neural "
         "tissue at ~4 nm/px; a starting point for fine-tuning on your own EM data",
         "limitations": "trained on 25 slices of one ssTEM stack (Drosophila larva VNC, 4x4x50 nm); "
@@ -71,6 +76,7 @@ RECIPES: dict[str, dict] = {
             "~450 training images on a GPU; splits differ",
         },
         "targets_to_meet": {"ap50": [">=", 0.75]},
+        "also_reported": ("ap75", "f1_50"),
         "intended_use": "nucleus instance segmentation in 2-D fluorescence images (nuclear stain, "
         "dark background); a starting point for fine-tuning",
         "limitations": "48 training images; bright-field, H&E, very dense or very large nuclei "

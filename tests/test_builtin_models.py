@@ -83,7 +83,17 @@ def test_cards_parse_and_describe_the_split(loaded):
         assert card["published_anchors"]["source"]
         for metric in card["validation"]["targets"]:
             assert card["validation"]["mean"][metric] is not None
+        for mode in ("flips", "dihedral"):  # scored with test-time augmentation too
+            with_tta = card["validation"]["with_tta"][mode]
+            assert all(with_tta[metric] is not None for metric in card["validation"]["targets"])
     em = loaded["em-membranes"].info
+    mean = em.provenance["card"]["validation"]["mean"]
+    # the challenge's pixel error is 1 - F1 of the interior (class 0): F1 = 2 IoU / (1 + IoU)
+    # (per image; the means of the two differ a little)
+    interior = mean["iou_class_0"]
+    background = 1 - 2 * interior / (1 + interior)
+    assert mean["pixel_error_background"] == pytest.approx(background, abs=1e-3)
+    assert em.provenance["card"]["published_anchors"]["pixel_error_background"] == 0.0611
     assert em.provenance["card"]["validation_files"] == [f"{i}.png" for i in range(25, 30)]
     assert em.class_names == ("interior", "membrane")
     assert tuple(em.provenance["postprocess"]["foreground_class"]) == (0,)
