@@ -106,6 +106,7 @@ def build_card(
             f"{name} --card-only --tune --calibrate-with <fold>.pt"
         )
     keys = list(recipe["targets_to_meet"])
+    reported = [*keys, *recipe.get("also_reported", ())]
     mean = result["mean"]
     if phases and "steps" not in phases[-1]:  # this run's phase: the totals minus the earlier ones
         last = {
@@ -151,9 +152,9 @@ def build_card(
                 {"name": r["name"], **{k: r.get(k) for k in keys}} for r in result["per_image"]
             ],
             "targets": recipe["targets_to_meet"],
-            "also_reported": list(recipe.get("also_reported", ())),
+            "also_reported": reported[len(keys) :],
             "with_tta": {
-                mode: {k: scores.get(k) for k in [*keys, *recipe.get("also_reported", ())]}
+                mode: {k: scores.get(k) for k in reported}
                 for mode, scores in (with_tta or {}).items()
             },
         },

@@ -51,8 +51,8 @@ logger = logging.getLogger(__name__)
 PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
 #: Overlap used for padded nets when ``PredictConfig.overlap`` is ``None``.
 DEFAULT_PADDED_OVERLAP = 32
-#: Test-time augmentation modes -> forward passes per tile.
-TTA_MODES: dict[str, int] = {"none": 1, "flips": 4, "dihedral": 8}
+#: Test-time augmentation modes (1, 4 and 8 forward passes per tile).
+TTA_MODES: tuple[str, ...] = ("none", "flips", "dihedral")
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,9 @@ def tta_transforms(mode: str) -> list[tuple[bool, tuple[int, ...]]]:
     Applied as: transpose H/W first, then flip; undone in the reverse order. The identity is
     first. Transposing keeps a valid input shape valid (the size rule is the same on both axes).
     """
-    flips: list[tuple[int, ...]] = [(), (-1,), (-2,), (-2, -1)]
+    flips: list[tuple[int, ...]] = [()] if mode == "none" else [(), (-1,), (-2,), (-2, -1)]
     transposes = (False, True) if mode == "dihedral" else (False,)
-    count = TTA_MODES[mode]
-    return [(t, f) for t in transposes for f in flips][:count]
+    return [(t, f) for t in transposes for f in flips]
 
 
 def _augmented(
