@@ -34,3 +34,14 @@ def test_readme_images_and_links_exist() -> None:
         if target.startswith("http"):
             continue
         assert (ROOT / target).exists(), target
+
+
+def test_readme_installs_the_cpu_build_of_torch() -> None:
+    """A plain ``pip install torch`` on Linux pulls the CUDA build (several GB): the README's
+    commands take the CPU index and say how to check which build is installed."""
+    readme = (ROOT / "README.md").read_text()
+    installs = [b for b in _bash_blocks(readme) if "pip install" in b and "-e " in b]
+    assert installs, "the README has no install command"
+    for block in installs:
+        assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in block
+    assert "torch.cuda.is_available()" in readme
