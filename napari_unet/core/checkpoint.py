@@ -128,6 +128,16 @@ class CheckpointInfo(Config):
         if not isinstance(self.model_config, dict) or not isinstance(self.provenance, dict):
             raise CheckpointError("model_config and provenance must be dicts.")
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 for an image model, 3 for a volume model (from the architecture; 2 if unknown)."""
+        from napari_unet.core.models import architecture_spatial_dims
+
+        try:
+            return architecture_spatial_dims(self.arch)
+        except ValueError:
+            return 2
+
     def normalization_config(self) -> NormalizationConfig:
         """The stored normalisation as a :class:`napari_unet.core.normalize.NormalizationConfig`."""
         from napari_unet.core.normalize import NormalizationConfig
@@ -386,20 +396,25 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     return _info_from_payload(Path(path), payload)
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> LoadedModel:
+def load_checkpoint(
+    path: str | os.PathLike, *, map_location: Any = "cpu", spatial_dims: int | None = None
+) -> LoadedModel:
     """Load a checkpoint: rebuild its network, load the weights, return it in eval mode.
 
     Args:
         path: a file written by :func:`save_checkpoint`, or a bioimage.io package (``.zip``)
             written by :func:`napari_unet.core.bioimageio.export_bioimageio`.
         map_location: device the weights and model go to (``"cpu"``, ``"cuda"``, a torch.device).
+        spatial_dims: 2 or 3 to refuse a model of the other kind (a 3-D model where the caller
+            runs 2-D models); None accepts both.
 
     Returns:
         :class:`LoadedModel` with the float32 model in eval mode, its info and training state.
 
     Raises:
         CheckpointError: the file is missing, truncated, foreign, unsafe (holds Python objects),
-            of a newer format, names an unknown architecture, or its weights do not fit.
+            of a newer format, names an unknown architecture, its weights do not fit, or it is a
+            model of the other ``spatial_dims``.
         DeviceError: ``map_location`` names CUDA on a machine without it.
     """
     import torch
@@ -413,6 +428,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> Lo
         raise CheckpointError(
             f"{path} uses the architecture {info.arch!r}, which this version of napari-unet-loop "
             f"does not know (known: {', '.join(list_architectures())}); upgrade napari-unet-loop."
+        )
+    if spatial_dims is not None and info.spatial_dims != spatial_dims:
+        raise CheckpointError(
+            f"{path} is a {info.spatial_dims}-D model ({info.arch}): this step runs "
+            f"{spatial_dims}-D models only; pick a {spatial_dims}-D model here."
         )
     try:
         model = build_model(info.arch, **info.model_config)

@@ -36,6 +36,7 @@ from napari_unet.core.axes import check_channels, to_stack
 from napari_unet.core.config import Config, check_task
 from napari_unet.core.device import autocast, check_precision, get_device
 from napari_unet.core.generators import run_to_end
+from napari_unet.core.models.base import require_spatial_dims
 from napari_unet.core.models.fuse import fuse_for_inference
 from napari_unet.core.normalize import (
     NormalizationConfig,
@@ -242,10 +243,14 @@ def iter_predict(
 
     Raises:
         AxesError: ``axes`` does not fit ``image``.
+        UserInputError: ``model`` is a 3-D network (3-D tiled prediction is not there yet).
         ChannelMismatchError: The image's channel count differs from ``model.in_channels``.
         DeviceError: The configured device is not available.
     """
     check_task(task)
+    require_spatial_dims(
+        model, 2, what="prediction (2-D, slice by slice; 3-D tiled prediction comes next)"
+    )
     normalization = normalization or NormalizationConfig()
     config = config or PredictConfig()
     stack, layout = to_stack(image, axes)

@@ -5,6 +5,11 @@ out_channels, H - 2*margin, W - 2*margin)`` (no activation). Padded nets have ``
 need sides divisible by ``size_multiple``; valid-convolution nets (the original U-Net) lose
 ``margin`` pixels on each side and accept only sizes for which every max-pool sees an even size.
 
+A net declares ``spatial_dims``: 2 (the default: ``(B, C, H, W)``, shapes ``(H, W)``) or 3
+(``(B, C, D, H, W)``, shapes ``(D, H, W)``). The geometry methods take tuples of that length;
+``size_multiples`` gives the divisor per axis (an anisotropic 3-D net pools Z less often than Y/X),
+while ``size_multiple`` stays one int (the largest of them) for code that tiles 2-D.
+
 Each concrete net is built from a frozen :class:`~napari_unet.core.config.Config` (its
 ``config_class``); ``net.config`` is that config as a plain JSON-able dict, so
 ``build_model(net.arch, **net.config)`` rebuilds the same architecture.
@@ -20,7 +25,7 @@ import torch
 from torch import nn
 
 from napari_unet.core.config import Config
-from napari_unet.core.errors import ChannelMismatchError
+from napari_unet.core.errors import ChannelMismatchError, UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class SegmentationNet(nn.Module):
 
     arch: ClassVar[str] = ""
     config_class: ClassVar[type[Config]] = Config
+    #: 2 for ``(B, C, H, W)`` nets, 3 for volumetric ``(B, C, D, H, W)`` nets.
+    spatial_dims: ClassVar[int] = 2
 
     def __init__(self, settings: Config, *, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -75,6 +82,22 @@ class SegmentationNet(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.size_multiple = 1
+        self.axis_multiples: tuple[int, ...] | None = None
+
+    @property
+    def size_multiples(self) -> tuple[int, ...]:
+        """Per-axis divisor of the input sides (``spatial_dims`` ints); padded nets only."""
+        if self.axis_multiples is not None:
+            return tuple(self.axis_multiples)
+        return (int(self.size_multiple),) * self.spatial_dims
+
+    def _check_shape_length(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != self.spatial_dims:
+            names = "(D, H, W)" if self.spatial_dims == 3 else "(H, W)"
+            raise ValueError(
+                f"{self.arch} is a {self.spatial_dims}-D model and takes {names} shapes, "
+                f"got {tuple(shape)}"
+            )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -86,43 +109,58 @@ class SegmentationNet(nn.Module):
         """Pixels lost on each side of the input (0 for padded nets)."""
         return 0
 
-    def valid_input_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+    def valid_input_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The smallest accepted input shape >= ``shape`` per side (padded nets: round up).
 
         Args:
-            shape: Desired input ``(H, W)``.
+            shape: Desired input ``(H, W)`` (``(D, H, W)`` for a 3-D net).
 
         Returns:
-            ``(H', W')`` with ``H' >= H``, ``W' >= W`` that :meth:`output_shape` accepts.
+            A shape of the same length, each side >= the asked one, that :meth:`output_shape`
+            accepts.
         """
-        return tuple(_round_up(int(s), self.size_multiple) for s in shape)  # type: ignore[return-value]
+        self._check_shape_length(shape)
+        return tuple(_round_up(int(s), m) for s, m in zip(shape, self.size_multiples))
 
-    def output_shape(self, input_shape: tuple[int, int]) -> tuple[int, int]:
-        """Spatial shape of the logits for an input of ``input_shape`` ``(H, W)``.
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Spatial shape of the logits for an input of ``input_shape`` (``(H, W)`` or ``(D, H, W)``).
 
         Raises:
             ValueError: The net cannot take this size; the message names the nearest valid ones.
         """
-        for size in input_shape:
-            if size < 1 or size % self.size_multiple:
-                lower = (size // self.size_multiple) * self.size_multiple
-                upper = _round_up(size, self.size_multiple)
-                nearest = f"{lower} or {upper}" if lower >= self.size_multiple else f"{upper}"
+        self._check_shape_length(input_shape)
+        multiples = self.size_multiples
+        uniform = len(set(multiples)) == 1
+        for axis, (size, multiple) in enumerate(zip(input_shape, multiples)):
+            if size < 1 or size % multiple:
+                lower = (size // multiple) * multiple
+                upper = _round_up(size, multiple)
+                nearest = f"{lower} or {upper}" if lower >= multiple else f"{upper}"
+                axis_name = "DHW"[-len(multiples) :][axis]
+                which = "input sides" if uniform else f"the {axis_name} side"
                 raise ValueError(
-                    f"{self.arch} needs input sides divisible by {self.size_multiple}; "
+                    f"{self.arch} needs {which} divisible by {multiple}; "
                     f"{size} is not (nearest valid sizes: {nearest})"
                 )
-        return tuple(int(s) - 2 * self.margin for s in input_shape)  # type: ignore[return-value]
+        return tuple(int(s) - 2 * self.margin for s in input_shape)
 
     def encoder_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the contracting path (what "freeze encoder" freezes)."""
         raise NotImplementedError
 
     def check_input(self, image: torch.Tensor) -> None:
-        """Raise a clear error unless ``image`` is ``(B, in_channels, H, W)``."""
-        if image.ndim != 4:
+        """Raise a clear error unless ``image`` is ``(B, in_channels, H, W)`` (``D, H, W`` in 3-D)."""
+        if image.ndim != 2 + self.spatial_dims:
+            names = "depth, height, width" if self.spatial_dims == 3 else "height, width"
+            if image.ndim in (4, 5):  # a 2-D batch given to a 3-D net or the reverse
+                given = "a volume" if image.ndim == 5 else "a 2-D image"
+                raise UserInputError(
+                    f"{self.arch} is a {self.spatial_dims}-D model: it takes (batch, channels, "
+                    f"{names}) tensors but got {given} batch of shape {tuple(image.shape)}; use "
+                    f"a {image.ndim - 2}-D model for this data."
+                )
             raise ValueError(
-                f"{self.arch} expects a (batch, channels, height, width) tensor, "
+                f"{self.arch} expects a (batch, channels, {names}) tensor, "
                 f"got shape {tuple(image.shape)}"
             )
         if image.shape[1] != self.in_channels:
@@ -134,6 +172,34 @@ class SegmentationNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, config={self.config}"
+
+
+def require_spatial_dims(model: Any, spatial_dims: int, *, what: str) -> None:
+    """Refuse ``model`` in one sentence unless it works on ``spatial_dims``-D data.
+
+    Plain modules without ``spatial_dims`` count as 2-D.
+
+    Args:
+        model: A network (or anything with ``spatial_dims`` and ``arch``).
+        spatial_dims: 2 or 3, what the caller handles.
+        what: The caller, e.g. ``"slice-by-slice prediction"``, named in the message.
+
+    Raises:
+        UserInputError: ``"unet3d is a 3-D model: ..."`` when the dimensions differ.
+    """
+    dims = int(getattr(model, "spatial_dims", 2))
+    if dims == spatial_dims:
+        return
+    name = getattr(model, "arch", "") or type(model).__name__
+    if dims == 3:
+        raise UserInputError(
+            f"{name} is a 3-D model: {what} runs 2-D models only; use a 2-D model (e.g. unet) "
+            "here."
+        )
+    raise UserInputError(
+        f"{name} is a 2-D model: {what} runs 3-D models only; use a 3-D model (unet3d or "
+        "unet3d_aniso) here, or predict the volume slice by slice with this one."
+    )
 
 
 class UShapedNet(SegmentationNet):

@@ -59,6 +59,15 @@ def _lookup(name: str) -> type[SegmentationNet]:
         ) from None
 
 
+def architecture_spatial_dims(name: str) -> int:
+    """2 or 3: whether architecture ``name`` works on images or on volumes (no model is built).
+
+    Raises:
+        ValueError: Unknown ``name`` (the message lists the known names).
+    """
+    return int(_lookup(name).spatial_dims)
+
+
 def default_config(name: str) -> dict[str, Any]:
     """The default settings of architecture ``name`` as a plain dict."""
     return _lookup(name).config_class().to_dict()
