@@ -162,7 +162,7 @@ def test_valid_margin_is_where_the_output_sits_in_the_input():
     volume = torch.randn(1, 2, *big)
     with torch.no_grad():
         full = net(volume)
-        crop = net(volume[:, :, 4 : 4 + shape[0], 8 : 8 + shape[1], :shape[2]])
+        crop = net(volume[:, :, 4 : 4 + shape[0], 8 : 8 + shape[1], : shape[2]])
     out = net.output_shape(shape)
     expected = full[:, :, 4 : 4 + out[0], 8 : 8 + out[1], : out[2]]
     assert torch.allclose(crop, expected, atol=1e-5)
@@ -179,7 +179,9 @@ def test_parameter_count_is_the_papers():
     batch_norm = sum(
         p.numel() for m in net.modules() if isinstance(m, nn.BatchNorm3d) for p in m.parameters()
     )
-    conv_biases = sum(m.out_channels for m in net.modules() if type(m) is nn.Conv3d and m.bias is None)
+    conv_biases = sum(
+        m.out_channels for m in net.modules() if type(m) is nn.Conv3d and m.bias is None
+    )
     up_biases = sum(m.bias.numel() for m in net.modules() if isinstance(m, nn.ConvTranspose3d))
     assert total - batch_norm + conv_biases - up_biases == 19_069_955  # Çiçek et al.'s figure
 

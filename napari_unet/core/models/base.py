@@ -123,7 +123,7 @@ class SegmentationNet(nn.Module):
         return tuple(_round_up(int(s), m) for s, m in zip(shape, self.size_multiples))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial shape of the logits for an input of ``input_shape`` (``(H, W)`` or ``(D, H, W)``).
+        """Spatial shape of the logits for ``input_shape`` (``(H, W)``, or ``(D, H, W)`` in 3-D).
 
         Raises:
             ValueError: The net cannot take this size; the message names the nearest valid ones.
@@ -149,7 +149,7 @@ class SegmentationNet(nn.Module):
         raise NotImplementedError
 
     def check_input(self, image: torch.Tensor) -> None:
-        """Raise a clear error unless ``image`` is ``(B, in_channels, H, W)`` (``D, H, W`` in 3-D)."""
+        """Raise a clear error unless ``image`` is ``(B, in_channels, H, W)`` (3-D: ``D, H, W``)."""
         if image.ndim != 2 + self.spatial_dims:
             names = "depth, height, width" if self.spatial_dims == 3 else "height, width"
             if image.ndim in (4, 5):  # a 2-D batch given to a 3-D net or the reverse
@@ -193,8 +193,7 @@ def require_spatial_dims(model: Any, spatial_dims: int, *, what: str) -> None:
     name = getattr(model, "arch", "") or type(model).__name__
     if dims == 3:
         raise UserInputError(
-            f"{name} is a 3-D model: {what} runs 2-D models only; use a 2-D model (e.g. unet) "
-            "here."
+            f"{name} is a 3-D model: {what} runs 2-D models only; use a 2-D model (e.g. unet) here."
         )
     raise UserInputError(
         f"{name} is a 2-D model: {what} runs 3-D models only; use a 3-D model (unet3d or "

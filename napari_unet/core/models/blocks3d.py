@@ -30,7 +30,7 @@ def center_crop_nd(features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def pad_to_nd(features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Zero-pad the trailing axes of ``features`` symmetrically (extra voxel at the end) to ``size``."""
+    """Zero-pad the trailing axes of ``features`` symmetrically (extra voxel last) to ``size``."""
     pads: list[int] = []
     for have, want in reversed(list(zip(features.shape[-len(size) :], size))):
         extra = max(int(want) - int(have), 0)

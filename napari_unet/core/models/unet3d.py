@@ -61,7 +61,7 @@ PADDINGS = ("valid", "same")
 
 
 def he_init_nd(module: nn.Module) -> None:
-    """Gaussian init with std sqrt(2/N) (N = incoming nodes of one neuron), zero biases (2-D/3-D)."""
+    """Gaussian init, std sqrt(2/N) (N = incoming nodes of one neuron), zero biases (2-D/3-D)."""
     if isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
         taps = math.prod(max(k // s, 1) for k, s in zip(module.kernel_size, module.stride))
         fan_in = module.in_channels * taps
@@ -218,7 +218,7 @@ class UNet3D(_UNet3DBase):
         return self._margin
 
     def valid_input_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The smallest accepted ``(D', H', W') >= shape`` (valid: every max-pool sees even sizes)."""
+        """The smallest accepted ``(D', H', W') >= shape`` (valid: max-pools see even sizes)."""
         if self.padded:
             return super().valid_input_shape(shape)
         self._check_shape_length(shape)
