@@ -139,8 +139,12 @@ def test_padded_output_shape_refuses_sides_not_divisible():
     net = small("padded")
     with pytest.raises(ValueError, match=r"divisible by 4; 6 is not"):
         net.output_shape((8, 6, 8))
-    with pytest.raises(ValueError, match=r"3-D model .*\(D, H, W\)"):
+    with pytest.raises(UserInputError, match=r"unet3d is a 3-D model: .*\(D, H, W\)"):
         net.output_shape((8, 8))
+    with pytest.raises(UserInputError, match=r"unet3d is a 3-D model: .*use a 2-D model"):
+        net.valid_input_shape((32, 32))  # what 2-D training asks for its patches
+    with pytest.raises(UserInputError, match=r"unet is a 2-D model: .*use a 3-D model"):
+        build_model("unet", depth=1, base_channels=2).valid_input_shape((4, 32, 32))
 
 
 def test_valid_margin_matches_the_paper_and_the_hand_computation():

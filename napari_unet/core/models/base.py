@@ -94,9 +94,10 @@ class SegmentationNet(nn.Module):
     def _check_shape_length(self, shape: tuple[int, ...]) -> None:
         if len(shape) != self.spatial_dims:
             names = "(D, H, W)" if self.spatial_dims == 3 else "(H, W)"
-            raise ValueError(
-                f"{self.arch} is a {self.spatial_dims}-D model and takes {names} shapes, "
-                f"got {tuple(shape)}"
+            other = "a 3-D model (unet3d, unet3d_aniso)" if len(shape) == 3 else "a 2-D model"
+            raise UserInputError(
+                f"{self.arch} is a {self.spatial_dims}-D model: it takes {names} shapes, got "
+                f"{tuple(shape)}; use {other} for this data."
             )
 
     @property
