@@ -16,6 +16,11 @@ from napari_unet.core.models import (
     build_model,
     list_architectures,
 )
+from napari_unet.core.models.context25d import (
+    context_channels,
+    neighbour_indices,
+    stack_neighbour_slices,
+)
 from napari_unet.core.models.pooling import conv_kernel_schedule, pooling_schedule
 from napari_unet.core.predict import predict
 
@@ -305,3 +310,75 @@ def test_predict_refuses_a_3d_model_clearly_and_leaves_the_image_alone():
         predict(net, volume, "ZYX", task="semantic")
     assert "\n" not in str(info.value)
     assert np.array_equal(volume, before)
+
+
+# --- 2.5-D: neighbouring slices as channels of a 2-D net -------------------------------------
+
+
+def test_neighbour_indices_mirror_at_the_ends():
+    assert neighbour_indices(5, 1).tolist() == [
+        [1, 0, 1],
+        [0, 1, 2],
+        [1, 2, 3],
+        [2, 3, 4],
+        [3, 4, 3],
+    ]
+    assert neighbour_indices(3, 2)[0].tolist() == [2, 1, 0, 1, 2]
+    assert neighbour_indices(1, 2).tolist() == [[0] * 5]  # a Z axis of 1: the slice repeated
+    assert neighbour_indices(4, 0).tolist() == [[0], [1], [2], [3]]
+
+
+def test_stack_neighbour_slices_layout_numpy_and_torch():
+    volume = np.arange(2 * 4 * 3 * 3).reshape(2, 4, 3, 3).astype(np.uint16)  # (C, Z, Y, X)
+    before = volume.copy()
+    stacked = stack_neighbour_slices(volume, 1)
+    assert stacked.shape == (4, 6, 3, 3) and stacked.dtype == np.uint16
+    # slice 2: channels (z-1, c0), (z-1, c1), (z, c0), (z, c1), (z+1, c0), (z+1, c1)
+    for j, z in enumerate((1, 2, 3)):
+        for c in range(2):
+            assert np.array_equal(stacked[2, j * 2 + c], volume[c, z])
+    assert np.array_equal(stacked[0, 0], volume[0, 1])  # mirrored above the first slice
+    assert np.array_equal(volume, before)
+    tensor = stack_neighbour_slices(torch.from_numpy(volume.astype(np.float32)), 1)
+    assert torch.equal(tensor, torch.from_numpy(stacked.astype(np.float32)))
+    assert np.array_equal(stack_neighbour_slices(volume, 0), volume.transpose(1, 0, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("volume", "radius", "match"),
+    [
+        (np.zeros((4, 8, 8)), 1, r"\(C, Z, Y, X\) volume"),
+        (np.zeros((1, 4, 8, 8)), -1, "radius"),
+        (np.zeros((1, 4, 8, 8)), 2.0, "radius"),
+        (np.zeros((1, 0, 8, 8)), 1, "no slices"),
+    ],
+)
+def test_stack_neighbour_slices_refuses_bad_input(volume, radius, match):
+    with pytest.raises(UserInputError, match=match):
+        stack_neighbour_slices(volume, radius)
+
+
+def test_25d_net_uses_the_neighbouring_slice_a_2d_net_cannot():
+    """Target of slice z = the squares of slice z + 1: learnable with context, not without."""
+    rng = np.random.default_rng(0)
+    volume = np.zeros((1, 10, 16, 16), np.float32)
+    for z in range(10):
+        for _ in range(3):
+            y, x = rng.integers(0, 12, 2)
+            volume[0, z, y : y + 5, x : x + 5] = 1.0
+    target = torch.from_numpy(volume[0, neighbour_indices(10, 1)[:, 2]].astype(np.int64))
+    accuracy = {}
+    for radius in (0, 1):
+        torch.manual_seed(0)
+        net = build_model("unet", depth=1, base_channels=4, in_channels=context_channels(1, radius))
+        batch = torch.from_numpy(stack_neighbour_slices(volume, radius))
+        optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+        for _ in range(40):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(batch), target).backward()
+            optimizer.step()
+        net.eval()
+        with torch.no_grad():
+            accuracy[radius] = (net(batch).argmax(1) == target).float().mean().item()
+    assert accuracy[1] > 0.97
+    assert accuracy[0] < accuracy[1] - 0.1
