@@ -95,13 +95,16 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         return cls(root, index, readonly=False)
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, *, readonly: bool = False) -> Session:
+    def open(
+        cls, folder: str | os.PathLike, *, readonly: bool = False, wait: float = OPEN_TIMEOUT
+    ) -> Session:
         """Open an existing session, validating every entry of its index.
 
         A writer (``readonly=False``) also gives back the disk that interrupted saves, killed
         trainers and finished runs used — only files the session wrote, each logged
         (:mod:`napari_unet.session.reclaim`). A folder that cannot be written still opens;
-        saving then raises ``SessionWriteError``.
+        saving then raises ``SessionWriteError``. ``wait``: seconds to wait for a writer busy
+        saving (a background process such as the trainer may wait longer than a person).
 
         Raises:
             SessionError: no session there, a damaged or newer index, or a path that leaves the
@@ -118,7 +121,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             session = cls(root, cls._read_index(root), readonly=True)
         else:
             try:
-                with writer_lock(root, timeout=OPEN_TIMEOUT, opening=True):
+                with writer_lock(root, timeout=wait, opening=True):
                     session = cls(root, cls._read_index(root), readonly=False)
                     reclaim(root, referenced_files(session._index))
             except OSError as err:

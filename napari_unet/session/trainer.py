@@ -147,7 +147,8 @@ class Trainer:
         self._locks: list[int] = []
         try:
             self._hold_resume_run()  # before opening: the open reclaims finished runs
-            self.session = Session.open(request.session)
+            # a background process: wait for a big save of napari's rather than fail at once
+            self.session = Session.open(request.session, wait=30.0)
             self.start_path, self.parent = resolve_start(self.session, request.start_from)
             self.info = read_checkpoint_info(self.start_path)
             self.normalization = self.info.normalization_config()
