@@ -62,6 +62,29 @@ def test_reviewed_slice_becomes_a_new_version(tmp_path, start):
     assert list((folder / "runs").glob("*/latest.pt")), "latest.pt kept for resume"
 
 
+def test_issue15_point9_each_start_reclaims_finished_runs(tmp_path, start):
+    folder = tmp_path / "session"
+    make_session(folder)
+    req = request(folder, start, train={"steps": 2, "val_fraction": 0.0})
+    for _ in range(3):
+        assert isinstance(run_inline(req)[-1], TrainerFinished)
+    runs = folder / "runs"
+    # the third start reclaimed the first run whole and the second's best.pt
+    assert len([p for p in runs.rglob("*") if p.is_file() and p.name != ".lock"]) == 3
+    session = Session.open(folder)
+    left = sorted(p.relative_to(runs).as_posix() for p in runs.rglob("*") if p.is_file())
+    assert len(left) == 2 and left[1].endswith("/latest.pt"), left  # what resuming needs
+    assert left[0].endswith("/.lock")  # the run's marker stays with its folder
+    registered = {session.version_path(v.id) for v in session.versions()}
+    assert set((folder / "models").iterdir()) == registered and len(registered) == 3
+    resumed = run_inline(
+        request(
+            folder, start, resume_from=str(runs / left[1]), train={"steps": 4, "val_fraction": 0.0}
+        )
+    )
+    assert isinstance(resumed[-1], TrainerFinished), resumed[-1]
+
+
 def test_start_from_a_version_and_validation_gate(tmp_path, start):
     folder = tmp_path / "session"
     make_session(folder)
@@ -220,3 +243,7 @@ def test_sigkill_at_random_points_never_damages_the_session(tmp_path, start):
         registered = now
         events.close()
     assert registered, "no run lived long enough to publish a version"
+    # issue 15 point 9: what the killed runs left is given back (only the newest latest.pt stays)
+    runs = folder / "runs"
+    assert not list(runs.rglob(".*.tmp")) and not list(runs.rglob("best.pt"))
+    assert len(list(runs.rglob("latest.pt"))) <= 1

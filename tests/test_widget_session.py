@@ -338,3 +338,33 @@ def test_a_lazy_image_without_a_file_is_copied_only_when_it_fits(
     entry = session.image("img0001")
     assert entry.copy is not None  # no file to reference: stored as a copy
     np.testing.assert_array_equal(session.load_image("img0001"), np.ones((3, 32, 32)))
+
+
+def test_issue15_point9_the_dock_shows_the_session_disk_use(make_napari_viewer, qtbot):
+    from napari_unet._widgets.disk_use import human_size
+
+    assert [human_size(n) for n in (512, 42_000_000, 1_234_000_000)] == [
+        "512 bytes",
+        "42 MB",
+        "1.2 GB",
+    ]
+    viewer = make_napari_viewer()
+    add_pair(viewer, predicted_stack())
+    panel = make_panel(viewer, qtbot)
+    session = panel.create_session()
+    qtbot.waitUntil(lambda: on_disk(session.root)[1] == ["predicted"] * 3, timeout=TIMEOUT)
+
+    def shown() -> str:
+        return panel.disk_label.text()
+
+    qtbot.waitUntil(
+        lambda: shown() == f"Session: {human_size(session.disk_usage())} on disk", timeout=TIMEOUT
+    )
+    before = shown()
+    big = session.new_version_path()
+    big.write_bytes(np.random.default_rng(0).bytes(3_000_000))
+    session.add_version(big, validate=None)
+    panel.loop_state.add_version("v001")  # as the Fine-tune dock does when a version arrives
+    qtbot.waitUntil(lambda: shown() != before, timeout=TIMEOUT)
+    assert shown() == f"Session: {human_size(session.disk_usage())} on disk"
+    assert "MB" in shown()

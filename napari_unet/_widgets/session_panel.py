@@ -5,7 +5,9 @@ a file under the user's data folder named after the layer
 (:func:`napari_unet.session.paths.default_session_folder`). "Open session…" restores every image,
 its labels (with the prediction snapshot and the reviewed mask) and the reviewed overlay. Every
 edit is then saved by :class:`~napari_unet._widgets.autosave.Autosave` a moment after the last
-brush stroke; the panel shows when the last save happened, or a red line when it failed.
+brush stroke; the panel shows when the last save happened, or a red line when it failed, and
+how much disk the session takes (measured in a thread when it opens, after saves and new
+versions).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from qtpy.QtWidgets import (
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets.autosave import Autosave
+from napari_unet._widgets.disk_use import DiskUseLabel
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet.core.axes import StackLayout
@@ -131,6 +134,7 @@ class SessionPanel(QWidget):
 
         self.path_label = QLabel("No session: corrections are not saved.", wordWrap=True)
         self.state_label = QLabel("", wordWrap=True)
+        self.disk_label = DiskUseLabel()
         self.create_button = QPushButton(
             "Create session",
             toolTip="Save corrections next to the "
@@ -148,6 +152,7 @@ class SessionPanel(QWidget):
         column.addLayout(row)
         column.addWidget(self.path_label)
         column.addWidget(self.state_label)
+        column.addWidget(self.disk_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(box)
@@ -157,6 +162,9 @@ class SessionPanel(QWidget):
         self.open_button.clicked.connect(lambda: self._guard(self._ask_open))
         self.add_button.clicked.connect(lambda: self._guard(self.add_labels_layer))
         self.autosave.saved.connect(lambda _: self._show_state())
+        self.autosave.saved.connect(lambda _: self.measure_disk())
+        # a bound method, not a lambda: the viewer's loop state must not keep this panel alive
+        self.loop_state.version_added.connect(self.measure_disk)
         self.autosave.failed.connect(self._on_failed)
         self.autosave.slices_saved.connect(self._publish_reviewed)
         self.autosave.busy.connect(lambda busy: busy and self.state_label.setText("saving…"))
@@ -393,7 +401,12 @@ class SessionPanel(QWidget):
         self._clock.start()
         self._install_close_hook()
         self._show_state()
+        self.measure_disk()
         self.loop_state.set_session(session)
+
+    def measure_disk(self, *_: Any) -> None:
+        """Update "Session: … on disk" (measured in a thread)."""
+        self.disk_label.measure(self.session)
 
     def _publish_reviewed(self, image_id: str, slices: list) -> None:
         """Tell the loop (keep-learning) which saved slices hold corrections."""

@@ -311,8 +311,13 @@ def _describe_foreign(path: Path, payload: Any) -> str:
     )
 
 
-def _load_payload(path: str | os.PathLike, *, map_location: Any, mmap: bool = False) -> dict:
-    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError."""
+def _load_payload(
+    path: str | os.PathLike, *, map_location: Any, mmap: bool = False, verify: bool | None = None
+) -> dict:
+    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError.
+
+    ``verify`` (default: when not ``mmap``) checks every stored CRC first, reading the file once.
+    """
     import torch
 
     path = Path(path)
@@ -334,7 +339,9 @@ def _load_payload(path: str | os.PathLike, *, map_location: Any, mmap: bool = Fa
         else:
             reason = "it is not a PyTorch checkpoint file"
         raise CheckpointError(f"cannot load {path}: {reason}; copy or download it again.")
-    if not mmap:  # torch does not check the CRCs: a flipped byte in the weights would load
+    if verify is None:
+        verify = not mmap
+    if verify:  # torch does not check the CRCs: a flipped byte in the weights would load
         try:
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
@@ -386,13 +393,19 @@ def _info_from_payload(path: Path, payload: dict) -> CheckpointInfo:
         raise CheckpointError(f"{path} has an invalid model description ({err}).") from None
 
 
-def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+def read_checkpoint_info(path: str | os.PathLike, *, verify: bool = False) -> CheckpointInfo:
     """The description stored in a checkpoint, without building the model (weights memory-mapped).
+
+    Args:
+        path: the checkpoint file.
+        verify: also check the whole file's integrity as :func:`load_checkpoint` does (every
+            CRC of the zip; one read of the file): a flipped byte in the weights is refused.
+            Without it only the description is read, so such damage goes unnoticed.
 
     Raises:
         CheckpointError: missing, damaged, foreign, unsafe or newer file.
     """
-    payload = _load_payload(path, map_location="cpu", mmap=True)
+    payload = _load_payload(path, map_location="cpu", mmap=True, verify=verify)
     return _info_from_payload(Path(path), payload)
 
 

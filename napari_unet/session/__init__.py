@@ -13,6 +13,7 @@ Folder layout::
       reviewed/<id>/<slice>-<n>.npz      reviewed mask (bool) of one slice
       snapshots/<id>/<slice>-<n>.npz     the model's prediction, to tell edits apart
       models/<name>.pt                   model versions (checkpoints), registered in the index
+      runs/<run id>/latest.pt            a trainer's run (only the newest is kept, for resuming)
 
 Images with a file (TIFF/PNG, or a ``.zarr`` folder, which is read lazily) are referenced by
 absolute path and only ever read. Every path in the index is checked: data paths must stay inside
@@ -23,7 +24,12 @@ read or write elsewhere (:class:`SessionError` names the bad entry).
 Crash safety: a save writes new files under never-used names (``<n>`` counts up), then replaces
 ``session.json`` atomically, then deletes the files it replaced. Killed at any instant, the
 session opens at the last completed save; leftovers are removed when it is next opened for
-writing. A full or read-only disk raises :class:`SessionWriteError` and changes nothing.
+writing — only files named the way the session names them, each removal logged; any other file
+in the folder is left alone (:mod:`~napari_unet.session.reclaim`). A full or read-only disk
+raises :class:`SessionWriteError` and changes nothing. Two programs may write one session:
+a save over a slice that the other one changed meanwhile is refused
+(:class:`SessionConflictError`), and a session locked by a program busy writing says so at once
+(:class:`SessionBusyError`, naming the process).
 
 Slices: a 2-D image has slice 0; a stack (axes with ``T``/``Z``/``S``) has one slice per
 position of its flattened stack axes (``core.axes.to_stack``). Per slice the index keeps a status
@@ -39,7 +45,12 @@ Example:
 """
 
 from napari_unet.session.entries import ImageEntry, SliceData, SliceEntry, VersionEntry
-from napari_unet.session.errors import SessionError, SessionWriteError
+from napari_unet.session.errors import (
+    SessionBusyError,
+    SessionConflictError,
+    SessionError,
+    SessionWriteError,
+)
 from napari_unet.session.paths import default_session_folder, user_sessions_dir
 from napari_unet.session.session import Session
 from napari_unet.session.tracking import (
@@ -56,6 +67,8 @@ __all__ = [
     "STATUSES",
     "ImageEntry",
     "Session",
+    "SessionBusyError",
+    "SessionConflictError",
     "SessionError",
     "SessionWriteError",
     "SliceData",

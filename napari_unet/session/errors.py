@@ -11,3 +11,11 @@ class SessionError(UserInputError):
 
 class SessionWriteError(SessionError):
     """Saving failed (disk full, read-only folder); the files on disk are still the last save."""
+
+
+class SessionBusyError(SessionWriteError):
+    """Another program holds the session's writer lock (the message names it when it can)."""
+
+
+class SessionConflictError(SessionError):
+    """A slice was changed by another program since this one read it; nothing was saved."""

@@ -4,7 +4,13 @@ Every change is one transaction under the session's writer lock (so napari and a
 can both write): re-read the index if another process changed it, write new data files under
 never-used names, then replace ``session.json`` atomically — the commit — and only then delete the
 files it no longer names. A process killed at any instant leaves the previous index, whose files
-are all intact; what the interrupted save wrote is removed at the next open.
+are all intact; what the interrupted save wrote is removed at the next open (only files named the
+way the session names them: see :mod:`napari_unet.session.reclaim`).
+
+Two programs may write one session (napari and a trainer, or two napari windows): each save of a
+slice checks that the slice is still as this ``Session`` last knew it (when it was opened, or its
+own last save), and refuses with :class:`SessionConflictError` rather than overwrite another
+program's change.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from napari_unet.session.index import (
     validate_index,
 )
 from napari_unet.session.paths import check_inside, check_source, is_zarr_source
-from napari_unet.session.slices import SlicesMixin
+from napari_unet.session.reclaim import disk_usage, reclaim
+from napari_unet.session.slices import SlicesMixin, slice_tokens
 from napari_unet.session.store import (
     LOCK_NAME,
-    clean_orphans,
+    OPEN_TIMEOUT,
     remove_files,
     write_error,
     writer_lock,
@@ -60,6 +67,8 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         self.readonly = readonly
         self._index = index
         self._stamp = self._index_stamp()
+        #: What this object last knew of each stored slice (see ``SlicesMixin.save_slices``).
+        self._base = slice_tokens(index)
         #: Problems found when opening (missing data files), as sentences; those slices reset.
         self.problems: list[str] = []
 
@@ -73,18 +82,12 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             SessionWriteError: the folder cannot be written.
         """
         root = Path(folder).expanduser().absolute()
-        if (root / INDEX_NAME).exists():
-            raise SessionError(f"{root} already holds a session; open it instead.")
-        if root.exists() and (
-            not root.is_dir() or any(p.name != LOCK_NAME for p in root.iterdir())
-        ):
-            raise SessionError(
-                f"{root} is not an empty folder; choose a new or empty folder for the session."
-            )
+        _check_can_create(root)  # before anything is written into a folder that is not ours
         index = new_index(name or root.name)
         try:
             root.mkdir(parents=True, exist_ok=True)
             with writer_lock(root):
+                _check_can_create(root)  # again, under the lock: another creator may have won
                 atomic_write_json(root / INDEX_NAME, index)
         except OSError as err:
             raise write_error(root, err) from None
@@ -92,15 +95,22 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         return cls(root, index, readonly=False)
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, *, readonly: bool = False) -> Session:
+    def open(
+        cls, folder: str | os.PathLike, *, readonly: bool = False, wait: float = OPEN_TIMEOUT
+    ) -> Session:
         """Open an existing session, validating every entry of its index.
 
-        A writer (``readonly=False``) also removes what an interrupted save left behind.
-        A folder that cannot be written still opens; saving then raises ``SessionWriteError``.
+        A writer (``readonly=False``) also gives back the disk that interrupted saves, killed
+        trainers and finished runs used — only files the session wrote, each logged
+        (:mod:`napari_unet.session.reclaim`). A folder that cannot be written still opens;
+        saving then raises ``SessionWriteError``. ``wait``: seconds to wait for a writer busy
+        saving (a background process such as the trainer may wait longer than a person).
 
         Raises:
             SessionError: no session there, a damaged or newer index, or a path that leaves the
                 session (the message names the entry).
+            SessionBusyError: another program is writing to it right now (it is named when the
+                lock says which).
         """
         root = Path(folder).expanduser().absolute()
         if not (root / INDEX_NAME).is_file():
@@ -111,15 +121,16 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             session = cls(root, cls._read_index(root), readonly=True)
         else:
             try:
-                with writer_lock(root):
+                with writer_lock(root, timeout=wait, opening=True):
                     session = cls(root, cls._read_index(root), readonly=False)
-                    clean_orphans(root, referenced_files(session._index))
+                    reclaim(root, referenced_files(session._index))
             except OSError as err:
                 if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                     raise write_error(root, err) from None
                 logger.warning("session %s is not writable; saving will fail", root)
                 session = cls(root, cls._read_index(root), readonly=False)
         session.problems = drop_missing_files(root, session._index)
+        session._base = slice_tokens(session._index)
         for problem in session.problems:
             logger.warning("session %s: %s", root, problem)
         return session
@@ -129,7 +140,12 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         """Open the session in ``folder``, or create it when there is none."""
         if (Path(folder).expanduser() / INDEX_NAME).is_file():
             return cls.open(folder)
-        return cls.create(folder, name=name)
+        try:
+            return cls.create(folder, name=name)
+        except SessionError:
+            if not (Path(folder).expanduser() / INDEX_NAME).is_file():
+                raise
+            return cls.open(folder)  # another program created it a moment ago
 
     @staticmethod
     def _read_index(root: Path) -> dict:
@@ -189,6 +205,10 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
                 remove_files(self.root, written)
             raise
         return result
+
+    def disk_usage(self) -> int:
+        """Bytes the session folder takes on disk (its own files; image sources not counted)."""
+        return disk_usage(self.root)
 
     # ------------------------------------------------------------------ images
     @property
@@ -252,6 +272,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             raise SessionError(f"image {name!r} has no file and no data; give one of them.")
         shape = tuple(int(s) for s in np.shape(image))
         dtype = np.dtype(image.dtype) if hasattr(image, "dtype") else np.asarray(image).dtype
+        _check_image(name, shape, dtype)
         try:
             axes = check_axes(axes, shape)
         except ValueError as err:
@@ -311,3 +332,33 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             return None, files + ([raw["copy"]] if raw.get("copy") else [])
 
         self._mutate(change)
+        self._base = {k: v for k, v in self._base.items() if k[0] != image_id}
+
+
+def _check_can_create(root: Path) -> None:
+    """Refuse a folder that holds a session or anything else (its lock and temporary index
+    files apart, which a creator racing with us writes)."""
+    if (root / INDEX_NAME).exists():
+        raise SessionError(f"{root} already holds a session; open it instead.")
+    if root.exists() and (
+        not root.is_dir()
+        or any(
+            p.name != LOCK_NAME and not p.name.startswith(f".{INDEX_NAME}.") for p in root.iterdir()
+        )
+    ):
+        raise SessionError(
+            f"{root} is not an empty folder; choose a new or empty folder for the session."
+        )
+
+
+def _check_image(name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse an image the session could never predict or train on."""
+    if not shape or 0 in shape:
+        raise SessionError(
+            f"image {name!r} is empty (shape {shape}); add an image with at least one pixel."
+        )
+    if dtype.kind not in "biuf":
+        raise SessionError(
+            f"image {name!r} has {dtype} pixels, which cannot be segmented; give a real-valued "
+            "image (integer or floating point), e.g. the magnitude of a complex image."
+        )

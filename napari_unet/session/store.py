@@ -1,4 +1,4 @@
-"""Files of a session: compressed arrays, the writer lock, write errors, and crash clean-up.
+"""Files of a session: compressed arrays, the writer and run locks, and write errors.
 
 Arrays are stored one per file as ``.npz`` (a zip holding ``array.npy``, deflate level 1):
 numpy reads it with ``allow_pickle=False``, and a 4096² label image of ~3,000 cells takes about
@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
+import socket
+import sys
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -20,14 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.core.atomic import atomic_write_with
-from napari_unet.session.errors import SessionError, SessionWriteError
+from napari_unet.session.errors import SessionBusyError, SessionError, SessionWriteError
 
 logger = logging.getLogger(__name__)
 
 #: Name of the lock file that serialises writers (napari and the trainer) of one session.
 LOCK_NAME = ".lock"
-#: Sub-folders whose files belong to the index (orphans there are removed after a crash).
-DATA_FOLDERS: tuple[str, ...] = ("labels", "reviewed", "snapshots", "images")
 _MEMBER = "array.npy"
 
 
@@ -81,38 +82,164 @@ def write_error(root: Path, err: OSError) -> SessionWriteError:
     )
 
 
+#: Seconds :meth:`Session.open` waits for the writer lock before saying who holds it (a save
+#: by napari or a trainer holds it well under a second).
+OPEN_TIMEOUT = 2.0
+
+
 @contextlib.contextmanager
-def writer_lock(root: Path, *, timeout: float = 30.0) -> Iterator[None]:
+def writer_lock(root: Path, *, timeout: float = 30.0, opening: bool = False) -> Iterator[None]:
     """Hold the session's exclusive writer lock (released by the OS if the process dies).
+
+    While held, the lock file records who holds it (process id, host, program, since when), so
+    a program that finds the session locked can say which one has it open.
+
+    Args:
+        root: the session folder. timeout: seconds to wait for another writer.
+        opening: the lock is taken to open the session (changes the wording of the error).
 
     Raises:
         OSError: the lock file cannot be created (read-only folder).
-        SessionWriteError: another process held the lock for ``timeout`` seconds.
+        SessionBusyError: another process held the lock for ``timeout`` seconds.
     """
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(root / LOCK_NAME, flags, 0o644)
-    except OSError as err:
-        if err.errno != errno.ELOOP:
-            raise
-        raise SessionError(
-            f"{root / LOCK_NAME} is a link to another file; the session folder was damaged or "
-            "crafted, so it is not used — open only sessions you trust."
-        ) from None
+    fd = _open_lock(root / LOCK_NAME, root)
     try:
         deadline = time.monotonic() + timeout
         while not _try_lock(fd):
             if time.monotonic() > deadline:
-                raise SessionWriteError(
-                    f"Could not save the session to {root}: another program has been writing "
-                    f"to it for {timeout:.0f} s — your corrections are still in napari; close "
-                    "the other program or choose another session folder."
-                )
+                raise busy_error(root, timeout=timeout, opening=opening)
             time.sleep(0.01)
+        _record_owner(fd, _owner())
         try:
             yield
         finally:
+            _record_owner(fd, b"")
             _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_lock(path: Path, root: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise SessionError(
+            f"{path} is a link to another file; the session folder was damaged or "
+            "crafted, so it is not used — open only sessions you trust."
+        ) from None
+
+
+def _owner() -> bytes:
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "program": program or "python",
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    ).encode()
+
+
+def _record_owner(fd: int, data: bytes) -> None:
+    """Write (or clear) the holder's description into the lock file; best effort."""
+    if not hasattr(os, "pwrite"):  # Windows locks the bytes themselves: nobody could read them
+        return
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        if data:
+            os.pwrite(fd, data, 0)
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the lock at ``path``, in words (None when unknown or its process is gone)."""
+    try:
+        with open(path, "rb") as handle:
+            owner = json.loads(handle.read(4096).decode("utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host == socket.gethostname() and not _alive(pid):
+        return None  # a stale description: the process died (the OS freed its lock)
+    program = str(owner.get("program") or "python")[:60]
+    since = str(owner.get("since") or "")[:40]
+    return f"process {pid} ({program}) on {host}" + (f" since {since}" if since else "")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else (or not checkable here)
+        return True
+    return True
+
+
+def busy_error(root: Path, *, timeout: float, opening: bool) -> SessionBusyError:
+    """The user-facing error when another program holds the writer lock."""
+    who = lock_holder(root / LOCK_NAME)
+    holder = f"another program ({who})" if who else "another program"
+    if opening:
+        return SessionBusyError(
+            f"The session {root} is open in {holder}, which is writing to it right now; close "
+            "that program or let it finish, then open the session again."
+        )
+    return SessionBusyError(
+        f"Could not save the session to {root}: it is open in {holder}, which has been "
+        f"writing to it for {timeout:.0f} s — your corrections are still in napari; close the "
+        "other program or choose another session folder."
+    )
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Mark a trainer run folder as in use for as long as the context (or the process) lives.
+
+    Raises:
+        OSError: the lock file cannot be created.
+        SessionBusyError: another process already holds it.
+    """
+    fd = hold_run_lock(folder)
+    try:
+        yield
+    finally:
+        release_run_lock(fd)
+
+
+def hold_run_lock(folder: Path) -> int:
+    """Take the lock of a run folder and return its descriptor (see :func:`release_run_lock`)."""
+    fd = _open_lock(folder / LOCK_NAME, folder)
+    if not _try_lock(fd):
+        os.close(fd)
+        raise SessionBusyError(f"the training run {folder} is in use by another trainer.")
+    _record_owner(fd, _owner())
+    return fd
+
+
+def release_run_lock(fd: int) -> None:
+    """Release a lock taken by :func:`hold_run_lock`."""
+    try:
+        _record_owner(fd, b"")
+        _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def run_is_active(folder: Path) -> bool:
+    """True while a live process holds the lock of the run folder ``folder``."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False  # no lock file: written by an older version, or never started
+    try:
+        if not _try_lock(fd):
+            return True
+        _unlock(fd)
+        return False
     finally:
         os.close(fd)
 
@@ -146,37 +273,6 @@ def _unlock(fd: int) -> None:
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
         return
     fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def is_temporary(name: str) -> bool:
-    """A temporary file of :mod:`napari_unet.core.atomic` (``.<target>.<random>.tmp``)."""
-    return name.startswith(".") and name.endswith(".tmp")
-
-
-def clean_orphans(root: Path, referenced: Iterable[str]) -> int:
-    """Delete what an interrupted save left behind; call only while holding the writer lock.
-
-    Removes temporary files in the session folder and its data folders, and data files that the
-    index does not name (written by a save that was killed before its index was committed).
-    ``models/`` is left alone: a trainer may be writing a checkpoint there. Returns the count.
-    """
-    keep = set(referenced)
-    removed = 0
-    candidates: list[Path] = [p for p in root.iterdir() if is_temporary(p.name)]
-    for folder in DATA_FOLDERS:
-        base = root / folder
-        if base.is_dir() and not base.is_symlink():
-            candidates += [p for p in base.rglob("*") if p.is_file() or p.is_symlink()]
-    for path in candidates:
-        relative = path.relative_to(root).as_posix()
-        if relative in keep or not (is_temporary(path.name) or path.suffix in (".npz", ".tif")):
-            continue
-        with contextlib.suppress(OSError):
-            path.unlink()
-            removed += 1
-    if removed:
-        logger.info("removed %d file(s) left by an interrupted save in %s", removed, root)
-    return removed
 
 
 def remove_files(root: Path, relatives: Iterable[str]) -> None:

@@ -17,7 +17,9 @@ Each improved model (a ``best`` checkpoint of ``core.train.iter_train`` that bea
 on the held-back tiles) is copied atomically into ``models/`` and registered with
 ``Session.add_version`` — which validates the file first, so a trainer killed at any instant never
 leaves a truncated version. ``latest.pt`` (with the optimiser state, for resuming) lives in
-``runs/<run id>/`` of the session.
+``runs/<run id>/`` of the session; the run holds ``runs/<run id>/.lock`` while it lives (the OS
+frees it if the process is killed), so that opening the session reclaims finished runs
+(keeping only the newest ``latest.pt``) but never touches a running one.
 
 No Qt, no napari: usable from scripts, e.g. ``bench_hitl``.
 """
@@ -142,18 +144,25 @@ class Trainer:
 
         self.request = request
         self.send = send
-        self.session = Session.open(request.session)
-        self.start_path, self.parent = resolve_start(self.session, request.start_from)
-        self.info = read_checkpoint_info(self.start_path)
-        self.normalization = self.info.normalization_config()
-        self.run_dir = self._new_run_dir()
-        self.config = self._config()
-        self.plan = ValidationPlan(
-            fraction=self.config.val_fraction,
-            tile=self.config.val_tile,
-            seed=self.config.seed,
-            pins=self.session.validation_pins(),
-        )
+        self._locks: list[int] = []
+        try:
+            self._hold_resume_run()  # before opening: the open reclaims finished runs
+            # a background process: wait for a big save of napari's rather than fail at once
+            self.session = Session.open(request.session, wait=30.0)
+            self.start_path, self.parent = resolve_start(self.session, request.start_from)
+            self.info = read_checkpoint_info(self.start_path)
+            self.normalization = self.info.normalization_config()
+            self.run_dir = self._new_run_dir()
+            self.config = self._config()
+            self.plan = ValidationPlan(
+                fraction=self.config.val_fraction,
+                tile=self.config.val_tile,
+                seed=self.config.seed,
+                pins=self.session.validation_pins(),
+            )
+        except BaseException:
+            self.close()
+            raise
         self.pool: dict[str, Any] = {}  # name -> training item (the full, unsplit item)
         self.val_items: list[Any] = []
         self.published: str | None = None
@@ -161,10 +170,37 @@ class Trainer:
         self._pending_step: Any = None
 
     def _new_run_dir(self) -> Path:
+        from napari_unet.session.store import hold_run_lock, write_error
+
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         folder = self.session.root / RUNS_FOLDER / run_id
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._locks.append(hold_run_lock(folder))
+        except OSError as err:
+            raise write_error(self.session.root, err) from None
         return folder
+
+    def _hold_resume_run(self) -> None:
+        """Keep the run folder we resume from (inside this session's ``runs/``) from reclaim."""
+        from napari_unet.session.store import hold_run_lock
+
+        if self.request.resume_from is None:
+            return
+        folder = Path(self.request.resume_from).expanduser().absolute().parent
+        runs = Path(self.request.session).expanduser().absolute() / RUNS_FOLDER
+        if folder.parent == runs and folder.is_dir():
+            try:
+                self._locks.append(hold_run_lock(folder))
+            except OSError as err:
+                logger.debug("cannot lock %s: %s", folder, err)
+
+    def close(self) -> None:
+        """Release the run folders (the OS does it too when the process dies)."""
+        from napari_unet.session.store import release_run_lock
+
+        while self._locks:
+            release_run_lock(self._locks.pop())
 
     def _config(self) -> Any:
         from napari_unet.core.train_config import TrainConfig
@@ -346,6 +382,7 @@ def run_trainer(request: dict | FinetuneRequest, events: Any, control: Any) -> N
     Never raises: failures end with a :class:`TrainerFailed` event saying what to do.
     """
     listener = None
+    trainer = None
     try:
         if isinstance(request, dict):
             request = FinetuneRequest.from_dict(request)
@@ -362,6 +399,8 @@ def run_trainer(request: dict | FinetuneRequest, events: Any, control: Any) -> N
     finally:
         if listener is not None:
             listener.close()
+        if trainer is not None:
+            trainer.close()
     try:
         events.put(final)
         if hasattr(events, "join_thread"):  # a multiprocessing queue: flush before exiting

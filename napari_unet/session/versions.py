@@ -1,10 +1,11 @@
 """Model versions, accounting rounds, validation pins and settings of a session (a mixin).
 
-A version is registered only after its checkpoint file is complete: :meth:`add_version` checks
-that the file exists, is not empty and loads as a checkpoint (``read_checkpoint_info``) before the
-index names it, so a trainer killed while writing never leaves a truncated version behind. The
-file that was being written stays unregistered in ``models/`` (never deleted automatically: a
-trainer may still be writing it).
+A version is registered only after its checkpoint file is complete and intact: :meth:`add_version`
+checks that the file exists, is not empty, passes the integrity check that ``load_checkpoint``
+makes (every CRC: a flipped byte is refused) and describes a model (``read_checkpoint_info``)
+before the index names it, so a trainer killed while writing never leaves a truncated version
+behind. A file that was being written stays unregistered in ``models/``; it is reclaimed at a
+later open once no trainer runs (:mod:`napari_unet.session.reclaim`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MODELS_FOLDER = "models"
 def _read_checkpoint_info(path: Path) -> object:
     from napari_unet.core.checkpoint import read_checkpoint_info  # torch: only when needed
 
-    return read_checkpoint_info(path)
+    return read_checkpoint_info(path, verify=True)
 
 
 def _plain(value: Any, what: str) -> dict:
@@ -110,12 +111,13 @@ class VersionsMixin:
             name: display name (default ``"version N"``).
             parent: the version id, built-in model name or file it was fine-tuned from.
             steps: optimiser steps of this round; data, metrics: plain JSON-able summaries.
-            validate: called on the file before anything is registered (default: load its
-                description with ``read_checkpoint_info``; it raises for a truncated file).
+            validate: called on the file before anything is registered (default:
+                ``read_checkpoint_info(path, verify=True)``: it raises for a truncated or
+                damaged file).
 
         Raises:
             SessionError: the file is missing, empty or already registered.
-            CheckpointError: ``validate`` refused the file.
+            CheckpointError: ``validate`` refused the file (truncated, damaged, foreign).
         """
         path = Path(file).expanduser().absolute()
         if not path.is_file() or path.stat().st_size == 0:
