@@ -112,11 +112,11 @@ def tiny_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     folder = tmp_path / "full-disk"
     folder.mkdir()
     mounted = _mount("-t", "tmpfs", "-o", f"size={TINY_DISK_SIZE}", "tmpfs", str(folder))
-    if mounted:
-        _fill(folder)
-    else:
-        _simulate(monkeypatch, folder, errno.ENOSPC)
     try:
+        if mounted:
+            _fill(folder)
+        else:
+            _simulate(monkeypatch, folder, errno.ENOSPC)
         yield folder
     finally:
         if mounted:
@@ -132,14 +132,14 @@ def readonly_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     folder = tmp_path / "readonly"
     folder.mkdir()
     mounted = _mount("--bind", "-o", "ro", str(source), str(folder))
-    if mounted and _writable(folder):  # old mount(8): the bind ignores ro until a remount
-        mounted = _mount("-o", "remount,bind,ro", str(folder)) and not _writable(folder)
-        if not mounted:
-            _umount(folder)
-    if not mounted:
-        shutil.copy2(source / "existing.txt", folder / "existing.txt")
-        _simulate(monkeypatch, folder, errno.EROFS)
     try:
+        if mounted and _writable(folder):  # old mount(8): the bind ignores ro until a remount
+            if not (_mount("-o", "remount,bind,ro", str(folder)) and not _writable(folder)):
+                _umount(folder)
+                mounted = False
+        if not mounted:
+            shutil.copy2(source / "existing.txt", folder / "existing.txt")
+            _simulate(monkeypatch, folder, errno.EROFS)
         yield folder
     finally:
         if mounted:
