@@ -133,10 +133,11 @@ def readonly_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     folder.mkdir()
     mounted = _mount("--bind", "-o", "ro", str(source), str(folder))
     try:
-        if mounted and _writable(folder):  # old mount(8): the bind ignores ro until a remount
-            if not (_mount("-o", "remount,bind,ro", str(folder)) and not _writable(folder)):
-                _umount(folder)
-                mounted = False
+        # old mount(8): a bind mount ignores "ro" until it is remounted
+        remount = mounted and _writable(folder)
+        if remount and not (_mount("-o", "remount,bind,ro", str(folder)) and not _writable(folder)):
+            _umount(folder)
+            mounted = False
         if not mounted:
             shutil.copy2(source / "existing.txt", folder / "existing.txt")
             _simulate(monkeypatch, folder, errno.EROFS)
