@@ -136,3 +136,37 @@ def test_cli_semantic_classes_come_from_the_labels(tmp_path, value):
         args += ["--label-map", "255:1"]
     assert main(args) == 0
     assert load_checkpoint(out).model.out_channels == 2
+
+
+def test_issue15_point6_instance_like_labels_warn_without_task(tmp_path, caplog):
+    """Labels with many ids per image train as classes only when asked; by default, a warning."""
+    from napari_unet.core.io import write_tiff
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    labels = np.zeros((48, 48), np.uint8)
+    for n in range(12):
+        y, x = divmod(n, 4)
+        labels[y * 12 + 2 : y * 12 + 8, x * 12 + 2 : x * 12 + 8] = n + 1
+    write_tiff(tmp_path / "images" / "a.tif", (labels > 0).astype(np.uint16) * 200, axes="YX")
+    write_tiff(tmp_path / "labels" / "a.tif", labels, axes="YX")
+    argv = ["train", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"),
+            "--steps", "1", "--patch", "16", "--batch-size", "1", "--device", "cpu",
+            "--out", str(tmp_path / "m.pt")]  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert main(argv) == 0
+    assert "--task instances" in caplog.text
+    assert load_checkpoint(tmp_path / "m.pt").model.out_channels == 13
+
+
+def test_issue15_point6_os_errors_name_the_folder_not_the_temp_file(tmp_path):
+    import errno
+
+    from napari_unet.core.errors import describe_os_error
+
+    temp = tmp_path / ".best.pt.abc123.tmp"
+    full = describe_os_error(OSError(errno.ENOSPC, "No space left", str(temp)), what="the model")
+    assert full.startswith("cannot write the model: there is no space left on the disk of ")
+    assert str(tmp_path) in full and ".tmp" not in full and "\n" not in full
+    readonly = describe_os_error(OSError(errno.EROFS, "Read-only file system", str(tmp_path)))
+    assert "read-only" in readonly and readonly.endswith(".")

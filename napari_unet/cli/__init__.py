@@ -3,7 +3,9 @@
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
 ``run(args) -> int``. Heavy imports (torch) happen inside ``run`` so ``--help`` is instant.
 A :class:`~napari_unet.core.errors.UserInputError` ends the command with its one-line message
-and exit status 2; other failures are not swallowed.
+and exit status 2. So does an ``OSError`` that reaches the top (a full or read-only disk, a
+missing permission: the message names the folder, never a temporary file) and a ``MemoryError``;
+other failures (programming errors) are not swallowed.
 """
 
 from __future__ import annotations
@@ -61,13 +63,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.errors import UserInputError, describe_os_error
 
     try:
         return int(args.run(args) or 0)
     except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        logger.debug("%s failed", args.command, exc_info=True)
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        logger.debug("%s failed", args.command, exc_info=True)
+        print(
+            "error: not enough memory; use smaller images, a smaller --patch, --tile or "
+            "--batch-size, or a machine with more memory.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line (a path with a newline must not split the error)."""
+    return " ".join(line.strip() for line in message.splitlines())

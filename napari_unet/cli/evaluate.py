@@ -83,10 +83,13 @@ def format_table(result: dict[str, Any], task: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the folders; exit status 0 on success."""
+    from napari_unet.cli._output import check_output_file
     from napari_unet.core.atomic import atomic_write_json
     from napari_unet.core.evaluate import evaluate_folders
     from napari_unet.core.targets import parse_label_map
 
+    if args.json is not None:  # before the (possibly long) scoring
+        check_output_file(args.json, what="the JSON file", flag="--json", suffix=".json")
     label_map = parse_label_map(args.label_map) if args.label_map else None
     result = evaluate_folders(args.pred, args.truth, task=args.task, label_map=label_map)
     print(format_table(result, args.task))

@@ -16,6 +16,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def _test_size(text: str) -> int:
+    if not text.isdigit() or int(text) < 16:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 16, got {text!r}")
+    return int(text)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``export``."""
     parser = subparsers.add_parser(
@@ -34,7 +40,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--author", action="append", default=[], help="author name (repeat for several)"
     )
     parser.add_argument("--license", default="CC-BY-4.0", help="SPDX licence id of the weights")
-    parser.add_argument("--test-size", type=int, default=256, help="side of the test input")
+    parser.add_argument(
+        "--test-size", type=_test_size, default=256, help="side of the test input (>= 16; 256)"
+    )
     parser.add_argument(
         "--no-torchscript", action="store_true", help="write the PyTorch state dict only"
     )
@@ -44,6 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export; prints the package path."""
+    from napari_unet.cli._output import check_output_file
     from napari_unet.core.axes import guess_axes
     from napari_unet.core.bioimageio import (
         BioimageioExportConfig,
@@ -54,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.errors import UserInputError
     from napari_unet.core.io import read_image
 
-    loaded = load_checkpoint(resolve_checkpoint(args.model))
+    checkpoint = resolve_checkpoint(args.model)
+    # the package holds the weights twice (state dict and TorchScript) plus test tensors
+    needed = (1 if args.no_torchscript else 2) * checkpoint.stat().st_size
+    check_output_file(args.out, what="the package", needed_bytes=needed, suffix=".zip")
+    loaded = load_checkpoint(checkpoint)
     sample = None
     if args.sample is not None:
         data = read_image(args.sample)

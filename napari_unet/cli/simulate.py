@@ -17,7 +17,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli.train import _positive_float, _positive_int
+from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--model", default="unet", help="architecture of a new model (unet)")
     add("--depth", type=_positive_int, help="depth of a new model (architecture default)")
     add("--base-channels", type=_positive_int, help="width of a new model (architecture default)")
-    add("--rounds", required=True, type=int, help="correction rounds after round 0")
+    add("--rounds", required=True, type=_non_negative_int, help="correction rounds after round 0")
     add("--per-round", required=True, type=_positive_int, help="images corrected per round")
     add("--minutes", type=_positive_float, help="training minutes per round")
     add("--steps-per-round", type=_positive_int, help="training steps per round")
@@ -61,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment, write the JSON (and plot); returns the exit status."""
     import torch
 
+    from napari_unet.cli._output import check_output_file, existing_folder, probe_folder
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
     from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.data import semantic_class_count
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.predict import PredictConfig
@@ -77,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.targets import parse_label_map
     from napari_unet.core.train_config import TrainConfig
 
-    if args.rounds < 0:
-        raise SystemExit("--rounds must be >= 0")
+    check_output_file(args.json, what="the JSON file", flag="--json", suffix=".json")
+    if args.plot:
+        check_output_file(args.plot, what="the plot", flag="--plot", suffix=".png")
+    if args.work_dir:
+        probe_folder(existing_folder(args.work_dir), what="the round checkpoints")
     if args.threads:
         torch.set_num_threads(args.threads)
     label_map = parse_label_map(args.label_map) if args.label_map else None
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if loaded is not None:
         model = loaded.model
     else:
+        if args.task == "semantic":  # refuse a 70,001-class network before building it
+            semantic_class_count(items, label_map=label_map)
         extra = {"depth": args.depth, "base_channels": args.base_channels}
         model = new_model_for(
             args.model,

@@ -28,6 +28,12 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -35,6 +41,19 @@ def _positive_float(text: str) -> float:
         value = -1.0
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1) (``nan``, ``inf`` and 1.5 are refused by argparse, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction from 0 up to (not including) 1, got {text!r}"
+        )
     return value
 
 
@@ -54,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
     budget.add_argument("--minutes", type=_positive_float, help="time budget in minutes")
-    add("--val-fraction", type=float, default=0.1, help="held-back annotated tiles (0.1)")
+    add("--val-fraction", type=_fraction, default=0.1, help="held-back annotated tiles (0.1)")
     add("--label-map", help="label value mapping SRC:DST,... (e.g. ISBI 2012: 0:1,255:0)")
     add("--ignore-value", type=int, help="raw label value to ignore (e.g. 255)")
     add("--seed", type=int, default=0, help="random seed (0)")
@@ -154,11 +173,16 @@ def load_pairs(
 
 
 def _new_model(name: str, items: list, task: str, targets: Any, seed: int):
-    """A fresh model with in/out channels from the data."""
+    """A fresh model with in/out channels from the data.
+
+    Raises:
+        TrainingDataError: semantic labels whose values would need more than
+            :data:`~napari_unet.core.data.MAX_CLASSES` classes (the message lists the values).
+    """
     import torch
 
+    from napari_unet.core.data import semantic_class_count
     from napari_unet.core.models import build_model
-    from napari_unet.core.targets import apply_label_map
 
     in_channels = int(items[0].image.shape[0])
     if task == "restoration":
@@ -170,25 +194,135 @@ def _new_model(name: str, items: list, task: str, targets: Any, seed: int):
     elif task == "instances":
         out_channels = 3
     else:
-        top = 1
-        for item in items:
-            labels = np.asarray(item.labels).astype(np.int64)
-            if targets.ignore_value is not None:
-                labels = labels[labels != targets.ignore_value]
-            if targets.label_map:
-                labels = apply_label_map(labels, dict(targets.label_map))
-            top = max(top, int(labels.max(initial=0)))
-        out_channels = top + 1
+        label_map = dict(targets.label_map) if targets.label_map else None
+        out_channels = semantic_class_count(
+            items, ignore_value=targets.ignore_value, label_map=label_map
+        )
     torch.manual_seed(seed)
     return build_model(name, in_channels=in_channels, out_channels=out_channels)
 
 
+def _warn_if_instances(items: list, targets: Any) -> None:
+    """Semantic training chosen by default on labels that look like instance masks: say so."""
+    from napari_unet.core.data import label_values, looks_like_instances
+
+    if looks_like_instances(label_values(items, ignore_value=targets.ignore_value)):
+        logger.warning(
+            "the labels hold many object ids per image, like instance masks, and are trained as "
+            "that many classes; pass --task instances to segment objects."
+        )
+
+
+def _checkpoint_path(model: str) -> Path:
+    """``--model`` as a checkpoint file (a path or a built-in name).
+
+    Raises:
+        CheckpointError: neither an architecture, nor a file, nor a built-in model.
+    """
+    from napari_unet.core.checkpoint import builtin_checkpoints, resolve_checkpoint
+    from napari_unet.core.errors import CheckpointError
+    from napari_unet.core.models import list_architectures
+
+    try:
+        return resolve_checkpoint(model)
+    except CheckpointError:
+        builtins = ", ".join(builtin_checkpoints()) or "none installed"
+        raise CheckpointError(
+            f"--model {model} is neither an architecture ({', '.join(list_architectures())}), "
+            f"nor a built-in model ({builtins}), nor a checkpoint file; check the name or path."
+        ) from None
+
+
+def _warn_small_images(items: list, patch: int) -> None:
+    """Images much smaller than the patch train on mostly padding: say so (it still works)."""
+    small = [item for item in items if max(item.spatial_shape) * 4 <= patch]
+    if small:
+        side = max(max(item.spatial_shape) for item in small)
+        logger.warning(
+            "%d image(s) are at most %d pixels wide, far smaller than --patch %d; the patches "
+            "are mostly padding, so a --patch of about %d trains faster.",
+            len(small),
+            side,
+            patch,
+            side,
+        )
+
+
+def _checked_task(args: argparse.Namespace, info: Any) -> str:
+    """The task to train: ``--task``, else the checkpoint's, else semantic.
+
+    Raises:
+        UserInputError: ``--task`` differs from the task of the checkpoint being fine-tuned.
+    """
+    from napari_unet.core.errors import UserInputError
+
+    if info is not None and args.task and args.task != info.task:
+        raise UserInputError(
+            f"--model {args.model} was trained for the {info.task!r} task, not {args.task!r}; "
+            f"fine-tune it with --task {info.task} (or leave --task out), or start a new model "
+            f"with --model unet --task {args.task}."
+        )
+    return args.task or (info.task if info else "semantic")
+
+
+#: Checkpoints on disk at the peak of a run, in model sizes: best.pt, latest.pt (with the
+#: optimiser's state: about 3), the temporary copy of latest.pt being written (3) and --out.
+PEAK_CHECKPOINTS = 8
+
+
+def _model_bytes(model_or_checkpoint: Any) -> int:
+    """Bytes of one checkpoint of this model (about its weights)."""
+    if isinstance(model_or_checkpoint, (str, Path)):
+        return Path(model_or_checkpoint).stat().st_size
+    return sum(p.numel() * p.element_size() for p in model_or_checkpoint.parameters())
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The topmost folder on the way to ``folder`` that does not exist yet (None: all exist)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _train(events: Any, log: Any, training_dir: Path) -> Any:
+    """Run the training events to the end; on failure remove the folders this run created.
+
+    Only folders that did not exist before the run are removed (with what the run wrote in
+    them); an earlier run's files are never touched. An interrupted (Ctrl-C) or diverged run
+    keeps its folder: its ``latest.pt`` resumes it.
+
+    Raises:
+        OutputError: a checkpoint could not be written (full or read-only disk).
+    """
+    import shutil
+
+    from napari_unet.core.errors import OutputError, TrainingDivergedError, describe_os_error
+    from napari_unet.core.generators import run_to_end
+
+    created = _first_missing(training_dir)
+    try:
+        return run_to_end(events, log)
+    except (KeyboardInterrupt, TrainingDivergedError):
+        raise
+    except BaseException as err:
+        if created is not None and created.exists():
+            shutil.rmtree(created, ignore_errors=True)
+            logger.debug("removed %s, created by this failed run", created)
+        if isinstance(err, OSError):
+            raise OutputError(describe_os_error(err, what="the training checkpoints")) from None
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
+    from napari_unet.cli._output import check_output_file
     from napari_unet.core.atomic import atomic_write_bytes
     from napari_unet.core.checkpoint import read_checkpoint_info
-    from napari_unet.core.errors import ChannelMismatchError
-    from napari_unet.core.generators import run_to_end
+    from napari_unet.core.device import get_device
+    from napari_unet.core.errors import ChannelMismatchError, OutputError, describe_os_error
     from napari_unet.core.models import list_architectures
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.targets import TargetConfig, parse_label_map
@@ -200,10 +334,15 @@ def run(args: argparse.Namespace) -> int:
         iter_train,
     )
 
+    out = Path(args.out)
+    training_dir = out.parent / f"{out.stem}.training"
+    # what the user can get wrong is checked before the data are read and training starts
+    check_output_file(out, what="the checkpoint", suffix=".pt")
+    get_device(args.device)
     info = None
     if args.model not in list_architectures():
-        info = read_checkpoint_info(args.model)
-    task = args.task or (info.task if info else "semantic")
+        info = read_checkpoint_info(_checkpoint_path(args.model))
+    task = _checked_task(args, info)
     normalization = info.normalization_config() if info else NormalizationConfig()
     label_map = tuple(parse_label_map(args.label_map).items()) if args.label_map else None
     targets = TargetConfig(task=task, ignore_value=args.ignore_value, label_map=label_map)
@@ -215,8 +354,9 @@ def run(args: argparse.Namespace) -> int:
         normalization=normalization,
         axes=args.axes,
     )
+    _warn_small_images(items, args.patch)
     if info is not None:
-        model_or_checkpoint = args.model
+        model_or_checkpoint = str(_checkpoint_path(args.model))
         if items[0].image.shape[0] != info.in_channels:
             raise ChannelMismatchError(
                 f"the checkpoint expects {info.in_channels} channel(s) but the images have "
@@ -224,7 +364,13 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         model_or_checkpoint = _new_model(args.model, items, task, targets, args.seed)
-    out = Path(args.out)
+        if args.task is None:
+            _warn_if_instances(items, targets)
+    check_output_file(
+        training_dir / "latest.pt",
+        what="the training checkpoints",
+        needed_bytes=PEAK_CHECKPOINTS * _model_bytes(model_or_checkpoint),
+    )
     config = TrainConfig(
         task=task,
         steps=args.steps,
@@ -241,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
         normalization=normalization,
         device=args.device,
         num_threads=args.threads,
-        checkpoint_dir=str(out.parent / f"{out.stem}.training"),
+        checkpoint_dir=str(training_dir),
     )
 
     def log(event: Any) -> None:
@@ -265,8 +411,12 @@ def run(args: argparse.Namespace) -> int:
             logger.debug("wrote %s checkpoint %s", event.kind, event.path)
 
     events = iter_train(model_or_checkpoint, items, config, resume_from=args.resume)
-    result = run_to_end(events, log)
-    atomic_write_bytes(out, Path(result.best_path).read_bytes())
+    result = _train(events, log, training_dir)
+    try:
+        atomic_write_bytes(out, Path(result.best_path).read_bytes())
+    except OSError as err:  # the trained model stays where it is: say where
+        message = describe_os_error(err, what="the checkpoint").rstrip(".")
+        raise OutputError(f"{message}; the trained model is kept in {result.best_path}.") from None
     print(f"trained {result.steps} steps ({result.reason}); best model: {out}")
     if result.best_metrics:
         print(f"validation: {_format(result.best_metrics)}")
