@@ -316,3 +316,88 @@ def test_model_postprocessing_defaults_apply_and_flags_override(
     out = str(tmp_path / "b")
     assert main(["predict", image, "--model", str(checkpoint), "--out", out, *args]) == 0
     assert read_image(tmp_path / "b" / "cells_labels.tif").image.max() == 1
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_issue15_point1_predict_never_overwrites_the_users_annotation(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The issue's reproduction: cells.png + the user's cells_labels.tif, --out the same folder."""
+    from napari_unet.core.io import write_labels
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "cells.png").write_bytes((shared_data / "dsb2018_fluo/images/000.png").read_bytes())
+    annotation = np.zeros((256, 256), np.uint16)
+    annotation[10:40, 20:60] = 1
+    annotation[100:130, 100:150] = 2
+    write_labels(folder / "cells_labels.tif", annotation)  # no prediction mark: the user's own
+    before = {p.name: _digest(p) for p in folder.iterdir()}
+    argv = ["predict", str(folder), "--model", "fluo-nuclei", "--out", str(folder)]
+    status = main([*argv, "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert status != 0
+    assert {p.name: _digest(p) for p in folder.iterdir()} == before  # byte-identical, nothing new
+    failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "cells.png" in failed[0], captured.err
+    assert "cells_labels.tif exists and is not a prediction" in failed[0]
+    assert "left as it is" in failed[0] and "--out" in failed[0]
+    assert "Traceback" not in captured.err
+    assert "0 ok, 1 failed" in captured.out  # the annotation was not taken for an image
+
+
+def test_issue15_point1_only_marked_outputs_are_overwritten_and_the_rest_goes_on(
+    tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture
+) -> None:
+    from napari_unet.core.io import write_labels
+
+    model = make_checkpoint(tmp_path, "binary", 1)
+    images, out = tmp_path / "images", tmp_path / "out"
+    for stem in ("a", "b", "c"):
+        write_tiff(images / f"{stem}.tif", rng.integers(0, 255, (40, 48), dtype=np.uint8))
+    common = ["--model", str(model), "--out", str(out), "--device", "cpu", "--output", "both"]
+    assert main(["predict", str(images), *common]) == 0  # a first run: marked outputs
+    capsys.readouterr()
+    write_labels(out / "a_labels.tif", np.ones((40, 48), np.uint8))  # the user's correction
+    write_tiff(out / "b_probabilities.tif", np.ones((40, 48), np.float32))  # the user's file
+    users = {name: _digest(out / name) for name in ("a_labels.tif", "b_probabilities.tif")}
+    earlier = (out / "c_labels.tif").stat().st_ino  # an earlier output: overwritten as before
+    assert main(["predict", str(images), *common]) == 1
+    captured = capsys.readouterr()
+    assert {name: _digest(out / name) for name in users} == users
+    assert "2 ok" not in captured.out and "1 ok, 2 failed" in captured.out
+    failed = sorted(line for line in captured.err.splitlines() if line.startswith("FAILED"))
+    assert len(failed) == 2
+    assert "a.tif" in failed[0] and "a_labels.tif exists and is not a prediction" in failed[0]
+    assert (
+        "b.tif" in failed[1] and "b_probabilities.tif exists and is not a prediction" in failed[1]
+    )
+    assert (out / "c_labels.tif").stat().st_ino != earlier  # replaced by this run's prediction
+    assert (out / "c_probabilities.tif").exists()
+
+
+def test_issue15_point1_labels_beside_their_image_are_never_predicted(
+    tmp_path: Path, rng: np.random.Generator, caplog: pytest.LogCaptureFixture, capsys
+) -> None:
+    from napari_unet.core.io import write_labels
+
+    model = make_checkpoint(tmp_path, "binary", 1)
+    folder, out = tmp_path / "in", tmp_path / "out"
+    write_tiff(folder / "cells.tif", rng.integers(0, 255, (40, 48), dtype=np.uint8))
+    write_labels(folder / "cells_labels.tif", np.ones((40, 48), np.uint8))  # unmarked
+    write_tiff(folder / "cells_probabilities.tif", rng.random((1, 40, 48)).astype(np.float16))
+    write_tiff(folder / "other_labels.tif", rng.integers(0, 255, (40, 48), dtype=np.uint8))
+    before = {p.name: _digest(p) for p in folder.iterdir()}
+    with caplog.at_level("INFO", logger="napari_unet.cli.predict"):
+        status = main(["predict", str(folder), "--model", str(model), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "2 ok, 0 failed" in captured.out  # cells.tif and other_labels.tif (no 'other' image)
+    assert sorted(p.name for p in out.iterdir()) == ["cells_labels.tif", "other_labels_labels.tif"]
+    assert {p.name: _digest(p) for p in folder.iterdir()} == before
+    assert any("cells_labels.tif" in r.getMessage() for r in caplog.records)
