@@ -401,3 +401,64 @@ def test_issue15_point1_labels_beside_their_image_are_never_predicted(
     assert sorted(p.name for p in out.iterdir()) == ["cells_labels.tif", "other_labels_labels.tif"]
     assert {p.name: _digest(p) for p in folder.iterdir()} == before
     assert any("cells_labels.tif" in r.getMessage() for r in caplog.records)
+
+
+def _no_traceback_nor_temp_names(err: str) -> None:
+    assert "Traceback" not in err and ".tmp" not in err and "Errno" not in err, err
+
+
+def test_issue15_point6_predict_on_a_full_disk_says_so_and_leaves_nothing(
+    tmp_path: Path, images: dict[str, Path], tiny_disk: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model = make_checkpoint(tmp_path, "binary", 1)
+    before = sorted(p.name for p in tiny_disk.iterdir())
+    argv = ["predict", str(images["cells"]), str(images["nuclei"]), "--model", str(model)]
+    status = main([*argv, "--out", str(tiny_disk), "--output", "both", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert status == 1
+    failed = [line for line in captured.err.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2, captured.err
+    for line in failed:
+        assert f"cannot write {tiny_disk}/" in line and "_labels.tif" in line
+        assert "no space left on the device" in line and "--out" in line
+    _no_traceback_nor_temp_names(captured.err)
+    assert sorted(p.name for p in tiny_disk.iterdir()) == before  # no temp, no half file
+
+
+def test_issue15_point6_predict_zarr_on_a_full_disk_removes_what_it_started(
+    tmp_path: Path, tiny_disk: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("zarr")
+    from napari_unet.core.zarr_io import create_output
+
+    model = make_checkpoint(tmp_path, "binary", 1)
+    source = create_output(tmp_path / "vol.zarr", shape=(2, 40, 48), axes="ZYX", dtype=np.uint8)
+    source[...] = 7
+    before = sorted(p.name for p in tiny_disk.iterdir())
+    argv = ["predict", str(tmp_path / "vol.zarr"), "--model", str(model), "--device", "cpu"]
+    assert main([*argv, "--out", str(tiny_disk), "--output", "both"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {tiny_disk}/vol_labels.zarr: no space left on the device" in err
+    _no_traceback_nor_temp_names(err)
+    assert sorted(p.name for p in tiny_disk.iterdir()) == before
+
+
+@pytest.mark.parametrize("below", ["", "results"])
+def test_issue15_point6_predict_into_a_read_only_folder_says_so(
+    tmp_path: Path,
+    images: dict[str, Path],
+    readonly_dir: Path,
+    below: str,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    model = make_checkpoint(tmp_path, "binary", 1)
+    out = readonly_dir / below if below else readonly_dir
+    argv = ["predict", str(images["cells"]), "--model", str(model), "--device", "cpu"]
+    status = main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert f"cannot write {out}: the folder is read-only or not writable" in err
+    assert "choose another --out" in err and len(err.strip().splitlines()) == 1
+    _no_traceback_nor_temp_names(err)
+    assert sorted(p.name for p in readonly_dir.iterdir()) == ["mine.txt"]
+    assert (readonly_dir / "mine.txt").read_text() == "the user's file\n"
