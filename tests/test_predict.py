@@ -335,3 +335,30 @@ def test_unet_single_tile_equals_full_forward_and_tiles_agree(rng):
     # Padded nets see zero padding at tile borders: tiles agree closely, not exactly.
     assert np.abs(tiled - one_tile).mean() < 0.02
     np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_image(
+    shared_data,
+) -> None:
+    """The issue's case: fluo-nuclei on a DSB image times 1e300 found 0 objects (exit 0)."""
+    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.io import read_image
+    from napari_unet.core.postprocess import labels_from_probabilities
+
+    loaded = load_checkpoint(resolve_checkpoint("fluo-nuclei"))
+    info = loaded.info
+    image = read_image(shared_data / "dsb2018_fluo/images/000.png").image
+    settings = {
+        "task": info.task,
+        "normalization": info.normalization_config(),
+        "config": PredictConfig(device="cpu", precision="fp32"),
+    }
+    reference = predict(loaded.model, image, "YX", **settings)
+    scaled = predict(loaded.model, image.astype(np.float64) * 1e300, "YX", **settings)
+    np.testing.assert_allclose(scaled, reference, atol=1e-4)
+    post = info.postprocess_config(output=None, threshold=None, min_size=None)
+    objects = labels_from_probabilities(reference, task=info.task, config=post)
+    assert objects.max() > 5
+    np.testing.assert_array_equal(
+        labels_from_probabilities(scaled, task=info.task, config=post), objects
+    )

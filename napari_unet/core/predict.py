@@ -6,7 +6,8 @@ returns the probabilities; stop iterating to cancel. ``predict`` drains it.
 Steps: :func:`~napari_unet.core.axes.to_stack` gives ``(S, C, Y, X)`` slices; the channel count is
 checked against ``model.in_channels``; each slice is measured for normalisation once
 (:func:`~napari_unet.core.normalize.normalization_params`, percentiles on a bounded subsample) and
-normalised tile by tile inside the predictor, so no float32 copy of the image is made; tiles are
+normalised tile by tile as each tile is cut (in float64 for dtypes float32 cannot hold, so a float64
+image beyond float32's range is right), so no float32 copy of the image is made; tiles are
 predicted by :func:`~napari_unet.core.tiling.iter_tile_predict` with the model's geometry
 (``margin``, ``valid_input_shape``) and aligned to the net's pooling period, then the task's
 activation is applied (binary: sigmoid; semantic/instances: softmax over channels; restoration:
@@ -188,12 +189,12 @@ def shift_period(valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]
 
 def _make_predictor(
     model: nn.Module,
-    params: NormalizationParams,
     *,
     task: str,
     device: torch.device,
     config: PredictConfig,
 ) -> Callable[[np.ndarray], np.ndarray]:
+    """``tiles (B, C, h, w)`` normalised float32 -> activated ``(B, K, h', w')`` numpy."""
     activation = _activation(task)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
@@ -204,13 +205,17 @@ def _make_predictor(
         return activation(logits.float())
 
     def predictor(tiles: np.ndarray) -> np.ndarray:
-        apply_normalization(tiles, params, out=tiles)
         batch = torch.from_numpy(tiles).to(device)
         with torch.inference_mode():
             probabilities = _augmented(forward, batch, config.tta)
         return probabilities.cpu().numpy()
 
     return predictor
+
+
+def _normalizer(params: NormalizationParams) -> Callable[[np.ndarray, np.ndarray], object]:
+    """Fill a float32 batch slot with a raw tile normalised by ``params`` (in float64 if needed)."""
+    return lambda destination, tile: apply_normalization(tile, params, out=destination)
 
 
 def iter_predict(
@@ -285,10 +290,10 @@ def iter_predict(
     net = fuse_for_inference(model).to(device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
+    predictor = _make_predictor(net, task=task, device=device, config=config)
     for index in range(n_slices):
         slice_image = stack[index]
         params = normalization_params(slice_image, normalization)
-        predictor = _make_predictor(net, params, task=task, device=device, config=config)
         tiles = iter_tile_predict(
             slice_image,
             predictor,
@@ -302,6 +307,7 @@ def iter_predict(
             blend=config.blend,
             size_multiple=period,
             valid_input_shape=valid_input_shape,
+            prepare=_normalizer(params),
         )
         for step in tiles:
             yield PredictProgress(
