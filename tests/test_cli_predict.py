@@ -462,3 +462,29 @@ def test_issue15_point6_predict_into_a_read_only_folder_says_so(
     _no_traceback_nor_temp_names(err)
     assert sorted(p.name for p in readonly_dir.iterdir()) == ["mine.txt"]
     assert (readonly_dir / "mine.txt").read_text() == "the user's file\n"
+
+
+@pytest.mark.parametrize("axes", ["TZYX", "TZCYX"])
+def test_issue15_point5_predict_time_and_depth_stacks(
+    tmp_path: Path, rng: np.random.Generator, axes: str, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    channels = 2 if "C" in axes else 1
+    model = build_model("unet", depth=2, base_channels=4, in_channels=channels, out_channels=3)
+    checkpoint = save_checkpoint(tmp_path / "m.pt", model, task="instances", tile_shape=(64, 64))
+    sizes = {"T": 2, "Z": 3, "C": channels, "Y": 40, "X": 48}
+    image = rng.integers(0, 60, tuple(sizes[a] for a in axes), dtype=np.uint8)
+    image[..., 10:25, 12:30] = 220
+    path = tmp_path / "movie.tif"
+    write_tiff(path, image)  # no axes stored: --axes says them
+    out = tmp_path / "out"
+    for labels in ("instances", "semantic"):
+        argv = ["predict", str(path), "--model", str(checkpoint), "--out", str(out / labels)]
+        status = main([*argv, "--axes", axes, "--labels", labels, "--output", "both"])
+        captured = capsys.readouterr()
+        assert status == 0, captured.err
+        written = read_image(out / labels / "movie_labels.tif")
+        assert written.image.shape == (2, 3, 40, 48) and written.axes == "TZYX"
+        assert np.issubdtype(written.image.dtype, np.integer)
+        probabilities = read_image(out / labels / "movie_probabilities.tif")
+        assert probabilities.image.shape == (3, 2, 3, 40, 48)

@@ -362,3 +362,27 @@ def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_i
     np.testing.assert_array_equal(
         labels_from_probabilities(scaled, task=info.task, config=post), objects
     )
+
+
+@pytest.mark.parametrize("axes", ["TZYX", "TZCYX"])
+@pytest.mark.parametrize("output", ["semantic", "instances"])
+def test_issue15_point5_time_and_depth_images_predict_and_postprocess(rng, axes, output):
+    """TZYX / TZCYX images failed in post-processing ('got (K,T,Z,Y,X)') through the core API."""
+    from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+
+    channels = 2 if "C" in axes else 1
+    model = PixelNet(in_channels=channels, out_channels=3)
+    shape = {"T": 2, "Z": 3, "C": channels, "Y": 40, "X": 45}
+    image = rng.random(tuple(shape[a] for a in axes)).astype(np.float32)
+    probabilities = predict(model, image, axes, task="instances", config=CPU)
+    assert probabilities.shape == (3, 2, 3, 40, 45)
+    for t, z in itertools.product(range(2), range(3)):  # each plane like a single image
+        plane = image[t, z][None] if channels == 1 else image[t, z]  # (C, Y, X)
+        np.testing.assert_allclose(probabilities[:, t, z], reference(model, plane), atol=1e-5)
+    config = PostprocessConfig(output=output)
+    labels = labels_from_probabilities(probabilities, task="instances", config=config)
+    assert labels.shape == (2, 3, 40, 45)
+    flat = labels_from_probabilities(
+        probabilities.reshape(3, 6, 40, 45), task="instances", config=config
+    )
+    np.testing.assert_array_equal(labels.reshape(6, 40, 45), flat)
