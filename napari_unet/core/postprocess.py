@@ -21,8 +21,8 @@ Foreground regions that no seed reaches become objects of their own. Stacks (any
 (Z, Y, X), (T, Z, Y, X), ...) are done plane by plane; instance ids are unique across the whole
 stack. Post-steps, in order: hole filling (holes enclosed by one object), the region of interest
 (labels outside -> 0), removal of objects smaller than ``min_size`` (connected regions of each
-class for semantic labels), and sequential ids. Label dtypes: semantic uint8 (uint16 above 256 classes); instances uint16 up to
-65535 objects, else uint32.
+class for semantic labels), and sequential ids. Label dtypes: semantic uint8 (uint16 above 256
+classes); instances uint16 up to 65535 objects, else uint32.
 
 Memory (an 8192 x 8192 plane): semantic labels are computed in row chunks (1 byte per pixel plus
 a 4 Mpx chunk: measured peak 0.11 GB above the probabilities; ``fill_holes``/``min_size`` add an
