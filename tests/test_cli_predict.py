@@ -488,3 +488,25 @@ def test_issue15_point5_predict_time_and_depth_stacks(
         assert np.issubdtype(written.image.dtype, np.integer)
         probabilities = read_image(out / labels / "movie_probabilities.tif")
         assert probabilities.image.shape == (3, 2, 3, 40, 48)
+
+
+def test_issue15_point7_bad_flags_exit_2_with_one_line(
+    tmp_path: Path, images: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    for bad in (
+        ["--tile", "0"],
+        ["--tile", "-5"],
+        ["--tile", "abc"],
+        ["--overlap", "-1"],
+        ["--batch-size", "0"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["predict", "x.tif", "--model", "m.pt", "--out", str(tmp_path), *bad])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and bad[0] in err and "Traceback" not in err
+    model = make_checkpoint(tmp_path, "binary", 1)
+    argv = ["predict", str(images["cells"]), "--model", str(model), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--tile", "32", "--overlap", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overlap 32 must be smaller than the tile side" in err

@@ -386,3 +386,47 @@ def test_issue15_point5_time_and_depth_images_predict_and_postprocess(rng, axes,
         probabilities.reshape(3, 6, 40, 45), task="instances", config=config
     )
     np.testing.assert_array_equal(labels.reshape(6, 40, 45), flat)
+
+
+def test_issue15_point7_bad_predict_config_values_are_one_sentence_user_errors():
+    from napari_unet.core.errors import UserInputError
+
+    cases = [
+        ({"tile_shape": 0}, "tile_shape=0", ">= 1"),
+        ({"tile_shape": -5}, "tile_shape=-5", ">= 1"),
+        ({"tile_shape": (64,)}, "tile_shape=(64,)", "one or two"),
+        ({"tile_shape": "abc"}, "tile_shape='abc'", "whole numbers"),
+        ({"tile_shape": True}, "tile_shape=True", "whole numbers"),
+        ({"tile_shape": 64.5}, "tile_shape=64.5", "whole numbers"),
+        ({"overlap": -1}, "overlap=-1", ">= 0"),
+        ({"overlap": 1.5}, "overlap=1.5", ">= 0"),
+        ({"overlap": 64, "tile_shape": 64}, "overlap=64", "0 to 63"),
+        ({"batch_size": 0}, "batch_size=0", ">= 1"),
+        ({"device": ""}, "device=''", "'cpu'"),
+        ({"precision": "fp8"}, "precision='fp8'", "auto, fp32, bf16, fp16"),
+        ({"blend": "hann"}, "blend='hann'", "gaussian, constant"),
+        ({"probability_dtype": "int8"}, "probability_dtype='int8'", "float32, float16"),
+        ({"tta": "rotations"}, "tta='rotations'", "none, flips, dihedral"),
+    ]
+    for bad, named, allowed in cases:
+        with pytest.raises(UserInputError) as info:
+            PredictConfig(**bad)
+        message = str(info.value)
+        assert named in message and allowed in message, message
+        assert message.count(". ") == 0 and "\n" not in message  # one sentence
+
+
+def test_issue15_point7_empty_images_and_tiles_too_small_are_refused(rng):
+    from napari_unet.core.errors import UserInputError
+
+    model = PixelNet(out_channels=2)
+    for shape, axes in (((0, 0), "YX"), ((0, 16), "YX"), ((16, 0), "YX"), ((2, 0, 0), "ZYX")):
+        with pytest.raises(UserInputError, match=r"the image is empty \(shape"):
+            predict(model, np.zeros(shape, np.float32), axes, config=CPU)
+    valid = PixelNet(out_channels=2, margin=20)  # loses 20 pixels on each side
+    config = PredictConfig(tile_shape=(32, 32), overlap=0, **FP32)
+    with pytest.raises(UserInputError, match=r"too small for this model .* at least 41x41"):
+        predict(valid, rng.random((100, 100)), "YX", config=config)
+    # the default overlap of padded nets fits small tiles (it raised a raw ValueError at 32)
+    small = PredictConfig(tile_shape=(32, 32), **FP32)
+    assert predict(model, rng.random((70, 70)), "YX", config=small).shape == (2, 70, 70)

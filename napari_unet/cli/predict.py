@@ -126,7 +126,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
     parser.set_defaults(run=run)
+    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
     return parser
+
+
+def _one_line_error(parser: argparse.ArgumentParser) -> Any:
+    """``parser.error`` that prints one line (no usage block) and exits with status 2."""
+
+    def error(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: error: {message}; see --help.\n")
+
+    return error
 
 
 class ProgressBar:
@@ -260,12 +270,20 @@ def run(args: argparse.Namespace) -> int:
         settings["tile_shape"] = tile
     if overlap is not None:
         settings["overlap"] = overlap
+        side = min(tile) if isinstance(tile, tuple) else tile
+        if side is not None and overlap >= side:
+            raise UserInputError(
+                f"--overlap {overlap} must be smaller than the tile side ({side} pixels); "
+                "give a smaller --overlap or a larger --tile."
+            )
     try:
         predict_config = PredictConfig(**settings)
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(
             output=args.labels, threshold=args.threshold, min_size=args.min_size
         )
+    except UserInputError:
+        raise
     except ValueError as err:
         raise UserInputError(f"invalid setting: {err}.") from None
     roi = _read_roi(args.roi) if args.roi is not None else None
