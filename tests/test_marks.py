@@ -102,3 +102,24 @@ def test_predicted_zarr_labels_are_marked(tmp_path: Path, rng) -> None:
     tag = kwargs["metadata"]["napari_unet"]
     assert tag["role"] == "labels" and tag["output"] == "semantic" and tag["predicted"] == [0, 1]
     np.testing.assert_array_equal(tag["snapshot"], labels)
+
+
+def test_issue15_point1_only_files_predict_wrote_may_be_overwritten(tmp_path: Path) -> None:
+    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.marks import check_overwritable, output_tag, written_by_predict
+
+    labels = np.ones((8, 8), np.uint8)
+    mark = PredictionMark(model="m", task="binary", output="semantic")
+    write_labels(tmp_path / "a_labels.tif", labels, software=software_tag(mark))
+    write_tiff(tmp_path / "a_probabilities.tif", labels, software=output_tag("probabilities", "m"))
+    write_labels(tmp_path / "b_labels.tif", labels)  # by hand
+    write_tiff(tmp_path / "b_probabilities.tif", labels, software="napari-unet-loop outputs")
+    (tmp_path / "c_labels.tif").write_bytes(b"not a tiff")
+    for name in ("a_labels.tif", "a_probabilities.tif", "missing_labels.tif"):
+        check_overwritable(tmp_path / name)
+    assert written_by_predict(tmp_path / "a_probabilities.tif")
+    assert read_mark(tmp_path / "a_probabilities.tif") is None  # not opened as labels
+    for name in ("b_labels.tif", "b_probabilities.tif", "c_labels.tif"):
+        assert not written_by_predict(tmp_path / name)
+        with pytest.raises(UserInputError, match=f"{name} exists and is not a prediction"):
+            check_overwritable(tmp_path / name)

@@ -146,9 +146,13 @@ def test_tilewise_application_matches_whole_image(rng):
     image[1, 4, 4] = np.nan
     whole = normalize(image)
     params = normalization_params(image)
-    tile = image[:, 3:20, 5:31].astype(np.float32)[None]
-    apply_normalization(tile, params, out=tile)
-    np.testing.assert_array_equal(tile[0], whole[:, 3:20, 5:31])
+    tile = image[:, 3:20, 5:31][None]  # raw, as the tiler hands it to prediction
+    out = np.empty(tile.shape, np.float32)
+    apply_normalization(tile, params, out=out)
+    np.testing.assert_array_equal(out[0], whole[:, 3:20, 5:31])
+    as_float32 = tile.astype(np.float32)  # a float32 tile is normalised in place
+    apply_normalization(as_float32, params, out=as_float32)
+    np.testing.assert_allclose(as_float32[0], whole[:, 3:20, 5:31], atol=1e-6)
 
 
 def test_complex_and_wrong_shape_are_refused():
@@ -156,3 +160,29 @@ def test_complex_and_wrong_shape_are_refused():
         normalize(np.zeros((1, 4, 4), np.complex64))
     with pytest.raises(ValueError, match="C, Y, X"):
         normalize(np.zeros((4, 4)))
+
+
+def test_issue15_point4_float64_beyond_float32_range_normalises_like_the_image(rng) -> None:
+    """A float64 image times 1e300 overflowed float32 before normalisation: it came out flat."""
+    image = rng.random((2, 40, 48)) * 255
+    image[0, 0, 0], image[0, 1, 1], image[1, 2, 2] = np.nan, np.inf, -np.inf  # kept as before
+    reference = normalize(image)
+    scaled = normalize(image * 1e300)
+    assert np.isfinite(scaled).all()
+    np.testing.assert_allclose(scaled, reference, rtol=1e-6, atol=1e-6)
+    assert scaled[0, 0, 0] == 0.0 and scaled[1, 2, 2] == reference[1, 2, 2]  # NaN, -Inf -> low
+    assert scaled[0, 1, 1] == reference[0, 1, 1]  # +Inf -> the high value
+    # tile by tile, as prediction applies it: the same numbers
+    params = normalization_params(image * 1e300)
+    tiles = np.stack([image[:, :16, :16], image[:, 16:32, 16:32]]) * 1e300
+    out = np.empty(tiles.shape, np.float32)
+    apply_normalization(tiles, params, out=out)
+    np.testing.assert_allclose(out[1], reference[:, 16:32, 16:32], rtol=1e-6, atol=1e-6)
+
+
+def test_issue15_point4_wide_integers_keep_their_digits() -> None:
+    """uint32 / int64 values that float32 rounds: normalised in float64, not cast first."""
+    base = np.arange(64 * 64, dtype=np.int64).reshape(1, 64, 64) % 200
+    for offset, dtype in ((4_000_000_000, np.uint32), (2**40, np.int64)):
+        image = (base + offset).astype(dtype)
+        np.testing.assert_allclose(normalize(image), normalize(base), atol=1e-6)

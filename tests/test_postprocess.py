@@ -269,3 +269,32 @@ def test_config_validates_and_round_trips():
     for bad in ({"output": "blobs"}, {"threshold": 1.5}, {"min_size": -1}, {"block_shape": (0, 4)}):
         with pytest.raises(ValueError):
             PostprocessConfig(**bad)
+
+
+@pytest.mark.parametrize("output", ["semantic", "instances"])
+def test_issue15_point5_time_and_depth_stacks_are_done_plane_by_plane(output) -> None:
+    """(K, T, Z, Y, X) from a TZYX image raised 'got (K,T,Z,Y,X)'; planes as in (K, S, Y, X)."""
+    planes = [
+        three_class((40, 48), [(12, 12), (28, 30)], [7, 8]),
+        three_class((40, 48), [(20, 20)], [9]),
+        three_class((40, 48), [(10, 35), (30, 10), (30, 35)], [6, 6, 6]),
+    ]
+    flat = np.stack([planes[i % 3] for i in range(6)], axis=1)  # (K, 6, Y, X)
+    config = PostprocessConfig(output=output, min_size=5)
+    expected = labels_from_probabilities(flat, task="instances", config=config)
+    roi = np.ones((40, 48), bool)
+    roi[:, :4] = False
+    for stack in ((2, 3), (1, 2, 3)):
+        probabilities = flat.reshape((3, *stack, 40, 48))
+        labels = labels_from_probabilities(probabilities, task="instances", config=config, roi=roi)
+        assert labels.shape == (*stack, 40, 48)
+        flat_labels = labels.reshape(expected.shape)
+        assert not flat_labels[..., :4].any()
+        masked = expected.copy()
+        masked[..., :4] = 0
+        if output == "semantic":
+            np.testing.assert_array_equal(flat_labels, masked)
+        else:  # ids unique across the whole stack, one partition per plane
+            assert flat_labels.max() == len(np.unique(flat_labels)) - 1
+            for index in range(6):
+                assert same_partition(flat_labels[index], masked[index])

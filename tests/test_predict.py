@@ -335,3 +335,98 @@ def test_unet_single_tile_equals_full_forward_and_tiles_agree(rng):
     # Padded nets see zero padding at tile borders: tiles agree closely, not exactly.
     assert np.abs(tiled - one_tile).mean() < 0.02
     np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_image(
+    shared_data,
+) -> None:
+    """The issue's case: fluo-nuclei on a DSB image times 1e300 found 0 objects (exit 0)."""
+    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.io import read_image
+    from napari_unet.core.postprocess import labels_from_probabilities
+
+    loaded = load_checkpoint(resolve_checkpoint("fluo-nuclei"))
+    info = loaded.info
+    image = read_image(shared_data / "dsb2018_fluo/images/000.png").image
+    settings = {
+        "task": info.task,
+        "normalization": info.normalization_config(),
+        "config": PredictConfig(device="cpu", precision="fp32"),
+    }
+    reference = predict(loaded.model, image, "YX", **settings)
+    scaled = predict(loaded.model, image.astype(np.float64) * 1e300, "YX", **settings)
+    np.testing.assert_allclose(scaled, reference, atol=1e-4)
+    post = info.postprocess_config(output=None, threshold=None, min_size=None)
+    objects = labels_from_probabilities(reference, task=info.task, config=post)
+    assert objects.max() > 5
+    np.testing.assert_array_equal(
+        labels_from_probabilities(scaled, task=info.task, config=post), objects
+    )
+
+
+@pytest.mark.parametrize("axes", ["TZYX", "TZCYX"])
+@pytest.mark.parametrize("output", ["semantic", "instances"])
+def test_issue15_point5_time_and_depth_images_predict_and_postprocess(rng, axes, output):
+    """TZYX / TZCYX images failed in post-processing ('got (K,T,Z,Y,X)') through the core API."""
+    from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+
+    channels = 2 if "C" in axes else 1
+    model = PixelNet(in_channels=channels, out_channels=3)
+    shape = {"T": 2, "Z": 3, "C": channels, "Y": 40, "X": 45}
+    image = rng.random(tuple(shape[a] for a in axes)).astype(np.float32)
+    probabilities = predict(model, image, axes, task="instances", config=CPU)
+    assert probabilities.shape == (3, 2, 3, 40, 45)
+    for t, z in itertools.product(range(2), range(3)):  # each plane like a single image
+        plane = image[t, z][None] if channels == 1 else image[t, z]  # (C, Y, X)
+        np.testing.assert_allclose(probabilities[:, t, z], reference(model, plane), atol=1e-5)
+    config = PostprocessConfig(output=output)
+    labels = labels_from_probabilities(probabilities, task="instances", config=config)
+    assert labels.shape == (2, 3, 40, 45)
+    flat = labels_from_probabilities(
+        probabilities.reshape(3, 6, 40, 45), task="instances", config=config
+    )
+    np.testing.assert_array_equal(labels.reshape(6, 40, 45), flat)
+
+
+def test_issue15_point7_bad_predict_config_values_are_one_sentence_user_errors():
+    from napari_unet.core.errors import UserInputError
+
+    cases = [
+        ({"tile_shape": 0}, "tile_shape=0", ">= 1"),
+        ({"tile_shape": -5}, "tile_shape=-5", ">= 1"),
+        ({"tile_shape": (64,)}, "tile_shape=(64,)", "one or two"),
+        ({"tile_shape": "abc"}, "tile_shape='abc'", "whole numbers"),
+        ({"tile_shape": True}, "tile_shape=True", "whole numbers"),
+        ({"tile_shape": 64.5}, "tile_shape=64.5", "whole numbers"),
+        ({"overlap": -1}, "overlap=-1", ">= 0"),
+        ({"overlap": 1.5}, "overlap=1.5", ">= 0"),
+        ({"overlap": 64, "tile_shape": 64}, "overlap=64", "0 to 63"),
+        ({"batch_size": 0}, "batch_size=0", ">= 1"),
+        ({"device": ""}, "device=''", "'cpu'"),
+        ({"precision": "fp8"}, "precision='fp8'", "auto, fp32, bf16, fp16"),
+        ({"blend": "hann"}, "blend='hann'", "gaussian, constant"),
+        ({"probability_dtype": "int8"}, "probability_dtype='int8'", "float32, float16"),
+        ({"tta": "rotations"}, "tta='rotations'", "none, flips, dihedral"),
+    ]
+    for bad, named, allowed in cases:
+        with pytest.raises(UserInputError) as info:
+            PredictConfig(**bad)
+        message = str(info.value)
+        assert named in message and allowed in message, message
+        assert message.count(". ") == 0 and "\n" not in message  # one sentence
+
+
+def test_issue15_point7_empty_images_and_tiles_too_small_are_refused(rng):
+    from napari_unet.core.errors import UserInputError
+
+    model = PixelNet(out_channels=2)
+    for shape, axes in (((0, 0), "YX"), ((0, 16), "YX"), ((16, 0), "YX"), ((2, 0, 0), "ZYX")):
+        with pytest.raises(UserInputError, match=r"the image is empty \(shape"):
+            predict(model, np.zeros(shape, np.float32), axes, config=CPU)
+    valid = PixelNet(out_channels=2, margin=20)  # loses 20 pixels on each side
+    config = PredictConfig(tile_shape=(32, 32), overlap=0, **FP32)
+    with pytest.raises(UserInputError, match=r"too small for this model .* at least 41x41"):
+        predict(valid, rng.random((100, 100)), "YX", config=config)
+    # the default overlap of padded nets fits small tiles (it raised a raw ValueError at 32)
+    small = PredictConfig(tile_shape=(32, 32), **FP32)
+    assert predict(model, rng.random((70, 70)), "YX", config=small).shape == (2, 70, 70)

@@ -255,3 +255,32 @@ def test_predicted_zarr_labels_open_as_labels_beside_their_volume(
     zarr.open_array(store=str(floats), mode="w", shape=(4, 4), dtype="f4")[...] = 0.5
     with pytest.raises(ImageReadError, match="cannot open as labels"):
         read_layers(str(floats))
+
+
+def _tree_digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_issue15_point1_a_zarr_store_the_user_made_is_never_reopened(
+    tmp_path, volume, capsys
+) -> None:
+    model = _checkpoint(tmp_path)
+    source = write_ome_zarr(tmp_path / "vol.ome.zarr", volume, "ZYX", (1, 48, 64))
+    out = tmp_path / "out"
+    # the user's own annotation, with the very shape and dtype an output would have
+    mine = write_ome_zarr(
+        out / "vol_labels.zarr", np.ones((3, 48, 64), np.uint32), "ZYX", (1, 48, 64)
+    )
+    before = _tree_digest(mine)
+    with pytest.raises(UserInputError, match="exists and is not a prediction"):
+        create_output(mine, shape=(3, 48, 64), axes="ZYX", dtype=np.uint32)
+    common = ["--model", str(model), "--labels", "instances", "--output", "both"]
+    assert _predict(str(source), "--out", str(out), *common) == 1
+    err = capsys.readouterr().err
+    assert "vol_labels.zarr exists and is not a prediction (your annotation?)" in err
+    assert _tree_digest(mine) == before
+    assert not (out / "vol_probabilities.zarr").exists()  # the input was skipped as a whole
+    # an earlier run's outputs are ours: reopened and overwritten as before
+    assert _predict(str(source), "--out", str(tmp_path / "o2"), *common) == 0
+    assert _predict(str(source), "--out", str(tmp_path / "o2"), *common) == 0
+    capsys.readouterr()

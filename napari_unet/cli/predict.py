@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from napari_unet.cli.predict_zarr import parse_slices, predict_zarr
+from napari_unet.cli.predict_zarr import parse_slices, predict_zarr, write_output
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
     parser.set_defaults(run=run)
+    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
     return parser
+
+
+def _one_line_error(parser: argparse.ArgumentParser) -> Any:
+    """``parser.error`` that prints one line (no usage block) and exits with status 2."""
+
+    def error(message: str) -> None:
+        parser.exit(2, f"{parser.prog}: error: {message}; see --help.\n")
+
+    return error
 
 
 class ProgressBar:
@@ -154,15 +164,32 @@ class ProgressBar:
         self._last = -1.0
 
 
+#: Name endings (after the image's stem) of files that belong to an image rather than being one.
+COMPANION_SUFFIXES: tuple[str, ...] = ("_labels", "_probabilities")
+
+
+def _companion_of(path: Path, stems: set[str]) -> str | None:
+    """The stem of the image ``path`` (``<stem>_labels.*``, ...) belongs to, if in ``stems``."""
+    from napari_unet.core.io import image_stem
+
+    stem = image_stem(path)
+    for suffix in COMPANION_SUFFIXES:
+        if stem.endswith(suffix) and stem[: -len(suffix)] in stems:
+            return stem[: -len(suffix)]
+    return None
+
+
 def _expand_inputs(images: list[str]) -> list[Path]:
     """Files and Zarr folders as given; other folders -> their images and Zarr sub-folders.
 
-    In a folder, label files an earlier ``predict`` wrote there (they carry its mark, see
-    :mod:`napari_unet.core.marks`) are skipped, so writing the outputs next to the images and
-    running again does not predict the labels as if they were images.
+    In a folder, a ``<stem>_labels.*`` or ``<stem>_probabilities.*`` file whose ``<stem>`` image
+    is in the same folder is an annotation or an output, not an image: it is never predicted
+    (marked or not). Outputs an earlier ``predict`` wrote there (they carry its mark, see
+    :mod:`napari_unet.core.marks`) are skipped too, so writing the outputs next to the images and
+    running again does not predict them as if they were images. Both are logged at INFO.
     """
-    from napari_unet.core.io import list_images
-    from napari_unet.core.marks import read_mark
+    from napari_unet.core.io import image_stem, list_images
+    from napari_unet.core.marks import written_by_predict
     from napari_unet.core.zarr_io import is_zarr
 
     paths: list[Path] = []
@@ -173,11 +200,33 @@ def _expand_inputs(images: list[str]) -> list[Path]:
             continue
         zarrs = [p for p in path.iterdir() if not p.name.startswith(".") and is_zarr(p)]
         found = sorted([*list_images(path), *zarrs])
-        outputs = [p for p in found if read_mark(p) is not None]
-        if outputs:
-            logger.info("%s: skipping %d label output(s) of an earlier predict", path, len(outputs))
-        paths.extend(p for p in found if p not in outputs)
+        stems = {image_stem(p) for p in found}
+        for candidate in found:
+            owner = _companion_of(candidate, stems)
+            if owner is not None:
+                logger.info("not predicting %s: it belongs to the image %r", candidate, owner)
+            elif written_by_predict(candidate):
+                logger.info("not predicting %s: an output of an earlier predict", candidate)
+            else:
+                paths.append(candidate)
     return paths
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file or lies in a folder that cannot be written to."""
+    import errno
+    import os
+
+    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.io import write_error
+
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file; pass a folder for the outputs.")
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise write_error(out, OSError(errno.EACCES, "not writable")) from None
 
 
 def _read_roi(path: Path) -> Any:
@@ -204,8 +253,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(resolve_checkpoint(args.model))
     info = loaded.info
     device = get_device(args.device)  # an unavailable device stops here, before any file
-    if args.out.exists() and not args.out.is_dir():
-        raise UserInputError(f"--out {args.out} is a file; pass a folder for the outputs.")
+    _check_out_folder(args.out)
     inputs = _expand_inputs(args.images)
     if not inputs:
         raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
@@ -222,12 +270,20 @@ def run(args: argparse.Namespace) -> int:
         settings["tile_shape"] = tile
     if overlap is not None:
         settings["overlap"] = overlap
+        side = min(tile) if isinstance(tile, tuple) else tile
+        if side is not None and overlap >= side:
+            raise UserInputError(
+                f"--overlap {overlap} must be smaller than the tile side ({side} pixels); "
+                "give a smaller --overlap or a larger --tile."
+            )
     try:
         predict_config = PredictConfig(**settings)
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(
             output=args.labels, threshold=args.threshold, min_size=args.min_size
         )
+    except UserInputError:
+        raise
     except ValueError as err:
         raise UserInputError(f"invalid setting: {err}.") from None
     roi = _read_roi(args.roi) if args.roi is not None else None
@@ -276,6 +332,15 @@ class _Job:
             output=post_config.output,
         )
 
+    def targets(self, stem: str, suffix: str) -> dict[str, Path]:
+        """The output paths this run writes for ``stem`` by kind (``.tif`` or ``.zarr``)."""
+        out, output = self.args.out, self.args.output
+        if self.loaded.info.task == "restoration":
+            kinds = ["restored"]
+        else:
+            kinds = [k for k in ("labels", "probabilities") if output in (k, "both")]
+        return {kind: out / f"{stem}_{kind}{suffix}" for kind in kinds}
+
     def process(self, path: Path, stem: str, bar: ProgressBar) -> str:
         """Predict one file, write its outputs and return its summary line."""
         import numpy as np
@@ -284,7 +349,7 @@ class _Job:
         from napari_unet.core.errors import UserInputError
         from napari_unet.core.generators import run_to_end
         from napari_unet.core.io import read_image, write_labels, write_tiff
-        from napari_unet.core.marks import software_tag
+        from napari_unet.core.marks import check_overwritable, output_tag, software_tag
         from napari_unet.core.postprocess import labels_from_probabilities
         from napari_unet.core.predict import iter_predict
         from napari_unet.core.zarr_io import is_zarr
@@ -294,7 +359,10 @@ class _Job:
         if self.args.slices is not None:
             raise UserInputError("--slices applies to Zarr inputs only; this is a single file.")
         tic = time.perf_counter()
-        info, out = self.loaded.info, self.args.out
+        info = self.loaded.info
+        targets = self.targets(stem, ".tif")
+        for target in targets.values():  # before predicting: the user's files are never replaced
+            check_overwritable(target)
         data = read_image(path)
         if self.args.axes:
             axes = check_axes(self.args.axes, data.image.shape)
@@ -310,34 +378,45 @@ class _Job:
             config=self.predict_config,
         )
         probabilities = run_to_end(generator, lambda p: bar.update(path.name, p.fraction))
-        out.mkdir(parents=True, exist_ok=True)
         written: list[str] = []
-        if info.task == "restoration":
+        model = self.mark.model
+        if "restored" in targets:
             restored = probabilities.astype(np.float32, copy=False)
             restored_axes = "C" + spatial_axes
             if restored.shape[0] == 1:
                 restored, restored_axes = restored[0], spatial_axes
+            tag = output_tag("restored", model)
             written.append(
-                write_tiff(out / f"{stem}_restored.tif", restored, axes=restored_axes).name
+                write_output(
+                    targets["restored"],
+                    lambda t: write_tiff(t, restored, axes=restored_axes, software=tag),
+                )
             )
             detail = f"restored {restored.shape}"
         else:
             detail = f"probabilities {probabilities.shape}"
-            if self.args.output in ("labels", "both"):
+            if "labels" in targets:
                 labels = labels_from_probabilities(
                     probabilities, task=info.task, config=self.post_config, roi=self.roi
                 )
-                target = out / f"{stem}_labels.tif"
                 software = software_tag(self.mark)
                 written.append(
-                    write_labels(target, labels, axes=spatial_axes, software=software).name
+                    write_output(
+                        targets["labels"],
+                        lambda t: write_labels(t, labels, axes=spatial_axes, software=software),
+                    )
                 )
                 count = int(labels.max()) if labels.size else 0
                 kind = "objects" if self.post_config.output == "instances" else "max class"
                 detail = f"labels {labels.shape} {labels.dtype}, {kind} {count}"
-            if self.args.output in ("probabilities", "both"):
-                target = out / f"{stem}_probabilities.tif"
+            if "probabilities" in targets:
                 halves = probabilities.astype(np.float16, copy=False)
-                written.append(write_tiff(target, halves, axes="C" + spatial_axes).name)
+                tag = output_tag("probabilities", model)
+                written.append(
+                    write_output(
+                        targets["probabilities"],
+                        lambda t: write_tiff(t, halves, axes="C" + spatial_axes, software=tag),
+                    )
+                )
         seconds = time.perf_counter() - tic
         return f"ok {path} -> {', '.join(written)} ({detail}, {seconds:.1f} s)"

@@ -15,6 +15,7 @@ Outputs (OME-NGFF v0.4, one resolution level, chunks one slice deep):
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,27 @@ import numpy as np
 
 from napari_unet.core.errors import UserInputError
 
-__all__ = ["parse_slices", "predict_zarr"]
+__all__ = ["parse_slices", "predict_zarr", "write_output"]
+
+
+def write_output(target: Path, write: Any) -> str:
+    """``write(target)`` (creating ``--out`` first); an ``OSError`` becomes one clear sentence.
+
+    Returns:
+        The name of the written file.
+
+    Raises:
+        UserInputError: the output folder is full, read-only or otherwise not writable; the
+            message names ``target`` and the cause, never a temporary file.
+    """
+    from napari_unet.core.io import write_error
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(target)
+    except OSError as err:
+        raise write_error(target, err) from None
+    return target.name
 
 
 def parse_slices(text: str) -> tuple[int | None, int | None]:
@@ -56,14 +77,11 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
     from napari_unet.core.axes import StackLayout, check_axes, guess_axes
-    from napari_unet.core.generators import run_to_end
-    from napari_unet.core.lazy import iter_slices, slice_axes
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.predict import iter_predict
+    from napari_unet.core.marks import check_overwritable
     from napari_unet.core.zarr_io import open_zarr
 
     tic = time.perf_counter()
-    args, info, model = job.args, job.loaded.info, job.loaded.model
+    args, info = job.args, job.loaded.info
     lazy = open_zarr(path)
     if args.axes:
         axes = check_axes(args.axes, lazy.shape)
@@ -76,9 +94,39 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
         raise UserInputError(
             f"--roi has shape {roi.shape}; a Zarr image takes a (Y, X) mask of {layout.yx_shape}."
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    writers = _writers(job, layout, stem, info)
-    per_slice_axes = slice_axes(axes)
+    targets = job.targets(stem, ".zarr")
+    for target in targets.values():  # the user's own stores are never written into
+        check_overwritable(target)
+    fresh = [t for t in targets.values() if not (t.exists() or t.is_symlink())]
+    try:
+        writers = _writers(job, layout, targets, info)
+        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar)
+    except BaseException:
+        # What this run created is removed (a failed write leaves no half-written store), unless
+        # cluster jobs (--slices) may be filling it too.
+        if args.slices is None:
+            for target in fresh:
+                shutil.rmtree(target, ignore_errors=True)
+        raise
+    written = ", ".join(target.name for target in targets.values())
+    kind = "objects per slice up to" if job.post_config.output == "instances" else "max class"
+    detail = f"slices {chosen.start}..{chosen.stop - 1} of {layout.n_slices}"
+    if "labels" in writers:
+        detail += f", labels {layout.spatial_shape}, {kind} {objects}"
+    seconds = time.perf_counter() - tic
+    return f"ok {path} -> {written} ({detail}, {seconds:.1f} s)"
+
+
+def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
+    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice."""
+    from napari_unet.core.generators import run_to_end
+    from napari_unet.core.io import write_error
+    from napari_unet.core.lazy import iter_slices, slice_axes
+    from napari_unet.core.postprocess import labels_from_probabilities
+    from napari_unet.core.predict import iter_predict
+
+    info, model = job.loaded.info, job.loaded.model
+    per_slice_axes = slice_axes(layout.axes)
     objects = 0
     for done, (index, plane) in enumerate(iter_slices(lazy.array, layout, chosen)):
         generator = iter_predict(
@@ -93,23 +141,21 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
             generator, lambda p, done=done: bar.update(path.name, (done + p.fraction) / len(chosen))
         )
         position = _position(layout, index)
+        results: dict[str, np.ndarray] = {}
         if "labels" in writers:
-            labels = labels_from_probabilities(
+            results["labels"] = labels_from_probabilities(
                 probabilities, task=info.task, config=job.post_config, roi=roi
             )
-            writers["labels"][position] = labels
+            labels = results["labels"]
             objects = max(objects, int(labels.max()) if labels.size else 0)
-        for name in ("probabilities", "restored"):
-            if name in writers:  # channels first: (K, *stack, Y, X)
-                target = writers[name]
-                target[(slice(None), *position)] = probabilities.astype(target.dtype, copy=False)
-    written = ", ".join(f"{stem}_{name}.zarr" for name in writers)
-    kind = "objects per slice up to" if job.post_config.output == "instances" else "max class"
-    detail = f"slices {chosen.start}..{chosen.stop - 1} of {layout.n_slices}"
-    if "labels" in writers:
-        detail += f", labels {layout.spatial_shape}, {kind} {objects}"
-    seconds = time.perf_counter() - tic
-    return f"ok {path} -> {written} ({detail}, {seconds:.1f} s)"
+        for name, writer in writers.items():
+            key = position if name == "labels" else (slice(None), *position)  # channels first
+            value = results.get(name, probabilities)
+            try:
+                writer[key] = value.astype(writer.dtype, copy=False)
+            except OSError as err:
+                raise write_error(targets[name], err) from None
+    return objects
 
 
 def _position(layout: Any, index: int) -> tuple:
@@ -118,37 +164,33 @@ def _position(layout: Any, index: int) -> tuple:
     return (*stack_index(layout, index), slice(None), slice(None))
 
 
-def _writers(job: Any, layout: Any, stem: str, info: Any) -> dict[str, Any]:
-    """The output arrays of this run by kind: ``labels``, ``probabilities`` (or restored)."""
-    from napari_unet.core.marks import zarr_attributes
+def _writers(job: Any, layout: Any, targets: dict[str, Path], info: Any) -> dict[str, Any]:
+    """The output arrays of this run by kind (``labels``, ``probabilities`` or ``restored``)."""
+    from napari_unet.core.marks import zarr_attributes, zarr_output_attributes
     from napari_unet.core.postprocess_ops import semantic_label_dtype
     from napari_unet.core.zarr_io import create_output
 
-    out, output = job.args.out, job.args.output
     channels = int(job.loaded.model.out_channels)
     spatial, axes = layout.spatial_shape, layout.spatial_axes
     writers: dict[str, Any] = {}
-    if info.task == "restoration":
-        target = out / f"{stem}_restored.zarr"
-        shape = (channels, *spatial)
-        writers["restored"] = create_output(target, shape=shape, axes="C" + axes, dtype=np.float32)
-        return writers
-    if output in ("labels", "both"):
-        if job.post_config.output == "instances":
-            dtype = np.dtype(np.uint32)
-        else:
-            dtype = semantic_label_dtype(2 if info.task == "binary" else channels)
-        writers["labels"] = create_output(
-            out / f"{stem}_labels.zarr",
-            shape=spatial,
-            axes=axes,
-            dtype=dtype,
-            attributes=zarr_attributes(job.mark),
-        )
-    if output in ("probabilities", "both"):
-        target = out / f"{stem}_probabilities.zarr"
-        shape = (channels, *spatial)
-        writers["probabilities"] = create_output(
-            target, shape=shape, axes="C" + axes, dtype=np.float16
-        )
+    for kind, target in targets.items():
+        if kind == "labels":
+            if job.post_config.output == "instances":
+                dtype = np.dtype(np.uint32)
+            else:
+                dtype = semantic_label_dtype(2 if info.task == "binary" else channels)
+            shape, kind_axes, attributes = spatial, axes, zarr_attributes(job.mark)
+        else:  # channels first: (K, *stack, Y, X)
+            dtype = np.dtype(np.float32 if kind == "restored" else np.float16)
+            shape, kind_axes = (channels, *spatial), "C" + axes
+            attributes = zarr_output_attributes(kind, job.mark.model)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            writers[kind] = create_output(
+                target, shape=shape, axes=kind_axes, dtype=dtype, attributes=attributes
+            )
+        except OSError as err:
+            from napari_unet.core.io import write_error
+
+            raise write_error(target, err) from None
     return writers

@@ -13,6 +13,7 @@ tifffile's JSON description.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.core.atomic import atomic_write_with
-from napari_unet.core.errors import ImageReadError
+from napari_unet.core.errors import ImageReadError, UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -370,3 +371,26 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
+
+
+#: ``errno`` values of a full disk, and of a folder that cannot be written to.
+_NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
+_NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> UserInputError:
+    """The one-sentence error for ``err``, raised while writing the output ``path``.
+
+    Names ``path`` (never a temporary file's name) and the cause in words, and says what to do;
+    the caller raises it ``from None``. Atomic writes (:mod:`napari_unet.core.atomic`) have left
+    nothing of the failed file behind.
+    """
+    if err.errno in _NO_SPACE:
+        cause, todo = "no space left on the device", "free some space or choose another --out"
+    elif err.errno in _NOT_WRITABLE:
+        cause = "the folder is read-only or not writable"
+        todo = "choose another --out folder or make it writable"
+    else:
+        cause = (err.strerror or type(err).__name__).rstrip(".").lower()
+        todo = "check the output folder or choose another --out"
+    return UserInputError(f"cannot write {path}: {cause}; {todo}.")

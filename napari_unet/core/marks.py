@@ -6,6 +6,13 @@ group attributes hold ``{"napari_unet": {"prediction": {...}}}``. The napari rea
 a file as a *predicted* Labels layer (its snapshot is the file itself), so only what the user
 changes afterwards counts as a correction and is learnt from. A file without the mark (labels
 drawn by hand, or saved from napari after correcting) opens as the user's annotation, as before.
+
+The other outputs of ``predict`` (probabilities, restored images) carry an output mark
+(:func:`output_tag`, :func:`zarr_output_attributes`): a TIFF ``Software`` tag
+``napari-unet-loop output {"kind": ..., "model": ...}`` or ``{"napari_unet": {"output": {...}}}``
+in a Zarr group. :func:`written_by_predict` tells either mark apart from a file the user made, and
+:func:`check_overwritable` refuses to replace the latter: ``predict`` never overwrites a file it
+did not write.
 """
 
 from __future__ import annotations
@@ -20,8 +27,13 @@ logger = logging.getLogger(__name__)
 
 #: Start of the TIFF ``Software`` tag of a predicted label file.
 SOFTWARE_PREFIX = "napari-unet-loop predict"
+#: Start of the TIFF ``Software`` tag of a non-label ``predict`` output (probabilities, restored).
+OUTPUT_PREFIX = "napari-unet-loop output"
 #: Key of the plugin's attributes in a Zarr group.
 ZARR_KEY = "napari_unet"
+#: Keys of the plugin's Zarr section that only ``predict`` outputs have (``output`` is written by
+#: :func:`napari_unet.core.zarr_io.create_output` into every output it creates).
+_ZARR_OUTPUT_KEYS = ("prediction", "output")
 
 
 @dataclass(frozen=True)
@@ -95,3 +107,60 @@ def read_mark(path: str | os.PathLike) -> PredictionMark | None:
     except Exception as err:  # PNG, plain arrays, damaged files: no mark
         logger.debug("no prediction mark in %s (%s: %s)", path, type(err).__name__, err)
         return None
+
+
+def output_tag(kind: str, model: str) -> str:
+    """The TIFF ``Software`` text of a ``predict`` output of ``kind`` (``probabilities``, ...)."""
+    return f"{OUTPUT_PREFIX} {json.dumps({'kind': kind, 'model': model}, sort_keys=True)}"
+
+
+def zarr_output_attributes(kind: str, model: str) -> dict[str, dict]:
+    """Group attributes that mark a Zarr store as a ``predict`` output of ``kind``."""
+    return {ZARR_KEY: {"output": {"kind": kind, "model": model}}}
+
+
+def _zarr_section(path: Path) -> object:
+    import zarr
+
+    return dict(zarr.open_group(store=str(path), mode="r").attrs).get(ZARR_KEY)
+
+
+def written_by_predict(path: str | os.PathLike) -> bool:
+    """True when ``path`` carries a mark of ``napari-unet-loop predict`` (labels or other output).
+
+    False for anything else: a file or folder the user made, an unreadable or damaged one.
+    Only metadata is read.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            section = _zarr_section(path)
+            return isinstance(section, dict) and any(k in section for k in _ZARR_OUTPUT_KEYS)
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            text = tif.pages[0].software if tif.pages else None
+    except Exception as err:  # PNG, plain arrays, damaged files: not ours
+        logger.debug("%s is not a predict output (%s: %s)", path, type(err).__name__, err)
+        return False
+    return parse_software(text) is not None or (
+        isinstance(text, str) and text.startswith(OUTPUT_PREFIX + " ")
+    )
+
+
+def check_overwritable(path: str | os.PathLike) -> None:
+    """Refuse to replace ``path`` unless it is absent or an earlier ``predict`` output.
+
+    Raises:
+        UserInputError: ``path`` exists and carries no prediction mark (the user's own file).
+    """
+    from napari_unet.core.errors import UserInputError
+
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()) or written_by_predict(path):
+        return
+    whose = "your annotation?" if "_labels" in path.name else "your own file?"
+    raise UserInputError(
+        f"{path} exists and is not a prediction ({whose}); it was left as it is: choose "
+        "another --out folder or move the file."
+    )

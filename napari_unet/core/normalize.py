@@ -200,10 +200,32 @@ def normalization_params(
     return NormalizationParams(*(table[:, i].copy() for i in range(5)), float_input=is_float)
 
 
+def _exact_in_float32(dtype: np.dtype) -> bool:
+    """True when every value of ``dtype`` is a float32 (bool, 8/16-bit ints, float16/32)."""
+    return bool(np.can_cast(dtype, np.float32, casting="safe"))
+
+
+def _affine_(view: np.ndarray, params: NormalizationParams, c: int) -> None:
+    """Replace non-finite values and apply channel ``c``'s affine map to ``view`` in place."""
+    if params.float_input:
+        np.nan_to_num(
+            view, copy=False, nan=params.nan[c], posinf=params.posinf[c], neginf=params.neginf[c]
+        )
+    if params.offset[c] != 0.0:
+        view -= view.dtype.type(params.offset[c])
+    if params.scale[c] != 1.0:
+        view *= view.dtype.type(params.scale[c])
+
+
 def apply_normalization(
     image: np.ndarray, params: NormalizationParams, *, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Apply ``params`` to ``image`` ``(..., C, Y, X)``; returns finite float32 of the same shape.
+
+    Images whose values are all float32 (uint8/16, float16/32, ...) are mapped in float32 in
+    ``out``. Other dtypes (float64, 32/64-bit ints) are mapped in float64 one channel at a time
+    and cast at the end, so values beyond float32's range (a float64 image times 1e300) or with
+    more digits than float32 holds normalise as they should instead of overflowing.
 
     Args:
         image: Raw values, channel axis at ``-3`` (an image or a batch of tiles).
@@ -217,22 +239,16 @@ def apply_normalization(
     if out is None:
         out = np.empty(image.shape, dtype=np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        if out is not image:
-            np.copyto(out, image, casting="unsafe")
-        for c in range(image.shape[-3]):
-            view = out[..., c, :, :]
-            if params.float_input:
-                np.nan_to_num(
-                    view,
-                    copy=False,
-                    nan=params.nan[c],
-                    posinf=params.posinf[c],
-                    neginf=params.neginf[c],
-                )
-            if params.offset[c] != 0.0:
-                view -= np.float32(params.offset[c])
-            if params.scale[c] != 1.0:
-                view *= np.float32(params.scale[c])
+        if _exact_in_float32(image.dtype):
+            if out is not image:
+                np.copyto(out, image, casting="unsafe")
+            for c in range(image.shape[-3]):
+                _affine_(out[..., c, :, :], params, c)
+        else:
+            for c in range(image.shape[-3]):
+                work = np.array(image[..., c, :, :], dtype=np.float64)
+                _affine_(work, params, c)
+                np.copyto(out[..., c, :, :], work, casting="unsafe")
         if params.float_input and not np.isfinite(out).all():
             # Values beyond float32 range after the affine map: clamp rather than pass Inf on.
             big = np.finfo(np.float32).max

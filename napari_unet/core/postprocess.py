@@ -17,12 +17,12 @@ What each task gives (channel conventions from :mod:`napari_unet.core.config`):
   foreground ``1 - p_0 >= threshold`` (interior ∪ boundary). Semantic output is the argmax.
 - ``restoration``: no labels (``ValueError``).
 
-Foreground regions that no seed reaches become objects of their own. Stacks (S or Z, Y, X) are
-done plane by plane; instance ids are unique across the whole stack. Post-steps, in order: hole
-filling (holes enclosed by one object), the region of interest (labels outside -> 0), removal of
-objects smaller than ``min_size`` (connected regions of each class for semantic labels), and
-sequential ids. Label dtypes: semantic uint8 (uint16 above 256 classes); instances uint16 up to
-65535 objects, else uint32.
+Foreground regions that no seed reaches become objects of their own. Stacks (any stack axes:
+(Z, Y, X), (T, Z, Y, X), ...) are done plane by plane; instance ids are unique across the whole
+stack. Post-steps, in order: hole filling (holes enclosed by one object), the region of interest
+(labels outside -> 0), removal of objects smaller than ``min_size`` (connected regions of each
+class for semantic labels), and sequential ids. Label dtypes: semantic uint8 (uint16 above 256
+classes); instances uint16 up to 65535 objects, else uint32.
 
 Memory (an 8192 x 8192 plane): semantic labels are computed in row chunks (1 byte per pixel plus
 a 4 Mpx chunk: measured peak 0.11 GB above the probabilities; ``fill_holes``/``min_size`` add an
@@ -146,7 +146,8 @@ def labels_from_probabilities(
     """Labels from a model's probabilities.
 
     Args:
-        probabilities: (K, Y, X) or (K, S, Y, X) float32/float16, K as the task requires.
+        probabilities: (K, Y, X) or (K, *stack, Y, X) float32/float16 (any stack axes, e.g.
+            (K, T, Z, Y, X)), K as the task requires.
         task: the model's task (``binary``, ``semantic``, ``instances``; not ``restoration``).
         config: what to produce; ``config.output`` picks semantic or instance labels.
         roi: optional bool mask (*spatial) or (Y, X) shared by all planes; labels outside -> 0.
@@ -232,7 +233,10 @@ def _finish_plane(plane: np.ndarray, roi: np.ndarray | None, config: Postprocess
 def _prepare(
     probabilities: np.ndarray, task: str, config: PostprocessConfig, roi: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Check inputs; return probabilities, a (K, S, Y, X) view and the roi as (S or 1, Y, X)."""
+    """Check inputs; return probabilities, a (K, S, Y, X) view and the roi as (S or 1, Y, X).
+
+    Any number of stack axes (``(K, T, Z, Y, X)`` from a TZYX image) is flattened into ``S``.
+    """
     check_task(task)
     if task == "restoration":
         raise UserInputError(
@@ -240,9 +244,9 @@ def _prepare(
             "use its image output instead of asking for labels."
         )
     probabilities = np.asarray(probabilities)
-    if probabilities.ndim not in (3, 4) or not np.issubdtype(probabilities.dtype, np.floating):
+    if probabilities.ndim < 3 or not np.issubdtype(probabilities.dtype, np.floating):
         raise ValueError(
-            "probabilities must be a float array (K, Y, X) or (K, S, Y, X), "
+            "probabilities must be a float array (K, Y, X) or (K, *stack, Y, X), "
             f"got {probabilities.dtype} {probabilities.shape}"
         )
     n_classes = probabilities.shape[0]

@@ -6,7 +6,8 @@ returns the probabilities; stop iterating to cancel. ``predict`` drains it.
 Steps: :func:`~napari_unet.core.axes.to_stack` gives ``(S, C, Y, X)`` slices; the channel count is
 checked against ``model.in_channels``; each slice is measured for normalisation once
 (:func:`~napari_unet.core.normalize.normalization_params`, percentiles on a bounded subsample) and
-normalised tile by tile inside the predictor, so no float32 copy of the image is made; tiles are
+normalised tile by tile as each tile is cut (in float64 for dtypes float32 cannot hold, so a float64
+image beyond float32's range is right), so no float32 copy of the image is made; tiles are
 predicted by :func:`~napari_unet.core.tiling.iter_tile_predict` with the model's geometry
 (``margin``, ``valid_input_shape``) and aligned to the net's pooling period, then the task's
 activation is applied (binary: sigmoid; semantic/instances: softmax over channels; restoration:
@@ -34,7 +35,8 @@ from torch import nn
 
 from napari_unet.core.axes import check_channels, to_stack
 from napari_unet.core.config import Config, check_task
-from napari_unet.core.device import autocast, check_precision, get_device
+from napari_unet.core.device import PRECISIONS, autocast, get_device
+from napari_unet.core.errors import UserInputError
 from napari_unet.core.generators import run_to_end
 from napari_unet.core.models.base import require_spatial_dims
 from napari_unet.core.models.fuse import fuse_for_inference
@@ -63,8 +65,9 @@ class PredictConfig(Config):
     Attributes:
         tile_shape: Input tile ``(h, w)`` (an int means square); snapped up to a size the model
             accepts.
-        overlap: Output overlap between tiles in pixels; ``None`` = 32 for padded nets, 0 for
-            valid-convolution nets (whose mirrored context already makes tiles seamless).
+        overlap: Output overlap between tiles in pixels; ``None`` = 32 for padded nets (at most
+            a quarter of the tile), 0 for valid-convolution nets (whose mirrored context already
+            makes tiles seamless).
         batch_size: Tiles per forward pass.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         precision: ``"auto"`` (fp16 autocast on CUDA, bf16 on CPUs with native bf16 units,
@@ -88,35 +91,54 @@ class PredictConfig(Config):
     tta: str = "none"
 
     def __post_init__(self) -> None:
-        tile = self.tile_shape
-        if isinstance(tile, (int, np.integer)) and not isinstance(tile, bool):
-            tile = (int(tile), int(tile))
-        tile = tuple(tile)
-        if len(tile) != 2 or not all(isinstance(t, (int, np.integer)) and t >= 1 for t in tile):
-            raise ValueError(
-                f"tile_shape must be one or two positive ints, got {self.tile_shape!r}"
-            )
-        object.__setattr__(self, "tile_shape", (int(tile[0]), int(tile[1])))
-        if self.overlap is not None and (not isinstance(self.overlap, int) or self.overlap < 0):
-            raise ValueError(f"overlap must be None or an int >= 0, got {self.overlap!r}")
-        if self.overlap is not None and self.overlap >= min(self.tile_shape):
-            raise ValueError(
-                f"overlap ({self.overlap}) must be smaller than the tile {self.tile_shape}"
-            )
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        object.__setattr__(self, "tile_shape", _checked_tile(self.tile_shape))
+        overlap = self.overlap
+        if overlap is not None and (not _is_int(overlap) or overlap < 0):
+            _refuse("overlap", overlap, "None or a whole number of pixels >= 0")
+        if overlap is not None and overlap >= min(self.tile_shape):
+            _refuse("overlap", overlap, f"0 to {min(self.tile_shape) - 1} (below the tile side)")
+        if overlap is not None:
+            object.__setattr__(self, "overlap", int(overlap))
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            _refuse("batch_size", self.batch_size, "a whole number >= 1")
+        object.__setattr__(self, "batch_size", int(self.batch_size))
         if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"device must be a name such as 'auto' or 'cpu', got {self.device!r}")
-        check_precision(self.precision)
-        if self.blend not in BLENDS:
-            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
-        if self.probability_dtype not in PROBABILITY_DTYPES:
-            raise ValueError(
-                f"probability_dtype must be one of {', '.join(PROBABILITY_DTYPES)}, "
-                f"got {self.probability_dtype!r}"
-            )
-        if self.tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
+            _refuse("device", self.device, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        for name, allowed in (
+            ("precision", PRECISIONS),
+            ("blend", BLENDS),
+            ("probability_dtype", PROBABILITY_DTYPES),
+            ("tta", TTA_MODES),
+        ):
+            if getattr(self, name) not in allowed:
+                _refuse(name, getattr(self, name), "one of " + ", ".join(allowed))
+        if not isinstance(self.channels_last, (bool, np.bool_)):
+            _refuse("channels_last", self.channels_last, "True or False")
+
+
+#: Smallest tile side accepted (the model may snap a tile up to the size it can take).
+MIN_TILE = 1
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _refuse(name: str, value: object, allowed: str) -> None:
+    """Raise the one-sentence error for a bad :class:`PredictConfig` field."""
+    raise UserInputError(f"PredictConfig {name}={value!r} is not valid; use {allowed}.")
+
+
+def _checked_tile(tile: object) -> tuple[int, int]:
+    """``tile_shape`` as ``(h, w)`` positive ints, or a :class:`UserInputError`."""
+    sides = (tile, tile) if _is_int(tile) else tile
+    try:
+        sides = tuple(sides)  # type: ignore[arg-type]
+    except TypeError:
+        sides = ()
+    if len(sides) != 2 or not all(_is_int(t) and t >= MIN_TILE for t in sides):
+        _refuse("tile_shape", tile, f"one or two whole numbers of pixels >= {MIN_TILE}")
+    return int(sides[0]), int(sides[1])
 
 
 @dataclass(frozen=True)
@@ -189,12 +211,12 @@ def shift_period(valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]
 
 def _make_predictor(
     model: nn.Module,
-    params: NormalizationParams,
     *,
     task: str,
     device: torch.device,
     config: PredictConfig,
 ) -> Callable[[np.ndarray], np.ndarray]:
+    """``tiles (B, C, h, w)`` normalised float32 -> activated ``(B, K, h', w')`` numpy."""
     activation = _activation(task)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
@@ -205,13 +227,27 @@ def _make_predictor(
         return activation(logits.float())
 
     def predictor(tiles: np.ndarray) -> np.ndarray:
-        apply_normalization(tiles, params, out=tiles)
         batch = torch.from_numpy(tiles).to(device)
         with torch.inference_mode():
             probabilities = _augmented(forward, batch, config.tta)
         return probabilities.cpu().numpy()
 
     return predictor
+
+
+def _overlap(config: PredictConfig, margin: int) -> int:
+    """The tile overlap to use: the configured one, else 0 for valid-convolution nets (margin
+    > 0) and :data:`DEFAULT_PADDED_OVERLAP` for padded ones, at most a quarter of the tile."""
+    if config.overlap is not None:
+        return config.overlap
+    if margin > 0:
+        return 0
+    return min(DEFAULT_PADDED_OVERLAP, min(config.tile_shape) // 4)
+
+
+def _normalizer(params: NormalizationParams) -> Callable[[np.ndarray, np.ndarray], object]:
+    """Fill a float32 batch slot with a raw tile normalised by ``params`` (in float64 if needed)."""
+    return lambda destination, tile: apply_normalization(tile, params, out=destination)
 
 
 def iter_predict(
@@ -242,6 +278,7 @@ def iter_predict(
         for restoration models the restored image ``(C_out, *spatial)``.
 
     Raises:
+        UserInputError: An empty image (a side of 0 pixels), or tiles too small for the model.
         AxesError: ``axes`` does not fit ``image``.
         UserInputError: ``model`` is a 3-D network (3-D tiled prediction is not there yet).
         ChannelMismatchError: The image's channel count differs from ``model.in_channels``.
@@ -253,6 +290,11 @@ def iter_predict(
     )
     normalization = normalization or NormalizationConfig()
     config = config or PredictConfig()
+    if 0 in tuple(np.shape(image)):
+        raise UserInputError(
+            f"the image is empty (shape {tuple(np.shape(image))}); give an image with at least "
+            "one pixel along every axis."
+        )
     stack, layout = to_stack(image, axes)
     in_channels = int(getattr(model, "in_channels", layout.n_channels))
     check_channels(layout.n_channels, in_channels, shape=layout.shape, axes=layout.axes)
@@ -260,18 +302,26 @@ def iter_predict(
     margin = int(getattr(model, "margin", 0))
     valid_input_shape = _valid_input_shape(model)
     period = shift_period(valid_input_shape)
-    overlap = config.overlap
-    if overlap is None:
-        overlap = 0 if margin > 0 else DEFAULT_PADDED_OVERLAP
-    plan = plan_tiles(
-        layout.yx_shape,
-        tile_shape=config.tile_shape,
-        margin=margin,
-        overlap=overlap,
-        region=region,
-        size_multiple=period,
-        valid_input_shape=valid_input_shape,
-    )
+    overlap = _overlap(config, margin)
+    try:
+        plan = plan_tiles(
+            layout.yx_shape,
+            tile_shape=config.tile_shape,
+            margin=margin,
+            overlap=overlap,
+            region=region,
+            size_multiple=period,
+            valid_input_shape=valid_input_shape,
+        )
+    except ValueError as err:
+        if isinstance(err, UserInputError) or region is not None:
+            raise
+        smallest = valid_input_shape((2 * margin + overlap + 1,) * 2)
+        raise UserInputError(
+            f"PredictConfig tile_shape={config.tile_shape} with overlap={overlap} is too small "
+            f"for this model (it loses {margin} pixels on each side); use tiles of at least "
+            f"{smallest[0]}x{smallest[1]} pixels or a smaller overlap."
+        ) from None
     n_slices = layout.n_slices
     total = plan.n_tiles * n_slices
     out_channels = int(model.out_channels)
@@ -290,10 +340,10 @@ def iter_predict(
     net = fuse_for_inference(model).to(device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
+    predictor = _make_predictor(net, task=task, device=device, config=config)
     for index in range(n_slices):
         slice_image = stack[index]
         params = normalization_params(slice_image, normalization)
-        predictor = _make_predictor(net, params, task=task, device=device, config=config)
         tiles = iter_tile_predict(
             slice_image,
             predictor,
@@ -307,6 +357,7 @@ def iter_predict(
             blend=config.blend,
             size_multiple=period,
             valid_input_shape=valid_input_shape,
+            prepare=_normalizer(params),
         )
         for step in tiles:
             yield PredictProgress(

@@ -43,6 +43,9 @@ BLENDS: tuple[str, ...] = ("gaussian", "constant")
 MIN_WEIGHT = 1e-4
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+#: ``prepare(destination (C, h, w) float32, tile (C, h, w) in the image's dtype)``: fills one slot
+#: of the batch from a raw input tile (e.g. normalises it in the precision the dtype needs).
+Prepare = Callable[[np.ndarray, np.ndarray], object]
 Region = tuple[slice, slice]
 
 
@@ -288,13 +291,19 @@ def _axis_pieces(axis: AxisPlan, margin: int, blend: str) -> list[_Piece]:
     return pieces
 
 
-def _fill(destination: np.ndarray, image: np.ndarray, py: _Piece, px: _Piece) -> None:
+def _cast(destination: np.ndarray, tile: np.ndarray) -> None:
+    np.copyto(destination, tile, casting="unsafe")
+
+
+def _fill(
+    destination: np.ndarray, image: np.ndarray, py: _Piece, px: _Piece, prepare: Prepare
+) -> None:
     tile = image[:, py.source, px.source]
     if py.index is not None:
         tile = np.take(tile, py.index, axis=1)
     if px.index is not None:
         tile = np.take(tile, px.index, axis=2)
-    np.copyto(destination, tile, casting="unsafe")
+    prepare(destination, tile)
 
 
 def iter_tile_predict(
@@ -311,11 +320,13 @@ def iter_tile_predict(
     blend: str = "gaussian",
     size_multiple: int = 1,
     valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]] | None = None,
+    prepare: Prepare | None = None,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Predict ``image`` tile by tile; yields :class:`TileProgress` after each batch.
 
     Args:
-        image: ``(C, Y, X)``, float32 (other real dtypes are cast tile by tile).
+        image: ``(C, Y, X)``, float32 (other real dtypes are cast tile by tile, or handed raw
+            to ``prepare``).
         predictor: ``tiles (B, C, h, w) float32 -> (B, K, h - 2m, w - 2m)`` array. It may modify
             its input (the batch buffer is refilled for every call).
         out_channels: ``K``.
@@ -328,6 +339,9 @@ def iter_tile_predict(
         blend: ``"gaussian"`` or ``"constant"``.
         size_multiple: Tile sizes round up to, and tile origins align to, this multiple.
         valid_input_shape: The predictor's accepted-size rule (see :func:`plan_tiles`).
+        prepare: Fills a float32 batch slot from a raw tile (default: a plain cast). Prediction
+            normalises here, before anything is cast to float32 (a float64 image beyond
+            float32's range stays right).
 
     Returns:
         ``(K, Y', X')`` predictions, ``(Y', X')`` = the region's shape (the image's by default).
@@ -368,7 +382,7 @@ def iter_tile_predict(
     for first in range(0, total, batch_size):
         chunk = order[first : first + batch_size]
         for i, (iy, ix) in enumerate(chunk):
-            _fill(batch[i], image, y_pieces[iy], x_pieces[ix])
+            _fill(batch[i], image, y_pieces[iy], x_pieces[ix], prepare or _cast)
         result = np.asarray(predictor(batch[: len(chunk)]))
         if result.shape != (len(chunk), *expected_tile):
             raise ValueError(

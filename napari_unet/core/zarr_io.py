@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import ImageReadError, UserInputError
+from napari_unet.core.marks import ZARR_KEY, check_overwritable
 
 logger = logging.getLogger(__name__)
 
@@ -185,21 +186,25 @@ def create_output(
         path: the ``.zarr`` folder. shape: the full output shape. axes: one letter per dimension
             (``C`` for channels, e.g. ``"CZYX"``). dtype: the output pixel type.
         attributes: extra group attributes written when the output is created (e.g. the
-            prediction mark of :mod:`napari_unet.core.marks`).
+            prediction mark of :mod:`napari_unet.core.marks`). Every output created here is
+            marked as one (``{"napari_unet": {"output": ...}}``), so it can be reopened.
 
     Returns:
         The writable full-resolution ``zarr.Array`` (unwritten pixels read as 0).
 
     Raises:
-        UserInputError: ``path`` exists but is not such an output, or holds a different shape or
-            type (an earlier run with other settings: remove it or choose another --out).
+        UserInputError: ``path`` exists without the mark of a ``predict`` output (the user's own
+            store: never reopened, see :func:`~napari_unet.core.marks.check_overwritable`), is
+            not such an output, or holds a different shape or type (an earlier run with other
+            settings: remove it or choose another --out).
     """
     path, dtype = Path(path), np.dtype(dtype)
     zarr = _zarr()
     chunks = tuple(
         1 if a not in "YX" else min(int(s), OUTPUT_CHUNK) for a, s in zip(axes, shape, strict=True)
     )
-    if path.exists():
+    if path.exists() or path.is_symlink():
+        check_overwritable(path)  # a store we did not write is never reopened for writing
         try:
             existing = open_zarr(path).array
         except ImageReadError as err:
@@ -213,5 +218,17 @@ def create_output(
             )
         return zarr.open_group(store=str(path), mode="r+")["0"]
     group = zarr.open_group(store=str(path), mode="a", zarr_format=2)
-    group.attrs.update({**ngff_attributes(axes, path.name), **(attributes or {})})
+    marked = _merged(ngff_attributes(axes, path.name), {ZARR_KEY: {"output": {}}})
+    group.attrs.update(_merged(marked, attributes or {}))
     return group.require_array("0", shape=tuple(shape), chunks=chunks, dtype=dtype, fill_value=0)
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``; dict values present in both are merged, not replaced."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
