@@ -9,8 +9,6 @@ subset also as a real ``python -m napari_unet`` subprocess) and asserts:
   ``usage:`` lines aside);
 * every file the user gave is byte-identical afterwards (hashed before and after), and nothing
   was left beside them.
-
-Rows whose fix lives on another branch of issue 15 are marked ``xfail`` with the branch name.
 """
 
 from __future__ import annotations
@@ -40,11 +38,7 @@ from tests._disk import readonly_dir, tiny_disk
 DISK_FIXTURES = (readonly_dir, tiny_disk)
 
 REPO = Path(__file__).resolve().parents[1]
-PREDICT_BRANCH = "fixed on branch dl-predict"
 
-
-def _xfail(point: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, reason=f"issue15 {point}: {PREDICT_BRANCH}")
 
 
 # -- the user's files ------------------------------------------------------------------------
@@ -124,9 +118,8 @@ def _build_user_files(root: Path) -> SimpleNamespace:
     w.ambiguous = root / "three_planes.tif"
     tifffile.imwrite(w.ambiguous, np.stack([img] * 3), photometric="minisblack", metadata=None)
     w.tzyx = write_tiff(root / "tzyx.tif", np.stack([[img[:32, :32]] * 2] * 2), axes="TZYX")
-    w.tzcyx = write_tiff(
-        root / "tzcyx.tif", np.stack([[img[None, :32, :32]] * 2] * 2), axes="TZCYX"
-    )
+    # no axes stored (a stored one-channel C would be squeezed away): --axes says them
+    w.tzcyx = write_tiff(root / "tzcyx.tif", np.stack([[img[None, :32, :32]] * 2] * 2))
     w.zero = root / "zero.tif"
     tifffile.imwrite(w.zero, np.zeros((0, 0), np.uint16))
     # damaged files
@@ -320,8 +313,8 @@ def _raw(*args: str) -> Argv:
 
 ROWS: list[Row] = [
     # -- point 4, 5, 7 (predict side): fixed on dl-predict --------------------------------
-    Row("point5_tzyx", _predict("tzyx", "--axes", "TZYX"), 0, (_xfail("point5"),)),
-    Row("point5_tzcyx", _predict("tzcyx", "--axes", "TZCYX"), 0, (_xfail("point5"),)),
+    Row("point5_tzyx", _predict("tzyx", "--axes", "TZYX"), 0),
+    Row("point5_tzcyx", _predict("tzcyx", "--axes", "TZCYX"), 0),
     Row("point7_zero_size_image", _predict("zero"), 1),
     Row("point7_tile_0", _predict("img", "--tile", "0"), 2),
     Row("point7_overlap_negative", _predict("img", "--overlap", "-1"), 2),
@@ -358,16 +351,16 @@ ROWS: list[Row] = [
     Row(
         "point6_predict_readonly_out",
         _predict("img"),
-        1,
-        (_xfail("point6 predict"),),
+        2,
         fixture="readonly_dir",
+        message="read-only",
     ),
     Row(
         "point6_predict_full_disk",
         _predict("img"),
         1,
-        (_xfail("point6 predict"),),
         fixture="tiny_disk",
+        message="space",
     ),
     Row("export_readonly_out", _export("tiny"), 2, fixture="readonly_dir", message="read-only"),
     Row("export_full_disk", _export("tiny"), 2, fixture="tiny_disk", message="space"),
@@ -723,7 +716,6 @@ def test_issue15_point6_label_map_makes_70000_trainable(
 
 
 # -- point 1 and point 4 (predict side, dl-predict) ---------------------------------------------
-@_xfail("point1")
 def test_issue15_point1_predict_keeps_the_users_annotation(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -732,7 +724,7 @@ def test_issue15_point1_predict_keeps_the_users_annotation(
     folder = tmp_path / "d"
     folder.mkdir()
     shutil.copy(shared_data / "dsb2018_fluo" / "images" / "000.png", folder / "cells.png")
-    truth = read_image(shared_data / "dsb2018_fluo" / "labels" / "000.tif").image
+    truth = read_image(shared_data / "dsb2018_fluo" / "labels" / "000.png").image
     write_labels(folder / "cells_labels.tif", truth)
     before = _hashes(folder)
     status = main(["predict", str(folder), "--model", "fluo-nuclei", "--out", str(folder)])
@@ -743,7 +735,6 @@ def test_issue15_point1_predict_keeps_the_users_annotation(
         check_one_sentence(err)
 
 
-@_xfail("point4")
 def test_issue15_point4_huge_float64_gives_the_same_objects(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

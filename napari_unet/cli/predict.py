@@ -245,15 +245,26 @@ def run(args: argparse.Namespace) -> int:
     """Predict every input; 0 if all succeeded, 1 if any failed."""
     from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
     from napari_unet.core.device import get_device
+
+    start = time.perf_counter()
+    loaded = load_checkpoint(resolve_checkpoint(args.model))
+    device = get_device(args.device)  # an unavailable device stops here, before any file
+    _check_out_folder(args.out)
+    made_out = not args.out.exists()
+    try:
+        return _run_inputs(args, loaded, device, start)
+    finally:
+        if made_out and args.out.is_dir() and not any(args.out.iterdir()):
+            args.out.rmdir()  # nothing was written (e.g. a full disk): leave no empty folder
+
+
+def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float) -> int:
+    """Predict every input of ``args`` with ``loaded``; 0 if all succeeded, 1 if any failed."""
     from napari_unet.core.errors import UserInputError
     from napari_unet.core.io import image_stem
     from napari_unet.core.predict import PredictConfig
 
-    start = time.perf_counter()
-    loaded = load_checkpoint(resolve_checkpoint(args.model))
     info = loaded.info
-    device = get_device(args.device)  # an unavailable device stops here, before any file
-    _check_out_folder(args.out)
     inputs = _expand_inputs(args.images)
     if not inputs:
         raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
