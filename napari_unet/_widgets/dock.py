@@ -49,6 +49,9 @@ class PanelDock(QWidget):
     close_wait_ms: ClassVar[int] = 10_000
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
+        from napari_unet._widgets.spawn_guard import exit_if_trainer_child
+
+        exit_if_trainer_child()  # a trainer re-running an unguarded script: stop here
         super().__init__()
         self.viewer = napari_viewer
         content = QWidget()

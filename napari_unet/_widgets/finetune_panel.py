@@ -357,7 +357,7 @@ class FinetunePanel(QWidget):
     def on_failed(self, message: str) -> None:
         """Training failed: a notification and the red line (never a traceback dialog)."""
         self.status.setText("Training stopped by an error.")
-        self.show_error(message)
+        self.show_error(R.with_image_names(message, self.session))
 
     def show_error(self, text: str) -> None:
         """Show ``text`` in the red line and as a napari notification."""

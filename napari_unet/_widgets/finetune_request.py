@@ -7,6 +7,7 @@ stays about wiring. Nothing here imports torch.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,16 @@ def image_name(session: Any, image_id: str) -> str:
         return f"'{session.image(image_id).name}'"
     except (UserInputError, OSError, KeyError, AttributeError):
         return image_id
+
+
+_IMAGE_ID = re.compile(r"\bimage '?(img\d{4,})'?")
+
+
+def with_image_names(text: str, session: Any) -> str:
+    """``text`` with the session's internal image ids (``img0001``) replaced by layer names."""
+    if session is None:
+        return text
+    return _IMAGE_ID.sub(lambda m: f"image {image_name(session, m.group(1))}", text)
 
 
 def start_key_of_model(model: str | None, session: Any) -> str:
