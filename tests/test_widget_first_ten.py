@@ -184,3 +184,77 @@ def test_both_docks_fit_at_1600x1000_without_a_splitter(make_napari_viewer, qtbo
     segment.dock_widget().raise_()
     qtbot.waitUntil(lambda: segment.segment.run_button.isVisible())
     assert not segment.segment.run_button.visibleRegion().isEmpty()
+
+
+def test_gui_command_fits_the_image_after_docking(make_napari_viewer, qtbot):
+    """``gui IMAGE``: both docks as tabs, Segment on top, the whole image in view."""
+    from napari_unet.cli.gui import (
+        dock_finetune_widget,
+        dock_segment_widget,
+        open_image,
+        show_segment_first,
+    )
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    open_image(viewer, None)
+    image = viewer.layers[-1]
+    segment = dock_segment_widget(viewer)
+    finetune = dock_finetune_widget(viewer)
+    show_segment_first(viewer, segment)
+    qtbot.wait(200)
+    window = segment.dock_widget().parentWidget()
+    assert finetune.dock_widget() in window.tabifiedDockWidgets(segment.dock_widget())
+    assert not segment.segment.run_button.visibleRegion().isEmpty()
+    corners = np.asarray(image.corner_pixels)  # the visible data box: the whole image
+    assert (corners[0] <= 0).all() and (corners[1] >= np.asarray(image.data.shape) - 1).all()
+    assert "fluo-nuclei" in segment.segment.form.model.currentText()
+
+
+def test_shortcuts_tables_and_overlay(make_napari_viewer, qtbot, tmp_path):
+    import torch
+
+    from napari_unet._widgets import FinetuneWidget, SegmentWidget
+    from napari_unet._widgets.loop_state import LoopState
+    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.models import build_model
+    from napari_unet.session import Session
+
+    viewer = make_napari_viewer()
+    segment = SegmentWidget(viewer)
+    shortcuts = segment.panels[-1].section
+    rows = [shortcuts.rows.itemAt(i).widget() for i in range(shortcuts.rows.count())]
+    texts = " ".join(w.text() for w in rows if hasattr(w, "text"))
+    for keys in ("Ctrl+Enter", "<b>M</b>", "Ctrl+Shift+Enter", "Ctrl+Z"):
+        assert keys in texts
+    assert "M: Next free label id" in shortcuts.toggle.toolTip()
+
+    session = Session.create(tmp_path / "session")
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=4, in_channels=1, out_channels=1)
+    path = save_checkpoint(tmp_path / "a.pt", model, task="binary", tile_shape=(64, 64))
+    session.add_version(
+        path, name="a long version name after many corrections", parent="fluo-nuclei",
+        steps=12345, metrics={"score": 0.5}, data={"n_images": 3, "n_items": 27},
+    )  # fmt: skip
+    LoopState.for_viewer(viewer).set_session(session)
+    finetune = FinetuneWidget(viewer)
+    finetune.resize(340, 900)
+    finetune.show()
+    qtbot.addWidget(finetune)
+    table = finetune.panels[1].table
+    qtbot.waitUntil(lambda: table.rowCount() == 1)
+    qtbot.wait(100)
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    assert table.horizontalScrollBar().maximum() == 0
+
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    tag = {"role": "labels", "image_layer": "img", "task": "instances", "output": "instances",
+           "model": "test", "snapshot": np.zeros((32, 32), np.uint16),
+           "reviewed": np.zeros((32, 32), bool), "predicted": [0], "session_image_id": None}  # fmt: skip
+    labels = viewer.add_labels(np.zeros((32, 32), np.uint16), name="img labels",
+                               metadata={"napari_unet": tag})  # fmt: skip
+    correct = segment.panels[1]
+    assert correct.labels_layer is labels
+    correct.mark_slice()
+    assert rv.find_overlay(viewer, labels).opacity <= 0.15  # faint: dim nuclei stay visible
