@@ -25,7 +25,8 @@ NUCLEI_MODEL, EM_MODEL = "fluo-nuclei", "em-membranes"
 
 
 def _image(data: Any, name: str, source: str, model: str) -> LayerData:
-    meta = {"napari_unet": {"axes": "YX", "source": source, "model": model}}
+    # "origin", not "source": the session reads "source" as the image file, and a sample has none
+    meta = {"napari_unet": {"axes": "YX", "origin": source, "model": model}}
     return (data, {"name": name, "metadata": meta}, "image")
 
 

@@ -17,6 +17,8 @@ from napari_unet._widgets import layers as L
 logger = logging.getLogger(__name__)
 
 NUCLEI, EM = "fluo-nuclei", "em-membranes"
+#: What each built-in's samples show, for the status line.
+SAMPLE_KINDS = {NUCLEI: "fluorescent-nuclei", EM: "EM membrane"}
 #: Pixels looked at (a strided thumbnail of one slice), so the guess stays instant.
 THUMBNAIL_SIDE = 256
 #: Where the median sits between the 1st and 99.8th percentiles: below this, a dark background.
@@ -41,7 +43,7 @@ def suggest_builtin(layer: Any, installed: set[str] | frozenset[str]) -> ModelCh
     tag = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
     named = tag.get("model") if isinstance(tag, dict) else None
     if isinstance(named, str) and named in installed:
-        return ModelChoice(named, f"the sample '{layer.name}' is made for it")
+        return ModelChoice(named, f"a {SAMPLE_KINDS.get(named, named)} sample")
     plane = _thumbnail(layer)
     if plane is None:
         return None

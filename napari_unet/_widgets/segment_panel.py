@@ -160,12 +160,14 @@ class SegmentPanel(QWidget):
         choice = suggest_builtin(layer, frozenset(builtins))
         if choice is None:
             return None
-        if builtins[choice.name] != current:
+        changed = builtins[choice.name] != current
+        if changed:
             picker.populate(select=builtins[choice.name])
-        self.status.setText(
-            f"Model {choice.name} proposed for '{layer.name}' ({choice.reason}); pick another "
-            "in the Model list if it does not fit."
-        )
+        if changed or self.status.text() == "Ready.":  # never hide the result of a run
+            self.status.setText(
+                f"Model {choice.name} chosen for '{layer.name}' ({choice.reason}); pick another "
+                "in the Model list if it does not fit."
+            )
         logger.info("proposed %s for %s: %s", choice.name, layer.name, choice.reason)
         return choice.name
 

@@ -43,7 +43,7 @@ def open_image(viewer, image: Path | None) -> None:
         from napari_unet.core.synthetic import synthetic_nuclei
 
         pixels, _ = synthetic_nuclei((512, 512))
-        tag = {"napari_unet": {"axes": "YX", "source": "synthetic", "model": "fluo-nuclei"}}
+        tag = {"napari_unet": {"axes": "YX", "origin": "synthetic", "model": "fluo-nuclei"}}
         viewer.add_image(pixels, name="synthetic nuclei", metadata=tag)
         return
     if not image.exists():
