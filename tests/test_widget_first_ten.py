@@ -107,7 +107,7 @@ def test_segment_dock_proposes_the_model_that_fits_the_image(make_napari_viewer,
     nuclei, _ = synthetic_nuclei((256, 256), seed=3)
     em, *_ = synthetic_em((256, 256), seed=3)
     viewer.add_image(em, name="untagged em")
-    widget, panel, _ = segment_dock(viewer, qtbot)
+    _, panel, _ = segment_dock(viewer, qtbot)
     assert panel.form.model.checkpoint() == builtins["em-membranes"]
     viewer.add_image(nuclei, name="untagged nuclei")  # no tag: the pixels tell
     choose_image(panel, "untagged nuclei")
@@ -249,11 +249,20 @@ def test_shortcuts_tables_and_overlay(make_napari_viewer, qtbot, tmp_path):
     assert table.horizontalScrollBar().maximum() == 0
 
     viewer.add_image(np.zeros((32, 32), np.float32), name="img")
-    tag = {"role": "labels", "image_layer": "img", "task": "instances", "output": "instances",
-           "model": "test", "snapshot": np.zeros((32, 32), np.uint16),
-           "reviewed": np.zeros((32, 32), bool), "predicted": [0], "session_image_id": None}  # fmt: skip
-    labels = viewer.add_labels(np.zeros((32, 32), np.uint16), name="img labels",
-                               metadata={"napari_unet": tag})  # fmt: skip
+    tag = {
+        "role": "labels",
+        "image_layer": "img",
+        "task": "instances",
+        "output": "instances",
+        "model": "test",
+        "snapshot": np.zeros((32, 32), np.uint16),
+        "reviewed": np.zeros((32, 32), bool),
+        "predicted": [0],
+        "session_image_id": None,
+    }
+    labels = viewer.add_labels(
+        np.zeros((32, 32), np.uint16), name="img labels", metadata={"napari_unet": tag}
+    )
     correct = segment.panels[1]
     assert correct.labels_layer is labels
     correct.mark_slice()

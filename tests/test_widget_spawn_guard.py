@@ -69,7 +69,7 @@ def run_script(tmp_path, source: str) -> subprocess.CompletedProcess:
         ("import napari\nviewer = napari.Viewer()\nnapari.run()\n", True),
         ("from napari import Viewer\ndef main():\n    Viewer()\nmain()\n", True),
         ("import napari\nif __name__ == '__main__':\n    napari.Viewer()\n", False),
-        ("import napari\ndef main():\n    napari.run()\nif '__main__' == __name__:\n    main()\n", False),
+        ("import napari\ndef main():\n napari.run()\nif '__main__' == __name__:\n main()\n", False),
         ("import logging\nlogging.basicConfig()\nX = 3\n", False),
     ],
 )  # fmt: skip
