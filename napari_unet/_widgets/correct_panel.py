@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet.core.postprocess import remove_small_objects_labels
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 NEXT_LABEL_KEY = "M"
 SCOPES = ("current slice", "whole stack")
+#: Plugin roles a correction may go to: the prediction (a user's own layer has no role).
+CORRECTABLE_ROLES = (None, "labels")
 
 
 class SliceStatusCache:
@@ -88,6 +91,7 @@ class CorrectPanel(QWidget):
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
+        self.loop = LoopState.for_viewer(viewer)
         self.cache = SliceStatusCache()
         self._layer: Any = None
         self._status_timer = QTimer(self, singleShot=True, interval=150)
@@ -153,9 +157,11 @@ class CorrectPanel(QWidget):
         self.next_button.clicked.connect(self.select_next_label)
         self.delete_button.clicked.connect(lambda: self.delete_small())
         self.layer_combo.currentIndexChanged.connect(self._on_combo)
-        viewer.layers.events.inserted.connect(self._on_layers_changed)
+        viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._on_layers_changed)
+        viewer.layers.selection.events.active.connect(self._on_active)
         viewer.dims.events.current_step.connect(self._schedule_status)
+        self.loop.labels_predicted.connect(self._on_predicted)
         self._on_layers_changed()
 
     # ------------------------------------------------------------------ layer choice
@@ -165,25 +171,49 @@ class CorrectPanel(QWidget):
         return self._layer
 
     def _labels_layers(self) -> list[Any]:
-        """The Labels layers that can be corrected: those held in memory.
+        """The Labels layers that can be corrected: in memory, and not a reference layer.
 
         A lazy one (a Zarr labels volume too big for memory) is view only: napari cannot paint
-        into it, and tracking its edits would read it whole.
+        into it, and tracking its edits would read it whole. A sample's ground truth (role
+        ``"ground_truth"``) and the plugin's other layers are never corrected.
         """
         from napari.layers import Labels
 
         return [
             layer
             for layer in self.viewer.layers
-            if isinstance(layer, Labels) and isinstance(layer.data, np.ndarray)
+            if isinstance(layer, Labels)
+            and isinstance(layer.data, np.ndarray)
+            and rv.role_of(layer) in CORRECTABLE_ROLES
         ]
+
+    def _default_layer(self, layers: list[Any]) -> Any:
+        """The newest prediction, else the newest visible user layer, else the newest one."""
+        plugin = [la for la in layers if rv.role_of(la) == "labels"]
+        visible = [la for la in layers if la.visible]
+        return (plugin or visible or layers or [None])[-1]
+
+    def _on_inserted(self, event: Any = None) -> None:
+        """A new prediction layer becomes the one to correct (the user is working on it)."""
+        layer = getattr(event, "value", None)
+        self._on_layers_changed()
+        if layer is not None and rv.role_of(layer) == "labels" and layer in self._labels_layers():
+            self.set_labels_layer(layer)
+
+    def _on_active(self, event: Any = None) -> None:
+        """Follow the layer the user selects, when it is a labels layer to correct."""
+        layer = self.viewer.layers.selection.active
+        if layer is not None and layer in self._labels_layers():
+            self.set_labels_layer(layer)
+
+    def _on_predicted(self, layer: Any) -> None:
+        """The predict panel wrote into ``layer``: correct that one now."""
+        if layer in self._labels_layers():
+            self.set_labels_layer(layer)
 
     def _on_layers_changed(self, event: Any = None) -> None:
         layers = self._labels_layers()
-        current = self._layer if self._layer in layers else None
-        if current is None and layers:
-            plugin = [la for la in layers if rv.role_of(la) == "labels"]
-            current = (plugin or layers)[-1]
+        current = self._layer if self._layer in layers else self._default_layer(layers)
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         for layer in layers:
@@ -222,6 +252,7 @@ class CorrectPanel(QWidget):
             self.delete_button,
         ):
             button.setEnabled(layer is not None)
+        self.loop.set_labels_layer(layer)
         self.refresh_status()
 
     def _callbacks(self) -> list[tuple[str, Any]]:

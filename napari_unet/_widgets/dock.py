@@ -5,8 +5,15 @@ from __future__ import annotations
 import atexit
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from qtpy.QtCore import QEvent, QThreadPool
-from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QThreadPool, QTimer
+from qtpy.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QMainWindow,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -42,6 +49,9 @@ class PanelDock(QWidget):
     close_wait_ms: ClassVar[int] = 10_000
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
+        from napari_unet._widgets.spawn_guard import exit_if_trainer_child
+
+        exit_if_trainer_child()  # a trainer re-running an unguarded script: stop here
         super().__init__()
         self.viewer = napari_viewer
         content = QWidget()
@@ -66,12 +76,52 @@ class PanelDock(QWidget):
         self._content, self._scroll = content, scroll
         self._fit_width()
         content.installEventFilter(self)  # re-fit when a section opens or a row grows
+        self._join_timer = QTimer(self, singleShot=True, interval=0)
+        self._join_timer.timeout.connect(self.join_sibling_dock)
         self._window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
         if self._window is not None:
             self._window.installEventFilter(self)
         if not _exit_hook:  # closing the window can start a last worker (e.g. model info)
             atexit.register(_wait_for_workers)
             _exit_hook.append(True)
+
+    def event(self, event: Any) -> bool:
+        """Once docked (the dock becomes the parent), join a sibling plugin dock as a tab."""
+        if event.type() == QEvent.Type.ParentChange:
+            self._join_timer.start()  # after napari has placed the dock in its area
+        return super().event(event)
+
+    def dock_widget(self) -> QDockWidget | None:
+        """The ``QDockWidget`` holding this dock in the main window, or None."""
+        parent = self.parentWidget()
+        while parent is not None and not isinstance(parent, QDockWidget):
+            parent = parent.parentWidget()
+        return parent
+
+    def join_sibling_dock(self) -> bool:
+        """Tabify with another plugin dock in the same area (raised on top); True if joined."""
+        dock = self.dock_widget()
+        window = dock.parentWidget() if dock is not None else None
+        if not isinstance(window, QMainWindow) or dock.isFloating():
+            return False
+        if window.tabifiedDockWidgets(dock):
+            return False
+        area = window.dockWidgetArea(dock)
+        for other in window.findChildren(QDockWidget):
+            if (
+                other is dock
+                or other.isFloating()
+                or other.isHidden()
+                or window.dockWidgetArea(other) != area
+                or other.findChild(PanelDock) is None
+            ):
+                continue
+            window.tabifyDockWidget(other, dock)
+            dock.show()
+            dock.raise_()
+            QTimer.singleShot(0, dock.raise_)  # the tab bar is made on the next turn
+            return True
+        return False
 
     def _fit_width(self) -> None:
         """As wide as the panels' widest row needs, so no control hides behind a scrollbar."""

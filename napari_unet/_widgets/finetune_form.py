@@ -125,6 +125,8 @@ class FinetuneForm(QWidget):
         #: Checkpoint files loaded as start models (kept when the list is refilled).
         self.files: list[str] = []
         self._lr_edited = False
+        #: The user picked the start model by hand: suggestions no longer change it.
+        self.chosen_by_hand = False
         self._listed: tuple = ()
         self._previous = -1
         self._layout()
@@ -255,8 +257,20 @@ class FinetuneForm(QWidget):
             self.start.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
         self.start.setCurrentIndex(index)
 
+    def suggest_start(self, key: str) -> bool:
+        """Select ``key`` unless the user chose a start model by hand; True when selected."""
+        if self.chosen_by_hand or not key:
+            return False
+        index = self.start.findData(key)
+        if index < 0:
+            return False
+        if index != self.start.currentIndex():
+            self.start.setCurrentIndex(index)
+        return True
+
     def _on_start_activated(self, index: int) -> None:
         if self.start.itemData(index) != LOAD_ITEM:
+            self.chosen_by_hand = True
             return
         path, _ = QFileDialog.getOpenFileName(
             self,
@@ -265,6 +279,7 @@ class FinetuneForm(QWidget):
             "Models: checkpoints, bioimage.io packages (*.pt *.pth *.zip);;All (*)",
         )
         if path:
+            self.chosen_by_hand = True
             self.select_file(path)
         else:
             self.start.setCurrentIndex(self._previous)

@@ -84,6 +84,7 @@ class FinetunePanel(QWidget):
 
             client = TrainerClient(self, viewer=viewer)
         self.client = client
+        self.scores = R.RunScores()
         self._started_at: float | None = None
         self._last_step: Any = None
         self._last_step_at = 0.0
@@ -98,6 +99,7 @@ class FinetunePanel(QWidget):
         self._connect()
         self._on_keep_learning(False)
         self.refresh()
+        self._suggest_start(self.loop.labels_layer)
 
     def _build(self) -> None:
         pins = QHBoxLayout()
@@ -139,6 +141,8 @@ class FinetunePanel(QWidget):
         self.loop.session_changed.connect(self._on_session_changed)
         self.loop.reviewed.connect(self._on_reviewed)
         self.loop.version_added.connect(self.schedule_refresh)
+        self.loop.labels_layer_changed.connect(self._suggest_start)
+        self.loop.labels_predicted.connect(self._suggest_start)
         self.viewer.events.theme.connect(self._on_theme)
         client = self.client
         client.step.connect(self.on_step)
@@ -206,6 +210,17 @@ class FinetunePanel(QWidget):
             else "Train for the budget; each better model becomes a new version"
         )
 
+    def _suggest_start(self, layer: Any = None) -> None:
+        """Start from the model that made the labels being corrected (unless picked by hand)."""
+        from napari_unet._widgets.layers import plugin_tag
+
+        tag = plugin_tag(layer) if layer is not None else None
+        if not tag or tag.get("role") != "labels":
+            return
+        key = R.start_key_of_model(tag.get("model"), self.session)
+        if self.form.suggest_start(key):
+            logger.info("fine-tune starts from %s (the model of '%s')", key, layer.name)
+
     def _on_start_changed(self, key: str) -> None:
         path = R.start_path(key, self.session)
         if not path or key in self._tasks:
@@ -249,7 +264,9 @@ class FinetunePanel(QWidget):
         if self.session is None:
             raise UserInputError(NO_SESSION)
         image_id, index = P.pin_current_slice(self.viewer, self.session)
-        self.status.setText(f"Slice {index} of {image_id} is now validation data.")
+        self.status.setText(
+            f"Slice {index} of {R.image_name(self.session, image_id)} is now validation data."
+        )
         self.refresh()
 
     def pin_rectangles(self) -> None:
@@ -286,6 +303,7 @@ class FinetunePanel(QWidget):
             self.show_error(str(err))
             return
         self.plot.clear()
+        self.scores.reset()
         self._started_at, self._last_step = time.monotonic(), None
         self.status.setText("Starting the trainer…")
         self._clock.start()
@@ -317,26 +335,29 @@ class FinetunePanel(QWidget):
         score = event.metrics.get("score")
         if score is not None:
             self.plot.add_validation(event.step, score)
-            self.status.setText(R.validation_text(event))
+            self.status.setText(R.validation_text(event, self.scores))
 
     def on_version(self, event: Any) -> None:
         """A version was published: mark it, announce it to the Segment dock."""
         self.plot.add_version(event.step, event.version_id)
+        self.scores.published = event.version_id
         self.status.setText(R.version_text(event))
         self.loop.add_version(event.version_id)
 
     def on_pool_changed(self, event: Any) -> None:
         """The trainer's pool (``PoolChanged``): say what it trains on."""
+        if event.added:  # the trainer's held-back tiles changed: its start score is void
+            self.scores.start = None
         self.status.setText(R.pool_text(event))
 
     def on_finished(self, event: Any) -> None:
         """Training ended normally (``TrainerFinished``)."""
-        self.status.setText(R.finished_text(event))
+        self.status.setText(R.finished_text(event, self.scores))
 
     def on_failed(self, message: str) -> None:
         """Training failed: a notification and the red line (never a traceback dialog)."""
         self.status.setText("Training stopped by an error.")
-        self.show_error(message)
+        self.show_error(R.with_image_names(message, self.session))
 
     def show_error(self, text: str) -> None:
         """Show ``text`` in the red line and as a napari notification."""

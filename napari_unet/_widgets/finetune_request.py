@@ -7,7 +7,9 @@ stays about wiring. Nothing here imports torch.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,55 @@ def start_path(key: str, session: Any) -> Path | None:
         logger.warning("cannot find the start model %s: %s", key, err)
         return None
     return Path(value)
+
+
+def image_name(session: Any, image_id: str) -> str:
+    """The display name of a session image (its layer name), quoted; the id when unknown."""
+    try:
+        return f"'{session.image(image_id).name}'"
+    except (UserInputError, OSError, KeyError, AttributeError):
+        return image_id
+
+
+_IMAGE_ID = re.compile(r"\bimage '?(img\d{4,})'?")
+
+
+def with_image_names(text: str, session: Any) -> str:
+    """``text`` with the session's internal image ids (``img0001``) replaced by layer names."""
+    if session is None:
+        return text
+    return _IMAGE_ID.sub(lambda m: f"image {image_name(session, m.group(1))}", text)
+
+
+def start_key_of_model(model: str | None, session: Any) -> str:
+    """The start key of the checkpoint that made a labels layer (its tag's ``model``), or "".
+
+    A built-in's file gives ``builtin:<name>``, one of the session's version files
+    ``version:<id>``, any other existing file ``file:<path>``.
+    """
+    if not model:
+        return ""
+    from napari_unet.core.checkpoint import builtin_checkpoints
+
+    path = Path(model)
+    for name, builtin in builtin_checkpoints().items():
+        if name == model or _same_file(path, Path(builtin)):
+            return f"builtin:{name}"
+    if session is not None:
+        try:
+            for version in session.versions():
+                if _same_file(path, Path(session.version_path(version.id))):
+                    return f"version:{version.id}"
+        except (UserInputError, OSError) as err:
+            logger.warning("cannot list the session's versions: %s", err)
+    return f"file:{path}" if path.is_file() else ""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) -> Any:
@@ -180,13 +231,50 @@ FINISH_REASONS = {
 }
 
 
-def validation_text(event: Any) -> str:
-    """Status line of a ``ValidationEvent`` (step 0 is the start model's score)."""
+@dataclass
+class RunScores:
+    """Validation scores of one run, to say how a score compares with what counts.
+
+    The trainer publishes a version only when the run's best score beats the start model's
+    (``start``, None without validation data or after keep-learning changed the held-back
+    tiles), so the status compares against both.
+    """
+
+    start: float | None = None
+    best: float | None = None
+    published: str | None = None
+
+    def reset(self) -> None:
+        """A new run."""
+        self.start = self.best = self.published = None
+
+
+def validation_text(event: Any, scores: RunScores | None = None) -> str:
+    """Status line of a ``ValidationEvent`` (step 0 is the start model's score).
+
+    ``scores`` is updated with the event (pass the same object for the whole run).
+    """
+    scores = scores if scores is not None else RunScores()
     score = float(event.metrics.get("score", float("nan")))
     if event.step == 0:
+        scores.start = score
         return f"Start model: validation score {score:.3f}."
-    better = " (better)" if event.improved else ""
-    return f"Step {event.step}: validation score {score:.3f}{better}."
+    previous_best, start = scores.best, scores.start
+    if previous_best is None or score > previous_best:
+        scores.best = score
+    text = f"Step {event.step}: validation score {score:.3f}"
+    if start is None:
+        return text + (" (best so far)." if event.improved else ".")
+    if score <= start:
+        if scores.published:
+            return text + f", below the start model's {start:.3f}; {scores.published} stays."
+        return text + f", below the start model's {start:.3f}; nothing published yet."
+    if previous_best is not None and score <= previous_best:
+        return (
+            text + f", above the start model's {start:.3f} but not this run's best "
+            f"{previous_best:.3f}."
+        )
+    return text + f", above the start model's {start:.3f} (best so far)."
 
 
 def version_text(event: Any) -> str:
@@ -204,8 +292,18 @@ def pool_text(event: Any) -> str:
     )
 
 
-def finished_text(event: Any) -> str:
-    """Status line of a ``TrainerFinished``."""
-    best = f"; newest version {event.best_version}" if event.best_version else ""
+def finished_text(event: Any, scores: RunScores | None = None) -> str:
+    """Status line of a ``TrainerFinished``: says whether a version was published, and why not."""
+    scores = scores if scores is not None else RunScores()
     reason = FINISH_REASONS.get(event.reason, event.reason)
-    return f"Finished ({reason}) after {event.steps} steps{best}."
+    steps = f"after {event.steps} step{'s' if event.steps != 1 else ''}"
+    if event.best_version:
+        return f"Finished ({reason}) {steps}; newest version {event.best_version}."
+    if event.steps == 0:
+        return f"Finished ({reason}) before the first step: no version published."
+    if scores.start is not None and scores.best is not None:
+        return (
+            f"Finished ({reason}) {steps}: no version published — validation never beat the "
+            f"start model (best {scores.best:.3f} ≤ {scores.start:.3f})."
+        )
+    return f"Finished ({reason}) {steps}: no version published (no validation score came back)."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from napari_unet._widgets.dock import PanelDock
 from napari_unet._widgets.finetune_panel import FinetunePanel
 from napari_unet._widgets.guidance_panel import GuidancePanel
+from napari_unet._widgets.shortcuts import ShortcutsPanel
 from napari_unet._widgets.versions_panel import VersionsPanel
 
 
@@ -15,7 +16,7 @@ class FinetuneWidget(PanelDock):
         napari_viewer: the viewer (npe2 passes it by this name).
     """
 
-    panel_classes = (FinetunePanel, VersionsPanel, GuidancePanel)
+    panel_classes = (FinetunePanel, VersionsPanel, GuidancePanel, ShortcutsPanel)
     minimum_width = 320
 
     @property

@@ -35,6 +35,7 @@ from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.repredict import current_image_slice, training_running
+from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.lazy import stack_slices
@@ -89,6 +90,7 @@ class GuidancePanel(QWidget):
         self.rounds.verticalHeader().setVisible(False)
         self.rounds.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.rounds.setMaximumHeight(140)
+        fit_columns(self.rounds, stretch=(1,))  # the version name elides; the numbers show whole
         self.time_label = QLabel("")
         self._build()
         self.show_button.clicked.connect(lambda: self._guard(self.show_uncertainty))
@@ -141,7 +143,9 @@ class GuidancePanel(QWidget):
         self.rounds.setRowCount(len(rows))
         for r, values in enumerate(rows):
             for c, value in enumerate(values):
-                self.rounds.setItem(r, c, QTableWidgetItem(value))
+                item = QTableWidgetItem(value)
+                item.setToolTip(value)
+                self.rounds.setItem(r, c, item)
 
     # ------------------------------------------------------------------ uncertainty
     def _target(self) -> tuple[Any, str, Any, int]:

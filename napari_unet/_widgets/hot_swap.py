@@ -5,6 +5,8 @@
 
 - the model picker lists the session's versions (after the built-ins), refreshed whenever the
   session changes, a version is added, or the list opens;
+- opening a session with versions selects the newest when "Follow the newest version" is ticked
+  (without re-predicting: the user presses Run);
 - a new version (``version_added``) becomes the active version when "Follow the newest version"
   is ticked (``LoopState.auto_switch``, saved in the session);
 - whenever the active version changes (a new version, or a rollback from the versions list) the
@@ -94,7 +96,15 @@ class HotSwap(QObject):
         self.repredictor.cancel()
         self.repredictor.session = session
         self._on_auto_switch(self.loop.auto_switch)
-        self.panel.form.model.populate(announce=False)
+        picker = self.panel.form.model
+        picker.populate(announce=False)
+        try:
+            newest = version_items(session)
+        except Exception as err:  # a damaged index must not block opening the session
+            logger.warning("cannot list the session's versions: %s", err)
+            newest = []
+        if newest and self.loop.auto_switch:  # "follow the newest": show it, predict with it
+            picker.select_version(newest[0][0])  # made active without re-predicting
 
     def _on_version_added(self, version_id: str) -> None:
         self.panel.form.model.populate(announce=False)

@@ -10,6 +10,11 @@ listen to it instead of knowing each other:
   edited slices were saved (signal ``reviewed(str, list)``: image id, slice indices);
 - the Fine-tune dock calls :meth:`LoopState.add_version` when the trainer published a version
   (signal ``version_added(str)``);
+- the correction tools call :meth:`LoopState.set_labels_layer` with the labels layer they correct
+  (signal ``labels_layer_changed(object)``), and the predict panel calls
+  :meth:`LoopState.announce_prediction` after writing a prediction (signal
+  ``labels_predicted(object)``: the labels layer): the correction tools switch to it, and the
+  Fine-tune dock starts from the model that made it;
 - whoever switches models calls :meth:`LoopState.set_active_version`
   (signal ``active_version_changed(str)``); ``auto_switch`` (signal ``auto_switch_changed(bool)``)
   says whether the Segment widget follows the newest version (saved in the session's settings as
@@ -41,6 +46,8 @@ class LoopState(QObject):
         reviewed(str, list): slices of an image were reviewed/edited and saved
             (image id, sorted slice indices).
         auto_switch_changed(bool): the "follow the newest version" setting changed.
+        labels_layer_changed(object): the correction tools now work on this labels layer (or None).
+        labels_predicted(object): a prediction was just written into this labels layer.
     """
 
     session_changed = Signal(object)
@@ -48,10 +55,14 @@ class LoopState(QObject):
     active_version_changed = Signal(str)
     reviewed = Signal(str, list)
     auto_switch_changed = Signal(bool)
+    labels_layer_changed = Signal(object)
+    labels_predicted = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session: Any = None
+        #: The labels layer the correction tools work on (None: none).
+        self.labels_layer: Any = None
         self.active_version: str | None = None
         self._auto_switch = True
 
@@ -78,6 +89,18 @@ class LoopState(QObject):
             if value is not None:
                 self._auto_switch = bool(value)
         self.session_changed.emit(session)
+
+    # ------------------------------------------------------------------ labels in use
+    def set_labels_layer(self, layer: Any) -> None:
+        """The labels layer being corrected (emits ``labels_layer_changed`` when it changed)."""
+        if layer is self.labels_layer:
+            return
+        self.labels_layer = layer
+        self.labels_layer_changed.emit(layer)
+
+    def announce_prediction(self, layer: Any) -> None:
+        """A prediction was just written into ``layer`` (emits ``labels_predicted``)."""
+        self.labels_predicted.emit(layer)
 
     # ------------------------------------------------------------------ versions
     def add_version(self, version_id: str) -> None:

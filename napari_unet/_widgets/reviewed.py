@@ -30,7 +30,8 @@ META_KEY = "napari_unet"
 REVIEWED_ROLE = "reviewed"
 #: Role of the Shapes layer in which the user draws rectangles to mark as reviewed.
 REGIONS_ROLE = "review_regions"
-OVERLAY_OPACITY = 0.3
+#: Faint: a light tint that leaves dim objects under it visible (0.3 washed them out).
+OVERLAY_OPACITY = 0.12
 
 
 def plugin_meta(layer: Any, *, create: bool = False) -> dict | None:

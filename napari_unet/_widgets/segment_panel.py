@@ -30,6 +30,7 @@ from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
+from napari_unet._widgets.model_choice import suggest_builtin
 from napari_unet._widgets.output import OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
 from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
@@ -72,6 +73,9 @@ class SegmentPanel(QWidget):
         self._loaded: tuple[Any, Any] | None = None  # ((path, mtime), LoadedModel)
         self._info_worker: Any = None
         self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
+        #: The user picked a model in the list: images no longer propose theirs.
+        self.model_by_hand = False
+        self._proposed_for: Any = None
         self.images = ImageList(viewer, self.form.image)
         self._build()
         self._connect()
@@ -106,6 +110,7 @@ class SegmentPanel(QWidget):
         shortcut.activated.connect(self.run)
         self.images.changed.connect(self._on_image_changed)
         self.form.model.model_changed.connect(self._on_model_changed)
+        self.form.model.activated.connect(self._on_model_activated)
 
     # ----------------------------------------------------------------- layer list and axes
     def refresh_images(self, *_: Any) -> None:
@@ -132,6 +137,39 @@ class SegmentPanel(QWidget):
                         source="axes",
                     )
         self.form.show_axes(choices)
+        if layer is not None and layer is not self._proposed_for:
+            self._proposed_for = layer
+            self.propose_model(layer)
+
+    def _on_model_activated(self, *_: Any) -> None:
+        self.model_by_hand = True
+
+    def propose_model(self, layer: Any) -> str | None:
+        """Pick the built-in model that fits ``layer`` and say why; returns its name.
+
+        Nothing changes once the user picked a model by hand, or while a session version or a
+        checkpoint file is chosen.
+        """
+        from napari_unet._widgets.model_picker import builtin_models
+
+        picker = self.form.model
+        builtins = {name: str(path) for name, path in builtin_models().items()}
+        current = picker.checkpoint()
+        if self.model_by_hand or picker.version_id() or current not in (None, *builtins.values()):
+            return None
+        choice = suggest_builtin(layer, frozenset(builtins))
+        if choice is None:
+            return None
+        changed = builtins[choice.name] != current
+        if changed:
+            picker.populate(select=builtins[choice.name])
+        if changed or self.status.text() == "Ready.":  # never hide the result of a run
+            self.status.setText(
+                f"Model {choice.name} chosen for '{layer.name}' ({choice.reason}); pick another "
+                "in the Model list if it does not fit."
+            )
+        logger.info("proposed %s for %s: %s", choice.name, layer.name, choice.reason)
+        return choice.name
 
     # ----------------------------------------------------------------- model defaults
     def _on_model_changed(self, path: str) -> None:
@@ -296,6 +334,9 @@ class SegmentPanel(QWidget):
                 )
             )
             return
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=self._job["image"])
+        if labels is not None:  # the correction tools and the Fine-tune dock follow it
+            self.hot_swap.loop.announce_prediction(labels)
         done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
         text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."

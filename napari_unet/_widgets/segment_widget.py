@@ -6,6 +6,7 @@ from napari_unet._widgets.correct_panel import CorrectPanel
 from napari_unet._widgets.dock import PanelDock
 from napari_unet._widgets.segment_panel import SegmentPanel
 from napari_unet._widgets.session_panel import SessionPanel
+from napari_unet._widgets.shortcuts import ShortcutsPanel
 
 
 class SegmentWidget(PanelDock):
@@ -15,7 +16,7 @@ class SegmentWidget(PanelDock):
         napari_viewer: the viewer (npe2 passes it by this name).
     """
 
-    panel_classes = (SegmentPanel, CorrectPanel, SessionPanel)
+    panel_classes = (SegmentPanel, CorrectPanel, SessionPanel, ShortcutsPanel)
 
     @property
     def segment(self) -> SegmentPanel:

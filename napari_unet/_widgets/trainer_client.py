@@ -27,6 +27,12 @@ from typing import Any
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QApplication
 
+from napari_unet._widgets.spawn_guard import (
+    REENTRY_EXIT_CODE,
+    TRAINER_PROCESS_NAME,
+    UNGUARDED_MESSAGE,
+    unguarded_main_script,
+)
 from napari_unet.core.errors import UserInputError
 from napari_unet.session.trainer_events import (
     CORRECTIONS,
@@ -136,6 +142,9 @@ class TrainerClient(QObject):
             raise UserInputError("A training is already running; stop it first.")
         if isinstance(request, dict):
             request = FinetuneRequest.from_dict(request)
+        script = unguarded_main_script()
+        if script is not None:
+            raise UserInputError(f"{script.name}: {UNGUARDED_MESSAGE}")
         context = multiprocessing.get_context("spawn")
         self._events = context.Queue()
         self._control = context.Queue()
@@ -143,7 +152,7 @@ class TrainerClient(QObject):
         self._process = context.Process(
             target=run_trainer,
             args=(request.to_dict(), self._events, self._control),
-            name="napari-unet-trainer",
+            name=TRAINER_PROCESS_NAME,
             daemon=True,  # the interpreter's exit terminates a forgotten trainer
         )
         self.request = request
@@ -246,6 +255,9 @@ class TrainerClient(QObject):
             if self._stopping:
                 logger.info("trainer ended (exit code %s) after a stop request", code)
                 self.finished.emit(TrainerFinished("stopped", self.last_step, self.last_version))
+            elif code == REENTRY_EXIT_CODE:
+                logger.warning("the trainer re-ran the user's script: %s", UNGUARDED_MESSAGE)
+                self.failed.emit(UNGUARDED_MESSAGE)
             else:
                 logger.warning("trainer process died (exit code %s)", code)
                 self.failed.emit(CRASH_MESSAGE.format(code=code))

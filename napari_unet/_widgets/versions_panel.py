@@ -21,7 +21,6 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -32,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_compare import Comparer, data_text, primary_metric, time_text
 from napari_unet._widgets.version_export import BioimageioExporter
 from napari_unet.core.atomic import atomic_write_with
@@ -71,10 +71,8 @@ class VersionsPanel(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
         )
         self.table.verticalHeader().setVisible(False)
-        # the last column (data seen) takes the width left and elides; its tooltip has it all
-        self.table.horizontalHeader().setSectionResizeMode(
-            len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch
-        )
+        # the name, parent and data columns share the width left and elide (tooltips have all)
+        fit_columns(self.table, stretch=(0, 1, len(COLUMNS) - 1))
         self.table.setToolTip("Double-click a name to rename the version")
         self.use_button = QPushButton("Use this version")
         self.use_button.setToolTip(
@@ -173,7 +171,6 @@ class VersionsPanel(QWidget):
                 font.setBold(entry.id == self.loop.active_version)
                 item.setFont(font)
                 self.table.setItem(row, column, item)
-        self.table.resizeColumnsToContents()
         self.table.blockSignals(False)
         if session is None:
             self.info.setText("No session: versions appear here once a model is fine-tuned.")

@@ -1,6 +1,9 @@
-"""``napari-unet-loop gui [IMAGE]``: napari with the U-Net Segment widget docked and an image open.
+"""``napari-unet-loop gui [IMAGE]``: napari with the plugin's docks and an image open.
 
-Without IMAGE the synthetic nuclei sample is shown, so a first prediction is one click away.
+The "U-Net Segment" and "U-Net Fine-tune" docks share the right-hand column as tabs (Segment on
+top), and the view is reset once they are docked, so the image fills the canvas. The Segment
+dock proposes the built-in model that fits the image. Without IMAGE the synthetic nuclei sample
+is shown, so a first prediction is one click away.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register the ``gui`` subcommand."""
     parser = subparsers.add_parser(
         "gui",
-        help="start napari with the U-Net Segment widget and an image",
-        description="Start napari with the U-Net Segment widget docked and IMAGE loaded (or the "
-        "synthetic nuclei sample when no IMAGE is given).",
+        help="start napari with the plugin's docks and an image",
+        description="Start napari with the U-Net Segment and Fine-tune docks (as tabs) and IMAGE "
+        "loaded (or the synthetic nuclei sample when no IMAGE is given).",
     )
     parser.add_argument(
         "image", nargs="?", type=Path, help="image to open (TIFF, PNG or a .zarr folder)"
@@ -40,7 +43,8 @@ def open_image(viewer, image: Path | None) -> None:
         from napari_unet.core.synthetic import synthetic_nuclei
 
         pixels, _ = synthetic_nuclei((512, 512))
-        viewer.add_image(pixels, name="synthetic nuclei")
+        tag = {"napari_unet": {"axes": "YX", "origin": "synthetic", "model": "fluo-nuclei"}}
+        viewer.add_image(pixels, name="synthetic nuclei", metadata=tag)
         return
     if not image.exists():
         raise ImageReadError(
@@ -66,14 +70,29 @@ def dock_segment_widget(viewer):
     return widget
 
 
-def select_model(widget, name: str) -> None:
-    """Pick the built-in model ``name`` in the widget when it is installed."""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+def dock_finetune_widget(viewer):
+    """Dock "U-Net Fine-tune" as a tab next to the Segment dock; returns it (None if absent)."""
+    try:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net Fine-tune", tabify=True)
+    except (KeyError, ValueError, LookupError) as err:
+        logger.info("manifest widget not available (%s); docking FinetuneWidget directly", err)
+        from napari_unet._widgets import FinetuneWidget
 
-    path = builtin_checkpoints().get(name)
-    segment = getattr(widget, "segment", None)
-    if path is not None and segment is not None:
-        segment.form.model.populate(select=str(path))
+        widget = FinetuneWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="U-Net Fine-tune", area="right", tabify=True)
+    return widget
+
+
+def show_segment_first(viewer, segment) -> None:
+    """Raise the Segment tab and fit the image to the canvas now that the docks took their room."""
+    from qtpy.QtWidgets import QApplication
+
+    dock = segment.dock_widget() if hasattr(segment, "dock_widget") else None
+    QApplication.processEvents()  # let the docks settle (the tabs join after docking)
+    if dock is not None:
+        dock.raise_()
+    QApplication.processEvents()
+    viewer.reset_view()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     viewer = napari.Viewer(title="napari-unet-loop")
     open_image(viewer, args.image)
     widget = dock_segment_widget(viewer)
-    if args.image is None:
-        select_model(widget, "fluo-nuclei")  # the model that fits the nuclei sample
+    dock_finetune_widget(viewer)
+    show_segment_first(viewer, widget)
     if args.no_run:
         from qtpy.QtCore import QThreadPool
 

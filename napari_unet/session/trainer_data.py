@@ -68,6 +68,20 @@ def _compatible(label_task: str | None, model_task: str) -> bool:
     return {label_task, model_task} <= {"binary", "semantic"}
 
 
+#: How a task is named in a sentence ("start from an instance segmentation model").
+TASK_PHRASES = {
+    "instances": "an instance segmentation",
+    "semantic": "a semantic segmentation",
+    "binary": "a binary (foreground) segmentation",
+    "restoration": "a restoration",
+}
+
+
+def task_phrase(task: str | None) -> str:
+    """``"an instance segmentation"`` for ``"instances"``: the article and the task's name."""
+    return TASK_PHRASES.get(str(task), f"a {task}")
+
+
 def check_training_data(slices: Sequence[Any], info: Any, start_label: str) -> None:
     """Refuse data the start model cannot learn from, saying what to do.
 
@@ -92,8 +106,9 @@ def check_training_data(slices: Sequence[Any], info: Any, start_label: str) -> N
         where = f"image {item.image_id} slice {item.slice_index}"
         if not _compatible(item.task, task):
             raise TrainingDataError(
-                f"the labels of {where} are {item.task} labels but {start_label} is a {task} "
-                f"model; start from a {item.task} model (or one of this session's versions)."
+                f"the labels of {where} are {item.task} labels but {start_label} is "
+                f"{task_phrase(task)} model; start from {task_phrase(item.task)} model (or one "
+                "of this session's versions)."
             )
         values = np.unique(np.asarray(item.labels)[np.asarray(item.annotated_mask, bool)])
         top = int(values.max()) if values.size else 0
