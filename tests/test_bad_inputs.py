@@ -32,13 +32,8 @@ import tifffile
 
 from napari_unet.cli import main
 from napari_unet.core.io import write_tiff
-from tests._disk import readonly_dir, tiny_disk
-
-#: pytest finds fixtures by name in the test module; the tuple marks the imports as used.
-DISK_FIXTURES = (readonly_dir, tiny_disk)
 
 REPO = Path(__file__).resolve().parents[1]
-
 
 
 # -- the user's files ------------------------------------------------------------------------
@@ -623,7 +618,7 @@ def test_issue15_point6_readonly_out_fails_before_training(
     monkeypatch.setattr(train, "iter_train", no_training)
     assert main(_train_argv(user, readonly_dir)) == 2
     check_one_sentence(capsys.readouterr().err, "read-only")
-    assert sorted(p.name for p in readonly_dir.iterdir()) == ["existing.txt"]
+    assert sorted(p.name for p in readonly_dir.iterdir()) == ["mine.txt"]
 
 
 def test_issue15_point6_full_disk_fails_before_training(
@@ -761,21 +756,22 @@ def test_issue15_point4_huge_float64_gives_the_same_objects(
     assert plain.max() > 0 and huge.max() == plain.max()
 
 
-# -- the fallback of tests/_disk.py where mounting is not permitted --------------------------
-@pytest.mark.parametrize(("code", "message"), [(30, "read-only"), (28, "space")])
+# -- the fallback of conftest's disk fixtures where mounting is not permitted ----------------
+@pytest.mark.parametrize(
+    ("fixture", "message"), [("readonly_dir", "read-only"), ("tiny_disk", "space")]
+)
 def test_simulated_unwritable_disk_gives_the_same_sentence(
     user: SimpleNamespace,
-    tmp_path: Path,
+    request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
-    code: int,
+    fixture: str,
     message: str,
 ) -> None:
-    from tests._disk import _simulate
-
-    out = tmp_path / "out"
-    out.mkdir()
-    _simulate(monkeypatch, out, code)
+    monkeypatch.setenv("NAPARI_UNET_TEST_NO_MOUNT", "1")
+    out = request.getfixturevalue(fixture)
+    before = _hashes(out)
     assert main(_train_argv(user, out)) == 2
     check_one_sentence(capsys.readouterr().err, message)
-    assert list(out.iterdir()) == []
+    assert ("disk", "monkeypatched") in request.node.user_properties
+    assert _hashes(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
