@@ -366,7 +366,7 @@ ROWS: list[Row] = [
     Row("train_all_ignore_mask", _train("train_ignore"), 2),
     Row("train_shape_mismatch", _train("train_shape"), 2),
     Row("train_image_without_labels", _train("train_count"), 2),
-    Row("train_labels_nan", _train("train_nan"), 2),
+    Row("train_labels_nan", _train("train_nan"), 2, message="hold NaN values; "),
     Row("train_labels_float", _train("train_float"), 2),
     Row("train_labels_negative", _train("train_negative"), 2),
     Row(
