@@ -406,7 +406,12 @@ ROWS: list[Row] = [
     Row("train_text_checkpoint", _train("train_ok", "--model", "{text_pt}"), 2),
     Row("train_foreign_checkpoint", _train("train_ok", "--model", "{foreign}"), 2),
     Row("train_malicious_checkpoint", _train("train_ok", "--model", "{evil}"), 2),
-    Row("train_bitflipped_checkpoint", _train("train_ok", "--model", "{bitflip}"), 2),
+    Row(
+        "train_bitflipped_checkpoint",
+        _train("train_ok", "--model", "{bitflip}"),
+        2,
+        message="is damaged (a checksum does not match): copy it again",
+    ),
     Row(
         "train_checkpoint_other_task",
         _train("train_ok", "--model", "{restoration}", "--task", "semantic"),
@@ -451,7 +456,12 @@ ROWS: list[Row] = [
     Row("predict_foreign_checkpoint", _predict("img", model="foreign"), 2),
     Row("predict_malicious_checkpoint", _predict("img", model="evil"), 2, subprocess=True),
     Row("predict_malicious_raw_pickle", _predict("img", model="evil_raw"), 2),
-    Row("predict_bitflipped_checkpoint", _predict("img", model="bitflip"), 2),
+    Row(
+        "predict_bitflipped_checkpoint",
+        _predict("img", model="bitflip"),
+        2,
+        message="is damaged (a checksum does not match): copy it again",
+    ),
     # -- predict: bad flags ------------------------------------------------------------------
     Row("predict_unknown_device", _predict("img", "--device", "tpu"), 2),
     Row("predict_cuda_without_gpu", _predict("img", "--device", "cuda"), 2),
