@@ -6,7 +6,7 @@ subset also as a real ``python -m napari_unet`` subprocess) and asserts:
 * the exit status (2 for bad flags and unusable inputs, 1 for a ``predict`` file that failed,
   0 where the input is in fact fine, e.g. an uint32 image);
 * stderr holds one sentence-like line: no ``Traceback``, no temporary-file name (argparse's
-  ``usage:`` lines aside);
+  usage block after a flag error either);
 * every file the user gave is byte-identical afterwards (hashed before and after), and nothing
   was left beside them.
 """
@@ -520,13 +520,12 @@ def _expand(argv: list, w: SimpleNamespace, out: Path) -> list[str]:
     return [one(a) for a in argv]
 
 
-_USAGE = re.compile(r"^(usage: |\s)")
 _TEMP_NAME = re.compile(r"\.tmp\b|tmp[a-z0-9_]{6,}|\.[\w.-]+\.\w{8}\b")
 
 
 def error_lines(stderr: str) -> list[str]:
-    """The lines of ``stderr`` that are not argparse's usage text."""
-    return [line for line in stderr.splitlines() if line.strip() and not _USAGE.match(line)]
+    """The non-empty lines of ``stderr`` (a flag error prints no usage block either)."""
+    return [line for line in stderr.splitlines() if line.strip()]
 
 
 def check_one_sentence(stderr: str, message: str = "") -> None:
@@ -609,6 +608,35 @@ def test_bad_input_matrix(
     if row.fixture:  # the unwritable folder holds exactly what it held before
         assert _hashes(out) == before_out
         assert sorted(p.name for p in out.iterdir()) == sorted(before_out), list(out.iterdir())
+
+
+# -- flag errors: one line from every parser ---------------------------------------------------
+_FLAG_ERRORS = [
+    ([], ["--bogus"]),
+    ([], ["frobnicate"]),
+    *[([sub], [sub, "--bogus"]) for sub in ("predict", "models", "train", "evaluate")],
+    *[([sub], [sub, "--bogus"]) for sub in ("simulate", "export", "gui")],
+    (["train"], ["train", "--steps", "1"]),  # required arguments missing
+    (["evaluate"], ["evaluate", "--pred", "p"]),
+    (["export"], ["export"]),
+    (["simulate"], ["simulate", "--rounds", "x"]),
+    (["predict"], ["predict", "a.tif"]),
+    (["predict"], ["predict", "a.tif", "--model", "m", "--out", "o", "--bogus"]),  # after a sub
+]
+
+
+@pytest.mark.parametrize(("sub", "argv"), _FLAG_ERRORS, ids=lambda v: " ".join(v) or "-")
+def test_a_flag_error_is_one_line_naming_the_subcommand(
+    sub: list[str], argv: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    """``napari-unet-loop SUB: error: ...; see --help.`` and exit 2, no usage block."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    prog = " ".join(["napari-unet-loop", *sub])
+    assert re.fullmatch(rf"{prog}: error: [^\n]+; see --help\.\n", captured.err), captured.err
 
 
 # -- point 6: training never starts when its output cannot be written --------------------------
