@@ -116,6 +116,8 @@ def test_sampler_state_resumes_exactly(rng):
         (np.zeros((32, 64), np.uint8), None, "same height and width"),
         (np.full((64, 64), 0.5, np.float32), None, "must be integer"),
         (np.full((64, 64), -2, np.int32), None, "negative values"),
+        (np.where(np.eye(64) > 0, np.nan, 1.0), None, "hold NaN values; labels must be integer"),
+        (np.where(np.eye(64) > 0, np.inf, 1.0), None, "hold infinite values; labels must be"),
         (np.zeros((64, 64), np.uint8), np.ones((10, 10), bool), "annotated mask"),
     ],
 )

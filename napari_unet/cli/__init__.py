@@ -2,6 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
 ``run(args) -> int``. Heavy imports (torch) happen inside ``run`` so ``--help`` is instant.
+A bad flag ends the command with ``napari-unet-loop SUB: error: ...; see --help.`` and exit
+status 2 (:class:`~napari_unet.cli._parser.OneLineParser`, shared by every parser).
 A :class:`~napari_unet.core.errors.UserInputError` ends the command with its one-line message
 and exit status 2. So does an ``OSError`` that reaches the top (a full or read-only disk, a
 missing permission: the message names the folder, never a temporary file) and a ``MemoryError``;
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_unet import __version__
+from napari_unet.cli._parser import OneLineParser
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +37,16 @@ SUBCOMMANDS: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-unet-loop",
         description="U-Net segmentation that learns from your corrections (napari plugin + CLI).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # every subcommand's parser is a OneLineParser too: one-line flag errors everywhere
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     for name in SUBCOMMANDS:
         try:
             module = importlib.import_module(f"napari_unet.cli.{name}")

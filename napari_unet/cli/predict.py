@@ -126,17 +126,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
     parser.set_defaults(run=run)
-    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
     return parser
-
-
-def _one_line_error(parser: argparse.ArgumentParser) -> Any:
-    """``parser.error`` that prints one line (no usage block) and exits with status 2."""
-
-    def error(message: str) -> None:
-        parser.exit(2, f"{parser.prog}: error: {message}; see --help.\n")
-
-    return error
 
 
 class ProgressBar:

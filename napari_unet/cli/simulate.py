@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
     from napari_unet.core.checkpoint import load_checkpoint
-    from napari_unet.core.data import semantic_class_count
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.predict import PredictConfig
@@ -93,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
     if loaded is not None:
         model = loaded.model
     else:
-        if args.task == "semantic":  # refuse a 70,001-class network before building it
-            semantic_class_count(items, label_map=label_map)
         extra = {"depth": args.depth, "base_channels": args.base_channels}
         model = new_model_for(
             args.model,

@@ -172,36 +172,6 @@ def load_pairs(
     return items
 
 
-def _new_model(name: str, items: list, task: str, targets: Any, seed: int):
-    """A fresh model with in/out channels from the data.
-
-    Raises:
-        TrainingDataError: semantic labels whose values would need more than
-            :data:`~napari_unet.core.data.MAX_CLASSES` classes (the message lists the values).
-    """
-    import torch
-
-    from napari_unet.core.data import semantic_class_count
-    from napari_unet.core.models import build_model
-
-    in_channels = int(items[0].image.shape[0])
-    if task == "restoration":
-        out_channels = int(
-            np.asarray(items[0].labels).reshape(-1, *items[0].spatial_shape).shape[0]
-        )
-    elif task == "binary":
-        out_channels = 1
-    elif task == "instances":
-        out_channels = 3
-    else:
-        label_map = dict(targets.label_map) if targets.label_map else None
-        out_channels = semantic_class_count(
-            items, ignore_value=targets.ignore_value, label_map=label_map
-        )
-    torch.manual_seed(seed)
-    return build_model(name, in_channels=in_channels, out_channels=out_channels)
-
-
 def _warn_if_instances(items: list, targets: Any) -> None:
     """Semantic training chosen by default on labels that look like instance masks: say so."""
     from napari_unet.core.data import label_values, looks_like_instances
@@ -325,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.errors import ChannelMismatchError, OutputError, describe_os_error
     from napari_unet.core.models import list_architectures
     from napari_unet.core.normalize import NormalizationConfig
+    from napari_unet.core.simulate_parts import new_model_for
     from napari_unet.core.targets import TargetConfig, parse_label_map
     from napari_unet.core.train import (
         CheckpointEvent,
@@ -363,7 +334,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{items[0].image.shape[0]}; use matching images or train a new model."
             )
     else:
-        model_or_checkpoint = _new_model(args.model, items, task, targets, args.seed)
+        model_or_checkpoint = new_model_for(
+            args.model,
+            items,
+            task,
+            label_map=dict(label_map) if label_map else None,
+            ignore_value=args.ignore_value,
+            seed=args.seed,
+        )
         if args.task is None:
             _warn_if_instances(items, targets)
     check_output_file(

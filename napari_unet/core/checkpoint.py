@@ -27,6 +27,7 @@ import logging
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,6 +312,29 @@ def _describe_foreign(path: Path, payload: Any) -> str:
     )
 
 
+def _check_crcs(path: Path) -> None:
+    """Read every member of the zip once and compare its CRC (the member's name stays inside).
+
+    Raises:
+        CheckpointError: a checksum does not match or a member cannot be read.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+        logger.info("%s cannot be read: %s", path, err)
+        raise CheckpointError(
+            f"{path} is damaged (its data cannot be read): copy it again or pick another "
+            "checkpoint."
+        ) from None
+    if bad is not None:
+        logger.info("%s: the CRC of %s does not match", path, bad)
+        raise CheckpointError(
+            f"{path} is damaged (a checksum does not match): copy it again or pick another "
+            "checkpoint."
+        )
+
+
 def _load_payload(
     path: str | os.PathLike, *, map_location: Any, mmap: bool = False, verify: bool | None = None
 ) -> dict:
@@ -342,15 +366,7 @@ def _load_payload(
     if verify is None:
         verify = not mmap
     if verify:  # torch does not check the CRCs: a flipped byte in the weights would load
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-        except (OSError, zipfile.BadZipFile, EOFError) as err:
-            bad = f"({err})"
-        if bad is not None:
-            raise CheckpointError(
-                f"cannot load {path}: it is damaged (bad data in {bad}); copy or download it again."
-            )
+        _check_crcs(path)
     from napari_unet.core.bioimageio_import import is_package, package_payload
 
     if is_package(path):  # a bioimage.io package that napari-unet-loop exported

@@ -87,10 +87,9 @@ def check_item(item: TrainingItem, task: str) -> None:
         return
     if labels.dtype == bool:
         return
+    _check_finite_labels(labels, label)
     whole = np.issubdtype(labels.dtype, np.integer) or (
-        np.issubdtype(labels.dtype, np.floating)
-        and np.isfinite(labels).all()
-        and np.array_equal(labels, np.round(labels))
+        np.issubdtype(labels.dtype, np.floating) and np.array_equal(labels, np.round(labels))
     )
     if not whole:
         raise TrainingDataError(
@@ -103,6 +102,18 @@ def check_item(item: TrainingItem, task: str) -> None:
             f"the labels of {label} contain negative values ({int(labels.min())}); use 0 for "
             "background and positive ids, and mark pixels to skip with the annotated mask."
         )
+
+
+def _check_finite_labels(labels: np.ndarray, label: str) -> None:
+    """Name NaN or infinite values in float labels (a resampled or masked image, typically)."""
+    if not np.issubdtype(labels.dtype, np.floating) or np.isfinite(labels).all():
+        return
+    what = "NaN" if np.isnan(labels).any() else "infinite"
+    raise TrainingDataError(
+        f"the labels of {label} hold {what} values; labels must be integer class or instance ids "
+        f"(0 = background) — replace the {what} pixels with 0 or an id, or leave them out of the "
+        "annotated mask."
+    )
 
 
 def mirror_index(start: int, length: int, size: int) -> np.ndarray:

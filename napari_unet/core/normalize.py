@@ -9,6 +9,10 @@ Three modes (:class:`NormalizationConfig`):
   ``ToTensor`` first, multiply the published mean/std by 255).
 - ``"none"``: cast to float32 only.
 
+A float64 channel whose largest finite magnitude lies beyond float32's range is divided by that
+magnitude first (percentile mode), so ``hi - lo`` and ``x - lo`` cannot overflow even for values
+near float64's maximum (an image spanning -1e308 .. 1e308 normalises like one spanning -1 .. 1).
+
 Every mode returns finite values: NaN becomes the low value (0 after normalisation in the
 percentile and meanstd modes), +Inf the high value, -Inf the low value; a constant channel
 becomes zeros. Percentiles of big images are computed on a regular strided subsample of at most
@@ -37,6 +41,9 @@ logger = logging.getLogger(__name__)
 MODES: tuple[str, ...] = ("percentile", "meanstd", "none")
 #: Percentiles are computed on at most about this many pixels per channel.
 MAX_PERCENTILE_SAMPLES = 1 << 20
+#: A channel whose largest finite magnitude exceeds this (float32's maximum) is divided by that
+#: magnitude before it is measured and mapped.
+PRESCALE_ABOVE = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,12 @@ class NormalizationConfig(Config):
 class NormalizationParams:
     """Per-channel affine map and replacements for non-finite values, in raw image units.
 
-    ``normalized = (x - offset[c]) * scale[c]`` after NaN -> ``nan[c]``, +Inf -> ``posinf[c]``,
-    -Inf -> ``neginf[c]``. All arrays are float64 of shape ``(C,)``. ``float_input`` is False
-    when the measured image had an integer or bool dtype (no non-finite values to replace).
+    ``normalized = (x / divisor[c] - offset[c]) * scale[c]`` after NaN -> ``nan[c]``,
+    +Inf -> ``posinf[c]``, -Inf -> ``neginf[c]`` (offset and the replacements are in units of
+    ``x / divisor``). All arrays are float64 of shape ``(C,)``; ``divisor`` None means 1 for
+    every channel (it differs from 1 only for float64 values beyond float32's range).
+    ``float_input`` is False when the measured image had an integer or bool dtype (no
+    non-finite values to replace).
     """
 
     offset: np.ndarray
@@ -97,6 +107,7 @@ class NormalizationParams:
     posinf: np.ndarray
     neginf: np.ndarray
     float_input: bool = True
+    divisor: np.ndarray | None = None
 
 
 def _check_real(image: np.ndarray) -> None:
@@ -118,12 +129,25 @@ def _subsample(channel: np.ndarray, max_samples: int) -> np.ndarray:
     return channel[(slice(None, None, step),) * channel.ndim]
 
 
-def _finite_values(channel: np.ndarray) -> np.ndarray:
-    """Flat float64 array of the finite values of ``channel``."""
+def _finite_values(channel: np.ndarray, divisor: float = 1.0) -> np.ndarray:
+    """Flat float64 array of the finite values of ``channel``, divided by ``divisor``."""
     values = np.asarray(channel, dtype=np.float64).ravel()
     if np.issubdtype(channel.dtype, np.floating):
         values = values[np.isfinite(values)]
-    return values
+    return values / divisor if divisor != 1.0 else values
+
+
+def _divisor(channel: np.ndarray) -> float:
+    """The largest finite ``|value|`` of ``channel`` when it lies beyond float32's range, else 1.
+
+    Measured on the percentile subsample: values elsewhere are at most float64's maximum, so
+    after the division they stay below ``float64 max / PRESCALE_ABOVE`` (about 5e269).
+    """
+    if not np.issubdtype(channel.dtype, np.floating) or channel.dtype.itemsize <= 4:
+        return 1.0
+    values = _finite_values(_subsample(channel, MAX_PERCENTILE_SAMPLES))
+    top = float(np.abs(values).max(initial=0.0))
+    return top if top > PRESCALE_ABOVE else 1.0
 
 
 def percentile_range(
@@ -132,23 +156,25 @@ def percentile_range(
     high: float = 99.8,
     *,
     max_samples: int = MAX_PERCENTILE_SAMPLES,
+    divisor: float = 1.0,
 ) -> tuple[float, float]:
     """``(lo, hi)`` percentiles of the finite values of ``image`` (any shape, any real dtype).
 
     Uses a strided subsample of at most about ``max_samples`` values. An image without finite
-    values gives ``(0.0, 0.0)``.
+    values gives ``(0.0, 0.0)``. With ``divisor``, the percentiles of ``image / divisor``
+    (computed without overflow for values near float64's maximum).
     """
     image = np.asarray(image)
     _check_real(image)
-    values = _finite_values(_subsample(image, max_samples))
+    values = _finite_values(_subsample(image, max_samples), divisor)
     if values.size == 0:
         return 0.0, 0.0
     lo, hi = np.percentile(values, [low, high])
     return float(lo), float(hi)
 
 
-def _finite_min_max(channel: np.ndarray) -> tuple[float, float]:
-    values = _finite_values(channel)
+def _finite_min_max(channel: np.ndarray, divisor: float = 1.0) -> tuple[float, float]:
+    values = _finite_values(channel, divisor)
     if values.size == 0:
         return 0.0, 0.0
     return float(values.min()), float(values.max())
@@ -171,6 +197,7 @@ def normalization_params(
     n_channels = image.shape[0]
     is_float = np.issubdtype(image.dtype, np.floating)
     columns: list[tuple[float, float, float, float, float]] = []
+    divisors = np.ones(n_channels, dtype=np.float64)
     if config.mode == "meanstd" and len(config.mean) not in (1, n_channels):
         raise ChannelMismatchError(
             f"the normalization stores mean/std for {len(config.mean)} channel(s) but the image "
@@ -179,10 +206,11 @@ def normalization_params(
     for c in range(n_channels):
         channel = image[c]
         if config.mode == "percentile":
-            lo, hi = percentile_range(channel, config.low, config.high)
+            divisors[c] = divisor = _divisor(channel)
+            lo, hi = percentile_range(channel, config.low, config.high, divisor=divisor)
             if not hi > lo:
                 # Percentiles coincide (e.g. sparse spots on an empty background): use the range.
-                lo, hi = _finite_min_max(channel)
+                lo, hi = _finite_min_max(channel, divisor)
             scale = 1.0 / (hi - lo) if hi > lo else 0.0
             columns.append((lo, scale, lo, hi, lo))
             continue
@@ -197,7 +225,11 @@ def normalization_params(
         else:
             columns.append((0.0, 1.0, 0.0, fmax, fmin))
     table = np.array(columns, dtype=np.float64).reshape(n_channels, 5)
-    return NormalizationParams(*(table[:, i].copy() for i in range(5)), float_input=is_float)
+    return NormalizationParams(
+        *(table[:, i].copy() for i in range(5)),
+        float_input=is_float,
+        divisor=divisors if (divisors != 1.0).any() else None,
+    )
 
 
 def _exact_in_float32(dtype: np.dtype) -> bool:
@@ -207,6 +239,8 @@ def _exact_in_float32(dtype: np.dtype) -> bool:
 
 def _affine_(view: np.ndarray, params: NormalizationParams, c: int) -> None:
     """Replace non-finite values and apply channel ``c``'s affine map to ``view`` in place."""
+    if params.divisor is not None and params.divisor[c] != 1.0:
+        view /= view.dtype.type(params.divisor[c])  # first: x - offset must not overflow
     if params.float_input:
         np.nan_to_num(
             view, copy=False, nan=params.nan[c], posinf=params.posinf[c], neginf=params.neginf[c]

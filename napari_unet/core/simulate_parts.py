@@ -114,15 +114,34 @@ def new_model_for(
     task: str,
     *,
     label_map: dict[int, int] | None = None,
+    ignore_value: int | None = None,
     seed: int = 0,
     **model_config: Any,
 ) -> Any:
     """A freshly initialised (seeded) model with in/out channels from the data.
 
-    Output channels: 1 (binary), 3 (instances), or the largest mapped class id + 1 (semantic).
+    The one place a new model is built from labels (``train``, ``simulate`` and the API).
+    Output channels: 1 (binary), 3 (instances), the target's channels (restoration), or the
+    largest mapped annotated class id + 1 (semantic, at most
+    :data:`~napari_unet.core.data.MAX_CLASSES`).
+
+    Args:
+        arch: registry name of the architecture.
+        items: the training items; images (C, Y, X), labels (Y, X) ((C', Y, X) restoration).
+        task: ``binary``, ``semantic``, ``instances`` or ``restoration``.
+        label_map: raw label value -> class id (semantic).
+        ignore_value: a raw label value that marks pixels to skip (semantic).
+        seed: seeds the initial weights.
+        **model_config: further keyword arguments of ``build_model`` (depth, base_channels, ...).
+
+    Raises:
+        TrainingDataError: semantic labels whose values would need more than ``MAX_CLASSES``
+            classes (e.g. a label 70000: the message lists the values and what to do), or
+            labels that cannot be trained on.
     """
     import torch
 
+    from napari_unet.core.data import semantic_class_count
     from napari_unet.core.models import build_model
 
     in_channels = int(items[0].image.shape[0])
@@ -130,8 +149,9 @@ def new_model_for(
         out_channels = 1
     elif task == "instances":
         out_channels = 3
+    elif task == "restoration":
+        out_channels = int(np.reshape(items[0].labels, (-1, *items[0].spatial_shape)).shape[0])
     else:
-        top = max(int(mapped_truth(item.labels, label_map).max(initial=0)) for item in items)
-        out_channels = max(top, 1) + 1
+        out_channels = semantic_class_count(items, ignore_value=ignore_value, label_map=label_map)
     torch.manual_seed(seed)
     return build_model(arch, in_channels=in_channels, out_channels=out_channels, **model_config)
