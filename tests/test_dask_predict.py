@@ -17,19 +17,18 @@ import numpy as np
 import pytest
 
 pytest.importorskip("zarr")
-distributed = pytest.importorskip("distributed")
 
-from napari_unet.cli.predict import _Job  # noqa: E402
-from napari_unet.cli.predict_dask import predict_dask  # noqa: E402
-from napari_unet.cli.predict_zarr import predict_zarr  # noqa: E402
-from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
-from napari_unet.core.errors import UserInputError  # noqa: E402
-from napari_unet.core.predict import PredictConfig  # noqa: E402
-from napari_unet.core.synthetic import synthetic_nuclei  # noqa: E402
-from napari_unet.core.zarr_io import ngff_attributes, open_zarr  # noqa: E402
-from napari_unet.distributed import model_cache  # noqa: E402
-from napari_unet.distributed.cluster import connect  # noqa: E402
-from napari_unet.distributed.stitch import BlockFaces, face_pairs, global_luts  # noqa: E402
+from napari_unet.cli.predict import _Job
+from napari_unet.cli.predict_dask import predict_dask
+from napari_unet.cli.predict_zarr import predict_zarr
+from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+from napari_unet.core.errors import UserInputError
+from napari_unet.core.predict import PredictConfig
+from napari_unet.core.synthetic import synthetic_nuclei
+from napari_unet.core.zarr_io import ngff_attributes, open_zarr
+from napari_unet.distributed import model_cache
+from napari_unet.distributed.cluster import connect
+from napari_unet.distributed.stitch import BlockFaces, face_pairs, global_luts
 
 
 class _Bar:
@@ -38,7 +37,12 @@ class _Bar:
 
 
 @pytest.fixture(scope="module")
-def client():
+def distributed():
+    return pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client(distributed):
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -126,6 +130,67 @@ def test_global_luts_merges_across_faces_applies_min_size_and_numbers_sequential
     assert luts["a"].tolist() == [0, 1, 0] and luts["b"].tolist() == [0, 1, 0]
 
 
+def test_grid_follows_input_chunks_and_warns_when_chunks_dwarf_blocks(caplog):
+    from napari_unet.distributed.grid import chunk_overhead, plan_grid
+
+    grid = plan_grid(slices=range(0, 5), yx_shape=(5000, 3000), input_chunks=(300, 1000), halo=128)
+    assert grid.y_edges[1] % 300 == 0 and grid.x_edges[1] % 1000 == 0  # whole chunks per block
+    assert grid.z_edges[-1] == 5 and grid.x_edges[-1] == 3000
+    small = plan_grid(
+        slices=range(2),
+        yx_shape=(4096, 4096),
+        input_chunks=(4096, 4096),
+        halo=128,
+        block=(1, 64, 64),
+    )
+    assert chunk_overhead(small, (4096, 4096)) > 100
+    assert "smaller than the post-processing halo" in caplog.text
+
+
+def test_marker_folder_refuses_a_rerun_with_other_settings(tmp_path):
+    from napari_unet.distributed.bookkeeping import BlockBook
+
+    book = BlockBook(tmp_path / "vol.dask-blocks")
+    assert book.start({"grid": [1, 2], "model": "a"}) == 0
+    book.save_predicted("z0-y0-x0", None)
+    assert book.start({"grid": [1, 2], "model": "a"}) == 1
+    with pytest.raises(UserInputError, match="other settings \\(model\\)"):
+        book.start({"grid": [1, 2], "model": "b"})
+
+
+def test_block_probabilities_equal_the_crop_of_the_whole_slice(loaded):
+    """The block tiler reproduces the single-process tiling bit for bit (no cluster)."""
+    import torch
+
+    from napari_unet.core.device import get_device
+    from napari_unet.core.models.fuse import fuse_for_inference
+    from napari_unet.core.normalize import normalization_params
+    from napari_unet.core.predict import predict
+    from napari_unet.distributed.block_predict import predict_region
+
+    image = synthetic_nuclei((100, 124), seed=3, n_nuclei=10)[0]
+    config = PredictConfig(tile_shape=(64, 64), device="cpu", batch_size=3)
+    normalization = loaded.info.normalization_config()
+    whole = predict(
+        loaded.model, image, "YX", task="instances", normalization=normalization, config=config
+    )
+    net = fuse_for_inference(loaded.model).to(memory_format=torch.channels_last)
+    params = normalization_params(image[None], normalization)
+    for (y0, y1), (x0, x1) in [((0, 50), (0, 62)), ((50, 100), (62, 124)), ((13, 71), (5, 99))]:
+        part = predict_region(
+            net,
+            loaded.model,
+            lambda ys, xs: image[None, ys[0] : ys[1], xs[0] : xs[1]],
+            params,
+            yx_shape=image.shape,
+            region=((y0, y1), (x0, x1)),
+            task="instances",
+            config=config,
+            device=get_device("cpu"),
+        )
+        assert np.array_equal(part, whole[:, y0:y1, x0:x1])
+
+
 # ---- on the cluster ---------------------------------------------------------------------
 
 
@@ -201,7 +266,9 @@ def test_rerun_skips_finished_blocks(client, loaded, tmp_path, monkeypatch):
     assert np.array_equal(result[1], reference[1])
 
 
-def test_a_killed_worker_is_retried_and_the_output_is_complete(loaded, tmp_path, monkeypatch):
+def test_a_killed_worker_is_retried_and_the_output_is_complete(
+    distributed, loaded, tmp_path, monkeypatch
+):
     image = _volume(tmp_path / "vol.zarr", (64, 96), "ZYX", seeds=range(4))
     job = _job(loaded, tmp_path / "out", labels="semantic", block=(1, 32, 32))
     reference = _single(job, image)
@@ -238,7 +305,7 @@ def test_a_killed_worker_is_retried_and_the_output_is_complete(loaded, tmp_path,
     assert np.array_equal(result, reference)
 
 
-def test_unreachable_scheduler_is_one_sentence_and_quick():
+def test_unreachable_scheduler_is_one_sentence_and_quick(distributed):
     tic = time.monotonic()
     with pytest.raises(
         UserInputError, match=r"cannot reach the dask scheduler at tcp://127\.0\.0\.1:9"
@@ -253,6 +320,7 @@ def test_read_only_output_refused_and_finished_blocks_kept(loaded, tmp_path, mon
     out.mkdir()
     (out / "vol_labels.zarr").mkdir()
     (out / "vol_labels.zarr" / "keep.txt").write_text("finished")
+    monkeypatch.setattr("napari_unet.cli.predict_dask._client", lambda _: None)
     monkeypatch.setattr(os, "access", lambda *_: False)
     job = _job(loaded, out, labels="semantic", block=None)
     with pytest.raises(UserInputError, match="read-only"):

@@ -166,6 +166,7 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     plan = _plan_record(job, path, lazy.shape, axes, grid, targets)
     if targets and all(completed_plan(p) == plan for p in targets.values()):
         return f"ok {path} -> already complete ({', '.join(p.name for p in targets.values())})"
+    client = _client(args.dask)  # an unreachable scheduler stops here, before any write
     out.mkdir(parents=True, exist_ok=True)
     check_writable(out)
     book = BlockBook(out / f"{stem}.dask-blocks")
@@ -173,7 +174,6 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     done = book.start(plan)
     if labels == "instances":
         _create_scratch(book, layout, grid)
-    client = _client(args.dask)
     run = RunSpec(
         input_path=str(path),
         axes=axes,
