@@ -349,3 +349,32 @@ def test_cli_local_cluster_and_missing_distributed(tmp_path, monkeypatch, capsys
     )
     assert status == 1
     assert "pip install 'napari-unet-loop[dask]'" in capsys.readouterr().err
+
+
+def test_big_slices_are_measured_on_the_strided_subsample(tmp_path, monkeypatch):
+    """A large 2-D mosaic is never read whole for normalisation, and gives the same values."""
+    import zarr
+
+    from napari_unet.core.axes import StackLayout
+    from napari_unet.core.normalize import NormalizationConfig, normalization_params
+    from napari_unet.distributed import tasks
+
+    rng = np.random.default_rng(0)
+    image = rng.gamma(2.0, 300.0, (1500, 1300)).astype(np.uint16)
+    zarr.create_array(str(tmp_path / "big.zarr"), data=image, chunks=(256, 256))
+    run = argparse.Namespace(
+        input_path=str(tmp_path / "big.zarr"),
+        layout=StackLayout(axes="YX", shape=image.shape),
+        normalization=NormalizationConfig(),
+    )
+    monkeypatch.setattr(tasks, "WHOLE_SLICE_PIXELS", 1000)
+    reads = []
+    real = tasks._window_reader
+    monkeypatch.setattr(
+        tasks, "_window_reader", lambda *a, **k: reads.append(k.get("step")) or real(*a, **k)
+    )
+    (measured,) = tasks.slice_params(run, 0, 1)
+    expected = normalization_params(image[None], NormalizationConfig())
+    assert np.array_equal(measured.offset, expected.offset)
+    assert np.array_equal(measured.scale, expected.scale)
+    assert reads == [2]  # 1.95 Mpx > 2**20 samples: every 2nd pixel in Y and X, as the core does

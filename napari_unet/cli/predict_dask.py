@@ -59,7 +59,10 @@ def _client(scheduler: str) -> Any:
         client = connect(scheduler)
         _CLIENTS[scheduler] = client
         atexit.register(close, client)
-        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        import importlib.util
+
+        note = "" if importlib.util.find_spec("bokeh") else " (pip install bokeh to see it)"
+        print(f"dask dashboard: {client.dashboard_link}{note}", file=sys.stderr)
     return _CLIENTS[scheduler]
 
 

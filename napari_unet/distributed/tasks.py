@@ -8,13 +8,14 @@ region of the outputs (chunks aligned to blocks) and only then its completion ma
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from napari_unet.core.axes import StackLayout, to_stack
-from napari_unet.core.lazy import read_slice, slice_axes, stack_index
+from napari_unet.core.lazy import slice_axes, stack_index
 from napari_unet.core.normalize import NormalizationConfig, NormalizationParams
 from napari_unet.core.postprocess import PostprocessConfig
 from napari_unet.core.predict import PredictConfig
@@ -64,25 +65,41 @@ def _input(run: RunSpec):
     return open_zarr(run.input_path).array
 
 
+#: Slices with more pixels than this are measured on a strided subsample read from the store.
+WHOLE_SLICE_PIXELS = 1 << 26
+
+
 def slice_params(run: RunSpec, first: int, stop: int) -> list[NormalizationParams]:
-    """Normalisation of slices ``first..stop-1``, each measured on the whole slice."""
-    from napari_unet.core.normalize import normalization_params
+    """Normalisation of slices ``first..stop-1``, as the single-process path measures them.
+
+    A slice up to :data:`WHOLE_SLICE_PIXELS` is read whole. A bigger one (a large 2-D mosaic)
+    is read as the regular strided subsample that :mod:`napari_unet.core.normalize` takes of it
+    anyway (every ``step``-th pixel in Y and X), so memory stays bounded and the percentiles are
+    the same values; only a slice whose percentiles coincide then falls back to the subsample's
+    range instead of the whole slice's.
+    """
+    from napari_unet.core.normalize import MAX_PERCENTILE_SAMPLES, normalization_params
 
     array, layout = _input(run), run.layout
-    per_slice = slice_axes(layout.axes)
+    (size_y, size_x), step = layout.yx_shape, 1
+    if size_y * size_x > WHOLE_SLICE_PIXELS:
+        step = math.ceil((size_y * size_x / MAX_PERCENTILE_SAMPLES) ** 0.5)
+        if -(-size_y // step) * -(-size_x // step) > MAX_PERCENTILE_SAMPLES:
+            step = 1  # the core would subsample the subsample again: read it whole
     params = []
     for index in range(first, stop):
-        plane = to_stack(read_slice(array, layout, index), per_slice)[0][0]  # (C, Y, X)
-        params.append(normalization_params(plane, run.normalization))
+        read = _window_reader(array, layout, index, step=step)
+        params.append(normalization_params(read((0, None), (0, None)), run.normalization))
     return params
 
 
-def _window_reader(array, layout: StackLayout, index: int):
+def _window_reader(array, layout: StackLayout, index: int, *, step: int = 1):
+    """``read((y0, y1), (x0, x1)) -> (C, h, w)`` pixels of slice ``index`` (every ``step``-th)."""
     position = dict(zip(layout.stack_axes, stack_index(layout, index), strict=True))
     per_slice = slice_axes(layout.axes)
 
-    def read(ys: tuple[int, int], xs: tuple[int, int]) -> np.ndarray:
-        spans = {"Y": slice(*ys), "X": slice(*xs)}
+    def read(ys: tuple[int, int | None], xs: tuple[int, int | None]) -> np.ndarray:
+        spans = {"Y": slice(ys[0], ys[1], step), "X": slice(xs[0], xs[1], step)}
         key = tuple(position.get(a, spans.get(a, slice(None))) for a in layout.axes)
         return to_stack(np.asarray(array[key]), per_slice)[0][0]
 
