@@ -45,6 +45,11 @@ def connect(scheduler: str, *, timeout: float = CONNECT_TIMEOUT) -> Any:
         UserInputError: the scheduler cannot be reached within ``timeout`` seconds.
     """
     distributed = require_distributed()
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # the scheduler of a local cluster logs every start, cancel and close at INFO level
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        # and warns when it has to kill a worker that is slow to close at the very end
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     workers = parse_local(scheduler)
     if workers is not None:
         cluster = distributed.LocalCluster(

@@ -69,8 +69,8 @@ def _drain(futures: list, *, label: str, progress: bool) -> list:
         ) from None
     finally:
         bar.close()
-        for future in futures:
-            future.cancel()
+        if futures:  # release results (done) or stop the rest (after a failure)
+            futures[0].client.cancel(futures)
     return [results[f.key] for f in futures]
 
 
