@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from napari_unet.cli.predict_dask import add_dask_arguments, predict_dask
 from napari_unet.cli.predict_zarr import parse_slices, predict_zarr, write_output
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Zarr inputs only: predict slices START:STOP of the Z/T stack (flat index), e.g. "
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
+    add_dask_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -355,6 +357,8 @@ class _Job:
         from napari_unet.core.predict import iter_predict
         from napari_unet.core.zarr_io import is_zarr
 
+        if getattr(self.args, "dask", None):
+            return predict_dask(self, path, stem, bar)
         if is_zarr(path):
             return predict_zarr(self, path, stem, bar)
         if self.args.slices is not None:
