@@ -179,7 +179,7 @@ def test_issue16_point4_instance_masks_without_task_train_instances(tmp_path, ca
         assert main(_train_argv(tmp_path)) == 0
     said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
     assert said == [
-        "the labels look like instance masks (12 objects in a): training an instance model; "
+        "the labels look like instance masks (12 objects in a.tif): training an instance model; "
         "pass --task semantic if the values are classes."
     ]
     loaded = load_checkpoint(tmp_path / "m.pt")
@@ -210,7 +210,7 @@ def test_issue16_point4_real_dsb2018_instance_labels_train_an_instance_model(
         assert main(_train_argv(tmp_path, "--patch", "32")) == 0
     said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
     assert said == [
-        "the labels look like instance masks (27 objects in 000): training an instance model; "
+        "the labels look like instance masks (27 objects in 000.png): training an instance model; "
         "pass --task semantic if the values are classes."
     ], caplog.text
     assert load_checkpoint(tmp_path / "m.pt").info.task == "instances"

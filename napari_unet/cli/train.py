@@ -14,6 +14,7 @@ learning rate, validation metrics) to ``<out>.history.csv`` beside it, as the ru
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,8 @@ def _blob_count(item: Any, ignore_value: int | None) -> tuple[int, int]:
 def _default_task(args: argparse.Namespace, info: Any, items: list) -> str | None:
     """``instances`` for a new model on instance-like labels without ``--task`` (said in a line).
 
+    The line names the image with the median object count by its file name.
+
     Returns None when the task stays as chosen (given, from the checkpoint, a label map given,
     or labels that look like classes).
     """
@@ -302,6 +305,9 @@ def _default_task(args: argparse.Namespace, info: Any, items: list) -> str | Non
     if evidence is None:
         return None
     objects, name = evidence
+    stem, _, rest = name.partition("[")  # "stem" or "stem[slice]" (see load_pairs)
+    files = sorted(Path(args.images).glob(f"{glob.escape(stem)}.*"))
+    name = files[0].name + (f"[{rest}" if rest else "") if files else name
     logger.warning(
         "the labels look like instance masks (%d objects in %s): training an instance model; "
         "pass --task semantic if the values are classes.",
