@@ -316,7 +316,14 @@ ROWS: list[Row] = [
     Row("point7_overlap_too_large", _predict("img", "--tile", "32", "--overlap", "40"), 2),
     # -- point 6: train ------------------------------------------------------------------------
     Row("point6_label_70000", _train("train_70000"), 2, subprocess=True, message="70000"),
-    Row("point6_instances_as_classes", _train("train_instances"), 2, message="--task instances"),
+    # issue 16 point 4: without --task, instance masks train an instance model (said on stderr)
+    Row("point6_instances_default", _train("train_instances"), 0, stdout="trained"),
+    Row(
+        "point6_instances_as_classes",
+        _train("train_instances", "--task", "semantic"),
+        2,
+        message="--task instances",
+    ),
     Row("point6_val_fraction_1.5", _train("train_ok", "--val-fraction", "1.5"), 2, subprocess=True),
     Row("point6_val_fraction_negative", _train("train_ok", "--val-fraction", "-0.1"), 2),
     Row("point6_val_fraction_nan", _train("train_ok", "--val-fraction", "nan"), 2),

@@ -15,8 +15,9 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from napari_unet.cli._progress import FileProgress, bar_safe_logging
 from napari_unet.cli.predict_dask import add_dask_arguments, predict_dask
 from napari_unet.cli.predict_zarr import parse_slices, predict_zarr, write_output
 
@@ -93,7 +94,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: fp16 on CUDA, fp32 elsewhere",
+        help="auto (default): fp16 on a CUDA GPU, bf16 on a CPU with native bf16 units "
+        "(AVX512-BF16 or AMX), fp32 elsewhere; fp32 for full precision",
     )
     parser.add_argument(
         "--tta",
@@ -131,29 +133,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-class ProgressBar:
-    """A one-line text progress bar (``\\r``-updated) for a terminal; silent when disabled."""
-
-    def __init__(self, stream: IO[str], *, enabled: bool, width: int = 30) -> None:
-        self.stream, self.enabled, self.width = stream, enabled, width
-        self._last = -1.0
-
-    def update(self, label: str, fraction: float) -> None:
-        """Draw ``label [#####.....]  42%``; redrawn at most every 1%."""
-        if not self.enabled or (0 <= fraction - self._last < 0.01 and fraction < 1.0):
-            return
-        self._last = fraction
-        filled = round(self.width * fraction)
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{label} [{bar}] {100 * fraction:3.0f}%")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the line (if anything was drawn)."""
-        if self.enabled and self._last >= 0:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-        self._last = -1.0
 
 
 #: Name endings (after the image's stem) of files that belong to an image rather than being one.
@@ -253,7 +232,6 @@ def run(args: argparse.Namespace) -> int:
 def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float) -> int:
     """Predict every input of ``args`` with ``loaded``; 0 if all succeeded, 1 if any failed."""
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.io import image_stem
     from napari_unet.core.predict import PredictConfig
 
     info = loaded.info
@@ -291,10 +269,23 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
         raise UserInputError(f"invalid setting: {err}.") from None
     roi = _read_roi(args.roi) if args.roi is not None else None
     job = _Job(args, loaded, predict_config, post_config, roi)
-    bar = ProgressBar(sys.stderr, enabled=sys.stderr.isatty())
+    bar = FileProgress(len(inputs))
+    with bar_safe_logging():
+        failed = _predict_all(job, inputs, bar)
+    elapsed = time.perf_counter() - start
+    print(f"{len(inputs) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f} s")
+    return 1 if failed else 0
+
+
+def _predict_all(job: _Job, inputs: list[Path], bar: FileProgress) -> list[Path]:
+    """Predict ``inputs`` one by one (one line per file); returns the files that failed."""
+    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.io import image_stem
+
     failed: list[Path] = []
     seen: dict[str, Path] = {}
-    for path in inputs:
+    for index, path in enumerate(inputs, start=1):
+        bar.start(index)
         stem = image_stem(path)
         try:
             if stem in seen:
@@ -314,10 +305,8 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
             logger.debug("failure details for %s", path, exc_info=True)
             continue
         bar.close()
-        print(line)
-    elapsed = time.perf_counter() - start
-    print(f"{len(inputs) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f} s")
-    return 1 if failed else 0
+        print(line, flush=True)
+    return failed
 
 
 class _Job:
@@ -344,7 +333,7 @@ class _Job:
             kinds = [k for k in ("labels", "probabilities") if output in (k, "both")]
         return {kind: out / f"{stem}_{kind}{suffix}" for kind in kinds}
 
-    def process(self, path: Path, stem: str, bar: ProgressBar) -> str:
+    def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""
         import numpy as np
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_unet.core.normalize import NormalizationParams
+from napari_unet.core.normalize import NormalizationParams, apply_normalization
 from napari_unet.core.predict import (
     DEFAULT_PADDED_OVERLAP,
     PredictConfig,
@@ -111,7 +111,7 @@ def predict_region(
     rows, cols = _touching(y_pieces, (ry0, ry1)), _touching(x_pieces, (rx0, rx1))
     (wy0, wy1), (wx0, wx1) = _source_span(y_pieces, rows), _source_span(x_pieces, cols)
     window = read_window((wy0, wy1), (wx0, wx1))  # (C, h, w) raw
-    predictor = _make_predictor(net, params, task=task, device=device, config=config)
+    predictor = _make_predictor(net, task=task, device=device, config=config)
     out = np.zeros((plan_channels(model), ry1 - ry0, rx1 - rx0), dtype=config.probability_dtype)
     order = [(iy, ix) for iy in rows for ix in cols]
     batch = np.empty(
@@ -121,7 +121,8 @@ def predict_region(
         chunk = order[first : first + config.batch_size]
         for i, (iy, ix) in enumerate(chunk):
             tile = _take(window, y_pieces[iy], wy0, 1)
-            np.copyto(batch[i], _take(tile, x_pieces[ix], wx0, 2), casting="unsafe")
+            # normalised tile by tile into the batch slot, as iter_predict does (float64 if needed)
+            apply_normalization(_take(tile, x_pieces[ix], wx0, 2), params, out=batch[i])
         result = np.asarray(predictor(batch[: len(chunk)]))
         for i, (iy, ix) in enumerate(chunk):
             _accumulate(out, result[i], y_pieces[iy], x_pieces[ix], (ry0, rx0))
