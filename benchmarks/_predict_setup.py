@@ -30,8 +30,10 @@ TASK = "semantic"
 
 def _core() -> Any:
     """Import the core modules lazily (so ``--help`` works without them)."""
-    from napari_unet.core import normalize, postprocess, predict
+    from napari_unet.core.inference import normalization as normalize
+    from napari_unet.core.inference import prediction as predict
     from napari_unet.core.models import build_model
+    from napari_unet.core.postprocess import labels as postprocess
 
     return normalize, predict, postprocess, build_model
 

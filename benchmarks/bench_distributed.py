@@ -45,8 +45,8 @@ class _Bar:
 def write_volume(path: Path, depth: int, side: int) -> Path:
     import zarr
 
+    from napari_unet.core.io.zarr_io import ngff_attributes
     from napari_unet.core.synthetic import synthetic_nuclei
-    from napari_unet.core.zarr_io import ngff_attributes
 
     planes = [synthetic_nuclei((side, side), seed=z, n_nuclei=side // 8)[0] for z in range(depth)]
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
@@ -57,8 +57,8 @@ def write_volume(path: Path, depth: int, side: int) -> Path:
 
 def make_job(out: Path, side: int, scheduler: str | None):
     from napari_unet.cli.predict import _Job
-    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
-    from napari_unet.core.predict import PredictConfig
+    from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.inference.prediction import PredictConfig
 
     loaded = load_checkpoint(resolve_checkpoint("fluo-nuclei"))
     args = argparse.Namespace(
@@ -76,7 +76,7 @@ def make_job(out: Path, side: int, scheduler: str | None):
 
 
 def _warm_up() -> None:
-    import napari_unet.core.postprocess
+    import napari_unet.core.postprocess.labels
     import napari_unet.distributed.tasks  # noqa: F401  (torch, scipy, skimage, zarr)
 
 
@@ -101,7 +101,7 @@ def run(mode: str) -> dict:
 
     from napari_unet.cli.predict_dask import predict_dask
     from napari_unet.cli.predict_zarr import predict_zarr
-    from napari_unet.core.zarr_io import open_zarr
+    from napari_unet.core.io.zarr_io import open_zarr
 
     depth, side = MODES[mode]["depth"], MODES[mode]["side"]
     megapixels = depth * side * side / 1e6

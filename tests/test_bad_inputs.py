@@ -31,7 +31,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.io import write_tiff
+from napari_unet.core.io.images import write_tiff
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def _train_set(root: Path, name: str, labels: list[np.ndarray], **kwargs) -> Pat
 def _tiny_checkpoint(path: Path, *, task: str = "semantic", out_channels: int = 2) -> Path:
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -655,7 +655,7 @@ def test_issue15_point6_readonly_out_fails_before_training(
     user: SimpleNamespace, readonly_dir: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
     """The output check runs before the (possibly hours-long) training, not after it."""
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started although --out cannot be written")
@@ -669,7 +669,7 @@ def test_issue15_point6_readonly_out_fails_before_training(
 def test_issue15_point6_full_disk_fails_before_training(
     user: SimpleNamespace, tiny_disk: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     before = sorted(p.name for p in tiny_disk.iterdir())
     monkeypatch.setattr(train, "iter_train", lambda *a, **k: pytest.fail("training started"))
@@ -684,7 +684,7 @@ def test_issue15_point6_disk_full_during_training_removes_only_this_runs_files(
     """A write that fails mid-run: one sentence, and the run's own folder is removed again."""
     import errno
 
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     out = tmp_path / "out"
     out.mkdir()
@@ -706,7 +706,7 @@ def test_issue15_point6_existing_training_folder_is_kept(
     user: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
     """A failure never removes a ``.training`` folder an earlier run left (it may be resumed)."""
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     out = tmp_path / "out"
     earlier = out / "model.training"
@@ -746,7 +746,7 @@ def test_issue15_point6_label_70000_names_the_values_and_a_fix(
 def test_issue15_point6_label_map_makes_70000_trainable(
     user: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint
 
     argv = _expand(
         _train("train_70000", "--label-map", "7:1,70000:2")(user, tmp_path), user, tmp_path
@@ -759,7 +759,7 @@ def test_issue15_point6_label_map_makes_70000_trainable(
 def test_issue15_point1_predict_keeps_the_users_annotation(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.io import read_image, write_labels
+    from napari_unet.core.io.images import read_image, write_labels
 
     folder = tmp_path / "d"
     folder.mkdir()
@@ -778,7 +778,7 @@ def test_issue15_point1_predict_keeps_the_users_annotation(
 def test_issue15_point4_huge_float64_gives_the_same_objects(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
 
     image = read_image(shared_data / "dsb2018_fluo" / "images" / "000.png").image[:128, :128]
     write_tiff(tmp_path / "plain.tif", image, axes="YX")

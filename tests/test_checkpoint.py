@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.checkpoint import (
+from napari_unet.core.checkpoint.format import (
     FORMAT,
     FORMAT_VERSION,
     CheckpointInfo,
@@ -318,7 +318,7 @@ def test_loading_onto_missing_cuda_says_so(tmp_path: Path) -> None:
 
 
 def test_postprocess_config_merges_model_defaults_and_overrides(tmp_path) -> None:
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
 
     model = build_model("unet", depth=2, base_channels=4, out_channels=2)
     path = save_checkpoint(

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import save_checkpoint
-from napari_unet.core.io import read_image, write_tiff
+from napari_unet.core.checkpoint.format import save_checkpoint
+from napari_unet.core.io.images import read_image, write_tiff
 from napari_unet.core.models import build_model
 
 
@@ -227,7 +227,7 @@ def test_models_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_models_lists_builtin_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core import checkpoint
+    from napari_unet.core.checkpoint import format as checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(
@@ -347,7 +347,7 @@ def test_issue15_point1_predict_never_overwrites_the_users_annotation(
     tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """The issue's reproduction: cells.png + the user's cells_labels.tif, --out the same folder."""
-    from napari_unet.core.io import write_labels
+    from napari_unet.core.io.images import write_labels
 
     folder = tmp_path / "d"
     folder.mkdir()
@@ -373,7 +373,7 @@ def test_issue15_point1_predict_never_overwrites_the_users_annotation(
 def test_issue15_point1_only_marked_outputs_are_overwritten_and_the_rest_goes_on(
     tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.io import write_labels
+    from napari_unet.core.io.images import write_labels
 
     model = make_checkpoint(tmp_path, "binary", 1)
     images, out = tmp_path / "images", tmp_path / "out"
@@ -403,7 +403,7 @@ def test_issue15_point1_only_marked_outputs_are_overwritten_and_the_rest_goes_on
 def test_issue15_point1_labels_beside_their_image_are_never_predicted(
     tmp_path: Path, rng: np.random.Generator, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
-    from napari_unet.core.io import write_labels
+    from napari_unet.core.io.images import write_labels
 
     model = make_checkpoint(tmp_path, "binary", 1)
     folder, out = tmp_path / "in", tmp_path / "out"
@@ -448,7 +448,7 @@ def test_issue15_point6_predict_zarr_on_a_full_disk_removes_what_it_started(
     tmp_path: Path, tiny_disk: Path, capsys: pytest.CaptureFixture
 ) -> None:
     pytest.importorskip("zarr")
-    from napari_unet.core.zarr_io import create_output
+    from napari_unet.core.io.zarr_io import create_output
 
     model = make_checkpoint(tmp_path, "binary", 1)
     source = create_output(tmp_path / "vol.zarr", shape=(2, 40, 48), axes="ZYX", dtype=np.uint8)

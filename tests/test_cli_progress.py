@@ -277,8 +277,8 @@ def test_issue19_history_is_written_while_training_and_kept_when_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a validation the history is on disk at once: a run killed later keeps it."""
-    import napari_unet.core.train as train
-    from napari_unet.core.train_config import StepEvent
+    import napari_unet.core.training.loop as train
+    from napari_unet.core.training.config import StepEvent
 
     real = train.iter_train
     history = tmp_path / "m.history.csv"
@@ -317,7 +317,7 @@ def test_issue19_a_failed_run_leaves_no_history(
 ) -> None:
     import errno
 
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     real = train.iter_train
 

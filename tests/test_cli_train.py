@@ -7,7 +7,7 @@ import pytest
 from skimage.io import imsave
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import load_checkpoint
+from napari_unet.core.checkpoint.format import load_checkpoint
 
 
 def write_pairs(tmp_path, n: int = 3, label_value: int = 255):
@@ -146,7 +146,7 @@ def _train_argv(tmp_path, *extra: str) -> list[str]:
 
 def test_issue16_point4_fragmented_many_ids_stay_semantic_with_a_warning(tmp_path, caplog):
     """Many ids per image that are not one object each (classes in pieces): semantic + warning."""
-    from napari_unet.core.io import write_tiff
+    from napari_unet.core.io.images import write_tiff
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
@@ -165,7 +165,7 @@ def test_issue16_point4_fragmented_many_ids_stay_semantic_with_a_warning(tmp_pat
 
 def test_issue16_point4_instance_masks_without_task_train_instances(tmp_path, caplog):
     """One blob per id (a synthetic instance mask): an instance model, said in one line."""
-    from napari_unet.core.io import write_tiff
+    from napari_unet.core.io.images import write_tiff
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
@@ -239,7 +239,7 @@ def test_issue16_point4_three_class_labels_stay_semantic(tmp_path, caplog):
 def test_issue16_point4_the_same_ids_in_every_image_are_classes():
     """Ids with one meaning in all images (an atlas: the same 12 ids everywhere) are classes."""
     from napari_unet.cli.train import instance_evidence
-    from napari_unet.core.data import TrainingItem
+    from napari_unet.core.training.sampler import TrainingItem
 
     labels = np.zeros((48, 48), np.uint8)
     for n in range(12):

@@ -21,11 +21,11 @@ pytest.importorskip("zarr")
 from napari_unet.cli.predict import _Job
 from napari_unet.cli.predict_dask import predict_dask
 from napari_unet.cli.predict_zarr import predict_zarr
-from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.predict import PredictConfig
+from napari_unet.core.inference.prediction import PredictConfig
+from napari_unet.core.io.zarr_io import ngff_attributes, open_zarr
 from napari_unet.core.synthetic import synthetic_nuclei
-from napari_unet.core.zarr_io import ngff_attributes, open_zarr
 from napari_unet.distributed import model_cache
 from napari_unet.distributed.cluster import connect
 from napari_unet.distributed.stitch import BlockFaces, face_pairs, global_luts
@@ -163,9 +163,9 @@ def test_block_probabilities_equal_the_crop_of_the_whole_slice(loaded):
     import torch
 
     from napari_unet.core.device import get_device
+    from napari_unet.core.inference.normalization import normalization_params
+    from napari_unet.core.inference.prediction import predict
     from napari_unet.core.models.fuse import fuse_for_inference
-    from napari_unet.core.normalize import normalization_params
-    from napari_unet.core.predict import predict
     from napari_unet.distributed.block_predict import predict_region
 
     image = synthetic_nuclei((100, 124), seed=3, n_nuclei=10)[0]
@@ -351,8 +351,8 @@ def test_big_slices_are_measured_on_the_strided_subsample(tmp_path, monkeypatch)
     """A large 2-D mosaic is never read whole for normalisation, and gives the same values."""
     import zarr
 
-    from napari_unet.core.axes import StackLayout
-    from napari_unet.core.normalize import NormalizationConfig, normalization_params
+    from napari_unet.core.inference.normalization import NormalizationConfig, normalization_params
+    from napari_unet.core.io.axes import StackLayout
     from napari_unet.distributed import tasks
 
     rng = np.random.default_rng(0)
@@ -381,8 +381,8 @@ def test_core_never_imports_dask_distributed():
     import sys
 
     code = (
-        "import sys, napari_unet.core.predict, napari_unet.core.postprocess, "
-        "napari_unet.core.zarr_io, napari_unet.cli.predict; "
+        "import sys, napari_unet.core.inference.prediction, napari_unet.core.postprocess.labels, "
+        "napari_unet.core.io.zarr_io, napari_unet.cli.predict; "
         "print('distributed' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

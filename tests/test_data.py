@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.core.data import (
+from napari_unet.core.errors import TrainingDataError
+from napari_unet.core.training.sampler import (
     IGNORE_INDEX,
     PatchSampler,
     TrainingItem,
     check_item,
     split_validation,
 )
-from napari_unet.core.errors import TrainingDataError
 
 
 def simple_targets(labels: np.ndarray, annotated_mask: np.ndarray):

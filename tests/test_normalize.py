@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import ChannelMismatchError, UserInputError
-from napari_unet.core.normalize import (
+from napari_unet.core.inference.normalization import (
     NormalizationConfig,
     apply_normalization,
     normalization_params,

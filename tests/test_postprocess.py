@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.postprocess import (
+from napari_unet.core.postprocess.labels import (
     PostprocessConfig,
     instance_label_dtype,
     instance_labels,
@@ -16,7 +16,7 @@ from napari_unet.core.postprocess import (
     remove_small_objects_labels,
     semantic_labels,
 )
-from napari_unet.core.postprocess_ops import fill_holes_labels
+from napari_unet.core.postprocess.ops import fill_holes_labels
 
 INSTANCES = PostprocessConfig(output="instances")
 

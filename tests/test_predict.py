@@ -16,8 +16,8 @@ from napari_unet.core.device import (
     get_device,
 )
 from napari_unet.core.errors import AxesError, ChannelMismatchError, DeviceError
-from napari_unet.core.normalize import NormalizationConfig, normalize
-from napari_unet.core.predict import (
+from napari_unet.core.inference.normalization import NormalizationConfig, normalize
+from napari_unet.core.inference.prediction import (
     PredictConfig,
     PredictProgress,
     iter_predict,
@@ -341,9 +341,9 @@ def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_i
     shared_data,
 ) -> None:
     """The issue's case: fluo-nuclei on a DSB image times 1e300 found 0 objects (exit 0)."""
-    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
-    from napari_unet.core.io import read_image
-    from napari_unet.core.postprocess import labels_from_probabilities
+    from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.io.images import read_image
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     loaded = load_checkpoint(resolve_checkpoint("fluo-nuclei"))
     info = loaded.info
@@ -368,7 +368,7 @@ def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_i
 @pytest.mark.parametrize("output", ["semantic", "instances"])
 def test_issue15_point5_time_and_depth_images_predict_and_postprocess(rng, axes, output):
     """TZYX / TZCYX images failed in post-processing ('got (K,T,Z,Y,X)') through the core API."""
-    from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+    from napari_unet.core.postprocess.labels import PostprocessConfig, labels_from_probabilities
 
     channels = 2 if "C" in axes else 1
     model = PixelNet(in_channels=channels, out_channels=3)

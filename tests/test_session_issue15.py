@@ -42,7 +42,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def _tiff(path: Path) -> Path:
-    from napari_unet.core.io import write_tiff
+    from napari_unet.core.io.images import write_tiff
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_tiff(path, np.arange(64, dtype=np.uint8).reshape(8, 8))
@@ -307,7 +307,7 @@ def _flip_a_weight_byte(path: Path) -> None:
 
 def test_issue15_point8_a_bit_flipped_checkpoint_is_never_registered(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from napari_unet.core.checkpoint import read_checkpoint_info, save_checkpoint
+    from napari_unet.core.checkpoint.format import read_checkpoint_info, save_checkpoint
     from napari_unet.core.errors import CheckpointError
     from napari_unet.core.models import build_model
 

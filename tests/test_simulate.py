@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.items import TrainingItem
-from napari_unet.core.normalize import normalize
-from napari_unet.core.predict import PredictConfig
-from napari_unet.core.simulate import (
+from napari_unet.core.inference.normalization import normalize
+from napari_unet.core.inference.prediction import PredictConfig
+from napari_unet.core.simulation.experiment import (
     RoundRecord,
     SimulateConfig,
     SimulateProgress,
@@ -23,7 +22,8 @@ from napari_unet.core.simulate import (
     plan_split,
 )
 from napari_unet.core.synthetic import synthetic_nuclei
-from napari_unet.core.train_config import StepEvent
+from napari_unet.core.training.config import StepEvent
+from napari_unet.core.training.items import TrainingItem
 
 
 def _items(n: int = 6) -> list[TrainingItem]:

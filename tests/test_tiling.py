@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_unet.core.tiling import (
+from napari_unet.core.inference.tiling import (
     BLENDS,
     TileProgress,
     iter_tile_predict,

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets.loop_state import LoopState
-from napari_unet.core.postprocess import remove_small_objects_labels
+from napari_unet.core.postprocess.labels import remove_small_objects_labels
 
 if TYPE_CHECKING:
     import napari

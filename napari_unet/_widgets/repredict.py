@@ -27,9 +27,9 @@ from qtpy.QtCore import QObject, Signal
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
-from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import AxesError, UserInputError
-from napari_unet.core.lazy import stack_slices
+from napari_unet.core.io.axes import StackLayout
+from napari_unet.core.io.lazy import stack_slices
 
 if TYPE_CHECKING:
     from napari_unet._widgets.segment_panel import SegmentPanel

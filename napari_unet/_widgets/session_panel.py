@@ -36,8 +36,8 @@ from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.disk_use import DiskUseLabel
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
-from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.io.axes import StackLayout
 from napari_unet.session.paths import SESSION_SUFFIX, default_session_folder
 
 if TYPE_CHECKING:
@@ -68,13 +68,13 @@ def image_source(layer: Any) -> str | None:
 
 def _read_source(path: str | Path) -> Any:
     """An image file read whole, or a Zarr folder opened lazily (a dask array, as the reader)."""
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
     from napari_unet.session.paths import is_zarr_source
 
     if is_zarr_source(path):
         import dask.array as da
 
-        from napari_unet.core.zarr_io import open_zarr
+        from napari_unet.core.io.zarr_io import open_zarr
 
         return da.from_zarr(open_zarr(path).array)
     return read_image(path).image

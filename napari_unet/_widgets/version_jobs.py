@@ -93,10 +93,10 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
     """
     import torch
 
-    from napari_unet.core.checkpoint import load_checkpoint
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.predict import PredictConfig, iter_predict
-    from napari_unet.core.uncertainty import disagreement, entropy
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.inference.prediction import PredictConfig, iter_predict
+    from napari_unet.core.inference.uncertainty import disagreement, entropy
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     previous = torch.get_num_threads()
     torch.set_num_threads(worker_threads(job.num_threads))

@@ -133,15 +133,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-
-
 #: Name endings (after the image's stem) of files that belong to an image rather than being one.
 COMPANION_SUFFIXES: tuple[str, ...] = ("_labels", "_probabilities")
 
 
 def _companion_of(path: Path, stems: set[str]) -> str | None:
     """The stem of the image ``path`` (``<stem>_labels.*``, ...) belongs to, if in ``stems``."""
-    from napari_unet.core.io import image_stem
+    from napari_unet.core.io.images import image_stem
 
     stem = image_stem(path)
     for suffix in COMPANION_SUFFIXES:
@@ -156,12 +154,12 @@ def _expand_inputs(images: list[str]) -> list[Path]:
     In a folder, a ``<stem>_labels.*`` or ``<stem>_probabilities.*`` file whose ``<stem>`` image
     is in the same folder is an annotation or an output, not an image: it is never predicted
     (marked or not). Outputs an earlier ``predict`` wrote there (they carry its mark, see
-    :mod:`napari_unet.core.marks`) are skipped too, so writing the outputs next to the images and
+    :mod:`napari_unet.core.io.marks`) are skipped too, so writing the outputs next to the images and
     running again does not predict them as if they were images. Both are logged at INFO.
     """
-    from napari_unet.core.io import image_stem, list_images
-    from napari_unet.core.marks import written_by_predict
-    from napari_unet.core.zarr_io import is_zarr
+    from napari_unet.core.io.images import image_stem, list_images
+    from napari_unet.core.io.marks import written_by_predict
+    from napari_unet.core.io.zarr_io import is_zarr
 
     paths: list[Path] = []
     for name in images:
@@ -189,7 +187,7 @@ def _check_out_folder(out: Path) -> None:
     import os
 
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.io import write_error
+    from napari_unet.core.io.images import write_error
 
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} is a file; pass a folder for the outputs.")
@@ -203,7 +201,7 @@ def _check_out_folder(out: Path) -> None:
 def _read_roi(path: Path) -> Any:
     import numpy as np
 
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
 
     data = read_image(path)
     mask = data.image != 0
@@ -214,7 +212,7 @@ def _read_roi(path: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input; 0 if all succeeded, 1 if any failed."""
-    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
     from napari_unet.core.device import get_device
 
     start = time.perf_counter()
@@ -232,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float) -> int:
     """Predict every input of ``args`` with ``loaded``; 0 if all succeeded, 1 if any failed."""
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.predict import PredictConfig
+    from napari_unet.core.inference.prediction import PredictConfig
 
     info = loaded.info
     inputs = _expand_inputs(args.images)
@@ -280,7 +278,7 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
 def _predict_all(job: _Job, inputs: list[Path], bar: FileProgress) -> list[Path]:
     """Predict ``inputs`` one by one (one line per file); returns the files that failed."""
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.io import image_stem
+    from napari_unet.core.io.images import image_stem
 
     failed: list[Path] = []
     seen: dict[str, Path] = {}
@@ -313,11 +311,11 @@ class _Job:
     """Everything shared by the files of one run; ``process`` does one file."""
 
     def __init__(self, args, loaded, predict_config, post_config, roi) -> None:
-        from napari_unet.core.marks import PredictionMark
+        from napari_unet.core.io.marks import PredictionMark
 
         self.args, self.loaded = args, loaded
         self.predict_config, self.post_config, self.roi = predict_config, post_config, roi
-        #: what marks the labels written as this model's prediction (see core.marks)
+        #: what marks the labels written as this model's prediction (see core.io.marks)
         self.mark = PredictionMark(
             model=loaded.info.name or Path(str(args.model)).stem,
             task=loaded.info.task,
@@ -337,14 +335,14 @@ class _Job:
         """Predict one file, write its outputs and return its summary line."""
         import numpy as np
 
-        from napari_unet.core.axes import check_axes, guess_axes
         from napari_unet.core.errors import UserInputError
         from napari_unet.core.generators import run_to_end
-        from napari_unet.core.io import read_image, write_labels, write_tiff
-        from napari_unet.core.marks import check_overwritable, output_tag, software_tag
-        from napari_unet.core.postprocess import labels_from_probabilities
-        from napari_unet.core.predict import iter_predict
-        from napari_unet.core.zarr_io import is_zarr
+        from napari_unet.core.inference.prediction import iter_predict
+        from napari_unet.core.io.axes import check_axes, guess_axes
+        from napari_unet.core.io.images import read_image, write_labels, write_tiff
+        from napari_unet.core.io.marks import check_overwritable, output_tag, software_tag
+        from napari_unet.core.io.zarr_io import is_zarr
+        from napari_unet.core.postprocess.labels import labels_from_probabilities
 
         if getattr(self.args, "dask", None):
             return predict_dask(self, path, stem, bar)

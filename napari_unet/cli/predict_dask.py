@@ -67,7 +67,7 @@ def _client(scheduler: str) -> Any:
 
 
 def _label_dtype(job: Any) -> np.dtype | None:
-    from napari_unet.core.postprocess_ops import semantic_label_dtype
+    from napari_unet.core.postprocess.ops import semantic_label_dtype
 
     info = job.loaded.info
     if info.task == "restoration" or job.args.output == "probabilities":
@@ -112,10 +112,10 @@ def _plan_record(job: Any, path: Path, shape, axes, grid, outputs) -> dict:
 def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` on the ``--dask`` cluster; its summary line."""
     from napari_unet.cli.predict_zarr import _selected
-    from napari_unet.core.axes import StackLayout, check_axes, check_channels, guess_axes
-    from napari_unet.core.checkpoint import resolve_checkpoint
+    from napari_unet.core.checkpoint.format import resolve_checkpoint
+    from napari_unet.core.io.axes import StackLayout, check_axes, check_channels, guess_axes
+    from napari_unet.core.io.zarr_io import is_zarr, open_zarr
     from napari_unet.core.models.base import require_spatial_dims
-    from napari_unet.core.zarr_io import is_zarr, open_zarr
     from napari_unet.distributed.bookkeeping import BlockBook
     from napari_unet.distributed.cluster import require_distributed
     from napari_unet.distributed.engine import run_graph
@@ -216,7 +216,7 @@ def _targets(job: Any, out: Path, stem: str, labels: str | None) -> dict[str, Pa
 
 
 def _create_outputs(job, layout, grid, targets: dict[str, Path], label_dtype) -> None:
-    from napari_unet.core.marks import zarr_attributes
+    from napari_unet.core.io.marks import zarr_attributes
     from napari_unet.distributed.store import create_block_output
 
     by, bx = grid.y_edges[1] - grid.y_edges[0], grid.x_edges[1] - grid.x_edges[0]

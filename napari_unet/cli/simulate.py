@@ -73,19 +73,19 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.cli._progress import LINE_INTERVAL_S, PROGRESS, Every
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.generators import run_to_end
-    from napari_unet.core.normalize import NormalizationConfig
-    from napari_unet.core.predict import PredictConfig
-    from napari_unet.core.simulate import (
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.simulation.experiment import (
         RoundRecord,
         SimulateConfig,
         SimulateProgress,
         iter_simulate,
         new_model_for,
     )
-    from napari_unet.core.targets import parse_label_map
-    from napari_unet.core.train_config import TrainConfig
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.targets import parse_label_map
 
     check_output_file(args.json, what="the JSON file", flag="--json", suffix=".json")
     if args.plot:

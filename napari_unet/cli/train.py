@@ -125,7 +125,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _to_cyx(image: np.ndarray, axes: str | None, forced: str | None) -> np.ndarray:
     """(S, C, Y, X) view of an image read from disk."""
-    from napari_unet.core.axes import check_axes, guess_axes, to_stack
+    from napari_unet.core.io.axes import check_axes, guess_axes, to_stack
 
     axes = (
         check_axes(forced, image.shape) if forced else guess_axes(image.shape, metadata_axes=axes)
@@ -151,10 +151,10 @@ def load_pairs(
     Raises:
         TrainingDataError: no pairs, or an image without labels.
     """
-    from napari_unet.core.data import TrainingItem
     from napari_unet.core.errors import TrainingDataError
-    from napari_unet.core.io import list_images, read_image
-    from napari_unet.core.normalize import normalize
+    from napari_unet.core.inference.normalization import normalize
+    from napari_unet.core.io.images import list_images, read_image
+    from napari_unet.core.training.sampler import TrainingItem
 
     label_files = {p.stem: p for p in list_images(labels)}
     mask_files = {p.stem: p for p in list_images(masks)} if masks else {}
@@ -204,7 +204,7 @@ def load_pairs(
 
 def _warn_if_instances(items: list, targets: Any) -> None:
     """Semantic training chosen by default on labels that look like instance masks: say so."""
-    from napari_unet.core.data import label_values, looks_like_instances
+    from napari_unet.core.training.sampler import label_values, looks_like_instances
 
     if looks_like_instances(label_values(items, ignore_value=targets.ignore_value)):
         logger.warning(
@@ -217,12 +217,12 @@ def instance_evidence(items: list, ignore_value: int | None = None) -> tuple[int
     """``(objects, image name)`` when the labels look like instance masks, else ``None``.
 
     Instance masks hold many ids per image (the median image at least
-    :data:`~napari_unet.core.data.INSTANCE_IDS_PER_IMAGE`), each id one connected object (at
-    least :data:`BLOB_SHARE` of them, 8-connected), and the ids carry no meaning shared between
+    :data:`~napari_unet.core.training.sampler.INSTANCE_IDS_PER_IMAGE`), each id one connected object
+    (at least :data:`BLOB_SHARE` of them, 8-connected), and the ids carry no meaning shared between
     images: images whose id sets are all identical are classes (an atlas), not instances. The
     example returned is the image with the median object count.
     """
-    from napari_unet.core.data import label_values, looks_like_instances
+    from napari_unet.core.training.sampler import label_values, looks_like_instances
 
     per_item = label_values(items, ignore_value=ignore_value)
     if not looks_like_instances(per_item):
@@ -290,14 +290,14 @@ def _default_task(args: argparse.Namespace, info: Any, items: list) -> str | Non
 def _start_score(checkpoint: Path, items: list, config: Any) -> float | None:
     """Validation score of the checkpoint being fine-tuned, on the tiles the run validates on.
 
-    The tiles are the ones :func:`~napari_unet.core.train.iter_train` holds back (the same
+    The tiles are the ones :func:`~napari_unet.core.training.loop.iter_train` holds back (the same
     seeded split); None without validation tiles.
     """
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.device import get_device
-    from napari_unet.core.losses import SegmentationLoss
-    from napari_unet.core.train_eval import evaluate
-    from napari_unet.core.train_state import build_pools
+    from napari_unet.core.training.losses import SegmentationLoss
+    from napari_unet.core.training.state import build_pools
+    from napari_unet.core.training.validation import evaluate
 
     if not config.val_fraction:
         return None
@@ -321,7 +321,7 @@ def _checkpoint_path(model: str) -> Path:
     Raises:
         CheckpointError: neither an architecture, nor a file, nor a built-in model.
     """
-    from napari_unet.core.checkpoint import builtin_checkpoints, resolve_checkpoint
+    from napari_unet.core.checkpoint.format import builtin_checkpoints, resolve_checkpoint
     from napari_unet.core.errors import CheckpointError
     from napari_unet.core.models import list_architectures
 
@@ -424,14 +424,14 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train_progress import History, TrainMonitor
     from napari_unet.core.atomic import atomic_write_bytes
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.device import get_device
     from napari_unet.core.errors import ChannelMismatchError, OutputError, describe_os_error
+    from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.models import list_architectures
-    from napari_unet.core.normalize import NormalizationConfig
-    from napari_unet.core.simulate_parts import new_model_for
-    from napari_unet.core.targets import TargetConfig, parse_label_map
-    from napari_unet.core.train import TrainConfig, iter_train
+    from napari_unet.core.simulation.parts import new_model_for
+    from napari_unet.core.training.loop import TrainConfig, iter_train
+    from napari_unet.core.training.targets import TargetConfig, parse_label_map
 
     out = Path(args.out)
     training_dir = out.parent / f"{out.stem}.training"

@@ -1,6 +1,6 @@
 """What ``train`` shows and keeps while it runs: a tqdm bar or progress lines, and a history CSV.
 
-:class:`TrainMonitor` takes the events of :func:`napari_unet.core.train.iter_train`:
+:class:`TrainMonitor` takes the events of :func:`napari_unet.core.training.loop.iter_train`:
 
 - on a terminal, a tqdm bar over the step (or minute) budget with the loss and the last
   validation score; elsewhere a progress line every ~10 s (or every ``--log-every`` steps), e.g.
@@ -141,7 +141,7 @@ class TrainMonitor:
 
     # ------------------------------------------------------------------ events
     def __call__(self, event: Any) -> None:
-        from napari_unet.core.train_config import StepEvent, ValidationEvent
+        from napari_unet.core.training.config import StepEvent, ValidationEvent
 
         if isinstance(event, StepEvent):
             self._step(event)

@@ -1,9 +1,9 @@
 """Probabilities of one block of a slice, exactly as the whole-slice prediction computes them.
 
-The single-process path (:func:`napari_unet.core.predict.iter_predict`) tiles the whole slice on
-one grid and blends overlapping tiles with weights normalised over that grid. A block computes
-the tiles of that same global grid that touch its region, in the same order and with the same
-weights, so every pixel receives the same sum of the same terms: the block's probabilities are
+The single-process path (:func:`napari_unet.core.inference.prediction.iter_predict`) tiles the whole
+slice on one grid and blends overlapping tiles with weights normalised over that grid. A block
+computes the tiles of that same global grid that touch its region, in the same order and with the
+same weights, so every pixel receives the same sum of the same terms: the block's probabilities are
 the crop of the whole-slice probabilities (the halo a block reads is whatever input those tiles
 need: up to one tile around the region, mirrored at the image border as usual).
 """
@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_unet.core.normalize import NormalizationParams, apply_normalization
-from napari_unet.core.predict import (
+from napari_unet.core.inference.normalization import NormalizationParams, apply_normalization
+from napari_unet.core.inference.prediction import (
     DEFAULT_PADDED_OVERLAP,
     PredictConfig,
     _make_predictor,
     _valid_input_shape,
     shift_period,
 )
-from napari_unet.core.tiling import TilePlan, _axis_pieces, _Piece, plan_tiles
+from napari_unet.core.inference.tiling import TilePlan, _axis_pieces, _Piece, plan_tiles
 
 Span = tuple[int, int]
 #: ``read_window(y_span, x_span) -> (C, h, w)`` raw pixels of the slice.
@@ -102,7 +102,7 @@ def predict_region(
         read_window: reads raw ``(C, h, w)`` pixels of the slice for a ``(y, x)`` span.
         params: the slice's normalisation (measured on the whole slice).
         yx_shape: the slice's ``(Y, X)``. region: ``((y0, y1), (x0, x1))`` to compute.
-        task, config, device: as for :func:`~napari_unet.core.predict.iter_predict`.
+        task, config, device: as for :func:`~napari_unet.core.inference.prediction.iter_predict`.
     """
     plan = slice_plan(model, yx_shape, config)
     y_pieces = _axis_pieces(plan.y, plan.margin, config.blend)

@@ -1,6 +1,6 @@
 """The block grid of a distributed prediction: blocks over (slices, Y, X), faces and halos.
 
-A block is a range of flat slices (see :class:`~napari_unet.core.axes.StackLayout`) times a
+A block is a range of flat slices (see :class:`~napari_unet.core.io.axes.StackLayout`) times a
 ``Y`` range times an ``X`` range. The model is 2-D, so slices never share context; in ``Y``/``X``
 a block computes probabilities (and labels) on its core plus a post-processing halo, and reads
 whatever input the slice's global tile grid needs around it.

@@ -28,7 +28,7 @@ _LOADS: list[tuple[str, str]] = []
 class CachedModel:
     """A loaded checkpoint and its inference network on ``device``."""
 
-    loaded: Any  # core.checkpoint.LoadedModel
+    loaded: Any  # core.checkpoint.format.LoadedModel
     net: Any  # fused inference copy on ``device``
     device: Any  # torch.device
 
@@ -42,7 +42,7 @@ def get_model(checkpoint: str, device: str = "auto", *, channels_last: bool = Tr
     """The cached model for ``checkpoint`` on ``device`` (loaded on first use in this process)."""
     import torch
 
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.device import get_device
     from napari_unet.core.models.fuse import fuse_for_inference
 

@@ -10,7 +10,7 @@ Unlike cellpose, which links labels that touch across a face, each block here co
 labels with a halo, so it also knows its own labels on a thin band of each neighbour's core
 (``outer``); the neighbour reports its labels on the same band (``inner``). An id of one block
 and an id of the other are the same object when they share the majority of either's pixels in
-that band (the rule of :mod:`napari_unet.core.postprocess_blocks`): every object that fits in
+that band (the rule of :mod:`napari_unet.core.postprocess.blocks`): every object that fits in
 the halo is computed identically by both blocks, so it is linked exactly and two touching
 objects are never merged. ``min_size`` is applied to the summed pixel counts of linked ids, as
 the single-process path does after its own stitching. Pure numpy/scipy: no cluster needed.

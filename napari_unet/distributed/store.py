@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.zarr_io import _zarr, ngff_attributes, open_zarr
+from napari_unet.core.io.zarr_io import _zarr, ngff_attributes, open_zarr
 
 #: Group attribute set once every block of a distributed run is written.
 COMPLETE = "napari_unet_dask"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_unet.core.axes import StackLayout, to_stack
-from napari_unet.core.lazy import slice_axes, stack_index
-from napari_unet.core.normalize import NormalizationConfig, NormalizationParams
-from napari_unet.core.postprocess import PostprocessConfig
-from napari_unet.core.predict import PredictConfig
+from napari_unet.core.inference.normalization import NormalizationConfig, NormalizationParams
+from napari_unet.core.inference.prediction import PredictConfig
+from napari_unet.core.io.axes import StackLayout, to_stack
+from napari_unet.core.io.lazy import slice_axes, stack_index
+from napari_unet.core.postprocess.labels import PostprocessConfig
 from napari_unet.distributed.bookkeeping import BlockBook
 from napari_unet.distributed.grid import DIRECTIONS, Block, BlockGrid
 from napari_unet.distributed.stitch import BlockFaces, compact_ids
@@ -60,7 +60,7 @@ class RunSpec:
 
 
 def _input(run: RunSpec):
-    from napari_unet.core.zarr_io import open_zarr
+    from napari_unet.core.io.zarr_io import open_zarr
 
     return open_zarr(run.input_path).array
 
@@ -73,12 +73,15 @@ def slice_params(run: RunSpec, first: int, stop: int) -> list[NormalizationParam
     """Normalisation of slices ``first..stop-1``, as the single-process path measures them.
 
     A slice up to :data:`WHOLE_SLICE_PIXELS` is read whole. A bigger one (a large 2-D mosaic)
-    is read as the regular strided subsample that :mod:`napari_unet.core.normalize` takes of it
-    anyway (every ``step``-th pixel in Y and X), so memory stays bounded and the percentiles are
-    the same values; only a slice whose percentiles coincide then falls back to the subsample's
-    range instead of the whole slice's.
+    is read as the regular strided subsample that :mod:`napari_unet.core.inference.normalization`
+    takes of it anyway (every ``step``-th pixel in Y and X), so memory stays bounded and the
+    percentiles are the same values; only a slice whose percentiles coincide then falls back to the
+    subsample's range instead of the whole slice's.
     """
-    from napari_unet.core.normalize import MAX_PERCENTILE_SAMPLES, normalization_params
+    from napari_unet.core.inference.normalization import (
+        MAX_PERCENTILE_SAMPLES,
+        normalization_params,
+    )
 
     array, layout = _input(run), run.layout
     (size_y, size_x), step = layout.yx_shape, 1
@@ -119,9 +122,9 @@ def predict_block(
         params: normalisation of each of the block's slices (from :func:`slice_params`).
         roi: the (Y, X) region-of-interest crop of the block's padded region, or None.
     """
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.postprocess_blocks import stitched_instances
-    from napari_unet.core.postprocess_ops import fill_holes_labels
+    from napari_unet.core.postprocess.blocks import stitched_instances
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
+    from napari_unet.core.postprocess.ops import fill_holes_labels
     from napari_unet.distributed.block_predict import predict_region
     from napari_unet.distributed.model_cache import get_model
     from napari_unet.distributed.store import open_output

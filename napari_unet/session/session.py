@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.atomic import atomic_write_json
-from napari_unet.core.axes import check_axes
+from napari_unet.core.io.axes import check_axes
 from napari_unet.session.entries import ImageEntry, image_entry
 from napari_unet.session.errors import SessionError
 from napari_unet.session.index import (
@@ -259,7 +259,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             SessionError: no image given, the source is not a TIFF/PNG file or a readable Zarr
                 folder, or bad axes.
         """
-        from napari_unet.core.io import read_image, write_tiff
+        from napari_unet.core.io.images import read_image, write_tiff
 
         path = None
         if source is not None:
@@ -314,7 +314,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
     def _open_zarr_source(path: Path, name: str) -> Any:
         """The lazy full-resolution array of a Zarr source; :class:`SessionError` if unreadable."""
         from napari_unet.core.errors import ImageReadError
-        from napari_unet.core.zarr_io import open_zarr
+        from napari_unet.core.io.zarr_io import open_zarr
 
         try:
             return open_zarr(path).array
