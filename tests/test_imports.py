@@ -45,3 +45,23 @@ def test_cli_help_without_subcommand(capsys) -> None:
 
     assert main([]) == 0
     assert "usage: napari-unet-loop" in capsys.readouterr().out
+
+
+def _top_level_assignments(name: str) -> list[str]:
+    """Modules of the package that assign ``name`` at top level."""
+    import ast
+    from pathlib import Path
+
+    package = Path(napari_unet.core.__file__).parents[1]
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            targets += [node.target] if isinstance(node, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                found.append(path.relative_to(package).as_posix())
+    return found
+
+
+def test_ignore_index_is_defined_once() -> None:
+    assert _top_level_assignments("IGNORE_INDEX") == ["core/training/targets.py"]

@@ -23,11 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_unet.core.config import Config
-
-try:  # core.training.targets owns the constant; the fallback keeps this module importable on its own
-    from napari_unet.core.training.targets import IGNORE_INDEX
-except ImportError:  # pragma: no cover - depends on the checkout
-    IGNORE_INDEX = -1
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 

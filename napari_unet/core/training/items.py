@@ -14,11 +14,9 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_unet.core.errors import TrainingDataError
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
-
-#: Class target of pixels no loss looks at (mirrors ``core.training.targets.IGNORE_INDEX``).
-IGNORE_INDEX = -1
 
 #: ``targets_fn(labels, annotated_mask) -> (classes, weights)``: integer class targets (Y, X) with
 #: IGNORE_INDEX outside the mask (or a float target image (C, Y, X) for restoration) and a float32

@@ -23,7 +23,6 @@ import numpy as np
 
 from napari_unet.core.errors import TrainingDataError
 from napari_unet.core.training.items import (
-    IGNORE_INDEX,
     TargetsFn,
     TrainingItem,
     check_item,
@@ -32,9 +31,9 @@ from napari_unet.core.training.items import (
     window_start,
 )
 from napari_unet.core.training.split import iter_validation_windows, split_validation
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 __all__ = [
-    "IGNORE_INDEX",
     "MAX_CLASSES",
     "PatchBatch",
     "PatchSampler",

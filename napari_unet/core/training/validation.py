@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from napari_unet.core.training.sampler import IGNORE_INDEX, PatchBatch
+from napari_unet.core.training.sampler import PatchBatch
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
