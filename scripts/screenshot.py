@@ -50,8 +50,8 @@ def quick_trained(folder: Path) -> Path:
     from napari_unet.core.inference.normalization import normalize
     from napari_unet.core.models import build_model
     from napari_unet.core.synthetic import synthetic_nuclei
+    from napari_unet.core.training.items import TrainingItem
     from napari_unet.core.training.loop import TrainConfig, train
-    from napari_unet.core.training.sampler import TrainingItem
 
     items = []
     for seed in (11, 12):

@@ -6,13 +6,10 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import TrainingDataError
-from napari_unet.core.training.sampler import (
-    IGNORE_INDEX,
-    PatchSampler,
-    TrainingItem,
-    check_item,
-    split_validation,
-)
+from napari_unet.core.training.items import TrainingItem, check_item
+from napari_unet.core.training.sampler import PatchSampler
+from napari_unet.core.training.split import split_validation
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 
 def simple_targets(labels: np.ndarray, annotated_mask: np.ndarray):

@@ -65,3 +65,21 @@ def _top_level_assignments(name: str) -> list[str]:
 
 def test_ignore_index_is_defined_once() -> None:
     assert _top_level_assignments("IGNORE_INDEX") == ["core/training/targets.py"]
+
+
+def test_training_item_has_one_home() -> None:
+    """``TrainingItem`` is imported from ``core.training.items`` (or the package) only."""
+    import ast
+    from pathlib import Path
+
+    root = Path(napari_unet.core.__file__).parents[2]
+    homes = {"napari_unet.core.training.items", "napari_unet.core.training"}
+    wrong = []
+    for folder in ("napari_unet", "tests", "benchmarks", "scripts"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.ImportFrom) or node.module in homes:
+                    continue
+                if any(alias.name == "TrainingItem" for alias in node.names):
+                    wrong.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert wrong == []

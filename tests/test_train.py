@@ -14,6 +14,7 @@ from napari_unet.core.checkpoint.format import load_checkpoint
 from napari_unet.core.errors import TrainingDataError, TrainingDivergedError
 from napari_unet.core.models import build_model
 from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import (
     CheckpointEvent,
     StepEvent,
@@ -22,7 +23,6 @@ from napari_unet.core.training.loop import (
     iter_train,
     train,
 )
-from napari_unet.core.training.sampler import TrainingItem
 
 NO_AUGMENT = AugmentConfig(strength=0.0)
 

@@ -14,7 +14,7 @@ import pytest
 from trainer_kill_helper import collect, make_session, request, review_slice, start_model
 
 from napari_unet.core.checkpoint.format import load_checkpoint
-from napari_unet.core.training.sampler import TrainingItem
+from napari_unet.core.training.items import TrainingItem
 from napari_unet.session import Session
 from napari_unet.trainer.data import ValidationPlan
 from napari_unet.trainer.events import (

@@ -154,7 +154,7 @@ def load_pairs(
     from napari_unet.core.errors import TrainingDataError
     from napari_unet.core.inference.normalization import normalize
     from napari_unet.core.io.images import list_images, read_image
-    from napari_unet.core.training.sampler import TrainingItem
+    from napari_unet.core.training.items import TrainingItem
 
     label_files = {p.stem: p for p in list_images(labels)}
     mask_files = {p.stem: p for p in list_images(masks)} if masks else {}

@@ -143,7 +143,7 @@ def check_training_data(slices: Sequence[Any], info: Any, start_label: str) -> N
 def to_items(slices: Iterable[Any], normalization: Any) -> list[Any]:
     """Normalised training items (``(C, Y, X)`` float32 images) from session slices."""
     from napari_unet.core.inference.normalization import normalize
-    from napari_unet.core.training.sampler import TrainingItem
+    from napari_unet.core.training.items import TrainingItem
 
     return [
         TrainingItem(

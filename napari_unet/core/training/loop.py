@@ -33,8 +33,8 @@ from napari_unet.core.training.config import (
     TrainResult,
     ValidationEvent,
 )
+from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.losses import LossConfig, SegmentationLoss
-from napari_unet.core.training.sampler import TrainingItem
 from napari_unet.core.training.schedule import LearningRateSchedule, build_optimizer
 from napari_unet.core.training.state import (
     CheckpointWriter,

@@ -30,20 +30,16 @@ from napari_unet.core.training.items import (
     mirror_index,
     window_start,
 )
-from napari_unet.core.training.split import iter_validation_windows, split_validation
+from napari_unet.core.training.split import iter_validation_windows
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 __all__ = [
     "MAX_CLASSES",
     "PatchBatch",
     "PatchSampler",
-    "TargetsFn",
-    "TrainingItem",
-    "check_item",
     "label_values",
     "looks_like_instances",
     "semantic_class_count",
-    "split_validation",
 ]
 
 logger = logging.getLogger(__name__)

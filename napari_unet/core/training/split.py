@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from napari_unet.core.training.sampler import TrainingItem
+    from napari_unet.core.training.items import TrainingItem
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from napari_unet.core.errors import (
     TrainingDivergedError,
 )
 from napari_unet.core.models import SegmentationNet
-from napari_unet.core.training.sampler import PatchSampler, split_validation
+from napari_unet.core.training.sampler import PatchSampler
+from napari_unet.core.training.split import split_validation
 from napari_unet.core.training.targets import IGNORE_INDEX, TargetConfig, make_targets
 
 logger = logging.getLogger(__name__)
