@@ -46,7 +46,9 @@ def is_package(path: str | Path) -> bool:
 
 
 def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
-    """The checkpoint payload (``format``, ``info``, ``state_dict``) of a package we exported.
+    """The checkpoint payload (``info``, ``state_dict``) of a package we exported; the caller,
+    :func:`~napari_unet.core.checkpoint.format._load_payload`, adds the format stamp (so this
+    module does not import the one that imports it).
 
     Raises:
         CheckpointError: another tool's package, a damaged one (checksum, missing file), or
@@ -54,8 +56,6 @@ def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
     """
     import torch
     import yaml
-
-    from napari_unet.core.checkpoint.format import FORMAT, FORMAT_VERSION
 
     path = Path(path)
     with zipfile.ZipFile(path) as archive:
@@ -114,8 +114,6 @@ def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
     state_dict = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
     logger.info("opened bioimage.io package %s (%s, %s)", path, info["arch"], info["task"])
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
         "info": info,
         "state_dict": state_dict,
         "training_state": None,

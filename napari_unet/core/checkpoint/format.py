@@ -371,7 +371,8 @@ def _load_payload(
     from napari_unet.core.checkpoint.bioimageio_import import is_package, package_payload
 
     if is_package(path):  # a bioimage.io package that napari-unet-loop exported
-        return package_payload(path, map_location=map_location)
+        payload = package_payload(path, map_location=map_location)
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
