@@ -36,7 +36,7 @@ from napari_unet.core.checkpoint.format import BUILTIN_DIR, load_checkpoint, sav
 from napari_unet.core.inference.normalization import NormalizationConfig, normalize
 from napari_unet.core.io.images import read_image
 from napari_unet.core.models import build_model
-from napari_unet.core.postprocess.labels import PostprocessConfig
+from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import TrainConfig
 

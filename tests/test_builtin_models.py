@@ -15,7 +15,8 @@ from napari_unet.core.checkpoint.format import BUILTIN_DIR, builtin_checkpoints,
 from napari_unet.core.evaluation.score import evaluate_pair
 from napari_unet.core.inference.prediction import PredictConfig, predict
 from napari_unet.core.io.images import read_image
-from napari_unet.core.postprocess.labels import PostprocessConfig, labels_from_probabilities
+from napari_unet.core.postprocess.config import PostprocessConfig
+from napari_unet.core.postprocess.labels import labels_from_probabilities
 from napari_unet.core.training.config import TrainConfig
 
 NAMES = ("em-membranes", "fluo-nuclei")

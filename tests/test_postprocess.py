@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.postprocess.labels import (
-    PostprocessConfig,
     instance_label_dtype,
     instance_labels,
     labels_from_probabilities,

@@ -368,7 +368,8 @@ def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_i
 @pytest.mark.parametrize("output", ["semantic", "instances"])
 def test_issue15_point5_time_and_depth_images_predict_and_postprocess(rng, axes, output):
     """TZYX / TZCYX images failed in post-processing ('got (K,T,Z,Y,X)') through the core API."""
-    from napari_unet.core.postprocess.labels import PostprocessConfig, labels_from_probabilities
+    from napari_unet.core.postprocess.config import PostprocessConfig
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     channels = 2 if "C" in axes else 1
     model = PixelNet(in_channels=channels, out_channels=3)

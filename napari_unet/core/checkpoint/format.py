@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from napari_unet.core.models import SegmentationNet
 
 if TYPE_CHECKING:
-    from napari_unet.core.postprocess.labels import PostprocessConfig
+    from napari_unet.core.postprocess.config import PostprocessConfig
 
 logger = logging.getLogger(__name__)
 

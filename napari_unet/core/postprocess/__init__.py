@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.postprocess.labels import (
-    PostprocessConfig,
     instance_labels,
     labels_from_probabilities,
     semantic_labels,

@@ -31,7 +31,7 @@ from skimage.segmentation import watershed
 from napari_unet.core.postprocess.ops import STRUCTURE_8, apply_lut_
 
 if TYPE_CHECKING:
-    from napari_unet.core.postprocess.labels import PostprocessConfig
+    from napari_unet.core.postprocess.config import PostprocessConfig
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from napari_unet.core.config import Config
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.generators import run_to_end
 from napari_unet.core.inference.prediction import PredictConfig
-from napari_unet.core.postprocess.labels import PostprocessConfig
+from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.simulation.parts import (
     correction_effort,
     mapped_truth,
