@@ -198,3 +198,23 @@ def test_no_import_cycles_in_widgets() -> None:
 def test_widget_cycles_are_only_the_known_ones() -> None:
     cycles = import_cycles(import_graph())
     assert [c for c in cycles if c[0].startswith("napari_unet._widgets")] == KNOWN_WIDGET_CYCLES
+
+
+#: Old module paths kept one release because user documentation named them (relayout shims).
+SHIMS = sorted(
+    p.stem
+    for p in Path(napari_unet.core.__file__).parent.glob("*.py")
+    if "relayout shim" in p.read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("stem", SHIMS)
+def test_old_module_path_warns_and_is_the_new_module(stem: str) -> None:
+    import importlib
+
+    old = f"napari_unet.core.{stem}"
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to napari_unet.core."):
+        module = importlib.import_module(old)
+    assert module.__name__.startswith("napari_unet.core.") and module.__name__ != old
+    assert sys.modules[old] is module
