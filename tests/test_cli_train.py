@@ -239,7 +239,7 @@ def test_issue16_point4_three_class_labels_stay_semantic(tmp_path, caplog):
 def test_issue16_point4_the_same_ids_in_every_image_are_classes():
     """Ids with one meaning in all images (an atlas: the same 12 ids everywhere) are classes."""
     from napari_unet.cli.train import instance_evidence
-    from napari_unet.core.training.sampler import TrainingItem
+    from napari_unet.core.training.items import TrainingItem
 
     labels = np.zeros((48, 48), np.uint8)
     for n in range(12):
