@@ -29,6 +29,9 @@ C = TypeVar("C", bound="Config")
 #: - ``restoration``: an image (same channels as the input), no activation.
 Task = Literal["binary", "semantic", "instances", "restoration"]
 TASKS: tuple[str, ...] = ("binary", "semantic", "instances", "restoration")
+#: Numeric precisions of inference (see ``core.device.autocast_dtype``); here, not in
+#: ``core.device``, so that torch-free configs can check them.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 #: Adam learning rates: to fine-tune a trained network, and to train one from scratch (the GUI's
 #: defaults and the human-in-the-loop benchmark's; here so that neither needs torch to read them).
 LR_FINETUNE = 1e-4

@@ -1,0 +1,51 @@
+"""Settings travel as types: every config in a torch-free module, re-exported where it was."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CONFIG_MODULES = (
+    "napari_unet.core.config",
+    "napari_unet.core.inference.config",
+    "napari_unet.core.inference.normalization",
+    "napari_unet.core.postprocess.config",
+    "napari_unet.core.training.config",
+    "napari_unet.core.training.targets",
+    "napari_unet.trainer.events",
+)
+
+
+@pytest.mark.parametrize("module", CONFIG_MODULES)
+def test_config_module_does_not_import_torch(module: str) -> None:
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert out == "False"
+
+
+def test_torch_modules_re_export_the_configs() -> None:
+    from napari_unet.core import inference, training
+    from napari_unet.core.inference import config as inference_config
+    from napari_unet.core.inference import prediction
+    from napari_unet.core.training import augment, config, losses, schedule
+
+    assert prediction.PredictConfig is inference_config.PredictConfig is inference.PredictConfig
+    assert prediction.TTA_MODES is inference_config.TTA_MODES
+    assert losses.LossConfig is config.LossConfig is training.LossConfig
+    assert augment.AugmentConfig is config.AugmentConfig is training.AugmentConfig
+    assert schedule.SCHEDULES is config.SCHEDULES is training.SCHEDULES
+
+
+def test_train_config_round_trips_with_its_nested_configs() -> None:
+    from napari_unet.core.training.config import AugmentConfig, LossConfig, TrainConfig
+
+    config = TrainConfig(
+        steps=7, loss=LossConfig(ce=0.5, dice=1.0), augment=AugmentConfig(strength=0.2)
+    )
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again == config
+    assert isinstance(again.loss, LossConfig) and isinstance(again.augment, AugmentConfig)
