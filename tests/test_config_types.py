@@ -49,3 +49,32 @@ def test_train_config_round_trips_with_its_nested_configs() -> None:
     again = TrainConfig.from_dict(config.to_dict())
     assert again == config
     assert isinstance(again.loss, LossConfig) and isinstance(again.augment, AugmentConfig)
+
+
+def _request(**changes):
+    from napari_unet.core.training.config import LossConfig, TrainConfig
+    from napari_unet.trainer.events import FinetuneRequest
+
+    train = TrainConfig(steps=3, lr=5e-4, loss=LossConfig(dice=0.5))
+    return FinetuneRequest(session="/tmp/s", start_from="v001", train_config=train, **changes)
+
+
+def test_finetune_request_holds_a_train_config_and_pickles() -> None:
+    import pickle
+
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.trainer.events import FinetuneRequest
+
+    request = _request(keep_learning=True)
+    assert isinstance(request.train_config, TrainConfig)
+    again = pickle.loads(pickle.dumps(request))
+    assert again == request and isinstance(again.train_config, TrainConfig)
+    assert again.train_config.loss.dice == 0.5
+    # the plain-data form (JSON, the old dict) comes back as the type
+    assert FinetuneRequest.from_dict(request.to_dict()) == request
+    assert _request().replace(train_config=request.train_config.to_dict()) == _request()
+
+
+def test_finetune_request_refuses_what_is_not_a_train_config() -> None:
+    with pytest.raises(ValueError, match="TrainConfig"):
+        _request().replace(train_config=[("steps", 3)])

@@ -15,6 +15,8 @@ from typing import Any
 
 from napari_unet._widgets.finetune_form import FinetuneForm, start_from_value
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.training.config import TrainConfig
+from napari_unet.trainer.events import FinetuneRequest
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) -> Any:
+def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) -> FinetuneRequest:
     """The :class:`FinetuneRequest` of the form's settings.
 
     Args:
@@ -131,9 +133,6 @@ def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) 
         UserInputError: no start model, or settings the trainer would refuse (the message says
             which and what to change).
     """
-    from napari_unet.core.training.config import TrainConfig
-    from napari_unet.trainer.events import FinetuneRequest
-
     if not key:
         raise UserInputError(
             "No model to start from: pick a built-in model or an earlier version, or Load… a "
@@ -163,7 +162,7 @@ def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) 
     return FinetuneRequest(
         session=str(session.root),
         start_from=start_from_value(key),
-        train_config=train.to_dict(),
+        train_config=train,
         keep_learning=form.keep_learning.isChecked(),
         num_threads=settings["num_threads"],
         device=settings["device"],
@@ -180,20 +179,20 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def time_left(step: Any, since_step_s: float, train_config: dict) -> float | None:
+def time_left(step: Any, since_step_s: float, train_config: TrainConfig) -> float | None:
     """Seconds left by the budget (the earlier of the time and step budgets), or None.
 
     Args:
         step: the last ``StepEvent`` (step, elapsed_s). since_step_s: seconds since it came.
-        train_config: the request's ``TrainConfig`` dict (``minutes``, ``steps``).
+        train_config: the request's ``TrainConfig`` (``minutes``, ``steps``).
     """
     elapsed = float(step.elapsed_s) + since_step_s
     lefts = []
-    if train_config.get("minutes"):
-        lefts.append(60.0 * float(train_config["minutes"]) - elapsed)
-    if train_config.get("steps") and step.step > 0 and step.elapsed_s > 0:
+    if train_config.minutes:
+        lefts.append(60.0 * float(train_config.minutes) - elapsed)
+    if train_config.steps and step.step > 0 and step.elapsed_s > 0:
         rate = step.step / float(step.elapsed_s)
-        lefts.append((int(train_config["steps"]) - step.step) / rate - since_step_s)
+        lefts.append((int(train_config.steps) - step.step) / rate - since_step_s)
     return max(0.0, min(lefts)) if lefts else None
 
 
@@ -217,7 +216,7 @@ def timing_text(
         return text + " · starting…"
     if request is not None and request.keep_learning:
         return text + f" · until Stop · step {step.step}"
-    left = time_left(step, now - step_at, request.train_config if request else {})
+    left = None if request is None else time_left(step, now - step_at, request.train_config)
     if left is not None:
         text += f" · about {duration(left)} left"
     return text + f" · step {step.step}"
