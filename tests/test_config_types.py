@@ -78,3 +78,19 @@ def test_finetune_request_holds_a_train_config_and_pickles() -> None:
 def test_finetune_request_refuses_what_is_not_a_train_config() -> None:
     with pytest.raises(ValueError, match="TrainConfig"):
         _request().replace(train_config=[("steps", 3)])
+
+
+def test_postprocess_choice_overrides_three_fields_and_keeps_the_models_others() -> None:
+    from types import SimpleNamespace
+
+    from napari_unet._widgets.predict_worker import PostprocessChoice
+    from napari_unet.core.checkpoint.format import CheckpointInfo
+
+    stored = {"threshold": 0.3, "foreground_class": [1, 2], "min_size": 9}
+    info = SimpleNamespace(task="semantic", provenance={"postprocess": stored})
+    info.postprocess_config = lambda **o: CheckpointInfo.postprocess_config(info, **o)
+    config = PostprocessChoice(output="instances", threshold=0.6, min_size=4).apply(info)
+    assert (config.output, config.threshold, config.min_size) == ("instances", 0.6, 4)
+    assert config.foreground_class == (1, 2)
+    with pytest.raises(ValueError, match="output"):
+        PostprocessChoice(output="blobs")

@@ -23,6 +23,8 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets.collapsible import CollapsibleForm
 from napari_unet._widgets.model_picker import ModelPicker
+from napari_unet._widgets.predict_worker import PostprocessChoice
+from napari_unet.core.inference.config import PredictConfig
 
 SCOPES: tuple[tuple[str, str], ...] = (
     ("slice", "Current slice"),
@@ -192,21 +194,21 @@ class PredictForm(QWidget):
         """``"slice"``, ``"stack"`` or ``"region"``."""
         return str(self.scope.currentData())
 
-    def predict_settings(self) -> dict:
-        """``PredictConfig`` fields chosen in the form."""
+    def predict_settings(self) -> PredictConfig:
+        """The :class:`PredictConfig` chosen in the form."""
         tile = int(self.tile.value())
-        return {
-            "tile_shape": (tile, tile),
-            "overlap": min(int(self.overlap.value()), tile - 1),
-            "batch_size": int(self.batch.value()),
-            "device": self.device.currentText() or "cpu",
-            "tta": str(self.tta.currentData()),
-        }
+        return PredictConfig(
+            tile_shape=(tile, tile),
+            overlap=min(int(self.overlap.value()), tile - 1),
+            batch_size=int(self.batch.value()),
+            device=self.device.currentText() or "cpu",
+            tta=str(self.tta.currentData()),
+        )
 
-    def postprocess_settings(self) -> dict:
-        """``PostprocessConfig`` fields chosen in the form."""
-        return {
-            "output": str(self.output.currentData()),
-            "threshold": float(self.threshold.value()),
-            "min_size": int(self.min_size.value()),
-        }
+    def postprocess_settings(self) -> PostprocessChoice:
+        """The post-processing chosen in the form (over the model's stored defaults)."""
+        return PostprocessChoice(
+            output=str(self.output.currentData()),
+            threshold=float(self.threshold.value()),
+            min_size=int(self.min_size.value()),
+        )

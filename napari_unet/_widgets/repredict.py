@@ -26,6 +26,7 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
+from napari_unet._widgets.output import OutputTarget
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
 from napari_unet.core.errors import AxesError, UserInputError
 from napari_unet.core.io.axes import StackLayout
@@ -254,9 +255,9 @@ class Repredictor(QObject):
         if labels is None:
             raise KeyError(task.image)
         form = self.panel.form
-        post = form.postprocess_settings() | {
-            "output": L.plugin_tag(labels).get("output") or "semantic"
-        }
+        post = form.postprocess_settings().replace(
+            output=L.plugin_tag(labels).get("output") or "semantic"
+        )
         threads = 1 if training_running() else self.panel.num_threads
         return PredictJob(
             checkpoint=self._checkpoint,
@@ -290,9 +291,9 @@ class Repredictor(QObject):
             probabilities=None if result.probabilities is None else result.probabilities[keep],
             slices=tuple(result.slices[i] for i in keep),
         )
-        job = {"image": task.image, "layout": task.layout, "model": self._checkpoint}
+        target = OutputTarget(image=task.image, layout=task.layout, model=self._checkpoint)
         try:
-            self.panel.writer.write(job, result)
+            self.panel.writer.write(target, result)
         except UserInputError as err:
             logger.info("re-prediction of %s not written: %s", task.image, err)
             return

@@ -31,7 +31,7 @@ from napari_unet._widgets import predict_job as J
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
 from napari_unet._widgets.model_choice import suggest_builtin
-from napari_unet._widgets.output import OutputWriter
+from napari_unet._widgets.output import OutputTarget, OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
 from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
 from napari_unet._widgets.progress_view import MessageLine, ProgressView
@@ -69,7 +69,9 @@ class SegmentPanel(QWidget):
         self.status.setWordWrap(True)
         self.message = MessageLine()
         self.worker: Any = None
-        self._job: dict[str, Any] = {}
+        #: Where the running (or last) prediction writes, and how it ended.
+        self._target: OutputTarget | None = None
+        self._outcome: str | None = None
         self._loaded: tuple[Any, Any] | None = None  # ((path, mtime), LoadedModel)
         self._info_worker: Any = None
         self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
@@ -251,7 +253,7 @@ class SegmentPanel(QWidget):
         )
         per_pixel = 0
         if self.writer.labels_layer(layer.name, plan.layout) is None:  # labels, snapshot, reviewed
-            instances = self.form.postprocess_settings().get("output") == "instances"
+            instances = self.form.postprocess_settings().output == "instances"
             per_pixel += 2 * (2 if instances else 1) + 1
         probabilities = L.find_plugin_layer(
             self.viewer, role="probabilities", image_layer=layer.name
@@ -259,12 +261,9 @@ class SegmentPanel(QWidget):
         if self.form.probabilities.isChecked() and probabilities is None:
             per_pixel += 4
         J.check_output_memory(layer.name, plan.layout, per_pixel)
-        self._job = {
-            "image": layer.name,
-            "layout": plan.layout,
-            "skipped": plan.skipped,
-            "model": checkpoint,
-        }
+        self._target = OutputTarget(
+            image=layer.name, layout=plan.layout, model=checkpoint, skipped=tuple(plan.skipped)
+        )
         if not plan.todo:
             self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
             return None
@@ -291,7 +290,7 @@ class SegmentPanel(QWidget):
         from napari.qt.threading import create_worker
 
         self.progress.begin("U-Net prediction")
-        self._job["outcome"] = None
+        self._outcome = None
         worker = create_worker(run_prediction, job, _ignore_errors=True)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
@@ -311,53 +310,56 @@ class SegmentPanel(QWidget):
             self.worker.quit()
 
     def _on_yielded(self, step: JobProgress) -> None:
-        if self.worker is None or self._job.get("outcome") is not None:
+        if self.worker is None or self._outcome is not None:
             return  # a queued step arriving after the end must not overwrite the final status
         self.status.setText(step.text())
         self.progress.step(step)  # last: napari's progress may process events (even our end)
 
     def _on_returned(self, result: JobResult) -> None:
-        self._job["outcome"] = "done"
+        self._outcome = "done"
+        target = self._target
+        if target is None:  # no job was started: nothing to write
+            return
         if result.loaded is not None:
-            self._loaded = (J.model_key(self._job["model"]), result.loaded)
+            self._loaded = (J.model_key(target.model), result.loaded)
         try:
-            self.writer.write(self._job, result)
+            self.writer.write(target, result)
         except UserInputError as err:
             self._on_error(err)
             return
         except MemoryError:
             self._on_error(
                 UserInputError(
-                    f"Not enough memory for the output layers of '{self._job['image']}'; "
+                    f"Not enough memory for the output layers of '{target.image}'; "
                     "nothing was written. Close other layers, or predict it with the command "
                     "line, which streams a volume slice by slice."
                 )
             )
             return
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=self._job["image"])
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=target.image)
         if labels is not None:  # the correction tools and the Fine-tune dock follow it
             self.hot_swap.loop.announce_prediction(labels)
         done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
         text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
-        if self._job["skipped"]:
-            text += " " + J.skipped_text(self._job["skipped"])
+        if target.skipped:
+            text += " " + J.skipped_text(list(target.skipped))
         self.status.setText(text)
 
     def _on_failed(self, error: BaseException) -> None:
-        self._job["outcome"] = "error"
+        self._outcome = "error"
         self._on_error(error)
 
     def _on_aborted(self) -> None:
-        self._job["outcome"] = "cancelled"
+        self._outcome = "cancelled"
 
     def _on_finished(self) -> None:
-        if self._job.get("outcome") in (None, "cancelled"):
+        if self._outcome in (None, "cancelled"):
             self.status.setText("Cancelled: the labels were left as they were.")
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.progress.end(done=self._job.get("outcome") == "done")
+        self.progress.end(done=self._outcome == "done")
 
     def shutdown(self) -> None:
         """Stop a running prediction and background re-prediction (the window is closing)."""
