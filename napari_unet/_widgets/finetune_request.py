@@ -29,11 +29,6 @@ RUNS_FOLDER = "runs"
 DEFAULT_TASK = "semantic"
 
 
-def split_settings(form: FinetuneForm) -> dict:
-    """``SummaryCache.summary`` keyword arguments matching the trainer's validation split."""
-    return {"fraction": VAL_FRACTION, "tile": VAL_TILE, "seed": VAL_SEED}
-
-
 def version_label(version: Any) -> str:
     """``"v003 · version 3 (score 0.812)"``."""
     score = (version.metrics or {}).get("score")

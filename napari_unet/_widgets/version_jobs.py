@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_unet._widgets.predict_worker import JobProgress, PredictionError, worker_threads
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.inference.config import PredictConfig
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class SliceJob:
         checkpoints: checkpoint paths (one model, or two to compare).
         image: (n, C, Y, X) pixels of the slices (a copy).
         slices: their flattened indices in the full image.
-        predict: ``PredictConfig`` fields (tiles, batch, device).
+        predict: how to predict (tiles, batch, device).
         labels: also make labels (instances for instance models, else semantic).
         measure: ``"none"``, ``"entropy"`` (of the first model) or ``"disagreement"`` (first
             two models).
@@ -45,7 +46,7 @@ class SliceJob:
     checkpoints: tuple[str, ...]
     image: np.ndarray
     slices: tuple[int, ...]
-    predict: dict = dataclasses.field(default_factory=dict)
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     labels: bool = False
     measure: str = "none"
     loaded: dict = dataclasses.field(default_factory=dict)
@@ -94,7 +95,7 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
     import torch
 
     from napari_unet.core.checkpoint.format import load_checkpoint
-    from napari_unet.core.inference.prediction import PredictConfig, iter_predict
+    from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.inference.uncertainty import disagreement, entropy
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
@@ -103,7 +104,7 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
     loaded_models = dict(job.loaded)
     probabilities, labels, tasks, outputs = [], [], [], []
     try:
-        config = PredictConfig(**job.predict)
+        config = job.predict
         for number, path in enumerate(job.checkpoints, start=1):
             loaded = loaded_models.get(path)
             if loaded is None:
