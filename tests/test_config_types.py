@@ -13,6 +13,7 @@ CONFIG_MODULES = (
     "napari_unet.core.inference.normalization",
     "napari_unet.core.postprocess.config",
     "napari_unet.core.training.config",
+    "napari_unet.core.training.events",
     "napari_unet.core.training.targets",
     "napari_unet.trainer.events",
 )

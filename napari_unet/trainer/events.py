@@ -17,7 +17,7 @@ import dataclasses
 import os
 from typing import Any
 
-from napari_unet.core.config import Config
+from napari_unet.core.config import Config, setting
 from napari_unet.core.training.config import TrainConfig
 
 #: Control message asking the trainer to finish at the next step.
@@ -56,9 +56,24 @@ class FinetuneRequest(Config):
     session: str = ""
     start_from: str = ""
     train_config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    keep_learning: bool = False
-    num_threads: int | None = None
-    device: str = "auto"
+    keep_learning: bool = setting(
+        False,
+        "Keep learning",
+        tooltip="Continuous mode: corrections saved while training runs join the training data",
+        advanced=True,
+        order=4,
+    )
+    num_threads: int | None = setting(
+        None, "Threads", tooltip="Trainer CPU threads", min=1, max=1024, advanced=True, order=6
+    )
+    device: str = setting(
+        "auto",
+        "Device",
+        tooltip="Where the trainer runs (auto: the GPU when there is one)",
+        widget="ComboBox",
+        advanced=True,
+        order=5,
+    )
     resume_from: str | None = None
     version_name: str | None = None
     max_step_events_per_s: float = 10.0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_unet.core.config import PRECISIONS, Config
+from napari_unet.core.config import PRECISIONS, Config, setting
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.inference.tiling import BLENDS
 
@@ -55,15 +55,62 @@ class PredictConfig(Config):
             time) or ``"dihedral"`` (flips and transposes, 8x the time).
     """
 
-    tile_shape: tuple[int, int] = (512, 512)
-    overlap: int | None = None
-    batch_size: int = 4
-    device: str = "auto"
+    tile_shape: tuple[int, int] = setting(
+        (512, 512),
+        "Tile size",
+        tooltip="Tile side fed to the network",
+        min=32,
+        max=4096,
+        step=32,
+        suffix=" px",
+        square=True,
+        advanced=True,
+        order=1,
+    )
+    overlap: int | None = setting(
+        None,
+        "Overlap",
+        tooltip="Overlap between neighbouring tiles",
+        min=0,
+        max=512,
+        step=8,
+        suffix=" px",
+        advanced=True,
+        order=2,
+    )
+    batch_size: int = setting(
+        4,
+        "Batch size",
+        tooltip="Tiles per forward pass (lower it on a small GPU)",
+        min=1,
+        max=64,
+        advanced=True,
+        order=5,
+    )
+    device: str = setting(
+        "auto",
+        "Device",
+        tooltip="Where the network runs (only devices present on this machine)",
+        widget="ComboBox",
+        order=1,
+    )
     precision: str = "auto"
     channels_last: bool = True
     blend: str = "gaussian"
     probability_dtype: str = "float32"
-    tta: str = "none"
+    tta: str = setting(
+        "none",
+        "Augment (TTA)",
+        tooltip="Test-time augmentation: also predict the image flipped (and rotated) and "
+        "average; fewer gaps in thin membranes and fewer split objects, at 4x (8x) the time",
+        choices=(
+            ("none", "Off"),
+            ("flips", "Flips (4x time)"),
+            ("dihedral", "Flips + rotations (8x time)"),
+        ),
+        advanced=True,
+        order=6,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tile_shape", _checked_tile(self.tile_shape))

@@ -1,18 +1,40 @@
-"""Training settings and the typed events the training loop yields.
+"""Training settings: :class:`TrainConfig` and the loss and augmentation settings it holds.
 
-:class:`TrainConfig` is a frozen, validated :class:`~napari_unet.core.config.Config` (it goes
-into every checkpoint's provenance); the events are small frozen dataclasses that cross process
-boundaries (the GUI trains in a child process and streams them through a queue).
+Frozen, validated :class:`~napari_unet.core.config.Config` records (a ``TrainConfig`` goes into
+every checkpoint's provenance and crosses the process boundary to the GUI's trainer), in a
+module that does not import torch. Fields the GUI shows carry their label and limits
+(:func:`~napari_unet.core.config.setting`); the settings forms are generated from them. The
+events the training loop yields live in :mod:`napari_unet.core.training.events` and are
+importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-from napari_unet.core.config import Config, check_task
+from napari_unet.core.config import Config, check_task, setting
 from napari_unet.core.inference.normalization import NormalizationConfig
+from napari_unet.core.training.events import (
+    CheckpointEvent,
+    StepEvent,
+    TrainEvent,
+    TrainResult,
+    ValidationEvent,
+)
 from napari_unet.core.training.targets import TargetConfig
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "AugmentConfig",
+    "CheckpointEvent",
+    "LossConfig",
+    "StepEvent",
+    "TrainConfig",
+    "TrainEvent",
+    "TrainResult",
+    "ValidationEvent",
+]
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 #: Learning-rate schedules (:class:`~napari_unet.core.training.schedule.LearningRateSchedule`).
@@ -35,9 +57,39 @@ class LossConfig(Config):
         smooth: additive smoothing of Dice and Jaccard (keeps empty classes finite).
     """
 
-    ce: float = 1.0
-    dice: float = 0.0
-    jaccard: float = 0.0
+    ce: float = setting(
+        1.0,
+        "CE",
+        tooltip="Weight of the (border-weighted) cross entropy",
+        row="Loss weights",
+        min=0.0,
+        max=10.0,
+        step=0.1,
+        advanced=True,
+        order=1,
+    )
+    dice: float = setting(
+        0.0,
+        "Dice",
+        tooltip="Weight of the soft Dice loss",
+        row="Loss weights",
+        min=0.0,
+        max=10.0,
+        step=0.1,
+        advanced=True,
+        order=1,
+    )
+    jaccard: float = setting(
+        0.0,
+        "Jacc.",
+        tooltip="Weight of the −log Jaccard loss",
+        row="Loss weights",
+        min=0.0,
+        max=10.0,
+        step=0.1,
+        advanced=True,
+        order=1,
+    )
     use_weight_map: bool = True
     deep_supervision_weights: tuple[float, ...] | None = None
     regression: str = "l1"
@@ -104,7 +156,16 @@ class AugmentConfig(Config):
     blur_sigma: tuple[float, float] = (0.0, 1.0)
     probability: float = 0.5
     image_interpolation: str = "bilinear"
-    strength: float = 1.0
+    strength: float = setting(
+        1.0,
+        "Augmentation",
+        tooltip="Augmentation strength (flips, elastic, affine, intensity), 0–1",
+        widget="FloatSlider",
+        min=0.0,
+        max=1.0,
+        step=0.01,
+        order=2,
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -166,10 +227,37 @@ class TrainConfig(Config):
     task: str = "semantic"
     steps: int | None = None
     minutes: float | None = None
-    batch_size: int = 4
-    patch_shape: tuple[int, int] = (256, 256)
+    batch_size: int = setting(
+        4,
+        "Batch size",
+        tooltip="Patches per step (lower it on a small GPU)",
+        min=1,
+        max=64,
+        advanced=True,
+        order=3,
+    )
+    patch_shape: tuple[int, int] = setting(
+        (256, 256),
+        "Patch size",
+        tooltip="Side of the training patches (output window)",
+        min=32,
+        max=2048,
+        step=32,
+        suffix=" px",
+        square=True,
+        advanced=True,
+        order=2,
+    )
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = setting(
+        1e-3,
+        "Learning rate",
+        tooltip="Learning rate: 1e-4 to fine-tune a trained model, 1e-3 from scratch",
+        widget="LineEdit",
+        min=1e-7,
+        max=1.0,
+        order=1,
+    )
     weight_decay: float = 0.0
     momentum: float = 0.99
     schedule: str = "cosine"
@@ -184,7 +272,12 @@ class TrainConfig(Config):
     val_every: int = 50
     early_stopping_patience: int | None = None
     seed: int = 0
-    freeze_encoder: bool = False
+    freeze_encoder: bool = setting(
+        False,
+        "Freeze encoder",
+        tooltip="Train only the decoder: faster, safer with very few corrections",
+        order=3,
+    )
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     targets: TargetConfig = dataclasses.field(default_factory=TargetConfig)
@@ -234,57 +327,3 @@ class TrainConfig(Config):
         if self.minutes is not None:
             done = max(done, elapsed_s / (60.0 * self.minutes))
         return min(done, 1.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class StepEvent:
-    """One optimisation step done: ``step`` counts from 1; ``loss`` is this batch's loss."""
-
-    step: int
-    loss: float
-    lr: float
-    patches_per_s: float
-    elapsed_s: float
-
-
-@dataclasses.dataclass(frozen=True)
-class ValidationEvent:
-    """Metrics on the held-back tiles after ``step`` (``metrics["score"]`` selects the best)."""
-
-    step: int
-    metrics: dict
-    improved: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointEvent:
-    """A checkpoint was written atomically: ``kind`` is ``best`` or ``latest``."""
-
-    step: int
-    path: Path
-    kind: str
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced.
-
-    Attributes:
-        best_path: checkpoint with the best validation score (the final model without
-            validation data).
-        latest_path: the last state, with the training state for resuming.
-        steps: steps done in total.
-        best_metrics: validation metrics of the best checkpoint (empty without validation).
-        stopped_early: True unless the step budget was used up.
-        reason: ``steps``, ``time``, ``stopped`` or ``early_stopping``.
-    """
-
-    best_path: Path
-    latest_path: Path
-    steps: int
-    best_metrics: dict
-    stopped_early: bool
-    reason: str
-
-
-TrainEvent = StepEvent | ValidationEvent | CheckpointEvent
