@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet._widgets.layers import offset_ids
-from napari_unet.core.config import Config
+from napari_unet.core.config import Config, setting
 from napari_unet.core.inference.config import PredictConfig
 
 if TYPE_CHECKING:
@@ -50,9 +50,34 @@ class PostprocessChoice(Config):
         min_size: objects with fewer pixels are removed.
     """
 
-    output: str = "semantic"
-    threshold: float = 0.5
-    min_size: int = 0
+    output: str = setting(
+        "semantic",
+        "Output",
+        tooltip="One id per object (instances) or one id per class",
+        choices=(("instances", "Instance labels"), ("semantic", "Semantic labels")),
+        order=2,
+    )
+    threshold: float = setting(
+        0.5,
+        "Threshold",
+        tooltip="Foreground probability cut",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+        advanced=True,
+        order=3,
+    )
+    min_size: int = setting(
+        0,
+        "Min. object size",
+        tooltip="Objects with fewer pixels are removed",
+        min=0,
+        max=100000,
+        step=5,
+        suffix=" px",
+        advanced=True,
+        order=4,
+    )
 
     def __post_init__(self) -> None:
         if self.output not in ("semantic", "instances"):
