@@ -206,12 +206,12 @@ def test_request_from_settings(make_panel, session, qtbot):
     _, panel = make_panel(session)
     form = panel.form
     assert form.start_key() == "version:v001"  # the newest version is the default
-    assert form.lr.text() == "0.0001" and form.augment.value() == 50
+    assert form.lr.text() == "0.0001" and form.fields["strength"].value == 0.5
     assert form.budget_kind.currentData() == "minutes" and form.budget.value() == 5
     form.budget_kind.setCurrentIndex(form.budget_kind.findData("steps"))
     form.budget.setValue(300)
     form.lr.setText("0.0005")
-    form.augment.setValue(20)
+    form.fields["strength"].value = 0.2  # the slider (a magicgui FloatSlider)
     form.freeze.setChecked(True)
     form.dice.setValue(0.5)
     form.patch.setValue(128)

@@ -24,7 +24,14 @@ from typing import Any, TypeVar
 
 from magicgui.widgets import create_widget
 from qtpy.QtGui import QDoubleValidator
-from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QWidget
+from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QWidget,
+)
 
 from napari_unet._widgets.collapsible import CollapsibleForm
 from napari_unet.core.config import Config
@@ -99,6 +106,12 @@ class FieldWidget:
         widget = create_widget(
             value=shown, annotation=number, widget_type=meta.get("widget"), options=options
         )
+        slider = widget.native.findChild(QSlider)
+        if slider is not None:  # a slider with a read-out: Tab goes to the slider
+            widget.native.setFocusProxy(slider)
+            readout = widget.native.findChild(QAbstractSpinBox)
+            if readout is not None:  # as wide as its text, so the slider keeps the room
+                readout.setFixedWidth(readout.fontMetrics().horizontalAdvance("0.000") + 8)
         if meta.get("suffix"):
             if self.number_type() is int:
                 widget.native.setDecimals(0)

@@ -137,31 +137,26 @@ def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) 
         raise UserInputError(
             f"The checkpoint {start_from_value(key)} does not exist any more; Load… another."
         )
-    settings = form.train_settings()
-    loss = settings["loss"]
-    if sum(loss.values()) <= 0:
+    if form.loss_total() <= 0:
         raise UserInputError("All loss weights are 0: give CE, Dice or Jaccard a weight > 0.")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    settings.update(
-        task=task or DEFAULT_TASK,
-        val_every=VAL_EVERY,
-        val_fraction=VAL_FRACTION,
-        val_tile=VAL_TILE,
-        seed=VAL_SEED,
-        checkpoint_dir=str(Path(session.root) / RUNS_FOLDER / stamp),
-    )
     try:
-        train = TrainConfig.from_dict(settings)
+        base = TrainConfig(
+            task=task or DEFAULT_TASK,
+            val_every=VAL_EVERY,
+            val_fraction=VAL_FRACTION,
+            val_tile=VAL_TILE,
+            seed=VAL_SEED,
+            checkpoint_dir=str(Path(session.root) / RUNS_FOLDER / stamp),
+        )
+        request = FinetuneRequest(
+            session=str(session.root),
+            start_from=start_from_value(key),
+            train_config=form.train_settings(base),
+        )
+        return form.request_settings(request)
     except ValueError as err:
         raise UserInputError(f"These settings cannot be used ({err}); change them.") from None
-    return FinetuneRequest(
-        session=str(session.root),
-        start_from=start_from_value(key),
-        train_config=train,
-        keep_learning=form.keep_learning.isChecked(),
-        num_threads=settings["num_threads"],
-        device=settings["device"],
-    )
 
 
 def duration(seconds: float) -> str:
