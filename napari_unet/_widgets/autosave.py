@@ -30,6 +30,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet.session.errors import SessionError
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Autosave(QObject):
     ) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Any = None
+        self.loop = LoopState.for_viewer(viewer)
         self.budget_s = budget_s
         self.threaded = threaded
         self.error: str | None = None
@@ -112,6 +113,11 @@ class Autosave(QObject):
         self._timer = QTimer(self, singleShot=True, interval=delay_ms)
         self._timer.timeout.connect(self.save_now)
         self._finished.connect(self._on_finished)
+
+    @property
+    def session(self) -> Any:
+        """Where the saves go: the viewer's open session (None: nothing is saved)."""
+        return self.loop.session
 
     # ------------------------------------------------------------------ watching
     def watch(self, layer: Any, image_id: str, *, saved_now: bool = False) -> None:

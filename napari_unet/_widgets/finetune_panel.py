@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidge
 
 from napari_unet._widgets import finetune_request as R
 from napari_unet._widgets import validation_pins as P
+from napari_unet._widgets._workers import guard
 from napari_unet._widgets.data_summary import DataSummary, SummaryCache
 from napari_unet._widgets.finetune_form import FinetuneForm
 from napari_unet._widgets.loop_state import LoopState
@@ -247,11 +248,7 @@ class FinetunePanel(QWidget):
 
     # ------------------------------------------------------------------ pins
     def _guard(self, action: Any) -> Any:
-        try:
-            return action()
-        except UserInputError as err:
-            self.show_error(str(err))
-        return None
+        return guard(action, self.show_error)
 
     def _on_pin_slice(self) -> None:
         self._guard(self.pin_slice)

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets._workers import guard
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
@@ -72,7 +73,6 @@ class GuidancePanel(QWidget):
         self.viewer = viewer
         self.loop = LoopState.for_viewer(viewer)
         self.clock = CorrectionClock(viewer, self)
-        self.clock.session = self.loop.session
         self.worker: Any = None
         self._after: Any = None  # what to do when the running computation returns
         self._loaded: dict = {}
@@ -118,18 +118,16 @@ class GuidancePanel(QWidget):
         layout.addWidget(self.time_label)
 
     def _guard(self, action: Any) -> Any:
-        try:
-            return action()
-        except UserInputError as err:
-            from napari.utils.notifications import show_warning
+        return guard(action, self._warn)
 
-            self.why.setText(str(err))
-            show_warning(str(err))
-            return None
+    def _warn(self, text: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.why.setText(text)
+        show_warning(text)
 
     # ------------------------------------------------------------------ accounting
     def _on_session(self, session: Any) -> None:
-        self.clock.set_session(session)
         self.refresh_rounds()
 
     def _on_version_added(self, *_: object) -> None:

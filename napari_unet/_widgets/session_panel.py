@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer, Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QApplication,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -32,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets._workers import guard
 from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.disk_use import DiskUseLabel
 from napari_unet._widgets.loop_state import LoopState
@@ -126,10 +126,8 @@ class SessionPanel(QWidget):
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Session | None = None
-        self.autosave = ReportingAutosave(viewer, self)
         self.loop_state = LoopState.for_viewer(viewer)
-        self._filtered: QObject | None = None
+        self.autosave = ReportingAutosave(viewer, self)
         self._restoring = False
 
         self.path_label = QLabel("No session: corrections are not saved.", wordWrap=True)
@@ -172,18 +170,13 @@ class SessionPanel(QWidget):
         self._clock.timeout.connect(self._show_state)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        app = QApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.flush)
+        self.loop_state.session_changed.connect(self._on_session_changed)
+        self.loop_state.closing.connect(self.flush)  # the viewer's one shutdown hook
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, action: Any) -> Any:
         """Run a button action; a user-caused failure becomes a message, not a traceback."""
-        try:
-            return action()
-        except UserInputError as err:
-            self._error(str(err))
-            return None
+        return guard(action, self._error)
 
     def _error(self, text: str) -> None:
         from napari.utils.notifications import show_warning
@@ -390,19 +383,28 @@ class SessionPanel(QWidget):
 
     # ------------------------------------------------------------------ state
     def _set_session(self, session: Session) -> None:
+        self.loop_state.set_session(session)  # the one owner; _on_session_changed follows
+
+    @property
+    def session(self) -> Session | None:
+        """The open session (the viewer's :class:`LoopState` owns it)."""
+        return self.loop_state.session
+
+    def _on_session_changed(self, session: Session | None) -> None:
         for layer, _ in self.autosave.watched():
-            self.autosave.unwatch(layer)
-        self.session = session
-        self.autosave.session = session
+            self.autosave.unwatch(layer)  # linked to the previous session
         self.autosave.error = None
         self.autosave.last_saved = None
-        self.path_label.setText(f"Session: {session.root}")
-        self.add_button.setEnabled(True)
-        self._clock.start()
-        self._install_close_hook()
+        self.add_button.setEnabled(session is not None)
+        if session is None:
+            self.path_label.setText("No session: corrections are not saved.")
+            self._clock.stop()
+        else:
+            self.path_label.setText(f"Session: {session.root}")
+            self._clock.start()
+        self.loop_state.watch_window(self.window())
         self._show_state()
         self.measure_disk()
-        self.loop_state.set_session(session)
 
     def measure_disk(self, *_: Any) -> None:
         """Update "Session: … on disk" (measured in a thread)."""
@@ -444,21 +446,7 @@ class SessionPanel(QWidget):
         self._show_state()
         return ok
 
-    def _install_close_hook(self) -> None:
-        window = self.window()
-        if window is not self and window is not self._filtered:
-            window.installEventFilter(self)
-            self._filtered = window
-
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        """Docked into the napari window: watch it close, to flush pending saves."""
+        """Docked into the napari window: its closing flushes pending saves (the loop state)."""
         super().showEvent(event)
-        if self.session is not None:
-            self._install_close_hook()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
-        """Flush pending saves when the main window closes."""
-        filtered = getattr(self, "_filtered", None)  # None while Qt tears the panel down
-        if filtered is not None and watched is filtered and event.type() == QEvent.Type.Close:
-            self.flush()
-        return False
+        self.loop_state.watch_window(self.window())
