@@ -17,7 +17,9 @@ Threads: no worker changes ``torch.set_num_threads``. torch has no per-thread or
 setter (its intra-op count is process state: a global value, MKL's, and with OpenMP each
 thread's own copy, taken from the global value when the thread first runs a parallel op).
 :func:`use_torch_threads` is called on the main thread when a torch job starts, so the count is
-decided in one place and never raced or "restored" by two workers ending in a different order.
+decided in one place and never raced or "restored" by two workers ending in a different order
+(a pool thread that already ran torch keeps the count it started with: a best effort that only
+ever matters for the politeness towards a running trainer).
 
 :func:`guard` is the one wrapper that turns a button action's ``UserInputError`` into a message.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -75,10 +78,15 @@ def torch_threads(requested: int | None = None) -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def use_torch_threads(requested: int | None = None) -> int:
-    """Set the process's torch intra-op threads (main thread only; no-op when unchanged)."""
-    import torch
+def use_torch_threads(requested: int | None = None) -> int | None:
+    """Set the process's torch intra-op threads (main thread only; no-op when unchanged).
 
+    Does nothing (returns None) until a worker has imported torch: importing it here would
+    freeze the window for a second or two, so the very first job runs with torch's default.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "set_num_threads"):
+        return None
     threads = min(torch_threads(requested), max(1, os.cpu_count() or 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

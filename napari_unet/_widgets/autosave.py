@@ -11,8 +11,11 @@ brush stroke) the controller saves the slices that changed, and only those:
   compared with what was last saved, so scrolling or a no-op refresh writes nothing.
 
 Small saves run on the main thread. When the last save suggests this one would take longer than
-``budget_s`` (~50 ms), it runs in a thread on COPIES of the dirty slices, and edits made meanwhile
-are coalesced into one save after it. A failed save (disk full, read-only folder) keeps the slices
+``budget_s`` (~50 ms), it runs as a background job (the viewer's
+:class:`~napari_unet._widgets._workers.Jobs`) on COPIES of the dirty slices, and edits made
+meanwhile are coalesced into one save after it. A save is never dropped: it runs to its end once
+started, and :meth:`Autosave.flush` either waits for it or, when the thread pool has not started
+it yet, claims it and runs it itself. A failed save (disk full, read-only folder) keeps the slices
 dirty, reports the error, and is retried on the next edit. :meth:`Autosave.flush` saves
 synchronously (viewer closing).
 """
@@ -64,10 +67,17 @@ class _Job:
 
     batch: dict[_Watch, tuple[Updates, dict[int, Fingerprint]]]
     nbytes: int
+    session: Any = None
     error: BaseException | None = None
     seconds: float = 0.0
     handled: bool = False
-    thread: threading.Thread | None = None
+    threaded: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    _claim: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self) -> bool:
+        """True for the first caller only: it runs the save (the worker or a flush)."""
+        return self._claim.acquire(blocking=False)
 
 
 class Autosave(QObject):
@@ -88,7 +98,6 @@ class Autosave(QObject):
     saved = Signal(float)
     failed = Signal(str)
     busy = Signal(bool)
-    _finished = Signal(object)
 
     def __init__(
         self,
@@ -112,7 +121,6 @@ class Autosave(QObject):
         self._last_rate: tuple[float, int] = (0.0, 1)
         self._timer = QTimer(self, singleShot=True, interval=delay_ms)
         self._timer.timeout.connect(self.save_now)
-        self._finished.connect(self._on_finished)
 
     @property
     def session(self) -> Any:
@@ -278,7 +286,7 @@ class Autosave(QObject):
         nbytes = sum(
             a.nbytes for u, _ in batch.values() for t in u.values() for a in t if a is not None
         )
-        job = _Job(batch, nbytes)
+        job = _Job(batch, nbytes, session=self.session)
         seconds, size = self._last_rate
         threaded = self.threaded
         if threaded is None:
@@ -288,19 +296,12 @@ class Autosave(QObject):
             self._run(job, self.session)
             self._on_finished(job)
             return job.error is None
-        job.thread = threading.Thread(
-            target=self._thread_main,
-            args=(job, self.session),
-            name="napari-unet-autosave",
-            daemon=True,
-        )
+        job.threaded = True
         self.busy.emit(True)
-        job.thread.start()
+        self.loop.jobs.start(
+            (id(self), "save"), _save_in_worker, job, what="Saving", on_done=self._on_finished
+        )
         return True
-
-    def _thread_main(self, job: _Job, session: Any) -> None:
-        self._run(job, session)
-        self._finished.emit(job)
 
     @staticmethod
     def _run(job: _Job, session: Any) -> None:
@@ -317,9 +318,9 @@ class Autosave(QObject):
             return
         job.handled = True
         batch, job.batch = job.batch, {}  # a queued copy of ``job`` must not keep layers alive
-        if job.thread is not None:
+        if job.threaded:
             self.busy.emit(False)
-            job.thread = None
+            job.threaded = False
         self._job = None
         if job.error is None:
             for watch, (_, prints) in batch.items():
@@ -348,9 +349,11 @@ class Autosave(QObject):
         """Save everything pending now, synchronously; True when nothing is left unsaved."""
         self._timer.stop()
         job = self._job
-        if job is not None and job.thread is not None:
-            job.thread.join(timeout)
-            if job.thread.is_alive():
+        if job is not None and job.threaded:
+            if job.claim():  # the pool has not started it yet: save here
+                self._run(job, job.session)
+                job.done.set()
+            elif not job.done.wait(timeout):
                 return False
             self._on_finished(job)
         self._again = False
@@ -360,6 +363,19 @@ class Autosave(QObject):
         finally:
             self.threaded = threaded
         return ok and self.error is None
+
+
+def _save_in_worker(job: _Job) -> _Job:
+    """Run ``job`` in a worker unless a flush claimed it; every error is kept in the job."""
+    if job.claim():
+        try:
+            Autosave._run(job, job.session)
+        except Exception as err:  # never lose the outcome: the slices stay dirty
+            logger.exception("autosave failed")
+            job.error = err
+        finally:
+            job.done.set()
+    return job
 
 
 def _slices_or_none(value: Any) -> set[int] | None:

@@ -30,6 +30,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.logic.layer_choice import (
+    correctable_labels,
+    labels_to_follow,
+)
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet.core.postprocess import remove_small_objects_labels
 
@@ -41,7 +45,6 @@ logger = logging.getLogger(__name__)
 NEXT_LABEL_KEY = "M"
 SCOPES = ("current slice", "whole stack")
 #: Plugin roles a correction may go to: the prediction (a user's own layer has no role).
-CORRECTABLE_ROLES = (None, "labels")
 
 
 class SliceStatusCache:
@@ -171,27 +174,8 @@ class CorrectPanel(QWidget):
         return self._layer
 
     def _labels_layers(self) -> list[Any]:
-        """The Labels layers that can be corrected: in memory, and not a reference layer.
-
-        A lazy one (a Zarr labels volume too big for memory) is view only: napari cannot paint
-        into it, and tracking its edits would read it whole. A sample's ground truth (role
-        ``"ground_truth"``) and the plugin's other layers are never corrected.
-        """
-        from napari.layers import Labels
-
-        return [
-            layer
-            for layer in self.viewer.layers
-            if isinstance(layer, Labels)
-            and isinstance(layer.data, np.ndarray)
-            and rv.role_of(layer) in CORRECTABLE_ROLES
-        ]
-
-    def _default_layer(self, layers: list[Any]) -> Any:
-        """The newest prediction, else the newest visible user layer, else the newest one."""
-        plugin = [la for la in layers if rv.role_of(la) == "labels"]
-        visible = [la for la in layers if la.visible]
-        return (plugin or visible or layers or [None])[-1]
+        """The Labels layers that can be corrected (:func:`logic.correctable_labels`)."""
+        return correctable_labels(self.viewer.layers)
 
     def _on_inserted(self, event: Any = None) -> None:
         """A new prediction layer becomes the one to correct (the user is working on it)."""
@@ -213,7 +197,7 @@ class CorrectPanel(QWidget):
 
     def _on_layers_changed(self, event: Any = None) -> None:
         layers = self._labels_layers()
-        current = self._layer if self._layer in layers else self._default_layer(layers)
+        current = labels_to_follow(self.viewer.layers, self._layer)
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         for layer in layers:

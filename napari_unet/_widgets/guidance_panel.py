@@ -31,11 +31,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import layers as L
-from napari_unet._widgets._workers import guard
+from napari_unet._widgets._workers import guard, training_running
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
-from napari_unet._widgets.repredict import current_image_slice, training_running
+from napari_unet._widgets.repredict import current_image_slice
 from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
 from napari_unet.core.errors import UserInputError
@@ -73,9 +73,7 @@ class GuidancePanel(QWidget):
         self.viewer = viewer
         self.loop = LoopState.for_viewer(viewer)
         self.clock = CorrectionClock(viewer, self)
-        self.worker: Any = None
-        self._after: Any = None  # what to do when the running computation returns
-        self._loaded: dict = {}
+        self._key = (id(self), "uncertainty")
         self.measure = QComboBox()
         for key, text in MEASURES:
             self.measure.addItem(text, key)
@@ -223,46 +221,40 @@ class GuidancePanel(QWidget):
             return
         self._run(image, axes, layout, todo, measure, checkpoints, then)
 
-    def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
-        from napari.qt.threading import create_worker
+    @property
+    def worker(self) -> Any:
+        """The running measurement's worker, or None."""
+        return self.loop.jobs.worker(self._key)
 
+    def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
         job = SliceJob(
             checkpoints=checkpoints,
             image=stack_slices(image.data, axes, todo),
             slices=tuple(todo),
             measure=measure,
-            loaded={p: m for p, m in self._loaded.items() if p in checkpoints},
+            loaded=self.loop.models.get_many(checkpoints),
             num_threads=1 if training_running() else None,
         )
-        if self.worker is not None:
-            self.worker.quit()
-        worker = create_worker(run_slice_job, job, _ignore_errors=True)
         key = (measure, *checkpoints)
-        worker.returned.connect(lambda r, w=worker: self._on_returned(w, image.name, key, r, then))
-        worker.errored.connect(lambda err, w=worker: self._on_error(w, err))
-        self.worker = worker
         self.why.setText(f"Measuring uncertainty on {len(todo)} slice(s)…")
         self.show_button.setEnabled(False)
-        worker.start()
+        self.loop.jobs.start(
+            self._key,
+            run_slice_job,
+            job,
+            what="Measuring uncertainty",
+            on_done=lambda result: self._on_returned(image.name, key, result, then),
+            on_error=self._on_error,
+            torch_threads=job.num_threads,
+        )
 
-    def _on_error(self, worker: Any, error: BaseException) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
+    def _on_error(self, text: str) -> None:
         self.show_button.setEnabled(True)
-        from napari.utils.notifications import show_warning
+        self._warn(text)
 
-        if not isinstance(error, UserInputError):
-            logger.error("uncertainty failed", exc_info=error)
-        self.why.setText(f"Uncertainty failed: {error}")
-        show_warning(self.why.text())
-
-    def _on_returned(self, worker: Any, name: str, key: tuple, result: SliceResult, then) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
+    def _on_returned(self, name: str, key: tuple, result: SliceResult, then) -> None:
         self.show_button.setEnabled(True)
-        self._loaded = result.loaded
+        self.loop.models.put_many(result.loaded)
         if name not in self.viewer.layers:
             return
         image, axes, layout, _ = self._target()
@@ -347,8 +339,7 @@ class GuidancePanel(QWidget):
     def shutdown(self) -> None:
         """Save the correction time and stop a running measurement (the window is closing)."""
         self.clock.flush()
-        if self.worker is not None:
-            self.worker.quit()
+        self.loop.jobs.cancel(self._key)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         """Save the correction time and stop a running measurement."""

@@ -1,7 +1,9 @@
 """The one cache of loaded models of a viewer (no Qt): predict, re-predict, compare, guidance.
 
-A model is found again by its source (checkpoint path), the device it is used on and the file's
-modification time, so a checkpoint rewritten in place (a newer ``latest.pt``) is loaded afresh.
+A model is found again by its source (checkpoint path), the device its weights were loaded to
+(the widgets' workers load to ``"cpu"``; prediction runs an inference copy on the chosen device,
+so one loaded model serves every device) and the file's modification time, so a checkpoint
+rewritten in place (a newer ``latest.pt``) is loaded afresh.
 Jobs get the cached models on the main thread when they start and hand back what they loaded
 when they return (:meth:`ModelCache.put`); at most :attr:`ModelCache.capacity` models are kept
 (the least recently used goes first), as many as a comparison plus the active model need.
@@ -16,13 +18,13 @@ from typing import Any
 Key = tuple[str, str, float]
 
 
-def model_key(source: str, device: str = "auto") -> Key:
+def model_key(source: str, device: str = "cpu") -> Key:
     """``(source, device, mtime)``: mtime -1 when the file cannot be read (never matches)."""
     try:
         mtime = os.path.getmtime(source)
     except OSError:
         mtime = -1.0
-    return str(source), str(device or "auto"), mtime
+    return str(source), str(device or "cpu"), mtime
 
 
 class ModelCache:
@@ -36,7 +38,7 @@ class ModelCache:
         self.capacity = int(capacity)
         self._models: OrderedDict[Key, Any] = OrderedDict()
 
-    def get(self, source: str, device: str = "auto") -> Any:
+    def get(self, source: str, device: str = "cpu") -> Any:
         """The loaded model of ``source`` on ``device`` as the file is now, or None."""
         key = model_key(source, device)
         if key[2] < 0:
@@ -46,7 +48,7 @@ class ModelCache:
             self._models.move_to_end(key)
         return model
 
-    def get_many(self, sources: tuple[str, ...] | list[str], device: str = "auto") -> dict:
+    def get_many(self, sources: tuple[str, ...] | list[str], device: str = "cpu") -> dict:
         """``{source: loaded model}`` for those of ``sources`` in the cache."""
         found = {s: self.get(s, device) for s in sources}
         return {s: m for s, m in found.items() if m is not None}
@@ -63,7 +65,7 @@ class ModelCache:
         while len(self._models) > self.capacity:
             self._models.popitem(last=False)
 
-    def put_many(self, models: dict, device: str = "auto") -> None:
+    def put_many(self, models: dict, device: str = "cpu") -> None:
         """Keep every ``{source: loaded model}``."""
         for source, model in models.items():
             self.put(source, device, model)

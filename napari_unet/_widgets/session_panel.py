@@ -132,7 +132,7 @@ class SessionPanel(QWidget):
 
         self.path_label = QLabel("No session: corrections are not saved.", wordWrap=True)
         self.state_label = QLabel("", wordWrap=True)
-        self.disk_label = DiskUseLabel()
+        self.disk_label = DiskUseLabel(self.loop_state.jobs)
         self.create_button = QPushButton(
             "Create session",
             toolTip="Save corrections next to the "

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet._widgets.predict_worker import JobProgress, PredictionError, worker_threads
+from napari_unet._widgets.predict_worker import JobProgress, PredictionError
 from napari_unet.core.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ class SliceJob:
         measure: ``"none"``, ``"entropy"`` (of the first model) or ``"disagreement"`` (first
             two models).
         loaded: ``{checkpoint path: LoadedModel}`` already loaded (reused).
-        num_threads: torch threads while running (None: ``cores - 1``).
+        num_threads: torch threads for the job, set on the main thread when it starts
+            (:func:`~napari_unet._widgets._workers.use_torch_threads`; None: ``cores - 1``).
     """
 
     checkpoints: tuple[str, ...]
@@ -91,15 +92,12 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
         UserInputError: a broken checkpoint, a restoration model, a channel mismatch.
         PredictionError: anything torch raises as a RuntimeError (out of memory...).
     """
-    import torch
 
     from napari_unet.core.checkpoint import load_checkpoint
     from napari_unet.core.postprocess import labels_from_probabilities
     from napari_unet.core.predict import PredictConfig, iter_predict
     from napari_unet.core.uncertainty import disagreement, entropy
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(worker_threads(job.num_threads))
     loaded_models = dict(job.loaded)
     probabilities, labels, tasks, outputs = [], [], [], []
     try:
@@ -166,8 +164,6 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
             )
     except RuntimeError as err:
         raise PredictionError(f"{type(err).__name__}: {err}") from err
-    finally:
-        torch.set_num_threads(previous)
     return SliceResult(
         probabilities=tuple(probabilities),
         labels=tuple(labels),

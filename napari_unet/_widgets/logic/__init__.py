@@ -1,0 +1,30 @@
+"""Qt-free decisions of the widgets, tested with ``napari.components.ViewerModel`` (no window).
+
+- :mod:`.layer_choice`: which labels layer the correction tools follow;
+- :mod:`.refresh`: what protects a corrected slice, and which slices a refresh with a new model
+  version replaces (in which runs, the slice on screen first).
+
+Nothing here imports Qt; napari is imported only inside functions that check layer types.
+"""
+
+from napari_unet._widgets.logic.layer_choice import (
+    CORRECTABLE_ROLES,
+    correctable_labels,
+    default_labels,
+    labels_to_follow,
+)
+from napari_unet._widgets.logic.refresh import (
+    PROTECTED_STATUSES,
+    refresh_runs,
+    session_protected,
+)
+
+__all__ = [
+    "CORRECTABLE_ROLES",
+    "PROTECTED_STATUSES",
+    "correctable_labels",
+    "default_labels",
+    "labels_to_follow",
+    "refresh_runs",
+    "session_protected",
+]
