@@ -144,8 +144,13 @@ class Jobs(QObject):
                     on_end()
 
         def failed(error: BaseException) -> None:
-            if live() and on_error is not None:
-                on_error(error_message(error, what))
+            if not live():
+                return
+            text = error_message(error, what)  # logs an unexpected error with its traceback
+            if on_error is not None:
+                on_error(text)
+            else:
+                logger.warning("%s", text)
 
         if on_yield is not None and hasattr(worker, "yielded"):
             worker.yielded.connect(lambda value: live() and on_yield(value))

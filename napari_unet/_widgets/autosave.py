@@ -23,61 +23,27 @@ synchronously (viewer closing).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.autosave_jobs import (
+    Fingerprint,
+    SaveJob,
+    Updates,
+    Watch,
+    crc,
+    run_save,
+    save_in_worker,
+    slices_or_none,
+)
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet.session.errors import SessionError
 
 logger = logging.getLogger(__name__)
-
-Fingerprint = tuple[int, int | None, int | None]
-Updates = dict[int, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
-
-
-def _crc(array: np.ndarray | None) -> int | None:
-    if array is None:
-        return None
-    array = np.ascontiguousarray(array)
-    return zlib.crc32(array.view(np.uint8).reshape(-1), zlib.crc32(array.dtype.str.encode()))
-
-
-@dataclass(eq=False)
-class _Watch:
-    """A labels layer linked to a session image, and what of it was saved."""
-
-    layer: Any
-    image_id: str
-    suspect: set[int] = field(default_factory=set)
-    saved: dict[int, Fingerprint] = field(default_factory=dict)
-    seen: tuple = ()
-    step: tuple = ()
-
-
-@dataclass(eq=False)
-class _Job:
-    """One save: ``{watch: (updates, fingerprints)}`` plus its outcome."""
-
-    batch: dict[_Watch, tuple[Updates, dict[int, Fingerprint]]]
-    nbytes: int
-    session: Any = None
-    error: BaseException | None = None
-    seconds: float = 0.0
-    handled: bool = False
-    threaded: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    _claim: threading.Lock = field(default_factory=threading.Lock)
-
-    def claim(self) -> bool:
-        """True for the first caller only: it runs the save (the worker or a flush)."""
-        return self._claim.acquire(blocking=False)
 
 
 class Autosave(QObject):
@@ -115,8 +81,8 @@ class Autosave(QObject):
         self.threaded = threaded
         self.error: str | None = None
         self.last_saved: float | None = None
-        self._watches: list[_Watch] = []
-        self._job: _Job | None = None
+        self._watches: list[Watch] = []
+        self._job: SaveJob | None = None
         self._again = False
         self._last_rate: tuple[float, int] = (0.0, 1)
         self._timer = QTimer(self, singleShot=True, interval=delay_ms)
@@ -136,7 +102,7 @@ class Autosave(QObject):
                 every slice is saved at the next tick.
         """
         self.unwatch(layer)
-        watch = _Watch(layer, image_id)
+        watch = Watch(layer, image_id)
         n = rv.n_slices(tuple(layer.data.shape))
         if saved_now:
             watch.saved = {s: self._fingerprint(layer, s) for s in range(n)}
@@ -161,7 +127,7 @@ class Autosave(QObject):
         """``(layer, image_id)`` of every watched layer."""
         return [(w.layer, w.image_id) for w in self._watches]
 
-    def _callbacks(self, watch: _Watch) -> list[tuple[str, Any]]:
+    def _callbacks(self, watch: Watch) -> list[tuple[str, Any]]:
         cached = getattr(watch, "_cb", None)
         if cached is None:
             cached = [
@@ -176,14 +142,14 @@ class Autosave(QObject):
                 (
                     "metadata",
                     lambda e: self._dirty(
-                        watch, _slices_or_none(getattr(e, "napari_unet_slices", None))
+                        watch, slices_or_none(getattr(e, "napari_unet_slices", None))
                     ),
                 ),
             ]
             watch._cb = cached  # type: ignore[attr-defined]
         return cached
 
-    def _on_set_data(self, watch: _Watch) -> None:
+    def _on_set_data(self, watch: Watch) -> None:
         step = tuple(self.viewer.dims.current_step)
         if step != watch.step:  # scrolling through the stack: nothing changed
             watch.step = step
@@ -197,7 +163,7 @@ class Autosave(QObject):
         position = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
         return rv.flat_index(shape, np.round(position[-len(shape) : -2]))
 
-    def _dirty(self, watch: _Watch, slices: set[int] | None) -> None:
+    def _dirty(self, watch: Watch, slices: set[int] | None) -> None:
         n = rv.n_slices(tuple(watch.layer.data.shape))
         watch.suspect |= set(range(n)) if slices is None else {s for s in slices if 0 <= s < n}
         self.mark_pending()
@@ -228,12 +194,12 @@ class Autosave(QObject):
     @staticmethod
     def _fingerprint(layer: Any, s: int) -> Fingerprint:
         return (
-            _crc(rv.plane(np.asarray(layer.data), s)),
-            _crc(rv.reviewed_plane(layer, s)),
-            _crc(rv.snapshot_plane(layer, s)),
+            crc(rv.plane(np.asarray(layer.data), s)),
+            crc(rv.reviewed_plane(layer, s)),
+            crc(rv.snapshot_plane(layer, s)),
         )
 
-    def _collect(self, watch: _Watch) -> tuple[Updates, dict[int, Fingerprint]]:
+    def _collect(self, watch: Watch) -> tuple[Updates, dict[int, Fingerprint]]:
         layer = watch.layer
         n = rv.n_slices(tuple(layer.data.shape))
         seen = self._seen(layer)
@@ -286,34 +252,24 @@ class Autosave(QObject):
         nbytes = sum(
             a.nbytes for u, _ in batch.values() for t in u.values() for a in t if a is not None
         )
-        job = _Job(batch, nbytes, session=self.session)
+        job = SaveJob(batch, nbytes, session=self.session)
         seconds, size = self._last_rate
         threaded = self.threaded
         if threaded is None:
             threaded = seconds * max(1.0, nbytes / size) > self.budget_s or nbytes > 32 << 20
         self._job = job
         if not threaded:
-            self._run(job, self.session)
+            run_save(job, self.session)
             self._on_finished(job)
             return job.error is None
         job.threaded = True
         self.busy.emit(True)
         self.loop.jobs.start(
-            (id(self), "save"), _save_in_worker, job, what="Saving", on_done=self._on_finished
+            (id(self), "save"), save_in_worker, job, what="Saving", on_done=self._on_finished
         )
         return True
 
-    @staticmethod
-    def _run(job: _Job, session: Any) -> None:
-        start = time.perf_counter()
-        try:
-            for watch, (updates, _) in job.batch.items():
-                session.save_slices(watch.image_id, updates)
-        except (SessionError, OSError) as err:
-            job.error = err
-        job.seconds = time.perf_counter() - start
-
-    def _on_finished(self, job: _Job) -> None:
+    def _on_finished(self, job: SaveJob) -> None:
         if job.handled:
             return
         job.handled = True
@@ -351,7 +307,7 @@ class Autosave(QObject):
         job = self._job
         if job is not None and job.threaded:
             if job.claim():  # the pool has not started it yet: save here
-                self._run(job, job.session)
+                run_save(job, job.session)
                 job.done.set()
             elif not job.done.wait(timeout):
                 return False
@@ -363,22 +319,3 @@ class Autosave(QObject):
         finally:
             self.threaded = threaded
         return ok and self.error is None
-
-
-def _save_in_worker(job: _Job) -> _Job:
-    """Run ``job`` in a worker unless a flush claimed it; every error is kept in the job."""
-    if job.claim():
-        try:
-            Autosave._run(job, job.session)
-        except Exception as err:  # never lose the outcome: the slices stay dirty
-            logger.exception("autosave failed")
-            job.error = err
-        finally:
-            job.done.set()
-    return job
-
-
-def _slices_or_none(value: Any) -> set[int] | None:
-    if value is None:
-        return None
-    return {int(s) for s in value}

@@ -131,7 +131,11 @@ class CorrectPanel(QWidget):
         self.slice_status = QLabel("no labels layer")
         self.stack_status = QLabel("")
         self.message = QLabel("", wordWrap=True)
+        self._build()
+        self._connect(viewer)
+        self._on_layers_changed()
 
+    def _build(self) -> None:
         box = QGroupBox("Correct")
         grid = QGridLayout(box)
         grid.addWidget(QLabel("Labels"), 0, 0)
@@ -153,6 +157,7 @@ class CorrectPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(box)
 
+    def _connect(self, viewer: Any) -> None:
         self.slice_button.clicked.connect(self.mark_slice)
         self.view_button.clicked.connect(self.mark_view)
         self.draw_button.clicked.connect(self.show_review_regions)
@@ -165,7 +170,6 @@ class CorrectPanel(QWidget):
         viewer.layers.selection.events.active.connect(self._on_active)
         viewer.dims.events.current_step.connect(self._schedule_status)
         self.loop.labels_predicted.connect(self._on_predicted)
-        self._on_layers_changed()
 
     # ------------------------------------------------------------------ layer choice
     @property

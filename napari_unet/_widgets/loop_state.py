@@ -87,6 +87,8 @@ class LoopState(QObject):
         self.jobs = Jobs(self)
         self._windows: set[int] = set()  # ids only: a reference would keep the viewer alive
         self._closed = False
+        self._quit_hooked = False
+        self._hook_quit()
 
     @classmethod
     def for_viewer(cls, viewer: Any) -> LoopState:
@@ -126,14 +128,18 @@ class LoopState(QObject):
 
         if not isinstance(window, QMainWindow) or id(window) in self._windows:
             return
-        if not self._windows:
-            from qtpy.QtWidgets import QApplication
-
-            app = QApplication.instance()
-            if app is not None:
-                app.aboutToQuit.connect(self.shutdown)
+        self._hook_quit()
         self._windows.add(id(window))
         window.installEventFilter(self)
+
+    def _hook_quit(self) -> None:
+        """Shut down when the application quits (once the QApplication exists)."""
+        from qtpy.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if app is not None and not self._quit_hooked:
+            app.aboutToQuit.connect(self.shutdown)
+            self._quit_hooked = True
 
     def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
         """A watched window closing shuts the loop down."""

@@ -32,7 +32,7 @@ from napari_unet._widgets._workers import error_message
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
 from napari_unet._widgets.loop_state import LoopState
-from napari_unet._widgets.model_choice import suggest_builtin
+from napari_unet._widgets.model_choice import propose_for
 from napari_unet._widgets.output import OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
 from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
@@ -170,19 +170,9 @@ class SegmentPanel(QWidget):
         Nothing changes once the user picked a model by hand, or while a session version or a
         checkpoint file is chosen.
         """
-        from napari_unet._widgets.model_picker import builtin_models
-
-        picker = self.form.model
-        builtins = {name: str(path) for name, path in builtin_models().items()}
-        current = picker.checkpoint()
-        if self.model_by_hand or picker.version_id() or current not in (None, *builtins.values()):
-            return None
-        choice = suggest_builtin(layer, frozenset(builtins))
+        choice, changed = propose_for(self.form.model, layer, by_hand=self.model_by_hand)
         if choice is None:
             return None
-        changed = builtins[choice.name] != current
-        if changed:
-            picker.populate(select=builtins[choice.name])
         if changed or self.status.text() == "Ready.":  # never hide the result of a run
             self.status.setText(
                 f"Model {choice.name} chosen for '{layer.name}' ({choice.reason}); pick another "
@@ -277,16 +267,14 @@ class SegmentPanel(QWidget):
             overwrite=self.form.overwrite.isChecked(),
             writer=self.writer,
         )
-        per_pixel = 0
-        if self.writer.labels_layer(layer.name, plan.layout) is None:  # labels, snapshot, reviewed
-            instances = self.form.postprocess_settings().get("output") == "instances"
-            per_pixel += 2 * (2 if instances else 1) + 1
-        probabilities = L.find_plugin_layer(
-            self.viewer, role="probabilities", image_layer=layer.name
+        J.check_new_layers_fit(
+            self.viewer,
+            layer.name,
+            plan.layout,
+            labels=self.writer.labels_layer(layer.name, plan.layout) is None,
+            instances=self.form.postprocess_settings().get("output") == "instances",
+            probabilities=self.form.probabilities.isChecked(),
         )
-        if self.form.probabilities.isChecked() and probabilities is None:
-            per_pixel += 4
-        J.check_output_memory(layer.name, plan.layout, per_pixel)
         self._job = {
             "image": layer.name,
             "layout": plan.layout,

@@ -36,9 +36,16 @@ from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.disk_use import DiskUseLabel
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
+from napari_unet._widgets.session_files import (
+    ago,
+    free_folder,
+    image_source,
+    restore_image,
+    stored_labels,
+)
 from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import UserInputError
-from napari_unet.session.paths import SESSION_SUFFIX, default_session_folder
+from napari_unet.session.paths import default_session_folder
 
 if TYPE_CHECKING:
     import napari
@@ -48,57 +55,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _STACK_LETTERS = {3: "ZYX", 4: "TZYX", 5: "STZYX"}
-
-
-def image_source(layer: Any) -> str | None:
-    """The file an image layer was read from (``source.path`` or the plugin tag), or None.
-
-    A layer that is one channel of a multi-channel file (the reader's tag has ``"channel"``) has
-    no file of its own: None, so the session stores a copy of the layer's data instead of
-    pointing every channel at the same (C, Y, X) file.
-    """
-    tag = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
-    if isinstance(tag, dict) and tag.get("channel") is not None:
-        return None
-    path = getattr(getattr(layer, "source", None), "path", None)
-    if not path:
-        path = tag.get("source") if isinstance(tag, dict) else None
-    return str(path) if path else None
-
-
-def _read_source(path: str | Path) -> Any:
-    """An image file read whole, or a Zarr folder opened lazily (a dask array, as the reader)."""
-    from napari_unet.core.io import read_image
-    from napari_unet.session.paths import is_zarr_source
-
-    if is_zarr_source(path):
-        import dask.array as da
-
-        from napari_unet.core.zarr_io import open_zarr
-
-        return da.from_zarr(open_zarr(path).array)
-    return read_image(path).image
-
-
-def free_folder(folder: Path) -> Path:
-    """``folder`` if it holds no session yet, else ``<name>-2``, ``-3``... beside it."""
-    candidate, n = folder, 1
-    stem = folder.name.removesuffix(SESSION_SUFFIX)
-    while (candidate / "session.json").exists() or (
-        candidate.exists() and any(candidate.iterdir())
-    ):
-        n += 1
-        candidate = folder.with_name(f"{stem}-{n}{SESSION_SUFFIX}")
-    return candidate
-
-
-def ago(seconds: float) -> str:
-    """``"just now"``, ``"3 s ago"``, ``"2 min ago"``."""
-    if seconds < 1:
-        return "just now"
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    return f"{seconds / 60:.0f} min ago"
 
 
 class ReportingAutosave(Autosave):
@@ -321,50 +277,11 @@ class SessionPanel(QWidget):
         return session
 
     def _restore(self, entry: Any) -> Any:
-        image = next((la for la in self.viewer.layers if la.name == entry.name), None)
-        if image is None or tuple(np.shape(image.data)) != entry.shape:
-            path = entry.source or entry.copy
-            data = _read_source(path)
-            if tuple(data.shape) != entry.shape:
-                raise UserInputError(
-                    f"The image {path} now has shape {tuple(data.shape)}, not "
-                    f"{entry.shape} as in the session; restore the original."
-                )
-            image = self.viewer.add_image(
-                data,
-                name=entry.name,
-                rgb=entry.axes.endswith("C") and data.shape[-1] in (3, 4),
-                metadata={L.TAG: {"axes": entry.axes, "source": str(path)}},
-            )
-        shape, statuses = entry.labels_shape, self.session.statuses(entry.id)
-        stored = {
-            s: self.session.load_slice(entry.id, s)
-            for s, status in enumerate(statuses)
-            if status != "unlabelled"
-        }
-        arrays = [a for d in stored.values() for a in (d.labels, d.snapshot) if a is not None]
-        dtype = np.result_type(*arrays) if arrays else np.uint16
-        tag = L.labels_metadata(
-            image.name,
-            shape,
-            task=entry.task or "semantic",
-            output="instances" if entry.kind == "instances" else "semantic",
-            model="session",
-            dtype=dtype,
-        )
-        volume = np.zeros(shape, dtype=dtype)
-        for s, data in stored.items():
-            key = rv.slice_key(shape, s)
-            if data.labels is not None:
-                volume[key] = data.labels
-            if data.snapshot is not None:
-                tag["snapshot"][key] = data.snapshot
-                tag["predicted"].append(s)
-            if data.reviewed is not None:
-                tag["reviewed"][key] = data.reviewed
+        image = restore_image(self.viewer, entry)
+        volume, tag = stored_labels(self.session, entry, image.name)
         tag["session_image_id"] = entry.id
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
-        if labels is not None and tuple(labels.data.shape) == shape:
+        if labels is not None and tuple(labels.data.shape) == tuple(volume.shape):
             self.autosave.unwatch(labels)
             rv.plugin_meta(labels).update(tag)
             labels.data = volume
