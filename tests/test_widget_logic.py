@@ -117,3 +117,23 @@ def test_widget_logic_imports_no_qt() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_slice_statuses_are_counted_and_recomputed_only_when_dirty(viewer):
+    from napari_unet._widgets import reviewed as rv
+    from napari_unet._widgets.logic import SliceStatusCache, summary_text
+
+    data = np.zeros((3, 8, 8), np.uint16)
+    data[:2, 2:5, 2:5] = 1
+    tag = {"role": "labels", "snapshot": data.copy(), "reviewed": np.zeros(data.shape, bool)}
+    layer = viewer.add_labels(data, name="labels", metadata={TAG: tag})
+    cache = SliceStatusCache()
+    cache.reset(layer)
+    assert summary_text(3, cache.counts()) == "3 slices: 3 predicted"  # an empty one too
+    layer.data[0, 0, 0] = 4  # an edit the cache has not been told about yet
+    assert cache.status(0) == "predicted"
+    cache.mark_dirty({0})
+    assert cache.status(0) == "edited"
+    rv.mark_reviewed(layer, 1)
+    cache.mark_dirty(None)
+    assert summary_text(3, cache.counts()) == "3 slices: 1 reviewed, 1 edited, 1 predicted"

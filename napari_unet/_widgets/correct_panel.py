@@ -34,6 +34,7 @@ from napari_unet._widgets.logic.layer_choice import (
     correctable_labels,
     labels_to_follow,
 )
+from napari_unet._widgets.logic.slice_status import SliceStatusCache, summary_text
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet.core.postprocess import remove_small_objects_labels
 
@@ -44,48 +45,6 @@ logger = logging.getLogger(__name__)
 
 NEXT_LABEL_KEY = "M"
 SCOPES = ("current slice", "whole stack")
-#: Plugin roles a correction may go to: the prediction (a user's own layer has no role).
-
-
-class SliceStatusCache:
-    """Per-slice status of one labels layer, recomputed lazily for slices marked dirty."""
-
-    def __init__(self) -> None:
-        self.layer: Any = None
-        self._status: dict[int, str] = {}
-
-    def reset(self, layer: Any = None) -> None:
-        """Forget everything (a new layer, or its data replaced)."""
-        self.layer = layer
-        self._status.clear()
-
-    def mark_dirty(self, slices: set[int] | None) -> None:
-        """Recompute ``slices`` (None: all) next time they are asked for."""
-        if slices is None:
-            self._status.clear()
-        for s in slices or ():
-            self._status.pop(s, None)
-
-    def status(self, index: int) -> str:
-        """Status of slice ``index`` (computed once until marked dirty)."""
-        if index not in self._status:
-            self._status[index] = rv.status_of(self.layer, index)
-        return self._status[index]
-
-    def counts(self) -> dict[str, int]:
-        """How many slices have each status."""
-        counts: dict[str, int] = {}
-        for s in range(rv.n_slices(tuple(self.layer.data.shape))):
-            status = self.status(s)
-            counts[status] = counts.get(status, 0) + 1
-        return counts
-
-
-def summary_text(n: int, counts: dict[str, int]) -> str:
-    """E.g. ``"12 slices: 3 reviewed, 2 edited, 7 predicted"``."""
-    order = ("reviewed", "edited", "predicted", "unlabelled")
-    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    return f"{n} slice{'s' if n != 1 else ''}: " + ", ".join(parts)
 
 
 class CorrectPanel(QWidget):

@@ -1,6 +1,7 @@
 """Qt-free decisions of the widgets, tested with ``napari.components.ViewerModel`` (no window).
 
 - :mod:`.layer_choice`: which labels layer the correction tools follow;
+- :mod:`.slice_status`: each slice's review status and the summary line;
 - :mod:`.refresh`: what protects a corrected slice, and which slices a refresh with a new model
   version replaces (in which runs, the slice on screen first).
 
@@ -18,13 +19,16 @@ from napari_unet._widgets.logic.refresh import (
     refresh_runs,
     session_protected,
 )
+from napari_unet._widgets.logic.slice_status import SliceStatusCache, summary_text
 
 __all__ = [
     "CORRECTABLE_ROLES",
     "PROTECTED_STATUSES",
+    "SliceStatusCache",
     "correctable_labels",
     "default_labels",
     "labels_to_follow",
     "refresh_runs",
     "session_protected",
+    "summary_text",
 ]
