@@ -137,3 +137,22 @@ def test_slice_statuses_are_counted_and_recomputed_only_when_dirty(viewer):
     rv.mark_reviewed(layer, 1)
     cache.mark_dirty(None)
     assert summary_text(3, cache.counts()) == "3 slices: 1 reviewed, 1 edited, 1 predicted"
+
+
+def test_a_session_links_the_corrected_layer_and_finds_its_image(viewer):
+    from napari_unet._widgets.logic import image_of, labels_to_link
+
+    image = viewer.add_image(np.zeros((8, 8)), name="image")
+    viewer.add_image(np.zeros((8, 8, 3)), name="rgb", rgb=True)
+    mine = _labels(viewer, "mine")
+    prediction = _labels(viewer, "image labels", "labels")
+    _labels(viewer, "mine 2")
+    assert labels_to_link(viewer.layers, None, None) is prediction  # the newest prediction
+    assert labels_to_link(viewer.layers, mine, None) is mine  # the active one
+    assert labels_to_link(viewer.layers, mine, prediction) is prediction  # being corrected
+    viewer.layers.remove(prediction)
+    assert labels_to_link(viewer.layers, None, prediction).name == "mine 2"
+    assert image_of(viewer.layers, prediction) is image  # named in its tag
+    assert image_of(viewer.layers, mine) is image  # the first user image of its shape
+    odd = viewer.add_labels(np.zeros((5, 5), np.uint8), name="odd")
+    assert image_of(viewer.layers, odd) is None

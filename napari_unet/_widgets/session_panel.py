@@ -34,6 +34,7 @@ from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets._workers import guard
 from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.disk_use import DiskUseLabel
+from napari_unet._widgets.logic.layer_choice import image_of, labels_to_link
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.session_files import (
@@ -156,40 +157,19 @@ class SessionPanel(QWidget):
         )
 
     def target_labels(self) -> Any:
-        """The labels layer to link: the correction panel's, else the active or a plugin one."""
-        from napari.layers import Labels
-
-        parent = self.parentWidget()
-        if parent is not None:
-            from napari_unet._widgets.correct_panel import CorrectPanel
-
-            for panel in parent.findChildren(CorrectPanel):
-                if panel.labels_layer is not None:
-                    return panel.labels_layer
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Labels):
-            return active
-        labels = [la for la in self.viewer.layers if isinstance(la, Labels)]
-        plugin = [la for la in labels if rv.role_of(la) == "labels"]
-        return (plugin or labels or [None])[-1]
+        """The labels layer to link: the one being corrected, else the active or a plugin one."""
+        layers = self.viewer.layers
+        return labels_to_link(layers, layers.selection.active, self.loop_state.labels_layer)
 
     def image_for(self, labels: Any) -> Any:
         """The image layer a labels layer belongs to (its tag, else the first of its shape)."""
-        from napari.layers import Image
-
-        tag = rv.plugin_meta(labels) or {}
-        name = tag.get("image_layer")
-        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
-            return self.viewer.layers[name]
-        for layer in self.viewer.layers:
-            if isinstance(layer, Image) and rv.role_of(layer) is None:
-                shape = tuple(layer.data.shape)[: -1 if layer.rgb else None]
-                if shape == tuple(labels.data.shape):
-                    return layer
-        raise UserInputError(
-            f"No image layer found for the labels layer '{labels.name}'; add "
-            "the image it belongs to, then try again."
-        )
+        image = image_of(self.viewer.layers, labels)
+        if image is None:
+            raise UserInputError(
+                f"No image layer found for the labels layer '{labels.name}'; add "
+                "the image it belongs to, then try again."
+            )
+        return image
 
     # ------------------------------------------------------------------ create / add
     def create_session(self, folder: str | Path | None = None) -> Session:

@@ -1,6 +1,7 @@
 """Qt-free decisions of the widgets, tested with ``napari.components.ViewerModel`` (no window).
 
-- :mod:`.layer_choice`: which labels layer the correction tools follow;
+- :mod:`.layer_choice`: which labels layer the correction tools follow, which one a session
+  links and the image it belongs to;
 - :mod:`.slice_status`: each slice's review status and the summary line;
 - :mod:`.refresh`: what protects a corrected slice, and which slices a refresh with a new model
   version replaces (in which runs, the slice on screen first).
@@ -12,7 +13,9 @@ from napari_unet._widgets.logic.layer_choice import (
     CORRECTABLE_ROLES,
     correctable_labels,
     default_labels,
+    image_of,
     labels_to_follow,
+    labels_to_link,
 )
 from napari_unet._widgets.logic.refresh import (
     PROTECTED_STATUSES,
@@ -27,7 +30,9 @@ __all__ = [
     "SliceStatusCache",
     "correctable_labels",
     "default_labels",
+    "image_of",
     "labels_to_follow",
+    "labels_to_link",
     "refresh_runs",
     "session_protected",
     "summary_text",

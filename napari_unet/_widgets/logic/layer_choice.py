@@ -1,4 +1,4 @@
-"""Which labels layer the correction tools work on (no Qt).
+"""Which labels layer the correction tools work on, and which one a session links (no Qt).
 
 A labels layer can be corrected when it is in memory (a lazy Zarr volume is view only: napari
 cannot paint into it, and tracking its edits would read it whole) and is the user's own or the
@@ -45,4 +45,41 @@ def labels_to_follow(layers: Iterable[Any], current: Any) -> Any:
     return current if current in candidates else default_labels(candidates)
 
 
-__all__ = ["CORRECTABLE_ROLES", "correctable_labels", "default_labels", "labels_to_follow"]
+def labels_to_link(layers: Any, active: Any, corrected: Any) -> Any:
+    """The labels layer *Create session* / *Add image* links: the one being corrected, else the
+    active Labels layer, else the newest prediction, else the newest Labels layer (or None)."""
+    from napari.layers import Labels
+
+    if corrected is not None and corrected in layers:
+        return corrected
+    if isinstance(active, Labels):
+        return active
+    labels = [la for la in layers if isinstance(la, Labels)]
+    plugin = [la for la in labels if rv.role_of(la) == "labels"]
+    return (plugin or labels or [None])[-1]
+
+
+def image_of(layers: Any, labels: Any) -> Any:
+    """The image layer ``labels`` belongs to: the one its tag names, else the first user image of
+    its shape; None when there is none."""
+    from napari.layers import Image
+
+    name = (rv.plugin_meta(labels) or {}).get("image_layer")
+    if name in layers and isinstance(layers[name], Image):
+        return layers[name]
+    for layer in layers:
+        if isinstance(layer, Image) and rv.role_of(layer) is None:
+            shape = tuple(layer.data.shape)[: -1 if layer.rgb else None]
+            if shape == tuple(labels.data.shape):
+                return layer
+    return None
+
+
+__all__ = [
+    "CORRECTABLE_ROLES",
+    "correctable_labels",
+    "default_labels",
+    "image_of",
+    "labels_to_follow",
+    "labels_to_link",
+]
