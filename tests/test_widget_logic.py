@@ -156,3 +156,47 @@ def test_a_session_links_the_corrected_layer_and_finds_its_image(viewer):
     assert image_of(viewer.layers, mine) is image  # the first user image of its shape
     odd = viewer.add_labels(np.zeros((5, 5), np.uint8), name="odd")
     assert image_of(viewer.layers, odd) is None
+
+
+def test_guidance_measures_with_the_active_model_and_reuses_probabilities(viewer, tmp_path):
+    from napari_unet._widgets.layers import layout_of
+    from napari_unet._widgets.logic import models_to_measure, reusable_probability
+    from napari_unet.core.errors import UserInputError
+
+    class Version:
+        def __init__(self, version_id):
+            self.id = version_id
+
+    class Session:
+        def versions(self):
+            return [Version("v001"), Version("v002"), Version("v003")]
+
+        def version_path(self, version_id):
+            return tmp_path / f"{version_id}.pt"
+
+    checkpoint = tmp_path / "mine.pt"
+    checkpoint.write_bytes(b"x")
+    image = viewer.add_image(np.zeros((2, 8, 8), np.float32), name="image")
+    tag = {"role": "labels", "image_layer": "image", "model": str(checkpoint), "predicted": [1]}
+    viewer.add_labels(np.zeros((2, 8, 8), np.uint8), name="labels", metadata={TAG: tag})
+    session = Session()
+    path = str(tmp_path / "v002.pt")
+    assert models_to_measure(viewer, session, "v002", "entropy", "image") == (path,)
+    assert models_to_measure(viewer, None, None, "entropy", "image") == (str(checkpoint),)
+    assert models_to_measure(viewer, session, None, "disagreement", "image") == (
+        str(tmp_path / "v003.pt"),
+        str(tmp_path / "v002.pt"),
+    )
+    with pytest.raises(UserInputError, match="two model versions"):
+        models_to_measure(viewer, None, None, "disagreement", "image")
+    with pytest.raises(UserInputError, match="No model to measure with"):
+        models_to_measure(viewer, None, None, "entropy", "other image")
+
+    layout = layout_of(image, "ZYX")
+    assert reusable_probability(viewer, "image", layout, 1) is None  # no probability layer
+    probabilities = np.full((2, 8, 8), 0.25, np.float32)
+    viewer.add_image(
+        probabilities, metadata={TAG: {"role": "probabilities", "image_layer": "image"}}
+    )
+    assert reusable_probability(viewer, "image", layout, 0) is None  # slice 0 never predicted
+    np.testing.assert_array_equal(reusable_probability(viewer, "image", layout, 1), 0.25)

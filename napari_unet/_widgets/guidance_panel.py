@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,12 +32,12 @@ from qtpy.QtWidgets import (
 from napari_unet._widgets import layers as L
 from napari_unet._widgets._workers import guard, training_running
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
+from napari_unet._widgets.logic.guidance import models_to_measure, reusable_probability
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.repredict import current_image_slice
 from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.errors import UserInputError
 from napari_unet.core.lazy import stack_slices
 from napari_unet.core.uncertainty import entropy, most_uncertain_tile
 
@@ -148,24 +147,10 @@ class GuidancePanel(QWidget):
         return current_image_slice(self.viewer, then="first.")
 
     def _checkpoints(self, measure: str, image_name: str) -> tuple[str, ...]:
-        session = self.loop.session
-        versions = session.versions() if session is not None else []
-        if measure == "disagreement":
-            if len(versions) < 2:
-                raise UserInputError(
-                    "Disagreement needs two model versions: fine-tune until a second version "
-                    "exists, or choose the entropy."
-                )
-            return tuple(str(session.version_path(v.id)) for v in versions[-2:][::-1])
-        if session is not None and self.loop.active_version:
-            return (str(session.version_path(self.loop.active_version)),)
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image_name)
-        model = (L.plugin_tag(labels) or {}).get("model") if labels is not None else None
-        if model and Path(str(model)).is_file():
-            return (str(model),)
-        if versions:
-            return (str(session.version_path(versions[-1].id)),)
-        raise UserInputError("No model to measure with: predict the image in the Segment widget.")
+        loop = self.loop
+        return models_to_measure(
+            self.viewer, loop.session, loop.active_version, measure, image_name
+        )
 
     def _layer(self, image: Any, axes: str, layout: Any, key: tuple) -> Any:
         layer = L.find_plugin_layer(self.viewer, role=ROLE, image_layer=image.name)
@@ -189,14 +174,7 @@ class GuidancePanel(QWidget):
         )
 
     def _reusable_probability(self, image: Any, layout: Any, s: int) -> np.ndarray | None:
-        probs = L.find_plugin_layer(self.viewer, role="probabilities", image_layer=image.name)
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
-        if probs is None or tuple(probs.data.shape) != tuple(layout.spatial_shape):
-            return None
-        predicted = (L.plugin_tag(labels) or {}).get("predicted", []) if labels else []
-        if labels is not None and s not in predicted:
-            return None
-        return np.asarray(probs.data[L.slice_index(layout, s)], dtype=np.float32)
+        return reusable_probability(self.viewer, image.name, layout, s)
 
     def show_uncertainty(self, slices: list[int] | None = None, then: Any = None) -> None:
         """Compute the uncertainty of the current slice (or ``slices``) into its layer."""
