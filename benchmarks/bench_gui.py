@@ -92,7 +92,7 @@ def spanning_gap_ms(ticks: list[float], start: float, end: float) -> float:
 
 def default_checkpoint(folder: Path) -> tuple[Path, str]:
     """A built-in 1-channel checkpoint (instances first), else a random unet (base 32, depth 4)."""
-    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
+    from napari_unet.core.checkpoint.format import builtin_checkpoints, read_checkpoint_info
 
     usable = {
         name: read_checkpoint_info(path) for name, path in builtin_checkpoints().items()
@@ -102,7 +102,7 @@ def default_checkpoint(folder: Path) -> tuple[Path, str]:
             return builtin_checkpoints()[name], f"built-in {name} ({info.task})"
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -195,8 +195,8 @@ def scenario_train(viewer: Any, widget: Any, app: Any, args: argparse.Namespace)
     call until ``--train-seconds`` after the first training step; then Stop is pressed.
     """
     from napari_unet._widgets.trainer_client import TrainerClient
-    from napari_unet.core.train_config import TrainConfig
-    from napari_unet.session.trainer_events import FinetuneRequest
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.trainer.events import FinetuneRequest
 
     seconds = args.train_seconds or (15.0 if args.quick else 30.0)
     folder = _train_session(Path(args.work_dir) / "train_session", 256 if args.quick else 512)

@@ -5,12 +5,12 @@ Usage::
     python benchmarks/bench_hitl.py [--quick] [--json OUT] [--plot OUT.png] \
         [--dataset isbi2012|dsb2018|both]
 
-It reuses ``core.simulate.iter_simulate`` (seeded split, held-out images never corrected,
-correction effort, held-out scoring) with a custom ``trainer`` hook that goes the way the GUI
-goes: each round, the images just "corrected" (prediction replaced by the ground truth) are added
-to a :class:`~napari_unet.session.Session` (the user's file as source) and saved as reviewed
+It reuses ``core.simulation.experiment.iter_simulate`` (seeded split, held-out images never
+corrected, correction effort, held-out scoring) with a custom ``trainer`` hook that goes the way the
+GUI goes: each round, the images just "corrected" (prediction replaced by the ground truth) are
+added to a :class:`~napari_unet.session.Session` (the user's file as source) and saved as reviewed
 slices (``labels`` = truth, ``reviewed`` = all True, ``snapshot`` = the model's prediction); then
-``session.trainer.run_trainer`` runs in a **spawned** process (as ``TrainerClient`` starts it),
+``trainer.process.run_trainer`` runs in a **spawned** process (as ``TrainerClient`` starts it),
 reads its data from the session folder, learns for ``--minutes`` starting from the previous
 round's newest version and publishes versions; the newest version is loaded back as the model.
 
@@ -78,9 +78,9 @@ MODES = {
 
 def load_folder(spec: Dataset, root: Path, normalization: Any) -> tuple[list, dict[str, Path]]:
     """Normalised ``TrainingItem`` objects (full truth, raw values) and their source files."""
-    from napari_unet.core.io import list_images, read_image
-    from napari_unet.core.items import TrainingItem
-    from napari_unet.core.normalize import normalize
+    from napari_unet.core.inference.normalization import normalize
+    from napari_unet.core.io.images import list_images, read_image
+    from napari_unet.core.training.items import TrainingItem
 
     folder = root / spec.folder
     labels = {p.stem: p for p in list_images(folder / "labels")}
@@ -119,8 +119,8 @@ class SessionTrainer:
         self.extras: list[dict] = []  # per round: version, loop/start-up seconds, validation
 
     def __call__(self, model, items, round_index):
-        from napari_unet.core.simulate import predict_labels
-        from napari_unet.session.trainer_events import FinetuneRequest
+        from napari_unet.core.simulation.experiment import predict_labels
+        from napari_unet.trainer.events import FinetuneRequest
 
         for item in items:
             if item.name in self.written:
@@ -150,7 +150,7 @@ class SessionTrainer:
         extra = yield from self._run(request)
         extra["round"] = round_index
         if extra["versions"]:
-            from napari_unet.core.checkpoint import load_checkpoint
+            from napari_unet.core.checkpoint.format import load_checkpoint
             from napari_unet.core.config import LR_FINETUNE
 
             self.start_from = extra["versions"][-1]
@@ -165,13 +165,13 @@ class SessionTrainer:
 
     def _run(self, request):
         """Run one trainer; yields its ``StepEvent`` objects, returns the round's record."""
-        from napari_unet.core.train_config import StepEvent, ValidationEvent
-        from napari_unet.session.trainer import run_trainer
-        from napari_unet.session.trainer_events import (
+        from napari_unet.core.training.config import StepEvent, ValidationEvent
+        from napari_unet.trainer.events import (
             TrainerFailed,
             TrainerFinished,
             VersionPublished,
         )
+        from napari_unet.trainer.process import run_trainer
 
         start = time.perf_counter()
         if self.in_process:
@@ -223,18 +223,18 @@ class SessionTrainer:
 
 def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path) -> dict:
     """Run the rounds on one data set; returns its flat, prefixed results."""
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.generators import run_to_end
-    from napari_unet.core.normalize import NormalizationConfig
-    from napari_unet.core.predict import PredictConfig
-    from napari_unet.core.simulate import (
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.simulation.experiment import (
         RoundRecord,
         SimulateConfig,
         iter_simulate,
         mapped_truth,
         new_model_for,
     )
-    from napari_unet.core.train_config import TrainConfig
+    from napari_unet.core.training.config import TrainConfig
     from napari_unet.session import Session
 
     normalization = NormalizationConfig()

@@ -182,7 +182,7 @@ def builtin_seconds(
 ) -> tuple[list[float] | None, str | None]:
     """Median, min, max seconds to predict one ``side``^2 slice with built-in ``em-membranes``
     (``tta``: the test-time augmentation mode; ``"none"`` is the default setting)."""
-    from napari_unet.core import checkpoint
+    from napari_unet.core.checkpoint import format as checkpoint
 
     path = checkpoint.builtin_checkpoints().get("em-membranes")
     if path is None:

@@ -8,8 +8,8 @@ Both loops train the same model (``unet``, base 32, depth 4, 1 input channel, 2 
 seeded initial weights) with Adam (lr 1e-3) on 256x256 patches, batch 4, from one synthetic
 1024x1024 nuclei image (foreground/background classes):
 
-- ours: :func:`napari_unet.core.train.iter_train` with its defaults (class-balanced sampling of
-  annotated pixels, weight maps, the full augmentation, channels_last, gradient clipping, fp32 on
+- ours: :func:`napari_unet.core.training.loop.iter_train` with its defaults (class-balanced sampling
+  of annotated pixels, weight maps, the full augmentation, channels_last, gradient clipping, fp32 on
   CPU unless ``bf16_cpu``), timed between its step events after the warm-up steps;
 - plain: random crops and flips computed inline in numpy, fp32, default memory format, plain
   ``F.cross_entropy``, ``loss.backward(); optimizer.step()``, torch's default threads.
@@ -53,7 +53,7 @@ N_INSTANCES = 300
 
 def make_data(side: int, n_instances: int = N_INSTANCES, seed: int = 0):
     """A normalised (1, side, side) float32 image and (side, side) instance labels (<= n ids)."""
-    from napari_unet.core.normalize import normalize
+    from napari_unet.core.inference.normalization import normalize
     from napari_unet.core.synthetic import synthetic_nuclei
 
     scale = side / 1024.0
@@ -78,8 +78,8 @@ def build_model(mode: dict[str, Any]) -> torch.nn.Module:
 
 def time_ours(model, image, classes, mode, device, **overrides) -> dict[str, float]:
     """Patches/s of ``iter_train`` between step events after the warm-up steps."""
-    from napari_unet.core.items import TrainingItem
-    from napari_unet.core.train import StepEvent, TrainConfig, iter_train
+    from napari_unet.core.training.items import TrainingItem
+    from napari_unet.core.training.loop import StepEvent, TrainConfig, iter_train
 
     steps, warmup = mode["steps"], mode["warmup"]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
@@ -157,7 +157,7 @@ def time_plain(model, image, classes, mode, device) -> dict[str, float]:
 
 def time_augment(mode: dict[str, Any], device: torch.device) -> float:
     """Median milliseconds of ``augment_batch`` on a batch of 4 patches with targets, weights."""
-    from napari_unet.core.augment import AugmentConfig, augment_batch
+    from napari_unet.core.training.augment import AugmentConfig, augment_batch
 
     side = 256 if mode is not MODES["smoke"] else mode["patch"]
     generator = torch.Generator().manual_seed(0)
@@ -178,10 +178,10 @@ def time_augment(mode: dict[str, Any], device: torch.device) -> float:
 
 def time_sampler(model, image, classes, mode) -> float:
     """Median milliseconds of our sampler drawing a full-context batch of 4 patches."""
-    from napari_unet.core.data import PatchSampler
-    from napari_unet.core.items import TrainingItem
-    from napari_unet.core.targets import TargetConfig
-    from napari_unet.core.train_state import targets_function
+    from napari_unet.core.training.items import TrainingItem
+    from napari_unet.core.training.sampler import PatchSampler
+    from napari_unet.core.training.state import targets_function
+    from napari_unet.core.training.targets import TargetConfig
 
     shape = model.valid_input_shape((mode["patch"], mode["patch"]))
     sampler = PatchSampler(
@@ -200,7 +200,7 @@ def time_sampler(model, image, classes, mode) -> float:
 
 def time_weight_map(mode: dict[str, Any]) -> tuple[float, int]:
     """Best seconds of ``border_weight_map`` on 300 instances at 1024^2 (smoke: small image)."""
-    from napari_unet.core.targets import border_weight_map
+    from napari_unet.core.training.targets import border_weight_map
 
     side = 1024 if mode is not MODES["smoke"] else mode["side"]
     _, labels = make_data(side, seed=1)
@@ -241,7 +241,7 @@ def run(mode_name: str, device: torch.device, variants: bool) -> dict[str, Any]:
             tries["fp32"] = {"bf16_cpu": False}  # our default is bf16 on this CPU
         for name, overrides in tries.items():
             if name == "no_augment":
-                from napari_unet.core.augment import AugmentConfig
+                from napari_unet.core.training.augment import AugmentConfig
 
                 overrides = {"augment": AugmentConfig(strength=0.0)}
             timing = time_ours(copy.deepcopy(model), image, classes, mode, device, **overrides)

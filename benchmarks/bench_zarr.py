@@ -48,9 +48,9 @@ def write_volume(folder: Path, depth: int, side: int) -> tuple[Path, Path]:
     """The same synthetic EM volume as ``vol.ome.zarr`` and ``vol.tif`` in ``folder``."""
     import zarr
 
-    from napari_unet.core.io import write_tiff
+    from napari_unet.core.io.images import write_tiff
+    from napari_unet.core.io.zarr_io import ngff_attributes
     from napari_unet.core.synthetic import synthetic_em
-    from napari_unet.core.zarr_io import ngff_attributes
 
     tile = np.asarray(synthetic_em((512, 512), seed=0)[0], dtype=np.float32)
     tile = (255 * (tile - tile.min()) / max(float(np.ptp(tile)), 1e-6)).astype(np.uint8)
@@ -78,8 +78,8 @@ def run_child(source: Path, out: Path) -> dict[str, Any]:
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from napari_unet.core.io import read_image
-    from napari_unet.core.zarr_io import open_zarr
+    from napari_unet.core.io.images import read_image
+    from napari_unet.core.io.zarr_io import open_zarr
 
     mode = MODES["quick" if args.quick else "full"]
     depth, side = args.depth or mode["depth"], args.side or mode["side"]

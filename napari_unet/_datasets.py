@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.io import read_image
+from napari_unet.core.io.images import read_image
 
 logger = logging.getLogger(__name__)
 

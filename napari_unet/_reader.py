@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import ImageReadError
-from napari_unet.core.io import IMAGE_SUFFIXES, image_stem, read_image
-from napari_unet.core.marks import read_mark
-from napari_unet.core.zarr_io import is_zarr, open_zarr
+from napari_unet.core.io.images import IMAGE_SUFFIXES, image_stem, read_image
+from napari_unet.core.io.marks import read_mark
+from napari_unet.core.io.zarr_io import is_zarr, open_zarr
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """npe2 writer: a Labels layer -> zlib-compressed TIFF with an integer dtype sized to its ids.
 
 A plugin prediction nobody has touched yet (labels equal to the prediction snapshot, nothing
-reviewed) is written with the prediction mark of :mod:`napari_unet.core.marks`, as ``predict``
+reviewed) is written with the prediction mark of :mod:`napari_unet.core.io.marks`, as ``predict``
 writes it, so reopening it does not turn the model's output into the user's annotation. Once
 anything is edited or reviewed the file is the user's labels (unmarked).
 """
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.io import write_labels as _write_labels
-from napari_unet.core.marks import PredictionMark, software_tag
+from napari_unet.core.io.images import write_labels as _write_labels
+from napari_unet.core.io.marks import PredictionMark, software_tag
 
 logger = logging.getLogger(__name__)
 

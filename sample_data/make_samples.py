@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from napari_unet.core.io import write_tiff
+from napari_unet.core.io.images import write_tiff
 from napari_unet.core.synthetic import synthetic_em, synthetic_nuclei
 
 logger = logging.getLogger("make_samples")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from builtin_recipes import MODEL_CONFIG, RECIPES
 
-from napari_unet.core.checkpoint import BUILTIN_DIR
+from napari_unet.core.checkpoint.format import BUILTIN_DIR
 
 
 def machine() -> dict:
@@ -166,7 +166,7 @@ def build_card(
 
 def write_cards_markdown() -> Path:
     """Write ``builtin_models/MODEL_CARDS.md`` from the cards stored in the shipped checkpoints."""
-    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
+    from napari_unet.core.checkpoint.format import builtin_checkpoints, read_checkpoint_info
 
     lines = [
         "# Built-in models",

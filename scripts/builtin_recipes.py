@@ -6,9 +6,9 @@ writes the model cards). Changing a recipe changes what ``train_builtin.py NAME`
 
 from __future__ import annotations
 
-from napari_unet.core.augment import AugmentConfig
-from napari_unet.core.losses import LossConfig
-from napari_unet.core.targets import TargetConfig
+from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.losses import LossConfig
+from napari_unet.core.training.targets import TargetConfig
 
 MODEL_CONFIG = {"depth": 4, "base_channels": 16, "upsampling": "transposed", "batch_norm": True}
 AUGMENT = AugmentConfig(elastic=True, elastic_alpha=10.0, elastic_grid=3, probability=0.5)

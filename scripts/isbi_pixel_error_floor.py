@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint
-from napari_unet.core.io import read_image
-from napari_unet.core.metrics import best_threshold, pixel_error, pixel_error_fraction
-from napari_unet.core.predict import PredictConfig, predict
+from napari_unet.core.checkpoint.format import BUILTIN_DIR, load_checkpoint
+from napari_unet.core.evaluation.metrics import best_threshold, pixel_error, pixel_error_fraction
+from napari_unet.core.inference.prediction import PredictConfig, predict
+from napari_unet.core.io.images import read_image
 
 logger = logging.getLogger("isbi_pixel_error_floor")
 REPO = Path(__file__).resolve().parents[1]

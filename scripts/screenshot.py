@@ -7,9 +7,9 @@ Usage (under Xvfb, with a screen large enough for the whole window)::
 
 The model: ``--checkpoint`` (a .pt path or a built-in name such as ``fluo-nuclei``) if given,
 else a tiny U-Net trained for 150 quick steps on two other synthetic nuclei images
-(``napari_unet.core.train``, 1-4 minutes on 2 busy CPU cores), else random weights (a useless
-picture; a warning says so). The image is the synthetic nuclei sample. The built-in checkpoints
-are not the default because the shipped ones may be placeholders; pass ``--checkpoint
+(``napari_unet.core.training.loop``, 1-4 minutes on 2 busy CPU cores), else random weights (a
+useless picture; a warning says so). The image is the synthetic nuclei sample. The built-in
+checkpoints are not the default because the shipped ones may be placeholders; pass ``--checkpoint
 fluo-nuclei`` once that model meets its card's targets.
 """
 
@@ -27,7 +27,7 @@ logger = logging.getLogger("screenshot")
 
 def pick_checkpoint(folder: Path, given: str | None) -> Path:
     """The checkpoint to show (see the module docstring)."""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     if given is not None:  # a path, or the name of a built-in model
         return builtin_checkpoints().get(str(given), Path(given))
@@ -37,7 +37,7 @@ def pick_checkpoint(folder: Path, given: str | None) -> Path:
         logger.warning("no training engine (%s): the screenshot uses random weights", err)
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -47,11 +47,11 @@ def pick_checkpoint(folder: Path, given: str | None) -> Path:
 
 def quick_trained(folder: Path) -> Path:
     """A small instance U-Net trained 150 steps on two synthetic nuclei images."""
-    from napari_unet.core.data import TrainingItem
+    from napari_unet.core.inference.normalization import normalize
     from napari_unet.core.models import build_model
-    from napari_unet.core.normalize import normalize
     from napari_unet.core.synthetic import synthetic_nuclei
-    from napari_unet.core.train import TrainConfig, train
+    from napari_unet.core.training.items import TrainingItem
+    from napari_unet.core.training.loop import TrainConfig, train
 
     items = []
     for seed in (11, 12):

@@ -32,13 +32,13 @@ from builtin_cards import build_card, machine, resumed_phases, write_cards_markd
 from builtin_recipes import AUGMENT, MODEL_CONFIG, RECIPES
 
 from napari_unet.cli import main as cli_main
-from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint, save_checkpoint
-from napari_unet.core.io import read_image
-from napari_unet.core.items import TrainingItem
+from napari_unet.core.checkpoint.format import BUILTIN_DIR, load_checkpoint, save_checkpoint
+from napari_unet.core.inference.normalization import NormalizationConfig, normalize
+from napari_unet.core.io.images import read_image
 from napari_unet.core.models import build_model
-from napari_unet.core.normalize import NormalizationConfig, normalize
-from napari_unet.core.postprocess import PostprocessConfig
-from napari_unet.core.train import TrainConfig
+from napari_unet.core.postprocess.config import PostprocessConfig
+from napari_unet.core.training.items import TrainingItem
+from napari_unet.core.training.loop import TrainConfig
 
 logger = logging.getLogger("train_builtin")
 
@@ -168,8 +168,8 @@ def tune_membrane_threshold(
     ``--holdout``); otherwise ``model`` was trained on them and the choice is biased towards
     thin membranes (an over-fitted network is sure of its training membranes).
     """
-    from napari_unet.core.metrics import em_region_scores, pixel_error
-    from napari_unet.core.predict import PredictConfig, predict
+    from napari_unet.core.evaluation.metrics import em_region_scores, pixel_error
+    from napari_unet.core.inference.prediction import PredictConfig, predict
 
     folder = data_dir / RECIPES[name]["folder"]
     candidates = [round(t, 2) for t in np.arange(0.2, 0.91, 0.05)]
@@ -219,9 +219,9 @@ def tune_instances(
     out of ``model``'s training (a calibration fold, see ``--holdout``); otherwise ``model`` was
     trained on them and the choice may favour what it memorised.
     """
-    from napari_unet.core.evaluate import evaluate_pair
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.predict import PredictConfig, predict
+    from napari_unet.core.evaluation.score import evaluate_pair
+    from napari_unet.core.inference.prediction import PredictConfig, predict
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     folder = data_dir / RECIPES[name]["folder"]
     keys = tuple(INSTANCE_GRID)
@@ -466,8 +466,8 @@ def train_fold(name: str, args: argparse.Namespace, train_files: list[str]) -> i
 
 def _log_events(name, model, items, config, resume=None):
     from napari_unet.core.generators import run_to_end
-    from napari_unet.core.train import iter_train
-    from napari_unet.core.train_config import StepEvent
+    from napari_unet.core.training.config import StepEvent
+    from napari_unet.core.training.loop import iter_train
 
     def log(event: object) -> None:
         if isinstance(event, StepEvent) and (event.step % 25 == 0 or event.step <= 3):

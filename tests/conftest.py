@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
+import collections
 import contextlib
 import errno
 import importlib.util
+import io
 import os
-import pathlib
+import shutil
 import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -66,15 +69,25 @@ def load_benchmark():
 
 # --- full and read-only output folders (issue 15, point 6) ---
 #
-# As root (CI containers), the fixtures mount a real 256 kB tmpfs / a read-only bind mount, so the
-# code meets the kernel's own ENOSPC / EROFS. Where mounting is not permitted they fall back to
-# monkeypatching the calls that write (so the test still runs, never skips). Which way a test ran
-# is recorded in its ``user_properties`` as ("disk", "mounted" | "monkeypatched") and printed.
-# NAPARI_UNET_TEST_NO_MOUNT=1 forces the fallback (to test it).
+# The one implementation of ``tiny_disk`` / ``readonly_dir`` (every test module gets them from
+# here; there is no second copy). As root (CI containers) they mount a real 256 kB tmpfs filled
+# to its last block / a read-only bind mount, so the code meets the kernel's own ENOSPC / EROFS;
+# the mount is always undone on exit (lazily if busy). Where mounting is not permitted, or with
+# NAPARI_UNET_TEST_NO_MOUNT=1, the calls that write are monkeypatched to fail the same way, so the
+# tests run everywhere instead of being skipped. Which way a test ran is recorded in its
+# ``user_properties`` as ("disk", "mounted" | "monkeypatched") and printed.
+
+#: Size of the full-disk tmpfs: far less than any checkpoint or package.
+TINY_DISK_SIZE = "256k"
+#: What ``readonly_dir`` holds: one file of the user's.
+READONLY_FILE, READONLY_TEXT = "mine.txt", "the user's file\n"
+
+_Usage = collections.namedtuple("_Usage", "total used free")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 def _mount(*args: str) -> bool:
-    if os.environ.get("NAPARI_UNET_TEST_NO_MOUNT"):
+    if os.environ.get("NAPARI_UNET_TEST_NO_MOUNT") or shutil.which("mount") is None:
         return False
     try:
         done = subprocess.run(["mount", *args], capture_output=True, timeout=30)
@@ -83,14 +96,40 @@ def _mount(*args: str) -> bool:
     return done.returncode == 0
 
 
+def _is_mount(folder: Path) -> bool:
+    try:
+        with open("/proc/self/mounts") as mounts:
+            return any(line.split()[1] == str(folder) for line in mounts)
+    except OSError:  # pragma: no cover - no /proc: trust umount's exit status
+        return False
+
+
 def _umount(folder: Path) -> None:
-    subprocess.run(["umount", str(folder)], capture_output=True, timeout=30, check=True)
+    """Undo every mount on ``folder``; a busy one is detached lazily (``umount -l``)."""
+    for _ in range(3):
+        if not _is_mount(folder):
+            return
+        done = subprocess.run(["umount", str(folder)], capture_output=True, timeout=30)
+        if done.returncode:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+    if _is_mount(folder):
+        raise RuntimeError(f"could not unmount {folder}")
+
+
+def _writable(folder: Path) -> bool:
+    probe = folder / ".probe"
+    try:
+        probe.write_bytes(b"x")
+    except OSError:
+        return False
+    probe.unlink()
+    return True
 
 
 def _inside(path: object, folder: Path) -> bool:
     try:
-        return Path(os.path.abspath(os.fspath(path))).is_relative_to(folder)
-    except TypeError:
+        return Path(os.path.realpath(os.fspath(path))).is_relative_to(folder)
+    except TypeError:  # a file descriptor
         return False
 
 
@@ -102,44 +141,96 @@ def _fd_path(fd: int) -> str:
 
 
 def _refuse_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, code: int) -> None:
-    """Make every write under ``folder`` fail with ``OSError(code)`` (the fallback)."""
+    """Make every write under ``folder`` fail with ``OSError(code)`` (the fallback).
+
+    Covers ``open``/``io.open`` (so ``Path.open``/``write_bytes`` too), ``os.open`` (so
+    ``tempfile.mkstemp`` and ``Path.touch``), ``os.fsync``; for ENOSPC ``shutil.disk_usage``
+    reports no free space; for EROFS also ``os.mkdir``, ``os.unlink``/``remove``/``rmdir``,
+    ``os.rename``/``replace`` and ``os.access(W_OK)``, as a read-only mount does.
+    """
+    folder = Path(os.path.realpath(folder))
     message = os.strerror(code)
-    real_open, real_fsync = pathlib.Path.open, os.fsync
-    real_mkstemp, real_mkdir = tempfile.mkstemp, os.mkdir
 
-    def path_open(self, mode="r", *args, **kwargs):
-        if any(c in mode for c in "wax+") and _inside(self, folder):
-            raise OSError(code, message, str(self))
-        return real_open(self, mode, *args, **kwargs)
+    def refuse(path: object) -> None:
+        if _inside(path, folder):
+            raise OSError(code, message, os.fsdecode(path))
 
-    def fsync(fd):
-        if _inside(_fd_path(fd), folder):
-            raise OSError(code, message)
-        return real_fsync(fd)
+    def patch(module, name: str, guard) -> None:
+        real = getattr(module, name)
 
-    def mkstemp(*args, **kwargs):
-        if code != errno.ENOSPC and _inside(kwargs.get("dir") or tempfile.gettempdir(), folder):
-            raise OSError(code, message, os.path.join(str(kwargs.get("dir")), ".x.tmp"))
-        return real_mkstemp(*args, **kwargs)
+        def patched(*args, **kwargs):
+            guard(*args, **kwargs)
+            return real(*args, **kwargs)
 
-    def mkdir(path, *args, **kwargs):
-        if code != errno.ENOSPC and _inside(path, folder):
-            raise OSError(code, message, str(path))
-        return real_mkdir(path, *args, **kwargs)
+        monkeypatch.setattr(module, name, patched)
 
-    monkeypatch.setattr(pathlib.Path, "open", path_open)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    monkeypatch.setattr(os, "mkdir", mkdir)
-    if code != errno.ENOSPC:
-        real_access = os.access
-        monkeypatch.setattr(
-            os,
-            "access",
-            lambda p, mode, *a, **k: (
-                False if mode & os.W_OK and _inside(p, folder) else real_access(p, mode, *a, **k)
-            ),
-        )
+    def file_mode(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            refuse(file)
+
+    patch(builtins, "open", file_mode)
+    patch(io, "open", file_mode)
+    patch(os, "open", lambda path, flags, *a, **k: refuse(path) if flags & _WRITE_FLAGS else None)
+    patch(os, "fsync", lambda fd: refuse(_fd_path(fd)) if isinstance(fd, int) else refuse(fd))
+    if code == errno.ENOSPC:
+        real_usage = shutil.disk_usage
+
+        def usage(path):
+            total = real_usage(path).total
+            return _Usage(total, total, 0) if _inside(path, folder) else real_usage(path)
+
+        monkeypatch.setattr(shutil, "disk_usage", usage)
+        return
+    for name in ("mkdir", "unlink", "remove", "rmdir"):
+        patch(os, name, lambda path, *a, **k: refuse(path))
+    for name in ("rename", "replace"):
+        patch(os, name, lambda src, dst, *a, **k: (refuse(src), refuse(dst)))
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, *a, **k: (
+            False if mode & os.W_OK and _inside(p, folder) else real_access(p, mode, *a, **k)
+        ),
+    )
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Make ``folder`` (created) a full disk; yields "mounted" or "monkeypatched"."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not _mount("-t", "tmpfs", "-o", f"size={TINY_DISK_SIZE}", "tmpfs", str(folder)):
+        (folder / "filler").write_bytes(bytes(4096))
+        _refuse_writes(monkeypatch, folder, errno.ENOSPC)
+        yield "monkeypatched"
+        return
+    try:
+        with contextlib.suppress(OSError), open(folder / "filler", "wb") as handle:
+            while True:
+                handle.write(bytes(4096))
+                handle.flush()
+        yield "mounted"
+    finally:
+        _umount(folder)
+
+
+@contextlib.contextmanager
+def readonly_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Make ``folder`` (created, holding ``mine.txt``) read-only; yields how."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / READONLY_FILE).write_text(READONLY_TEXT)
+    if _mount("--bind", "-o", "ro", str(folder), str(folder)):
+        try:
+            # an old mount(8) ignores "ro" on a bind until it is remounted
+            if _writable(folder):
+                _mount("-o", "remount,ro,bind", str(folder))
+            if not _writable(folder):
+                yield "mounted"
+                return
+        finally:
+            _umount(folder)
+    _refuse_writes(monkeypatch, folder, errno.EROFS)
+    yield "monkeypatched"
 
 
 def _record(request: pytest.FixtureRequest, how: str) -> None:
@@ -151,26 +242,12 @@ def _record(request: pytest.FixtureRequest, how: str) -> None:
 def tiny_disk(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     """A folder on a full disk: writing any file there fails with ENOSPC.
 
-    A real 256 kB tmpfs filled up to its last block (unmounted in teardown), or, where mounting
-    is not permitted, a plain folder whose writes are monkeypatched to fail the same way.
+    A real 256 kB tmpfs filled up to its last block (holding ``filler``; unmounted in teardown),
+    or, where mounting is not permitted, a plain folder whose writes are monkeypatched to fail.
     """
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    if _mount("-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)):
-        try:
-            with contextlib.suppress(OSError), open(folder / "filler", "wb") as handle:
-                while True:
-                    handle.write(bytes(4096))
-                    handle.flush()
-            _record(request, "mounted")
-            yield folder
-        finally:
-            _umount(folder)
-        return
-    (folder / "filler").write_bytes(bytes(4096))
-    _refuse_writes(monkeypatch, folder, errno.ENOSPC)
-    _record(request, "monkeypatched")
-    yield folder
+    with full_disk(tmp_path / "tiny", monkeypatch) as how:
+        _record(request, how)
+        yield tmp_path / "tiny"
 
 
 @pytest.fixture
@@ -180,19 +257,6 @@ def readonly_dir(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: py
     A read-only bind mount of a folder onto itself (unmounted in teardown), or, where mounting is
     not permitted, a plain folder whose writes are monkeypatched to fail the same way.
     """
-    folder = tmp_path / "readonly"
-    folder.mkdir()
-    (folder / "mine.txt").write_text("the user's file\n")
-    if _mount("--bind", "-o", "ro", str(folder), str(folder)):
-        if os.access(folder, os.W_OK) and not _mount("-o", "remount,ro,bind", str(folder)):
-            _umount(folder)  # an old mount(8) that ignores ro on a bind: use the fallback
-        else:
-            try:
-                _record(request, "mounted")
-                yield folder
-            finally:
-                _umount(folder)
-            return
-    _refuse_writes(monkeypatch, folder, errno.EROFS)
-    _record(request, "monkeypatched")
-    yield folder
+    with readonly_folder(tmp_path / "readonly", monkeypatch) as how:
+        _record(request, how)
+        yield tmp_path / "readonly"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_unet.core.augment import (
+from napari_unet.core.training.augment import (
     IGNORE_INDEX,
     AugmentConfig,
     _elastic_field,

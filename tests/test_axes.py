@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.core.axes import StackLayout, check_channels, guess_axes, to_stack
 from napari_unet.core.errors import AxesError, ChannelMismatchError
+from napari_unet.core.io.axes import StackLayout, check_channels, guess_axes, to_stack
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ subset also as a real ``python -m napari_unet`` subprocess) and asserts:
 * the exit status (2 for bad flags and unusable inputs, 1 for a ``predict`` file that failed,
   0 where the input is in fact fine, e.g. an uint32 image);
 * stderr holds one sentence-like line: no ``Traceback``, no temporary-file name (argparse's
-  ``usage:`` lines aside);
+  usage block after a flag error either);
 * every file the user gave is byte-identical afterwards (hashed before and after), and nothing
   was left beside them.
 """
@@ -31,14 +31,9 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.core.io import write_tiff
-from tests._disk import readonly_dir, tiny_disk
-
-#: pytest finds fixtures by name in the test module; the tuple marks the imports as used.
-DISK_FIXTURES = (readonly_dir, tiny_disk)
+from napari_unet.core.io.images import write_tiff
 
 REPO = Path(__file__).resolve().parents[1]
-
 
 
 # -- the user's files ------------------------------------------------------------------------
@@ -70,7 +65,7 @@ def _train_set(root: Path, name: str, labels: list[np.ndarray], **kwargs) -> Pat
 def _tiny_checkpoint(path: Path, *, task: str = "semantic", out_channels: int = 2) -> Path:
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -321,7 +316,14 @@ ROWS: list[Row] = [
     Row("point7_overlap_too_large", _predict("img", "--tile", "32", "--overlap", "40"), 2),
     # -- point 6: train ------------------------------------------------------------------------
     Row("point6_label_70000", _train("train_70000"), 2, subprocess=True, message="70000"),
-    Row("point6_instances_as_classes", _train("train_instances"), 2, message="--task instances"),
+    # issue 16 point 4: without --task, instance masks train an instance model (said on stderr)
+    Row("point6_instances_default", _train("train_instances"), 0, stdout="trained"),
+    Row(
+        "point6_instances_as_classes",
+        _train("train_instances", "--task", "semantic"),
+        2,
+        message="--task instances",
+    ),
     Row("point6_val_fraction_1.5", _train("train_ok", "--val-fraction", "1.5"), 2, subprocess=True),
     Row("point6_val_fraction_negative", _train("train_ok", "--val-fraction", "-0.1"), 2),
     Row("point6_val_fraction_nan", _train("train_ok", "--val-fraction", "nan"), 2),
@@ -371,7 +373,7 @@ ROWS: list[Row] = [
     Row("train_all_ignore_mask", _train("train_ignore"), 2),
     Row("train_shape_mismatch", _train("train_shape"), 2),
     Row("train_image_without_labels", _train("train_count"), 2),
-    Row("train_labels_nan", _train("train_nan"), 2),
+    Row("train_labels_nan", _train("train_nan"), 2, message="hold NaN values; "),
     Row("train_labels_float", _train("train_float"), 2),
     Row("train_labels_negative", _train("train_negative"), 2),
     Row(
@@ -411,7 +413,12 @@ ROWS: list[Row] = [
     Row("train_text_checkpoint", _train("train_ok", "--model", "{text_pt}"), 2),
     Row("train_foreign_checkpoint", _train("train_ok", "--model", "{foreign}"), 2),
     Row("train_malicious_checkpoint", _train("train_ok", "--model", "{evil}"), 2),
-    Row("train_bitflipped_checkpoint", _train("train_ok", "--model", "{bitflip}"), 2),
+    Row(
+        "train_bitflipped_checkpoint",
+        _train("train_ok", "--model", "{bitflip}"),
+        2,
+        message="is damaged (a checksum does not match): copy it again",
+    ),
     Row(
         "train_checkpoint_other_task",
         _train("train_ok", "--model", "{restoration}", "--task", "semantic"),
@@ -456,7 +463,12 @@ ROWS: list[Row] = [
     Row("predict_foreign_checkpoint", _predict("img", model="foreign"), 2),
     Row("predict_malicious_checkpoint", _predict("img", model="evil"), 2, subprocess=True),
     Row("predict_malicious_raw_pickle", _predict("img", model="evil_raw"), 2),
-    Row("predict_bitflipped_checkpoint", _predict("img", model="bitflip"), 2),
+    Row(
+        "predict_bitflipped_checkpoint",
+        _predict("img", model="bitflip"),
+        2,
+        message="is damaged (a checksum does not match): copy it again",
+    ),
     # -- predict: bad flags ------------------------------------------------------------------
     Row("predict_unknown_device", _predict("img", "--device", "tpu"), 2),
     Row("predict_cuda_without_gpu", _predict("img", "--device", "cuda"), 2),
@@ -515,13 +527,12 @@ def _expand(argv: list, w: SimpleNamespace, out: Path) -> list[str]:
     return [one(a) for a in argv]
 
 
-_USAGE = re.compile(r"^(usage: |\s)")
 _TEMP_NAME = re.compile(r"\.tmp\b|tmp[a-z0-9_]{6,}|\.[\w.-]+\.\w{8}\b")
 
 
 def error_lines(stderr: str) -> list[str]:
-    """The lines of ``stderr`` that are not argparse's usage text."""
-    return [line for line in stderr.splitlines() if line.strip() and not _USAGE.match(line)]
+    """The non-empty lines of ``stderr`` (a flag error prints no usage block either)."""
+    return [line for line in stderr.splitlines() if line.strip()]
 
 
 def check_one_sentence(stderr: str, message: str = "") -> None:
@@ -606,6 +617,35 @@ def test_bad_input_matrix(
         assert sorted(p.name for p in out.iterdir()) == sorted(before_out), list(out.iterdir())
 
 
+# -- flag errors: one line from every parser ---------------------------------------------------
+_FLAG_ERRORS = [
+    ([], ["--bogus"]),
+    ([], ["frobnicate"]),
+    *[([sub], [sub, "--bogus"]) for sub in ("predict", "models", "train", "evaluate")],
+    *[([sub], [sub, "--bogus"]) for sub in ("simulate", "export", "gui")],
+    (["train"], ["train", "--steps", "1"]),  # required arguments missing
+    (["evaluate"], ["evaluate", "--pred", "p"]),
+    (["export"], ["export"]),
+    (["simulate"], ["simulate", "--rounds", "x"]),
+    (["predict"], ["predict", "a.tif"]),
+    (["predict"], ["predict", "a.tif", "--model", "m", "--out", "o", "--bogus"]),  # after a sub
+]
+
+
+@pytest.mark.parametrize(("sub", "argv"), _FLAG_ERRORS, ids=lambda v: " ".join(v) or "-")
+def test_a_flag_error_is_one_line_naming_the_subcommand(
+    sub: list[str], argv: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    """``napari-unet-loop SUB: error: ...; see --help.`` and exit 2, no usage block."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    prog = " ".join(["napari-unet-loop", *sub])
+    assert re.fullmatch(rf"{prog}: error: [^\n]+; see --help\.\n", captured.err), captured.err
+
+
 # -- point 6: training never starts when its output cannot be written --------------------------
 def _train_argv(user: SimpleNamespace, out: Path) -> list[str]:
     return _expand(_train("train_ok")(user, out), user, out)
@@ -615,7 +655,7 @@ def test_issue15_point6_readonly_out_fails_before_training(
     user: SimpleNamespace, readonly_dir: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
     """The output check runs before the (possibly hours-long) training, not after it."""
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started although --out cannot be written")
@@ -623,13 +663,13 @@ def test_issue15_point6_readonly_out_fails_before_training(
     monkeypatch.setattr(train, "iter_train", no_training)
     assert main(_train_argv(user, readonly_dir)) == 2
     check_one_sentence(capsys.readouterr().err, "read-only")
-    assert sorted(p.name for p in readonly_dir.iterdir()) == ["existing.txt"]
+    assert sorted(p.name for p in readonly_dir.iterdir()) == ["mine.txt"]
 
 
 def test_issue15_point6_full_disk_fails_before_training(
     user: SimpleNamespace, tiny_disk: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     before = sorted(p.name for p in tiny_disk.iterdir())
     monkeypatch.setattr(train, "iter_train", lambda *a, **k: pytest.fail("training started"))
@@ -644,7 +684,7 @@ def test_issue15_point6_disk_full_during_training_removes_only_this_runs_files(
     """A write that fails mid-run: one sentence, and the run's own folder is removed again."""
     import errno
 
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     out = tmp_path / "out"
     out.mkdir()
@@ -666,7 +706,7 @@ def test_issue15_point6_existing_training_folder_is_kept(
     user: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:
     """A failure never removes a ``.training`` folder an earlier run left (it may be resumed)."""
-    import napari_unet.core.train as train
+    import napari_unet.core.training.loop as train
 
     out = tmp_path / "out"
     earlier = out / "model.training"
@@ -706,7 +746,7 @@ def test_issue15_point6_label_70000_names_the_values_and_a_fix(
 def test_issue15_point6_label_map_makes_70000_trainable(
     user: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint
 
     argv = _expand(
         _train("train_70000", "--label-map", "7:1,70000:2")(user, tmp_path), user, tmp_path
@@ -719,7 +759,7 @@ def test_issue15_point6_label_map_makes_70000_trainable(
 def test_issue15_point1_predict_keeps_the_users_annotation(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.io import read_image, write_labels
+    from napari_unet.core.io.images import read_image, write_labels
 
     folder = tmp_path / "d"
     folder.mkdir()
@@ -738,7 +778,7 @@ def test_issue15_point1_predict_keeps_the_users_annotation(
 def test_issue15_point4_huge_float64_gives_the_same_objects(
     shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
 
     image = read_image(shared_data / "dsb2018_fluo" / "images" / "000.png").image[:128, :128]
     write_tiff(tmp_path / "plain.tif", image, axes="YX")
@@ -761,21 +801,22 @@ def test_issue15_point4_huge_float64_gives_the_same_objects(
     assert plain.max() > 0 and huge.max() == plain.max()
 
 
-# -- the fallback of tests/_disk.py where mounting is not permitted --------------------------
-@pytest.mark.parametrize(("code", "message"), [(30, "read-only"), (28, "space")])
+# -- the fallback of conftest's disk fixtures where mounting is not permitted ----------------
+@pytest.mark.parametrize(
+    ("fixture", "message"), [("readonly_dir", "read-only"), ("tiny_disk", "space")]
+)
 def test_simulated_unwritable_disk_gives_the_same_sentence(
     user: SimpleNamespace,
-    tmp_path: Path,
+    request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
-    code: int,
+    fixture: str,
     message: str,
 ) -> None:
-    from tests._disk import _simulate
-
-    out = tmp_path / "out"
-    out.mkdir()
-    _simulate(monkeypatch, out, code)
+    monkeypatch.setenv("NAPARI_UNET_TEST_NO_MOUNT", "1")
+    out = request.getfixturevalue(fixture)
+    before = _hashes(out)
     assert main(_train_argv(user, out)) == 2
     check_one_sentence(capsys.readouterr().err, message)
-    assert list(out.iterdir()) == []
+    assert ("disk", "monkeypatched") in request.node.user_properties
+    assert _hashes(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)

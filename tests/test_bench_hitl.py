@@ -14,7 +14,7 @@ import numpy as np
 
 def _em_folder(root: Path, n: int) -> None:
     """``root/isbi2012/{images,labels}``: synthetic EM, labels 0 = membrane, 255 = interior."""
-    from napari_unet.core.io import write_tiff
+    from napari_unet.core.io.images import write_tiff
     from napari_unet.core.synthetic import synthetic_em
 
     for sub in ("images", "labels"):

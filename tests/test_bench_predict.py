@@ -41,7 +41,7 @@ def test_smoke_run_writes_finite_flat_json(
     load_benchmark, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     pytest.importorskip("monai")
-    pytest.importorskip("napari_unet.core.predict")
+    pytest.importorskip("napari_unet.core.inference.prediction")
     bench = load_benchmark("bench_predict")
     out = tmp_path / "bench.json"
     assert bench.main(["--smoke", "--json", str(out)]) == 0
@@ -94,8 +94,8 @@ def test_table_marks_pass_and_fail(load_benchmark) -> None:
 def test_builtin_timing_uses_a_shipped_checkpoint(
     load_benchmark, tmp_path: Path, monkeypatch
 ) -> None:
-    checkpoint = pytest.importorskip("napari_unet.core.checkpoint")
-    pytest.importorskip("napari_unet.core.predict")
+    checkpoint = pytest.importorskip("napari_unet.core.checkpoint.format")
+    pytest.importorskip("napari_unet.core.inference.prediction")
     bench = load_benchmark("bench_predict")
     model = bench.build(bench.MODES["smoke"], out_channels=2)
     path = checkpoint.save_checkpoint(tmp_path / "em-membranes.pt", model, task="semantic")

@@ -14,8 +14,12 @@ import torch
 import yaml
 
 from napari_unet.cli import main as cli_main
-from napari_unet.core.bioimageio import BioimageioExportConfig, export_bioimageio, scale_range
-from napari_unet.core.checkpoint import load_checkpoint, save_checkpoint
+from napari_unet.core.checkpoint.bioimageio_export import (
+    BioimageioExportConfig,
+    export_bioimageio,
+    scale_range,
+)
+from napari_unet.core.checkpoint.format import load_checkpoint, save_checkpoint
 from napari_unet.core.errors import ChannelMismatchError, UserInputError
 from napari_unet.core.models import build_model
 from napari_unet.core.models.export import ProbabilityNet
@@ -190,7 +194,7 @@ def test_nan_in_the_sample_never_reaches_the_test_tensors(tmp_path) -> None:
 
 
 def test_model_names_follow_the_bioimageio_rules() -> None:
-    from napari_unet.core.bioimageio import model_name
+    from napari_unet.core.checkpoint.bioimageio_export import model_name
 
     assert model_name("m") == "m U-Net"
     assert model_name("v003: nuclei/membranes #2") == "v003 nuclei membranes 2"
@@ -198,7 +202,7 @@ def test_model_names_follow_the_bioimageio_rules() -> None:
 
 
 def test_channel_mismatch_is_the_axes_error_users_know() -> None:
-    from napari_unet.core.bioimageio import sample_slice
+    from napari_unet.core.checkpoint.bioimageio_export import sample_slice
 
     with pytest.raises(ChannelMismatchError):
         sample_slice(np.zeros((3, 32, 32)), "CYX", 1)
@@ -206,8 +210,8 @@ def test_channel_mismatch_is_the_axes_error_users_know() -> None:
 
 
 def test_a_package_we_exported_opens_as_a_checkpoint_and_predicts_the_same(tmp_path) -> None:
-    from napari_unet.core.checkpoint import read_checkpoint_info
-    from napari_unet.core.predict import PredictConfig, predict
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+    from napari_unet.core.inference.prediction import PredictConfig, predict
 
     original = load_checkpoint(_checkpoint(tmp_path, "unetpp-instances", parent="fluo-nuclei"))
     path = export_bioimageio(original, tmp_path / "shared.zip", config=BioimageioExportConfig())

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.checkpoint import BUILTIN_DIR, builtin_checkpoints, load_checkpoint
-from napari_unet.core.evaluate import evaluate_pair
-from napari_unet.core.io import read_image
-from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
-from napari_unet.core.predict import PredictConfig, predict
-from napari_unet.core.train_config import TrainConfig
+from napari_unet.core.checkpoint.format import BUILTIN_DIR, builtin_checkpoints, load_checkpoint
+from napari_unet.core.evaluation.score import evaluate_pair
+from napari_unet.core.inference.prediction import PredictConfig, predict
+from napari_unet.core.io.images import read_image
+from napari_unet.core.postprocess.config import PostprocessConfig
+from napari_unet.core.postprocess.labels import labels_from_probabilities
+from napari_unet.core.training.config import TrainConfig
 
 NAMES = ("em-membranes", "fluo-nuclei")
 DATA = Path(

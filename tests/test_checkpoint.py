@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.checkpoint import (
+from napari_unet.core.checkpoint.format import (
     FORMAT,
     FORMAT_VERSION,
     CheckpointInfo,
@@ -147,6 +147,26 @@ def test_corrupted_bytes_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"damaged|truncated"):
         load_checkpoint(path)
+
+
+def test_bit_flipped_weights_say_the_file_is_damaged_in_one_sentence(tmp_path: Path) -> None:
+    """A flipped bit in a tensor fails the zip CRC: the message names the file, not a member."""
+    import zipfile
+
+    path = save_checkpoint(tmp_path / "m.pt", tiny_net(), task="binary")
+    with zipfile.ZipFile(path) as archive:
+        member = max(archive.infolist(), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    data[start + member.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    expected = (
+        f"{path} is damaged (a checksum does not match): copy it again or pick another checkpoint."
+    )
+    for read in (load_checkpoint, lambda p: read_checkpoint_info(p, verify=True)):
+        with pytest.raises(CheckpointError) as caught:
+            read(path)
+        assert str(caught.value) == expected
 
 
 def test_random_bytes_refused(tmp_path: Path) -> None:
@@ -298,7 +318,7 @@ def test_loading_onto_missing_cuda_says_so(tmp_path: Path) -> None:
 
 
 def test_postprocess_config_merges_model_defaults_and_overrides(tmp_path) -> None:
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
 
     model = build_model("unet", depth=2, base_channels=4, out_channels=2)
     path = save_checkpoint(

@@ -11,8 +11,8 @@ from skimage import io as skio
 
 from napari_unet.cli import main
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.evaluate import evaluate_folders, evaluate_pair, pair_files
-from napari_unet.core.io import read_image
+from napari_unet.core.evaluation.score import evaluate_folders, evaluate_pair, pair_files
+from napari_unet.core.io.images import read_image
 
 
 def membrane_pair():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import torch
 from PIL import Image
 
 from napari_unet.cli import main
-from napari_unet.cli.predict import ProgressBar
-from napari_unet.core.checkpoint import save_checkpoint
-from napari_unet.core.io import read_image, write_tiff
+from napari_unet.core.checkpoint.format import save_checkpoint
+from napari_unet.core.io.images import read_image, write_tiff
 from napari_unet.core.models import build_model
 
 
@@ -229,7 +227,7 @@ def test_models_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_models_lists_builtin_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core import checkpoint
+    from napari_unet.core.checkpoint import format as checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(
@@ -256,17 +254,38 @@ def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture) -> None:
     assert "predict" in out and "models" in out
 
 
-def test_progress_bar() -> None:
-    stream = io.StringIO()
-    bar = ProgressBar(stream, enabled=True, width=10)
-    for done in range(11):
-        bar.update("img.tif", done / 10)
-    bar.close()
-    text = stream.getvalue()
-    assert "img.tif [#####.....]  50%" in text and "[##########] 100%" in text
-    silent = io.StringIO()
-    ProgressBar(silent, enabled=False).update("x", 0.5)
-    assert silent.getvalue() == ""
+def test_issue16_predict_draws_a_tqdm_bar_on_a_terminal(
+    tmp_path: Path, images: dict[str, Path], capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    """On a terminal each file gets a tqdm bar on stderr; stdout keeps one line per file."""
+    from napari_unet.cli import _progress
+
+    monkeypatch.setattr(_progress, "on_terminal", lambda: True)
+    model = make_checkpoint(tmp_path, "semantic", 2)
+    files = [str(images["cells"]), str(images["nuclei"])]
+    argv = ["predict", *files, "--model", str(model), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "cells.tif (1/2)" in captured.err and "nuclei.png (2/2)" in captured.err
+    assert "cells.tif (1/2)   0%|" in captured.err, captured.err  # tqdm's bar
+    assert "2 ok, 0 failed" in captured.out and "%|" not in captured.out
+
+
+def test_issue16_predict_logs_progress_lines_off_a_terminal(
+    tmp_path: Path, images: dict[str, Path], caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    """In a log file (no TTY): no bar, but a progress line every LINE_INTERVAL_S seconds."""
+    from napari_unet.cli import _progress
+
+    monkeypatch.setattr(_progress, "on_terminal", lambda: False)
+    monkeypatch.setattr(_progress, "LINE_INTERVAL_S", 0.0)
+    model = make_checkpoint(tmp_path, "semantic", 2)
+    argv = ["predict", str(images["cells"]), "--model", str(model), "--out", str(tmp_path / "o")]
+    with caplog.at_level("INFO", logger="napari_unet.progress"):
+        assert main([*argv, "--device", "cpu"]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "napari_unet.progress"]
+    assert lines and all(line.startswith("predicting cells.tif: ") for line in lines), lines
+    assert lines[-1].startswith("predicting cells.tif: 100%")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -328,7 +347,7 @@ def test_issue15_point1_predict_never_overwrites_the_users_annotation(
     tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """The issue's reproduction: cells.png + the user's cells_labels.tif, --out the same folder."""
-    from napari_unet.core.io import write_labels
+    from napari_unet.core.io.images import write_labels
 
     folder = tmp_path / "d"
     folder.mkdir()
@@ -354,7 +373,7 @@ def test_issue15_point1_predict_never_overwrites_the_users_annotation(
 def test_issue15_point1_only_marked_outputs_are_overwritten_and_the_rest_goes_on(
     tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.io import write_labels
+    from napari_unet.core.io.images import write_labels
 
     model = make_checkpoint(tmp_path, "binary", 1)
     images, out = tmp_path / "images", tmp_path / "out"
@@ -384,7 +403,7 @@ def test_issue15_point1_only_marked_outputs_are_overwritten_and_the_rest_goes_on
 def test_issue15_point1_labels_beside_their_image_are_never_predicted(
     tmp_path: Path, rng: np.random.Generator, caplog: pytest.LogCaptureFixture, capsys
 ) -> None:
-    from napari_unet.core.io import write_labels
+    from napari_unet.core.io.images import write_labels
 
     model = make_checkpoint(tmp_path, "binary", 1)
     folder, out = tmp_path / "in", tmp_path / "out"
@@ -429,7 +448,7 @@ def test_issue15_point6_predict_zarr_on_a_full_disk_removes_what_it_started(
     tmp_path: Path, tiny_disk: Path, capsys: pytest.CaptureFixture
 ) -> None:
     pytest.importorskip("zarr")
-    from napari_unet.core.zarr_io import create_output
+    from napari_unet.core.io.zarr_io import create_output
 
     model = make_checkpoint(tmp_path, "binary", 1)
     source = create_output(tmp_path / "vol.zarr", shape=(2, 40, 48), axes="ZYX", dtype=np.uint8)

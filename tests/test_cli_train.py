@@ -7,7 +7,7 @@ import pytest
 from skimage.io import imsave
 
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import load_checkpoint
+from napari_unet.core.checkpoint.format import load_checkpoint
 
 
 def write_pairs(tmp_path, n: int = 3, label_value: int = 255):
@@ -138,9 +138,34 @@ def test_cli_semantic_classes_come_from_the_labels(tmp_path, value):
     assert load_checkpoint(out).model.out_channels == 2
 
 
-def test_issue15_point6_instance_like_labels_warn_without_task(tmp_path, caplog):
-    """Labels with many ids per image train as classes only when asked; by default, a warning."""
-    from napari_unet.core.io import write_tiff
+def _train_argv(tmp_path, *extra: str) -> list[str]:
+    return ["train", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"),
+            "--steps", "1", "--patch", "16", "--batch-size", "1", "--device", "cpu",
+            "--out", str(tmp_path / "m.pt"), *extra]  # fmt: skip
+
+
+def test_issue16_point4_fragmented_many_ids_stay_semantic_with_a_warning(tmp_path, caplog):
+    """Many ids per image that are not one object each (classes in pieces): semantic + warning."""
+    from napari_unet.core.io.images import write_tiff
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    labels = np.zeros((48, 48), np.uint8)
+    for n in range(12):  # every id in two separate pieces
+        y, x = divmod(n, 4)
+        labels[y * 12 + 2 : y * 12 + 4, x * 12 + 2 : x * 12 + 8] = n + 1
+        labels[y * 12 + 6 : y * 12 + 8, x * 12 + 2 : x * 12 + 8] = n + 1
+    write_tiff(tmp_path / "images" / "a.tif", (labels > 0).astype(np.uint16) * 200, axes="YX")
+    write_tiff(tmp_path / "labels" / "a.tif", labels, axes="YX")
+    with caplog.at_level("WARNING"):
+        assert main(_train_argv(tmp_path)) == 0
+    assert "--task instances" in caplog.text and "look like instance masks" not in caplog.text
+    assert load_checkpoint(tmp_path / "m.pt").model.out_channels == 13
+
+
+def test_issue16_point4_instance_masks_without_task_train_instances(tmp_path, caplog):
+    """One blob per id (a synthetic instance mask): an instance model, said in one line."""
+    from napari_unet.core.io.images import write_tiff
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
@@ -150,13 +175,80 @@ def test_issue15_point6_instance_like_labels_warn_without_task(tmp_path, caplog)
         labels[y * 12 + 2 : y * 12 + 8, x * 12 + 2 : x * 12 + 8] = n + 1
     write_tiff(tmp_path / "images" / "a.tif", (labels > 0).astype(np.uint16) * 200, axes="YX")
     write_tiff(tmp_path / "labels" / "a.tif", labels, axes="YX")
-    argv = ["train", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"),
-            "--steps", "1", "--patch", "16", "--batch-size", "1", "--device", "cpu",
-            "--out", str(tmp_path / "m.pt")]  # fmt: skip
     with caplog.at_level("WARNING"):
-        assert main(argv) == 0
-    assert "--task instances" in caplog.text
+        assert main(_train_argv(tmp_path)) == 0
+    said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
+    assert said == [
+        "the labels look like instance masks (12 objects in a.tif): training an instance model; "
+        "pass --task semantic if the values are classes."
+    ]
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.info.task == "instances" and loaded.model.out_channels == 3
+    # --task semantic still trains the values as classes, without a word about instances
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(_train_argv(tmp_path, "--task", "semantic")) == 0
+    assert "look like instance masks" not in caplog.text
     assert load_checkpoint(tmp_path / "m.pt").model.out_channels == 13
+
+
+def _copy_dsb(shared_data, tmp_path, names):
+    import shutil
+
+    for kind in ("images", "labels"):
+        (tmp_path / kind).mkdir()
+        for name in names:
+            shutil.copy(shared_data / "dsb2018_fluo" / kind / name, tmp_path / kind / name)
+
+
+def test_issue16_point4_real_dsb2018_instance_labels_train_an_instance_model(
+    shared_data, tmp_path, caplog
+):
+    """The DSB 2018 nuclei labels (1..N per image) without --task: an instance model."""
+    _copy_dsb(shared_data, tmp_path, ["000.png", "002.png", "003.png"])  # 27, 12, 66 nuclei
+    with caplog.at_level("WARNING"):
+        assert main(_train_argv(tmp_path, "--patch", "32")) == 0
+    said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
+    assert said == [
+        "the labels look like instance masks (27 objects in 000.png): training an instance model; "
+        "pass --task semantic if the values are classes."
+    ], caplog.text
+    assert load_checkpoint(tmp_path / "m.pt").info.task == "instances"
+
+
+def test_issue16_point4_three_class_labels_stay_semantic(tmp_path, caplog):
+    """A 3-class semantic label set (0, 1, 2 in several pieces per image) stays semantic."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    yy, xx = np.mgrid[:48, :48]
+    for i in range(3):
+        labels = np.zeros((48, 48), np.uint8)
+        for cy, cx in ((10, 10), (10, 36), (36, 12), (38, 38)):
+            labels[(yy - cy - i) ** 2 + (xx - cx) ** 2 < 30] = 1 + (cx > 24)
+        image = (labels * 90 + rng.integers(0, 40, labels.shape)).astype(np.uint8)
+        imsave(tmp_path / "images" / f"img{i}.png", image, check_contrast=False)
+        imsave(tmp_path / "labels" / f"img{i}.png", labels, check_contrast=False)
+    with caplog.at_level("WARNING"):
+        assert main(_train_argv(tmp_path)) == 0
+    assert "instance" not in caplog.text
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.info.task == "semantic" and loaded.model.out_channels == 3
+
+
+def test_issue16_point4_the_same_ids_in_every_image_are_classes():
+    """Ids with one meaning in all images (an atlas: the same 12 ids everywhere) are classes."""
+    from napari_unet.cli.train import instance_evidence
+    from napari_unet.core.training.items import TrainingItem
+
+    labels = np.zeros((48, 48), np.uint8)
+    for n in range(12):
+        y, x = divmod(n, 4)
+        labels[y * 12 + 2 : y * 12 + 8, x * 12 + 2 : x * 12 + 8] = n + 1
+    image = np.zeros((1, 48, 48), np.float32)
+    atlas = [TrainingItem(image=image, labels=labels, name=f"a{i}") for i in range(2)]
+    assert instance_evidence(atlas) is None
+    assert instance_evidence(atlas[:1]) == (12, "a0")  # one image: nothing says otherwise
 
 
 def test_issue15_point6_os_errors_name_the_folder_not_the_temp_file(tmp_path):

@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_unet.core.data import (
-    IGNORE_INDEX,
-    PatchSampler,
-    TrainingItem,
-    check_item,
-    split_validation,
-)
 from napari_unet.core.errors import TrainingDataError
+from napari_unet.core.training.items import TrainingItem, check_item
+from napari_unet.core.training.sampler import PatchSampler
+from napari_unet.core.training.split import split_validation
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 
 def simple_targets(labels: np.ndarray, annotated_mask: np.ndarray):
@@ -116,6 +113,8 @@ def test_sampler_state_resumes_exactly(rng):
         (np.zeros((32, 64), np.uint8), None, "same height and width"),
         (np.full((64, 64), 0.5, np.float32), None, "must be integer"),
         (np.full((64, 64), -2, np.int32), None, "negative values"),
+        (np.where(np.eye(64) > 0, np.nan, 1.0), None, "hold NaN values; labels must be integer"),
+        (np.where(np.eye(64) > 0, np.inf, 1.0), None, "hold infinite values; labels must be"),
         (np.zeros((64, 64), np.uint8), np.ones((10, 10), bool), "annotated mask"),
     ],
 )

@@ -12,7 +12,7 @@ import tifffile
 from PIL import Image
 
 from napari_unet.core.errors import ImageReadError, UserInputError
-from napari_unet.core.io import list_images, read_image, write_labels, write_tiff
+from napari_unet.core.io.images import list_images, read_image, write_labels, write_tiff
 
 DTYPES = ("uint8", "uint16", "uint32", "int32", "float32", "float16", "float64")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from napari_unet.core.losses import (
+from napari_unet.core.training.losses import (
     LossConfig,
     SegmentationLoss,
     bce_log_jaccard_loss,
@@ -16,7 +16,7 @@ from napari_unet.core.losses import (
     soft_dice_loss,
     weighted_cross_entropy,
 )
-from napari_unet.core.targets import IGNORE_INDEX
+from napari_unet.core.training.targets import IGNORE_INDEX
 
 
 def example_2x2():

@@ -10,9 +10,9 @@ import torch
 
 from napari_unet._reader import read_layers
 from napari_unet.cli import main
-from napari_unet.core.checkpoint import save_checkpoint
-from napari_unet.core.io import read_image, write_labels, write_tiff
-from napari_unet.core.marks import (
+from napari_unet.core.checkpoint.format import save_checkpoint
+from napari_unet.core.io.images import read_image, write_labels, write_tiff
+from napari_unet.core.io.marks import (
     PredictionMark,
     parse_software,
     read_mark,
@@ -83,7 +83,7 @@ def test_predict_marks_its_labels_and_they_open_as_predictions(tmp_path: Path, r
 
 def test_predicted_zarr_labels_are_marked(tmp_path: Path, rng) -> None:
     zarr = pytest.importorskip("zarr")
-    from napari_unet.core.zarr_io import ngff_attributes
+    from napari_unet.core.io.zarr_io import ngff_attributes
 
     torch.manual_seed(0)
     model = build_model("unet", depth=2, base_channels=4, out_channels=2)
@@ -106,7 +106,7 @@ def test_predicted_zarr_labels_are_marked(tmp_path: Path, rng) -> None:
 
 def test_issue15_point1_only_files_predict_wrote_may_be_overwritten(tmp_path: Path) -> None:
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.marks import check_overwritable, output_tag, written_by_predict
+    from napari_unet.core.io.marks import check_overwritable, output_tag, written_by_predict
 
     labels = np.ones((8, 8), np.uint8)
     mark = PredictionMark(model="m", task="binary", output="semantic")

@@ -10,7 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from skimage.metrics import adapted_rand_error
 from skimage.metrics import variation_of_information as skimage_vi
 
-from napari_unet.core import metrics as M
+from napari_unet.core.evaluation import metrics as M
 
 
 def own_adapted_rand_error(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -9,8 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from napari_unet.core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from napari_unet.core.checkpoint.format import (
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+)
 from napari_unet.core.errors import CheckpointError, UserInputError
+from napari_unet.core.inference.prediction import predict
 from napari_unet.core.models import (
     architecture_spatial_dims,
     build_model,
@@ -22,7 +27,6 @@ from napari_unet.core.models.context25d import (
     stack_neighbour_slices,
 )
 from napari_unet.core.models.pooling import conv_kernel_schedule, pooling_schedule
-from napari_unet.core.predict import predict
 
 ISBI_VOXEL = (50.0, 4.0, 4.0)  # nm, serial-section TEM
 EMBRYO_VOXEL = (1.75, 0.8, 0.8)  # µm, the embryo nuclei stacks

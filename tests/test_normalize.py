@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import ChannelMismatchError, UserInputError
-from napari_unet.core.normalize import (
+from napari_unet.core.inference.normalization import (
     NormalizationConfig,
     apply_normalization,
     normalization_params,
@@ -186,3 +186,29 @@ def test_issue15_point4_wide_integers_keep_their_digits() -> None:
     for offset, dtype in ((4_000_000_000, np.uint32), (2**40, np.int64)):
         image = (base + offset).astype(dtype)
         np.testing.assert_allclose(normalize(image), normalize(base), atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [1e307, 1e308, float(np.finfo(np.float64).max)])
+def test_float64_near_its_maximum_normalises_like_the_image(rng, factor: float) -> None:
+    """``hi - lo`` of a signed image near float64's maximum overflowed: it came out flat."""
+    image = rng.uniform(-1.0, 1.0, size=(2, 40, 48))
+    image[0, 0, 0], image[0, 1, 1], image[1, 2, 2] = np.nan, np.inf, -np.inf
+    reference = normalize(image)
+    scaled = normalize(image * factor)
+    assert np.isfinite(scaled).all()
+    np.testing.assert_allclose(scaled, reference, rtol=1e-6, atol=1e-6)
+    assert scaled[0, 0, 0] == 0.0 and scaled[0, 1, 1] == reference[0, 1, 1]
+    params = normalization_params(image * factor)  # tile by tile, as prediction applies it
+    tiles = np.stack([image[:, :16, :16], image[:, 16:32, 16:32]]) * factor
+    out = np.empty(tiles.shape, np.float32)
+    apply_normalization(tiles, params, out=out)
+    np.testing.assert_allclose(out[1], reference[:, 16:32, 16:32], rtol=1e-6, atol=1e-6)
+
+
+def test_the_whole_float64_range_normalises_to_zero_and_one() -> None:
+    image = np.tile(np.array([-1e308, 1e308]), 8 * 4).reshape(1, 8, 8)
+    result = normalize(image)
+    np.testing.assert_array_equal(result, normalize(np.sign(image)))
+    assert set(np.unique(result)) == {0.0, 1.0}
+    extremes = np.finfo(np.float64).max * np.sign(image)
+    np.testing.assert_array_equal(normalize(extremes), result)

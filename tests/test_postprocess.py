@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.postprocess import (
-    PostprocessConfig,
+from napari_unet.core.postprocess.config import PostprocessConfig
+from napari_unet.core.postprocess.labels import (
     instance_label_dtype,
     instance_labels,
     labels_from_probabilities,
@@ -16,7 +16,7 @@ from napari_unet.core.postprocess import (
     remove_small_objects_labels,
     semantic_labels,
 )
-from napari_unet.core.postprocess_ops import fill_holes_labels
+from napari_unet.core.postprocess.ops import fill_holes_labels
 
 INSTANCES = PostprocessConfig(output="instances")
 

@@ -16,10 +16,11 @@ from napari_unet.core.device import (
     get_device,
 )
 from napari_unet.core.errors import AxesError, ChannelMismatchError, DeviceError
-from napari_unet.core.normalize import NormalizationConfig, normalize
-from napari_unet.core.predict import (
+from napari_unet.core.inference.normalization import NormalizationConfig, normalize
+from napari_unet.core.inference.prediction import (
     PredictConfig,
     PredictProgress,
+    TileGeometry,
     iter_predict,
     predict,
     shift_period,
@@ -283,6 +284,21 @@ def test_tta_of_an_equivariant_net_changes_nothing_across_tiles_and_margins(rng,
     np.testing.assert_allclose(got, reference(model, np.moveaxis(image, -1, 0)), atol=1e-5)
 
 
+def test_tile_geometry_is_the_plan_iter_predict_uses(rng):
+    """The one tile plan (the distributed block predictor reuses it: it must not drift)."""
+    padded = PixelNet(out_channels=2, size_multiple=16)
+    image = rng.random((150, 170)).astype(np.float32)
+    for tile, overlap in ((64, 16), (512, 32), (40, 10)):
+        config = PredictConfig(tile_shape=tile, batch_size=64, **FP32)
+        geometry = TileGeometry.of(padded, config)
+        assert (geometry.overlap, geometry.period, geometry.margin) == (overlap, 16, 0)
+        steps = list(iter_predict(padded, image, "YX", config=config))
+        assert steps[-1].total_tiles == geometry.plan(image.shape).n_tiles
+    valid = TileGeometry.of(PixelNet(margin=4), PredictConfig(tile_shape=64, **FP32))
+    assert (valid.overlap, valid.margin) == (0, 4)
+    assert TileGeometry.of(padded, PredictConfig(tile_shape=64, overlap=5, **FP32)).overlap == 5
+
+
 def test_shift_period_of_valid_and_padded_rules():
     assert shift_period(lambda s: tuple(-(-x // 16) * 16 for x in s)) == 16
     assert shift_period(lambda s: s) == 1
@@ -341,9 +357,9 @@ def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_i
     shared_data,
 ) -> None:
     """The issue's case: fluo-nuclei on a DSB image times 1e300 found 0 objects (exit 0)."""
-    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
-    from napari_unet.core.io import read_image
-    from napari_unet.core.postprocess import labels_from_probabilities
+    from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.io.images import read_image
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     loaded = load_checkpoint(resolve_checkpoint("fluo-nuclei"))
     info = loaded.info
@@ -368,7 +384,8 @@ def test_issue15_point4_a_float64_image_beyond_float32_range_predicts_like_the_i
 @pytest.mark.parametrize("output", ["semantic", "instances"])
 def test_issue15_point5_time_and_depth_images_predict_and_postprocess(rng, axes, output):
     """TZYX / TZCYX images failed in post-processing ('got (K,T,Z,Y,X)') through the core API."""
-    from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+    from napari_unet.core.postprocess.config import PostprocessConfig
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     channels = 2 if "C" in axes else 1
     model = PixelNet(in_channels=channels, out_channels=3)

@@ -9,7 +9,7 @@ import tifffile
 from napari_unet._reader import get_reader
 from napari_unet._writer import labels_dtype, write_labels
 from napari_unet.core.errors import ImageReadError
-from napari_unet.core.io import write_tiff
+from napari_unet.core.io.images import write_tiff
 
 
 def test_reader_returns_none_for_files_it_does_not_handle(tmp_path) -> None:
@@ -84,7 +84,7 @@ def test_writer_refuses_fractional_labels(tmp_path) -> None:
 
 
 def test_an_untouched_prediction_is_saved_as_a_prediction(tmp_path) -> None:
-    from napari_unet.core.marks import PredictionMark, read_mark
+    from napari_unet.core.io.marks import PredictionMark, read_mark
 
     labels = np.zeros((2, 16, 16), np.uint16)
     labels[:, 4:8, 4:8] = 1

@@ -96,7 +96,7 @@ def _dsb_mirror(shared_data, folder):
     """The DSB2018 originals as GitHub serves them, rebuilt from the converted shared copy."""
     from PIL import Image
 
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
 
     grey = read_image(shared_data / "dsb2018_fluo" / "images" / _datasets.DSB_LOCAL_NAME).image
     labels = read_image(shared_data / "dsb2018_fluo" / "labels" / _datasets.DSB_LOCAL_NAME).image
@@ -172,7 +172,7 @@ def test_ground_truth_is_tagged_and_the_image_names_its_model(shared_data, monke
 
 def test_dsb_sample_is_a_validation_image_of_fluo_nuclei() -> None:
     """The sample must show the model on an image it was not trained on."""
-    from napari_unet.core.checkpoint import builtin_checkpoints, read_checkpoint_info
+    from napari_unet.core.checkpoint.format import builtin_checkpoints, read_checkpoint_info
 
     path = builtin_checkpoints().get("fluo-nuclei")
     if path is None:

@@ -42,7 +42,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def _tiff(path: Path) -> Path:
-    from napari_unet.core.io import write_tiff
+    from napari_unet.core.io.images import write_tiff
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_tiff(path, np.arange(64, dtype=np.uint8).reshape(8, 8))
@@ -158,6 +158,62 @@ def test_issue15_point3_simultaneous_create_has_exactly_one_winner(tmp_path: Pat
         assert [e.id for e in session.images()] == [winners[0][3]]
 
 
+def _add_same_image_worker(folder_base: str, tries: int, barrier, results) -> None:
+    """Open each session, then add the same image file as the other process at the same instant.
+
+    The lock is taken 0.3 s late (a slow disk), so a duplicate check done before the lock sees
+    neither process's image: only a check under the lock keeps the second add out.
+    """
+    import contextlib
+
+    import napari_unet.session.session as session_module
+    from napari_unet.session import Session
+
+    real_lock = session_module.writer_lock
+
+    @contextlib.contextmanager
+    def slow_lock(*args, **kwargs):
+        time.sleep(0.3)
+        with real_lock(*args, **kwargs):
+            yield
+
+    for attempt in range(tries):
+        session = Session.open(Path(folder_base) / f"try{attempt}")
+        session_module.writer_lock = slow_lock
+        barrier.wait()
+        try:
+            image_id = session.add_image("cells", axes="YX", source=Path(folder_base) / "cells.tif")
+            results.put((attempt, image_id))
+        except Exception as err:  # reported to the test
+            results.put((attempt, repr(err)))
+        session_module.writer_lock = real_lock
+
+
+def test_two_programs_adding_the_same_image_at_once_add_it_once(tmp_path: Path) -> None:
+    _tiff(tmp_path / "cells.tif")
+    tries = 3
+    for attempt in range(tries):
+        Session.create(tmp_path / f"try{attempt}")
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    processes = [
+        context.Process(
+            target=_add_same_image_worker, args=(str(tmp_path), tries, barrier, results)
+        )
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in range(tries * 2)]
+    for process in processes:
+        process.join(30)
+    for attempt in range(tries):
+        ids = [o[1] for o in outcomes if o[0] == attempt]
+        assert ids == ["img0001", "img0001"], outcomes
+        session = Session.open(tmp_path / f"try{attempt}", readonly=True)
+        assert [e.id for e in session.images()] == ["img0001"]
+
+
 _HOLDER = """
 import sys, time
 from pathlib import Path
@@ -251,7 +307,7 @@ def _flip_a_weight_byte(path: Path) -> None:
 
 def test_issue15_point8_a_bit_flipped_checkpoint_is_never_registered(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from napari_unet.core.checkpoint import read_checkpoint_info, save_checkpoint
+    from napari_unet.core.checkpoint.format import read_checkpoint_info, save_checkpoint
     from napari_unet.core.errors import CheckpointError
     from napari_unet.core.models import build_model
 

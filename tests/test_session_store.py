@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.io import write_tiff
+from napari_unet.core.io.images import write_tiff
 from napari_unet.session import Session, SessionError, default_session_folder
 from napari_unet.session.tracking import annotated_mask
 
@@ -215,7 +215,7 @@ def test_versions(tmp_path: Path) -> None:
 
 def test_truncated_checkpoint_is_never_registered(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.errors import CheckpointError
     from napari_unet.core.models import build_model
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.items import TrainingItem
-from napari_unet.core.normalize import normalize
-from napari_unet.core.predict import PredictConfig
-from napari_unet.core.simulate import (
+from napari_unet.core.inference.normalization import normalize
+from napari_unet.core.inference.prediction import PredictConfig
+from napari_unet.core.simulation.experiment import (
     RoundRecord,
     SimulateConfig,
     SimulateProgress,
@@ -23,7 +22,8 @@ from napari_unet.core.simulate import (
     plan_split,
 )
 from napari_unet.core.synthetic import synthetic_nuclei
-from napari_unet.core.train_config import StepEvent
+from napari_unet.core.training.config import StepEvent
+from napari_unet.core.training.items import TrainingItem
 
 
 def _items(n: int = 6) -> list[TrainingItem]:
@@ -72,6 +72,32 @@ def test_correction_effort_instances_uses_matching() -> None:
 def test_mean_metrics_skips_nan() -> None:
     means = mean_metrics([{"a": 1.0, "b": float("nan")}, {"a": 3.0, "b": float("nan")}])
     assert means["a"] == 2.0 and np.isnan(means["b"])
+
+
+def test_new_model_for_caps_the_class_count_as_the_cli_does() -> None:
+    """The core API refuses a 70,001-class network itself (not only ``train``/``simulate``)."""
+    from napari_unet.core.errors import TrainingDataError
+
+    items = _items(2)
+    labels = items[0].labels.astype(np.int64)
+    labels[labels == 1] = 70000
+    items[0] = TrainingItem(items[0].image, labels, name="big")
+    with pytest.raises(TrainingDataError, match=r"70000.*70,001-class network \(at most 256\)"):
+        new_model_for("unet", items, "semantic", depth=2, base_channels=4)
+    model = new_model_for("unet", items, "semantic", label_map={70000: 1}, depth=2, base_channels=4)
+    assert model.out_channels == max(int(items[1].labels.max()), 1) + 1
+
+
+def test_new_model_for_counts_only_annotated_values_and_restoration_channels() -> None:
+    items = _items(1)
+    labels = np.where(items[0].labels > 0, 9, 0)
+    mask = labels == 0  # only background is annotated: the 9s are not trained on
+    items = [TrainingItem(items[0].image, labels, annotated_mask=mask, name="a")]
+    assert new_model_for("unet", items, "semantic", depth=2, base_channels=4).out_channels == 2
+    target = np.zeros((2, 64, 64), np.float32)
+    items = [TrainingItem(items[0].image, target, name="r")]
+    model = new_model_for("unet", items, "restoration", depth=2, base_channels=4)
+    assert model.out_channels == 2
 
 
 def test_loop_trains_on_corrected_images_only_and_is_cumulative() -> None:

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from napari_unet.core.config import Config
 from napari_unet.core.errors import TrainingDataError, UserInputError
-from napari_unet.core.targets import (
+from napari_unet.core.training.targets import (
     IGNORE_INDEX,
     TargetConfig,
     Targets,

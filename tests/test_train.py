@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import napari_unet.core.train as train_module
-from napari_unet.core.augment import AugmentConfig
-from napari_unet.core.checkpoint import load_checkpoint
-from napari_unet.core.data import TrainingItem
+import napari_unet.core.training.loop as train_module
+from napari_unet.core.checkpoint.format import load_checkpoint
 from napari_unet.core.errors import TrainingDataError, TrainingDivergedError
 from napari_unet.core.models import build_model
-from napari_unet.core.train import (
+from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.items import TrainingItem
+from napari_unet.core.training.loop import (
     CheckpointEvent,
     StepEvent,
     TrainConfig,
@@ -296,7 +296,7 @@ def test_items_added_while_training_join_the_pool(tmp_path):
 
 def test_fine_tuning_keeps_the_parents_post_processing(tmp_path):
     """A fine-tuned built-in keeps what its output means (EM instances = neurite regions)."""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     em = builtin_checkpoints()["em-membranes"]
     expected = load_checkpoint(em).info.postprocess_config(output="instances")

@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from napari_unet.core.checkpoint import BUILTIN_DIR, load_checkpoint
+from napari_unet.core.checkpoint.format import BUILTIN_DIR, load_checkpoint
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 

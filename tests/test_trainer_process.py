@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from trainer_kill_helper import collect, make_session, request, review_slice, start_model
 
-from napari_unet.core.checkpoint import load_checkpoint
-from napari_unet.core.data import TrainingItem
+from napari_unet.core.checkpoint.format import load_checkpoint
+from napari_unet.core.training.items import TrainingItem
 from napari_unet.session import Session
-from napari_unet.session.trainer import run_trainer
-from napari_unet.session.trainer_data import ValidationPlan
-from napari_unet.session.trainer_events import (
+from napari_unet.trainer.data import ValidationPlan
+from napari_unet.trainer.events import (
     PoolChanged,
     TrainerFailed,
     TrainerFinished,
     VersionPublished,
 )
+from napari_unet.trainer.process import run_trainer
 
 FINAL = (TrainerFinished, TrainerFailed)
 

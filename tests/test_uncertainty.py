@@ -1,11 +1,11 @@
-"""core.uncertainty: entropy, disagreement and the next tile to review (pure numpy)."""
+"""core.inference.uncertainty: entropy, disagreement and the next tile to review (pure numpy)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_unet.core.uncertainty import disagreement, entropy, most_uncertain_tile
+from napari_unet.core.inference.uncertainty import disagreement, entropy, most_uncertain_tile
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from napari_unet.core.weightmap import (
+from napari_unet.core.training.weightmap import (
     border_term,
     border_weight_map,
     brute_force_weight_map,

@@ -238,8 +238,8 @@ def test_a_predicted_file_opens_as_a_prediction_and_only_edits_count(
 ):
     from napari_unet._reader import read_layers
     from napari_unet._widgets.correct_panel import CorrectPanel
-    from napari_unet.core.io import write_labels, write_tiff
-    from napari_unet.core.marks import PredictionMark, software_tag
+    from napari_unet.core.io.images import write_labels, write_tiff
+    from napari_unet.core.io.marks import PredictionMark, software_tag
 
     write_tiff(tmp_path / "img.tif", np.zeros((3, 32, 32), np.uint8), axes="ZYX")
     mark = PredictionMark(model="fluo-nuclei", task="instances", output="instances")

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_unet.core.train_config import StepEvent, ValidationEvent
+from napari_unet.core.training.config import StepEvent, ValidationEvent
 from napari_unet.session import Session
 
 pytestmark = pytest.mark.gui
@@ -28,7 +28,7 @@ SHAPE = (2, 64, 64)
 def tiny_checkpoint(path):
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -152,7 +152,7 @@ def test_data_summary_counts_and_validation(make_panel, session, monkeypatch):
     assert panel.guidance.isHidden() and panel.start_button.isEnabled()
     assert "1 tile(s) of 2" in panel.data_label.text()
     # the trainer's own split agrees
-    from napari_unet.session.trainer_data import ValidationPlan, to_items
+    from napari_unet.trainer.data import ValidationPlan, to_items
 
     items = to_items(session.training_items(), None)
     plan = ValidationPlan(fraction=0.1, tile=128, seed=0, pins=[])
@@ -284,7 +284,7 @@ def test_plot_receives_events_and_redraws_rarely(make_panel, session, qtbot):
 
 
 def _version(version_id, step):
-    from napari_unet.session.trainer_events import VersionPublished
+    from napari_unet.trainer.events import VersionPublished
 
     return VersionPublished(version_id, "x.pt", {"score": 0.5}, step)
 
@@ -298,7 +298,7 @@ def test_failure_is_a_message(make_panel, session, qtbot):
 @pytest.mark.slow
 def test_end_to_end_real_trainer(make_panel, session, qtbot):
     client_module = pytest.importorskip("napari_unet._widgets.trainer_client")
-    pytest.importorskip("napari_unet.session.trainer")
+    pytest.importorskip("napari_unet.trainer.process")
     _, panel = make_panel(session, client=client_module.TrainerClient())
     versions = []
     panel.loop.version_added.connect(versions.append)

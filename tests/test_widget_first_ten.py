@@ -15,7 +15,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_unet._widgets import reviewed as rv
-from napari_unet.core.checkpoint import builtin_checkpoints
+from napari_unet.core.checkpoint.format import builtin_checkpoints
 
 pytestmark = pytest.mark.gui
 TIMEOUT = 60_000
@@ -145,7 +145,7 @@ def test_opening_a_session_shows_its_newest_version(make_napari_viewer, qtbot, t
     import torch
 
     from napari_unet._widgets.loop_state import LoopState
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
     from napari_unet.session import Session
 
@@ -216,7 +216,7 @@ def test_shortcuts_tables_and_overlay(make_napari_viewer, qtbot, tmp_path):
 
     from napari_unet._widgets import FinetuneWidget, SegmentWidget
     from napari_unet._widgets.loop_state import LoopState
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
     from napari_unet.session import Session
 

@@ -31,7 +31,7 @@ def _config_dir(tmp_path, monkeypatch):
 def checkpoint(tmp_path_factory):
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -327,7 +327,7 @@ def test_a_volume_too_big_for_memory_is_refused_before_predicting(
     viewer, checkpoint, qtbot, errors, monkeypatch
 ):
     from napari_unet._widgets import predict_job as J
-    from napari_unet.core.axes import StackLayout
+    from napari_unet.core.io.axes import StackLayout
 
     volume = synthetic_nuclei((64, 64))[0][None].repeat(4, 0)
     viewer.add_image(volume, name="vol", metadata={"napari_unet": {"axes": "ZYX"}})

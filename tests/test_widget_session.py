@@ -289,7 +289,7 @@ def test_a_channel_of_a_multichannel_file_is_stored_as_a_copy() -> None:
 def test_a_zarr_volume_is_referenced_and_reopened_lazily(make_napari_viewer, qtbot, tmp_path):
     zarr = pytest.importorskip("zarr")
     from napari_unet._reader import get_reader
-    from napari_unet.core.zarr_io import ngff_attributes
+    from napari_unet.core.io.zarr_io import ngff_attributes
 
     volume = np.random.default_rng(1).integers(0, 255, (3, 32, 32), dtype=np.uint8)
     path = tmp_path / "vol.ome.zarr"

@@ -63,7 +63,7 @@ def test_without_a_start_score_the_run_best_is_the_reference() -> None:
 
 
 def test_messages_name_images_and_tasks_as_a_user_would() -> None:
-    from napari_unet.session.trainer_data import task_phrase
+    from napari_unet.trainer.data import task_phrase
 
     session = SimpleNamespace(image=lambda image_id: SimpleNamespace(name="dsb2018 nuclei"))
     text = "the labels of image img0001 slice 0 are instances labels"

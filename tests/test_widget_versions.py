@@ -29,7 +29,7 @@ def _config_dir(tmp_path, monkeypatch):
 def _checkpoint(path, bias: float):
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def _stack(viewer):
 def test_versions_list_rename_export_delete(viewer, session, tmp_path, qtbot):
     from napari_unet._widgets.loop_state import LoopState
     from napari_unet._widgets.versions_panel import VersionsPanel
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.session import Session
 
     panel = VersionsPanel(viewer)

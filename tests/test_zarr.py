@@ -14,13 +14,13 @@ zarr = pytest.importorskip("zarr")
 from napari_unet._reader import get_reader, read_layers  # noqa: E402
 from napari_unet._widgets.predict_job import Plan, job_image  # noqa: E402
 from napari_unet.cli import main  # noqa: E402
-from napari_unet.core.axes import StackLayout, to_stack  # noqa: E402
-from napari_unet.core.checkpoint import save_checkpoint  # noqa: E402
+from napari_unet.core.checkpoint.format import save_checkpoint  # noqa: E402
 from napari_unet.core.errors import ImageReadError, UserInputError  # noqa: E402
-from napari_unet.core.io import read_image, write_tiff  # noqa: E402
-from napari_unet.core.lazy import iter_slices, read_slice, slice_axes, stack_slices  # noqa: E402
+from napari_unet.core.io.axes import StackLayout, to_stack  # noqa: E402
+from napari_unet.core.io.images import read_image, write_tiff  # noqa: E402
+from napari_unet.core.io.lazy import iter_slices, read_slice, slice_axes, stack_slices  # noqa: E402
+from napari_unet.core.io.zarr_io import create_output, is_zarr, ngff_attributes, open_zarr  # noqa: E402
 from napari_unet.core.models import build_model  # noqa: E402
-from napari_unet.core.zarr_io import create_output, is_zarr, ngff_attributes, open_zarr  # noqa: E402
 
 
 def write_ome_zarr(path: Path, image: np.ndarray, axes: str, chunks: tuple) -> Path:

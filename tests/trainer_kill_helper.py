@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.session import Session
-from napari_unet.session.trainer_events import FinetuneRequest
+from napari_unet.trainer.events import FinetuneRequest
 
 SHAPE = (64, 64)
 
@@ -35,7 +35,7 @@ def start_model(path: Path, *, task: str = "binary", out_channels: int = 1) -> P
     """Save a tiny untrained U-Net checkpoint at ``path``."""
     import torch
 
-    from napari_unet.core.checkpoint import save_checkpoint
+    from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
     torch.manual_seed(0)

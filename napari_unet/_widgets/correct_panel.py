@@ -36,7 +36,7 @@ from napari_unet._widgets.logic.layer_choice import (
 )
 from napari_unet._widgets.logic.slice_status import SliceStatusCache, summary_text
 from napari_unet._widgets.loop_state import LoopState
-from napari_unet.core.postprocess import remove_small_objects_labels
+from napari_unet.core.postprocess.labels import remove_small_objects_labels
 
 if TYPE_CHECKING:
     import napari

@@ -3,8 +3,9 @@
 Pure (numpy, scipy and the session; no Qt): :class:`SummaryCache` turns a
 :class:`~napari_unet.session.Session` into a :class:`DataSummary` — annotated images, slices,
 pixels and objects, and the part held back for validation: the user's pins, plus annotated
-``val_tile`` x ``val_tile`` tiles chosen by the stable hash of :func:`core.split.split_validation`
-(the trainer's own split, so the numbers match what it will hold back).
+``val_tile`` x ``val_tile`` tiles chosen by the stable hash of
+:func:`core.training.split.split_validation` (the trainer's own split, so the numbers match what it
+will hold back).
 
 Cheap to refresh: per slice, only a small record is kept (annotated pixels, objects and the
 annotated-pixel count of each tile), keyed by the slice's stored files and its pins, so a slice
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_unet.core.items import TrainingItem
-from napari_unet.core.split import split_validation
+from napari_unet.core.training.items import TrainingItem
+from napari_unet.core.training.split import split_validation
 from napari_unet.session.tracking import annotated_mask
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def held_back_tiles(
 
     ``tiles`` maps an item name (``"<image_id>/<slice:05d>"``, the trainer's) to its tile pixel
     counts outside the pins. As the trainer's ``ValidationPlan``: the tiles the hash of
-    :func:`core.split.split_validation` selects, or, when it selects none and nothing is
+    :func:`core.training.split.split_validation` selects, or, when it selects none and nothing is
     ``pinned``, one forced tile (``at_least_one``). The split is run on one pixel per tile
     (``tile=1``): tile ``(ty, tx)`` keeps its index ``ty * nx + tx``, hence its hash, so the
     choice is exactly the trainer's.

@@ -3,7 +3,7 @@
 Training data is every edited or reviewed slice of the session open in the viewer's
 :class:`~napari_unet._widgets.loop_state.LoopState` — nothing to export. The summary
 (:mod:`~napari_unet._widgets.data_summary`) refreshes a moment after each saved review. Start
-builds a :class:`~napari_unet.session.trainer_events.FinetuneRequest` and hands it to a
+builds a :class:`~napari_unet.trainer.events.FinetuneRequest` and hands it to a
 :class:`~napari_unet._widgets.trainer_client.TrainerClient` (a separate process; its events come
 back as Qt signals on the main thread). Each version it publishes is announced on the loop
 state, so the Segment dock can switch to it. In "keep learning" mode, slices reviewed while it

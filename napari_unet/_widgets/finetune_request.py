@@ -41,7 +41,7 @@ def version_label(version: Any) -> str:
 
 def list_start_models(form: FinetuneForm, session: Any) -> None:
     """Fill the start-model list: built-in models, then the session's versions (newest first)."""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     versions = []
     if session is not None:
@@ -59,7 +59,7 @@ def start_path(key: str, session: Any) -> Path | None:
     kind, value = key.split(":", 1)
     try:
         if kind == "builtin":
-            from napari_unet.core.checkpoint import builtin_checkpoints
+            from napari_unet.core.checkpoint.format import builtin_checkpoints
 
             return builtin_checkpoints().get(value)
         if kind == "version":
@@ -96,7 +96,7 @@ def start_key_of_model(model: str | None, session: Any) -> str:
     """
     if not model:
         return ""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     path = Path(model)
     for name, builtin in builtin_checkpoints().items():
@@ -131,8 +131,8 @@ def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) 
         UserInputError: no start model, or settings the trainer would refuse (the message says
             which and what to change).
     """
-    from napari_unet.core.train_config import TrainConfig
-    from napari_unet.session.trainer_events import FinetuneRequest
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.trainer.events import FinetuneRequest
 
     if not key:
         raise UserInputError(

@@ -3,7 +3,7 @@
 - "Show uncertainty": an Image layer (role ``uncertainty``, inferno, half transparent) with the
   entropy of the active model's probabilities on the current slice — reusing the probability
   layer when the slice has one, else predicting in a worker — or the disagreement between the
-  last two versions (:mod:`napari_unet.core.uncertainty`).
+  last two versions (:mod:`napari_unet.core.inference.uncertainty`).
 - "Next region to review": the most uncertain 128² tile not yet reviewed, over the current
   slice and up to :data:`MAX_SLICES` unreviewed slices around it; the camera centres and zooms
   on it (and the stack moves to its slice), and a line says why.
@@ -38,8 +38,8 @@ from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.repredict import current_image_slice
 from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.lazy import stack_slices
-from napari_unet.core.uncertainty import entropy, most_uncertain_tile
+from napari_unet.core.inference.uncertainty import entropy, most_uncertain_tile
+from napari_unet.core.io.lazy import stack_slices
 
 if TYPE_CHECKING:
     import napari

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.core.axes import StackLayout, check_axes, guess_axes
+from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
 
 if TYPE_CHECKING:
     import napari

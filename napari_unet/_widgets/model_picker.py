@@ -72,7 +72,7 @@ def remember(path: str | os.PathLike) -> list[str]:
 
 def builtin_models() -> dict[str, Path]:
     """Built-in checkpoints ``{name: path}`` (no torch import)."""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     return builtin_checkpoints()
 

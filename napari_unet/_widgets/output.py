@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import napari
 
     from napari_unet._widgets.predict_worker import JobResult
-    from napari_unet.core.axes import StackLayout
+    from napari_unet.core.io.axes import StackLayout
 
 logger = logging.getLogger(__name__)
 

@@ -176,7 +176,7 @@ class PredictForm(QWidget):
     ) -> None:
         """Defaults from a checkpoint: output kind from its task, tiling from its tile defaults,
         threshold and minimum object size from its stored post-processing
-        (:meth:`~napari_unet.core.checkpoint.CheckpointInfo.postprocess_config`)."""
+        (:meth:`~napari_unet.core.checkpoint.format.CheckpointInfo.postprocess_config`)."""
         self.output.setCurrentIndex(
             self.output.findData("instances" if task == "instances" else "semantic")
         )

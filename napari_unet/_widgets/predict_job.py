@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet._widgets import layers as L
-from napari_unet.core.axes import StackLayout, check_axes, to_stack
 from napari_unet.core.errors import AxesError, UserInputError
-from napari_unet.core.lazy import stack_slices
+from napari_unet.core.io.axes import StackLayout, check_axes, to_stack
+from napari_unet.core.io.lazy import stack_slices
 
 if TYPE_CHECKING:
     import napari
@@ -38,7 +38,7 @@ def model_info(path: str) -> tuple[str, Any, list[str]]:
     Run in a worker (it imports torch); errors are returned, not raised, so the answer can be
     matched to the model it is about.
     """
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.device import available_devices
 
     try:

@@ -42,10 +42,10 @@ class PredictJob:
         axes: e.g. ``"YX"``, ``"CYX"`` (one slice), ``"ZYX"`` (whole stack).
         slices: the flattened slice indices of the full image that ``image`` covers, in order.
         region: ``(slice_y, slice_x)`` to predict in every slice, or None for all of it.
-        predict: :class:`~napari_unet.core.predict.PredictConfig` fields (tiles, batch, device);
-            a dict so that building a job does not import torch on the main thread.
-        postprocess: :class:`~napari_unet.core.postprocess.PostprocessConfig` fields chosen in
-            the form (``output``, threshold, min size); they override the model's stored
+        predict: :class:`~napari_unet.core.inference.prediction.PredictConfig` fields (tiles, batch,
+            device); a dict so that building a job does not import torch on the main thread.
+        postprocess: :class:`~napari_unet.core.postprocess.labels.PostprocessConfig` fields chosen
+            in the form (``output``, threshold, min size); they override the model's stored
             post-processing defaults (:meth:`CheckpointInfo.postprocess_config`).
         probabilities: also return the foreground probability.
         loaded: a model loaded by an earlier job for the same checkpoint and device (reused).
@@ -101,7 +101,7 @@ class JobResult:
         probabilities: (n, h, w) float32 foreground probability, or None.
         slices, region: where they go (as in the job).
         task, output: the model's task and the labels' kind.
-        loaded: the :class:`~napari_unet.core.checkpoint.LoadedModel`, for reuse.
+        loaded: the :class:`~napari_unet.core.checkpoint.format.LoadedModel`, for reuse.
         seconds: wall-clock time of the job.
     """
 
@@ -139,9 +139,9 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         PredictionError: anything torch raises as a RuntimeError (out of memory...).
     """
 
-    from napari_unet.core.checkpoint import load_checkpoint
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.predict import PredictConfig, iter_predict
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.inference.prediction import PredictConfig, iter_predict
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     start = time.perf_counter()
     try:
@@ -187,7 +187,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
 def _predict(
     job: PredictJob, loaded: Any, config: Any, iter_predict: Any
 ) -> Generator[JobProgress, None, Any]:
-    from napari_unet.core.axes import to_stack
+    from napari_unet.core.io.axes import to_stack
 
     n_slices = to_stack(job.image, job.axes)[1].n_slices
     steps = iter_predict(

@@ -34,9 +34,9 @@ from napari_unet._widgets.logic.refresh import (
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
 from napari_unet._widgets.prediction_target import PredictionTarget
-from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import AxesError, UserInputError
-from napari_unet.core.lazy import stack_slices
+from napari_unet.core.io.axes import StackLayout
+from napari_unet.core.io.lazy import stack_slices
 
 logger = logging.getLogger(__name__)
 

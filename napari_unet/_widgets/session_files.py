@@ -36,13 +36,13 @@ def image_source(layer: Any) -> str | None:
 
 def read_source(path: str | Path) -> Any:
     """An image file read whole, or a Zarr folder opened lazily (a dask array, as the reader)."""
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
     from napari_unet.session.paths import is_zarr_source
 
     if is_zarr_source(path):
         import dask.array as da
 
-        from napari_unet.core.zarr_io import open_zarr
+        from napari_unet.core.io.zarr_io import open_zarr
 
         return da.from_zarr(open_zarr(path).array)
     return read_image(path).image

@@ -44,8 +44,8 @@ from napari_unet._widgets.session_files import (
     restore_image,
     stored_labels,
 )
-from napari_unet.core.axes import StackLayout
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.io.axes import StackLayout
 from napari_unet.session.paths import default_session_folder
 
 if TYPE_CHECKING:

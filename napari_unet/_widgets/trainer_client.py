@@ -1,6 +1,6 @@
 """The napari side of the fine-tune process: start it, stream its events into Qt signals, stop it.
 
-:class:`TrainerClient` spawns :func:`napari_unet.session.trainer.run_trainer` in a separate process
+:class:`TrainerClient` spawns :func:`napari_unet.trainer.process.run_trainer` in a separate process
 (``multiprocessing`` **spawn** context: its own CUDA context and GIL; GPU memory is released when
 it ends). A ``QTimer`` on the main thread drains the event queue every ``poll_ms`` without ever
 blocking (``get_nowait``, at most ``max_events_per_tick`` per tick) and re-emits the events as Qt
@@ -34,7 +34,7 @@ from napari_unet._widgets.spawn_guard import (
     unguarded_main_script,
 )
 from napari_unet.core.errors import UserInputError
-from napari_unet.session.trainer_events import (
+from napari_unet.trainer.events import (
     CORRECTIONS,
     STOP,
     FinetuneRequest,
@@ -63,9 +63,9 @@ class TrainerClient(QObject):
 
     Signals:
         started(): the process was started.
-        step(object): a ``core.train_config.StepEvent`` (step, loss, lr, patches_per_s,
+        step(object): a ``core.training.config.StepEvent`` (step, loss, lr, patches_per_s,
             elapsed_s); at most ~10 per second.
-        validation(object): a ``core.train_config.ValidationEvent`` (step, metrics, improved).
+        validation(object): a ``core.training.config.ValidationEvent`` (step, metrics, improved).
         version(object): a :class:`VersionPublished` (version_id, path, metrics, step): already
             registered in the session.
         pool_changed(object): a :class:`PoolChanged` (the training pool at start, and after
@@ -134,7 +134,7 @@ class TrainerClient(QObject):
         Raises:
             UserInputError: a trainer is already running.
         """
-        from napari_unet.session.trainer import run_trainer
+        from napari_unet.trainer.process import run_trainer
 
         if self.running:
             raise UserInputError("A training is already running; stop it first.")

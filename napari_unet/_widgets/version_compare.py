@@ -22,7 +22,7 @@ from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
 from napari_unet._widgets.repredict import current_image_slice
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.lazy import stack_slices
+from napari_unet.core.io.lazy import stack_slices
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def time_text(created: str | None) -> str:
 
 def reviewed_score(labels: np.ndarray, reference: np.ndarray, reviewed: np.ndarray) -> float:
     """Foreground IoU of ``labels`` vs ``reference`` on the ``reviewed`` pixels (all (Y, X))."""
-    from napari_unet.core.metrics import iou
+    from napari_unet.core.evaluation.metrics import iou
 
     return float(iou(labels[reviewed] > 0, reference[reviewed] > 0))
 

@@ -40,8 +40,11 @@ def version_lineage(session: Any, version_id: str) -> list[dict]:
 
 def export_job(checkpoint: str, target: str, sample: Any, lineage: list[dict], name: str) -> str:
     """Load ``checkpoint`` and write its package at ``target`` (runs in a worker thread)."""
-    from napari_unet.core.bioimageio import BioimageioExportConfig, export_bioimageio
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint.bioimageio_export import (
+        BioimageioExportConfig,
+        export_bioimageio,
+    )
+    from napari_unet.core.checkpoint.format import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     if sample is not None and sample.shape[0] != loaded.info.in_channels:
@@ -74,7 +77,7 @@ class BioimageioExporter(QObject):
 
     def _sample(self) -> np.ndarray | None:
         """The slice on screen as (C, Y, X), or None (no image, unknown axes)."""
-        from napari_unet.core.lazy import stack_slices
+        from napari_unet.core.io.lazy import stack_slices
 
         try:
             image, axes, _, current = current_image_slice(self.viewer, then="then export.")

@@ -92,7 +92,7 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
         UserInputError: a broken checkpoint, a restoration model, a channel mismatch.
         PredictionError: anything torch raises as a RuntimeError (out of memory...).
     """
-    from napari_unet.core.predict import PredictConfig
+    from napari_unet.core.inference.prediction import PredictConfig
 
     loaded_models = dict(job.loaded)
     probabilities, labels, tasks, outputs = [], [], [], []
@@ -128,9 +128,9 @@ def _one_model(
     Returns:
         (K, n, Y, X) float32 probabilities, (n, Y, X) labels or None, the task, the output kind.
     """
-    from napari_unet.core.checkpoint import load_checkpoint
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.predict import iter_predict
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.inference.prediction import iter_predict
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     loaded = loaded_models.get(path)
     if loaded is None:
@@ -176,7 +176,7 @@ def _one_model(
 
 def _uncertainty(job: SliceJob, probabilities: list, tasks: list) -> np.ndarray | None:
     """(n, Y, X) entropy of the first model or disagreement of the first two; None if unasked."""
-    from napari_unet.core.uncertainty import disagreement, entropy
+    from napari_unet.core.inference.uncertainty import disagreement, entropy
 
     n = len(job.slices)
     if job.measure == "entropy":

@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate the folders; exit status 0 on success."""
     from napari_unet.cli._output import check_output_file
     from napari_unet.core.atomic import atomic_write_json
-    from napari_unet.core.evaluate import evaluate_folders
-    from napari_unet.core.targets import parse_label_map
+    from napari_unet.core.evaluation.score import evaluate_folders
+    from napari_unet.core.training.targets import parse_label_map
 
     if args.json is not None:  # before the (possibly long) scoring
         check_output_file(args.json, what="the JSON file", flag="--json", suffix=".json")

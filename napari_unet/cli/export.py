@@ -3,7 +3,7 @@
 MODEL is a built-in name or a checkpoint file (e.g. a session version exported from the
 Fine-tune dock). ``--sample IMAGE`` gives the test input (its middle slice, cut to
 ``--test-size``); without it a synthetic EM-like image is used. See
-:mod:`napari_unet.core.bioimageio` for what the package holds.
+:mod:`napari_unet.core.checkpoint.bioimageio_export` for what the package holds.
 """
 
 from __future__ import annotations
@@ -53,15 +53,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Export; prints the package path."""
     from napari_unet.cli._output import check_output_file
-    from napari_unet.core.axes import guess_axes
-    from napari_unet.core.bioimageio import (
+    from napari_unet.core.checkpoint.bioimageio_export import (
         BioimageioExportConfig,
         export_bioimageio,
         sample_slice,
     )
-    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.axes import guess_axes
+    from napari_unet.core.io.images import read_image
 
     checkpoint = resolve_checkpoint(args.model)
     # the package holds the weights twice (state dict and TorchScript) plus test tensors

@@ -58,7 +58,7 @@ def architecture_card(name: str) -> dict[str, Any]:
 
 def builtin_card(path: Any) -> dict[str, Any]:
     """What a built-in checkpoint stores about itself (or the error reading it)."""
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.errors import CheckpointError
 
     try:
@@ -73,7 +73,7 @@ def builtin_card(path: Any) -> dict[str, Any]:
 
 def model_cards() -> list[dict[str, Any]]:
     """Every architecture and built-in checkpoint as ``{"name", "kind", "card"}``."""
-    from napari_unet.core.checkpoint import builtin_checkpoints
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
     from napari_unet.core.models import list_architectures
 
     cards = [

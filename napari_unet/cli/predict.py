@@ -15,8 +15,10 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from napari_unet.cli._progress import FileProgress, bar_safe_logging
+from napari_unet.cli.predict_dask import add_dask_arguments, predict_dask
 from napari_unet.cli.predict_zarr import parse_slices, predict_zarr, write_output
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: fp16 on CUDA, fp32 elsewhere",
+        help="auto (default): fp16 on a CUDA GPU, bf16 on a CPU with native bf16 units "
+        "(AVX512-BF16 or AMX), fp32 elsewhere; fp32 for full precision",
     )
     parser.add_argument(
         "--tta",
@@ -125,43 +128,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Zarr inputs only: predict slices START:STOP of the Z/T stack (flat index), e.g. "
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
+    add_dask_arguments(parser)
     parser.set_defaults(run=run)
-    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
     return parser
-
-
-def _one_line_error(parser: argparse.ArgumentParser) -> Any:
-    """``parser.error`` that prints one line (no usage block) and exits with status 2."""
-
-    def error(message: str) -> None:
-        parser.exit(2, f"{parser.prog}: error: {message}; see --help.\n")
-
-    return error
-
-
-class ProgressBar:
-    """A one-line text progress bar (``\\r``-updated) for a terminal; silent when disabled."""
-
-    def __init__(self, stream: IO[str], *, enabled: bool, width: int = 30) -> None:
-        self.stream, self.enabled, self.width = stream, enabled, width
-        self._last = -1.0
-
-    def update(self, label: str, fraction: float) -> None:
-        """Draw ``label [#####.....]  42%``; redrawn at most every 1%."""
-        if not self.enabled or (0 <= fraction - self._last < 0.01 and fraction < 1.0):
-            return
-        self._last = fraction
-        filled = round(self.width * fraction)
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r{label} [{bar}] {100 * fraction:3.0f}%")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the line (if anything was drawn)."""
-        if self.enabled and self._last >= 0:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-        self._last = -1.0
 
 
 #: Name endings (after the image's stem) of files that belong to an image rather than being one.
@@ -170,7 +139,7 @@ COMPANION_SUFFIXES: tuple[str, ...] = ("_labels", "_probabilities")
 
 def _companion_of(path: Path, stems: set[str]) -> str | None:
     """The stem of the image ``path`` (``<stem>_labels.*``, ...) belongs to, if in ``stems``."""
-    from napari_unet.core.io import image_stem
+    from napari_unet.core.io.images import image_stem
 
     stem = image_stem(path)
     for suffix in COMPANION_SUFFIXES:
@@ -185,12 +154,12 @@ def _expand_inputs(images: list[str]) -> list[Path]:
     In a folder, a ``<stem>_labels.*`` or ``<stem>_probabilities.*`` file whose ``<stem>`` image
     is in the same folder is an annotation or an output, not an image: it is never predicted
     (marked or not). Outputs an earlier ``predict`` wrote there (they carry its mark, see
-    :mod:`napari_unet.core.marks`) are skipped too, so writing the outputs next to the images and
+    :mod:`napari_unet.core.io.marks`) are skipped too, so writing the outputs next to the images and
     running again does not predict them as if they were images. Both are logged at INFO.
     """
-    from napari_unet.core.io import image_stem, list_images
-    from napari_unet.core.marks import written_by_predict
-    from napari_unet.core.zarr_io import is_zarr
+    from napari_unet.core.io.images import image_stem, list_images
+    from napari_unet.core.io.marks import written_by_predict
+    from napari_unet.core.io.zarr_io import is_zarr
 
     paths: list[Path] = []
     for name in images:
@@ -218,7 +187,7 @@ def _check_out_folder(out: Path) -> None:
     import os
 
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.io import write_error
+    from napari_unet.core.io.images import write_error
 
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} is a file; pass a folder for the outputs.")
@@ -232,7 +201,7 @@ def _check_out_folder(out: Path) -> None:
 def _read_roi(path: Path) -> Any:
     import numpy as np
 
-    from napari_unet.core.io import read_image
+    from napari_unet.core.io.images import read_image
 
     data = read_image(path)
     mask = data.image != 0
@@ -243,7 +212,7 @@ def _read_roi(path: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input; 0 if all succeeded, 1 if any failed."""
-    from napari_unet.core.checkpoint import load_checkpoint, resolve_checkpoint
+    from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
     from napari_unet.core.device import get_device
 
     start = time.perf_counter()
@@ -261,8 +230,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float) -> int:
     """Predict every input of ``args`` with ``loaded``; 0 if all succeeded, 1 if any failed."""
     from napari_unet.core.errors import UserInputError
-    from napari_unet.core.io import image_stem
-    from napari_unet.core.predict import PredictConfig
+    from napari_unet.core.inference.prediction import PredictConfig
 
     info = loaded.info
     inputs = _expand_inputs(args.images)
@@ -299,10 +267,23 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
         raise UserInputError(f"invalid setting: {err}.") from None
     roi = _read_roi(args.roi) if args.roi is not None else None
     job = _Job(args, loaded, predict_config, post_config, roi)
-    bar = ProgressBar(sys.stderr, enabled=sys.stderr.isatty())
+    bar = FileProgress(len(inputs))
+    with bar_safe_logging():
+        failed = _predict_all(job, inputs, bar)
+    elapsed = time.perf_counter() - start
+    print(f"{len(inputs) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f} s")
+    return 1 if failed else 0
+
+
+def _predict_all(job: _Job, inputs: list[Path], bar: FileProgress) -> list[Path]:
+    """Predict ``inputs`` one by one (one line per file); returns the files that failed."""
+    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.io.images import image_stem
+
     failed: list[Path] = []
     seen: dict[str, Path] = {}
-    for path in inputs:
+    for index, path in enumerate(inputs, start=1):
+        bar.start(index)
         stem = image_stem(path)
         try:
             if stem in seen:
@@ -322,21 +303,19 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
             logger.debug("failure details for %s", path, exc_info=True)
             continue
         bar.close()
-        print(line)
-    elapsed = time.perf_counter() - start
-    print(f"{len(inputs) - len(failed)} ok, {len(failed)} failed, {elapsed:.1f} s")
-    return 1 if failed else 0
+        print(line, flush=True)
+    return failed
 
 
 class _Job:
     """Everything shared by the files of one run; ``process`` does one file."""
 
     def __init__(self, args, loaded, predict_config, post_config, roi) -> None:
-        from napari_unet.core.marks import PredictionMark
+        from napari_unet.core.io.marks import PredictionMark
 
         self.args, self.loaded = args, loaded
         self.predict_config, self.post_config, self.roi = predict_config, post_config, roi
-        #: what marks the labels written as this model's prediction (see core.marks)
+        #: what marks the labels written as this model's prediction (see core.io.marks)
         self.mark = PredictionMark(
             model=loaded.info.name or Path(str(args.model)).stem,
             task=loaded.info.task,
@@ -352,19 +331,21 @@ class _Job:
             kinds = [k for k in ("labels", "probabilities") if output in (k, "both")]
         return {kind: out / f"{stem}_{kind}{suffix}" for kind in kinds}
 
-    def process(self, path: Path, stem: str, bar: ProgressBar) -> str:
+    def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""
         import numpy as np
 
-        from napari_unet.core.axes import check_axes, guess_axes
         from napari_unet.core.errors import UserInputError
         from napari_unet.core.generators import run_to_end
-        from napari_unet.core.io import read_image, write_labels, write_tiff
-        from napari_unet.core.marks import check_overwritable, output_tag, software_tag
-        from napari_unet.core.postprocess import labels_from_probabilities
-        from napari_unet.core.predict import iter_predict
-        from napari_unet.core.zarr_io import is_zarr
+        from napari_unet.core.inference.prediction import iter_predict
+        from napari_unet.core.io.axes import check_axes, guess_axes
+        from napari_unet.core.io.images import read_image, write_labels, write_tiff
+        from napari_unet.core.io.marks import check_overwritable, output_tag, software_tag
+        from napari_unet.core.io.zarr_io import is_zarr
+        from napari_unet.core.postprocess.labels import labels_from_probabilities
 
+        if getattr(self.args, "dask", None):
+            return predict_dask(self, path, stem, bar)
         if is_zarr(path):
             return predict_zarr(self, path, stem, bar)
         if self.args.slices is not None:

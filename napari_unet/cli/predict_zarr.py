@@ -37,7 +37,7 @@ def write_output(target: Path, write: Any) -> str:
         UserInputError: the output folder is full, read-only or otherwise not writable; the
             message names ``target`` and the cause, never a temporary file.
     """
-    from napari_unet.core.io import write_error
+    from napari_unet.core.io.images import write_error
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +76,9 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
-    from napari_unet.core.axes import StackLayout, check_axes, guess_axes
-    from napari_unet.core.marks import check_overwritable
-    from napari_unet.core.zarr_io import open_zarr
+    from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
+    from napari_unet.core.io.marks import check_overwritable
+    from napari_unet.core.io.zarr_io import open_zarr
 
     tic = time.perf_counter()
     args, info = job.args, job.loaded.info
@@ -120,10 +120,10 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
 def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
     """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice."""
     from napari_unet.core.generators import run_to_end
-    from napari_unet.core.io import write_error
-    from napari_unet.core.lazy import iter_slices, slice_axes
-    from napari_unet.core.postprocess import labels_from_probabilities
-    from napari_unet.core.predict import iter_predict
+    from napari_unet.core.inference.prediction import iter_predict
+    from napari_unet.core.io.images import write_error
+    from napari_unet.core.io.lazy import iter_slices, slice_axes
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     info, model = job.loaded.info, job.loaded.model
     per_slice_axes = slice_axes(layout.axes)
@@ -159,16 +159,16 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
 
 
 def _position(layout: Any, index: int) -> tuple:
-    from napari_unet.core.lazy import stack_index
+    from napari_unet.core.io.lazy import stack_index
 
     return (*stack_index(layout, index), slice(None), slice(None))
 
 
 def _writers(job: Any, layout: Any, targets: dict[str, Path], info: Any) -> dict[str, Any]:
     """The output arrays of this run by kind (``labels``, ``probabilities`` or ``restored``)."""
-    from napari_unet.core.marks import zarr_attributes, zarr_output_attributes
-    from napari_unet.core.postprocess_ops import semantic_label_dtype
-    from napari_unet.core.zarr_io import create_output
+    from napari_unet.core.io.marks import zarr_attributes, zarr_output_attributes
+    from napari_unet.core.io.zarr_io import create_output
+    from napari_unet.core.postprocess.ops import semantic_label_dtype
 
     channels = int(job.loaded.model.out_channels)
     spatial, axes = layout.spatial_shape, layout.spatial_axes
@@ -190,7 +190,7 @@ def _writers(job: Any, layout: Any, targets: dict[str, Path], info: Any) -> dict
                 target, shape=shape, axes=kind_axes, dtype=dtype, attributes=attributes
             )
         except OSError as err:
-            from napari_unet.core.io import write_error
+            from napari_unet.core.io.images import write_error
 
             raise write_error(target, err) from None
     return writers

@@ -27,7 +27,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "simulate",
         help="simulate rounds of correcting and fine-tuning on a labelled folder",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=(
+            "Each round predicts the next --per-round images with the current model, "
+            '"corrects" them from the ground truth, fine-tunes for --minutes (or '
+            "--steps-per-round) on everything corrected so far, and scores images that are "
+            "never corrected (--eval-images, held out up front by a seeded permutation). Round 0 "
+            "scores the initial model. Writes the rounds and the settings to --json and, with "
+            "--plot, the accuracy against corrected images and minutes. A line per round goes to "
+            "stdout and, every 10 s, a progress line to stderr (-q: none)."
+        ),
     )
     add = parser.add_argument
     add("--images", required=True, type=Path, help="folder of images (TIFF/PNG)")
@@ -62,22 +70,22 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from napari_unet.cli._output import check_output_file, existing_folder, probe_folder
+    from napari_unet.cli._progress import LINE_INTERVAL_S, PROGRESS, Every
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
-    from napari_unet.core.checkpoint import load_checkpoint
-    from napari_unet.core.data import semantic_class_count
+    from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.generators import run_to_end
-    from napari_unet.core.normalize import NormalizationConfig
-    from napari_unet.core.predict import PredictConfig
-    from napari_unet.core.simulate import (
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.simulation.experiment import (
         RoundRecord,
         SimulateConfig,
         SimulateProgress,
         iter_simulate,
         new_model_for,
     )
-    from napari_unet.core.targets import parse_label_map
-    from napari_unet.core.train_config import TrainConfig
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.targets import parse_label_map
 
     check_output_file(args.json, what="the JSON file", flag="--json", suffix=".json")
     if args.plot:
@@ -93,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
     if loaded is not None:
         model = loaded.model
     else:
-        if args.task == "semantic":  # refuse a 70,001-class network before building it
-            semantic_class_count(items, label_map=label_map)
         extra = {"depth": args.depth, "base_channels": args.base_channels}
         model = new_model_for(
             args.model,
@@ -125,11 +131,13 @@ def run(args: argparse.Namespace) -> int:
         predict=PredictConfig(tile_shape=(args.tile, args.tile), device=args.device),
     )
 
+    due = Every(LINE_INTERVAL_S)
+
     def show(event: Any) -> None:
         if isinstance(event, RoundRecord):
             print(format_round(event, args.task), flush=True)
-        elif isinstance(event, SimulateProgress) and event.phase == "train" and not event.done % 10:
-            logger.info("round %d step %d loss %.4f", event.round, event.done, event.loss)
+        elif isinstance(event, SimulateProgress) and due():
+            PROGRESS.info("%s", progress_text(event))
 
     events = iter_simulate(
         model, items, config, work_dir=str(args.work_dir) if args.work_dir else None
@@ -155,6 +163,18 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(summary, args.plot, title=f"{args.images.parent.name} ({args.task})")
         print(f"wrote {args.plot}")
     return 0
+
+
+#: What each phase of a round is doing, for the progress lines.
+PHASE_WORDS = {"evaluate": "scoring image", "correct": "correcting image", "train": "training step"}
+
+
+def progress_text(event: Any) -> str:
+    """``round 2: training step 120/300, loss 0.4100`` (no total for a budget in minutes)."""
+    total = f"/{event.total}" if event.total else ""
+    loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
+    words = PHASE_WORDS.get(event.phase, event.phase)
+    return f"round {event.round}: {words} {event.done}{total}{loss}"
 
 
 def format_round(record: Any, task: str) -> str:

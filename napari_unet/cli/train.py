@@ -3,14 +3,18 @@
 Images and labels (for restoration: target images) are paired by file stem, TIFF or PNG of any
 bit depth; an optional ``--masks`` folder marks the annotated pixels (non-zero = annotated).
 ``--model`` is an architecture name (a new model with in/out channels from the data) or a
-checkpoint to fine-tune. Progress goes to stderr every ``--log-every`` steps, the final
-validation metrics to stdout; ``best.pt`` and ``latest.pt`` (for ``--resume``) are kept in
-``<out>.training/`` and the best model is copied to ``--out``.
+checkpoint to fine-tune. Without ``--task``, labels that look like instance masks (many ids per
+image, each one connected object) train an instance model, anything else a semantic one; the
+choice is said in one line. Progress goes to stderr (:mod:`napari_unet.cli.train_progress`), the
+final validation metrics to stdout; ``best.pt`` and ``latest.pt`` (for ``--resume``) are kept in
+``<out>.training/``, the best model is copied to ``--out`` and the history of the run (loss,
+learning rate, validation metrics) to ``<out>.history.csv`` beside it, as the run goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,22 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 TASK_CHOICES = ("semantic", "binary", "instances", "restoration")
+
+#: ``train --help`` (plain text: argparse prints it as it is).
+DESCRIPTION = (
+    "Train or fine-tune a model on a folder of images and a folder of labels paired by file "
+    "stem (TIFF or PNG, any bit depth); --masks marks the annotated pixels (non-zero = "
+    "annotated). --model is an architecture name (a new model) or a checkpoint to fine-tune. "
+    "Without --task, labels that look like instance masks (many ids per image, each one "
+    "connected object) train an instance model, other labels a semantic one. Progress goes to "
+    "stderr: a bar on a terminal, otherwise a line every 10 s (-q: none). best.pt and "
+    "latest.pt (for --resume) are kept in OUT.training/, the best model is copied to --out and "
+    "the history (loss, learning rate, validation metrics per step) is written to "
+    "OUT.history.csv beside it as training goes."
+)
+
+#: A labelled object counts as one blob when this share of ids is one connected component.
+BLOB_SHARE = 0.8
 
 
 def _positive_int(text: str) -> int:
@@ -62,13 +82,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
         help="train or fine-tune a model on folders of images and labels",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=DESCRIPTION,
     )
     add = parser.add_argument
     add("--images", required=True, type=Path, help="folder of images (TIFF/PNG)")
     add("--labels", required=True, type=Path, help="folder of labels with the same file stems")
     add("--masks", type=Path, help="folder of annotated-pixel masks (default: all annotated)")
-    add("--task", choices=TASK_CHOICES, help="default: the checkpoint's task, else semantic")
+    add(
+        "--task",
+        choices=TASK_CHOICES,
+        help="default: the checkpoint's task; for a new model instances when the labels look "
+        "like instance masks, else semantic",
+    )
     add("--model", default="unet", help="architecture name or checkpoint to fine-tune (unet)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
@@ -86,7 +111,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")
     add("--val-every", type=_positive_int, default=50, help="steps between validations (50)")
-    add("--log-every", type=_positive_int, default=10, help="steps between progress lines (10)")
+    add(
+        "--log-every",
+        type=_positive_int,
+        help="steps between progress lines and history rows (default: a line every 10 s when "
+        "stderr is not a terminal, a history row every 10 steps)",
+    )
     add("--resume", type=Path, help="latest.pt of an interrupted run to continue")
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
     parser.set_defaults(run=run)
@@ -95,7 +125,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _to_cyx(image: np.ndarray, axes: str | None, forced: str | None) -> np.ndarray:
     """(S, C, Y, X) view of an image read from disk."""
-    from napari_unet.core.axes import check_axes, guess_axes, to_stack
+    from napari_unet.core.io.axes import check_axes, guess_axes, to_stack
 
     axes = (
         check_axes(forced, image.shape) if forced else guess_axes(image.shape, metadata_axes=axes)
@@ -121,10 +151,10 @@ def load_pairs(
     Raises:
         TrainingDataError: no pairs, or an image without labels.
     """
-    from napari_unet.core.data import TrainingItem
     from napari_unet.core.errors import TrainingDataError
-    from napari_unet.core.io import list_images, read_image
-    from napari_unet.core.normalize import normalize
+    from napari_unet.core.inference.normalization import normalize
+    from napari_unet.core.io.images import list_images, read_image
+    from napari_unet.core.training.items import TrainingItem
 
     label_files = {p.stem: p for p in list_images(labels)}
     mask_files = {p.stem: p for p in list_images(masks)} if masks else {}
@@ -172,39 +202,9 @@ def load_pairs(
     return items
 
 
-def _new_model(name: str, items: list, task: str, targets: Any, seed: int):
-    """A fresh model with in/out channels from the data.
-
-    Raises:
-        TrainingDataError: semantic labels whose values would need more than
-            :data:`~napari_unet.core.data.MAX_CLASSES` classes (the message lists the values).
-    """
-    import torch
-
-    from napari_unet.core.data import semantic_class_count
-    from napari_unet.core.models import build_model
-
-    in_channels = int(items[0].image.shape[0])
-    if task == "restoration":
-        out_channels = int(
-            np.asarray(items[0].labels).reshape(-1, *items[0].spatial_shape).shape[0]
-        )
-    elif task == "binary":
-        out_channels = 1
-    elif task == "instances":
-        out_channels = 3
-    else:
-        label_map = dict(targets.label_map) if targets.label_map else None
-        out_channels = semantic_class_count(
-            items, ignore_value=targets.ignore_value, label_map=label_map
-        )
-    torch.manual_seed(seed)
-    return build_model(name, in_channels=in_channels, out_channels=out_channels)
-
-
 def _warn_if_instances(items: list, targets: Any) -> None:
     """Semantic training chosen by default on labels that look like instance masks: say so."""
-    from napari_unet.core.data import label_values, looks_like_instances
+    from napari_unet.core.training.sampler import label_values, looks_like_instances
 
     if looks_like_instances(label_values(items, ignore_value=targets.ignore_value)):
         logger.warning(
@@ -213,13 +213,115 @@ def _warn_if_instances(items: list, targets: Any) -> None:
         )
 
 
+def instance_evidence(items: list, ignore_value: int | None = None) -> tuple[int, str] | None:
+    """``(objects, image name)`` when the labels look like instance masks, else ``None``.
+
+    Instance masks hold many ids per image (the median image at least
+    :data:`~napari_unet.core.training.sampler.INSTANCE_IDS_PER_IMAGE`), each id one connected object
+    (at least :data:`BLOB_SHARE` of them, 8-connected), and the ids carry no meaning shared between
+    images: images whose id sets are all identical are classes (an atlas), not instances. The
+    example returned is the image with the median object count.
+    """
+    from napari_unet.core.training.sampler import label_values, looks_like_instances
+
+    per_item = label_values(items, ignore_value=ignore_value)
+    if not looks_like_instances(per_item):
+        return None
+    if len(per_item) > 1 and all(np.array_equal(v, per_item[0]) for v in per_item[1:]):
+        return None
+    blobs = total = 0
+    for item in items[:32]:  # enough images to tell; huge folders are not scanned whole
+        one, count = _blob_count(item, ignore_value)
+        blobs, total = blobs + one, total + count
+    if total == 0 or blobs < BLOB_SHARE * total:
+        return None
+    counts = [int(np.count_nonzero(v)) for v in per_item]
+    median = int(np.argsort(counts, kind="stable")[len(counts) // 2])
+    return counts[median], items[median].name
+
+
+def _blob_count(item: Any, ignore_value: int | None) -> tuple[int, int]:
+    """(ids that form one connected object, ids) among the annotated labels of ``item``."""
+    from scipy import ndimage
+
+    labels = np.asarray(item.labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        return 0, 0
+    keep = item.mask & (labels > 0)
+    if ignore_value is not None:
+        keep &= labels != ignore_value
+    ids = np.where(keep, labels, 0).astype(np.int64)
+    structure = np.ones((3, 3), bool)
+    one = total = 0
+    for value, box in enumerate(ndimage.find_objects(ids), start=1):
+        if box is None:
+            continue
+        total += 1
+        one += ndimage.label(ids[box] == value, structure=structure)[1] == 1
+    return one, total
+
+
+def _default_task(args: argparse.Namespace, info: Any, items: list) -> str | None:
+    """``instances`` for a new model on instance-like labels without ``--task`` (said in a line).
+
+    The line names the image with the median object count by its file name.
+
+    Returns None when the task stays as chosen (given, from the checkpoint, a label map given,
+    or labels that look like classes).
+    """
+    if args.task is not None or info is not None or args.label_map:
+        return None
+    evidence = instance_evidence(items, args.ignore_value)
+    if evidence is None:
+        return None
+    objects, name = evidence
+    stem, _, rest = name.partition("[")  # "stem" or "stem[slice]" (see load_pairs)
+    files = sorted(Path(args.images).glob(f"{glob.escape(stem)}.*"))
+    name = files[0].name + (f"[{rest}" if rest else "") if files else name
+    logger.warning(
+        "the labels look like instance masks (%d objects in %s): training an instance model; "
+        "pass --task semantic if the values are classes.",
+        objects,
+        name,
+    )
+    return "instances"
+
+
+def _start_score(checkpoint: Path, items: list, config: Any) -> float | None:
+    """Validation score of the checkpoint being fine-tuned, on the tiles the run validates on.
+
+    The tiles are the ones :func:`~napari_unet.core.training.loop.iter_train` holds back (the same
+    seeded split); None without validation tiles.
+    """
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.device import get_device
+    from napari_unet.core.training.losses import SegmentationLoss
+    from napari_unet.core.training.state import build_pools
+    from napari_unet.core.training.validation import evaluate
+
+    if not config.val_fraction:
+        return None
+    model = load_checkpoint(checkpoint).model
+    _, validation, _ = build_pools(model, items, None, config)
+    batches = validation.validation_batches(config.batch_size)
+    if not batches:
+        return None
+    device = get_device(config.device)
+    model.to(device)
+    loss_fn = SegmentationLoss(config.loss, config.task)
+    metrics = evaluate(model, batches, task=config.task, loss_fn=loss_fn, device=device)
+    score = float(metrics["score"])
+    logger.debug("start model metrics: %s", _format(metrics))
+    return score if np.isfinite(score) else None
+
+
 def _checkpoint_path(model: str) -> Path:
     """``--model`` as a checkpoint file (a path or a built-in name).
 
     Raises:
         CheckpointError: neither an architecture, nor a file, nor a built-in model.
     """
-    from napari_unet.core.checkpoint import builtin_checkpoints, resolve_checkpoint
+    from napari_unet.core.checkpoint.format import builtin_checkpoints, resolve_checkpoint
     from napari_unet.core.errors import CheckpointError
     from napari_unet.core.models import list_architectures
 
@@ -319,20 +421,17 @@ def _train(events: Any, log: Any, training_dir: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
     from napari_unet.cli._output import check_output_file
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.cli.train_progress import History, TrainMonitor
     from napari_unet.core.atomic import atomic_write_bytes
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.device import get_device
     from napari_unet.core.errors import ChannelMismatchError, OutputError, describe_os_error
+    from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.models import list_architectures
-    from napari_unet.core.normalize import NormalizationConfig
-    from napari_unet.core.targets import TargetConfig, parse_label_map
-    from napari_unet.core.train import (
-        CheckpointEvent,
-        StepEvent,
-        TrainConfig,
-        ValidationEvent,
-        iter_train,
-    )
+    from napari_unet.core.simulation.parts import new_model_for
+    from napari_unet.core.training.loop import TrainConfig, iter_train
+    from napari_unet.core.training.targets import TargetConfig, parse_label_map
 
     out = Path(args.out)
     training_dir = out.parent / f"{out.stem}.training"
@@ -355,6 +454,9 @@ def run(args: argparse.Namespace) -> int:
         axes=args.axes,
     )
     _warn_small_images(items, args.patch)
+    chosen = _default_task(args, info, items)
+    if chosen is not None:
+        task, targets = chosen, targets.replace(task=chosen)
     if info is not None:
         model_or_checkpoint = str(_checkpoint_path(args.model))
         if items[0].image.shape[0] != info.in_channels:
@@ -363,8 +465,15 @@ def run(args: argparse.Namespace) -> int:
                 f"{items[0].image.shape[0]}; use matching images or train a new model."
             )
     else:
-        model_or_checkpoint = _new_model(args.model, items, task, targets, args.seed)
-        if args.task is None:
+        model_or_checkpoint = new_model_for(
+            args.model,
+            items,
+            task,
+            label_map=dict(label_map) if label_map else None,
+            ignore_value=args.ignore_value,
+            seed=args.seed,
+        )
+        if args.task is None and task == "semantic":
             _warn_if_instances(items, targets)
     check_output_file(
         training_dir / "latest.pt",
@@ -390,28 +499,15 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=str(training_dir),
     )
 
-    def log(event: Any) -> None:
-        if isinstance(event, StepEvent) and event.step % args.log_every == 0:
-            logger.info(
-                "step %d  loss %.4f  lr %.2e  %.1f patches/s  %.0f s",
-                event.step,
-                event.loss,
-                event.lr,
-                event.patches_per_s,
-                event.elapsed_s,
-            )
-        elif isinstance(event, ValidationEvent):
-            logger.info(
-                "validation at step %d: %s%s",
-                event.step,
-                _format(event.metrics),
-                " (best)" if event.improved else "",
-            )
-        elif isinstance(event, CheckpointEvent):
-            logger.debug("wrote %s checkpoint %s", event.kind, event.path)
-
+    start_score = None
+    if info is not None:
+        start_score = _start_score(Path(model_or_checkpoint), items, config)
+        if start_score is not None:
+            PROGRESS.info("start model: val %.4f", start_score)
+    history = History(out.parent / f"{out.stem}.history.csv", resume=args.resume is not None)
+    monitor = TrainMonitor(config, history, log_every=args.log_every, start_score=start_score)
     events = iter_train(model_or_checkpoint, items, config, resume_from=args.resume)
-    result = _train(events, log, training_dir)
+    result = _train_and_monitor(events, monitor, training_dir)
     try:
         atomic_write_bytes(out, Path(result.best_path).read_bytes())
     except OSError as err:  # the trained model stays where it is: say where
@@ -420,9 +516,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {result.steps} steps ({result.reason}); best model: {out}")
     if result.best_metrics:
         print(f"validation: {_format(result.best_metrics)}")
+        best = result.best_metrics.get("score")
+        if start_score is not None and isinstance(best, float) and best <= start_score:
+            print(
+                f"the start model scored {start_score:.4f} on the same validation tiles, at "
+                f"least as well as this run's best ({best:.4f}); keep using it, or train longer "
+                "or with more annotation."
+            )
     else:
         print("validation: none (no held-back tiles; use --val-fraction with more annotation)")
+    print(f"history: {history.path}")
     return 0
+
+
+def _train_and_monitor(events: Any, monitor: Any, training_dir: Path) -> Any:
+    """:func:`_train` with ``monitor`` shown; a failed run leaves no history it created.
+
+    An interrupted (Ctrl-C) or diverged run keeps its history, like its ``latest.pt``.
+    """
+    from napari_unet.cli._progress import bar_safe_logging
+    from napari_unet.core.errors import TrainingDivergedError
+
+    history = monitor.history
+    created = history is not None and not history.path.exists()
+    try:
+        with bar_safe_logging():
+            result = _train(events, monitor, training_dir)
+    except (KeyboardInterrupt, TrainingDivergedError):
+        monitor.close()
+        raise
+    except BaseException:
+        monitor.close(save=False)
+        if created:
+            history.path.unlink(missing_ok=True)
+        raise
+    monitor.close()
+    return result
 
 
 def _format(metrics: dict) -> str:

@@ -32,7 +32,7 @@ a save over a slice that the other one changed meanwhile is refused
 (:class:`SessionBusyError`, naming the process).
 
 Slices: a 2-D image has slice 0; a stack (axes with ``T``/``Z``/``S``) has one slice per
-position of its flattened stack axes (``core.axes.to_stack``). Per slice the index keeps a status
+position of its flattened stack axes (``core.io.axes.to_stack``). Per slice the index keeps a status
 (``unlabelled`` < ``predicted`` < ``edited`` < ``reviewed``), the model version of the snapshot,
 time stamps, and edit counts (pixels changed, objects touched, reviewed and annotated pixels).
 Accounting rounds (time correcting, pixels/objects edited) close when a model version is added.

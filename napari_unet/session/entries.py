@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_unet.core.axes import StackLayout
+from napari_unet.core.io.axes import StackLayout
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from napari_unet.core.axes import StackLayout, check_axes
+from napari_unet.core.io.axes import StackLayout, check_axes
 from napari_unet.session.errors import SessionError
 from napari_unet.session.paths import check_id, check_inside, check_source
 from napari_unet.session.tracking import STATUSES

@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from napari_unet.core.io import image_stem
+from napari_unet.core.io.images import image_stem
 from napari_unet.session.errors import SessionError
 
 #: Image files an index may point at as a ``source`` (only ever read; ``.ome.tif`` included).

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.atomic import atomic_write_json
-from napari_unet.core.axes import check_axes
+from napari_unet.core.io.axes import check_axes
 from napari_unet.session.entries import ImageEntry, image_entry
 from napari_unet.session.errors import SessionError
 from napari_unet.session.index import (
@@ -175,11 +175,12 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
         return True
 
     # ------------------------------------------------------------------ transactions
-    def _mutate(self, change: Callable[[dict, list[str]], tuple[Any, list[str]]]) -> Any:
+    def _mutate(self, change: Callable[[dict, list[str]], tuple[Any, list[str] | None]]) -> Any:
         """Apply ``change(index, written) -> (result, superseded files)`` as one transaction.
 
         ``change`` works on a copy of the index, writes new data files (appending their relative
-        paths to ``written``) and returns the files that the new index no longer needs.
+        paths to ``written``) and returns the files that the new index no longer needs, or
+        ``None`` when it changed nothing (the index is then not rewritten).
         """
         if self.readonly:
             raise SessionError(f"the session {self.root} was opened read-only; it cannot save.")
@@ -190,6 +191,8 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
                 self.refresh()
                 index = copy.deepcopy(self._index)
                 result, superseded = change(index, written)
+                if superseded is None:
+                    return result
                 index["modified"] = now()
                 atomic_write_json(self.root / INDEX_NAME, index)
                 committed = True
@@ -256,7 +259,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             SessionError: no image given, the source is not a TIFF/PNG file or a readable Zarr
                 folder, or bad axes.
         """
-        from napari_unet.core.io import read_image, write_tiff
+        from napari_unet.core.io.images import read_image, write_tiff
 
         path = None
         if source is not None:
@@ -277,12 +280,12 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             axes = check_axes(axes, shape)
         except ValueError as err:
             raise SessionError(f"image {name!r}: {err}") from None
-        if path is not None:
-            existing = self.find_image(source=path)
-            if existing and self.image(existing).shape == shape:
-                return existing
 
-        def change(index: dict, written: list[str]) -> tuple[str, list[str]]:
+        def change(index: dict, written: list[str]) -> tuple[str, list[str] | None]:
+            # under the lock, on the index just read: another program may have added it a moment ago
+            existing = _same_source(index, path, shape)
+            if existing is not None:
+                return existing, None  # nothing to write
             index["counter"] += 1
             image_id = f"img{index['counter']:04d}"
             copy_path = None
@@ -311,7 +314,7 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
     def _open_zarr_source(path: Path, name: str) -> Any:
         """The lazy full-resolution array of a Zarr source; :class:`SessionError` if unreadable."""
         from napari_unet.core.errors import ImageReadError
-        from napari_unet.core.zarr_io import open_zarr
+        from napari_unet.core.io.zarr_io import open_zarr
 
         try:
             return open_zarr(path).array
@@ -362,3 +365,13 @@ def _check_image(name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
             f"image {name!r} has {dtype} pixels, which cannot be segmented; give a real-valued "
             "image (integer or floating point), e.g. the magnitude of a complex image."
         )
+
+
+def _same_source(index: dict, path: Path | None, shape: tuple[int, ...]) -> str | None:
+    """Id of the image in ``index`` with source file ``path`` and this shape, else None."""
+    if path is None:
+        return None
+    for image_id, raw in index["images"].items():
+        if raw.get("source") == str(path) and tuple(raw["shape"]) == shape:
+            return image_id
+    return None

@@ -73,14 +73,14 @@ class TrainingMixin:
         Returns:
             A numpy array for a TIFF/PNG source or a copy; for a Zarr source the lazy
             ``zarr.Array`` (nothing is loaded: index it, e.g. with
-            :func:`~napari_unet.core.lazy.stack_slices`).
+            :func:`~napari_unet.core.io.lazy.stack_slices`).
 
         Raises:
             SessionError: the file is gone, unreadable, or its shape changed since it was added.
         """
         from napari_unet.core.errors import ImageReadError
-        from napari_unet.core.io import read_image
-        from napari_unet.core.zarr_io import open_zarr
+        from napari_unet.core.io.images import read_image
+        from napari_unet.core.io.zarr_io import open_zarr
 
         entry = self.image(image_id)  # type: ignore[attr-defined]
         path = entry.source or check_inside(
@@ -150,7 +150,7 @@ class TrainingMixin:
             load_images: False yields ``image=None`` (labels and masks only: counting, splits).
             load_image: reads an image given its entry (default: :meth:`load_image`).
         """
-        from napari_unet.core.lazy import stack_slices
+        from napari_unet.core.io.lazy import stack_slices
 
         by_image: dict[str, list[int]] = {}
         for image_id, slice_index in self.annotated_slices(image_ids):  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ MODELS_FOLDER = "models"
 
 
 def _read_checkpoint_info(path: Path) -> object:
-    from napari_unet.core.checkpoint import read_checkpoint_info  # torch: only when needed
+    from napari_unet.core.checkpoint.format import read_checkpoint_info  # torch: only when needed
 
     return read_checkpoint_info(path, verify=True)
 

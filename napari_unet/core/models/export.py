@@ -1,10 +1,10 @@
 """A network with its output activation built in, for tools that run a model as it is.
 
-napari-unet-loop's nets return logits and :mod:`napari_unet.core.predict` applies the activation
-(sigmoid for binary, softmax over channels for semantic and instances, none for restoration). A
-bioimage.io consumer (bioimageio.core, deepImageJ, ilastik) runs the network alone, so the exported
-model is a :class:`ProbabilityNet`: the same net, then the activation. Its state dict is the net's
-with keys prefixed ``net.``.
+napari-unet-loop's nets return logits and :mod:`napari_unet.core.inference.prediction` applies the
+activation (sigmoid for binary, softmax over channels for semantic and instances, none for
+restoration). A bioimage.io consumer (bioimageio.core, deepImageJ, ilastik) runs the network alone,
+so the exported model is a :class:`ProbabilityNet`: the same net, then the activation. Its state
+dict is the net's with keys prefixed ``net.``.
 
 Example:
     >>> config = {"depth": 2, "base_channels": 8, "out_channels": 3}

@@ -1,0 +1,110 @@
+"""Image -> probabilities: normalize, overlap-tile prediction for any predictor, the
+model's prediction generator, and where the model is unsure.
+
+Names from modules that import torch are loaded on first use, so that importing this
+package (or one of its torch-free modules) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from napari_unet.core.inference.normalization import (
+    MAX_PERCENTILE_SAMPLES,
+    MODES,
+    PRESCALE_ABOVE,
+    NormalizationConfig,
+    NormalizationParams,
+    apply_normalization,
+    normalization_params,
+    normalize,
+    percentile_range,
+)
+from napari_unet.core.inference.tiling import (
+    BLENDS,
+    MIN_WEIGHT,
+    AxisPlan,
+    Predictor,
+    Prepare,
+    Region,
+    TilePlan,
+    TileProgress,
+    iter_tile_predict,
+    plan_tiles,
+    tile_predict,
+)
+from napari_unet.core.inference.uncertainty import disagreement, entropy, most_uncertain_tile
+
+if TYPE_CHECKING:
+    from napari_unet.core.inference.prediction import (
+        DEFAULT_PADDED_OVERLAP,
+        MIN_TILE,
+        PROBABILITY_DTYPES,
+        TTA_MODES,
+        PredictConfig,
+        PredictProgress,
+        iter_predict,
+        predict,
+        shift_period,
+        tta_transforms,
+    )
+
+_LAZY = {
+    "DEFAULT_PADDED_OVERLAP": "napari_unet.core.inference.prediction",
+    "MIN_TILE": "napari_unet.core.inference.prediction",
+    "PROBABILITY_DTYPES": "napari_unet.core.inference.prediction",
+    "TTA_MODES": "napari_unet.core.inference.prediction",
+    "PredictConfig": "napari_unet.core.inference.prediction",
+    "PredictProgress": "napari_unet.core.inference.prediction",
+    "iter_predict": "napari_unet.core.inference.prediction",
+    "predict": "napari_unet.core.inference.prediction",
+    "shift_period": "napari_unet.core.inference.prediction",
+    "tta_transforms": "napari_unet.core.inference.prediction",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "BLENDS",
+    "DEFAULT_PADDED_OVERLAP",
+    "MAX_PERCENTILE_SAMPLES",
+    "MIN_TILE",
+    "MIN_WEIGHT",
+    "MODES",
+    "PRESCALE_ABOVE",
+    "PROBABILITY_DTYPES",
+    "TTA_MODES",
+    "AxisPlan",
+    "NormalizationConfig",
+    "NormalizationParams",
+    "PredictConfig",
+    "PredictProgress",
+    "Predictor",
+    "Prepare",
+    "Region",
+    "TilePlan",
+    "TileProgress",
+    "apply_normalization",
+    "disagreement",
+    "entropy",
+    "iter_predict",
+    "iter_tile_predict",
+    "most_uncertain_tile",
+    "normalization_params",
+    "normalize",
+    "percentile_range",
+    "plan_tiles",
+    "predict",
+    "shift_period",
+    "tile_predict",
+    "tta_transforms",
+]

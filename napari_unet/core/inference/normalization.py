@@ -1,0 +1,309 @@
+"""Input normalisation: any real-dtype image -> finite float32 the network can take.
+
+Three modes (:class:`NormalizationConfig`):
+
+- ``"percentile"`` (default): per image and channel, ``(x - lo) / (hi - lo)`` with ``lo``/``hi``
+  the ``low``/``high`` percentiles of the channel's finite values. Not clipped.
+- ``"meanstd"``: ``(x - mean[c]) / std[c]`` with per-channel values stored in the checkpoint (the
+  retina example's way), in the raw units of the image (for an 8-bit image scaled to [0, 1] by
+  ``ToTensor`` first, multiply the published mean/std by 255).
+- ``"none"``: cast to float32 only.
+
+A float64 channel whose largest finite magnitude lies beyond float32's range is divided by that
+magnitude first (percentile mode), so ``hi - lo`` and ``x - lo`` cannot overflow even for values
+near float64's maximum (an image spanning -1e308 .. 1e308 normalises like one spanning -1 .. 1).
+
+Every mode returns finite values: NaN becomes the low value (0 after normalisation in the
+percentile and meanstd modes), +Inf the high value, -Inf the low value; a constant channel
+becomes zeros. Percentiles of big images are computed on a regular strided subsample of at most
+:data:`MAX_PERCENTILE_SAMPLES` pixels, so their cost is bounded whatever the image size.
+
+The work is split in two so that prediction can normalise tile by tile without a float32 copy
+of the whole image: :func:`normalization_params` measures a ``(C, Y, X)`` image once and
+:func:`apply_normalization` applies the result to any array whose axis ``-3`` is the channel axis
+(the image itself or a batch of tiles). :func:`normalize` does both.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_unet.core.config import Config
+from napari_unet.core.errors import ChannelMismatchError, UserInputError
+
+logger = logging.getLogger(__name__)
+
+#: Normalisation modes.
+MODES: tuple[str, ...] = ("percentile", "meanstd", "none")
+#: Percentiles are computed on at most about this many pixels per channel.
+MAX_PERCENTILE_SAMPLES = 1 << 20
+#: A channel whose largest finite magnitude exceeds this (float32's maximum) is divided by that
+#: magnitude before it is measured and mapped.
+PRESCALE_ABOVE = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class NormalizationConfig(Config):
+    """How images are normalised before they reach the network.
+
+    Attributes:
+        mode: ``"percentile"``, ``"meanstd"`` or ``"none"``.
+        low: Lower percentile in [0, 100) (percentile mode).
+        high: Upper percentile in (low, 100] (percentile mode).
+        mean: Per-channel means in raw image units (meanstd mode; one value is used for all).
+        std: Per-channel standard deviations, > 0 (meanstd mode; same length as ``mean``).
+    """
+
+    mode: str = "percentile"
+    low: float = 1.0
+    high: float = 99.8
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(
+                f"normalization mode must be one of {', '.join(MODES)}, got {self.mode!r}"
+            )
+        if not (0.0 <= float(self.low) < float(self.high) <= 100.0):
+            raise ValueError(
+                f"percentiles must satisfy 0 <= low < high <= 100, "
+                f"got low={self.low}, high={self.high}"
+            )
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if len(self.mean) != len(self.std):
+            raise ValueError(
+                f"mean and std need one value per channel each, "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
+        if not all(math.isfinite(m) for m in self.mean):
+            raise ValueError(f"mean values must be finite, got {self.mean}")
+        if not all(math.isfinite(s) and s > 0 for s in self.std):
+            raise ValueError(f"std values must be finite and > 0, got {self.std}")
+        if self.mode == "meanstd" and not self.mean:
+            raise ValueError("meanstd normalization needs per-channel mean and std values")
+
+
+@dataclass(frozen=True)
+class NormalizationParams:
+    """Per-channel affine map and replacements for non-finite values, in raw image units.
+
+    ``normalized = (x / divisor[c] - offset[c]) * scale[c]`` after NaN -> ``nan[c]``,
+    +Inf -> ``posinf[c]``, -Inf -> ``neginf[c]`` (offset and the replacements are in units of
+    ``x / divisor``). All arrays are float64 of shape ``(C,)``; ``divisor`` None means 1 for
+    every channel (it differs from 1 only for float64 values beyond float32's range).
+    ``float_input`` is False when the measured image had an integer or bool dtype (no
+    non-finite values to replace).
+    """
+
+    offset: np.ndarray
+    scale: np.ndarray
+    nan: np.ndarray
+    posinf: np.ndarray
+    neginf: np.ndarray
+    float_input: bool = True
+    divisor: np.ndarray | None = None
+
+
+def _check_real(image: np.ndarray) -> None:
+    if image.dtype == bool or np.issubdtype(image.dtype, np.integer):
+        return
+    if np.issubdtype(image.dtype, np.floating):
+        return
+    raise UserInputError(
+        f"images of dtype {image.dtype} cannot be segmented; convert the image to a real "
+        "(integer, float or boolean) type first."
+    )
+
+
+def _subsample(channel: np.ndarray, max_samples: int) -> np.ndarray:
+    """A regular strided subsample of ``channel`` with at most about ``max_samples`` values."""
+    if channel.size <= max_samples:
+        return channel
+    step = math.ceil((channel.size / max_samples) ** (1.0 / channel.ndim))
+    return channel[(slice(None, None, step),) * channel.ndim]
+
+
+def _finite_values(channel: np.ndarray, divisor: float = 1.0) -> np.ndarray:
+    """Flat float64 array of the finite values of ``channel``, divided by ``divisor``."""
+    values = np.asarray(channel, dtype=np.float64).ravel()
+    if np.issubdtype(channel.dtype, np.floating):
+        values = values[np.isfinite(values)]
+    return values / divisor if divisor != 1.0 else values
+
+
+def _divisor(channel: np.ndarray) -> float:
+    """The largest finite ``|value|`` of ``channel`` when it lies beyond float32's range, else 1.
+
+    Measured on the percentile subsample: values elsewhere are at most float64's maximum, so
+    after the division they stay below ``float64 max / PRESCALE_ABOVE`` (about 5e269).
+    """
+    if not np.issubdtype(channel.dtype, np.floating) or channel.dtype.itemsize <= 4:
+        return 1.0
+    values = _finite_values(_subsample(channel, MAX_PERCENTILE_SAMPLES))
+    top = float(np.abs(values).max(initial=0.0))
+    return top if top > PRESCALE_ABOVE else 1.0
+
+
+def percentile_range(
+    image: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    *,
+    max_samples: int = MAX_PERCENTILE_SAMPLES,
+    divisor: float = 1.0,
+) -> tuple[float, float]:
+    """``(lo, hi)`` percentiles of the finite values of ``image`` (any shape, any real dtype).
+
+    Uses a strided subsample of at most about ``max_samples`` values. An image without finite
+    values gives ``(0.0, 0.0)``. With ``divisor``, the percentiles of ``image / divisor``
+    (computed without overflow for values near float64's maximum).
+    """
+    image = np.asarray(image)
+    _check_real(image)
+    values = _finite_values(_subsample(image, max_samples), divisor)
+    if values.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(values, [low, high])
+    return float(lo), float(hi)
+
+
+def _finite_min_max(channel: np.ndarray, divisor: float = 1.0) -> tuple[float, float]:
+    values = _finite_values(channel, divisor)
+    if values.size == 0:
+        return 0.0, 0.0
+    return float(values.min()), float(values.max())
+
+
+def normalization_params(
+    image: np.ndarray, config: NormalizationConfig | None = None
+) -> NormalizationParams:
+    """Measure ``image`` ``(C, Y, X)`` (any real dtype) for :func:`apply_normalization`.
+
+    Raises:
+        UserInputError: Complex or non-numeric dtype.
+        ChannelMismatchError: meanstd values for a different number of channels.
+    """
+    config = config or NormalizationConfig()
+    image = np.asarray(image)
+    _check_real(image)
+    if image.ndim != 3:
+        raise ValueError(f"normalize expects a (C, Y, X) image, got shape {image.shape}")
+    n_channels = image.shape[0]
+    is_float = np.issubdtype(image.dtype, np.floating)
+    columns: list[tuple[float, float, float, float, float]] = []
+    divisors = np.ones(n_channels, dtype=np.float64)
+    if config.mode == "meanstd" and len(config.mean) not in (1, n_channels):
+        raise ChannelMismatchError(
+            f"the normalization stores mean/std for {len(config.mean)} channel(s) but the image "
+            f"has {n_channels}; use the image the model was trained on or check the axes."
+        )
+    for c in range(n_channels):
+        channel = image[c]
+        if config.mode == "percentile":
+            divisors[c] = divisor = _divisor(channel)
+            lo, hi = percentile_range(channel, config.low, config.high, divisor=divisor)
+            if not hi > lo:
+                # Percentiles coincide (e.g. sparse spots on an empty background): use the range.
+                lo, hi = _finite_min_max(channel, divisor)
+            scale = 1.0 / (hi - lo) if hi > lo else 0.0
+            columns.append((lo, scale, lo, hi, lo))
+            continue
+        if is_float:
+            fmin, fmax = _finite_min_max(_subsample(channel, MAX_PERCENTILE_SAMPLES))
+        else:
+            fmin = fmax = 0.0
+        if config.mode == "meanstd":
+            mean = config.mean[c if len(config.mean) > 1 else 0]
+            std = config.std[c if len(config.std) > 1 else 0]
+            columns.append((mean, 1.0 / std, mean, fmax, fmin))
+        else:
+            columns.append((0.0, 1.0, 0.0, fmax, fmin))
+    table = np.array(columns, dtype=np.float64).reshape(n_channels, 5)
+    return NormalizationParams(
+        *(table[:, i].copy() for i in range(5)),
+        float_input=is_float,
+        divisor=divisors if (divisors != 1.0).any() else None,
+    )
+
+
+def _exact_in_float32(dtype: np.dtype) -> bool:
+    """True when every value of ``dtype`` is a float32 (bool, 8/16-bit ints, float16/32)."""
+    return bool(np.can_cast(dtype, np.float32, casting="safe"))
+
+
+def _affine_(view: np.ndarray, params: NormalizationParams, c: int) -> None:
+    """Replace non-finite values and apply channel ``c``'s affine map to ``view`` in place."""
+    if params.divisor is not None and params.divisor[c] != 1.0:
+        view /= view.dtype.type(params.divisor[c])  # first: x - offset must not overflow
+    if params.float_input:
+        np.nan_to_num(
+            view, copy=False, nan=params.nan[c], posinf=params.posinf[c], neginf=params.neginf[c]
+        )
+    if params.offset[c] != 0.0:
+        view -= view.dtype.type(params.offset[c])
+    if params.scale[c] != 1.0:
+        view *= view.dtype.type(params.scale[c])
+
+
+def apply_normalization(
+    image: np.ndarray, params: NormalizationParams, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Apply ``params`` to ``image`` ``(..., C, Y, X)``; returns finite float32 of the same shape.
+
+    Images whose values are all float32 (uint8/16, float16/32, ...) are mapped in float32 in
+    ``out``. Other dtypes (float64, 32/64-bit ints) are mapped in float64 one channel at a time
+    and cast at the end, so values beyond float32's range (a float64 image times 1e300) or with
+    more digits than float32 holds normalise as they should instead of overflowing.
+
+    Args:
+        image: Raw values, channel axis at ``-3`` (an image or a batch of tiles).
+        params: From :func:`normalization_params` on the whole image.
+        out: Optional float32 destination (may be ``image`` itself when that is float32).
+
+    Returns:
+        ``out`` (or a new float32 array) holding the normalised values.
+    """
+    image = np.asarray(image)
+    if out is None:
+        out = np.empty(image.shape, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if _exact_in_float32(image.dtype):
+            if out is not image:
+                np.copyto(out, image, casting="unsafe")
+            for c in range(image.shape[-3]):
+                _affine_(out[..., c, :, :], params, c)
+        else:
+            for c in range(image.shape[-3]):
+                work = np.array(image[..., c, :, :], dtype=np.float64)
+                _affine_(work, params, c)
+                np.copyto(out[..., c, :, :], work, casting="unsafe")
+        if params.float_input and not np.isfinite(out).all():
+            # Values beyond float32 range after the affine map: clamp rather than pass Inf on.
+            big = np.finfo(np.float32).max
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=big, neginf=-big)
+    return out
+
+
+def normalize(image: np.ndarray, config: NormalizationConfig | None = None) -> np.ndarray:
+    """Normalise ``image`` ``(C, Y, X)`` of any real dtype (bool, int, uint, float16/32/64).
+
+    Args:
+        image: The image; never modified.
+        config: How to normalise (default: 1st-99.8th percentile per channel).
+
+    Returns:
+        Finite float32 ``(C, Y, X)``; a constant channel becomes zeros.
+
+    Raises:
+        UserInputError: Complex or non-numeric dtype.
+        ChannelMismatchError: meanstd values for a different number of channels.
+    """
+    image = np.asarray(image)
+    params = normalization_params(image, config)
+    return apply_normalization(image, params)

@@ -1,0 +1,182 @@
+"""Training settings and the typed events the training loop yields.
+
+:class:`TrainConfig` is a frozen, validated :class:`~napari_unet.core.config.Config` (it goes
+into every checkpoint's provenance); the events are small frozen dataclasses that cross process
+boundaries (the GUI trains in a child process and streams them through a queue).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from napari_unet.core.config import Config, check_task
+from napari_unet.core.inference.normalization import NormalizationConfig
+from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.losses import LossConfig
+from napari_unet.core.training.schedule import SCHEDULES
+from napari_unet.core.training.targets import TargetConfig
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    """How to train.
+
+    Attributes:
+        task: ``binary``, ``semantic``, ``instances`` or ``restoration`` (must match the model).
+        steps, minutes: the budget; training stops at whichever comes first. With neither,
+            ``steps`` is 500.
+        batch_size: patches per step.
+        patch_shape: (h, w) of the OUTPUT window per patch; valid-convolution models get their
+            larger input context on top, padded nets round up to a size they accept.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (with ``momentum``, the paper's 0.99).
+        lr, weight_decay, momentum: optimiser settings.
+        schedule: ``cosine`` (over the budget), ``plateau`` (halve after ``plateau_patience``
+            validations without improvement) or ``constant``; all after ``warmup_steps``.
+        grad_clip: maximum gradient norm, or None.
+        amp: mixed precision (fp16 autocast + gradient scaling) on CUDA.
+        bf16_cpu: bf16 autocast on the CPU; None (default) = on where the CPU has native bf16
+            units (AVX512-BF16/AMX: 2.4x the fp32 patches/s in bench_train), off elsewhere.
+        channels_last: channels-last memory format for model and batches.
+        val_fraction: fraction of annotated ``val_tile`` tiles held back for validation.
+        val_every: steps between validations (and ``latest.pt`` writes).
+        early_stopping_patience: stop after this many validations without improvement.
+        seed: makes a run reproducible on the CPU.
+        freeze_encoder: train only the decoder (``model.encoder_parameters()`` frozen).
+        loss, augment, targets: settings of the loss, augmentation and target construction
+            (``targets.task`` is overridden by ``task``).
+        normalization: how the items were normalised (stored in the checkpoints); None keeps
+            the fine-tuned checkpoint's (or the default).
+        class_names: stored in the checkpoints; empty keeps the checkpoint's or the defaults.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        num_threads: torch CPU threads during training (None = torch's default).
+        checkpoint_dir: folder for ``best.pt`` and ``latest.pt`` (None = a new temporary one).
+    """
+
+    task: str = "semantic"
+    steps: int | None = None
+    minutes: float | None = None
+    batch_size: int = 4
+    patch_shape: tuple[int, int] = (256, 256)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.99
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    plateau_patience: int = 3
+    grad_clip: float | None = 1.0
+    amp: bool = True
+    bf16_cpu: bool | None = None
+    channels_last: bool = True
+    val_fraction: float = 0.1
+    val_tile: int = 128
+    val_every: int = 50
+    early_stopping_patience: int | None = None
+    seed: int = 0
+    freeze_encoder: bool = False
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    targets: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    normalization: NormalizationConfig | None = None
+    class_names: tuple[str, ...] = ()
+    device: str = "auto"
+    num_threads: int | None = None
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        if self.steps is None and self.minutes is None:
+            object.__setattr__(self, "steps", 500)
+        if self.checkpoint_dir is not None:
+            object.__setattr__(self, "checkpoint_dir", str(self.checkpoint_dir))
+        object.__setattr__(self, "patch_shape", tuple(int(s) for s in self.patch_shape))
+        checks = {
+            "steps": self.steps is None or self.steps >= 1,
+            "minutes": self.minutes is None or self.minutes > 0,
+            "batch_size": self.batch_size >= 1,
+            "patch_shape": len(self.patch_shape) == 2 and min(self.patch_shape) >= 1,
+            "optimizer": self.optimizer in OPTIMIZERS,
+            "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "momentum": 0 <= self.momentum < 1,
+            "schedule": self.schedule in SCHEDULES,
+            "warmup_steps": self.warmup_steps >= 0,
+            "plateau_patience": self.plateau_patience >= 1,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "val_tile": self.val_tile >= 8,
+            "val_every": self.val_every >= 1,
+            "early_stopping_patience": self.early_stopping_patience is None
+            or self.early_stopping_patience >= 1,
+            "num_threads": self.num_threads is None or self.num_threads >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ValueError(f"TrainConfig: invalid {values}")
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        """Fraction of the budget used, in [0, 1] (the larger of steps and time)."""
+        done = 0.0
+        if self.steps is not None:
+            done = max(done, step / self.steps)
+        if self.minutes is not None:
+            done = max(done, elapsed_s / (60.0 * self.minutes))
+        return min(done, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepEvent:
+    """One optimisation step done: ``step`` counts from 1; ``loss`` is this batch's loss."""
+
+    step: int
+    loss: float
+    lr: float
+    patches_per_s: float
+    elapsed_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationEvent:
+    """Metrics on the held-back tiles after ``step`` (``metrics["score"]`` selects the best)."""
+
+    step: int
+    metrics: dict
+    improved: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointEvent:
+    """A checkpoint was written atomically: ``kind`` is ``best`` or ``latest``."""
+
+    step: int
+    path: Path
+    kind: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        best_path: checkpoint with the best validation score (the final model without
+            validation data).
+        latest_path: the last state, with the training state for resuming.
+        steps: steps done in total.
+        best_metrics: validation metrics of the best checkpoint (empty without validation).
+        stopped_early: True unless the step budget was used up.
+        reason: ``steps``, ``time``, ``stopped`` or ``early_stopping``.
+    """
+
+    best_path: Path
+    latest_path: Path
+    steps: int
+    best_metrics: dict
+    stopped_early: bool
+    reason: str
+
+
+TrainEvent = StepEvent | ValidationEvent | CheckpointEvent

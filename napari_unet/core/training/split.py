@@ -1,0 +1,108 @@
+"""Validation split of annotated data: held-back tiles chosen by a stable hash.
+
+Tiles of ``tile`` x ``tile`` pixels on a grid anchored at (0, 0) go to validation when the hash of
+``(item name, tile index, seed)`` falls below the requested fraction. The hash does not depend on
+the other items or on the annotation, so a tile keeps its side between rounds of continuous
+learning and validation pixels are never trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from napari_unet.core.training.items import TrainingItem
+
+logger = logging.getLogger(__name__)
+
+
+def _tile_hash(name: str, index: int, seed: int) -> float:
+    """A value in [0, 1) that depends only on ``(name, index, seed)`` (stable across runs)."""
+    digest = hashlib.blake2b(f"{seed}:{name}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64
+
+
+def _annotated_tiles(item: TrainingItem, tile: int) -> list[tuple[int, int, int]]:
+    """``(tile index, ty, tx)`` of every tile of ``item`` holding an annotated pixel."""
+    mask = item.mask
+    ny, nx = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
+    padded = np.zeros((ny * tile, nx * tile), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    any_annotated = padded.reshape(ny, tile, nx, tile).any(axis=(1, 3))
+    return [(int(ty * nx + tx), int(ty), int(tx)) for ty, tx in zip(*np.nonzero(any_annotated))]
+
+
+def split_validation(
+    items: Sequence[TrainingItem],
+    fraction: float,
+    *,
+    tile: int = 128,
+    seed: int = 0,
+    at_least_one: bool = True,
+) -> tuple[list[TrainingItem], list[TrainingItem]]:
+    """Hold back annotated tiles for validation; they are never trained on.
+
+    A tile (``tile`` x ``tile`` pixels on a grid anchored at (0, 0)) goes to validation when the
+    stable hash of ``(item name, tile index, seed)`` is below ``fraction``, so tiles keep their
+    side when annotations are added. At least one tile is held back and at least one kept for
+    training when there are two or more annotated tiles; with fewer, nothing is held back.
+    ``at_least_one=False`` holds back only what the hash selects (for items added one by one).
+
+    Returns:
+        ``(train_items, val_items)``: copies sharing the arrays, with the annotated masks
+        restricted to the training tiles and the validation tiles respectively (items without
+        validation tiles are not in ``val_items``).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    candidates = []  # (hash, item index, ty, tx)
+    for i, item in enumerate(items):
+        for index, ty, tx in _annotated_tiles(item, tile):
+            candidates.append((_tile_hash(item.name or str(i), index, seed), i, ty, tx))
+    if fraction == 0.0 or (at_least_one and len(candidates) < 2):
+        if fraction > 0.0:
+            logger.warning("only %d annotated tile(s): no validation split", len(candidates))
+        return list(items), []
+    candidates.sort()
+    held = [c for c in candidates if c[0] < fraction]
+    if at_least_one:
+        held = (held or candidates[:1])[: len(candidates) - 1]
+    if not held:
+        return list(items), []
+    val_masks: dict[int, np.ndarray] = {}
+    for _, i, ty, tx in held:
+        shape = items[i].spatial_shape
+        val_masks.setdefault(i, np.zeros(shape, dtype=bool))
+        val_masks[i][ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile] = True
+    train_items, val_items = [], []
+    for i, item in enumerate(items):
+        if i not in val_masks:
+            train_items.append(item)
+            continue
+        mask = item.mask
+        held_mask = val_masks[i] & mask
+        train_items.append(dataclasses.replace(item, annotated_mask=mask & ~held_mask))
+        val_items.append(dataclasses.replace(item, annotated_mask=held_mask))
+    logger.info("validation: %d of %d annotated tiles held back", len(held), len(candidates))
+    return train_items, val_items
+
+
+def iter_validation_windows(
+    item: TrainingItem, output_shape: tuple[int, int]
+) -> Iterator[tuple[int, int]]:
+    """Top-left ``(y0, x0)`` of output windows that tile the annotated bounding box of ``item``."""
+    mask = item.mask
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return
+    h, w = output_shape
+    for y0 in range(int(rows[0]), int(rows[-1]) + 1, h):
+        for x0 in range(int(cols[0]), int(cols[-1]) + 1, w):
+            if mask[y0 : y0 + h, x0 : x0 + w].any():
+                yield y0, x0
