@@ -33,8 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--images", required=True, type=Path, help="folder of images (TIFF/PNG)")
     add("--labels", required=True, type=Path, help="folder of ground truth with the same stems")
     add("--task", required=True, choices=("semantic", "binary", "instances"))
-    add("--init", type=Path, help="checkpoint to start from (default: a new model)")
-    add("--model", default="unet", help="architecture of a new model (unet)")
+    add("--init", help="checkpoint or built-in model to start from (default: a new model)")
+    add("--model", default="unet", help="architecture of a new model, or a built-in model (unet)")
     add("--depth", type=_positive_int, help="depth of a new model (architecture default)")
     add("--base-channels", type=_positive_int, help="width of a new model (architecture default)")
     add("--rounds", required=True, type=int, help="correction rounds after round 0")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
-    from napari_unet.core.checkpoint import load_checkpoint
+    from napari_unet.core.checkpoint import builtin_checkpoints, load_checkpoint, resolve_checkpoint
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.normalize import NormalizationConfig
     from napari_unet.core.predict import PredictConfig
@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     label_map = parse_label_map(args.label_map) if args.label_map else None
-    loaded = load_checkpoint(args.init) if args.init else None
+    init = args.init
+    if init is None and args.model in builtin_checkpoints():
+        init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
+    loaded = load_checkpoint(resolve_checkpoint(init)) if init else None
     normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
     items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
     if loaded is not None:

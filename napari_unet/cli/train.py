@@ -50,7 +50,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--labels", required=True, type=Path, help="folder of labels with the same file stems")
     add("--masks", type=Path, help="folder of annotated-pixel masks (default: all annotated)")
     add("--task", choices=TASK_CHOICES, help="default: the checkpoint's task, else semantic")
-    add("--model", default="unet", help="architecture name or checkpoint to fine-tune (unet)")
+    add("--model", default="unet",
+        help="architecture name, checkpoint or built-in model to fine-tune (unet)")  # fmt: skip
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
     budget.add_argument("--minutes", type=_positive_float, help="time budget in minutes")
@@ -186,7 +187,7 @@ def _new_model(name: str, items: list, task: str, targets: Any, seed: int):
 def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
     from napari_unet.core.atomic import atomic_write_bytes
-    from napari_unet.core.checkpoint import read_checkpoint_info
+    from napari_unet.core.checkpoint import read_checkpoint_info, resolve_checkpoint
     from napari_unet.core.errors import ChannelMismatchError
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.models import list_architectures
@@ -200,9 +201,10 @@ def run(args: argparse.Namespace) -> int:
         iter_train,
     )
 
-    info = None
+    info, checkpoint = None, None
     if args.model not in list_architectures():
-        info = read_checkpoint_info(args.model)
+        checkpoint = resolve_checkpoint(args.model)  # a file or a built-in name, as in predict
+        info = read_checkpoint_info(checkpoint)
     task = args.task or (info.task if info else "semantic")
     normalization = info.normalization_config() if info else NormalizationConfig()
     label_map = tuple(parse_label_map(args.label_map).items()) if args.label_map else None
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         axes=args.axes,
     )
     if info is not None:
-        model_or_checkpoint = args.model
+        model_or_checkpoint = checkpoint
         if items[0].image.shape[0] != info.in_channels:
             raise ChannelMismatchError(
                 f"the checkpoint expects {info.in_channels} channel(s) but the images have "
