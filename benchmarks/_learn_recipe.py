@@ -191,13 +191,16 @@ def predict_recipe(
     membranes: bool,
     post: dict[str, Any] | None = None,
     cli: Sequence[str] = (),
+    drop_unseeded: bool = False,
 ) -> list[Path]:
     """``predict IMAGES --model CHECKPOINT --labels instances|semantic``: the label files written.
 
     ``post`` replaces post-processing fields that have no CLI flag (ablations only); ``cli``
-    adds flags (e.g. ``--threshold``).
+    adds flags (e.g. ``--threshold``); ``drop_unseeded`` leaves foreground that no interior seed
+    reached as background instead of making each such region an object.
     """
     import napari_unet.core.postprocess as postprocess
+    import napari_unet.core.postprocess_blocks as blocks
     from napari_unet.cli import build_parser
 
     argv = ["predict", *map(str, test_images), "--model", str(checkpoint), "--out", str(out)]
@@ -213,7 +216,12 @@ def predict_recipe(
         if post
         else contextlib.nullcontext()
     )
-    with hook, contextlib.redirect_stdout(io.StringIO()) as printed:
+    leftovers = (
+        patched(blocks, "_label_leftovers", lambda labels, mask: labels.astype("int32"))
+        if drop_unseeded
+        else contextlib.nullcontext()
+    )
+    with hook, leftovers, contextlib.redirect_stdout(io.StringIO()) as printed:
         status = args.run(args)
     if status:
         raise RuntimeError(f"predict exited with {status}: {printed.getvalue()}")

@@ -55,6 +55,8 @@ EVALS: dict[str, dict[str, Any]] = {
                       "cli": ["--threshold", "0.3"]},
     "threshold_0.7": {"factor": "post-processing: foreground threshold 0.7 (0.5)",
                       "cli": ["--threshold", "0.7"]},
+    "drop_unseeded": {"factor": "post-processing: foreground no interior seed reaches is dropped "
+                      "(default: each such region becomes an object)", "drop_unseeded": True},
     "min_size_20": {"factor": "post-processing: objects < 20 px removed (0)",
                     "cli": ["--min-size", "20"]},
 }  # fmt: skip
@@ -120,18 +122,22 @@ def _run_recipe(spec, data, train, truths, work: Path) -> dict[str, Any]:
     variant = ABLATIONS.get(spec["variant"], {})
     if spec.get("smoke"):  # tiny images: a patch that fits, validations that happen
         variant = {**variant, "cli": [*variant.get("cli", ()), "--patch", "32", "--val-every", "5"]}
-    run = train_recipe(
-        work, [data.image(s) for s in train], [data.labels(s) for s in train],
-        membranes=data.membranes, minutes=spec["minutes"], seed=spec["seed"],
-        fractions=spec["fractions"], variant=variant,
-    )  # fmt: skip
+    if spec.get("rescore"):
+        run = _kept_run(work)
+    else:
+        run = train_recipe(
+            work, [data.image(s) for s in train], [data.labels(s) for s in train],
+            membranes=data.membranes, minutes=spec["minutes"], seed=spec["seed"],
+            fractions=spec["fractions"], variant=variant,
+        )  # fmt: skip
     tests = [data.image(s) for s in data.test]
 
     def evaluate(checkpoint: Path, name: str, extra: dict[str, Any] | None = None):
         extra = extra or {}
         out = work / f"pred_{name}"
         paths = predict_recipe(checkpoint, tests, out, membranes=data.membranes,
-                               post=extra.get("post"), cli=extra.get("cli", ()))  # fmt: skip
+                               post=extra.get("post"), cli=extra.get("cli", ()),
+                               drop_unseeded=extra.get("drop_unseeded", False))  # fmt: skip
         if extra.get("plain_post"):
             probs = [_read(p.with_name(p.name.replace("_labels", "_probabilities"))) for p in paths]
             preds = [instances_from_probabilities(p.astype(np.float32)) for p in probs]
@@ -148,7 +154,7 @@ def _run_recipe(spec, data, train, truths, work: Path) -> dict[str, Any]:
     evals = {}
     for name in spec["evals"]:
         extra = EVALS[name]
-        if data.membranes and (extra.get("plain_post") or extra.get("post")):
+        if data.membranes and (extra.keys() & {"plain_post", "post", "drop_unseeded"}):
             continue  # instance post-processing does not apply to membranes
         checkpoint = run["latest"] if extra.get("checkpoint") == "latest" else run["checkpoint"]
         evals[name] = evaluate(checkpoint, name, extra)
@@ -156,6 +162,22 @@ def _run_recipe(spec, data, train, truths, work: Path) -> dict[str, Any]:
         "steps": run["steps"], "cpu_s": run["cpu_s"], "wall_s": run["wall_s"],
         "metrics": curve[-1]["metrics"], "curve": curve, "evals": evals,
         "factor": variant.get("factor", "defaults"), "command": " ".join(run["argv"]),
+    }  # fmt: skip
+
+
+def _kept_run(work: Path) -> dict[str, Any]:
+    """The run record of a recipe run kept in ``work`` (``--rescore``): its final model only."""
+    from napari_unet.core.checkpoint import read_checkpoint_info
+
+    checkpoint = work / "model.pt"
+    provenance = read_checkpoint_info(checkpoint).provenance
+    latest = read_checkpoint_info(work / "model.training" / "latest.pt").provenance
+    return {
+        "checkpoint": checkpoint, "latest": work / "model.training" / "latest.pt",
+        "steps": latest["steps"], "cpu_s": latest["elapsed_s"], "wall_s": None,
+        "curve": [{"fraction": 1.0, "steps": latest["steps"], "cpu_s": latest["elapsed_s"],
+                   "checkpoint": checkpoint}],
+        "argv": ["(rescored)", str(checkpoint), f"best at step {provenance['steps']}"],
     }  # fmt: skip
 
 

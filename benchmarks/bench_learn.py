@@ -92,7 +92,7 @@ def build_specs(sets: dict[str, LearnSet], args, mode: dict[str, Any]) -> list[d
                                   "variant": variant, "minutes": args.minutes or mode["minutes"],
                                   "fractions": args.fractions or mode["fractions"],
                                   "evals": evals if variant == "default" else (),
-                                  "smoke": args.smoke})  # fmt: skip
+                                  "smoke": args.smoke, "rescore": args.rescore})  # fmt: skip
     return specs
 
 
@@ -197,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda t: tuple(float(f) for f in t.split(",")),
         help="budget fractions scored (0.25,0.5,1)",
     )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="no training: score the recipe runs kept in --work-dir again "
+        "(same arguments as the run that wrote it) with --evals",
+    )
     parser.add_argument("--data", type=Path, default=DATA, help="../shared/data")
     parser.add_argument("--work-dir", type=Path, help="keep checkpoints here (default: temp)")
     args = parser.parse_args(argv)
@@ -205,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = MODES[mode_name]
     unknown = [a for a in args.ablations if a not in ABLATIONS and a != "all"]
     unknown += [e for e in args.evals if e not in EVALS and e != "all"]
+    if args.rescore and (not args.work_dir or set(args.methods) != {"recipe"}):
+        parser.error("--rescore needs --work-dir of an earlier run and --methods recipe")
     if unknown:
         parser.error(f"unknown ablation/eval {unknown}; known: {[*ABLATIONS, *EVALS]}")
     out = args.json or ROOT / "benchmarks" / "out" / f"bench_learn_{mode_name}.json"
