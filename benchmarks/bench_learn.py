@@ -91,7 +91,7 @@ def build_specs(sets: dict[str, LearnSet], args, mode: dict[str, Any]) -> list[d
                     specs.append({"set": sets[name], "k": k, "seed": seed, "method": method,
                                   "variant": variant, "minutes": args.minutes or mode["minutes"],
                                   "fractions": args.fractions or mode["fractions"],
-                                  "evals": evals if variant == "default" else (),
+                                  "evals": evals if variant == "default" or args.rescore else (),
                                   "smoke": args.smoke, "rescore": args.rescore})  # fmt: skip
     return specs
 
