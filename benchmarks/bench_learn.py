@@ -167,7 +167,8 @@ def plot(summary: list[dict[str, Any]], records: list[dict[str, Any]], path: Pat
             ax.set_ylabel(label)
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
             ax.set_title(name)
     figure.savefig(path, format="png", dpi=100)
     return path
