@@ -24,7 +24,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "shallow_net": {"factor": "model size: depth 3, base 16", "model": {"depth": 3,
                     "base_channels": 16}},
     "patch128": {"factor": "patch 128 (default 256)", "cli": ["--patch", "128"]},
-    "no_class_balance": {"factor": "patch sampling/weights: no class balancing",
+    "no_class_balance": {"factor": "loss weights: inverse-frequency class balancing off (w_c = 1)",
                          "train": {"targets": {"class_balance": False}}},
     "no_border_weights": {"factor": "border weight map off", "train": {"targets":
                           {"border_weights": False}}},
