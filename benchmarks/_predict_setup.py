@@ -104,9 +104,7 @@ class Setup:
         rng = np.random.default_rng(0)
         image = rng.integers(0, 256, (mode["side"], mode["side"]), dtype=np.uint8)
         precision = resolve_precision(config, device)
-        overlap = config.overlap
-        if overlap is None:
-            overlap = _core()[1].DEFAULT_PADDED_OVERLAP
+        overlap = _core()[1].TileGeometry.of(model, config).overlap  # iter_predict's own
         return cls(mode, device, image, model, reference, ours_format, config, precision, overlap)
 
     def warm_up(self, fn: Callable[[np.ndarray], Any]) -> None:

@@ -310,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         widget = SegmentWidget(viewer)
         viewer.window.add_dock_widget(widget, name="U-Net Segment")
         widget.segment.form.model.add_checkpoint(checkpoint)
-        wait_until(app, lambda: widget.segment._info_worker is not None, 5)
-        wait_until(app, lambda: not widget.segment._info_worker.is_running, 60)
+        segment = widget.segment  # its model-info job reads the checkpoint's defaults
+        wait_until(app, lambda: not segment.loop.jobs.running(segment._info_key), 60)
         results: dict[str, Any] = {
             "image_side": side,
             "model": model_name,

@@ -52,6 +52,77 @@ def test_cli_help_without_subcommand(capsys) -> None:
     assert "usage: napari-unet-loop" in capsys.readouterr().out
 
 
+def _imports_of(path, module: str, modules: set[str]) -> set[str]:
+    """Which of ``modules`` the module ``module`` (file ``path``) imports anywhere: at module
+    level, in functions, under ``TYPE_CHECKING``. ``from pkg import name`` counts as importing
+    ``pkg.name`` when that is a module, else ``pkg``."""
+    import ast
+
+    base = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            origin = node.module or ""
+            if node.level:
+                parent = base
+                for _ in range(node.level - 1):
+                    parent = parent.rpartition(".")[0]
+                origin = f"{parent}.{origin}" if origin else parent
+            for alias in node.names:
+                name = f"{origin}.{alias.name}"
+                found.add(name if name in modules else origin)
+    return (found & modules) - {module}
+
+
+def _import_graph(root, package: str) -> dict[str, set[str]]:
+    """``{module: modules of the package it imports}`` for every ``.py`` under ``root``."""
+    files = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        files[".".join((package, *parts))] = path
+    return {module: _imports_of(path, module, set(files)) for module, path in files.items()}
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` (``[a, b, ..., a]``), or ``[]``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def test_widgets_have_no_import_cycles() -> None:
+    """No module of ``napari_unet._widgets`` imports, directly or not, one that imports it back
+    (module-level, function-level and ``TYPE_CHECKING`` imports all count)."""
+    from pathlib import Path
+
+    import napari_unet
+
+    root = Path(napari_unet.__file__).parent / "_widgets"
+    graph = _import_graph(root, "napari_unet._widgets")
+    assert len(graph) > 20 and graph["napari_unet._widgets.segment_widget"]
+    assert _find_cycle(graph) == []
+
+
 def _top_level_assignments(name: str) -> list[str]:
     """Modules of the package that assign ``name`` at top level."""
     import ast
@@ -91,15 +162,9 @@ def test_training_item_has_one_home() -> None:
 
 
 # --- import cycles ---------------------------------------------------------------------------
-#: Cycles in ``_widgets`` that need its state owner (issue 14) to break: ``HotSwap`` and
-#: ``Repredictor`` read a dozen ``SegmentPanel`` attributes (type-checking imports).
-KNOWN_WIDGET_CYCLES = [
-    [
-        "napari_unet._widgets.hot_swap",
-        "napari_unet._widgets.repredict",
-        "napari_unet._widgets.segment_panel",
-    ],
-]
+#: Cycles in ``_widgets`` still to break: none since the state owner (issue 14) gave ``HotSwap``
+#: and ``Repredictor`` a ``PredictionTarget`` instead of ``SegmentPanel``'s attributes.
+KNOWN_WIDGET_CYCLES: list[list[str]] = []
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -189,7 +254,6 @@ def test_no_import_cycles_outside_widgets() -> None:
     assert [c for c in cycles if not all(m.startswith("napari_unet._widgets") for m in c)] == []
 
 
-@pytest.mark.xfail(reason=f"known _widgets cycles (issue 14): {KNOWN_WIDGET_CYCLES}", strict=True)
 def test_no_import_cycles_in_widgets() -> None:
     cycles = import_cycles(import_graph())
     assert [c for c in cycles if c[0].startswith("napari_unet._widgets")] == []

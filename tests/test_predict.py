@@ -20,6 +20,7 @@ from napari_unet.core.inference.normalization import NormalizationConfig, normal
 from napari_unet.core.inference.prediction import (
     PredictConfig,
     PredictProgress,
+    TileGeometry,
     iter_predict,
     predict,
     shift_period,
@@ -281,6 +282,21 @@ def test_tta_of_an_equivariant_net_changes_nothing_across_tiles_and_margins(rng,
     image = rng.normal(size=(97, 51, 2)).astype(np.float32)
     got = predict(model, image, "YXC", config=CPU.replace(tta=mode))
     np.testing.assert_allclose(got, reference(model, np.moveaxis(image, -1, 0)), atol=1e-5)
+
+
+def test_tile_geometry_is_the_plan_iter_predict_uses(rng):
+    """The one tile plan (the distributed block predictor reuses it: it must not drift)."""
+    padded = PixelNet(out_channels=2, size_multiple=16)
+    image = rng.random((150, 170)).astype(np.float32)
+    for tile, overlap in ((64, 16), (512, 32), (40, 10)):
+        config = PredictConfig(tile_shape=tile, batch_size=64, **FP32)
+        geometry = TileGeometry.of(padded, config)
+        assert (geometry.overlap, geometry.period, geometry.margin) == (overlap, 16, 0)
+        steps = list(iter_predict(padded, image, "YX", config=config))
+        assert steps[-1].total_tiles == geometry.plan(image.shape).n_tiles
+    valid = TileGeometry.of(PixelNet(margin=4), PredictConfig(tile_shape=64, **FP32))
+    assert (valid.overlap, valid.margin) == (0, 4)
+    assert TileGeometry.of(padded, PredictConfig(tile_shape=64, overlap=5, **FP32)).overlap == 5
 
 
 def test_shift_period_of_valid_and_padded_rules():

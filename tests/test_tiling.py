@@ -11,6 +11,9 @@ from scipy import ndimage
 from napari_unet.core.inference.tiling import (
     BLENDS,
     TileProgress,
+    add_tile,
+    axis_pieces,
+    fill_tile,
     iter_tile_predict,
     plan_tiles,
     tile_predict,
@@ -243,3 +246,24 @@ def test_non_float_input_is_cast_per_tile(rng):
     image = rng.integers(0, 60000, size=(1, 30, 31), dtype=np.uint16)
     result = tile_predict(image, lambda t: t.copy(), out_channels=1, tile_shape=16, overlap=2)
     np.testing.assert_allclose(result, image.astype(np.float32), rtol=1e-6)
+
+
+def test_a_window_of_tiles_gives_exactly_the_crop_of_the_whole(rng):
+    """fill_tile/add_tile on a window (the distributed block path) == the whole slice's crop."""
+    image = rng.random((2, 45, 58)).astype(np.float32)
+    predictor, margin = affine(3), 3
+    plan = plan_tiles(image.shape, tile_shape=(20, 24), margin=margin, overlap=5)
+    whole = tile_predict(image, predictor, out_channels=3, tile_shape=(20, 24), margin=3, overlap=5)
+    ys, xs = axis_pieces(plan.y, margin, "gaussian"), axis_pieces(plan.x, margin, "gaussian")
+    (ry0, ry1), (rx0, rx1) = (21, 40), (27, 51)
+    ys = [p for p in ys if p.target.start < ry1 and p.target.stop > ry0]
+    xs = [p for p in xs if p.target.start < rx1 and p.target.stop > rx0]
+    wy, wx = min(p.source.start for p in ys), min(p.source.start for p in xs)
+    assert wy > 0 and wx > 0  # a true window, not the whole slice
+    window = image[:, wy:, wx:]
+    out = np.zeros((3, ry1 - ry0, rx1 - rx0), np.float32)
+    batch = np.empty((1, 2, *plan.input_shape), np.float32)
+    for py, px in itertools.product(ys, xs):
+        fill_tile(batch[0], window, py, px, lambda d, t: np.copyto(d, t), origin=(wy, wx))
+        add_tile(out, predictor(batch)[0], py, px, origin=(ry0, rx0))
+    assert np.array_equal(out, whole[:, ry0:ry1, rx0:rx1])

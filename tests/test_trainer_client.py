@@ -89,7 +89,7 @@ def test_sigkill_is_reported_then_window_close_stops_the_trainer(qtbot, clients,
     folder, req = session_request
     window = QMainWindow()
     viewer = type("FakeViewer", (), {})()
-    viewer.window = type("FakeWindow", (), {"_qt_window": window})()
+    LoopState.for_viewer(viewer).watch_window(window)  # what a docked widget does
     client = clients(viewer=viewer)
     steps, failed, finished = [], [], []
     client.step.connect(steps.append)

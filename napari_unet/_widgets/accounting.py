@@ -19,6 +19,7 @@ from typing import Any
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.version_compare import primary_metric
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class CorrectionClock(QObject):
         parent: the Qt parent.
 
     Attributes:
-        session: where the time goes (``add_correction_time``); None: kept pending.
+        session: where the time goes (the viewer's open session, read from its
+            :class:`~napari_unet._widgets.loop_state.LoopState`); None: kept pending.
         is_active: returns whether edits count now (default: a napari window is active).
         pending: seconds measured and not saved yet.
 
@@ -56,7 +58,9 @@ class CorrectionClock(QObject):
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Any = None
+        self.loop = LoopState.for_viewer(viewer)
+        self.loop.session_leaving.connect(self.flush)  # the time goes into the old session
+        self.loop.session_changed.connect(self._restart)
         self.is_active: Callable[[], bool] = window_active
         self.pending = 0.0
         self.total = 0.0
@@ -104,23 +108,27 @@ class CorrectionClock(QObject):
             self.changed.emit(self.total)
         self._last = at
 
-    def flush(self) -> float:
-        """Save the pending time into the session's open round; returns the seconds saved."""
+    @property
+    def session(self) -> Any:
+        """The open session (None: none)."""
+        return self.loop.session
+
+    def flush(self, session: Any = None) -> float:
+        """Save the pending time into ``session`` (default: the open one); returns the seconds."""
+        session = self.session if session is None else session
         seconds = self.pending
-        if self.session is None or seconds <= 0 or getattr(self.session, "readonly", False):
+        if session is None or seconds <= 0 or getattr(session, "readonly", False):
             return 0.0
         try:
-            self.session.add_correction_time(seconds)
+            session.add_correction_time(seconds)
         except Exception as err:  # a full disk: keep it pending, retry at the next flush
             logger.warning("could not save the correction time: %s", err)
             return 0.0
         self.pending = 0.0
         return seconds
 
-    def set_session(self, session: Any) -> None:
-        """Flush into the old session, then count into ``session``."""
-        self.flush()
-        self.session = session
+    def _restart(self, *_: Any) -> None:
+        """A new session: count from zero (the old one got its time on ``session_leaving``)."""
         self.pending = 0.0
         self._last = None
 

@@ -11,8 +11,11 @@ brush stroke) the controller saves the slices that changed, and only those:
   compared with what was last saved, so scrolling or a no-op refresh writes nothing.
 
 Small saves run on the main thread. When the last save suggests this one would take longer than
-``budget_s`` (~50 ms), it runs in a thread on COPIES of the dirty slices, and edits made meanwhile
-are coalesced into one save after it. A failed save (disk full, read-only folder) keeps the slices
+``budget_s`` (~50 ms), it runs as a background job (the viewer's
+:class:`~napari_unet._widgets._workers.Jobs`) on COPIES of the dirty slices, and edits made
+meanwhile are coalesced into one save after it. A save is never dropped: it runs to its end once
+started, and :meth:`Autosave.flush` either waits for it or, when the thread pool has not started
+it yet, claims it and runs it itself. A failed save (disk full, read-only folder) keeps the slices
 dirty, reports the error, and is retried on the next edit. :meth:`Autosave.flush` saves
 synchronously (viewer closing).
 """
@@ -20,53 +23,27 @@ synchronously (viewer closing).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.autosave_jobs import (
+    Fingerprint,
+    SaveJob,
+    Updates,
+    Watch,
+    crc,
+    run_save,
+    save_in_worker,
+    slices_or_none,
+)
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet.session.errors import SessionError
 
 logger = logging.getLogger(__name__)
-
-Fingerprint = tuple[int, int | None, int | None]
-Updates = dict[int, tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
-
-
-def _crc(array: np.ndarray | None) -> int | None:
-    if array is None:
-        return None
-    array = np.ascontiguousarray(array)
-    return zlib.crc32(array.view(np.uint8).reshape(-1), zlib.crc32(array.dtype.str.encode()))
-
-
-@dataclass(eq=False)
-class _Watch:
-    """A labels layer linked to a session image, and what of it was saved."""
-
-    layer: Any
-    image_id: str
-    suspect: set[int] = field(default_factory=set)
-    saved: dict[int, Fingerprint] = field(default_factory=dict)
-    seen: tuple = ()
-    step: tuple = ()
-
-
-@dataclass(eq=False)
-class _Job:
-    """One save: ``{watch: (updates, fingerprints)}`` plus its outcome."""
-
-    batch: dict[_Watch, tuple[Updates, dict[int, Fingerprint]]]
-    nbytes: int
-    error: BaseException | None = None
-    seconds: float = 0.0
-    handled: bool = False
-    thread: threading.Thread | None = None
 
 
 class Autosave(QObject):
@@ -87,7 +64,6 @@ class Autosave(QObject):
     saved = Signal(float)
     failed = Signal(str)
     busy = Signal(bool)
-    _finished = Signal(object)
 
     def __init__(
         self,
@@ -100,18 +76,22 @@ class Autosave(QObject):
     ) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Any = None
+        self.loop = LoopState.for_viewer(viewer)
         self.budget_s = budget_s
         self.threaded = threaded
         self.error: str | None = None
         self.last_saved: float | None = None
-        self._watches: list[_Watch] = []
-        self._job: _Job | None = None
+        self._watches: list[Watch] = []
+        self._job: SaveJob | None = None
         self._again = False
         self._last_rate: tuple[float, int] = (0.0, 1)
         self._timer = QTimer(self, singleShot=True, interval=delay_ms)
         self._timer.timeout.connect(self.save_now)
-        self._finished.connect(self._on_finished)
+
+    @property
+    def session(self) -> Any:
+        """Where the saves go: the viewer's open session (None: nothing is saved)."""
+        return self.loop.session
 
     # ------------------------------------------------------------------ watching
     def watch(self, layer: Any, image_id: str, *, saved_now: bool = False) -> None:
@@ -122,7 +102,7 @@ class Autosave(QObject):
                 every slice is saved at the next tick.
         """
         self.unwatch(layer)
-        watch = _Watch(layer, image_id)
+        watch = Watch(layer, image_id)
         n = rv.n_slices(tuple(layer.data.shape))
         if saved_now:
             watch.saved = {s: self._fingerprint(layer, s) for s in range(n)}
@@ -147,7 +127,7 @@ class Autosave(QObject):
         """``(layer, image_id)`` of every watched layer."""
         return [(w.layer, w.image_id) for w in self._watches]
 
-    def _callbacks(self, watch: _Watch) -> list[tuple[str, Any]]:
+    def _callbacks(self, watch: Watch) -> list[tuple[str, Any]]:
         cached = getattr(watch, "_cb", None)
         if cached is None:
             cached = [
@@ -162,14 +142,14 @@ class Autosave(QObject):
                 (
                     "metadata",
                     lambda e: self._dirty(
-                        watch, _slices_or_none(getattr(e, "napari_unet_slices", None))
+                        watch, slices_or_none(getattr(e, "napari_unet_slices", None))
                     ),
                 ),
             ]
             watch._cb = cached  # type: ignore[attr-defined]
         return cached
 
-    def _on_set_data(self, watch: _Watch) -> None:
+    def _on_set_data(self, watch: Watch) -> None:
         step = tuple(self.viewer.dims.current_step)
         if step != watch.step:  # scrolling through the stack: nothing changed
             watch.step = step
@@ -183,7 +163,7 @@ class Autosave(QObject):
         position = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
         return rv.flat_index(shape, np.round(position[-len(shape) : -2]))
 
-    def _dirty(self, watch: _Watch, slices: set[int] | None) -> None:
+    def _dirty(self, watch: Watch, slices: set[int] | None) -> None:
         n = rv.n_slices(tuple(watch.layer.data.shape))
         watch.suspect |= set(range(n)) if slices is None else {s for s in slices if 0 <= s < n}
         self.mark_pending()
@@ -214,12 +194,12 @@ class Autosave(QObject):
     @staticmethod
     def _fingerprint(layer: Any, s: int) -> Fingerprint:
         return (
-            _crc(rv.plane(np.asarray(layer.data), s)),
-            _crc(rv.reviewed_plane(layer, s)),
-            _crc(rv.snapshot_plane(layer, s)),
+            crc(rv.plane(np.asarray(layer.data), s)),
+            crc(rv.reviewed_plane(layer, s)),
+            crc(rv.snapshot_plane(layer, s)),
         )
 
-    def _collect(self, watch: _Watch) -> tuple[Updates, dict[int, Fingerprint]]:
+    def _collect(self, watch: Watch) -> tuple[Updates, dict[int, Fingerprint]]:
         layer = watch.layer
         n = rv.n_slices(tuple(layer.data.shape))
         seen = self._seen(layer)
@@ -272,48 +252,31 @@ class Autosave(QObject):
         nbytes = sum(
             a.nbytes for u, _ in batch.values() for t in u.values() for a in t if a is not None
         )
-        job = _Job(batch, nbytes)
+        job = SaveJob(batch, nbytes, session=self.session)
         seconds, size = self._last_rate
         threaded = self.threaded
         if threaded is None:
             threaded = seconds * max(1.0, nbytes / size) > self.budget_s or nbytes > 32 << 20
         self._job = job
         if not threaded:
-            self._run(job, self.session)
+            run_save(job, self.session)
             self._on_finished(job)
             return job.error is None
-        job.thread = threading.Thread(
-            target=self._thread_main,
-            args=(job, self.session),
-            name="napari-unet-autosave",
-            daemon=True,
-        )
+        job.threaded = True
         self.busy.emit(True)
-        job.thread.start()
+        self.loop.jobs.start(
+            (id(self), "save"), save_in_worker, job, what="Saving", on_done=self._on_finished
+        )
         return True
 
-    def _thread_main(self, job: _Job, session: Any) -> None:
-        self._run(job, session)
-        self._finished.emit(job)
-
-    @staticmethod
-    def _run(job: _Job, session: Any) -> None:
-        start = time.perf_counter()
-        try:
-            for watch, (updates, _) in job.batch.items():
-                session.save_slices(watch.image_id, updates)
-        except (SessionError, OSError) as err:
-            job.error = err
-        job.seconds = time.perf_counter() - start
-
-    def _on_finished(self, job: _Job) -> None:
+    def _on_finished(self, job: SaveJob) -> None:
         if job.handled:
             return
         job.handled = True
         batch, job.batch = job.batch, {}  # a queued copy of ``job`` must not keep layers alive
-        if job.thread is not None:
+        if job.threaded:
             self.busy.emit(False)
-            job.thread = None
+            job.threaded = False
         self._job = None
         if job.error is None:
             for watch, (_, prints) in batch.items():
@@ -342,9 +305,11 @@ class Autosave(QObject):
         """Save everything pending now, synchronously; True when nothing is left unsaved."""
         self._timer.stop()
         job = self._job
-        if job is not None and job.thread is not None:
-            job.thread.join(timeout)
-            if job.thread.is_alive():
+        if job is not None and job.threaded:
+            if job.claim():  # the pool has not started it yet: save here
+                run_save(job, job.session)
+                job.done.set()
+            elif not job.done.wait(timeout):
                 return False
             self._on_finished(job)
         self._again = False
@@ -354,9 +319,3 @@ class Autosave(QObject):
         finally:
             self.threaded = threaded
         return ok and self.error is None
-
-
-def _slices_or_none(value: Any) -> set[int] | None:
-    if value is None:
-        return None
-    return {int(s) for s in value}

@@ -30,6 +30,11 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.logic.layer_choice import (
+    correctable_labels,
+    labels_to_follow,
+)
+from napari_unet._widgets.logic.slice_status import SliceStatusCache, summary_text
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet.core.postprocess.labels import remove_small_objects_labels
 
@@ -40,49 +45,6 @@ logger = logging.getLogger(__name__)
 
 NEXT_LABEL_KEY = "M"
 SCOPES = ("current slice", "whole stack")
-#: Plugin roles a correction may go to: the prediction (a user's own layer has no role).
-CORRECTABLE_ROLES = (None, "labels")
-
-
-class SliceStatusCache:
-    """Per-slice status of one labels layer, recomputed lazily for slices marked dirty."""
-
-    def __init__(self) -> None:
-        self.layer: Any = None
-        self._status: dict[int, str] = {}
-
-    def reset(self, layer: Any = None) -> None:
-        """Forget everything (a new layer, or its data replaced)."""
-        self.layer = layer
-        self._status.clear()
-
-    def mark_dirty(self, slices: set[int] | None) -> None:
-        """Recompute ``slices`` (None: all) next time they are asked for."""
-        if slices is None:
-            self._status.clear()
-        for s in slices or ():
-            self._status.pop(s, None)
-
-    def status(self, index: int) -> str:
-        """Status of slice ``index`` (computed once until marked dirty)."""
-        if index not in self._status:
-            self._status[index] = rv.status_of(self.layer, index)
-        return self._status[index]
-
-    def counts(self) -> dict[str, int]:
-        """How many slices have each status."""
-        counts: dict[str, int] = {}
-        for s in range(rv.n_slices(tuple(self.layer.data.shape))):
-            status = self.status(s)
-            counts[status] = counts.get(status, 0) + 1
-        return counts
-
-
-def summary_text(n: int, counts: dict[str, int]) -> str:
-    """E.g. ``"12 slices: 3 reviewed, 2 edited, 7 predicted"``."""
-    order = ("reviewed", "edited", "predicted", "unlabelled")
-    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    return f"{n} slice{'s' if n != 1 else ''}: " + ", ".join(parts)
 
 
 class CorrectPanel(QWidget):
@@ -128,7 +90,11 @@ class CorrectPanel(QWidget):
         self.slice_status = QLabel("no labels layer")
         self.stack_status = QLabel("")
         self.message = QLabel("", wordWrap=True)
+        self._build()
+        self._connect(viewer)
+        self._on_layers_changed()
 
+    def _build(self) -> None:
         box = QGroupBox("Correct")
         grid = QGridLayout(box)
         grid.addWidget(QLabel("Labels"), 0, 0)
@@ -150,6 +116,7 @@ class CorrectPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(box)
 
+    def _connect(self, viewer: Any) -> None:
         self.slice_button.clicked.connect(self.mark_slice)
         self.view_button.clicked.connect(self.mark_view)
         self.draw_button.clicked.connect(self.show_review_regions)
@@ -162,7 +129,6 @@ class CorrectPanel(QWidget):
         viewer.layers.selection.events.active.connect(self._on_active)
         viewer.dims.events.current_step.connect(self._schedule_status)
         self.loop.labels_predicted.connect(self._on_predicted)
-        self._on_layers_changed()
 
     # ------------------------------------------------------------------ layer choice
     @property
@@ -171,27 +137,8 @@ class CorrectPanel(QWidget):
         return self._layer
 
     def _labels_layers(self) -> list[Any]:
-        """The Labels layers that can be corrected: in memory, and not a reference layer.
-
-        A lazy one (a Zarr labels volume too big for memory) is view only: napari cannot paint
-        into it, and tracking its edits would read it whole. A sample's ground truth (role
-        ``"ground_truth"``) and the plugin's other layers are never corrected.
-        """
-        from napari.layers import Labels
-
-        return [
-            layer
-            for layer in self.viewer.layers
-            if isinstance(layer, Labels)
-            and isinstance(layer.data, np.ndarray)
-            and rv.role_of(layer) in CORRECTABLE_ROLES
-        ]
-
-    def _default_layer(self, layers: list[Any]) -> Any:
-        """The newest prediction, else the newest visible user layer, else the newest one."""
-        plugin = [la for la in layers if rv.role_of(la) == "labels"]
-        visible = [la for la in layers if la.visible]
-        return (plugin or visible or layers or [None])[-1]
+        """The Labels layers that can be corrected (:func:`logic.correctable_labels`)."""
+        return correctable_labels(self.viewer.layers)
 
     def _on_inserted(self, event: Any = None) -> None:
         """A new prediction layer becomes the one to correct (the user is working on it)."""
@@ -213,7 +160,7 @@ class CorrectPanel(QWidget):
 
     def _on_layers_changed(self, event: Any = None) -> None:
         layers = self._labels_layers()
-        current = self._layer if self._layer in layers else self._default_layer(layers)
+        current = labels_to_follow(self.viewer.layers, self._layer)
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         for layer in layers:

@@ -1,15 +1,14 @@
 """A label saying how much disk an open session takes ("Session: 42 MB on disk").
 
-The folder is measured in a thread (a session on a network drive with thousands of slice files
-takes a moment), at most one measurement at a time; a request made meanwhile runs once the
-current one is done.
+The folder is measured in a background job (a session on a network drive with thousands of slice
+files takes a moment; :class:`~napari_unet._widgets._workers.Jobs`), at most one measurement at a
+time; a request made meanwhile runs once the current one is done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from typing import Any
 
 from qtpy.QtCore import Signal
@@ -33,15 +32,21 @@ def human_size(n_bytes: int) -> str:
 class DiskUseLabel(QLabel):
     """Shows ``Session: <size> on disk`` for the session given to :meth:`measure`.
 
+    Args:
+        jobs: the viewer's background jobs (:class:`~napari_unet._widgets._workers.Jobs`).
+        parent: the Qt parent.
+
     Signals:
-        measured(object, object): session root and bytes (None when unreadable), emitted from
-            the measuring thread and shown on the main thread.
+        measured(object, object): session root and bytes (None when unreadable), on the main
+            thread.
     """
 
     measured = Signal(object, object)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, jobs: Any, parent: QWidget | None = None) -> None:
         super().__init__("", parent, toolTip="Disk space the session folder takes")
+        self._jobs = jobs
+        self._key = (id(self), "disk use")
         self._session: Any = None
         self._busy = False
         self._again = False
@@ -58,18 +63,23 @@ class DiskUseLabel(QLabel):
             self._again = True
             return
         self._busy = True
-        threading.Thread(
-            target=self._run, args=(session,), name="napari-unet-disk-use", daemon=True
-        ).start()
+        self._jobs.start(
+            self._key,
+            _measure,
+            session,
+            what="Measuring the session",
+            on_done=self._on_measured,
+            on_error=self._on_failed,
+        )
 
-    def _run(self, session: Any) -> None:
-        try:
-            n_bytes = session.disk_usage()
-        except OSError as err:
-            logger.debug("cannot measure %s: %s", session.root, err)
-            n_bytes = None
+    def _on_measured(self, result: tuple[Any, int | None]) -> None:
         with contextlib.suppress(RuntimeError):  # the label was closed meanwhile
-            self.measured.emit(session.root, n_bytes)
+            self.measured.emit(*result)
+
+    def _on_failed(self, text: str) -> None:
+        logger.warning("%s", text)
+        with contextlib.suppress(RuntimeError):
+            self._busy = False
 
     def _show(self, root: Any, n_bytes: Any) -> None:
         self._busy = False
@@ -78,3 +88,12 @@ class DiskUseLabel(QLabel):
         if self._again:
             self._again = False
             self.measure(self._session)
+
+
+def _measure(session: Any) -> tuple[Any, int | None]:
+    """``(session root, bytes on disk)``; None bytes when the folder cannot be read (a job)."""
+    try:
+        return session.root, session.disk_usage()
+    except OSError as err:
+        logger.debug("cannot measure %s: %s", session.root, err)
+        return session.root, None

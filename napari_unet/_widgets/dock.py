@@ -15,6 +15,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_unet._widgets.loop_state import LoopState
+
 if TYPE_CHECKING:
     import napari
 
@@ -38,15 +40,17 @@ class PanelDock(QWidget):
     """Panels (each ``cls(viewer, parent=...)``) stacked top to bottom, scrollable.
 
     Subclasses set :attr:`panel_classes`; the panels are kept in :attr:`panels` in display order.
-    The scroll area keeps the dock usable on small screens. When napari's window closes, each
-    panel's ``shutdown()`` (where it has one) cancels its work, and the dock waits up to
-    :attr:`close_wait_ms` for background workers, so none outlives the window (a worker still
-    running when Qt tears its objects down crashes the process on exit).
+    The scroll area keeps the dock usable on small screens. Once docked, the dock hands its
+    top-level window (Qt's public ``QWidget.window()``) to the viewer's
+    :meth:`~napari_unet._widgets.loop_state.LoopState.watch_window`: when that window closes,
+    the loop state's one shutdown emits ``closing`` (each panel's ``shutdown()``, where it has
+    one, cancels its work), cancels every job and waits for background workers, so none
+    outlives the window (a worker still running when Qt tears its objects down crashes the
+    process on exit).
     """
 
     panel_classes: ClassVar[tuple[type, ...]] = ()
     minimum_width: ClassVar[int] = 300
-    close_wait_ms: ClassVar[int] = 10_000
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         from napari_unet._widgets.spawn_guard import exit_if_trainer_child
@@ -77,10 +81,9 @@ class PanelDock(QWidget):
         self._fit_width()
         content.installEventFilter(self)  # re-fit when a section opens or a row grows
         self._join_timer = QTimer(self, singleShot=True, interval=0)
-        self._join_timer.timeout.connect(self.join_sibling_dock)
-        self._window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
-        if self._window is not None:
-            self._window.installEventFilter(self)
+        self._join_timer.timeout.connect(self._on_docked)
+        self.loop = LoopState.for_viewer(napari_viewer)
+        self.loop.closing.connect(self.shutdown)
         if not _exit_hook:  # closing the window can start a last worker (e.g. model info)
             atexit.register(_wait_for_workers)
             _exit_hook.append(True)
@@ -89,7 +92,14 @@ class PanelDock(QWidget):
         """Once docked (the dock becomes the parent), join a sibling plugin dock as a tab."""
         if event.type() == QEvent.Type.ParentChange:
             self._join_timer.start()  # after napari has placed the dock in its area
+            if hasattr(self, "loop"):
+                self.loop.watch_window(self.window())  # a QMainWindow once docked
         return super().event(event)
+
+    def _on_docked(self) -> None:
+        """Watch the window the dock now lives in (its closing shuts down); join a sibling."""
+        self.loop.watch_window(self.window())
+        self.join_sibling_dock()
 
     def dock_widget(self) -> QDockWidget | None:
         """The ``QDockWidget`` holding this dock in the main window, or None."""
@@ -132,17 +142,14 @@ class PanelDock(QWidget):
             self.setMinimumWidth(max(self.minimum_width, needed))
 
     def shutdown(self) -> None:
-        """Cancel the panels' work and wait (bounded) for background workers to end."""
+        """Cancel the panels' work (the loop state's shutdown then waits for the workers)."""
         for panel in self.panels:
             stop = getattr(panel, "shutdown", None)
             if stop is not None:
                 stop()
-        _wait_for_workers(self.close_wait_ms)
 
     def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
-        """Shut down when the watched napari window closes; re-fit the width on a new layout."""
-        if obj is self._window and event.type() == QEvent.Type.Close:
-            self.shutdown()
-        elif obj is self._content and event.type() == QEvent.Type.LayoutRequest:
+        """Re-fit the width when the panels' layout changes."""
+        if obj is self._content and event.type() == QEvent.Type.LayoutRequest:
             self._fit_width()
         return False

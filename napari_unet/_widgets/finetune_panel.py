@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidge
 
 from napari_unet._widgets import finetune_request as R
 from napari_unet._widgets import validation_pins as P
+from napari_unet._widgets._workers import guard
 from napari_unet._widgets.data_summary import DataSummary, SummaryCache
 from napari_unet._widgets.finetune_form import FinetuneForm
 from napari_unet._widgets.loop_state import LoopState
@@ -90,7 +91,6 @@ class FinetunePanel(QWidget):
         self._last_step_at = 0.0
         self._tasks: dict[str, str] = {}  # start key -> task of that model
         self._info_keys: dict[str, str] = {}  # checkpoint path asked about -> start key
-        self._info_worker: Any = None
         self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._refresh_timer.timeout.connect(self.refresh)
         self._clock = QTimer(self, interval=1000)
@@ -227,15 +227,17 @@ class FinetunePanel(QWidget):
         path = R.start_path(key, self.session)
         if not path or key in self._tasks:
             return
-        from napari.qt.threading import create_worker
-
         from napari_unet._widgets.predict_job import model_info
 
         self._info_keys[str(path)] = key
-        worker = create_worker(model_info, str(path), _ignore_errors=True)
-        worker.returned.connect(self._on_model_info)  # a bound slot: gone with the panel
-        self._info_worker = worker
-        worker.start()
+        self.loop.jobs.start(
+            (id(self), "model info", str(path)),
+            model_info,
+            str(path),
+            what="Reading the start model",
+            on_done=self._on_model_info,
+            on_error=self.show_error,
+        )
 
     def _on_model_info(self, result: tuple) -> None:
         path, info, devices = result
@@ -249,11 +251,7 @@ class FinetunePanel(QWidget):
 
     # ------------------------------------------------------------------ pins
     def _guard(self, action: Any) -> Any:
-        try:
-            return action()
-        except UserInputError as err:
-            self.show_error(str(err))
-        return None
+        return guard(action, self.show_error)
 
     def _on_pin_slice(self) -> None:
         self._guard(self.pin_slice)

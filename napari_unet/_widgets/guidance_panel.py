@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,13 +30,14 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets._workers import guard, training_running
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
+from napari_unet._widgets.logic.guidance import models_to_measure, reusable_probability
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
-from napari_unet._widgets.repredict import current_image_slice, training_running
+from napari_unet._widgets.repredict import current_image_slice
 from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.errors import UserInputError
 from napari_unet.core.inference.uncertainty import entropy, most_uncertain_tile
 from napari_unet.core.io.lazy import stack_slices
 
@@ -72,10 +72,7 @@ class GuidancePanel(QWidget):
         self.viewer = viewer
         self.loop = LoopState.for_viewer(viewer)
         self.clock = CorrectionClock(viewer, self)
-        self.clock.session = self.loop.session
-        self.worker: Any = None
-        self._after: Any = None  # what to do when the running computation returns
-        self._loaded: dict = {}
+        self._key = (id(self), "uncertainty")
         self.measure = QComboBox()
         for key, text in MEASURES:
             self.measure.addItem(text, key)
@@ -118,18 +115,16 @@ class GuidancePanel(QWidget):
         layout.addWidget(self.time_label)
 
     def _guard(self, action: Any) -> Any:
-        try:
-            return action()
-        except UserInputError as err:
-            from napari.utils.notifications import show_warning
+        return guard(action, self._warn)
 
-            self.why.setText(str(err))
-            show_warning(str(err))
-            return None
+    def _warn(self, text: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.why.setText(text)
+        show_warning(text)
 
     # ------------------------------------------------------------------ accounting
     def _on_session(self, session: Any) -> None:
-        self.clock.set_session(session)
         self.refresh_rounds()
 
     def _on_version_added(self, *_: object) -> None:
@@ -152,24 +147,10 @@ class GuidancePanel(QWidget):
         return current_image_slice(self.viewer, then="first.")
 
     def _checkpoints(self, measure: str, image_name: str) -> tuple[str, ...]:
-        session = self.loop.session
-        versions = session.versions() if session is not None else []
-        if measure == "disagreement":
-            if len(versions) < 2:
-                raise UserInputError(
-                    "Disagreement needs two model versions: fine-tune until a second version "
-                    "exists, or choose the entropy."
-                )
-            return tuple(str(session.version_path(v.id)) for v in versions[-2:][::-1])
-        if session is not None and self.loop.active_version:
-            return (str(session.version_path(self.loop.active_version)),)
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image_name)
-        model = (L.plugin_tag(labels) or {}).get("model") if labels is not None else None
-        if model and Path(str(model)).is_file():
-            return (str(model),)
-        if versions:
-            return (str(session.version_path(versions[-1].id)),)
-        raise UserInputError("No model to measure with: predict the image in the Segment widget.")
+        loop = self.loop
+        return models_to_measure(
+            self.viewer, loop.session, loop.active_version, measure, image_name
+        )
 
     def _layer(self, image: Any, axes: str, layout: Any, key: tuple) -> Any:
         layer = L.find_plugin_layer(self.viewer, role=ROLE, image_layer=image.name)
@@ -193,14 +174,7 @@ class GuidancePanel(QWidget):
         )
 
     def _reusable_probability(self, image: Any, layout: Any, s: int) -> np.ndarray | None:
-        probs = L.find_plugin_layer(self.viewer, role="probabilities", image_layer=image.name)
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
-        if probs is None or tuple(probs.data.shape) != tuple(layout.spatial_shape):
-            return None
-        predicted = (L.plugin_tag(labels) or {}).get("predicted", []) if labels else []
-        if labels is not None and s not in predicted:
-            return None
-        return np.asarray(probs.data[L.slice_index(layout, s)], dtype=np.float32)
+        return reusable_probability(self.viewer, image.name, layout, s)
 
     def show_uncertainty(self, slices: list[int] | None = None, then: Any = None) -> None:
         """Compute the uncertainty of the current slice (or ``slices``) into its layer."""
@@ -225,46 +199,40 @@ class GuidancePanel(QWidget):
             return
         self._run(image, axes, layout, todo, measure, checkpoints, then)
 
-    def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
-        from napari.qt.threading import create_worker
+    @property
+    def worker(self) -> Any:
+        """The running measurement's worker, or None."""
+        return self.loop.jobs.worker(self._key)
 
+    def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
         job = SliceJob(
             checkpoints=checkpoints,
             image=stack_slices(image.data, axes, todo),
             slices=tuple(todo),
             measure=measure,
-            loaded={p: m for p, m in self._loaded.items() if p in checkpoints},
+            loaded=self.loop.models.get_many(checkpoints),
             num_threads=1 if training_running() else None,
         )
-        if self.worker is not None:
-            self.worker.quit()
-        worker = create_worker(run_slice_job, job, _ignore_errors=True)
         key = (measure, *checkpoints)
-        worker.returned.connect(lambda r, w=worker: self._on_returned(w, image.name, key, r, then))
-        worker.errored.connect(lambda err, w=worker: self._on_error(w, err))
-        self.worker = worker
         self.why.setText(f"Measuring uncertainty on {len(todo)} slice(s)…")
         self.show_button.setEnabled(False)
-        worker.start()
+        self.loop.jobs.start(
+            self._key,
+            run_slice_job,
+            job,
+            what="Measuring uncertainty",
+            on_done=lambda result: self._on_returned(image.name, key, result, then),
+            on_error=self._on_error,
+            torch_threads=job.num_threads,
+        )
 
-    def _on_error(self, worker: Any, error: BaseException) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
+    def _on_error(self, text: str) -> None:
         self.show_button.setEnabled(True)
-        from napari.utils.notifications import show_warning
+        self._warn(text)
 
-        if not isinstance(error, UserInputError):
-            logger.error("uncertainty failed", exc_info=error)
-        self.why.setText(f"Uncertainty failed: {error}")
-        show_warning(self.why.text())
-
-    def _on_returned(self, worker: Any, name: str, key: tuple, result: SliceResult, then) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
+    def _on_returned(self, name: str, key: tuple, result: SliceResult, then) -> None:
         self.show_button.setEnabled(True)
-        self._loaded = result.loaded
+        self.loop.models.put_many(result.loaded)
         if name not in self.viewer.layers:
             return
         image, axes, layout, _ = self._target()
@@ -349,8 +317,7 @@ class GuidancePanel(QWidget):
     def shutdown(self) -> None:
         """Save the correction time and stop a running measurement (the window is closing)."""
         self.clock.flush()
-        if self.worker is not None:
-            self.worker.quit()
+        self.loop.jobs.cancel(self._key)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         """Save the correction time and stop a running measurement."""

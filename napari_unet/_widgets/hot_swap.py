@@ -19,16 +19,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qtpy.QtCore import QObject
 from qtpy.QtWidgets import QCheckBox
 
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.prediction_target import PredictionTarget
 from napari_unet._widgets.repredict import Repredictor
-
-if TYPE_CHECKING:
-    from napari_unet._widgets.segment_panel import SegmentPanel
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +50,19 @@ class HotSwap(QObject):
     """Keeps the predict panel's model in step with the session's active version.
 
     Args:
-        panel: the predict panel (its ``form.model`` picker, its writer and settings).
+        target: the predict panel (its model picker, status line, writer and settings).
+        parent: the Qt parent.
 
     Attributes:
         follow: the "Follow the newest version" check box (add it to a layout).
         repredictor: the background re-prediction.
     """
 
-    def __init__(self, panel: SegmentPanel) -> None:
-        super().__init__(panel)
-        self.panel = panel
-        self.loop = LoopState.for_viewer(panel.viewer)
-        self.repredictor = Repredictor(panel, self.loop.session)
+    def __init__(self, target: PredictionTarget, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.target = target
+        self.loop = LoopState.for_viewer(target.viewer)
+        self.repredictor = Repredictor(target, self)
         self.follow = QCheckBox("Follow the newest model version")
         self.follow.setToolTip(
             "Switch to each new fine-tuned version as soon as it is published and re-predict "
@@ -71,7 +70,7 @@ class HotSwap(QObject):
         )
         self.follow.setChecked(self.loop.auto_switch)
         self._picking = False
-        picker = panel.form.model
+        picker = target.picker
         picker.version_source = lambda: version_items(self.loop.session)
         self.follow.toggled.connect(self.loop.set_auto_switch)
         self.loop.auto_switch_changed.connect(self._on_auto_switch)
@@ -79,7 +78,7 @@ class HotSwap(QObject):
         self.loop.version_added.connect(self._on_version_added)
         self.loop.active_version_changed.connect(self._on_active_version)
         self.repredictor.started.connect(
-            lambda v: panel.status.setText(f"Refreshing unreviewed slices with {v}…")
+            lambda v: target.show_status(f"Refreshing unreviewed slices with {v}…")
         )
         self.repredictor.finished.connect(self._on_repredicted)
         picker.model_changed.connect(self._on_picked)
@@ -94,9 +93,8 @@ class HotSwap(QObject):
 
     def _on_session_changed(self, session: Any) -> None:
         self.repredictor.cancel()
-        self.repredictor.session = session
         self._on_auto_switch(self.loop.auto_switch)
-        picker = self.panel.form.model
+        picker = self.target.picker
         picker.populate(announce=False)
         try:
             newest = version_items(session)
@@ -107,7 +105,7 @@ class HotSwap(QObject):
             picker.select_version(newest[0][0])  # made active without re-predicting
 
     def _on_version_added(self, version_id: str) -> None:
-        self.panel.form.model.populate(announce=False)
+        self.target.picker.populate(announce=False)
         if self.loop.auto_switch:
             self.loop.set_active_version(version_id)
 
@@ -120,9 +118,9 @@ class HotSwap(QObject):
         try:
             path = str(session.version_path(version_id))
         except Exception as err:
-            self.panel.show_message(f"Model version {version_id} cannot be used: {err}", "model")
+            self.target.show_message(f"Model version {version_id} cannot be used: {err}", "model")
             return
-        picker = self.panel.form.model
+        picker = self.target.picker
         self._picking = True
         try:
             if not picker.select_version(version_id):
@@ -135,7 +133,7 @@ class HotSwap(QObject):
     def _on_picked(self, path: str) -> None:
         if self._picking:
             return
-        version_id = self.panel.form.model.version_id()
+        version_id = self.target.picker.version_id()
         if version_id == (self.loop.active_version or None):
             return
         self._picking = True
@@ -147,8 +145,8 @@ class HotSwap(QObject):
     def _on_repredicted(self, version_id: str, done: list) -> None:
         if done:
             slices = len(done)
-            self.panel.status.setText(
+            self.target.show_status(
                 f"Refreshed {slices} unreviewed slice(s) with {version_id}; corrections kept."
             )
         elif version_id:
-            self.panel.status.setText(f"Now using {version_id}; nothing needed refreshing.")
+            self.target.show_status(f"Now using {version_id}; nothing needed refreshing.")

@@ -57,6 +57,28 @@ def suggest_builtin(layer: Any, installed: set[str] | frozenset[str]) -> ModelCh
     return choice if choice.name in installed else None
 
 
+def propose_for(picker: Any, layer: Any, *, by_hand: bool) -> tuple[ModelChoice | None, bool]:
+    """Select in ``picker`` (the model list) the built-in that fits ``layer``.
+
+    Returns:
+        the choice (None: nothing proposed, as once the user picked a model by hand, or while a
+        session version or a checkpoint file is chosen) and whether the selection changed.
+    """
+    from napari_unet._widgets.model_picker import builtin_models
+
+    builtins = {name: str(path) for name, path in builtin_models().items()}
+    current = picker.checkpoint()
+    if by_hand or picker.version_id() or current not in (None, *builtins.values()):
+        return None, False
+    choice = suggest_builtin(layer, frozenset(builtins))
+    if choice is None:
+        return None, False
+    changed = builtins[choice.name] != current
+    if changed:
+        picker.populate(select=builtins[choice.name])
+    return choice, changed
+
+
 def _thumbnail(layer: Any) -> np.ndarray | None:
     """A strided (≤ 256-pixel side) float view of the middle slice, first channel; None if lazy."""
     data = getattr(layer, "data", None)

@@ -7,7 +7,6 @@ covers, and leaves out the slices holding the user's corrections unless overwrit
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,12 +48,25 @@ def model_info(path: str) -> tuple[str, Any, list[str]]:
     return path, info, available_devices()
 
 
-def model_key(path: str) -> tuple[str, float]:
-    """Identifies a checkpoint file's version (path and modification time) for model reuse."""
-    try:
-        return path, os.path.getmtime(path)
-    except OSError:
-        return path, -1.0
+def check_new_layers_fit(
+    viewer: Any, name: str, layout: Any, *, labels: bool, instances: bool, probabilities: bool
+) -> None:
+    """Refuse (``check_output_memory``) when the layers a run would add do not fit in memory.
+
+    Args:
+        labels: a labels layer is added (labels, snapshot and reviewed mask: 2 or 4 bytes for
+            the first two, 1 for the mask).
+        instances: instance labels (4 bytes) rather than semantic ones (2).
+        probabilities: a probability layer (4 bytes) is asked for; counted only when the
+            image has none yet.
+    """
+    per_pixel = 2 * (2 if instances else 1) + 1 if labels else 0
+    if (
+        probabilities
+        and L.find_plugin_layer(viewer, role="probabilities", image_layer=name) is None
+    ):
+        per_pixel += 4
+    check_output_memory(name, layout, per_pixel)
 
 
 def check_image(layer: Any) -> None:

@@ -106,7 +106,8 @@ class PredictJob:
         postprocess: the form's :class:`PostprocessChoice` over the model's stored defaults.
         probabilities: also return the foreground probability.
         loaded: a model loaded by an earlier job for the same checkpoint and device (reused).
-        num_threads: torch CPU threads while running (None: ``cores - 1``, at least 1).
+        num_threads: torch CPU threads, set on the main thread when the job starts (None:
+            ``cores - 1``; see :func:`~napari_unet._widgets._workers.use_torch_threads`).
     """
 
     checkpoint: str
@@ -194,15 +195,12 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         UserInputError: a broken checkpoint, wrong axes, a channel mismatch, a missing device.
         PredictionError: anything torch raises as a RuntimeError (out of memory...).
     """
-    import torch
 
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     start = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(worker_threads(job.num_threads))
     try:
         loaded = job.loaded
         if loaded is None:
@@ -230,8 +228,6 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         fg = foreground(probabilities, info.task) if job.probabilities else None
     except RuntimeError as err:  # e.g. out of memory; superqt would only warn about it
         raise PredictionError(f"{type(err).__name__}: {err}") from err
-    finally:
-        torch.set_num_threads(previous_threads)
     return JobResult(
         labels=labels,
         probabilities=fg,

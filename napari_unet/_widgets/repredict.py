@@ -3,9 +3,11 @@
 When a version becomes active (a new one with "follow newest version" on, or a rollback), the
 :class:`Repredictor` refreshes every plugin labels layer whose image is open: first the slice the
 user is looking at (of the image chosen in the predict panel), then the other slices that hold
-an untouched prediction, then the other images — one worker at a time, through the predict
-panel's own job machinery (:func:`~napari_unet._widgets.predict_worker.run_prediction` and its
-:class:`~napari_unet._widgets.output.OutputWriter`). Huge slices (more than
+an untouched prediction, then the other images — one worker at a time (the viewer's
+:class:`~napari_unet._widgets._workers.Jobs`), with the predict panel's job
+(:func:`~napari_unet._widgets.predict_worker.run_prediction`) and writer
+(:class:`~napari_unet._widgets.output.OutputWriter`), seen through
+:class:`~napari_unet._widgets.prediction_target.PredictionTarget`. Huge slices (more than
 :data:`HUGE_PIXELS`) refresh only the visible region of the current slice.
 
 Corrections are never overwritten: slices that are edited or reviewed (in the layer, or in the
@@ -18,35 +20,31 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
-from napari_unet._widgets import predict_job as J
+from napari_unet._widgets._workers import training_running
+from napari_unet._widgets.logic.refresh import (
+    refresh_runs,
+    session_protected,
+)
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.output import OutputTarget
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
+from napari_unet._widgets.prediction_target import PredictionTarget
 from napari_unet.core.errors import AxesError, UserInputError
 from napari_unet.core.io.axes import StackLayout
 from napari_unet.core.io.lazy import stack_slices
-
-if TYPE_CHECKING:
-    from napari_unet._widgets.segment_panel import SegmentPanel
 
 logger = logging.getLogger(__name__)
 
 #: Slices with more pixels than this refresh only their visible region.
 HUGE_PIXELS = 4096 * 4096
-PROTECTED_STATUSES = ("edited", "reviewed")
 #: ``napari_unet_source`` of the metadata events announcing re-predicted slices.
 SOURCE = "repredict"
-
-
-def training_running() -> bool:
-    """True while a child process (the fine-tune trainer) runs: be polite with threads."""
-    return bool(multiprocessing.active_children())
 
 
 def image_axes(layer: Any, fallback: str | None = None) -> str | None:
@@ -97,18 +95,6 @@ def current_image_slice(viewer: Any, *, then: str) -> tuple[Any, str, Any, int]:
     return image, axes, L.layout_of(image, axes), L.current_slice(viewer, image, axes)
 
 
-def session_protected(session: Any, image_id: str | None) -> set[int]:
-    """Slices the session knows as edited or reviewed (empty without a session link)."""
-    if session is None or not image_id:
-        return set()
-    try:
-        statuses = session.statuses(image_id)
-    except Exception as err:  # an image removed from the session: rely on the layer alone
-        logger.debug("no session statuses for %s: %s", image_id, err)
-        return set()
-    return {s for s, status in enumerate(statuses) if status in PROTECTED_STATUSES}
-
-
 @dataclasses.dataclass(frozen=True)
 class _Task:
     """One planned worker run: some slices (or a region of one) of one image."""
@@ -125,7 +111,9 @@ class Repredictor(QObject):
     """Refreshes unreviewed predictions with a model, one background worker at a time.
 
     Args:
-        panel: the predict panel (its form gives tiling, device and post-processing).
+        target: the predict panel (its settings give tiling, device and post-processing; its
+            writer writes the results).
+        parent: the Qt parent.
 
     Signals:
         started(str): a re-prediction with this version id started.
@@ -135,18 +123,26 @@ class Repredictor(QObject):
     started = Signal(str)
     finished = Signal(str, list)
 
-    def __init__(self, panel: SegmentPanel, session: Any = None) -> None:
-        super().__init__(panel)
-        self.panel = panel
-        self.viewer = panel.viewer
-        self.session = session
-        self.worker: Any = None
+    def __init__(self, target: PredictionTarget, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.target = target
+        self.viewer = target.viewer
+        self.loop = LoopState.for_viewer(target.viewer)
+        self._key = (id(self), "repredict")
         self._queue: list[_Task] = []
-        self._generation = 0
         self._checkpoint = ""
         self._version = ""
-        self._loaded: Any = None
         self._done: list[tuple[str, int]] = []
+
+    @property
+    def session(self) -> Any:
+        """The open session (its statuses protect corrected slices)."""
+        return self.loop.session
+
+    @property
+    def worker(self) -> Any:
+        """The running worker, or None."""
+        return self.loop.jobs.worker(self._key)
 
     @property
     def running(self) -> bool:
@@ -155,17 +151,13 @@ class Repredictor(QObject):
 
     def cancel(self) -> None:
         """Drop what is queued and stop the running worker (nothing more is written)."""
-        self._generation += 1
         self._queue = []
-        if self.worker is not None:
-            self.worker.quit()
-            self.worker = None
+        self.loop.jobs.cancel(self._key)
 
     def start(self, checkpoint: str, version_id: str = "") -> int:
         """Re-predict every unprotected slice with ``checkpoint``; returns the number of runs."""
         self.cancel()
         self._checkpoint, self._version, self._done = str(checkpoint), str(version_id), []
-        self._loaded = self.panel._cached_model(self._checkpoint)
         self._queue = self.plan()
         if not self._queue:
             self.finished.emit(self._version, [])
@@ -177,7 +169,7 @@ class Repredictor(QObject):
     # ------------------------------------------------------------------ planning
     def plan(self) -> list[_Task]:
         """The runs to do, the current image's current slice first."""
-        chosen = current_image_layer(self.viewer, self.panel.image_layer())
+        chosen = current_image_layer(self.viewer, self.target.image_layer())
         targets = [
             la for la in self.viewer.layers if (L.plugin_tag(la) or {}).get("role") == "labels"
         ]
@@ -197,7 +189,7 @@ class Repredictor(QObject):
         image = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
         if not isinstance(image, Image):
             return []
-        fallback = self.panel.form.chosen_axes() if image is chosen else None
+        fallback = self.target.chosen_axes() if image is chosen else None
         axes = image_axes(image, fallback)
         if axes is None:
             return []
@@ -207,18 +199,12 @@ class Repredictor(QObject):
         current = L.current_slice(self.viewer, image, axes)
         probabilities = L.find_plugin_layer(self.viewer, role="probabilities", image_layer=name)
         candidates = sorted({current, *tag.get("predicted", [])})
-        keep = set(candidates) - self._protected(labels, layout, candidates)
-        if int(np.prod(layout.yx_shape)) > HUGE_PIXELS:
-            if current not in keep:
-                return []
-            region = L.visible_region(self.viewer, image, axes)
-            return [_Task(name, axes, layout, (current,), region, probabilities is not None)]
-        first = [s for s in (current,) if s in keep]
-        rest = tuple(s for s in sorted(keep) if s != current)
-        runs = [first] if first else []
-        if rest:
-            runs.append(rest)
-        return [_Task(name, axes, layout, tuple(r), None, probabilities is not None) for r in runs]
+        protected = self._protected(labels, layout, candidates)
+        huge = int(np.prod(layout.yx_shape)) > HUGE_PIXELS
+        runs = refresh_runs(current, candidates, protected, huge=huge)
+        region = L.visible_region(self.viewer, image, axes) if huge and runs else None
+        has_probabilities = probabilities is not None
+        return [_Task(name, axes, layout, run, region, has_probabilities) for run in runs]
 
     def _protected(self, labels: Any, layout: StackLayout, slices: list[int]) -> set[int]:
         image_id = (L.plugin_tag(labels) or {}).get("session_image_id")
@@ -228,8 +214,6 @@ class Repredictor(QObject):
 
     # ------------------------------------------------------------------ running
     def _next(self) -> None:
-        from napari.qt.threading import create_worker
-
         while self._queue:
             task = self._queue.pop(0)
             try:
@@ -237,15 +221,16 @@ class Repredictor(QObject):
             except (UserInputError, KeyError) as err:  # the layer went away or changed
                 logger.info("re-prediction of %s skipped: %s", task.image, err)
                 continue
-            generation = self._generation
-            worker = create_worker(run_prediction, job, _ignore_errors=True)
-            worker.returned.connect(
-                lambda result, t=task, g=generation: self._on_returned(g, t, result)
+            self.loop.jobs.start(
+                self._key,
+                run_prediction,
+                job,
+                what="Re-prediction with the new version",
+                on_done=lambda result, t=task: self._on_returned(t, result),
+                on_error=self._on_error,
+                on_end=self._next,
+                torch_threads=job.num_threads,
             )
-            worker.errored.connect(lambda err, g=generation: self._on_error(g, err))
-            worker.finished.connect(lambda g=generation: self._on_finished(g))
-            self.worker = worker
-            worker.start()
             return
         self.finished.emit(self._version, list(self._done))
 
@@ -254,30 +239,25 @@ class Repredictor(QObject):
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
         if labels is None:
             raise KeyError(task.image)
-        form = self.panel.form
-        post = form.postprocess_settings().replace(
+        post = self.target.postprocess_settings().replace(
             output=L.plugin_tag(labels).get("output") or "semantic"
         )
-        threads = 1 if training_running() else self.panel.num_threads
+        threads = 1 if training_running() else self.target.num_threads
         return PredictJob(
             checkpoint=self._checkpoint,
             image=stack_slices(image.data, task.axes, task.slices),
             axes="SCYX",
             slices=task.slices,
             region=task.region,
-            predict=form.predict_settings(),
+            predict=self.target.predict_settings(),
             postprocess=post,
             probabilities=task.probabilities,
-            loaded=self._loaded,
+            loaded=self.loop.models.get(self._checkpoint),
             num_threads=threads,
         )
 
-    def _on_returned(self, generation: int, task: _Task, result: JobResult) -> None:
-        if generation != self._generation:
-            return  # a newer version took over
-        if result.loaded is not None:
-            self._loaded = result.loaded
-            self.panel._loaded = (J.model_key(self._checkpoint), result.loaded)
+    def _on_returned(self, task: _Task, result: JobResult) -> None:
+        self.loop.models.put(self._checkpoint, "cpu", result.loaded)
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
         if labels is None or task.image not in self.viewer.layers:
             return
@@ -293,7 +273,7 @@ class Repredictor(QObject):
         )
         target = OutputTarget(image=task.image, layout=task.layout, model=self._checkpoint)
         try:
-            self.panel.writer.write(target, result)
+            self.target.writer.write(target, result)
         except UserInputError as err:
             logger.info("re-prediction of %s not written: %s", task.image, err)
             return
@@ -302,15 +282,7 @@ class Repredictor(QObject):
         labels.events.metadata(napari_unet_slices=tuple(result.slices), napari_unet_source=SOURCE)
         self._done += [(task.image, s) for s in result.slices]
 
-    def _on_error(self, generation: int, error: BaseException) -> None:
-        if generation != self._generation:
-            return
-        logger.warning("background re-prediction failed: %s", error)
+    def _on_error(self, text: str) -> None:
+        logger.warning("background re-prediction failed: %s", text)
         self._queue = []
-        self.panel.show_message(f"Re-prediction with the new version failed: {error}", "run")
-
-    def _on_finished(self, generation: int) -> None:
-        if generation != self._generation:
-            return
-        self.worker = None
-        self._next()
+        self.target.show_message(text, "run")

@@ -28,17 +28,27 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
+from napari_unet._widgets._workers import error_message
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
-from napari_unet._widgets.model_choice import suggest_builtin
+from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.model_choice import propose_for
 from napari_unet._widgets.output import OutputTarget, OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
-from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
+from napari_unet._widgets.predict_worker import (
+    JobProgress,
+    JobResult,
+    PostprocessChoice,
+    PredictJob,
+    run_prediction,
+)
 from napari_unet._widgets.progress_view import MessageLine, ProgressView
 from napari_unet.core.errors import AxesError, UserInputError
 
 if TYPE_CHECKING:
     import napari
+
+    from napari_unet.core.inference.config import PredictConfig
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +78,12 @@ class SegmentPanel(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.message = MessageLine()
-        self.worker: Any = None
+        self.loop = LoopState.for_viewer(viewer)
+        self._run_key = (id(self), "run")
+        self._info_key = (id(self), "model info")
         #: Where the running (or last) prediction writes, and how it ended.
         self._target: OutputTarget | None = None
         self._outcome: str | None = None
-        self._loaded: tuple[Any, Any] | None = None  # ((path, mtime), LoadedModel)
-        self._info_worker: Any = None
         self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
         #: The user picked a model in the list: images no longer propose theirs.
         self.model_by_hand = False
@@ -81,7 +91,7 @@ class SegmentPanel(QWidget):
         self.images = ImageList(viewer, self.form.image)
         self._build()
         self._connect()
-        self.hot_swap = HotSwap(self)
+        self.hot_swap = HotSwap(self, parent=self)
         self.layout().insertWidget(2, self.hot_swap.follow)
         self._on_image_changed()
         self._on_model_changed(self.form.model.checkpoint() or "")
@@ -123,6 +133,24 @@ class SegmentPanel(QWidget):
         """The chosen layer (checked before use), or None."""
         return self.images.layer()
 
+    # ----------------------------------------------------------------- PredictionTarget
+    @property
+    def picker(self) -> Any:
+        """The model picker."""
+        return self.form.model
+
+    def chosen_axes(self) -> str | None:
+        """The axes chosen by hand, or None."""
+        return self.form.chosen_axes()
+
+    def predict_settings(self) -> PredictConfig:
+        """The ``PredictConfig`` chosen in the form."""
+        return self.form.predict_settings()
+
+    def postprocess_settings(self) -> PostprocessChoice:
+        """The post-processing chosen in the form (over the model's stored defaults)."""
+        return self.form.postprocess_settings()
+
     def _on_image_changed(self, *_: Any) -> None:
         self.clear_message()
         layer = self.image_layer()
@@ -152,19 +180,9 @@ class SegmentPanel(QWidget):
         Nothing changes once the user picked a model by hand, or while a session version or a
         checkpoint file is chosen.
         """
-        from napari_unet._widgets.model_picker import builtin_models
-
-        picker = self.form.model
-        builtins = {name: str(path) for name, path in builtin_models().items()}
-        current = picker.checkpoint()
-        if self.model_by_hand or picker.version_id() or current not in (None, *builtins.values()):
-            return None
-        choice = suggest_builtin(layer, frozenset(builtins))
+        choice, changed = propose_for(self.form.model, layer, by_hand=self.model_by_hand)
         if choice is None:
             return None
-        changed = builtins[choice.name] != current
-        if changed:
-            picker.populate(select=builtins[choice.name])
         if changed or self.status.text() == "Ready.":  # never hide the result of a run
             self.status.setText(
                 f"Model {choice.name} chosen for '{layer.name}' ({choice.reason}); pick another "
@@ -174,16 +192,22 @@ class SegmentPanel(QWidget):
         return choice.name
 
     # ----------------------------------------------------------------- model defaults
+    @property
+    def worker(self) -> Any:
+        """The running prediction's worker, or None."""
+        return self.loop.jobs.worker(self._run_key)
+
     def _on_model_changed(self, path: str) -> None:
         if not path:
             return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(J.model_info, path, _ignore_errors=True)
-        worker.returned.connect(self._on_model_info)
-        worker.errored.connect(self._on_error)
-        self._info_worker = worker
-        worker.start()
+        self.loop.jobs.start(
+            self._info_key,
+            J.model_info,
+            path,
+            what="Reading the model",
+            on_done=self._on_model_info,
+            on_error=lambda text: self._report(text, source="model"),
+        )
 
     def _on_model_info(self, result: tuple[str, Any, list[str]]) -> None:
         path, info, devices = result
@@ -209,14 +233,16 @@ class SegmentPanel(QWidget):
         """Hide the message line (only if it came from ``source``, when given)."""
         self.message.clear_text(source)
 
+    def show_status(self, text: str) -> None:
+        """Show ``text`` in the status line."""
+        self.status.setText(text)
+
     def _on_error(self, error: BaseException, source: str = "run") -> None:
+        self._report(error_message(error, "Prediction"), source)
+
+    def _report(self, text: str, source: str = "run") -> None:
         from napari.utils.notifications import show_error
 
-        if isinstance(error, UserInputError):
-            text = str(error)
-        else:
-            logger.error("prediction failed", exc_info=error)
-            text = f"Prediction failed ({error}); see the log for details."
         self.show_message(text, source=source)
         if source == "run":
             self.status.setText("Stopped by an error; the layers were left as they were.")
@@ -251,16 +277,14 @@ class SegmentPanel(QWidget):
             overwrite=self.form.overwrite.isChecked(),
             writer=self.writer,
         )
-        per_pixel = 0
-        if self.writer.labels_layer(layer.name, plan.layout) is None:  # labels, snapshot, reviewed
-            instances = self.form.postprocess_settings().output == "instances"
-            per_pixel += 2 * (2 if instances else 1) + 1
-        probabilities = L.find_plugin_layer(
-            self.viewer, role="probabilities", image_layer=layer.name
+        J.check_new_layers_fit(
+            self.viewer,
+            layer.name,
+            plan.layout,
+            labels=self.writer.labels_layer(layer.name, plan.layout) is None,
+            instances=self.form.postprocess_settings().output == "instances",
+            probabilities=self.form.probabilities.isChecked(),
         )
-        if self.form.probabilities.isChecked() and probabilities is None:
-            per_pixel += 4
-        J.check_output_memory(layer.name, plan.layout, per_pixel)
         self._target = OutputTarget(
             image=layer.name, layout=plan.layout, model=checkpoint, skipped=tuple(plan.skipped)
         )
@@ -276,38 +300,34 @@ class SegmentPanel(QWidget):
             predict=self.form.predict_settings(),
             postprocess=self.form.postprocess_settings(),
             probabilities=self.form.probabilities.isChecked(),
-            loaded=self._cached_model(checkpoint),
+            loaded=self.loop.models.get(checkpoint),
             num_threads=self.num_threads,
         )
 
-    def _cached_model(self, checkpoint: str) -> Any:
-        if self._loaded is None:
-            return None
-        key, loaded = self._loaded
-        return loaded if key == J.model_key(checkpoint) else None
-
     def _start(self, job: PredictJob) -> None:
-        from napari.qt.threading import create_worker
-
         self.progress.begin("U-Net prediction")
         self._outcome = None
-        worker = create_worker(run_prediction, job, _ignore_errors=True)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_failed)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
-        worker.start()
+        self.loop.jobs.start(
+            self._run_key,
+            run_prediction,
+            job,
+            what="Prediction",
+            on_yield=self._on_yielded,
+            on_done=self._on_returned,
+            on_error=self._on_failed,
+            on_abort=self._on_aborted,
+            on_end=self._on_finished,
+            torch_threads=job.num_threads,
+        )
 
     def cancel(self) -> None:
         """Ask the worker to stop at the next batch of tiles; nothing will be written."""
         if self.worker is not None:
             self.status.setText("Cancelling…")
-            self.worker.quit()
+            self.loop.jobs.quit(self._run_key)
 
     def _on_yielded(self, step: JobProgress) -> None:
         if self.worker is None or self._outcome is not None:
@@ -320,8 +340,7 @@ class SegmentPanel(QWidget):
         target = self._target
         if target is None:  # no job was started: nothing to write
             return
-        if result.loaded is not None:
-            self._loaded = (J.model_key(target.model), result.loaded)
+        self.loop.models.put(target.model, "cpu", result.loaded)
         try:
             self.writer.write(target, result)
         except UserInputError as err:
@@ -338,7 +357,7 @@ class SegmentPanel(QWidget):
             return
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=target.image)
         if labels is not None:  # the correction tools and the Fine-tune dock follow it
-            self.hot_swap.loop.announce_prediction(labels)
+            self.loop.announce_prediction(labels)
         done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
         text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
@@ -346,9 +365,9 @@ class SegmentPanel(QWidget):
             text += " " + J.skipped_text(list(target.skipped))
         self.status.setText(text)
 
-    def _on_failed(self, error: BaseException) -> None:
+    def _on_failed(self, text: str) -> None:
         self._outcome = "error"
-        self._on_error(error)
+        self._report(text)
 
     def _on_aborted(self) -> None:
         self._outcome = "cancelled"
@@ -356,7 +375,6 @@ class SegmentPanel(QWidget):
     def _on_finished(self) -> None:
         if self._outcome in (None, "cancelled"):
             self.status.setText("Cancelled: the labels were left as they were.")
-        self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.end(done=self._outcome == "done")

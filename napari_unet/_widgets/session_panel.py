@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer, Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
-    QApplication,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -32,13 +31,22 @@ from qtpy.QtWidgets import (
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets._workers import guard
 from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.disk_use import DiskUseLabel
+from napari_unet._widgets.logic.layer_choice import image_of, labels_to_link
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
+from napari_unet._widgets.session_files import (
+    ago,
+    free_folder,
+    image_source,
+    restore_image,
+    stored_labels,
+)
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.io.axes import StackLayout
-from napari_unet.session.paths import SESSION_SUFFIX, default_session_folder
+from napari_unet.session.paths import default_session_folder
 
 if TYPE_CHECKING:
     import napari
@@ -48,57 +56,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _STACK_LETTERS = {3: "ZYX", 4: "TZYX", 5: "STZYX"}
-
-
-def image_source(layer: Any) -> str | None:
-    """The file an image layer was read from (``source.path`` or the plugin tag), or None.
-
-    A layer that is one channel of a multi-channel file (the reader's tag has ``"channel"``) has
-    no file of its own: None, so the session stores a copy of the layer's data instead of
-    pointing every channel at the same (C, Y, X) file.
-    """
-    tag = layer.metadata.get(L.TAG) if isinstance(layer.metadata, dict) else None
-    if isinstance(tag, dict) and tag.get("channel") is not None:
-        return None
-    path = getattr(getattr(layer, "source", None), "path", None)
-    if not path:
-        path = tag.get("source") if isinstance(tag, dict) else None
-    return str(path) if path else None
-
-
-def _read_source(path: str | Path) -> Any:
-    """An image file read whole, or a Zarr folder opened lazily (a dask array, as the reader)."""
-    from napari_unet.core.io.images import read_image
-    from napari_unet.session.paths import is_zarr_source
-
-    if is_zarr_source(path):
-        import dask.array as da
-
-        from napari_unet.core.io.zarr_io import open_zarr
-
-        return da.from_zarr(open_zarr(path).array)
-    return read_image(path).image
-
-
-def free_folder(folder: Path) -> Path:
-    """``folder`` if it holds no session yet, else ``<name>-2``, ``-3``... beside it."""
-    candidate, n = folder, 1
-    stem = folder.name.removesuffix(SESSION_SUFFIX)
-    while (candidate / "session.json").exists() or (
-        candidate.exists() and any(candidate.iterdir())
-    ):
-        n += 1
-        candidate = folder.with_name(f"{stem}-{n}{SESSION_SUFFIX}")
-    return candidate
-
-
-def ago(seconds: float) -> str:
-    """``"just now"``, ``"3 s ago"``, ``"2 min ago"``."""
-    if seconds < 1:
-        return "just now"
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    return f"{seconds / 60:.0f} min ago"
 
 
 class ReportingAutosave(Autosave):
@@ -126,15 +83,13 @@ class SessionPanel(QWidget):
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Session | None = None
-        self.autosave = ReportingAutosave(viewer, self)
         self.loop_state = LoopState.for_viewer(viewer)
-        self._filtered: QObject | None = None
+        self.autosave = ReportingAutosave(viewer, self)
         self._restoring = False
 
         self.path_label = QLabel("No session: corrections are not saved.", wordWrap=True)
         self.state_label = QLabel("", wordWrap=True)
-        self.disk_label = DiskUseLabel()
+        self.disk_label = DiskUseLabel(self.loop_state.jobs)
         self.create_button = QPushButton(
             "Create session",
             toolTip="Save corrections next to the "
@@ -172,18 +127,13 @@ class SessionPanel(QWidget):
         self._clock.timeout.connect(self._show_state)
         viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        app = QApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.flush)
+        self.loop_state.session_changed.connect(self._on_session_changed)
+        self.loop_state.closing.connect(self.flush)  # the viewer's one shutdown hook
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, action: Any) -> Any:
         """Run a button action; a user-caused failure becomes a message, not a traceback."""
-        try:
-            return action()
-        except UserInputError as err:
-            self._error(str(err))
-            return None
+        return guard(action, self._error)
 
     def _error(self, text: str) -> None:
         from napari.utils.notifications import show_warning
@@ -207,40 +157,19 @@ class SessionPanel(QWidget):
         )
 
     def target_labels(self) -> Any:
-        """The labels layer to link: the correction panel's, else the active or a plugin one."""
-        from napari.layers import Labels
-
-        parent = self.parentWidget()
-        if parent is not None:
-            from napari_unet._widgets.correct_panel import CorrectPanel
-
-            for panel in parent.findChildren(CorrectPanel):
-                if panel.labels_layer is not None:
-                    return panel.labels_layer
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Labels):
-            return active
-        labels = [la for la in self.viewer.layers if isinstance(la, Labels)]
-        plugin = [la for la in labels if rv.role_of(la) == "labels"]
-        return (plugin or labels or [None])[-1]
+        """The labels layer to link: the one being corrected, else the active or a plugin one."""
+        layers = self.viewer.layers
+        return labels_to_link(layers, layers.selection.active, self.loop_state.labels_layer)
 
     def image_for(self, labels: Any) -> Any:
         """The image layer a labels layer belongs to (its tag, else the first of its shape)."""
-        from napari.layers import Image
-
-        tag = rv.plugin_meta(labels) or {}
-        name = tag.get("image_layer")
-        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Image):
-            return self.viewer.layers[name]
-        for layer in self.viewer.layers:
-            if isinstance(layer, Image) and rv.role_of(layer) is None:
-                shape = tuple(layer.data.shape)[: -1 if layer.rgb else None]
-                if shape == tuple(labels.data.shape):
-                    return layer
-        raise UserInputError(
-            f"No image layer found for the labels layer '{labels.name}'; add "
-            "the image it belongs to, then try again."
-        )
+        image = image_of(self.viewer.layers, labels)
+        if image is None:
+            raise UserInputError(
+                f"No image layer found for the labels layer '{labels.name}'; add "
+                "the image it belongs to, then try again."
+            )
+        return image
 
     # ------------------------------------------------------------------ create / add
     def create_session(self, folder: str | Path | None = None) -> Session:
@@ -328,50 +257,11 @@ class SessionPanel(QWidget):
         return session
 
     def _restore(self, entry: Any) -> Any:
-        image = next((la for la in self.viewer.layers if la.name == entry.name), None)
-        if image is None or tuple(np.shape(image.data)) != entry.shape:
-            path = entry.source or entry.copy
-            data = _read_source(path)
-            if tuple(data.shape) != entry.shape:
-                raise UserInputError(
-                    f"The image {path} now has shape {tuple(data.shape)}, not "
-                    f"{entry.shape} as in the session; restore the original."
-                )
-            image = self.viewer.add_image(
-                data,
-                name=entry.name,
-                rgb=entry.axes.endswith("C") and data.shape[-1] in (3, 4),
-                metadata={L.TAG: {"axes": entry.axes, "source": str(path)}},
-            )
-        shape, statuses = entry.labels_shape, self.session.statuses(entry.id)
-        stored = {
-            s: self.session.load_slice(entry.id, s)
-            for s, status in enumerate(statuses)
-            if status != "unlabelled"
-        }
-        arrays = [a for d in stored.values() for a in (d.labels, d.snapshot) if a is not None]
-        dtype = np.result_type(*arrays) if arrays else np.uint16
-        tag = L.labels_metadata(
-            image.name,
-            shape,
-            task=entry.task or "semantic",
-            output="instances" if entry.kind == "instances" else "semantic",
-            model="session",
-            dtype=dtype,
-        )
-        volume = np.zeros(shape, dtype=dtype)
-        for s, data in stored.items():
-            key = rv.slice_key(shape, s)
-            if data.labels is not None:
-                volume[key] = data.labels
-            if data.snapshot is not None:
-                tag["snapshot"][key] = data.snapshot
-                tag["predicted"].append(s)
-            if data.reviewed is not None:
-                tag["reviewed"][key] = data.reviewed
+        image = restore_image(self.viewer, entry)
+        volume, tag = stored_labels(self.session, entry, image.name)
         tag["session_image_id"] = entry.id
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
-        if labels is not None and tuple(labels.data.shape) == shape:
+        if labels is not None and tuple(labels.data.shape) == tuple(volume.shape):
             self.autosave.unwatch(labels)
             rv.plugin_meta(labels).update(tag)
             labels.data = volume
@@ -390,19 +280,28 @@ class SessionPanel(QWidget):
 
     # ------------------------------------------------------------------ state
     def _set_session(self, session: Session) -> None:
+        self.loop_state.set_session(session)  # the one owner; _on_session_changed follows
+
+    @property
+    def session(self) -> Session | None:
+        """The open session (the viewer's :class:`LoopState` owns it)."""
+        return self.loop_state.session
+
+    def _on_session_changed(self, session: Session | None) -> None:
         for layer, _ in self.autosave.watched():
-            self.autosave.unwatch(layer)
-        self.session = session
-        self.autosave.session = session
+            self.autosave.unwatch(layer)  # linked to the previous session
         self.autosave.error = None
         self.autosave.last_saved = None
-        self.path_label.setText(f"Session: {session.root}")
-        self.add_button.setEnabled(True)
-        self._clock.start()
-        self._install_close_hook()
+        self.add_button.setEnabled(session is not None)
+        if session is None:
+            self.path_label.setText("No session: corrections are not saved.")
+            self._clock.stop()
+        else:
+            self.path_label.setText(f"Session: {session.root}")
+            self._clock.start()
+        self.loop_state.watch_window(self.window())
         self._show_state()
         self.measure_disk()
-        self.loop_state.set_session(session)
 
     def measure_disk(self, *_: Any) -> None:
         """Update "Session: … on disk" (measured in a thread)."""
@@ -444,21 +343,7 @@ class SessionPanel(QWidget):
         self._show_state()
         return ok
 
-    def _install_close_hook(self) -> None:
-        window = self.window()
-        if window is not self and window is not self._filtered:
-            window.installEventFilter(self)
-            self._filtered = window
-
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        """Docked into the napari window: watch it close, to flush pending saves."""
+        """Docked into the napari window: its closing flushes pending saves (the loop state)."""
         super().showEvent(event)
-        if self.session is not None:
-            self._install_close_hook()
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
-        """Flush pending saves when the main window closes."""
-        filtered = getattr(self, "_filtered", None)  # None while Qt tears the panel down
-        if filtered is not None and watched is filtered and event.type() == QEvent.Type.Close:
-            self.flush()
-        return False
+        self.loop_state.watch_window(self.window())

@@ -24,7 +24,7 @@ import queue
 import time
 from typing import Any
 
-from qtpy.QtCore import QEvent, QObject, QTimer, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QApplication
 
 from napari_unet._widgets.spawn_guard import (
@@ -111,12 +111,10 @@ class TrainerClient(QObject):
         self._terminate_timer.timeout.connect(self._terminate)
         self._kill_timer = QTimer(self, singleShot=True, interval=1000)
         self._kill_timer.timeout.connect(self._kill)
-        app = QApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.shutdown)
-        self._window = None
         if viewer is not None:
-            self.watch_viewer(viewer)
+            self.watch_viewer(viewer)  # the viewer's one shutdown hook (also on quitting)
+        elif QApplication.instance() is not None:
+            QApplication.instance().aboutToQuit.connect(self.shutdown)
 
     # ------------------------------------------------------------------ state
     @property
@@ -207,18 +205,10 @@ class TrainerClient(QObject):
         self.poll()
 
     def watch_viewer(self, viewer: Any) -> None:
-        """Stop the trainer when ``viewer``'s window closes."""
-        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if window is None:
-            return
-        self._window = window
-        window.installEventFilter(self)
+        """Stop the trainer when ``viewer``'s window closes (its loop state's ``closing``)."""
+        from napari_unet._widgets.loop_state import LoopState
 
-    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 (Qt API)
-        """Stop the trainer when the watched window closes."""
-        if obj is self._window and event.type() == QEvent.Close:
-            self.shutdown()
-        return False
+        LoopState.for_viewer(viewer).closing.connect(self.shutdown)
 
     # ------------------------------------------------------------------ the event pump
     def _put(self, message: Any) -> None:

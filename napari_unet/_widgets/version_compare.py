@@ -17,10 +17,11 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets._workers import training_running
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.predict_job import check_output_memory
-from napari_unet._widgets.repredict import current_image_slice, training_running
+from napari_unet._widgets.repredict import current_image_slice
 from napari_unet._widgets.version_jobs import SliceJob, SliceResult, run_slice_job
-from napari_unet.core.errors import UserInputError
 from napari_unet.core.io.lazy import stack_slices
 
 logger = logging.getLogger(__name__)
@@ -101,20 +102,21 @@ class Comparer(QObject):
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.worker: Any = None
+        self.loop = LoopState.for_viewer(viewer)
+        self._key = (id(self), "compare")
         self._request: dict[str, Any] = {}
-        self._loaded: dict = {}
+
+    @property
+    def worker(self) -> Any:
+        """The running comparison's worker, or None."""
+        return self.loop.jobs.worker(self._key)
 
     def cancel(self) -> None:
         """Stop a running comparison (nothing is written)."""
-        if self.worker is not None:
-            self.worker.quit()
-            self.worker = None
+        self.loop.jobs.cancel(self._key)
 
     def start(self, entries: list[Any], paths: list[str]) -> None:
         """Compare the versions ``entries`` (checkpoint ``paths``) on the current slice."""
-        from napari.qt.threading import create_worker
-
         image, axes, layout, current = current_image_slice(self.viewer, then="then compare.")
         names = {layer.name for layer in self.viewer.layers}
         new_layers = sum(f"compare {entry.id}" not in names for entry in entries)
@@ -124,30 +126,22 @@ class Comparer(QObject):
             image=stack_slices(image.data, axes, [current]),
             slices=(current,),
             labels=True,
-            loaded={p: m for p, m in self._loaded.items() if p in paths},
+            loaded=self.loop.models.get_many(paths),
             num_threads=1 if training_running() else None,
         )
-        self.cancel()
         self._request = {"image": image.name, "layout": layout, "axes": axes, "entries": entries}
-        worker = create_worker(run_slice_job, job, _ignore_errors=True)
-        worker.returned.connect(lambda result, w=worker: self._on_returned(w, result))
-        worker.errored.connect(lambda err, w=worker: self._on_error(w, err))
-        self.worker = worker
-        worker.start()
+        self.loop.jobs.start(
+            self._key,
+            run_slice_job,
+            job,
+            what="Comparison",
+            on_done=self._on_returned,
+            on_error=self.failed.emit,
+            torch_threads=job.num_threads,
+        )
 
-    def _on_error(self, worker: Any, error: BaseException) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
-        if not isinstance(error, UserInputError):
-            logger.error("comparison failed", exc_info=error)
-        self.failed.emit(f"Comparison failed: {error}")
-
-    def _on_returned(self, worker: Any, result: SliceResult) -> None:
-        if worker is not self.worker:
-            return
-        self.worker = None
-        self._loaded = result.loaded
+    def _on_returned(self, result: SliceResult) -> None:
+        self.loop.models.put_many(result.loaded)
         request = self._request
         if request["image"] not in self.viewer.layers:
             self.failed.emit("The image was removed during the comparison; nothing was shown.")

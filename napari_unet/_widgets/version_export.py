@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
+from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.repredict import current_image_slice
 from napari_unet.core.errors import UserInputError
 
@@ -66,7 +67,13 @@ class BioimageioExporter(QObject):
     def __init__(self, viewer: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.worker: Any = None
+        self.loop = LoopState.for_viewer(viewer)
+        self._key = (id(self), "export")
+
+    @property
+    def worker(self) -> Any:
+        """The running export's worker, or None."""
+        return self.loop.jobs.worker(self._key)
 
     def _sample(self) -> np.ndarray | None:
         """The slice on screen as (C, Y, X), or None (no image, unknown axes)."""
@@ -82,28 +89,15 @@ class BioimageioExporter(QObject):
 
     def start(self, session: Any, version_id: str, target: str | Path) -> None:
         """Export ``version_id`` of ``session`` to ``target`` (``.zip`` added when missing)."""
-        from napari.qt.threading import create_worker
-
         if self.worker is not None:
             raise UserInputError("An export is already running; wait for it to finish.")
         entry = session.version(version_id)
         checkpoint = str(session.version_path(version_id))
         lineage = version_lineage(session, version_id)
-        worker = create_worker(
+        self.loop.jobs.start(
+            self._key,
             export_job, checkpoint, str(target), self._sample(), lineage, entry.name,
-            _ignore_errors=True,
+            what="The bioimage.io export",
+            on_done=self.done.emit,
+            on_error=self.failed.emit,
         )  # fmt: skip
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_error)
-        self.worker = worker
-        worker.start()
-
-    def _on_returned(self, path: str) -> None:
-        self.worker = None
-        self.done.emit(path)
-
-    def _on_error(self, error: BaseException) -> None:
-        self.worker = None
-        if not isinstance(error, UserInputError):
-            logger.error("bioimage.io export failed", exc_info=error)
-        self.failed.emit(f"Export failed: {error}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet._widgets.predict_worker import JobProgress, PredictionError, worker_threads
+from napari_unet._widgets.predict_worker import JobProgress, PredictionError
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.inference.config import PredictConfig
 
@@ -40,7 +40,8 @@ class SliceJob:
         measure: ``"none"``, ``"entropy"`` (of the first model) or ``"disagreement"`` (first
             two models).
         loaded: ``{checkpoint path: LoadedModel}`` already loaded (reused).
-        num_threads: torch threads while running (None: ``cores - 1``).
+        num_threads: torch threads for the job, set on the main thread when it starts
+            (:func:`~napari_unet._widgets._workers.use_torch_threads`; None: ``cores - 1``).
     """
 
     checkpoints: tuple[str, ...]
@@ -92,83 +93,21 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
         UserInputError: a broken checkpoint, a restoration model, a channel mismatch.
         PredictionError: anything torch raises as a RuntimeError (out of memory...).
     """
-    import torch
-
-    from napari_unet.core.checkpoint.format import load_checkpoint
-    from napari_unet.core.inference.prediction import iter_predict
-    from napari_unet.core.inference.uncertainty import disagreement, entropy
-    from napari_unet.core.postprocess.labels import labels_from_probabilities
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(worker_threads(job.num_threads))
     loaded_models = dict(job.loaded)
     probabilities, labels, tasks, outputs = [], [], [], []
     try:
         config = job.predict
         for number, path in enumerate(job.checkpoints, start=1):
-            loaded = loaded_models.get(path)
-            if loaded is None:
-                yield JobProgress("loading")
-                loaded = load_checkpoint(Path(path))
-                loaded_models[path] = loaded
-            task = loaded.info.task
-            if task == "restoration":
-                raise UserInputError(
-                    f"{Path(path).name} is a restoration model: it has no classes to compare or "
-                    "measure uncertainty on; pick a segmentation model."
-                )
-            steps = iter_predict(
-                loaded.model,
-                job.image,
-                "SCYX",
-                task=task,
-                normalization=loaded.info.normalization_config(),
-                config=config,
+            probs, planes, task, output = yield from _one_model(
+                job, path, number, loaded_models, config
             )
-            while True:
-                try:
-                    step = next(steps)
-                except StopIteration as stop:
-                    probs = np.asarray(stop.value, dtype=np.float32)
-                    break
-                yield JobProgress(
-                    "predicting",
-                    done=step.done_tiles,
-                    total=step.total_tiles,
-                    slice_number=number,
-                    n_slices=len(job.checkpoints),
-                )
-            probs = probs.reshape(probs.shape[0], len(job.slices), *probs.shape[-2:])
-            post = loaded.info.postprocess_config()  # the model's own defaults
-            output = post.output
-            planes = None
-            if job.labels:
-                planes = np.stack(
-                    [
-                        labels_from_probabilities(probs[:, i], task=task, config=post)
-                        for i in range(len(job.slices))
-                    ]
-                )
             probabilities.append(probs)
             labels.append(planes)
             tasks.append(task)
             outputs.append(output)
-        uncertainty = None
-        if job.measure == "entropy":
-            uncertainty = np.stack(
-                [entropy(probabilities[0][:, i]) for i in range(len(job.slices))]
-            )
-        elif job.measure == "disagreement":
-            uncertainty = np.stack(
-                [
-                    _disagree(probabilities[0][:, i], probabilities[1][:, i], disagreement, tasks)
-                    for i in range(len(job.slices))
-                ]
-            )
+        uncertainty = _uncertainty(job, probabilities, tasks)
     except RuntimeError as err:
         raise PredictionError(f"{type(err).__name__}: {err}") from err
-    finally:
-        torch.set_num_threads(previous)
     return SliceResult(
         probabilities=tuple(probabilities),
         labels=tuple(labels),
@@ -178,6 +117,77 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
         slices=tuple(job.slices),
         loaded=loaded_models,
     )
+
+
+def _one_model(
+    job: SliceJob, path: str, number: int, loaded_models: dict, config: PredictConfig
+) -> Generator[JobProgress, None, tuple[np.ndarray, np.ndarray | None, str, str]]:
+    """Predict the job's slices with the model at ``path`` (loaded into ``loaded_models``).
+
+    Returns:
+        (K, n, Y, X) float32 probabilities, (n, Y, X) labels or None, the task, the output kind.
+    """
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.inference.prediction import iter_predict
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
+
+    loaded = loaded_models.get(path)
+    if loaded is None:
+        yield JobProgress("loading")
+        loaded = loaded_models[path] = load_checkpoint(Path(path))
+    task = loaded.info.task
+    if task == "restoration":
+        raise UserInputError(
+            f"{Path(path).name} is a restoration model: it has no classes to compare or "
+            "measure uncertainty on; pick a segmentation model."
+        )
+    steps = iter_predict(
+        loaded.model,
+        job.image,
+        "SCYX",
+        task=task,
+        normalization=loaded.info.normalization_config(),
+        config=config,
+    )
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            probs = np.asarray(stop.value, dtype=np.float32)
+            break
+        yield JobProgress(
+            "predicting",
+            done=step.done_tiles,
+            total=step.total_tiles,
+            slice_number=number,
+            n_slices=len(job.checkpoints),
+        )
+    n = len(job.slices)
+    probs = probs.reshape(probs.shape[0], n, *probs.shape[-2:])
+    post = loaded.info.postprocess_config()  # the model's own defaults
+    planes = None
+    if job.labels:
+        planes = np.stack(
+            [labels_from_probabilities(probs[:, i], task=task, config=post) for i in range(n)]
+        )
+    return probs, planes, task, post.output
+
+
+def _uncertainty(job: SliceJob, probabilities: list, tasks: list) -> np.ndarray | None:
+    """(n, Y, X) entropy of the first model or disagreement of the first two; None if unasked."""
+    from napari_unet.core.inference.uncertainty import disagreement, entropy
+
+    n = len(job.slices)
+    if job.measure == "entropy":
+        return np.stack([entropy(probabilities[0][:, i]) for i in range(n)])
+    if job.measure == "disagreement":
+        return np.stack(
+            [
+                _disagree(probabilities[0][:, i], probabilities[1][:, i], disagreement, tasks)
+                for i in range(n)
+            ]
+        )
+    return None
 
 
 def _disagree(first: np.ndarray, second: np.ndarray, disagreement: Any, tasks: list) -> np.ndarray:

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_unet._widgets._workers import guard
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.tables import fit_columns
 from napari_unet._widgets.version_compare import Comparer, data_text, primary_metric, time_text
@@ -125,11 +126,7 @@ class VersionsPanel(QWidget):
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, action: Any) -> Any:
-        try:
-            return action()
-        except UserInputError as err:
-            self._error(str(err))
-            return None
+        return guard(action, self._error)
 
     def _error(self, text: str) -> None:
         from napari.utils.notifications import show_warning

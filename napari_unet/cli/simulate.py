@@ -41,8 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--images", required=True, type=Path, help="folder of images (TIFF/PNG)")
     add("--labels", required=True, type=Path, help="folder of ground truth with the same stems")
     add("--task", required=True, choices=("semantic", "binary", "instances"))
-    add("--init", type=Path, help="checkpoint to start from (default: a new model)")
-    add("--model", default="unet", help="architecture of a new model (unet)")
+    add("--init", help="checkpoint or built-in model to start from (default: a new model)")
+    add("--model", default="unet", help="architecture of a new model, or a built-in model (unet)")
     add("--depth", type=_positive_int, help="depth of a new model (architecture default)")
     add("--base-channels", type=_positive_int, help="width of a new model (architecture default)")
     add("--rounds", required=True, type=_non_negative_int, help="correction rounds after round 0")
@@ -73,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.cli._progress import LINE_INTERVAL_S, PROGRESS, Every
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.atomic import atomic_write_json
-    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.checkpoint.format import (
+        builtin_checkpoints,
+        load_checkpoint,
+        resolve_checkpoint,
+    )
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.inference.prediction import PredictConfig
@@ -95,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     label_map = parse_label_map(args.label_map) if args.label_map else None
-    loaded = load_checkpoint(args.init) if args.init else None
+    init = args.init
+    if init is None and args.model in builtin_checkpoints():
+        init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
+    loaded = load_checkpoint(resolve_checkpoint(init)) if init else None
     normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
     items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
     if loaded is not None:

@@ -50,7 +50,13 @@ from napari_unet.core.inference.normalization import (
     apply_normalization,
     normalization_params,
 )
-from napari_unet.core.inference.tiling import Region, iter_tile_predict, plan_tiles
+from napari_unet.core.inference.tiling import (
+    Prepare,
+    Region,
+    TilePlan,
+    iter_tile_predict,
+    plan_tiles,
+)
 from napari_unet.core.io.axes import check_channels, to_stack
 from napari_unet.core.models.base import require_spatial_dims
 from napari_unet.core.models.fuse import fuse_for_inference
@@ -127,7 +133,8 @@ def _augmented(
     return total if len(transforms) == 1 else total / len(transforms)
 
 
-def _valid_input_shape(model: nn.Module) -> Callable[[tuple[int, int]], tuple[int, int]]:
+def valid_input_shape_of(model: nn.Module) -> Callable[[tuple[int, int]], tuple[int, int]]:
+    """``model``'s accepted-size rule: the smallest ``(h, w)`` it takes >= a given one."""
     rule = getattr(model, "valid_input_shape", None)
     if rule is not None:
         return lambda shape: tuple(int(s) for s in rule(tuple(int(s) for s in shape)))
@@ -141,7 +148,61 @@ def shift_period(valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]
     return max(1, valid_input_shape((smallest + 1, smallest + 1))[0] - smallest)
 
 
-def _make_predictor(
+@dataclass(frozen=True)
+class TileGeometry:
+    """How :func:`iter_predict` tiles every slice for a model and a :class:`PredictConfig`.
+
+    The one place the tile plan's inputs are derived (the distributed block predictor uses it
+    too, so its tiles are the whole-slice prediction's tiles).
+
+    Attributes:
+        tile_shape: Largest input tile ``(h, w)`` (from the config).
+        margin: Pixels the model loses on each side (valid convolutions; 0 for padded nets).
+        overlap: Output overlap between tiles (see :func:`tile_overlap`).
+        period: Tile origins align to this (the model's pooling period, :func:`shift_period`).
+        valid_input_shape: The model's accepted-size rule (:func:`valid_input_shape_of`).
+    """
+
+    tile_shape: tuple[int, int]
+    margin: int
+    overlap: int
+    period: int
+    valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]
+
+    @classmethod
+    def of(cls, model: nn.Module, config: PredictConfig) -> TileGeometry:
+        """The geometry of ``model`` (``margin``, accepted sizes) under ``config``."""
+        margin = int(getattr(model, "margin", 0))
+        valid_input_shape = valid_input_shape_of(model)
+        return cls(
+            tile_shape=config.tile_shape,
+            margin=margin,
+            overlap=tile_overlap(config, margin),
+            period=shift_period(valid_input_shape),
+            valid_input_shape=valid_input_shape,
+        )
+
+    def tiler_kwargs(self) -> dict[str, object]:
+        """Keyword arguments of :func:`~napari_unet.core.inference.tiling.plan_tiles` and
+        :func:`~napari_unet.core.inference.tiling.iter_tile_predict` for this geometry."""
+        return {
+            "tile_shape": self.tile_shape,
+            "margin": self.margin,
+            "overlap": self.overlap,
+            "size_multiple": self.period,
+            "valid_input_shape": self.valid_input_shape,
+        }
+
+    def plan(self, yx_shape: tuple[int, int], region: Region | None = None) -> TilePlan:
+        """The tile grid of a ``(Y, X)`` slice (or of its ``region``), as prediction uses it.
+
+        Raises:
+            ValueError: Tiles too small for the model's margin and the overlap, or a bad region.
+        """
+        return plan_tiles(yx_shape, region=region, **self.tiler_kwargs())  # type: ignore[arg-type]
+
+
+def make_predictor(
     model: nn.Module,
     *,
     task: str,
@@ -167,7 +228,7 @@ def _make_predictor(
     return predictor
 
 
-def _overlap(config: PredictConfig, margin: int) -> int:
+def tile_overlap(config: PredictConfig, margin: int) -> int:
     """The tile overlap to use: the configured one, else 0 for valid-convolution nets (margin
     > 0) and :data:`DEFAULT_PADDED_OVERLAP` for padded ones, at most a quarter of the tile."""
     if config.overlap is not None:
@@ -177,7 +238,7 @@ def _overlap(config: PredictConfig, margin: int) -> int:
     return min(DEFAULT_PADDED_OVERLAP, min(config.tile_shape) // 4)
 
 
-def _normalizer(params: NormalizationParams) -> Callable[[np.ndarray, np.ndarray], object]:
+def tile_normalizer(params: NormalizationParams) -> Prepare:
     """Fill a float32 batch slot with a raw tile normalised by ``params`` (in float64 if needed)."""
     return lambda destination, tile: apply_normalization(tile, params, out=destination)
 
@@ -232,24 +293,14 @@ def iter_predict(
     in_channels = int(getattr(model, "in_channels", layout.n_channels))
     check_channels(layout.n_channels, in_channels, shape=layout.shape, axes=layout.axes)
     device = get_device(config.device)
-    margin = int(getattr(model, "margin", 0))
-    valid_input_shape = _valid_input_shape(model)
-    period = shift_period(valid_input_shape)
-    overlap = _overlap(config, margin)
+    geometry = TileGeometry.of(model, config)
+    margin, overlap = geometry.margin, geometry.overlap
     try:
-        plan = plan_tiles(
-            layout.yx_shape,
-            tile_shape=config.tile_shape,
-            margin=margin,
-            overlap=overlap,
-            region=region,
-            size_multiple=period,
-            valid_input_shape=valid_input_shape,
-        )
+        plan = geometry.plan(layout.yx_shape, region=region)
     except ValueError as err:
         if isinstance(err, UserInputError) or region is not None:
             raise
-        smallest = valid_input_shape((2 * margin + overlap + 1,) * 2)
+        smallest = geometry.valid_input_shape((2 * margin + overlap + 1,) * 2)
         raise UserInputError(
             f"PredictConfig tile_shape={config.tile_shape} with overlap={overlap} is too small "
             f"for this model (it loses {margin} pixels on each side); use tiles of at least "
@@ -273,7 +324,7 @@ def iter_predict(
     net = fuse_for_inference(model).to(device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
-    predictor = _make_predictor(net, task=task, device=device, config=config)
+    predictor = make_predictor(net, task=task, device=device, config=config)
     for index in range(n_slices):
         slice_image = stack[index]
         params = normalization_params(slice_image, normalization)
@@ -281,16 +332,12 @@ def iter_predict(
             slice_image,
             predictor,
             out_channels=out_channels,
-            tile_shape=config.tile_shape,
-            margin=margin,
-            overlap=overlap,
             batch_size=config.batch_size,
             region=region,
             out=probabilities[:, index],
             blend=config.blend,
-            size_multiple=period,
-            valid_input_shape=valid_input_shape,
-            prepare=_normalizer(params),
+            prepare=tile_normalizer(params),
+            **geometry.tiler_kwargs(),  # type: ignore[arg-type]
         )
         for step in tiles:
             yield PredictProgress(

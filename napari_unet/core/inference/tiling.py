@@ -260,15 +260,18 @@ def _window(size: int, blend: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Piece:
+class Piece:
+    """One tile along one axis: where its input comes from and where its output goes."""
+
     source: slice  # bounding slice of the input tile in the image
     index: np.ndarray | None  # mirrored indices relative to ``source`` (None: plain slice)
     crop: slice  # part of the output tile inside the region
-    target: slice  # where it goes in the output array
+    target: slice  # where it goes in the output array (relative to the region's start)
     weight: np.ndarray  # normalised blending weights of ``crop`` (float32)
 
 
-def _axis_pieces(axis: AxisPlan, margin: int, blend: str) -> list[_Piece]:
+def axis_pieces(axis: AxisPlan, margin: int, blend: str) -> list[Piece]:
+    """The tiles of ``axis``, in order, with their blending weights normalised over the axis."""
     window = _window(axis.output_size, blend)
     total = np.zeros(axis.stop - axis.start)
     spans = []
@@ -287,7 +290,7 @@ def _axis_pieces(axis: AxisPlan, margin: int, blend: str) -> list[_Piece]:
             low = int(mirrored.min())
             source, index = slice(low, int(mirrored.max()) + 1), mirrored - low
         weight = (window[crop] / total[target]).astype(np.float32)
-        pieces.append(_Piece(source, index, crop, target, weight))
+        pieces.append(Piece(source, index, crop, target, weight))
     return pieces
 
 
@@ -295,15 +298,52 @@ def _cast(destination: np.ndarray, tile: np.ndarray) -> None:
     np.copyto(destination, tile, casting="unsafe")
 
 
-def _fill(
-    destination: np.ndarray, image: np.ndarray, py: _Piece, px: _Piece, prepare: Prepare
+def fill_tile(
+    destination: np.ndarray,
+    image: np.ndarray,
+    py: Piece,
+    px: Piece,
+    prepare: Prepare,
+    origin: tuple[int, int] = (0, 0),
 ) -> None:
-    tile = image[:, py.source, px.source]
+    """Fill one batch slot ``(C, h, w)`` with the input tile ``(py, px)`` through ``prepare``.
+
+    ``image`` is ``(C, Y, X)``: the whole slice, or a window of it whose first pixel is at
+    ``origin`` (the window must hold the tile's ``source`` spans).
+    """
+    y = slice(py.source.start - origin[0], py.source.stop - origin[0])
+    x = slice(px.source.start - origin[1], px.source.stop - origin[1])
+    tile = image[:, y, x]
     if py.index is not None:
         tile = np.take(tile, py.index, axis=1)
     if px.index is not None:
         tile = np.take(tile, px.index, axis=2)
     prepare(destination, tile)
+
+
+def add_tile(
+    out: np.ndarray,
+    result: np.ndarray,
+    py: Piece,
+    px: Piece,
+    origin: tuple[int, int] = (0, 0),
+) -> None:
+    """Add the weighted output ``result (K, h', w')`` of tile ``(py, px)`` to ``out (K, y, x)``.
+
+    ``out`` is the whole region's output, or a window of it whose first pixel is at ``origin``
+    (target coordinates); only the part of the tile inside ``out`` is added, with the same
+    arithmetic either way (so a window gets exactly the same values as the whole).
+    """
+    weight = py.weight[:, None] * px.weight[None, :]
+    spans = []
+    for piece, start, size in ((py, origin[0], out.shape[1]), (px, origin[1], out.shape[2])):
+        lo = max(piece.target.start, start)
+        hi = min(piece.target.stop, start + size)
+        skip = lo - piece.target.start
+        crop = slice(piece.crop.start + skip, piece.crop.start + skip + hi - lo)
+        spans.append((slice(lo - start, hi - start), crop, slice(skip, skip + hi - lo)))
+    (ty, cy, wy), (tx, cx, wx) = spans
+    out[:, ty, tx] += result[:, cy, cx] * weight[wy, wx]
 
 
 def iter_tile_predict(
@@ -372,8 +412,8 @@ def iter_tile_predict(
                 f"out must be a float array of shape {shape}, got {out.shape} {out.dtype}"
             )
         out[...] = 0
-    y_pieces = _axis_pieces(plan.y, margin, blend)
-    x_pieces = _axis_pieces(plan.x, margin, blend)
+    y_pieces = axis_pieces(plan.y, margin, blend)
+    x_pieces = axis_pieces(plan.x, margin, blend)
     order = [(iy, ix) for iy in range(len(y_pieces)) for ix in range(len(x_pieces))]
     total = len(order)
     batch = np.empty((min(batch_size, total), image.shape[0], *plan.input_shape), np.float32)
@@ -382,7 +422,7 @@ def iter_tile_predict(
     for first in range(0, total, batch_size):
         chunk = order[first : first + batch_size]
         for i, (iy, ix) in enumerate(chunk):
-            _fill(batch[i], image, y_pieces[iy], x_pieces[ix], prepare or _cast)
+            fill_tile(batch[i], image, y_pieces[iy], x_pieces[ix], prepare or _cast)
         result = np.asarray(predictor(batch[: len(chunk)]))
         if result.shape != (len(chunk), *expected_tile):
             raise ValueError(
@@ -390,9 +430,7 @@ def iter_tile_predict(
                 f"expected {(len(chunk), *expected_tile)}"
             )
         for i, (iy, ix) in enumerate(chunk):
-            py, px = y_pieces[iy], x_pieces[ix]
-            weight = py.weight[:, None] * px.weight[None, :]
-            out[:, py.target, px.target] += result[i][:, py.crop, px.crop] * weight
+            add_tile(out, result[i], y_pieces[iy], x_pieces[ix])
         yield TileProgress(done=first + len(chunk), total=total)
     return out
 

@@ -1,0 +1,51 @@
+"""Smoke test of benchmarks/bench_learn.py on tiny synthetic nuclei, seconds per run."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_smoke_run_writes_the_report_and_the_plain_loop_learns(load_benchmark, tmp_path) -> None:
+    bench = load_benchmark("bench_learn")
+    out = tmp_path / "learn.json"
+    assert bench.main(["--smoke", "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"summary", "runs", "sets", "budget", "machine"} <= set(result)
+    assert result["sets"]["synthetic"]["draws"]["3:0"] == result["runs"][0]["train_images"]
+    runs = {r["method"]: r for r in result["runs"]}
+    assert set(runs) == {"recipe", "plain", "rf"}
+    for run in runs.values():
+        assert {"ap50", "ap75", "iou"} <= set(run["metrics"]), run["method"]
+        assert not set(run["train_images"]) & set(run["test_images"])
+    assert runs["recipe"]["steps"] > 0 and runs["plain"]["steps"] > 0
+    assert {"plain_post", "last_checkpoint"} <= set(runs["recipe"]["evals"])
+    assert runs["recipe"]["command"].startswith("napari-unet-loop train")
+    # the curve starts at the untrained net (fraction 0); the plain loop must beat it
+    untrained, trained = runs["plain"]["curve"][0], runs["plain"]["curve"][-1]
+    assert untrained["fraction"] == 0.0 and untrained["steps"] == 0
+    assert trained["metrics"]["iou"] > untrained["metrics"]["iou"] + 0.2
+    assert trained["metrics"]["ap50"] > untrained["metrics"]["ap50"]
+    rows = {(r["method"], r["variant"]) for r in result["summary"]}
+    assert {("recipe", "default"), ("plain", "default"), ("rf", "default")} <= rows
+    assert all("ap50_mean" in r and "ap50_std" in r for r in result["summary"])
+
+
+def test_fluo_draw_is_the_issue_s_and_nested(load_benchmark) -> None:
+    load_benchmark("bench_learn")
+    from _learn_data import shared_sets
+
+    from tests.conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        import pytest
+
+        pytest.skip("../shared/data is not present")
+    sets = shared_sets(SHARED_DATA)
+    fluo = sets["dsb2018_fluo"]
+    assert fluo.choose(3, 0) == ("040", "041", "043")
+    assert fluo.test == ("034", "039", "044", "049", "059")
+    for data in sets.values():
+        for seed in (0, 1, 2):
+            assert data.choose(10, seed)[:3] == data.choose(3, seed)
+            assert not set(data.choose(10, seed)) & set(data.test)
