@@ -236,7 +236,8 @@ def _measure_one(
     spacing: tuple[float, ...] | None,
 ) -> dict[str, np.ndarray]:
     """The columns of one 2-D slice or 3-D volume (no ``slice`` column)."""
-    from skimage.measure import label as connected, regionprops_table
+    from skimage.measure import label as connected
+    from skimage.measure import regionprops_table
 
     class_ids = labels if output == "semantic" else semantic
     if output == "semantic":
