@@ -122,7 +122,6 @@ def measure_labels(
         axes: the image's axes; the labels' are its stack axes then ``YX``.
         probabilities: (K, *spatial), for the class of instances of a multi-class model.
     """
-    from napari_unet.cli.predict_zarr import write_output
     from napari_unet.core.postprocess.measure import PER_SLICE_AXES, measure_objects
 
     spatial_axes = "".join(a for a in axes if a in "TZS") + "YX"
@@ -135,14 +134,20 @@ def measure_labels(
         spacing=_spacing(job, n_measured),
         **_class_info(job, probabilities),
     )
-    return write_output(target, lambda t: _write(t, table, job))
+    return _write(target, table, job)
 
 
-def _write(target: Path, table: dict[str, np.ndarray], job: Any) -> None:
+def _write(target: Path, table: dict[str, np.ndarray], job: Any) -> str:
+    """Write the CSV atomically; its name (a full or read-only disk -> one sentence)."""
+    from napari_unet.core.io.images import write_error
     from napari_unet.core.postprocess.measure import write_measurements_csv
 
     source = {"model": job.mark.model, "output": job.post_config.output}
-    write_measurements_csv(target, table, source=source)
+    try:
+        write_measurements_csv(target, table, source=source)
+    except OSError as err:
+        raise write_error(target, err) from None
+    return target.name
 
 
 class SliceMeasurements:
@@ -170,8 +175,6 @@ class SliceMeasurements:
 
     def write(self) -> str:
         """Write the CSV (atomically); its name."""
-        from napari_unet.cli.predict_zarr import write_output
-
         names = list(self.parts[0]) if self.parts else ["slice", "label"]
         table = {
             name: np.concatenate([p[name] for p in self.parts])
@@ -179,4 +182,4 @@ class SliceMeasurements:
             else np.zeros(0, dtype=np.int64)
             for name in names
         }
-        return write_output(self.target, lambda t: _write(t, table, self.job))
+        return _write(self.target, table, self.job)
