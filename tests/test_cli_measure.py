@@ -94,3 +94,39 @@ def test_measure_zarr_streams_slice_by_slice(tmp_path: Path, rng: np.random.Gene
             mean = float(volume[z, 1][mask].mean())
             assert float(row["mean_intensity_c1"]) == pytest.approx(mean, rel=1e-4)
     assert rows, "a random net on random data still finds some objects"
+
+
+def test_semantic_classes_and_a_volume_with_voxel_size(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from napari_unet.core.io.images import write_tiff
+
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=4, out_channels=3)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        head.bias[:] = torch.tensor([-100.0, 0.0, 0.0])  # no background: classes 1 and 2 only
+    checkpoint = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        task="semantic",
+        class_names=["background", "nucleus", "membrane"],
+        tile_shape=(32, 32),
+    )
+    path = tmp_path / "vol.tif"
+    write_tiff(path, rng.random((3, 40, 48)).astype(np.float32), axes="ZYX")
+    out = tmp_path / "out"
+    argv = ["predict", str(path), "--model", str(checkpoint), "--out", str(out), "--measure"]
+    assert main([*argv, "--labels", "semantic", "--pixel-size", "2,0.5,0.5"]) == 0
+    labels = read_image(out / "vol_labels.tif").image
+    rows = read_rows(out / "vol_measurements.csv")
+    assert rows and {r["class_name"] for r in rows} <= {"nucleus", "membrane"}
+    for row in rows:
+        assert float(row["volume_physical"]) == pytest.approx(0.5 * int(row["area"]), rel=1e-4)
+    by_class = {c: sum(int(r["area"]) for r in rows if int(r["class_id"]) == c) for c in (1, 2)}
+    assert by_class == {c: int(np.count_nonzero(labels == c)) for c in (1, 2)}
+    # instances of a multi-class model: each object gets the majority class under it
+    argv[-1:] = ["--measure", "--labels", "instances", "--out", str(tmp_path / "inst")]
+    assert main(argv) == 0
+    rows = read_rows(tmp_path / "inst/vol_measurements.csv")
+    assert rows and {r["class_name"] for r in rows} <= {"nucleus", "membrane"}

@@ -103,3 +103,19 @@ def test_measure_without_a_prediction_says_so(make_napari_viewer, qtbot):
     assert bar.status.text() == "No predicted labels to measure: press Run first."
     bar.save_button.click()
     assert bar.status.text() == "No predicted labels to measure: press Run first."
+
+
+def test_a_huge_layer_is_not_measured_automatically(make_napari_viewer, monkeypatch):
+    from napari_unet._widgets import measurements as M
+    from napari_unet.core.io.axes import StackLayout
+
+    viewer = make_napari_viewer()
+    labels = np.zeros((16, 16), np.uint16)
+    labels[2:5, 2:5] = 1
+    meta = L.labels_metadata("img", labels.shape, task="binary", output="instances", model="m")
+    layer = viewer.add_labels(labels, name="img labels", metadata={L.TAG: meta})
+    M.set_features(layer, {"label": np.array([1]), "area": np.array([9])})
+    monkeypatch.setattr(M, "AUTO_PIXELS", 100)
+    M.measure_after_prediction(viewer, layer, StackLayout("YX", (16, 16)))
+    assert len(layer.features) == 0  # the old table no longer matches: cleared, not kept
+    assert "measurements" not in L.plugin_tag(layer)

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 #: Key of the image's axes in the labels tag (what the measuring needs to line image and labels up).
 AXES_KEY = "image_axes"
+#: Largest labels layer (pixels) measured automatically after each prediction; above it the old
+#: table is cleared (it no longer matches) and *Measure* does it on request.
+AUTO_PIXELS = 64 * 1024 * 1024
 
 
 def measure_after_prediction(viewer: napari.Viewer, layer: Any, layout: StackLayout) -> None:
@@ -45,6 +48,10 @@ def measure_after_prediction(viewer: napari.Viewer, layer: Any, layout: StackLay
     if tag is None:
         return
     tag[AXES_KEY] = layout.axes
+    if L.n_values(layer) > AUTO_PIXELS:
+        tag.pop("measurements", None)
+        layer.features = {}
+        return
     start_measuring(viewer, layer)
 
 
