@@ -1,4 +1,5 @@
-"""Probabilities -> labels: semantic classes or instance ids, block-wise for huge images."""
+"""Probabilities -> labels: semantic classes or instance ids, block-wise for huge images; 3-D
+instances of volumes (:func:`instances_3d`, :func:`volume_labels`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from napari_unet.core.postprocess.ops import (
     semantic_label_dtype,
     sequential_lut,
 )
+from napari_unet.core.postprocess.volume import instances_3d, volume_labels
 
 __all__ = [
     "CHUNK_PIXELS",
@@ -29,6 +31,7 @@ __all__ = [
     "PostprocessConfig",
     "apply_lut_",
     "fill_holes_labels",
+    "instances_3d",
     "instance_label_dtype",
     "instance_labels",
     "label_counts",
@@ -40,4 +43,5 @@ __all__ = [
     "semantic_label_dtype",
     "semantic_labels",
     "sequential_lut",
+    "volume_labels",
 ]
