@@ -164,7 +164,9 @@ def _checked_tile(tile: object) -> tuple[int, ...]:
         sides = ()
     if len(sides) not in (2, 3) or not all(_is_int(t) and t >= MIN_TILE for t in sides):
         _refuse(
-            "tile_shape", tile, f"one or two whole numbers of pixels >= {MIN_TILE} (three for a 3-D model)"
+            "tile_shape",
+            tile,
+            f"one or two whole numbers of pixels >= {MIN_TILE} (three for a 3-D model)",
         )
     return tuple(int(s) for s in sides)
 
