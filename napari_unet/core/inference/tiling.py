@@ -23,14 +23,14 @@ Geometry (per axis; ``m`` = ``margin``, the context a valid-convolution net eats
 - Overlapping outputs are blended with a separable window (``"gaussian"``: sigma = tile / 8,
   clipped at :data:`MIN_WEIGHT` so every pixel gets weight; ``"constant"``: plain mean) and
   normalised by the summed weights. Because the window and the grid are separable, the weight sum
-  is a product of 1-D sums (one per axis): it is computed per axis up front and no weight plane is stored, so
-  memory grows with the image only by the output array itself.
+  is a product of 1-D sums (one per axis): it is computed per axis up front and no weight plane
+  is stored, so memory grows with the image only by the output array itself.
 """
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import math
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -261,9 +261,7 @@ def plan_tiles(
             return tuple(-(-int(s) // m) * m for s, m in zip(sides, multiples))
 
     bounds = _resolve_region(region, shape)
-    full = tuple(
-        int(s) for s in valid_input_shape(_sides(tile_shape, "tile_shape", spatial_dims))
-    )
+    full = tuple(int(s) for s in valid_input_shape(_sides(tile_shape, "tile_shape", spatial_dims)))
     if min(full) <= 2 * margin:
         raise ValueError(f"tile_shape {full} leaves no output with margin {margin}")
 
