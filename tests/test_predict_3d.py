@@ -125,3 +125,20 @@ def test_a_3d_tile_config_is_accepted_and_bad_ones_refused():
     assert PredictConfig(tile_shape=(16, 64, 64)).tile_shape == (16, 64, 64)
     with pytest.raises(UserInputError, match="tile_shape"):
         PredictConfig(tile_shape=(1, 2, 3, 4))
+
+
+def test_3d_batchnorm_is_folded_for_inference_without_changing_outputs(rng):
+    from napari_unet.core.models.fuse import fuse_for_inference
+
+    net = tiny("unet3d_aniso", depth=2, voxel_size=(4.0, 1.0, 1.0))
+    with torch.no_grad():  # trained-looking statistics, so folding really changes the weights
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+    fused = fuse_for_inference(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+    batch = torch.from_numpy(rng.random((2, 1, 4, 16, 16)).astype(np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(fused(batch).numpy(), net(batch).numpy(), atol=1e-4)
