@@ -99,3 +99,16 @@ def test_a_3d_model_on_a_2d_image_fails_in_one_line(tmp_path, capsys, shape, axe
     failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and match in failed[0]
     assert not (tmp_path / "out" / "flat_labels.tif").exists()
+
+
+def test_a_3d_model_refuses_a_zarr_store_in_one_line_and_writes_nothing(tmp_path, capsys):
+    zarr = pytest.importorskip("zarr")
+    store = tmp_path / "vol.zarr"
+    array = zarr.open_array(store=str(store), mode="w", shape=(4, 32, 32), dtype="uint16")
+    array[:] = 7
+    model = save_checkpoint(tmp_path / "t.pt", threshold_net(), task="semantic")
+    assert run(tmp_path, model, store) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "3-D model" in failed[0] and "TIFF" in failed[0]
+    assert not (tmp_path / "out").exists()
+    assert (zarr.open_array(store=str(store), mode="r")[:] == 7).all()
