@@ -4,6 +4,7 @@ image, created once and updated in place afterwards. Main thread only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,24 @@ if TYPE_CHECKING:
     from napari_unet.core.io.axes import StackLayout
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputTarget:
+    """Where a prediction's result goes, fixed when the job starts.
+
+    Attributes:
+        image: the name of the image layer predicted (its output layers are found by tag).
+        layout: the image's :class:`~napari_unet.core.io.axes.StackLayout` (``spatial_shape``
+            of the labels layer, slice indexing).
+        model: the checkpoint (name or path) written into the labels layer's tag.
+        skipped: slices left alone (corrected or reviewed ones), for the status line.
+    """
+
+    image: str
+    layout: StackLayout
+    model: str
+    skipped: tuple[int, ...] = ()
 
 
 class OutputWriter:
@@ -42,13 +61,13 @@ class OutputWriter:
             )
         return layer
 
-    def write(self, job: dict[str, Any], result: JobResult) -> None:
-        """Put ``result`` into the output layers of ``job["image"]`` (one redraw each).
+    def write(self, target: OutputTarget, result: JobResult) -> None:
+        """Put ``result`` into the output layers of ``target.image`` (one redraw each).
 
         Raises:
             UserInputError: the image layer was removed or changed shape during the run.
         """
-        name, layout = job["image"], job["layout"]
+        name, layout = target.image, target.layout
         if name not in self.viewer.layers:
             raise UserInputError(
                 f"The image layer '{name}' was removed while it was predicted; nothing was written."
@@ -65,7 +84,7 @@ class OutputWriter:
                 layout.spatial_shape,
                 task=result.task,
                 output=result.output,
-                model=str(job["model"]),
+                model=str(target.model),
                 dtype=result.labels.dtype,
             )
             data = L.write_into(data, meta, layout, result.labels, slices, result.region)
@@ -77,7 +96,7 @@ class OutputWriter:
             )
             return
         tag = L.plugin_tag(layer)
-        tag.update(task=result.task, output=result.output, model=str(job["model"]))
+        tag.update(task=result.task, output=result.output, model=str(target.model))
         L.write_labels(layer, layout, result.labels, slices, result.region)
         layer.refresh()
 

@@ -245,19 +245,9 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
     inputs = _expand_inputs(args.images)
     if not inputs:
         raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
-    settings: dict[str, Any] = {
-        "batch_size": args.batch_size,
-        "device": str(device),
-        "precision": args.precision,
-        "probability_dtype": "float16" if args.output == "probabilities" else "float32",
-        "tta": args.tta,
-    }
     tile = args.tile if args.tile is not None else info.tile_shape
     overlap = args.overlap if args.overlap is not None else info.overlap
-    if tile is not None:
-        settings["tile_shape"] = tile
     if overlap is not None:
-        settings["overlap"] = overlap
         side = min(tile) if isinstance(tile, tuple) else tile
         if side is not None and overlap >= side:
             raise UserInputError(
@@ -265,7 +255,15 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
                 "give a smaller --overlap or a larger --tile."
             )
     try:
-        predict_config = PredictConfig(**settings)
+        predict_config = PredictConfig(
+            tile_shape=tile if tile is not None else PredictConfig().tile_shape,
+            overlap=overlap,
+            batch_size=args.batch_size,
+            device=str(device),
+            precision=args.precision,
+            probability_dtype="float16" if args.output == "probabilities" else "float32",
+            tta=args.tta,
+        )
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(
             output=args.labels, threshold=args.threshold, min_size=args.min_size
