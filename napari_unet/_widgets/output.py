@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.measurements import measure_after_prediction
 from napari_unet.core.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -88,17 +89,19 @@ class OutputWriter:
                 dtype=result.labels.dtype,
             )
             data = L.write_into(data, meta, layout, result.labels, slices, result.region)
-            self.viewer.add_labels(
+            added = self.viewer.add_labels(
                 data,
                 name=f"{name} labels",
                 metadata={L.TAG: meta},
                 **L.spatial_transform(image, layout.axes),
             )
+            measure_after_prediction(self.viewer, added, layout)
             return
         tag = L.plugin_tag(layer)
         tag.update(task=result.task, output=result.output, model=str(target.model))
         L.write_labels(layer, layout, result.labels, slices, result.region)
         layer.refresh()
+        measure_after_prediction(self.viewer, layer, layout)
 
     def _write_probabilities(
         self, image: Any, layout: StackLayout, result: JobResult, slices: list[int]

@@ -32,6 +32,7 @@ from napari_unet._widgets._workers import error_message
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.measurements import MeasureButtons
 from napari_unet._widgets.model_choice import propose_for
 from napari_unet._widgets.output import OutputTarget, OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
@@ -110,6 +111,7 @@ class SegmentPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.message)
+        layout.addWidget(MeasureButtons(self.viewer, self.image_layer))
         order = [*self.form.focus_chain(), self.run_button, self.cancel_button]
         for first, second in itertools.pairwise([*order, self.form.advanced_toggle]):
             QWidget.setTabOrder(first, second)

@@ -76,7 +76,9 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
+    from napari_unet.cli.predict_measure import SliceMeasurements, measurements_target
     from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
+    from napari_unet.core.io.lazy import slice_axes
     from napari_unet.core.io.marks import check_overwritable
     from napari_unet.core.io.zarr_io import open_zarr
 
@@ -95,12 +97,17 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
             f"--roi has shape {roi.shape}; a Zarr image takes a (Y, X) mask of {layout.yx_shape}."
         )
     targets = job.targets(stem, ".zarr")
-    for target in targets.values():  # the user's own stores are never written into
-        check_overwritable(target)
+    measurements = measurements_target(job, stem)
+    for target in [*targets.values(), measurements]:  # the user's own files are never written into
+        if target is not None:
+            check_overwritable(target)
     fresh = [t for t in targets.values() if not (t.exists() or t.is_symlink())]
     try:
         writers = _writers(job, layout, targets, info)
-        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar)
+        table = None
+        if measurements is not None:
+            table = SliceMeasurements(job, measurements, slice_axes(layout.axes))
+        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table)
     except BaseException:
         # What this run created is removed (a failed write leaves no half-written store), unless
         # cluster jobs (--slices) may be filling it too.
@@ -109,6 +116,8 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
                 shutil.rmtree(target, ignore_errors=True)
         raise
     written = ", ".join(target.name for target in targets.values())
+    if table is not None:
+        written += ", " + table.write()
     kind = "objects per slice up to" if job.post_config.output == "instances" else "max class"
     detail = f"slices {chosen.start}..{chosen.stop - 1} of {layout.n_slices}"
     if "labels" in writers:
@@ -117,8 +126,11 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     return f"ok {path} -> {written} ({detail}, {seconds:.1f} s)"
 
 
-def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
-    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice."""
+def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table=None) -> int:
+    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice.
+
+    ``table`` (a :class:`~napari_unet.cli.predict_measure.SliceMeasurements`) measures each slice.
+    """
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.io.images import write_error
@@ -148,6 +160,8 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
             )
             labels = results["labels"]
             objects = max(objects, int(labels.max()) if labels.size else 0)
+            if table is not None:
+                table.add(index, labels, plane, probabilities)
         for name, writer in writers.items():
             key = position if name == "labels" else (slice(None), *position)  # channels first
             value = results.get(name, probabilities)
