@@ -112,3 +112,15 @@ def test_a_3d_model_refuses_a_zarr_store_in_one_line_and_writes_nothing(tmp_path
     assert len(failed) == 1 and "3-D model" in failed[0] and "TIFF" in failed[0]
     assert not (tmp_path / "out").exists()
     assert (zarr.open_array(store=str(store), mode="r")[:] == 7).all()
+
+
+def test_pixel_size_is_the_voxel_size_of_3d_instances(tmp_path, capsys):
+    model = save_checkpoint(tmp_path / "t.pt", threshold_net(), task="semantic")
+    image, _ = blobs()
+    path = tmp_path / "vol.tif"
+    write_tiff(path, image, axes="ZYX")
+    assert run(tmp_path / "ok", model, path, "--labels", "instances", "--pixel-size", "2,1,1") == 0
+    bad = ("--labels", "instances", "--pixel-size", "5000,1,1")
+    assert run(tmp_path / "bad", model, path, *bad) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "voxel size" in failed[0]

@@ -357,10 +357,19 @@ class _Job:
             return labels_from_probabilities(
                 probabilities, task=task, config=self.post_config, roi=self.roi
             )
-        spacing = dict(getattr(model, "config", {}) or {}).get("voxel_size") or (1.0, 1.0, 1.0)
+        spacing = self.voxel_size()
         return volume_labels(
             probabilities, task=task, config=self.post_config, spacing=spacing, roi=self.roi
         )
+
+    def voxel_size(self) -> tuple[float, ...]:
+        """The voxel size of 3-D instances: ``--pixel-size`` (one or Z,Y,X values), else the
+        model's ``voxel_size`` (``unet3d_aniso``), else isotropic."""
+        size = getattr(self.args, "pixel_size", None)
+        if size is not None and len(size) in (1, 3):
+            return tuple(size) * (3 if len(size) == 1 else 1)
+        config = dict(getattr(self.loaded.model, "config", {}) or {})
+        return tuple(config.get("voxel_size") or (1.0, 1.0, 1.0))
 
     def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""
