@@ -32,14 +32,16 @@ logger = logging.getLogger(__name__)
 OUTPUTS = ("labels", "probabilities", "both")
 
 
-def _tile(text: str) -> int | tuple[int, int]:
+def _tile(text: str) -> int | tuple[int, ...]:
     try:
         sides = [int(part) for part in text.replace("x", ",").split(",")]
     except ValueError:
         sides = []
-    if len(sides) not in (1, 2) or min(sides) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or Y,X (positive pixels), got {text!r}")
-    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
+    if len(sides) not in (1, 2, 3) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected N, Y,X or Z,Y,X (positive pixels), got {text!r}"
+        )
+    return sides[0] if len(sides) == 1 else tuple(sides)
 
 
 def _non_negative(text: str) -> int:
@@ -93,7 +95,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "from the file's metadata, or guessed when unambiguous)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--tile", type=_tile, help="tile size N or Y,X (default: the model's)")
+    parser.add_argument(
+        "--tile", type=_tile, help="tile size N, Y,X or (3-D models) Z,Y,X (default: the model's)"
+    )
     parser.add_argument("--overlap", type=_non_negative, help="tile overlap in pixels")
     parser.add_argument("--batch-size", type=_positive, default=4, help="tiles per batch (4)")
     parser.add_argument(
@@ -203,6 +207,11 @@ def _check_out_folder(out: Path) -> None:
         existing = existing.parent
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         raise write_error(out, OSError(errno.EACCES, "not writable")) from None
+
+
+def info_arch(loaded: Any) -> str:
+    """The architecture name of a loaded checkpoint, for messages."""
+    return getattr(loaded.model, "arch", "") or "this model"
 
 
 def _read_roi(path: Path) -> Any:
@@ -337,6 +346,31 @@ class _Job:
             kinds = [k for k in ("labels", "probabilities") if output in (k, "both")]
         return {kind: out / f"{stem}_{kind}{suffix}" for kind in kinds}
 
+    def labels(self, probabilities: Any) -> Any:
+        """Labels of ``probabilities``: plane by plane for 2-D models, in 3-D (with the
+        model's voxel size) for 3-D ones."""
+        from napari_unet.core.postprocess.labels import labels_from_probabilities
+        from napari_unet.core.postprocess.volume import volume_labels
+
+        model, task = self.loaded.model, self.loaded.info.task
+        if getattr(model, "spatial_dims", 2) != 3:
+            return labels_from_probabilities(
+                probabilities, task=task, config=self.post_config, roi=self.roi
+            )
+        spacing = self.voxel_size()
+        return volume_labels(
+            probabilities, task=task, config=self.post_config, spacing=spacing, roi=self.roi
+        )
+
+    def voxel_size(self) -> tuple[float, ...]:
+        """The voxel size of 3-D instances: ``--pixel-size`` (one or Z,Y,X values), else the
+        model's ``voxel_size`` (``unet3d_aniso``), else isotropic."""
+        size = getattr(self.args, "pixel_size", None)
+        if size is not None and len(size) in (1, 3):
+            return tuple(size) * (3 if len(size) == 1 else 1)
+        config = dict(getattr(self.loaded.model, "config", {}) or {})
+        return tuple(config.get("voxel_size") or (1.0, 1.0, 1.0))
+
     def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""
         import numpy as np
@@ -348,8 +382,13 @@ class _Job:
         from napari_unet.core.io.images import read_image, write_labels, write_tiff
         from napari_unet.core.io.marks import check_overwritable, output_tag, software_tag
         from napari_unet.core.io.zarr_io import is_zarr
-        from napari_unet.core.postprocess.labels import labels_from_probabilities
 
+        volumetric = getattr(self.loaded.model, "spatial_dims", 2) == 3
+        if volumetric and (getattr(self.args, "dask", None) or is_zarr(path)):
+            raise UserInputError(
+                f"{info_arch(self.loaded)} is a 3-D model: it predicts TIFF volumes read into "
+                "memory for now, not Zarr stores or --dask; save the volume as a TIFF."
+            )
         if getattr(self.args, "dask", None):
             return predict_dask(self, path, stem, bar)
         if is_zarr(path):
@@ -396,9 +435,7 @@ class _Job:
         else:
             detail = f"probabilities {probabilities.shape}"
             if "labels" in targets:
-                labels = labels_from_probabilities(
-                    probabilities, task=info.task, config=self.post_config, roi=self.roi
-                )
+                labels = self.labels(probabilities)
                 software = software_tag(self.mark)
                 written.append(
                     write_output(

@@ -18,6 +18,8 @@ from napari_unet.core.inference.tiling import BLENDS
 
 __all__ = [
     "DEFAULT_PADDED_OVERLAP",
+    "DEFAULT_TILE_2D",
+    "DEFAULT_TILE_3D",
     "MIN_TILE",
     "PRECISIONS",
     "PROBABILITY_DTYPES",
@@ -31,6 +33,11 @@ PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
 DEFAULT_PADDED_OVERLAP = 32
 #: Test-time augmentation modes (1, 4 and 8 forward passes per tile).
 TTA_MODES: tuple[str, ...] = ("none", "flips", "dihedral")
+#: ``PredictConfig.tile_shape``'s default (2-D models).
+DEFAULT_TILE_2D: tuple[int, int] = (512, 512)
+#: Default input tile ``(d, h, w)`` of 3-D models (bounded CPU memory), used when
+#: ``PredictConfig.tile_shape`` is left at its 2-D default.
+DEFAULT_TILE_3D: tuple[int, int, int] = (32, 128, 128)
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,9 @@ class PredictConfig(Config):
     """How to run prediction.
 
     Attributes:
-        tile_shape: Input tile ``(h, w)`` (an int means square); snapped up to a size the model
-            accepts.
+        tile_shape: Input tile ``(h, w)`` (an int means square), or ``(d, h, w)`` for a 3-D model;
+            snapped up to a size the model accepts. A 3-D model given the 2-D default uses
+            :data:`DEFAULT_TILE_3D`, and given another ``(h, w)`` uses it with the default depth.
         overlap: Output overlap between tiles in pixels; ``None`` = 32 for padded nets (at most
             a quarter of the tile), 0 for valid-convolution nets (whose mirrored context already
             makes tiles seamless).
@@ -55,8 +63,8 @@ class PredictConfig(Config):
             time) or ``"dihedral"`` (flips and transposes, 8x the time).
     """
 
-    tile_shape: tuple[int, int] = setting(
-        (512, 512),
+    tile_shape: tuple[int, ...] = setting(
+        DEFAULT_TILE_2D,
         "Tile size",
         tooltip="Tile side fed to the network",
         min=32,
@@ -151,13 +159,17 @@ def _refuse(name: str, value: object, allowed: str) -> None:
     raise UserInputError(f"PredictConfig {name}={value!r} is not valid; use {allowed}.")
 
 
-def _checked_tile(tile: object) -> tuple[int, int]:
-    """``tile_shape`` as ``(h, w)`` positive ints, or a :class:`UserInputError`."""
+def _checked_tile(tile: object) -> tuple[int, ...]:
+    """``tile_shape`` as ``(h, w)`` or ``(d, h, w)`` positive ints, or a :class:`UserInputError`."""
     sides = (tile, tile) if _is_int(tile) else tile
     try:
         sides = tuple(sides)  # type: ignore[arg-type]
     except TypeError:
         sides = ()
-    if len(sides) != 2 or not all(_is_int(t) and t >= MIN_TILE for t in sides):
-        _refuse("tile_shape", tile, f"one or two whole numbers of pixels >= {MIN_TILE}")
-    return int(sides[0]), int(sides[1])
+    if len(sides) not in (2, 3) or not all(_is_int(t) and t >= MIN_TILE for t in sides):
+        _refuse(
+            "tile_shape",
+            tile,
+            f"one or two whole numbers of pixels >= {MIN_TILE} (three for a 3-D model)",
+        )
+    return tuple(int(s) for s in sides)
