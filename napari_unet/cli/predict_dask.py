@@ -194,7 +194,8 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     )
     logger.info("%s: %d blocks, %d done before", path, len(list(grid.blocks())), done)
     summary = run_graph(client, run, book, roi=job.roi, progress=sys.stderr.isatty())
-    for target in targets.values():
+    for name, target in targets.items():
+        _pyramid(target, name, layout, lazy.physical)
         mark_complete(target, plan)
     book.finish()
     detail = f"{summary.blocks} blocks, {summary.skipped} resumed"
@@ -242,6 +243,25 @@ def _create_outputs(job, layout, grid, targets: dict[str, Path], label_dtype) ->
                 dtype=dtype,
                 chunks=(channels, *chunks),
             )
+
+
+def _pyramid(target: Path, name: str, layout: Any, physical: Any) -> None:
+    """Build the coarser levels of ``target`` once level 0 is complete (needs ``ome-zarr``).
+
+    Workers write level 0 in blocks that need not align with a coarser level, so the pyramid is
+    made here, slice by slice, after every block is done (a rerun rebuilds the same values).
+    """
+    from napari_unet.core.io.ome_pyramid import build_pyramid, ome_zarr_available
+
+    if not ome_zarr_available():
+        logger.warning(
+            '%s has one resolution level: install ome-zarr (pip install "napari-unet-loop'
+            '[ome-zarr]") for a pyramid and physical pixel sizes.',
+            target.name,
+        )
+        return
+    axes = layout.spatial_axes if name == "labels" else "C" + layout.spatial_axes
+    build_pyramid(target, labels=name == "labels", axes=axes, physical=physical)
 
 
 def _create_scratch(book, layout, grid) -> None:
