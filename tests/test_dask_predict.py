@@ -406,3 +406,24 @@ def test_core_never_imports_dask_distributed():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_labels_in_image_on_dask_match_the_single_process_path(
+    client, loaded, tmp_path, monkeypatch
+):
+    if not _has_ome_zarr():
+        pytest.skip("ome-zarr is not installed (labels inside an image need it)")
+    import zarr
+
+    image = _volume(tmp_path / "vol.zarr", (64, 64), "ZYX", seeds=range(2))
+    job = _job(loaded, tmp_path / "out", labels="semantic", block=(1, 32, 64))
+    reference = _single(job, image)
+    job.args.labels_in_image = True
+    monkeypatch.setattr("napari_unet.cli.predict_dask._client", lambda _: client)
+    predict_dask(job, image, "vol", _Bar())
+    assert not (tmp_path / "out" / "vol_labels.zarr").exists()
+    [name] = zarr.open_group(str(image / "labels"), mode="r").attrs["labels"]
+    inside = zarr.open_group(str(image / "labels" / name), mode="r")
+    assert np.array_equal(inside["0"][...], reference)
+    assert np.array_equal(inside["1"][...], reference[:, ::2, ::2])
+    assert inside.attrs["image-label"]["source"] == {"image": "../../"}

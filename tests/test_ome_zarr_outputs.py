@@ -145,3 +145,80 @@ def test_without_ome_zarr_outputs_keep_one_level_and_say_what_to_install(
     written = zarr.open_group(str(tmp_path / "o" / "vol_labels.zarr"), mode="r")
     assert sorted(written.array_keys()) == ["0"]
     assert open_zarr(tmp_path / "o" / "vol_labels.zarr").levels == 1
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_labels_in_image_go_to_its_labels_group_and_open_with_it(tmp_path, volume) -> None:
+    model = _checkpoint(tmp_path)
+    source = _ome_input(tmp_path / "vol.ome.zarr", volume)
+    before = _digest(source)
+    argv = [str(source), "--model", str(model), "--out", str(tmp_path / "out"), "--output", "both"]
+    assert _predict(*argv, "--labels-in-image") == 0
+    target = source / "labels" / "m"
+    assert not (tmp_path / "out" / "vol_labels.zarr").exists()
+    assert (tmp_path / "out" / "vol_probabilities.zarr").exists()  # not labels: still in --out
+    after = _digest(source)
+    assert {k: v for k, v in after.items() if not k.startswith("labels")} == before  # untouched
+    labels_group = zarr.open_group(str(source / "labels"), mode="r")
+    assert labels_group.attrs["labels"] == ["m"]
+    image_label = zarr.open_group(str(target), mode="r").attrs["image-label"]
+    assert image_label["source"] == {"image": "../../"}
+
+    # ome-zarr-py finds them from the image, as napari-ome-zarr does
+    nodes = _nodes(source)
+    [label] = [n for n in nodes if any(isinstance(s, Label) for s in n.specs)]
+    assert label.metadata["coordinateTransformations"][0][0]["scale"] == SCALE
+    written = np.asarray(label.data[0])
+    assert written.shape == volume.shape and written.max() > 0
+
+    # the plugin's reader opens them with the image, tagged as its prediction
+    [image, labels] = read_layers(str(source))
+    assert (image[2], labels[2]) == ("image", "labels")
+    assert labels[1]["name"] == "vol m_labels"
+    assert labels[1]["metadata"]["napari_unet"]["image_layer"] == "vol"
+    np.testing.assert_array_equal(labels[0], written)
+    [alone] = read_layers(str(target))  # dropped on its own
+    assert alone[2] == "labels" and alone[1]["metadata"]["napari_unet"]["image_layer"] == "vol"
+
+    assert _predict(*argv, "--labels-in-image") == 0  # a rerun reopens its own labels
+    assert zarr.open_group(str(source / "labels"), mode="r").attrs["labels"] == ["m"]
+
+
+def test_labels_in_image_never_touch_the_users_labels(tmp_path, volume, capsys) -> None:
+    model = _checkpoint(tmp_path)
+    source = _ome_input(tmp_path / "vol.ome.zarr", volume)
+    mine = zarr.open_group(str(source / "labels" / "m"), mode="w", zarr_format=2)
+    mine.create_array("0", shape=volume.shape, dtype=np.uint8)[...] = 7
+    before = _digest(source)
+    argv = [str(source), "--model", str(model), "--out", str(tmp_path / "out")]
+    assert _predict(*argv, "--labels-in-image") != 0
+    assert "did not predict (yours?)" in capsys.readouterr().err
+    assert _digest(source) == before
+
+
+def test_labels_in_image_of_a_plain_array_go_beside_it(tmp_path, volume) -> None:
+    model = _checkpoint(tmp_path)
+    plain = tmp_path / "plain.zarr"
+    zarr.open_array(str(plain), mode="w", shape=volume.shape, dtype=volume.dtype)[...] = volume
+    argv = [str(plain), "--model", str(model), "--out", str(tmp_path / "out"), "--axes", "ZYX"]
+    assert _predict(*argv, "--labels-in-image") == 0
+    assert (tmp_path / "out" / "plain_labels.zarr").exists()
+    assert not (plain / "labels").exists()
+
+
+def test_a_failed_run_leaves_the_image_as_it_was(tmp_path, volume, monkeypatch) -> None:
+    import napari_unet.cli.predict_zarr as predict_zarr
+
+    def broken(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(predict_zarr, "_fill", broken)
+    model = _checkpoint(tmp_path)
+    source = _ome_input(tmp_path / "vol.ome.zarr", volume)
+    before = _digest(source)
+    argv = [str(source), "--model", str(model), "--out", str(tmp_path / "out")]
+    assert _predict(*argv, "--labels-in-image") != 0
+    assert _digest(source) == before and not (source / "labels").exists()

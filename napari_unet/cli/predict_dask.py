@@ -111,9 +111,10 @@ def _plan_record(job: Any, path: Path, shape, axes, grid, outputs) -> dict:
 
 def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` on the ``--dask`` cluster; its summary line."""
-    from napari_unet.cli.predict_zarr import _selected
+    from napari_unet.cli.predict_zarr import _selected, labels_inside
     from napari_unet.core.checkpoint.format import resolve_checkpoint
     from napari_unet.core.io.axes import StackLayout, check_axes, check_channels, guess_axes
+    from napari_unet.core.io.ome_labels import register_labels
     from napari_unet.core.io.zarr_io import is_zarr, open_zarr
     from napari_unet.core.models.base import require_spatial_dims
     from napari_unet.distributed.bookkeeping import BlockBook
@@ -166,6 +167,7 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
         )
     out = args.out
     targets = _targets(job, out, stem, labels)
+    inside = labels_inside(job, path, targets)
     plan = _plan_record(job, path, lazy.shape, axes, grid, targets)
     if targets and all(completed_plan(p) == plan for p in targets.values()):
         return f"ok {path} -> already complete ({', '.join(p.name for p in targets.values())})"
@@ -197,6 +199,8 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     for name, target in targets.items():
         _pyramid(target, name, layout, lazy.physical)
         mark_complete(target, plan)
+    if inside is not None:
+        register_labels(path, inside)
     book.finish()
     detail = f"{summary.blocks} blocks, {summary.skipped} resumed"
     if summary.objects is not None:

@@ -80,6 +80,7 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
     from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
     from napari_unet.core.io.marks import check_overwritable
+    from napari_unet.core.io.ome_labels import register_labels
     from napari_unet.core.io.zarr_io import open_zarr
 
     tic = time.perf_counter()
@@ -97,12 +98,17 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
             f"--roi has shape {roi.shape}; a Zarr image takes a (Y, X) mask of {layout.yx_shape}."
         )
     targets = job.targets(stem, ".zarr")
+    inside = labels_inside(job, path, targets)
     for target in targets.values():  # the user's own stores are never written into
         check_overwritable(target)
     fresh = [t for t in targets.values() if not (t.exists() or t.is_symlink())]
+    if inside is not None and not (path / "labels").exists():
+        fresh.append(path / "labels")  # made by this run: removed with its labels on failure
     try:
         writers = _writers(job, layout, targets, info, lazy.physical)
         objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar)
+        if inside is not None:
+            register_labels(path, inside)
     except BaseException:
         # What this run created is removed (a failed write leaves no half-written store), unless
         # cluster jobs (--slices) may be filling it too.
@@ -117,6 +123,25 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
         detail += f", labels {layout.spatial_shape}, {kind} {objects}"
     seconds = time.perf_counter() - tic
     return f"ok {path} -> {written} ({detail}, {seconds:.1f} s)"
+
+
+def labels_inside(job: Any, image: Path, targets: dict[str, Path]) -> str | None:
+    """With ``--labels-in-image``, point ``targets["labels"]`` into ``image``; the label name.
+
+    Raises:
+        UserInputError: the image cannot take labels (see
+            :func:`~napari_unet.core.io.ome_labels.labels_in_image`).
+    """
+    from napari_unet.core.io.ome_labels import label_name, labels_in_image
+
+    if not getattr(job.args, "labels_in_image", False) or "labels" not in targets:
+        return None
+    name = label_name(job.mark.model)
+    target = labels_in_image(image, name)
+    if target is None:  # not OME-Zarr: a sibling store in --out
+        return None
+    targets["labels"] = target
+    return name
 
 
 def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
