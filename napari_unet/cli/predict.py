@@ -19,6 +19,12 @@ from typing import Any
 
 from napari_unet.cli._progress import FileProgress, bar_safe_logging
 from napari_unet.cli.predict_dask import add_dask_arguments, predict_dask
+from napari_unet.cli.predict_measure import (
+    add_measure_arguments,
+    check_measure,
+    measure_labels,
+    measurements_target,
+)
 from napari_unet.cli.predict_zarr import parse_slices, predict_zarr, write_output
 
 logger = logging.getLogger(__name__)
@@ -136,6 +142,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "instead of STEM_labels.zarr in --out",
     )
     add_dask_arguments(parser)
+    add_measure_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -243,19 +250,10 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
     inputs = _expand_inputs(args.images)
     if not inputs:
         raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
-    settings: dict[str, Any] = {
-        "batch_size": args.batch_size,
-        "device": str(device),
-        "precision": args.precision,
-        "probability_dtype": "float16" if args.output == "probabilities" else "float32",
-        "tta": args.tta,
-    }
+    check_measure(args, info.task)
     tile = args.tile if args.tile is not None else info.tile_shape
     overlap = args.overlap if args.overlap is not None else info.overlap
-    if tile is not None:
-        settings["tile_shape"] = tile
     if overlap is not None:
-        settings["overlap"] = overlap
         side = min(tile) if isinstance(tile, tuple) else tile
         if side is not None and overlap >= side:
             raise UserInputError(
@@ -263,7 +261,15 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
                 "give a smaller --overlap or a larger --tile."
             )
     try:
-        predict_config = PredictConfig(**settings)
+        predict_config = PredictConfig(
+            tile_shape=tile if tile is not None else PredictConfig().tile_shape,
+            overlap=overlap,
+            batch_size=args.batch_size,
+            device=str(device),
+            precision=args.precision,
+            probability_dtype="float16" if args.output == "probabilities" else "float32",
+            tta=args.tta,
+        )
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(
             output=args.labels, threshold=args.threshold, min_size=args.min_size
@@ -360,8 +366,10 @@ class _Job:
         tic = time.perf_counter()
         info = self.loaded.info
         targets = self.targets(stem, ".tif")
-        for target in targets.values():  # before predicting: the user's files are never replaced
-            check_overwritable(target)
+        measurements = measurements_target(self, stem)
+        for target in [*targets.values(), measurements]:  # the user's files are never replaced
+            if target is not None:
+                check_overwritable(target)
         data = read_image(path)
         if self.args.axes:
             axes = check_axes(self.args.axes, data.image.shape)
@@ -408,6 +416,10 @@ class _Job:
                 count = int(labels.max()) if labels.size else 0
                 kind = "objects" if self.post_config.output == "instances" else "max class"
                 detail = f"labels {labels.shape} {labels.dtype}, {kind} {count}"
+                if measurements is not None:
+                    written.append(
+                        measure_labels(self, measurements, labels, data.image, axes, probabilities)
+                    )
             if "probabilities" in targets:
                 halves = probabilities.astype(np.float16, copy=False)
                 tag = output_tag("probabilities", model)

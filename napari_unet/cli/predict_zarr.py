@@ -78,7 +78,9 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
+    from napari_unet.cli.predict_measure import SliceMeasurements, measurements_target
     from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
+    from napari_unet.core.io.lazy import slice_axes
     from napari_unet.core.io.marks import check_overwritable
     from napari_unet.core.io.ome_labels import register_labels
     from napari_unet.core.io.zarr_io import open_zarr
@@ -99,14 +101,19 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
         )
     targets = job.targets(stem, ".zarr")
     inside = labels_inside(job, path, targets)
-    for target in targets.values():  # the user's own stores are never written into
-        check_overwritable(target)
+    measurements = measurements_target(job, stem)
+    for target in [*targets.values(), measurements]:  # the user's own files are never written into
+        if target is not None:
+            check_overwritable(target)
     fresh = [t for t in targets.values() if not (t.exists() or t.is_symlink())]
     if inside is not None and not (path / "labels").exists():
         fresh.append(path / "labels")  # made by this run: removed with its labels on failure
     try:
         writers = _writers(job, layout, targets, info, lazy.physical)
-        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar)
+        table = None
+        if measurements is not None:
+            table = SliceMeasurements(job, measurements, slice_axes(layout.axes))
+        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table)
         if inside is not None:
             register_labels(path, inside)
     except BaseException:
@@ -117,6 +124,8 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
                 shutil.rmtree(target, ignore_errors=True)
         raise
     written = ", ".join(target.name for target in targets.values())
+    if table is not None:
+        written += ", " + table.write()
     kind = "objects per slice up to" if job.post_config.output == "instances" else "max class"
     detail = f"slices {chosen.start}..{chosen.stop - 1} of {layout.n_slices}"
     if "labels" in writers:
@@ -144,8 +153,11 @@ def labels_inside(job: Any, image: Path, targets: dict[str, Path]) -> str | None
     return name
 
 
-def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
-    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice."""
+def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table=None) -> int:
+    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice.
+
+    ``table`` (a :class:`~napari_unet.cli.predict_measure.SliceMeasurements`) measures each slice.
+    """
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.io.images import write_error
@@ -176,6 +188,8 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
             )
             labels = results["labels"]
             objects = max(objects, int(labels.max()) if labels.size else 0)
+            if table is not None:
+                table.add(index, labels, plane, probabilities)
         for name, levels in writers.items():
             key = position if name == "labels" else (slice(None), *position)  # channels first
             value = results.get(name, probabilities).astype(levels[0].dtype, copy=False)

@@ -33,10 +33,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_unet.core.config import Config, check_task
-from napari_unet.core.device import PRECISIONS, autocast, get_device
+from napari_unet.core.config import check_task
+from napari_unet.core.device import autocast, get_device
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.generators import run_to_end
+from napari_unet.core.inference.config import (
+    DEFAULT_PADDED_OVERLAP,
+    MIN_TILE,
+    PROBABILITY_DTYPES,
+    TTA_MODES,
+    PredictConfig,
+)
 from napari_unet.core.inference.normalization import (
     NormalizationConfig,
     NormalizationParams,
@@ -44,7 +51,6 @@ from napari_unet.core.inference.normalization import (
     normalization_params,
 )
 from napari_unet.core.inference.tiling import (
-    BLENDS,
     Prepare,
     Region,
     TilePlan,
@@ -57,95 +63,20 @@ from napari_unet.core.models.fuse import fuse_for_inference
 
 logger = logging.getLogger(__name__)
 
-#: Output dtypes for probabilities.
-PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
-#: Overlap used for padded nets when ``PredictConfig.overlap`` is ``None``.
-DEFAULT_PADDED_OVERLAP = 32
-#: Test-time augmentation modes (1, 4 and 8 forward passes per tile).
-TTA_MODES: tuple[str, ...] = ("none", "flips", "dihedral")
-
-
-@dataclass(frozen=True)
-class PredictConfig(Config):
-    """How to run prediction.
-
-    Attributes:
-        tile_shape: Input tile ``(h, w)`` (an int means square); snapped up to a size the model
-            accepts.
-        overlap: Output overlap between tiles in pixels; ``None`` = 32 for padded nets (at most
-            a quarter of the tile), 0 for valid-convolution nets (whose mirrored context already
-            makes tiles seamless).
-        batch_size: Tiles per forward pass.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        precision: ``"auto"`` (fp16 autocast on CUDA, bf16 on CPUs with native bf16 units,
-            fp32 elsewhere; see :func:`~napari_unet.core.device.autocast_dtype`), ``"fp32"``,
-            ``"bf16"``, ``"fp16"``.
-        channels_last: Run the model in channels-last memory format.
-        blend: ``"gaussian"`` or ``"constant"`` blending of overlapping tiles.
-        probability_dtype: ``"float32"`` or ``"float16"`` (halves the output's memory).
-        tta: Test-time augmentation: ``"none"``, ``"flips"`` (average over the 4 flips, 4x the
-            time) or ``"dihedral"`` (flips and transposes, 8x the time).
-    """
-
-    tile_shape: tuple[int, int] = (512, 512)
-    overlap: int | None = None
-    batch_size: int = 4
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool = True
-    blend: str = "gaussian"
-    probability_dtype: str = "float32"
-    tta: str = "none"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tile_shape", _checked_tile(self.tile_shape))
-        overlap = self.overlap
-        if overlap is not None and (not _is_int(overlap) or overlap < 0):
-            _refuse("overlap", overlap, "None or a whole number of pixels >= 0")
-        if overlap is not None and overlap >= min(self.tile_shape):
-            _refuse("overlap", overlap, f"0 to {min(self.tile_shape) - 1} (below the tile side)")
-        if overlap is not None:
-            object.__setattr__(self, "overlap", int(overlap))
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            _refuse("batch_size", self.batch_size, "a whole number >= 1")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        if not isinstance(self.device, str) or not self.device:
-            _refuse("device", self.device, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        for name, allowed in (
-            ("precision", PRECISIONS),
-            ("blend", BLENDS),
-            ("probability_dtype", PROBABILITY_DTYPES),
-            ("tta", TTA_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                _refuse(name, getattr(self, name), "one of " + ", ".join(allowed))
-        if not isinstance(self.channels_last, (bool, np.bool_)):
-            _refuse("channels_last", self.channels_last, "True or False")
-
-
-#: Smallest tile side accepted (the model may snap a tile up to the size it can take).
-MIN_TILE = 1
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _refuse(name: str, value: object, allowed: str) -> None:
-    """Raise the one-sentence error for a bad :class:`PredictConfig` field."""
-    raise UserInputError(f"PredictConfig {name}={value!r} is not valid; use {allowed}.")
-
-
-def _checked_tile(tile: object) -> tuple[int, int]:
-    """``tile_shape`` as ``(h, w)`` positive ints, or a :class:`UserInputError`."""
-    sides = (tile, tile) if _is_int(tile) else tile
-    try:
-        sides = tuple(sides)  # type: ignore[arg-type]
-    except TypeError:
-        sides = ()
-    if len(sides) != 2 or not all(_is_int(t) and t >= MIN_TILE for t in sides):
-        _refuse("tile_shape", tile, f"one or two whole numbers of pixels >= {MIN_TILE}")
-    return int(sides[0]), int(sides[1])
+#: The config and its constants live in the torch-free ``core.inference.config``; they stay
+#: importable from here.
+__all__ = [
+    "DEFAULT_PADDED_OVERLAP",
+    "MIN_TILE",
+    "PROBABILITY_DTYPES",
+    "TTA_MODES",
+    "PredictConfig",
+    "PredictProgress",
+    "iter_predict",
+    "predict",
+    "shift_period",
+    "tta_transforms",
+]
 
 
 @dataclass(frozen=True)
