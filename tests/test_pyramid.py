@@ -72,9 +72,9 @@ def test_the_dock_predicts_level_0_and_the_labels_keep_its_scale_and_translate(
 ) -> None:
     from napari.components import ViewerModel
 
-    from napari_unet._widgets.output import OutputWriter
+    from napari_unet._widgets.output import OutputTarget, OutputWriter
     from napari_unet._widgets.predict_job import job_image, plan_run, resolve_axes
-    from napari_unet._widgets.predict_worker import PredictJob, run_prediction
+    from napari_unet._widgets.predict_worker import PostprocessChoice, PredictJob, run_prediction
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.inference.prediction import PredictConfig, predict
     from napari_unet.core.postprocess import labels_from_probabilities
@@ -94,11 +94,11 @@ def test_the_dock_predicts_level_0_and_the_labels_keep_its_scale_and_translate(
         image=job_image(image, axes, plan),
         axes="SCYX",
         slices=tuple(plan.todo),
-        predict={"device": "cpu"},
-        postprocess={"output": "semantic"},
+        predict=PredictConfig(device="cpu"),
+        postprocess=PostprocessChoice(output="semantic"),
     )
     result = _drain(run_prediction(job))
-    writer.write({"image": "vol", "layout": plan.layout, "model": checkpoint}, result)
+    writer.write(OutputTarget(image="vol", layout=plan.layout, model=str(checkpoint)), result)
 
     labels = viewer.layers["vol labels"]
     assert labels.data.shape == (3, 48, 64)
