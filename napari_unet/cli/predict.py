@@ -138,6 +138,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Zarr inputs only: predict slices START:STOP of the Z/T stack (flat index), e.g. "
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
+    parser.add_argument(
+        "--labels-in-image",
+        action="store_true",
+        help="OME-Zarr inputs: write the labels inside the image, as IMAGE.zarr/labels/MODEL "
+        "(the OME-NGFF layout napari-ome-zarr, MoBIE and BigDataViewer show with the image) "
+        "instead of STEM_labels.zarr in --out",
+    )
     add_dask_arguments(parser)
     add_measure_arguments(parser)
     parser.set_defaults(run=run)
