@@ -240,10 +240,10 @@ def test_cycle_finder_sees_function_level_and_type_only_imports(tmp_path) -> Non
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
     edges = import_graph()
-    # function-level import in checkpoint.format, type-only import in postprocess.blocks
+    # function-level import in checkpoint.integrity, type-only import in postprocess.blocks
     assert (
         "napari_unet.core.checkpoint.bioimageio_import"
-        in edges["napari_unet.core.checkpoint.format"]
+        in edges["napari_unet.core.checkpoint.integrity"]
     )
     assert "napari_unet.core.postprocess.config" in edges["napari_unet.core.postprocess.blocks"]
 
@@ -302,7 +302,6 @@ LONG_MODULES = {
     "cli/predict.py",
     "cli/train.py",
     "core/checkpoint/bioimageio_export.py",
-    "core/checkpoint/format.py",
     "core/evaluation/metrics.py",
     "core/inference/normalization.py",
     "core/inference/prediction.py",
@@ -332,8 +331,6 @@ LONG_FUNCTIONS = {
     "core/checkpoint/bioimageio_export.py:_description",
     "core/checkpoint/bioimageio_export.py:export_bioimageio",
     "core/checkpoint/bioimageio_import.py:package_payload",
-    "core/checkpoint/format.py:_load_payload",
-    "core/checkpoint/format.py:save_checkpoint",
     "core/inference/prediction.py:iter_predict",
     "core/inference/tiling.py:iter_tile_predict",
     "core/simulation/experiment.py:iter_simulate",
