@@ -314,8 +314,6 @@ LONG_MODULES = {
     "core/training/config.py",
     "core/training/sampler.py",
     "core/training/targets.py",
-    "session/session.py",
-    "session/slices.py",
     "trainer/process.py",
 }
 
@@ -336,8 +334,6 @@ LONG_FUNCTIONS = {
     "core/simulation/experiment.py:iter_simulate",
     "core/training/targets.py:make_targets",
     "distributed/tasks.py:predict_block",
-    "session/session.py:add_image",
-    "session/slices.py:_apply",
     "session/versions.py:add_version",
 }
 
