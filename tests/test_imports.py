@@ -322,7 +322,6 @@ LONG_FUNCTIONS = {
     "cli/predict.py:add_parser",
     "cli/predict.py:process",
     "cli/predict_dask.py:predict_dask",
-    "cli/simulate.py:run",
     "cli/train.py:load_pairs",
     "cli/train.py:run",
     "core/checkpoint/bioimageio_export.py:_description",
