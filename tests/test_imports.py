@@ -330,7 +330,6 @@ LONG_FUNCTIONS = {
     "core/inference/tiling.py:iter_tile_predict",
     "core/training/targets.py:make_targets",
     "distributed/tasks.py:predict_block",
-    "session/versions.py:add_version",
 }
 
 
