@@ -227,7 +227,7 @@ def test_models_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_models_lists_builtin_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from napari_unet.core.checkpoint import format as checkpoint
+    from napari_unet.core.checkpoint import builtin as checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import napari_unet.core.training.loop as train_module
+import napari_unet.core.training.run_parts as run_parts
 from napari_unet.core.checkpoint.format import load_checkpoint
 from napari_unet.core.errors import TrainingDataError, TrainingDivergedError
 from napari_unet.core.models import build_model
@@ -196,7 +196,7 @@ def test_validation_reports_metrics_and_best_checkpoint(tmp_path):
 
 
 def test_nan_loss_raises_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):
-    original = train_module.SegmentationLoss
+    original = run_parts.SegmentationLoss
     calls = []
 
     class PoisonedLoss(original):
@@ -205,7 +205,7 @@ def test_nan_loss_raises_and_keeps_the_good_checkpoint(tmp_path, monkeypatch):
             loss = super().forward(logits, classes, weights)
             return loss * float("nan") if len(calls) == 4 else loss
 
-    monkeypatch.setattr(train_module, "SegmentationLoss", PoisonedLoss)
+    monkeypatch.setattr(run_parts, "SegmentationLoss", PoisonedLoss)
     image, labels = discs()
     latest = tmp_path / "run" / "latest.pt"
     with pytest.raises(TrainingDivergedError, match="lower the learning rate") as info:

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import logging
-import os
-import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from napari_unet.cli.simulate_report import CURVE_METRICS, machine_description, plot_curves
 from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_int
+
+if TYPE_CHECKING:
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.models import SegmentationNet
+    from napari_unet.core.simulation.experiment import SimulateConfig
+    from napari_unet.core.training.items import TrainingItem
+    from napari_unet.core.training.targets import LabelMap
 
 logger = logging.getLogger(__name__)
 
@@ -67,29 +75,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment, write the JSON (and plot); returns the exit status."""
+    from napari_unet.cli._progress import LINE_INTERVAL_S, Every
+    from napari_unet.core.atomic import atomic_write_json
+    from napari_unet.core.generators import run_to_end
+    from napari_unet.core.simulation.experiment import iter_simulate
+    from napari_unet.core.training.targets import parse_label_map
+
+    _check_outputs(args)
+    label_map = parse_label_map(args.label_map) if args.label_map else None
+    model, items, normalization = _start_model(args, label_map)
+    config = _simulate_config(args, label_map, normalization)
+    show = functools.partial(_show, task=args.task, due=Every(LINE_INTERVAL_S))
+    events = iter_simulate(
+        model, items, config, work_dir=str(args.work_dir) if args.work_dir else None
+    )
+    result = run_to_end(events, show)
+    summary = result.to_dict(_run_description(args, config, model, len(items)))
+    atomic_write_json(args.json, summary)
+    print(f"wrote {args.json}")
+    if args.plot:
+        plot_curves(summary, args.plot, title=f"{args.images.parent.name} ({args.task})")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable outputs before any work; apply ``--threads``."""
     import torch
 
     from napari_unet.cli._output import check_output_file, existing_folder, probe_folder
-    from napari_unet.cli._progress import LINE_INTERVAL_S, PROGRESS, Every
-    from napari_unet.cli.train import load_pairs
-    from napari_unet.core.atomic import atomic_write_json
-    from napari_unet.core.checkpoint.format import (
-        builtin_checkpoints,
-        load_checkpoint,
-        resolve_checkpoint,
-    )
-    from napari_unet.core.generators import run_to_end
-    from napari_unet.core.inference.normalization import NormalizationConfig
-    from napari_unet.core.inference.prediction import PredictConfig
-    from napari_unet.core.simulation.experiment import (
-        RoundRecord,
-        SimulateConfig,
-        SimulateProgress,
-        iter_simulate,
-        new_model_for,
-    )
-    from napari_unet.core.training.config import TrainConfig
-    from napari_unet.core.training.targets import parse_label_map
 
     check_output_file(args.json, what="the JSON file", flag="--json", suffix=".json")
     if args.plot:
@@ -98,7 +112,22 @@ def run(args: argparse.Namespace) -> int:
         probe_folder(existing_folder(args.work_dir), what="the round checkpoints")
     if args.threads:
         torch.set_num_threads(args.threads)
-    label_map = parse_label_map(args.label_map) if args.label_map else None
+
+
+def _start_model(
+    args: argparse.Namespace, label_map: LabelMap | None
+) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig]:
+    """``(start model, the labelled images, their normalisation)``: ``--init`` (or the built-in
+    ``--model``) when given, else a new ``--model`` built for the data."""
+    from napari_unet.cli.train import load_pairs
+    from napari_unet.core.checkpoint.format import (
+        builtin_checkpoints,
+        load_checkpoint,
+        resolve_checkpoint,
+    )
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.simulation.experiment import new_model_for
+
     init = args.init
     if init is None and args.model in builtin_checkpoints():
         init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
@@ -106,18 +135,28 @@ def run(args: argparse.Namespace) -> int:
     normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
     items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
     if loaded is not None:
-        model = loaded.model
-    else:
-        extra = {"depth": args.depth, "base_channels": args.base_channels}
-        model = new_model_for(
-            args.model,
-            items,
-            args.task,
-            label_map=label_map,
-            seed=args.seed,
-            **{k: v for k, v in extra.items() if v is not None},
-        )
-    config = SimulateConfig(
+        return loaded.model, items, normalization
+    extra = {"depth": args.depth, "base_channels": args.base_channels}
+    model = new_model_for(
+        args.model,
+        items,
+        args.task,
+        label_map=label_map,
+        seed=args.seed,
+        **{k: v for k, v in extra.items() if v is not None},
+    )
+    return model, items, normalization
+
+
+def _simulate_config(
+    args: argparse.Namespace, label_map: LabelMap | None, normalization: NormalizationConfig
+) -> SimulateConfig:
+    """The experiment's settings from the command line."""
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.simulation.experiment import SimulateConfig
+    from napari_unet.core.training.config import TrainConfig
+
+    return SimulateConfig(
         task=args.task,
         rounds=args.rounds,
         per_round=args.per_round,
@@ -138,41 +177,34 @@ def run(args: argparse.Namespace) -> int:
         predict=PredictConfig(tile_shape=(args.tile, args.tile), device=args.device),
     )
 
-    due = Every(LINE_INTERVAL_S)
 
-    def show(event: Any) -> None:
-        if isinstance(event, RoundRecord):
-            print(format_round(event, args.task), flush=True)
-        elif isinstance(event, SimulateProgress) and due():
-            PROGRESS.info("%s", progress_text(event))
+def _show(event: Any, *, task: str, due: Callable[[], bool]) -> None:
+    """Print each round's line; log progress at most every ``LINE_INTERVAL_S``."""
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.simulation.experiment import RoundRecord, SimulateProgress
 
-    events = iter_simulate(
-        model, items, config, work_dir=str(args.work_dir) if args.work_dir else None
-    )
-    result = run_to_end(events, show)
-    summary = result.to_dict(
-        {
-            "command": {
-                k: (str(v) if isinstance(v, Path) else v)
-                for k, v in vars(args).items()
-                if k != "run"
-            },
-            "simulate": config.to_dict(),
-            "model": {"arch": model.arch, **model.config},
-            "n_images": len(items),
-            "machine": machine_description(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-    )
-    atomic_write_json(args.json, summary)
-    print(f"wrote {args.json}")
-    if args.plot:
-        plot_curves(summary, args.plot, title=f"{args.images.parent.name} ({args.task})")
-        print(f"wrote {args.plot}")
-    return 0
+    if isinstance(event, RoundRecord):
+        print(format_round(event, task), flush=True)
+    elif isinstance(event, SimulateProgress) and due():
+        PROGRESS.info("%s", progress_text(event))
 
 
-#: What each phase of a round is doing, for the progress lines.
+def _run_description(
+    args: argparse.Namespace, config: SimulateConfig, model: SegmentationNet, n_images: int
+) -> dict[str, Any]:
+    """What the JSON says about the run besides its rounds: command, settings, model, machine."""
+    return {
+        "command": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"
+        },
+        "simulate": config.to_dict(),
+        "model": {"arch": model.arch, **model.config},
+        "n_images": n_images,
+        "machine": machine_description(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 PHASE_WORDS = {"evaluate": "scoring image", "correct": "correcting image", "train": "training step"}
 
 
@@ -195,79 +227,3 @@ def format_round(record: Any, task: str) -> str:
         f"{record.cumulative_minutes:.1f} min ({record.steps} steps), "
         f"{record.pixels_corrected} px / {record.objects_corrected} objects edited  {scores}"
     )
-
-
-def machine_description() -> str:
-    """CPU model, logical cores, torch version and threads."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            model = next(
-                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
-                model,
-            )
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
-
-
-#: Metrics drawn per task (the first is the headline; all lie in [0, 1]).
-CURVE_METRICS: dict[str, tuple[str, ...]] = {
-    "semantic": ("iou", "dice", "rand_error"),
-    "binary": ("iou", "dice", "rand_error"),
-    "instances": ("ap50", "ap75", "f1_50"),
-}
-
-
-def plot_curves(
-    summary: dict, path: str | os.PathLike, *, metrics: tuple[str, ...] = (), title: str = ""
-) -> Path:
-    """Draw the held-out metrics against corrected images and training minutes (PNG).
-
-    Args:
-        summary: the ``simulate`` JSON (``rounds`` with ``corrected_images``,
-            ``cumulative_minutes``, ``pixels_corrected`` and ``metrics``).
-        path: the PNG to write (atomically).
-        metrics: metric keys to draw (default per task, :data:`CURVE_METRICS`).
-        title: figure title.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    from napari_unet.core.atomic import atomic_write_with
-
-    rounds = summary["rounds"]
-    task = summary.get("config", {}).get("simulate", {}).get("task", "semantic")
-    metrics = metrics or CURVE_METRICS.get(task, ("iou",))
-    figure = Figure(figsize=(11, 3.6), layout="constrained")
-    axes = figure.subplots(1, 3)
-    for key in metrics:
-        values = [r["metrics"].get(key) for r in rounds]
-        values = [float("nan") if v is None else v for v in values]
-        for ax, x in zip(axes[:2], ("corrected_images", "cumulative_minutes")):
-            label = f"{key} (lower is better)" if "error" in key else key
-            ax.plot([r[x] for r in rounds], values, marker="o", label=label)
-    for ax, label in zip(axes[:2], ("images corrected", "minutes of training (cumulative)")):
-        ax.set_xlabel(label)
-        ax.set_ylabel("held-out score")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    effort = [r["pixels_corrected"] / 1000.0 for r in rounds[1:]]
-    axes[2].bar([r["round"] for r in rounds[1:]], effort, color="tab:gray")
-    axes[2].set_xticks([r["round"] for r in rounds[1:]])
-    axes[2].set_xlabel("round")
-    axes[2].set_ylabel("pixels corrected (thousands)")
-    axes[2].grid(alpha=0.3, axis="y")
-    if title:
-        figure.suptitle(title)
-    path = Path(path)
-    atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
-    return path

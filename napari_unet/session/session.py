@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.atomic import atomic_write_json
-from napari_unet.core.io.axes import check_axes
 from napari_unet.session.entries import ImageEntry, image_entry
 from napari_unet.session.errors import SessionError
+from napari_unet.session.images import NewImage, image_geometry, image_input
 from napari_unet.session.index import (
     INDEX_NAME,
     SLICE_FILES,
@@ -39,7 +39,6 @@ from napari_unet.session.index import (
     referenced_files,
     validate_index,
 )
-from napari_unet.session.paths import check_inside, check_source, is_zarr_source
 from napari_unet.session.reclaim import disk_usage, reclaim
 from napari_unet.session.slices import SlicesMixin, slice_tokens
 from napari_unet.session.store import (
@@ -259,67 +258,10 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
             SessionError: no image given, the source is not a TIFF/PNG file or a readable Zarr
                 folder, or bad axes.
         """
-        from napari_unet.core.io.images import read_image, write_tiff
-
-        path = None
-        if source is not None:
-            path = Path(source).expanduser().absolute()
-            check_source(str(path), what=f"image {name!r}")
-            if is_zarr_source(path):
-                image = self._open_zarr_source(path, name)
-            elif not path.is_file():
-                raise SessionError(f"image file {path} does not exist; check the path.")
-            elif image is None:
-                image = read_image(path).image
-        elif image is None:
-            raise SessionError(f"image {name!r} has no file and no data; give one of them.")
-        shape = tuple(int(s) for s in np.shape(image))
-        dtype = np.dtype(image.dtype) if hasattr(image, "dtype") else np.asarray(image).dtype
-        _check_image(name, shape, dtype)
-        try:
-            axes = check_axes(axes, shape)
-        except ValueError as err:
-            raise SessionError(f"image {name!r}: {err}") from None
-
-        def change(index: dict, written: list[str]) -> tuple[str, list[str] | None]:
-            # under the lock, on the index just read: another program may have added it a moment ago
-            existing = _same_source(index, path, shape)
-            if existing is not None:
-                return existing, None  # nothing to write
-            index["counter"] += 1
-            image_id = f"img{index['counter']:04d}"
-            copy_path = None
-            if path is None:
-                copy_path = f"images/{image_id}.tif"
-                target = check_inside(self.root, copy_path, what=f"image {name!r}", folder="images")
-                write_tiff(target, np.asarray(image), axes=axes)
-                written.append(copy_path)
-            index["images"][image_id] = {
-                "name": str(name),
-                "source": str(path) if path else None,
-                "copy": copy_path,
-                "axes": axes,
-                "shape": list(shape),
-                "dtype": str(dtype),
-                "task": task,
-                "class_names": [str(c) for c in class_names],
-                "created": now(),
-                "slices": {},
-            }
-            return image_id, []
-
-        return self._mutate(change)
-
-    @staticmethod
-    def _open_zarr_source(path: Path, name: str) -> Any:
-        """The lazy full-resolution array of a Zarr source; :class:`SessionError` if unreadable."""
-        from napari_unet.core.errors import ImageReadError
-        from napari_unet.core.io.zarr_io import open_zarr
-
-        try:
-            return open_zarr(path).array
-        except (ImageReadError, OSError) as err:
-            raise SessionError(f"image {name!r}: {err}") from None
+        path, image = image_input(name, source, image)
+        shape, dtype, axes = image_geometry(name, image, axes)
+        new = NewImage(self.root, name, path, image, axes, shape, dtype, task, class_names)
+        return self._mutate(new.insert)
 
     def remove_image(self, image_id: str) -> None:
         """Remove an image and all its stored slices (its source file is never touched)."""
@@ -352,26 +294,3 @@ def _check_can_create(root: Path) -> None:
         raise SessionError(
             f"{root} is not an empty folder; choose a new or empty folder for the session."
         )
-
-
-def _check_image(name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """Refuse an image the session could never predict or train on."""
-    if not shape or 0 in shape:
-        raise SessionError(
-            f"image {name!r} is empty (shape {shape}); add an image with at least one pixel."
-        )
-    if dtype.kind not in "biuf":
-        raise SessionError(
-            f"image {name!r} has {dtype} pixels, which cannot be segmented; give a real-valued "
-            "image (integer or floating point), e.g. the magnitude of a complex image."
-        )
-
-
-def _same_source(index: dict, path: Path | None, shape: tuple[int, ...]) -> str | None:
-    """Id of the image in ``index`` with source file ``path`` and this shape, else None."""
-    if path is None:
-        return None
-    for image_id, raw in index["images"].items():
-        if raw.get("source") == str(path) and tuple(raw["shape"]) == shape:
-            return image_id
-    return None

@@ -17,16 +17,16 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from napari_unet.session.entries import ImageEntry, SliceData, SliceEntry, slice_entry
 from napari_unet.session.errors import SessionConflictError, SessionError
-from napari_unet.session.index import SLICE_FILES, now
+from napari_unet.session.index import SLICE_FILES
 from napari_unet.session.paths import check_inside
-from napari_unet.session.store import load_array, save_array
-from napari_unet.session.tracking import annotated_mask, summarize
+from napari_unet.session.slice_update import SliceFiles, apply_slice
+from napari_unet.session.store import load_array
+from napari_unet.session.tracking import annotated_mask
 
 logger = logging.getLogger(__name__)
 _RETRIES = 3
@@ -209,9 +209,10 @@ class SlicesMixin:
                     self._check_conflict(entry, image, slice_index, base)
             results, superseded = {}, []
             for slice_index, arrays in checked.items():
-                record, old = self._apply(
-                    index, image, entry, slice_index, arrays, model_version, written
+                files = SliceFiles(
+                    self.root, index, entry, slice_index, written, self._remember, self._cached
                 )
+                record, old = apply_slice(files, image, arrays, model_version)
                 superseded += [old[k] for k in SLICE_FILES if old.get(k) and old[k] != record[k]]
                 results[slice_index] = slice_entry(record)
                 key = str(slice_index)
@@ -232,96 +233,6 @@ class SlicesMixin:
                 "it, so nothing was saved there; close the other program and reopen the "
                 "session, or save your corrections to another session folder."
             )
-
-    def _apply(
-        self,
-        index: dict,
-        image: dict,
-        entry: ImageEntry,
-        slice_index: int,
-        arrays: tuple,
-        model_version: str | None,
-        written: list[str],
-    ) -> tuple[dict, dict]:
-        labels, reviewed, snapshot = arrays
-        labels_given = labels is not None
-        key = str(slice_index)
-        old = image["slices"].get(key, {})
-        record: dict[str, Any] = {k: None for k in SLICE_FILES} | old
-        record.setdefault("created", now())
-
-        def stored(name: str) -> np.ndarray | None:
-            return self._cached(record[name], f"{entry.name} slice {key} {name}")
-
-        def write(name: str, array: np.ndarray) -> str:
-            index["counter"] += 1
-            relative = (
-                f"{SLICE_FILES[name]}/{entry.id}/{slice_index:05d}-{index['counter']:06d}.npz"
-            )
-            # a data folder that is a link leading out of the session is refused, not written
-            path = check_inside(
-                self.root,
-                relative,
-                what=f"{entry.name} slice {key} {name}",
-                folder=SLICE_FILES[name],
-            )
-            save_array(path, array)
-            written.append(relative)
-            if name != "labels":  # kept for the next autosave's status, which needs them
-                self._remember(relative, array.copy())
-            return relative
-
-        current_snapshot = snapshot if snapshot is not None else stored("snapshot")
-        if snapshot is not None:
-            record["snapshot"] = write("snapshot", snapshot)
-            record["model_version"] = model_version
-            if labels is None and record["labels"] is None:
-                labels = snapshot
-        if labels is not None:
-            same = (
-                current_snapshot is not None
-                and labels.dtype == current_snapshot.dtype
-                and np.array_equal(labels, current_snapshot)
-            )
-            record["labels"] = record["snapshot"] if same else write("labels", labels)
-        else:
-            labels = stored("labels")
-        if reviewed is not None:
-            record["reviewed"] = write("reviewed", reviewed) if reviewed.any() else None
-        else:
-            reviewed = stored("reviewed")
-        summary = summarize(labels, current_snapshot, reviewed, kind=entry.kind)
-        round_ = index["rounds"][-1]
-        # accounting: growth since the last save; a new snapshot restarts edits from zero,
-        # and a snapshot saved without labels (a re-prediction) is no edit at all
-        for counter, field in (
-            ("pixels_edited", "pixels_changed"),
-            ("objects_edited", "objects_touched"),
-            ("pixels_reviewed", "reviewed_pixels"),
-        ):
-            fresh = snapshot is not None and field != "reviewed_pixels"
-            if fresh and not labels_given:
-                continue
-            before = 0 if fresh else int(old.get(field, 0))
-            round_[counter] += max(0, getattr(summary, field) - before)
-        record.update(
-            status=summary.status,
-            modified=now(),
-            **{
-                f: getattr(summary, f)
-                for f in (
-                    "pixels_changed",
-                    "objects_touched",
-                    "reviewed_pixels",
-                    "annotated_pixels",
-                )
-            },
-        )
-        if summary.status == "unlabelled" and not any(record[k] for k in SLICE_FILES):
-            image["slices"].pop(key, None)
-        else:
-            image["slices"][key] = record
-        return record, old
 
     # ------------------------------------------------------------------ loading
     def _remember(self, relative: str, array: np.ndarray) -> None:

@@ -10,6 +10,7 @@ later open once no trainer runs (:mod:`napari_unet.session.reclaim`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -128,41 +129,36 @@ class VersionsMixin:
         if validate is not None:
             validate(path)
         data, metrics = _plain(data, "data"), _plain(metrics, "metrics")
-        models = self.root / MODELS_FOLDER
-        if os.path.realpath(path.parent) != os.path.realpath(models):
-            target = self.new_version_path(path.stem)
-            try:
-                with open(path, "rb") as source:
-                    atomic_write_with(target, lambda handle: shutil.copyfileobj(source, handle))
-            except OSError as err:
-                raise write_error(self.root, err) from None
-            path = target
+        path = self._in_models_folder(path)
         relative = f"{MODELS_FOLDER}/{path.name}"
         check_inside(self.root, relative, what="the new model version", folder=MODELS_FOLDER)
 
-        def change(index: dict, written: list[str]) -> tuple[dict, list[str]]:
-            if any(v["file"] == relative for v in index["versions"]):
-                raise SessionError(f"{path} is already a version of this session.")
-            number = int(index.get("version_counter", 0)) + 1
-            index["version_counter"] = number
-            record = {
-                "id": f"v{number:03d}",
-                "name": name or f"version {number}",
-                "file": relative,
-                "parent": parent,
-                "created": now(),
-                "steps": int(steps),
-                "data": data,
-                "metrics": metrics,
-            }
-            index["versions"].append(record)
-            index["rounds"][-1].update(ended=record["created"], version=record["id"])
-            index["rounds"].append(new_round())
-            return record, []
-
-        record = self._mutate(change)
+        register = functools.partial(
+            _register_version,
+            path=path,
+            relative=relative,
+            name=name,
+            parent=parent,
+            steps=steps,
+            data=data,
+            metrics=metrics,
+        )
+        record = self._mutate(register)
         logger.info("registered model version %s (%s)", record["id"], relative)
         return version_entry(record)
+
+    def _in_models_folder(self, path: Path) -> Path:
+        """``path`` when it lies in ``models/``, else an atomic copy there (a new name)."""
+        models = self.root / MODELS_FOLDER
+        if os.path.realpath(path.parent) == os.path.realpath(models):
+            return path
+        target = self.new_version_path(path.stem)
+        try:
+            with open(path, "rb") as source:
+                atomic_write_with(target, lambda handle: shutil.copyfileobj(source, handle))
+        except OSError as err:
+            raise write_error(self.root, err) from None
+        return target
 
     def rename_version(self, version_id: str, name: str) -> VersionEntry:
         """Give a version a new display name."""
@@ -268,3 +264,36 @@ class VersionsMixin:
             return None, []
 
         self._mutate(change)
+
+
+def _register_version(
+    index: dict,
+    written: list[str],
+    *,
+    path: Path,
+    relative: str,
+    name: str | None,
+    parent: str | None,
+    steps: int,
+    data: Any,
+    metrics: Any,
+) -> tuple[dict, list[str]]:
+    """A ``Session._mutate`` change: append the version record and close the accounting round."""
+    if any(v["file"] == relative for v in index["versions"]):
+        raise SessionError(f"{path} is already a version of this session.")
+    number = int(index.get("version_counter", 0)) + 1
+    index["version_counter"] = number
+    record = {
+        "id": f"v{number:03d}",
+        "name": name or f"version {number}",
+        "file": relative,
+        "parent": parent,
+        "created": now(),
+        "steps": int(steps),
+        "data": data,
+        "metrics": metrics,
+    }
+    index["versions"].append(record)
+    index["rounds"][-1].update(ended=record["created"], version=record["id"])
+    index["rounds"].append(new_round())
+    return record, []

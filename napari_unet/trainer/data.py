@@ -17,11 +17,14 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_unet.core.errors import CheckpointError, TrainingDataError
+
+if TYPE_CHECKING:
+    from napari_unet.core.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -254,3 +257,27 @@ def summarize(items: Sequence[Any], val_items: Sequence[Any], task: str) -> dict
         "n_validation": len({item.name.removesuffix(PINNED_SUFFIX) for item in val_items}),
         "objects": objects,
     }
+
+
+def start_metrics(
+    start_path: Path, train: list[Any], val_items: list[Any], config: TrainConfig
+) -> dict[str, float]:
+    """Validation metrics of the start model on ``val_items`` (the tiles the run holds back),
+    computed as the training loop computes them (same pools and batches)."""
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.device import get_device
+    from napari_unet.core.training.losses import SegmentationLoss
+    from napari_unet.core.training.state import build_pools
+    from napari_unet.core.training.validation import evaluate
+
+    model = load_checkpoint(start_path).model
+    _, validation, _ = build_pools(model, train, val_items, config)
+    device = get_device(config.device)
+    model.to(device)
+    return evaluate(
+        model,
+        validation.validation_batches(config.batch_size),
+        task=config.task,
+        loss_fn=SegmentationLoss(config.loss, config.task),
+        device=device,
+    )

@@ -27,38 +27,34 @@ No Qt, no napari: usable from scripts, e.g. ``bench_hitl``.
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import secrets
 import shutil
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.training.config import TrainConfig
+from napari_unet.trainer.control import Control, Feed, StepThrottle, prepare_process
 from napari_unet.trainer.data import (
     ValidationPlan,
     check_training_data,
     resolve_start,
     slice_name,
+    start_metrics,
     summarize,
     to_items,
 )
 from napari_unet.trainer.events import (
-    CORRECTIONS,
-    STOP,
     FinetuneRequest,
     PoolChanged,
     TrainerFailed,
     TrainerFinished,
     VersionPublished,
 )
+from napari_unet.trainer.runs import RUNS_FOLDER, hold_resume_run, new_run_dir  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
-RUNS_FOLDER = "runs"
 CRASH_MESSAGE = (
     "The trainer crashed: {kind}: {error}; your session and earlier versions are intact."
 )
@@ -72,64 +68,6 @@ __all__ = [
     "VersionPublished",
     "run_trainer",
 ]
-
-
-def _prepare_process(request: FinetuneRequest) -> None:
-    """Low priority and capped torch threads, so the UI keeps a core."""
-    import torch
-
-    if request.nice and hasattr(os, "nice"):
-        try:
-            os.nice(request.nice)
-        except OSError as err:  # not permitted: train at normal priority
-            logger.debug("cannot lower the trainer's priority: %s", err)
-    torch.set_num_threads(request.threads)
-
-
-class _Control:
-    """Reads the control queue in a daemon thread: sets ``stop``, collects corrections."""
-
-    def __init__(self, control: Any) -> None:
-        self.stop = threading.Event()
-        self.corrections: queue.Queue = queue.Queue()
-        self._queue = control
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="trainer-control", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop listening (the thread ends within 0.2 s)."""
-        self._closed.set()
-
-    def _main(self) -> None:
-        while not self._closed.is_set():
-            try:
-                message = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            except (EOFError, OSError, ValueError):  # napari is gone: stop
-                self.stop.set()
-                return
-            if message == STOP:
-                logger.info("stop requested")
-                self.stop.set()
-            elif isinstance(message, tuple) and len(message) == 2 and message[0] == CORRECTIONS:
-                self.corrections.put([(str(i), int(s)) for i, s in message[1]])
-            else:
-                logger.warning("ignoring control message %r", message)
-
-
-class _Feed(queue.Queue):
-    """The ``new_items`` queue of ``iter_train``; remembers what the loop took out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.taken: list[Any] = []
-
-    def get_nowait(self) -> Any:
-        item = super().get_nowait()
-        self.taken.append(item)
-        return item
 
 
 class Trainer:
@@ -147,13 +85,14 @@ class Trainer:
         self.send = send
         self._locks: list[int] = []
         try:
-            self._hold_resume_run()  # before opening: the open reclaims finished runs
+            # before opening: the open reclaims finished runs
+            hold_resume_run(request.session, request.resume_from, self._locks)
             # a background process: wait for a big save of napari's rather than fail at once
             self.session = Session.open(request.session, wait=30.0)
             self.start_path, self.parent = resolve_start(self.session, request.start_from)
             self.info = read_checkpoint_info(self.start_path)
             self.normalization = self.info.normalization_config()
-            self.run_dir = self._new_run_dir()
+            self.run_dir = new_run_dir(self.session.root, self._locks)
             self.config = self._config()
             self.plan = ValidationPlan(
                 fraction=self.config.val_fraction,
@@ -167,34 +106,7 @@ class Trainer:
         self.pool: dict[str, Any] = {}  # name -> training item (the full, unsplit item)
         self.val_items: list[Any] = []
         self.published: str | None = None
-        self._last_step_sent = 0.0
-        self._pending_step: Any = None
-
-    def _new_run_dir(self) -> Path:
-        from napari_unet.session.store import hold_run_lock, write_error
-
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        folder = self.session.root / RUNS_FOLDER / run_id
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._locks.append(hold_run_lock(folder))
-        except OSError as err:
-            raise write_error(self.session.root, err) from None
-        return folder
-
-    def _hold_resume_run(self) -> None:
-        """Keep the run folder we resume from (inside this session's ``runs/``) from reclaim."""
-        from napari_unet.session.store import hold_run_lock
-
-        if self.request.resume_from is None:
-            return
-        folder = Path(self.request.resume_from).expanduser().absolute().parent
-        runs = Path(self.request.session).expanduser().absolute() / RUNS_FOLDER
-        if folder.parent == runs and folder.is_dir():
-            try:
-                self._locks.append(hold_run_lock(folder))
-            except OSError as err:
-                logger.debug("cannot lock %s: %s", folder, err)
+        self._send_step = StepThrottle(send, request.max_step_events_per_s)
 
     def close(self) -> None:
         """Release the run folders (the OS does it too when the process dies)."""
@@ -239,7 +151,7 @@ class Trainer:
             )
         )
 
-    def load_corrections(self, keys: list[tuple[str, int]], feed: _Feed) -> None:
+    def load_corrections(self, keys: list[tuple[str, int]], feed: Feed) -> None:
         """Reload ``keys`` from the session and queue them for the training pool."""
         if not self.request.keep_learning:
             logger.info("ignoring %d correction(s): keep-learning is off", len(keys))
@@ -257,19 +169,6 @@ class Trainer:
         logger.info("queued %d corrected slice(s) for training", len(slices))
 
     # ------------------------------------------------------------------ events
-    def _send_step(self, event: Any, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_step_sent >= 1.0 / self.request.max_step_events_per_s:
-            self.send(event)
-            self._last_step_sent = now
-            self._pending_step = None
-        else:
-            self._pending_step = event
-
-    def _flush_step(self) -> None:
-        if self._pending_step is not None:
-            self._send_step(self._pending_step, force=True)
-
     def _publish(self, path: Path, step: int, metrics: dict) -> None:
         from napari_unet.core.atomic import atomic_write_with
 
@@ -290,28 +189,13 @@ class Trainer:
         """Validation score of the start model (None without validation data)."""
         if not self.val_items:
             return None
-        from napari_unet.core.checkpoint.format import load_checkpoint
-        from napari_unet.core.device import get_device
         from napari_unet.core.training.config import ValidationEvent
-        from napari_unet.core.training.losses import SegmentationLoss
-        from napari_unet.core.training.state import build_pools
-        from napari_unet.core.training.validation import evaluate
 
-        model = load_checkpoint(self.start_path).model
-        _, validation, _ = build_pools(model, train, self.val_items, self.config)
-        device = get_device(self.config.device)
-        model.to(device)
-        metrics = evaluate(
-            model,
-            validation.validation_batches(self.config.batch_size),
-            task=self.config.task,
-            loss_fn=SegmentationLoss(self.config.loss, self.config.task),
-            device=device,
-        )
+        metrics = start_metrics(self.start_path, train, self.val_items, self.config)
         self.send(ValidationEvent(step=0, metrics=dict(metrics), improved=False))
         return float(metrics["score"])
 
-    def run(self, control: _Control) -> TrainerFinished:
+    def run(self, control: Control) -> TrainerFinished:
         """Train until the budget is spent or ``stop`` is asked; returns the final event."""
         from napari_unet.core.training.loop import (
             CheckpointEvent,
@@ -322,7 +206,7 @@ class Trainer:
 
         train, val = self.gather()
         baseline = self.baseline(train)
-        feed = _Feed()
+        feed = Feed()
         events = iter_train(
             str(self.start_path),
             train,
@@ -345,7 +229,7 @@ class Trainer:
             if isinstance(event, StepEvent):
                 self._send_step(event)
             elif isinstance(event, ValidationEvent):
-                self._flush_step()
+                self._send_step.flush()
                 metrics = dict(event.metrics)
                 self.send(event)
             elif isinstance(event, CheckpointEvent) and event.kind == "best":
@@ -356,10 +240,10 @@ class Trainer:
                     self._publish(Path(event.path), event.step, metrics)
                 else:
                     logger.info("best so far (%.4f) not better than the start model", score)
-        self._flush_step()
+        self._send_step.flush()
         return TrainerFinished(result.reason, int(result.steps), self.published)
 
-    def _take_corrections(self, control: _Control, feed: _Feed) -> bool:
+    def _take_corrections(self, control: Control, feed: Feed) -> bool:
         """Announce items the loop took in, queue new corrections; True when the pool grew."""
         changed = bool(feed.taken)
         if changed:
@@ -389,8 +273,8 @@ def run_trainer(request: dict | FinetuneRequest, events: Any, control: Any) -> N
     try:
         if isinstance(request, dict):
             request = FinetuneRequest.from_dict(request)
-        _prepare_process(request)
-        listener = _Control(control)
+        prepare_process(request)
+        listener = Control(control)
         trainer = Trainer(request, events.put)
         final: Any = trainer.run(listener)
     except UserInputError as err:

@@ -21,19 +21,24 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import os
-import pickle
-import zipfile
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_unet.core.atomic import atomic_write_with
-from napari_unet.core.config import Config, check_task
-from napari_unet.core.errors import CheckpointError, DeviceError
+from napari_unet.core.checkpoint.builtin import BUILTIN_DIR, builtin_checkpoints, resolve_checkpoint
+from napari_unet.core.checkpoint.info import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointInfo,
+    LoadedModel,
+    default_class_names,
+    plain_data,
+)
+from napari_unet.core.checkpoint.integrity import info_from_payload, load_payload
+from napari_unet.core.errors import CheckpointError
 
 if TYPE_CHECKING:
     import torch
@@ -41,161 +46,23 @@ if TYPE_CHECKING:
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.models import SegmentationNet
 
-if TYPE_CHECKING:
-    from napari_unet.core.postprocess.config import PostprocessConfig
+__all__ = [
+    "BUILTIN_DIR",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointInfo",
+    "LoadedModel",
+    "builtin_checkpoints",
+    "default_class_names",
+    "load_checkpoint",
+    "read_checkpoint_info",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "napari-unet-loop checkpoint"
-FORMAT_VERSION = 1
-#: Folder of the checkpoints shipped with the package (``<name>.pt``).
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "builtin_models"
 _WEIGHT_DTYPES = ("float32", "float16")
-
-
-def default_class_names(task: str, out_channels: int) -> tuple[str, ...]:
-    """Class names used when none are given: one per class the labels can hold."""
-    if task == "binary":
-        return ("background", "foreground")
-    if task == "instances":
-        return ("background", "interior", "boundary")
-    if task == "semantic":
-        return ("background", *(f"class {k}" for k in range(1, out_channels)))
-    return ()
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointInfo(Config):
-    """Everything a checkpoint says about its model, as plain data.
-
-    Attributes:
-        arch: registry name (``build_model(arch, **model_config)`` rebuilds the network).
-        model_config: the network's constructor settings.
-        task: ``binary`` (1 channel), ``semantic`` (K >= 2), ``instances`` (3) or ``restoration``.
-        in_channels, out_channels: the network's input and logit channels.
-        class_names: one name per class of the labels (binary: background and foreground).
-        normalization: ``NormalizationConfig.to_dict()``; empty means the default.
-        tile_shape: preferred tile (Y, X) for prediction, or None for the predictor's default.
-        overlap: preferred tile overlap in pixels, or None.
-        provenance: where it came from: created, parent, data, steps, metrics, software, card...
-        name, description: shown in model lists.
-        format_version: the file format version it was read from or will be written with.
-    """
-
-    arch: str
-    model_config: dict
-    task: str
-    in_channels: int
-    out_channels: int
-    class_names: tuple[str, ...] = ()
-    normalization: dict = dataclasses.field(default_factory=dict)
-    tile_shape: tuple[int, int] | None = None
-    overlap: int | None = None
-    provenance: dict = dataclasses.field(default_factory=dict)
-    name: str = ""
-    description: str = ""
-    format_version: int = FORMAT_VERSION
-
-    def __post_init__(self) -> None:
-        try:
-            check_task(self.task)
-        except ValueError as err:
-            raise CheckpointError(f"{err}.") from None
-        for field in ("in_channels", "out_channels"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CheckpointError(f"{field} must be a positive integer, got {value!r}.")
-        needed = {"binary": "1", "instances": "3"}.get(self.task)
-        if (needed and self.out_channels != int(needed)) or (
-            self.task == "semantic" and self.out_channels < 2
-        ):
-            needed = needed or "at least 2"
-            raise CheckpointError(
-                f"a {self.task} model needs {needed} output channel(s) but this one has "
-                f"{self.out_channels}; build the model with out_channels={needed} or pick the "
-                "task that matches its output."
-            )
-        names = tuple(str(n) for n in (self.class_names or ()))
-        names = names or default_class_names(self.task, self.out_channels)
-        expected = len(default_class_names(self.task, self.out_channels))
-        if self.task != "restoration" and len(names) != expected:
-            raise CheckpointError(
-                f"a {self.task} model with {self.out_channels} output channel(s) needs {expected} "
-                f"class names, got {len(names)} ({', '.join(names)})."
-            )
-        object.__setattr__(self, "class_names", names)
-        if self.tile_shape is not None:
-            object.__setattr__(self, "tile_shape", tuple(int(s) for s in self.tile_shape))
-        if not isinstance(self.model_config, dict) or not isinstance(self.provenance, dict):
-            raise CheckpointError("model_config and provenance must be dicts.")
-
-    @property
-    def spatial_dims(self) -> int:
-        """2 for an image model, 3 for a volume model (from the architecture; 2 if unknown)."""
-        from napari_unet.core.models import architecture_spatial_dims
-
-        try:
-            return architecture_spatial_dims(self.arch)
-        except ValueError:
-            return 2
-
-    def normalization_config(self) -> NormalizationConfig:
-        """The stored normalisation as a
-        :class:`napari_unet.core.inference.normalization.NormalizationConfig`."""
-        from napari_unet.core.inference.normalization import NormalizationConfig
-
-        return NormalizationConfig.from_dict(dict(self.normalization))
-
-    def postprocess_config(self, **overrides: object) -> PostprocessConfig:
-        """The model's post-processing defaults (``provenance["postprocess"]``) with overrides.
-
-        Built-in models store tuned values there (e.g. ``foreground_class`` for EM neurite
-        regions, a threshold and minimum size for nuclei); ``None`` overrides are ignored, so a
-        CLI flag or GUI field the user left alone keeps the model's value. ``output`` defaults to
-        instances for an instance model.
-        """
-        from napari_unet.core.postprocess.labels import postprocess_with_defaults
-
-        defaults = dict(self.provenance.get("postprocess") or {})
-        defaults.setdefault("output", "instances" if self.task == "instances" else "semantic")
-        return postprocess_with_defaults(defaults, **overrides)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class LoadedModel:
-    """A loaded checkpoint: ``model`` (eval mode, float32), its ``info`` and ``training_state``."""
-
-    model: SegmentationNet
-    info: CheckpointInfo
-    training_state: Any = None
-
-
-def _plain(value: Any, where: str) -> Any:
-    """Check/convert ``value`` to what ``torch.load(weights_only=True)`` rebuilds (no objects)."""
-    import numpy as np
-    import torch
-
-    if value is None or isinstance(value, torch.Tensor):
-        return value
-    for kind in (bool, int, float, str):  # subclasses (TorchVersion, IntEnum) are objects to pickle
-        if isinstance(value, kind):
-            return kind(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
-    if isinstance(value, (os.PathLike, datetime.datetime)):
-        return str(value)
-    if isinstance(value, Config):
-        return value.to_dict()
-    if isinstance(value, dict):
-        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
-    raise TypeError(
-        f"{where} holds a {type(value).__name__}; a checkpoint stores only tensors and plain data "
-        "(dict, list, str, numbers)"
-    )
 
 
 def save_checkpoint(
@@ -236,11 +103,42 @@ def save_checkpoint(
     """
     import torch
 
-    from napari_unet import __version__
-
     weights_dtype = weights_dtype or "float32"
     if weights_dtype not in _WEIGHT_DTYPES:
         raise ValueError(f"weights_dtype must be one of {_WEIGHT_DTYPES}, got {weights_dtype!r}")
+    info = _checkpoint_info(
+        model, task, class_names, normalization, tile_shape, overlap, provenance, name, description
+    )
+    state_dict = _cpu_state_dict(model, weights_dtype)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "info": info.to_dict(),
+        "weights_dtype": weights_dtype,
+        "state_dict": state_dict,
+        "training_state": plain_data(training_state, "training_state"),
+    }
+    atomic_write_with(path, lambda handle: torch.save(payload, handle))
+    logger.info("saved %s checkpoint %s (%s, %s)", task, path, info.arch, weights_dtype)
+    return Path(path)
+
+
+def _checkpoint_info(
+    model: SegmentationNet,
+    task: str,
+    class_names: tuple[str, ...] | list[str] | None,
+    normalization: NormalizationConfig | dict | None,
+    tile_shape: tuple[int, int] | None,
+    overlap: int | None,
+    provenance: dict | None,
+    name: str,
+    description: str,
+) -> CheckpointInfo:
+    """The validated description that :func:`save_checkpoint` stores (with ``created``)."""
+    import torch
+
+    from napari_unet import __version__
+
     if hasattr(normalization, "to_dict"):
         normalization = normalization.to_dict()
     provenance = dict(provenance or {})
@@ -256,11 +154,18 @@ def save_checkpoint(
         normalization=dict(normalization or {}),
         tile_shape=tuple(tile_shape) if tile_shape is not None else None,
         overlap=overlap,
-        provenance=_plain(provenance, "provenance"),
+        provenance=plain_data(provenance, "provenance"),
         name=name,
         description=description,
     )
     info.normalization_config()  # validates the stored normalisation now, not at load time
+    return info
+
+
+def _cpu_state_dict(model: SegmentationNet, weights_dtype: str) -> dict[str, torch.Tensor]:
+    """The weights as contiguous CPU copies; float16 where asked and where they fit."""
+    import torch
+
     state_dict = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu", copy=True).contiguous()  # no shared/oversized storage
@@ -269,146 +174,7 @@ def save_checkpoint(
             if torch.isfinite(half).all() or not torch.isfinite(tensor).all():
                 tensor = half
         state_dict[key] = tensor
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "info": info.to_dict(),
-        "weights_dtype": weights_dtype,
-        "state_dict": state_dict,
-        "training_state": _plain(training_state, "training_state"),
-    }
-    atomic_write_with(path, lambda handle: torch.save(payload, handle))
-    logger.info("saved %s checkpoint %s (%s, %s)", task, path, info.arch, weights_dtype)
-    return Path(path)
-
-
-def _describe_foreign(path: Path, payload: Any) -> str:
-    """The message for a file that loads but is not one of our checkpoints."""
-    import torch
-
-    if (
-        isinstance(payload, dict)
-        and payload
-        and all(isinstance(v, torch.Tensor) for v in payload.values())
-    ):
-        example = next(iter(payload))
-        return (
-            f"{path} is not a napari-unet-loop checkpoint: this looks like a bare PyTorch "
-            f"state_dict ({len(payload)} tensors, e.g. {example!r}) that does not say which "
-            "architecture or task it belongs to; build the matching model with "
-            "napari_unet.core.models.build_model, load the state_dict into it and save it with "
-            "napari_unet.core.checkpoint.format.save_checkpoint."
-        )
-    if isinstance(payload, dict):
-        keys = ", ".join(repr(k) for k in list(payload)[:6])
-        return (
-            f"{path} is not a napari-unet-loop checkpoint (a file from another tool, top-level "
-            f"keys {keys}); rebuild the model with napari_unet.core.models.build_model, load its "
-            "weights and save it with save_checkpoint, or ask the sender for a napari-unet-loop "
-            "checkpoint."
-        )
-    return (
-        f"{path} is not a napari-unet-loop checkpoint (it holds a {type(payload).__name__}); "
-        "pass a .pt file saved by napari-unet-loop."
-    )
-
-
-def _check_crcs(path: Path) -> None:
-    """Read every member of the zip once and compare its CRC (the member's name stays inside).
-
-    Raises:
-        CheckpointError: a checksum does not match or a member cannot be read.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
-        logger.info("%s cannot be read: %s", path, err)
-        raise CheckpointError(
-            f"{path} is damaged (its data cannot be read): copy it again or pick another "
-            "checkpoint."
-        ) from None
-    if bad is not None:
-        logger.info("%s: the CRC of %s does not match", path, bad)
-        raise CheckpointError(
-            f"{path} is damaged (a checksum does not match): copy it again or pick another "
-            "checkpoint."
-        )
-
-
-def _load_payload(
-    path: str | os.PathLike, *, map_location: Any, mmap: bool = False, verify: bool | None = None
-) -> dict:
-    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError.
-
-    ``verify`` (default: when not ``mmap``) checks every stored CRC first, reading the file once.
-    """
-    import torch
-
-    path = Path(path)
-    if isinstance(map_location, (str, torch.device)):
-        wanted = torch.device(map_location)
-        if wanted.type == "cuda" and not torch.cuda.is_available():
-            raise DeviceError(
-                f"cannot load {path} onto {wanted}: CUDA is not available on this machine; "
-                "load it onto the CPU (map_location='cpu')."
-            )
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"checkpoint {path} {what}; pass the path of a .pt checkpoint file.")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-        if head.startswith(b"PK"):
-            reason = "it is truncated or damaged (an interrupted download or copy?)"
-        else:
-            reason = "it is not a PyTorch checkpoint file"
-        raise CheckpointError(f"cannot load {path}: {reason}; copy or download it again.")
-    if verify is None:
-        verify = not mmap
-    if verify:  # torch does not check the CRCs: a flipped byte in the weights would load
-        _check_crcs(path)
-    from napari_unet.core.checkpoint.bioimageio_import import is_package, package_payload
-
-    if is_package(path):  # a bioimage.io package that napari-unet-loop exported
-        payload = package_payload(path, map_location=map_location)
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if "global" in str(err).lower():  # the unpickler met a class or function: refused unrun
-            raise CheckpointError(
-                f"loading {path} was refused: it contains Python objects, not just tensors and "
-                "plain data; it may execute code when loaded, so napari-unet-loop does not open "
-                "it. Re-save it with napari-unet-loop (save_checkpoint) in a trusted environment, "
-                "or ask the sender for a napari-unet-loop checkpoint."
-            ) from None
-        raise CheckpointError(
-            f"cannot load {path}: it is damaged ({err}); copy it again."
-        ) from None
-    except (RuntimeError, EOFError, ValueError, KeyError, OSError, zipfile.BadZipFile) as err:
-        raise CheckpointError(
-            f"cannot load {path}: it is truncated or damaged ({type(err).__name__}: {err}); "
-            "copy or download it again."
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(_describe_foreign(path, payload))
-    version = payload.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path} has an invalid format version {version!r}; it is damaged.")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} was written by a newer napari-unet-loop (checkpoint format {version}; this "
-            f"version reads up to {FORMAT_VERSION}); upgrade napari-unet-loop to load it."
-        )
-    return payload
-
-
-def _info_from_payload(path: Path, payload: dict) -> CheckpointInfo:
-    try:
-        return CheckpointInfo.from_dict(payload["info"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} has an invalid model description ({err}).") from None
+    return state_dict
 
 
 def read_checkpoint_info(path: str | os.PathLike, *, verify: bool = False) -> CheckpointInfo:
@@ -423,8 +189,8 @@ def read_checkpoint_info(path: str | os.PathLike, *, verify: bool = False) -> Ch
     Raises:
         CheckpointError: missing, damaged, foreign, unsafe or newer file.
     """
-    payload = _load_payload(path, map_location="cpu", mmap=True, verify=verify)
-    return _info_from_payload(Path(path), payload)
+    payload = load_payload(path, map_location="cpu", mmap=True, verify=verify)
+    return info_from_payload(Path(path), payload)
 
 
 def load_checkpoint(
@@ -453,8 +219,8 @@ def load_checkpoint(
     from napari_unet.core.models import build_model, list_architectures
 
     path = Path(path)
-    payload = _load_payload(path, map_location=map_location)
-    info = _info_from_payload(path, payload)
+    payload = load_payload(path, map_location=map_location)
+    info = info_from_payload(path, payload)
     if info.arch not in list_architectures():
         raise CheckpointError(
             f"{path} uses the architecture {info.arch!r}, which this version of napari-unet-loop "
@@ -514,29 +280,3 @@ def _load_weights(path: Path, model: torch.nn.Module, state_dict: Any) -> None:
             "the file is damaged or was edited, re-save the model with save_checkpoint."
         )
     model.load_state_dict(state_dict, strict=True)  # copies and casts fp16 weights to float32
-
-
-def builtin_checkpoints() -> dict[str, Path]:
-    """Checkpoints shipped with the package: ``{name: path}`` from ``builtin_models/*.pt``."""
-    if not BUILTIN_DIR.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(BUILTIN_DIR.glob("*.pt"))}
-
-
-def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """A checkpoint file from a path or the name of a built-in checkpoint.
-
-    Raises:
-        CheckpointError: neither an existing file nor a built-in name (lists the built-ins).
-    """
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    builtins = builtin_checkpoints()
-    if str(name_or_path) in builtins:
-        return builtins[str(name_or_path)]
-    known = ", ".join(builtins) if builtins else "none are installed"
-    raise CheckpointError(
-        f"no checkpoint file or built-in model named {str(name_or_path)!r} (built-in models: "
-        f"{known}); pass the path of a .pt checkpoint file, e.g. --model path/to/model.pt."
-    )

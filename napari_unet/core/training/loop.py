@@ -15,9 +15,10 @@ Example:
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
+import queue
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import torch
@@ -34,20 +35,16 @@ from napari_unet.core.training.config import (
     ValidationEvent,
 )
 from napari_unet.core.training.items import TrainingItem
-from napari_unet.core.training.losses import LossConfig, SegmentationLoss
-from napari_unet.core.training.schedule import LearningRateSchedule, build_optimizer
+from napari_unet.core.training.losses import LossConfig
+from napari_unet.core.training.run_parts import RunParts, RunProgress, build_run, resume_run
 from napari_unet.core.training.state import (
-    CheckpointWriter,
-    build_pools,
+    ModelSource,
     capture_state,
     drain_new_items,
     finite_or_raise,
-    load_resume_state,
     resolve_model,
-    restore_state,
     stop_function,
 )
-from napari_unet.core.training.step import StepRunner
 from napari_unet.core.training.targets import TargetConfig
 from napari_unet.core.training.validation import evaluate
 
@@ -101,7 +98,6 @@ def iter_train(
     should_stop = stop_function(stop)
     source = resolve_model(model_or_checkpoint, parent)
     model = source.model
-    task = config.task
     device = get_device(config.device)
     previous_threads = torch.get_num_threads()
     if config.num_threads:
@@ -109,7 +105,7 @@ def iter_train(
     try:
         return (
             yield from _run(
-                source, items, config, task, device, should_stop, resume_from, val_items, new_items
+                source, items, config, device, should_stop, resume_from, val_items, new_items
             )
         )
     finally:
@@ -118,167 +114,174 @@ def iter_train(
         model.to("cpu")
 
 
-def _run(source, items, config, task, device, should_stop, resume_from, val_items, new_items):
-    model = source.model
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler, validation, input_shape = build_pools(model, items, val_items, config)
-    val_batches = validation.validation_batches(config.batch_size)
-    val_version = validation.version
-
-    if config.freeze_encoder:
-        for parameter in model.encoder_parameters():
-            parameter.requires_grad_(False)
-    model.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(
-        parameters,
-        config.optimizer,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        momentum=config.momentum,
-    )
-    schedule = LearningRateSchedule(
-        config.schedule,
-        config.lr,
-        warmup_steps=config.warmup_steps,
-        patience=config.plateau_patience,
-    )
-    loss_fn = SegmentationLoss(config.loss, task)
-    runner = StepRunner(model, optimizer, loss_fn, config, device, generator, sampler)
-    checkpoint_dir = config.checkpoint_dir or tempfile.mkdtemp(prefix="napari-unet-train-")
-    writer = CheckpointWriter(
-        checkpoint_dir,
-        source,
-        task=task,
-        class_names=config.class_names,
-        normalization=config.normalization,
-        input_shape=input_shape,
-    )
-
-    step, elapsed, best_score, best_metrics, bad_validations = 0, 0.0, None, {}, 0
-    best_written = False
+def _run(
+    source: ModelSource,
+    items: Sequence[TrainingItem],
+    config: TrainConfig,
+    device: torch.device,
+    should_stop: Callable[[], bool],
+    resume_from: str | os.PathLike | None,
+    val_items: Sequence[TrainingItem] | None,
+    new_items: queue.Queue | None,
+) -> Generator[TrainEvent, None, TrainResult]:
+    """The body of :func:`iter_train` once the model is resolved and the threads are set."""
+    run, progress = build_run(source, items, config, device, val_items)
     if resume_from is not None:
-        state = load_resume_state(resume_from, model)
-        model.to(device)
-        restore_state(
-            state,
-            optimizer=optimizer,
-            schedule=schedule,
-            scaler=runner.scaler,
-            sampler=sampler,
-            generator=generator,
-        )
-        step, elapsed = int(state["step"]), float(state["elapsed_s"])
-        best_score, bad_validations = state.get("best_score"), int(state["bad_validations"])
-        best_metrics = dict(state.get("best_metrics") or {})
-        logger.info("resumed from %s at step %d", resume_from, step)
-
-    def provenance(metrics: dict) -> dict[str, Any]:
-        return {
-            "data": {
-                "n_images": len(sampler.items),
-                "annotated_pixels": sampler.annotated_pixels(),
-                "validation_pixels": validation.annotated_pixels() if val_batches else 0,
-            },
-            "steps": step,
-            "elapsed_s": round(elapsed, 3),
-            "metrics": metrics,
-            "seed": config.seed,
-            "train_config": config.to_dict(),
-        }
-
-    def save_latest() -> CheckpointEvent:
-        state = capture_state(
-            step=step,
-            elapsed_s=elapsed,
-            optimizer=optimizer,
-            schedule=schedule,
-            scaler=runner.scaler,
-            sampler=sampler,
-            generator=generator,
-            extra={
-                "best_score": best_score,
-                "best_metrics": best_metrics,
-                "bad_validations": bad_validations,
-                "train_config": config.to_dict(),
-            },
-        )
-        path = writer.write("latest", provenance(best_metrics), state)
-        return CheckpointEvent(step=step, path=path, kind="latest")
-
-    def validate(lr: float):
-        nonlocal best_score, best_metrics, best_written
-        metrics = evaluate(model, val_batches, task=task, loss_fn=loss_fn, device=device)
-        finite_or_raise(metrics["loss"], step - 1, lr, writer.latest_path)
-        improved = best_score is None or metrics["score"] > best_score
-        yield ValidationEvent(step=step, metrics=metrics, improved=improved)
-        if improved:
-            best_score, best_metrics, best_written = metrics["score"], metrics, True
-            yield CheckpointEvent(step, writer.write("best", provenance(metrics)), "best")
-        return metrics["score"], improved
-
-    reason, lr = "steps", config.lr
-    start = time.perf_counter() - elapsed
-    last_validated, last_saved = step, -1
-    while True:
-        if should_stop():
-            reason = "stopped"
-            break
-        if config.steps is not None and step >= config.steps:
-            reason = "steps"
-            break
-        if config.minutes is not None and elapsed >= 60.0 * config.minutes:
-            reason = "time"
-            break
-        drain_new_items(new_items, sampler, validation, config)
-        if validation.version != val_version:
-            val_batches = validation.validation_batches(config.batch_size)
-            val_version = validation.version
-        progress = config.progress(step, elapsed)
-        lr = schedule.apply(optimizer, step, progress)
-        tick = time.perf_counter()
-        loss = runner.step()
-        finite_or_raise(loss, step, lr, writer.latest_path if step else None)
-        step += 1
-        elapsed = time.perf_counter() - start
-        rate = config.batch_size / max(time.perf_counter() - tick, 1e-9)
-        yield StepEvent(step=step, loss=loss, lr=lr, patches_per_s=rate, elapsed_s=elapsed)
-        if step % config.val_every:
-            continue
-        last_validated = step
-        if val_batches:
-            score, improved = yield from validate(lr)
-            schedule.observe(score)
-            bad_validations = 0 if improved else bad_validations + 1
-        else:
-            schedule.observe(-loss)
-        yield save_latest()
-        last_saved = step
-        patience = config.early_stopping_patience
-        if patience is not None and val_batches and bad_validations >= patience:
-            reason = "early_stopping"
-            break
-
-    if val_batches and last_validated != step and step and reason != "stopped":
-        yield from validate(lr)  # a Stop skips it: the user asked to stop now
-    if last_saved != step:
-        yield save_latest()
-    if not best_written and (not val_batches or not writer.best_path.exists()):
-        # no validation data (or no improvement after a resume): the final model is the best
-        yield CheckpointEvent(step, writer.write("best", provenance(best_metrics)), "best")
-    logger.info("training finished after %d steps (%s)", step, reason)
+        resume_run(run, progress, resume_from)
+    reason = yield from _loop(run, progress, should_stop, new_items)
+    yield from _finish(run, progress, reason)
+    logger.info("training finished after %d steps (%s)", progress.step, reason)
     return TrainResult(
-        best_path=writer.best_path,
-        latest_path=writer.latest_path,
-        steps=step,
-        best_metrics=best_metrics,
+        best_path=run.writer.best_path,
+        latest_path=run.writer.latest_path,
+        steps=progress.step,
+        best_metrics=progress.best_metrics,
         stopped_early=reason in ("stopped", "early_stopping", "time"),
         reason=reason,
     )
+
+
+def _stop_reason(
+    config: TrainConfig, progress: RunProgress, should_stop: Callable[[], bool]
+) -> str | None:
+    """Why the loop ends before the next step (``stopped``, ``steps``, ``time``), or None."""
+    if should_stop():
+        return "stopped"
+    if config.steps is not None and progress.step >= config.steps:
+        return "steps"
+    if config.minutes is not None and progress.elapsed >= 60.0 * config.minutes:
+        return "time"
+    return None
+
+
+def _loop(
+    run: RunParts,
+    progress: RunProgress,
+    should_stop: Callable[[], bool],
+    new_items: queue.Queue | None,
+) -> Generator[TrainEvent, None, str]:
+    """Step, validate and save until a budget, a stop or early stopping ends it; returns why."""
+    config = run.config
+    start = time.perf_counter() - progress.elapsed
+    while True:
+        reason = _stop_reason(config, progress, should_stop)
+        if reason is not None:
+            return reason
+        _refresh_validation(run, progress, new_items)
+        loss = yield from _step(run, progress, start)
+        if progress.step % config.val_every:
+            continue
+        progress.last_validated = progress.step
+        if progress.val_batches:
+            score, improved = yield from _validate(run, progress)
+            run.schedule.observe(score)
+            progress.bad_validations = 0 if improved else progress.bad_validations + 1
+        else:
+            run.schedule.observe(-loss)
+        yield _save_latest(run, progress)
+        progress.last_saved = progress.step
+        patience = config.early_stopping_patience
+        if patience is not None and progress.val_batches and progress.bad_validations >= patience:
+            return "early_stopping"
+
+
+def _refresh_validation(
+    run: RunParts, progress: RunProgress, new_items: queue.Queue | None
+) -> None:
+    """Take queued items into the pools; rebuild the validation batches when they changed."""
+    drain_new_items(new_items, run.sampler, run.validation, run.config)
+    if run.validation.version != progress.val_version:
+        progress.val_batches = run.validation.validation_batches(run.config.batch_size)
+        progress.val_version = run.validation.version
+
+
+def _step(run: RunParts, progress: RunProgress, start: float) -> Generator[TrainEvent, None, float]:
+    """One optimiser step: set the learning rate, step, check the loss, yield a StepEvent."""
+    config = run.config
+    step = progress.step
+    progress.lr = lr = run.schedule.apply(
+        run.optimizer, step, config.progress(step, progress.elapsed)
+    )
+    tick = time.perf_counter()
+    loss = run.runner.step()
+    finite_or_raise(loss, step, lr, run.writer.latest_path if step else None)
+    progress.step = step = step + 1
+    progress.elapsed = elapsed = time.perf_counter() - start
+    rate = config.batch_size / max(time.perf_counter() - tick, 1e-9)
+    yield StepEvent(step=step, loss=loss, lr=lr, patches_per_s=rate, elapsed_s=elapsed)
+    return loss
+
+
+def _finish(run: RunParts, progress: RunProgress, reason: str) -> Generator[TrainEvent, None, None]:
+    """The last validation, ``latest.pt`` and (if none was written yet) ``best.pt``."""
+    step, val_batches, writer = progress.step, progress.val_batches, run.writer
+    if val_batches and progress.last_validated != step and step and reason != "stopped":
+        yield from _validate(run, progress)  # a Stop skips it: the user asked to stop now
+    if progress.last_saved != step:
+        yield _save_latest(run, progress)
+    if not progress.best_written and (not val_batches or not writer.best_path.exists()):
+        # no validation data (or no improvement after a resume): the final model is the best
+        path = writer.write("best", _provenance(run, progress, progress.best_metrics))
+        yield CheckpointEvent(step, path, "best")
+
+
+def _provenance(run: RunParts, progress: RunProgress, metrics: dict[str, float]) -> dict[str, Any]:
+    """The provenance written into a checkpoint: data sizes, steps, time, metrics, settings."""
+    return {
+        "data": {
+            "n_images": len(run.sampler.items),
+            "annotated_pixels": run.sampler.annotated_pixels(),
+            "validation_pixels": run.validation.annotated_pixels() if progress.val_batches else 0,
+        },
+        "steps": progress.step,
+        "elapsed_s": round(progress.elapsed, 3),
+        "metrics": metrics,
+        "seed": run.config.seed,
+        "train_config": run.config.to_dict(),
+    }
+
+
+def _save_latest(run: RunParts, progress: RunProgress) -> CheckpointEvent:
+    """Write ``latest.pt`` with the full training state (for resuming)."""
+    state = capture_state(
+        step=progress.step,
+        elapsed_s=progress.elapsed,
+        optimizer=run.optimizer,
+        schedule=run.schedule,
+        scaler=run.runner.scaler,
+        sampler=run.sampler,
+        generator=run.generator,
+        extra={
+            "best_score": progress.best_score,
+            "best_metrics": progress.best_metrics,
+            "bad_validations": progress.bad_validations,
+            "train_config": run.config.to_dict(),
+        },
+    )
+    path = run.writer.write("latest", _provenance(run, progress, progress.best_metrics), state)
+    return CheckpointEvent(step=progress.step, path=path, kind="latest")
+
+
+def _validate(
+    run: RunParts, progress: RunProgress
+) -> Generator[TrainEvent, None, tuple[float, bool]]:
+    """Evaluate on the validation batches; write ``best.pt`` when the score improved."""
+    metrics = evaluate(
+        run.model,
+        progress.val_batches,
+        task=run.config.task,
+        loss_fn=run.loss_fn,
+        device=run.device,
+    )
+    finite_or_raise(metrics["loss"], progress.step - 1, progress.lr, run.writer.latest_path)
+    improved = progress.best_score is None or metrics["score"] > progress.best_score
+    yield ValidationEvent(step=progress.step, metrics=metrics, improved=improved)
+    if improved:
+        progress.best_score, progress.best_metrics = metrics["score"], metrics
+        progress.best_written = True
+        path = run.writer.write("best", _provenance(run, progress, metrics))
+        yield CheckpointEvent(progress.step, path, "best")
+    return metrics["score"], improved
 
 
 def train(*args: Any, **kwargs: Any) -> TrainResult:

@@ -1,0 +1,88 @@
+"""What ``napari-unet-loop simulate`` writes besides its rounds: the machine it ran on and the
+accuracy curves (``--plot``). Also used by ``benchmarks/bench_hitl.py`` and
+``benchmarks/plot_curves.py`` (through :mod:`napari_unet.cli.simulate`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+__all__ = ["CURVE_METRICS", "machine_description", "plot_curves"]
+
+
+def machine_description() -> str:
+    """CPU model, logical cores, torch version and threads."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                model,
+            )
+    except OSError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+
+#: Metrics drawn per task (the first is the headline; all lie in [0, 1]).
+CURVE_METRICS: dict[str, tuple[str, ...]] = {
+    "semantic": ("iou", "dice", "rand_error"),
+    "binary": ("iou", "dice", "rand_error"),
+    "instances": ("ap50", "ap75", "f1_50"),
+}
+
+
+def plot_curves(
+    summary: dict, path: str | os.PathLike, *, metrics: tuple[str, ...] = (), title: str = ""
+) -> Path:
+    """Draw the held-out metrics against corrected images and training minutes (PNG).
+
+    Args:
+        summary: the ``simulate`` JSON (``rounds`` with ``corrected_images``,
+            ``cumulative_minutes``, ``pixels_corrected`` and ``metrics``).
+        path: the PNG to write (atomically).
+        metrics: metric keys to draw (default per task, :data:`CURVE_METRICS`).
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from napari_unet.core.atomic import atomic_write_with
+
+    rounds = summary["rounds"]
+    task = summary.get("config", {}).get("simulate", {}).get("task", "semantic")
+    metrics = metrics or CURVE_METRICS.get(task, ("iou",))
+    figure = Figure(figsize=(11, 3.6), layout="constrained")
+    axes = figure.subplots(1, 3)
+    for key in metrics:
+        values = [r["metrics"].get(key) for r in rounds]
+        values = [float("nan") if v is None else v for v in values]
+        for ax, x in zip(axes[:2], ("corrected_images", "cumulative_minutes")):
+            label = f"{key} (lower is better)" if "error" in key else key
+            ax.plot([r[x] for r in rounds], values, marker="o", label=label)
+    for ax, label in zip(axes[:2], ("images corrected", "minutes of training (cumulative)")):
+        ax.set_xlabel(label)
+        ax.set_ylabel("held-out score")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    effort = [r["pixels_corrected"] / 1000.0 for r in rounds[1:]]
+    axes[2].bar([r["round"] for r in rounds[1:]], effort, color="tab:gray")
+    axes[2].set_xticks([r["round"] for r in rounds[1:]])
+    axes[2].set_xlabel("round")
+    axes[2].set_ylabel("pixels corrected (thousands)")
+    axes[2].grid(alpha=0.3, axis="y")
+    if title:
+        figure.suptitle(title)
+    path = Path(path)
+    atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    return path
