@@ -53,6 +53,10 @@ class TrainConfig(Config):
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         num_threads: torch CPU threads during training (None = torch's default).
         checkpoint_dir: folder for ``best.pt`` and ``latest.pt`` (None = a new temporary one).
+        tune_postprocess: instance models: after training, choose the post-processing
+            (thresholds, minimum size, unseeded foreground) on the held-back tiles and store it
+            in ``best.pt`` (:mod:`napari_unet.core.training.operating_point`); False keeps the
+            inherited (or default) setting.
     """
 
     task: str = "semantic"
@@ -85,6 +89,7 @@ class TrainConfig(Config):
     device: str = "auto"
     num_threads: int | None = None
     checkpoint_dir: str | None = None
+    tune_postprocess: bool = True
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -169,6 +174,8 @@ class TrainResult:
         best_metrics: validation metrics of the best checkpoint (empty without validation).
         stopped_early: True unless the step budget was used up.
         reason: ``steps``, ``time``, ``stopped`` or ``early_stopping``.
+        operating_point: ``provenance["operating_point"]`` of ``best_path`` when the
+            post-processing was tuned on the held-back tiles (instance models), else None.
     """
 
     best_path: Path
@@ -177,6 +184,7 @@ class TrainResult:
     best_metrics: dict
     stopped_early: bool
     reason: str
+    operating_point: dict | None = None
 
 
 TrainEvent = StepEvent | ValidationEvent | CheckpointEvent

@@ -18,6 +18,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -271,6 +272,11 @@ def _run(source, items, config, task, device, should_stop, resume_from, val_item
         # no validation data (or no improvement after a resume): the final model is the best
         yield CheckpointEvent(step, writer.write("best", provenance(best_metrics)), "best")
     logger.info("training finished after %d steps (%s)", step, reason)
+    operating_point = None
+    if config.tune_postprocess and task == "instances" and val_batches and step:
+        operating_point, changed = tune_best(writer.best_path, validation.items, config)
+        if changed:  # listeners (the trainer process) publish the re-tuned model
+            yield CheckpointEvent(step, writer.best_path, "best")
     return TrainResult(
         best_path=writer.best_path,
         latest_path=writer.latest_path,
@@ -278,7 +284,55 @@ def _run(source, items, config, task, device, should_stop, resume_from, val_item
         best_metrics=best_metrics,
         stopped_early=reason in ("stopped", "early_stopping", "time"),
         reason=reason,
+        operating_point=operating_point,
     )
+
+
+def tune_best(
+    best_path: Path, val_items: Sequence[TrainingItem], config: TrainConfig
+) -> tuple[dict | None, bool]:
+    """Re-tune the post-processing of ``best_path`` on ``val_items`` and store it there.
+
+    Returns:
+        ``(report, changed)``: ``provenance["operating_point"]`` now in the checkpoint (None when
+        the held-back tiles hold no object: nothing is written) and whether the stored
+        post-processing changed.
+    """
+    from napari_unet.core.checkpoint.format import load_checkpoint, save_checkpoint
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.training.operating_point import choose_operating_point
+
+    loaded = load_checkpoint(best_path)
+    info = loaded.info
+    predict_config = PredictConfig(
+        tile_shape=info.tile_shape or (512, 512), overlap=info.overlap, device=config.device
+    )
+    point = choose_operating_point(
+        loaded.model,
+        val_items,
+        base=info.postprocess_config(),
+        predict_config=predict_config,
+        tile=config.val_tile,
+    )
+    if point is None:
+        return None, False
+    provenance = {**info.provenance, "operating_point": point.report()}
+    if point.changed:
+        inherited = info.provenance.get("postprocess") or {}
+        provenance["postprocess"] = {**inherited, **point.settings()}
+    save_checkpoint(
+        best_path,
+        loaded.model,
+        task=info.task,
+        class_names=info.class_names,
+        normalization=info.normalization,
+        tile_shape=info.tile_shape,
+        overlap=info.overlap,
+        provenance=provenance,
+        name=info.name,
+        description=info.description,
+    )
+    return point.report(), point.changed
 
 
 def train(*args: Any, **kwargs: Any) -> TrainResult:
