@@ -38,6 +38,10 @@ TTA_CHOICES: tuple[tuple[str, str], ...] = (
     ("flips", "Flips (4x time)"),
     ("dihedral", "Flips + rotations (8x time)"),
 )
+UNSEEDED_CHOICES: tuple[tuple[str, str], ...] = (
+    ("object", "Own objects"),
+    ("drop", "Background"),
+)
 CHOOSE_AXES = "choose…"
 DEFAULT_TILE = 512
 
@@ -98,6 +102,11 @@ class PredictForm(QWidget):
         self.threshold.setValue(0.5)
         self.threshold.setToolTip("Foreground probability cut")
         self.min_size = _spin(0, 100000, 0, 5, "Objects with fewer pixels are removed", " px")
+        self.unseeded = _combo(
+            UNSEEDED_CHOICES,
+            "Instances: foreground that no object centre (seed) reaches becomes objects of its "
+            "own or stays background (fewer specks and rims; the model's tuned choice is preset)",
+        )
         self.batch = _spin(1, 64, 4, 1, "Tiles per forward pass (lower it on a small GPU)")
         self.tta = _combo(
             TTA_CHOICES,
@@ -123,6 +132,7 @@ class PredictForm(QWidget):
         self.advanced_section.add_row("Overlap", self.overlap)
         self.advanced_section.add_row("Threshold", self.threshold)
         self.advanced_section.add_row("Min. object size", self.min_size)
+        self.advanced_section.add_row("Unseeded foreground", self.unseeded)
         self.advanced_section.add_row("Batch size", self.batch)
         self.advanced_section.add_row("Augment (TTA)", self.tta)
         layout = QVBoxLayout(self)
@@ -175,7 +185,7 @@ class PredictForm(QWidget):
         postprocess: Any = None,
     ) -> None:
         """Defaults from a checkpoint: output kind from its task, tiling from its tile defaults,
-        threshold and minimum object size from its stored post-processing
+        threshold, minimum object size and unseeded foreground from its stored post-processing
         (:meth:`~napari_unet.core.checkpoint.format.CheckpointInfo.postprocess_config`)."""
         self.output.setCurrentIndex(
             self.output.findData("instances" if task == "instances" else "semantic")
@@ -187,6 +197,7 @@ class PredictForm(QWidget):
         if postprocess is not None:
             self.threshold.setValue(float(postprocess.threshold))
             self.min_size.setValue(int(postprocess.min_size))
+            self.unseeded.setCurrentIndex(max(self.unseeded.findData(postprocess.unseeded), 0))
 
     def scope_key(self) -> str:
         """``"slice"``, ``"stack"`` or ``"region"``."""
@@ -209,4 +220,5 @@ class PredictForm(QWidget):
             "output": str(self.output.currentData()),
             "threshold": float(self.threshold.value()),
             "min_size": int(self.min_size.value()),
+            "unseeded": str(self.unseeded.currentData()),
         }
