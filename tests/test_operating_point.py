@@ -220,3 +220,23 @@ def test_segment_form_presets_and_returns_the_models_unseeded_choice(qtbot):
     assert form.postprocess_settings()["min_size"] == 20
     # what the Segment dock then asks for
     assert tuned.postprocess_config(**form.postprocess_settings()).unseeded == "drop"
+
+
+def test_a_stop_publishes_without_retuning(tmp_path):
+    """A Stop ends training now (as it skips the final validation): no tuning after it."""
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=8, in_channels=1, out_channels=3)
+    config = TrainConfig(task="instances", steps=100, batch_size=2, patch_shape=(32, 32),
+                         val_fraction=0.3, val_tile=32, val_every=2, device="cpu",
+                         augment=AugmentConfig(strength=0.0),
+                         checkpoint_dir=str(tmp_path / "r"))  # fmt: skip
+    calls = iter(range(100))
+    events = iter_train(model, _nuclei_items(), config, stop=lambda: next(calls) >= 3)
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            result = done.value
+            break
+    assert result.reason == "stopped" and result.operating_point is None
+    assert "operating_point" not in load_checkpoint(result.best_path).info.provenance

@@ -5,7 +5,9 @@
 returns a :class:`TrainResult`. ``train`` drains it. Patches come only from annotated pixels
 (class-balanced, see :mod:`napari_unet.core.training.sampler`); validation uses held-back annotated
 tiles that are never trained on. ``latest.pt`` carries the full training state, so
-``iter_train(..., resume_from=latest)`` continues bit-identically on the CPU.
+``iter_train(..., resume_from=latest)`` continues bit-identically on the CPU. After training an
+instance model (unless stopped), the post-processing is re-tuned on the held-back tiles and stored
+in ``best.pt`` (:func:`tune_best`, ``TrainConfig.tune_postprocess``).
 
 Example:
     >>> result = train(build_model("unet", depth=2, base_channels=8), items,
@@ -273,7 +275,8 @@ def _run(source, items, config, task, device, should_stop, resume_from, val_item
         yield CheckpointEvent(step, writer.write("best", provenance(best_metrics)), "best")
     logger.info("training finished after %d steps (%s)", step, reason)
     operating_point = None
-    if config.tune_postprocess and task == "instances" and val_batches and step:
+    tune = config.tune_postprocess and task == "instances" and bool(val_batches) and step > 0
+    if tune and reason != "stopped":  # a Stop skips it (as the final validation): stop now
         operating_point, changed = tune_best(writer.best_path, validation.items, config)
         if changed:  # listeners (the trainer process) publish the re-tuned model
             yield CheckpointEvent(step, writer.best_path, "best")
