@@ -68,13 +68,16 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
     for item in paths:
         source = Path(item)
         if is_zarr(source):
-            if image_stem(source).endswith(LABELS_SUFFIX):
+            if image_stem(source).endswith(LABELS_SUFFIX) or _inside_labels(source):
                 layers.append(_zarr_labels_layer(source))
                 continue
             layers.append(_zarr_layer(source))
             sibling = source.with_name(f"{image_stem(source)}{LABELS_SUFFIX}.zarr")
             if is_zarr(sibling) and str(sibling) not in {str(p) for p in paths}:
                 layers.append(_zarr_labels_layer(sibling))
+            for inside in _predicted_labels_inside(source):
+                if str(inside) not in {str(p) for p in paths}:
+                    layers.append(_zarr_labels_layer(inside))
             continue
         if source.stem.endswith(LABELS_SUFFIX):
             layers.append(_labels_layer(source))
@@ -84,6 +87,19 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
         if sibling is not None and str(sibling) not in {str(p) for p in paths}:
             layers.append(_labels_layer(sibling))
     return layers
+
+
+def _inside_labels(path: Path) -> bool:
+    """True for a label image of an OME-Zarr image: ``IMAGE.zarr/labels/NAME``."""
+    return path.parent.name == "labels" and is_zarr(path.parent.parent)
+
+
+def _predicted_labels_inside(image: Path) -> list[Path]:
+    """The label images in ``image/labels`` that ``predict --labels-in-image`` wrote (marked)."""
+    folder = image / "labels"
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if is_zarr(p) and read_mark(p) is not None]
 
 
 def _zarr_layer(path: Path) -> LayerData:
@@ -114,7 +130,11 @@ def _zarr_labels_layer(path: Path) -> LayerData:
             size / 1e9,
         )
         labels = da.from_zarr(lazy.array)
-    return labels, _labels_kwargs(labels, lazy.axes, path, image_stem(path)), "labels"
+    if _inside_labels(path):  # IMAGE.zarr/labels/NAME: named and tagged after its image
+        name = f"{image_stem(path.parent.parent)} {path.name}{LABELS_SUFFIX}"
+    else:
+        name = image_stem(path)
+    return labels, _labels_kwargs(labels, lazy.axes, path, name), "labels"
 
 
 def _labels_kwargs(labels: Any, axes: str | None, path: Path, name: str) -> dict[str, Any]:
@@ -129,6 +149,8 @@ def _labels_kwargs(labels: Any, axes: str | None, path: Path, name: str) -> dict
     mark = read_mark(path)
     if mark is not None and isinstance(labels, np.ndarray):
         image_name = name[: -len(LABELS_SUFFIX)] if name.endswith(LABELS_SUFFIX) else name
+        if _inside_labels(path):
+            image_name = image_stem(path.parent.parent)
         tag.update(
             role="labels",
             image_layer=image_name,

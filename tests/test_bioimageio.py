@@ -15,6 +15,7 @@ import yaml
 
 from napari_unet.cli import main as cli_main
 from napari_unet.core.checkpoint.bioimageio_export import (
+    ONNX_OPSET,
     BioimageioExportConfig,
     export_bioimageio,
     scale_range,
@@ -92,6 +93,21 @@ def test_package_reproduces_the_network_and_states_its_geometry(case, tmp_path, 
         with torch.no_grad():
             traced = scripted(torch.from_numpy(scale_range(raw, 2.0, 99.0))).numpy()
         np.testing.assert_allclose(traced, expected, atol=1e-5)
+    assert "weights.onnx" in files  # listed with its opset, checked against the state dict
+    onnx_entry = rdf["weights"]["onnx"]
+    assert onnx_entry["sha256"] == hashlib.sha256(files["weights.onnx"]).hexdigest()
+    assert (
+        onnx_entry["opset_version"] == ONNX_OPSET and onnx_entry["parent"] == "pytorch_state_dict"
+    )
+    try:
+        import onnxruntime
+    except ImportError:
+        return  # the ONNX run is checked by test_bioimageio_core_runs_each_weight_format
+    session = onnxruntime.InferenceSession(
+        files["weights.onnx"], providers=["CPUExecutionProvider"]
+    )
+    (run,) = session.run(None, {"input": scale_range(raw, 2.0, 99.0)})
+    np.testing.assert_allclose(run, expected, atol=1e-4)
 
 
 def test_lineage_and_card_reach_the_readme_and_config(tmp_path) -> None:
@@ -128,16 +144,48 @@ def test_package_is_a_valid_bioimageio_description(tmp_path) -> None:
     assert summary.status == "valid-format", summary.format()
 
 
-def test_bioimageio_core_runs_the_package(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def semantic_package(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("package")
+    loaded = load_checkpoint(_checkpoint(folder, "unet-semantic"))
+    return export_bioimageio(loaded, folder / "m.zip", config=BioimageioExportConfig(test_size=64))
+
+
+@pytest.mark.parametrize("weight_format", ["pytorch_state_dict", "torchscript", "onnx"])
+def test_bioimageio_core_runs_each_weight_format(semantic_package, weight_format) -> None:
     core = pytest.importorskip("bioimageio.core")
+    if weight_format == "onnx":
+        pytest.importorskip(
+            "onnxruntime", reason="onnxruntime is not installed: the ONNX weights cannot run here"
+        )
+    rdf = yaml.safe_load(_members(semantic_package)["rdf.yaml"])
+    assert weight_format in rdf["weights"]
+    summary = core.test_model(semantic_package, weight_format=weight_format)
+    failed = [d.name for d in summary.details if d.status != "passed"]
+    assert summary.status == "passed", failed
+    assert any(weight_format in d.name for d in summary.details)  # that format really ran
+
+
+def test_the_package_with_onnx_weights_is_valid_without_onnxruntime(tmp_path, monkeypatch) -> None:
+    import builtins
+
+    spec = pytest.importorskip("bioimageio.spec")
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     loaded = load_checkpoint(_checkpoint(tmp_path, "unet-semantic"))
     path = export_bioimageio(
         loaded, tmp_path / "m.zip", config=BioimageioExportConfig(test_size=64)
     )
-    summary = core.test_model(path)
-    failed = [d.name for d in summary.details if d.status != "passed"]
-    assert summary.status == "passed", failed
-    assert any("torchscript" in d.name for d in summary.details)  # both weight formats ran
+    files = _members(path)
+    assert "weights.onnx" in files  # exported unrun; the format check still passes
+    summary = spec.load_description(path).validation_summary
+    assert summary.status == "valid-format", summary.format()
 
 
 def test_bad_sample_and_unwritable_target_give_messages_and_no_file(tmp_path) -> None:
@@ -170,10 +218,12 @@ def test_cli_exports_a_builtin_with_a_sample(tmp_path, capsys) -> None:
     tifffile.imwrite(tmp_path / "stack.tif", image, photometric="minisblack")
     out = tmp_path / "em.zip"
     argv = ["export", "em-membranes", "--out", str(out), "--sample", str(tmp_path / "stack.tif")]
-    assert cli_main([*argv, "--axes", "ZYX", "--no-torchscript", "--author", "Me"]) == 0
+    argv += ["--axes", "ZYX", "--no-torchscript", "--no-onnx", "--author", "Me"]
+    assert cli_main(argv) == 0
     assert capsys.readouterr().out.strip() == str(out)
     files = _members(out)
-    assert "weights_torchscript.pt" not in files
+    assert "weights_torchscript.pt" not in files and "weights.onnx" not in files
+    assert set(yaml.safe_load(files["rdf.yaml"])["weights"]) == {"pytorch_state_dict"}
     raw = _npy(files["test_input.npy"])
     np.testing.assert_array_equal(raw[0, 0], image[1, 8:88, :80].astype(np.float32))  # middle
     rdf = yaml.safe_load(files["rdf.yaml"])

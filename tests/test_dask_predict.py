@@ -208,6 +208,25 @@ def test_semantic_labels_identical_z_split_and_model_loaded_once(
     assert not (tmp_path / "out" / "vol.dask-blocks").exists()  # complete: markers removed
     loads = client.run(model_cache.load_count)
     assert all(count <= 1 for count in loads.values()), loads  # 12 blocks, one load per worker
+    # the pyramid is built once level 0 is complete, the same as the slice-by-slice path's
+    if _has_ome_zarr():
+        import zarr
+
+        single = zarr.open_group(str(tmp_path / "out" / "ref_labels.zarr"), mode="r")
+        many = zarr.open_group(str(tmp_path / "out" / "vol_labels.zarr"), mode="r")
+        assert sorted(many.array_keys()) == ["0", "1", "2"]
+        for level in ("1", "2"):
+            assert np.array_equal(many[level][...], single[level][...])
+        factor = 4
+        assert np.array_equal(many["2"][...], result[:, ::factor, ::factor])
+        [ours], [theirs] = many.attrs["multiscales"], single.attrs["multiscales"]
+        assert ours["datasets"] == theirs["datasets"] and ours["axes"] == theirs["axes"]
+
+
+def _has_ome_zarr() -> bool:
+    from napari_unet.core.io.ome_pyramid import ome_zarr_available
+
+    return ome_zarr_available()
 
 
 def test_instances_same_objects_on_a_mosaic_split_in_y_and_x(client, loaded, tmp_path, monkeypatch):
@@ -387,3 +406,24 @@ def test_core_never_imports_dask_distributed():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_labels_in_image_on_dask_match_the_single_process_path(
+    client, loaded, tmp_path, monkeypatch
+):
+    if not _has_ome_zarr():
+        pytest.skip("ome-zarr is not installed (labels inside an image need it)")
+    import zarr
+
+    image = _volume(tmp_path / "vol.zarr", (64, 64), "ZYX", seeds=range(2))
+    job = _job(loaded, tmp_path / "out", labels="semantic", block=(1, 32, 64))
+    reference = _single(job, image)
+    job.args.labels_in_image = True
+    monkeypatch.setattr("napari_unet.cli.predict_dask._client", lambda _: client)
+    predict_dask(job, image, "vol", _Bar())
+    assert not (tmp_path / "out" / "vol_labels.zarr").exists()
+    [name] = zarr.open_group(str(image / "labels"), mode="r").attrs["labels"]
+    inside = zarr.open_group(str(image / "labels" / name), mode="r")
+    assert np.array_equal(inside["0"][...], reference)
+    assert np.array_equal(inside["1"][...], reference[:, ::2, ::2])
+    assert inside.attrs["image-label"]["source"] == {"image": "../../"}

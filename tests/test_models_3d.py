@@ -306,14 +306,14 @@ def test_3d_checkpoint_refused_by_the_2d_path_and_the_reverse(tmp_path):
     assert load_checkpoint(path2d, spatial_dims=2).info.spatial_dims == 2
 
 
-def test_predict_refuses_a_3d_model_clearly_and_leaves_the_image_alone():
+def test_predict_refuses_a_2d_image_for_a_3d_model_clearly_and_leaves_the_image_alone():
     net = build_model("unet3d", depth=1, base_channels=2, padding="same").eval()
-    volume = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
-    before = volume.copy()
-    with pytest.raises(UserInputError, match=r"^unet3d is a 3-D model: prediction") as info:
-        predict(net, volume, "ZYX", task="semantic")
+    image = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    before = image.copy()
+    with pytest.raises(UserInputError, match=r"^unet3d is a 3-D model and needs a volume") as info:
+        predict(net, image, "YX", task="semantic")
     assert "\n" not in str(info.value)
-    assert np.array_equal(volume, before)
+    assert np.array_equal(image, before)
 
 
 # --- 2.5-D: neighbouring slices as channels of a 2-D net -------------------------------------

@@ -206,22 +206,6 @@ def test_training_stores_the_chosen_operating_point(tmp_path, tune):
         assert "postprocess" not in provenance
 
 
-def test_segment_form_presets_and_returns_the_models_unseeded_choice(qtbot):
-    from napari_unet._widgets.predict_form import PredictForm
-
-    form = PredictForm()
-    qtbot.addWidget(form)
-    assert form.postprocess_settings()["unseeded"] == "object"
-    tuned = _info({"postprocess": {"unseeded": "drop", "min_size": 20}})
-    form.set_model_defaults(
-        task="instances", tile_shape=None, overlap=None, postprocess=tuned.postprocess_config()
-    )
-    assert form.postprocess_settings()["unseeded"] == "drop"
-    assert form.postprocess_settings()["min_size"] == 20
-    # what the Segment dock then asks for
-    assert tuned.postprocess_config(**form.postprocess_settings()).unseeded == "drop"
-
-
 def test_a_stop_publishes_without_retuning(tmp_path):
     """A Stop ends training now (as it skips the final validation): no tuning after it."""
     torch.manual_seed(0)

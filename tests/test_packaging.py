@@ -53,3 +53,13 @@ def test_wheel_metadata_spdx_licence_urls_and_napari_optional(wheel: Path) -> No
     assert not [r for r in hard if r.split()[0].startswith("napari")], hard
     assert any(r.startswith("napari[all]") and 'extra == "gui"' in r for r in requires)
     assert meta["Description-Content-Type"] == "text/markdown"
+
+
+def test_gui_without_napari_says_what_to_install(monkeypatch, capsys) -> None:
+    """``pip install napari-unet-loop`` has no napari: ``gui`` says how to get it, in one line."""
+    from napari_unet.cli import main
+
+    monkeypatch.setitem(sys.modules, "napari", None)  # import napari -> ImportError
+    assert main(["gui", "--no-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "napari-unet-loop[all]" in err and "\n" not in err and "Traceback" not in err

@@ -188,7 +188,8 @@ def test_spawned_trainer_honours_stop(tmp_path, start):
     context = multiprocessing.get_context("spawn")
     events, control = context.Queue(), context.Queue()
     req = request(folder, start, train={"steps": 100_000, "val_every": 1000})
-    process = context.Process(target=run_trainer, args=(req.to_dict(), events, control))
+    # the request crosses the spawn boundary as it is (TrainerClient.start does the same)
+    process = context.Process(target=run_trainer, args=(req, events, control))
     process.start()
     try:
         seen = collect(

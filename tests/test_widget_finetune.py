@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_unet.core.training.config import StepEvent, ValidationEvent
+from napari_unet.core.training.config import StepEvent, TrainConfig, ValidationEvent
 from napari_unet.session import Session
 
 pytestmark = pytest.mark.gui
@@ -206,20 +206,20 @@ def test_request_from_settings(make_panel, session, qtbot):
     _, panel = make_panel(session)
     form = panel.form
     assert form.start_key() == "version:v001"  # the newest version is the default
-    assert form.lr.text() == "0.0001" and form.augment.value() == 50
+    assert form.lr.text() == "0.0001" and form.fields["strength"].value == 0.5
     assert form.budget_kind.currentData() == "minutes" and form.budget.value() == 5
     form.budget_kind.setCurrentIndex(form.budget_kind.findData("steps"))
     form.budget.setValue(300)
     form.lr.setText("0.0005")
-    form.augment.setValue(20)
+    form.fields["strength"].value = 0.2  # the slider (a magicgui FloatSlider)
     form.freeze.setChecked(True)
     form.dice.setValue(0.5)
     form.patch.setValue(128)
     form.batch.setValue(2)
     form.threads.setValue(1)
     budgeted = panel.build_request().train_config
-    assert budgeted["steps"] == 300 and budgeted["minutes"] is None
-    assert budgeted["schedule"] == "cosine"
+    assert budgeted.steps == 300 and budgeted.minutes is None
+    assert budgeted.schedule == "cosine"
     form.keep_learning.setChecked(True)
     assert "keep-learning" in panel.start_button.text()
     assert not form.budget.isEnabled() and not form.budget_kind.isEnabled()
@@ -228,14 +228,14 @@ def test_request_from_settings(make_panel, session, qtbot):
     assert request.session == str(session.root) and request.start_from == "v001"
     assert request.keep_learning and request.num_threads == 1
     # keep learning runs until Stop: no step budget, a day's cap, no decay to follow
-    assert train["steps"] is None and train["minutes"] == 24 * 60
-    assert train["schedule"] == "constant"
-    assert train["lr"] == pytest.approx(5e-4) and train["freeze_encoder"]
-    assert train["augment"]["strength"] == pytest.approx(0.2)
-    assert train["loss"]["ce"] == 1.0 and train["loss"]["dice"] == 0.5
-    assert train["patch_shape"] == [128, 128] and train["batch_size"] == 2
-    assert train["val_every"] == 20 and train["val_tile"] == 128
-    assert train["checkpoint_dir"].startswith(str(session.root / "runs"))
+    assert train.steps is None and train.minutes == 24 * 60
+    assert train.schedule == "constant"
+    assert train.lr == pytest.approx(5e-4) and train.freeze_encoder
+    assert train.augment.strength == pytest.approx(0.2)
+    assert train.loss.ce == 1.0 and train.loss.dice == 0.5
+    assert train.patch_shape == (128, 128) and train.batch_size == 2
+    assert train.val_every == 20 and train.val_tile == 128
+    assert train.checkpoint_dir.startswith(str(session.root / "runs"))
     panel.start()
     assert panel.client.requests and not panel.start_button.isEnabled()
     assert panel.stop_button.isEnabled()
@@ -329,9 +329,9 @@ def test_timing_line_counts_down_a_budget_but_not_keep_learning():
 
     step = StepEvent(50, 0.3, 1e-4, 8.0, 60.0)
     started = time.monotonic() - 60.0
-    budgeted = SimpleNamespace(keep_learning=False, train_config={"minutes": 5.0, "steps": None})
+    budgeted = SimpleNamespace(keep_learning=False, train_config=TrainConfig(minutes=5.0))
     text = timing_text(started, step, time.monotonic(), budgeted, running=True)
     assert "about 4 min" in text and text.endswith("step 50")
-    forever = SimpleNamespace(keep_learning=True, train_config={"minutes": 1440.0, "steps": None})
+    forever = SimpleNamespace(keep_learning=True, train_config=TrainConfig(minutes=1440.0))
     text = timing_text(started, step, time.monotonic(), forever, running=True)
     assert "until Stop" in text and "left" not in text

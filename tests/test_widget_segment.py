@@ -116,7 +116,7 @@ def test_test_time_augmentation_choice_reaches_the_prediction(viewer, checkpoint
     _, panel = make_widget(viewer, checkpoint, qtbot)
     panel.form.probabilities.setChecked(True)
     panel.form.overwrite.setChecked(True)
-    assert panel.form.predict_settings()["tta"] == "none"  # off unless asked: it costs 4-8x
+    assert panel.form.predict_settings().tta == "none"  # off unless asked: it costs 4-8x
 
     def probabilities():
         role = "probabilities"
@@ -126,7 +126,7 @@ def test_test_time_augmentation_choice_reaches_the_prediction(viewer, checkpoint
     run_and_wait(panel, qtbot)
     plain = probabilities()
     panel.form.tta.setCurrentIndex(panel.form.tta.findData("dihedral"))
-    assert panel.form.predict_settings()["tta"] == "dihedral"
+    assert panel.form.predict_settings().tta == "dihedral"
     run_and_wait(panel, qtbot)
     assert not errors, errors
     averaged = probabilities()

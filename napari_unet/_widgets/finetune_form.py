@@ -1,9 +1,14 @@
 """The controls of the fine-tune panel: start model, budget, learning rate, augmentation...
 
-:class:`FinetuneForm` only holds and reads values (``train_settings`` gives ``TrainConfig``
-fields); :class:`~napari_unet._widgets.finetune_panel.FinetunePanel` wires it to the session and
-the trainer. Start models are keyed ``"builtin:<name>"``, ``"version:<id>"`` or
-``"file:<path>"``; :func:`start_from_value` turns a key into ``FinetuneRequest.start_from``.
+:class:`FinetuneForm` only holds and reads values. The start model and the budget are built by
+hand (a list that follows the session; one number for two exclusive fields); every other row
+is generated (:mod:`~napari_unet._widgets.config_form`) from the fields of ``TrainConfig``,
+``LossConfig``, ``AugmentConfig`` and ``FinetuneRequest`` declared with
+:func:`~napari_unet.core.config.setting`. ``train_settings`` gives a ``TrainConfig`` and
+``request_settings`` a ``FinetuneRequest``; the
+:class:`~napari_unet._widgets.finetune_panel.FinetunePanel` wires it to the session and the
+trainer. Start models are keyed ``"builtin:<name>"``, ``"version:<id>"`` or ``"file:<path>"``;
+:func:`start_from_value` turns a key into ``FinetuneRequest.start_from``.
 """
 
 from __future__ import annotations
@@ -13,24 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QDoubleValidator
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_unet._widgets.collapsible import CollapsibleForm
+from napari_unet._widgets.config_form import ConfigWidgets, add_rows
 from napari_unet.core.config import LR_FINETUNE, LR_SCRATCH
+from napari_unet.core.training.config import AugmentConfig, LossConfig, TrainConfig
+from napari_unet.trainer.events import FinetuneRequest, default_num_threads
 
 LOAD_ITEM = "load:"
 DEFAULT_MINUTES = 5
@@ -47,25 +49,6 @@ BUDGETS = {
 def start_from_value(key: str) -> str:
     """``FinetuneRequest.start_from`` of a start key: built-in name, version id or file path."""
     return key.split(":", 1)[1]
-
-
-def _spin(low: float, high: float, value: float, step: float, tooltip: str) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setRange(low, high)
-    spin.setSingleStep(step)
-    spin.setDecimals(2)
-    spin.setValue(value)
-    spin.setToolTip(tooltip)
-    return spin
-
-
-def _int_spin(low: int, high: int, value: int, step: int, tooltip: str) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setSingleStep(step)
-    spin.setValue(value)
-    spin.setToolTip(tooltip)
-    return spin
 
 
 class FinetuneForm(QWidget):
@@ -93,35 +76,29 @@ class FinetuneForm(QWidget):
         self.budget_kind.setToolTip("Stop after this much time, or this many steps")
         self.budget = QSpinBox()
         self.budget.setToolTip("Training budget (the best model so far is kept at every moment)")
-        self.lr = QLineEdit(f"{LR_FINETUNE:g}")
-        self.lr.setValidator(QDoubleValidator(1e-7, 1.0, 8))
-        self.lr.setToolTip("Learning rate: 1e-4 to fine-tune a trained model, 1e-3 from scratch")
-        self.augment = QSlider(Qt.Orientation.Horizontal)
-        self.augment.setRange(0, 100)
-        self.augment.setValue(50)
-        self.augment.setToolTip("Augmentation strength (flips, elastic, affine, intensity), 0–1")
-        self.augment_label = QLabel("0.50")
-        self.augment_label.setMinimumWidth(28)
-        self.freeze = QCheckBox("Freeze encoder")
-        self.freeze.setToolTip("Train only the decoder: faster, safer with very few corrections")
+        self.train_fields = ConfigWidgets(TrainConfig, {"lr": LR_FINETUNE})
+        self.loss_fields = ConfigWidgets(LossConfig)
+        self.augment_fields = ConfigWidgets(AugmentConfig, {"strength": 0.5})
+        self.request_fields = ConfigWidgets(FinetuneRequest, {"num_threads": default_num_threads()})
+        self.groups = (
+            self.train_fields,
+            self.loss_fields,
+            self.augment_fields,
+            self.request_fields,
+        )
+        self.fields = {n: f for g in self.groups for n, f in g.fields.items()}
+        self.fields["device"].widget.choices = ["auto", "cpu"]
+        self.fields["num_threads"].widget.max = max(os.cpu_count() or 1, 1)
+        native = {name: field.native for name, field in self.fields.items()}
+        self.lr, self.augment = native["lr"], native["strength"]
+        self.freeze = native["freeze_encoder"]
+        self.ce, self.dice, self.jaccard = native["ce"], native["dice"], native["jaccard"]
+        self.patch, self.batch = native["patch_shape"], native["batch_size"]
+        self.keep_learning, self.device = native["keep_learning"], native["device"]
+        self.threads = native["num_threads"]
         self.advanced_section = CollapsibleForm("Advanced")
         self.advanced_toggle = self.advanced_section.toggle
         self.advanced = self.advanced_section.content
-        self.ce = _spin(0, 10, 1.0, 0.1, "Weight of the (border-weighted) cross entropy")
-        self.dice = _spin(0, 10, 0.0, 0.1, "Weight of the soft Dice loss")
-        self.jaccard = _spin(0, 10, 0.0, 0.1, "Weight of the −log Jaccard loss")
-        self.patch = _int_spin(32, 2048, 256, 32, "Side of the training patches (output window)")
-        self.patch.setSuffix(" px")
-        self.batch = _int_spin(1, 64, 4, 1, "Patches per step (lower it on a small GPU)")
-        self.keep_learning = QCheckBox("Keep learning")
-        self.keep_learning.setToolTip(
-            "Continuous mode: corrections saved while training runs join the training data"
-        )
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cpu"])
-        self.device.setToolTip("Where the trainer runs (auto: the GPU when there is one)")
-        cores = os.cpu_count() or 1
-        self.threads = _int_spin(1, max(cores, 1), max(1, cores - 1), 1, "Trainer CPU threads")
         #: Checkpoint files loaded as start models (kept when the list is refilled).
         self.files: list[str] = []
         self._lr_edited = False
@@ -137,27 +114,12 @@ class FinetuneForm(QWidget):
         budget = QHBoxLayout()
         budget.addWidget(self.budget, 2)
         budget.addWidget(self.budget_kind, 1)
-        augment = QHBoxLayout()
-        augment.addWidget(self.augment, 1)
-        augment.addWidget(self.augment_label)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.addRow("Start from", self.start)
         form.addRow("Budget", budget)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Augmentation", augment)
-        form.addRow("", self.freeze)
-        losses = QHBoxLayout()
-        for name, spin in (("CE", self.ce), ("Dice", self.dice), ("Jacc.", self.jaccard)):
-            losses.addWidget(QLabel(name))
-            losses.addWidget(spin, 1)
-        self.advanced_section.add_row("Loss weights", losses)
-        self.advanced_section.add_row("Patch size", self.patch)
-        self.advanced_section.add_row("Batch size", self.batch)
-        self.advanced_section.add_row("", self.keep_learning)
-        self.advanced_section.add_row("Device", self.device)
-        self.advanced_section.add_row("Threads", self.threads)
+        add_rows(form, self.advanced_section, self.groups)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -165,7 +127,6 @@ class FinetuneForm(QWidget):
 
     def _connect(self) -> None:
         self.budget_kind.currentIndexChanged.connect(self._on_budget_kind)
-        self.augment.valueChanged.connect(self._on_augment)
         self.lr.textEdited.connect(self._on_lr_edited)
         self.start.activated.connect(self._on_start_activated)
         self.start.currentIndexChanged.connect(self._on_start_index)
@@ -192,9 +153,6 @@ class FinetuneForm(QWidget):
             else "Training budget (the best model so far is kept at every moment)"
         )
         self.keep_learning_changed.emit(on)
-
-    def _on_augment(self, value: int) -> None:
-        self.augment_label.setText(f"{value / 100:.2f}")
 
     def _on_lr_edited(self, _: str) -> None:
         self._lr_edited = True
@@ -296,43 +254,38 @@ class FinetuneForm(QWidget):
     # ------------------------------------------------------------------ values
     def set_devices(self, devices: list[str]) -> None:
         """Offer ``auto`` and ``devices`` (keeps the current choice when still present)."""
-        current = self.device.currentText()
-        self.device.clear()
-        self.device.addItems(["auto", *[d for d in devices if d != "auto"]])
-        self.device.setCurrentIndex(max(self.device.findText(current), 0))
+        self.fields["device"].widget.choices = ["auto", *[d for d in devices if d != "auto"]]
 
     def learning_rate(self) -> float:
         """The learning rate typed (the fine-tuning default when the text is not a number)."""
-        try:
-            value = float(self.lr.text())
-        except ValueError:
-            return LR_FINETUNE
-        return value if value > 0 else LR_FINETUNE
+        return float(self.fields["lr"].value)
 
-    def train_settings(self) -> dict:
-        """``TrainConfig`` fields chosen in the form (budget, optimiser, loss, augmentation)."""
-        kind = self.budget_kind.currentData()
-        patch = int(self.patch.value())
+    def loss_total(self) -> float:
+        """The sum of the loss weights (0: no loss to train with)."""
+        return float(sum(self.loss_fields.values().values()))
+
+    def train_settings(self, base: TrainConfig | None = None) -> TrainConfig:
+        """``base`` with the form's budget, optimiser, loss and augmentation settings.
+
+        Raises:
+            ValueError: a setting the config refuses (all loss weights 0...).
+        """
+        base = base or TrainConfig()
         if self.keep_learning.isChecked():  # until Stop: no budget, so no decay to follow
-            budget = {"steps": None, "minutes": float(KEEP_LEARNING_MINUTES)}
-            budget["schedule"] = "constant"
+            minutes = float(KEEP_LEARNING_MINUTES)
+            budget = base.replace(steps=None, minutes=minutes, schedule="constant")
+        elif self.budget_kind.currentData() == "steps":
+            budget = base.replace(steps=int(self.budget.value()), minutes=None)
         else:
-            budget = {
-                "steps": int(self.budget.value()) if kind == "steps" else None,
-                "minutes": float(self.budget.value()) if kind == "minutes" else None,
-            }
-        return {
-            **budget,
-            "lr": self.learning_rate(),
-            "batch_size": int(self.batch.value()),
-            "patch_shape": (patch, patch),
-            "freeze_encoder": self.freeze.isChecked(),
-            "loss": {
-                "ce": float(self.ce.value()),
-                "dice": float(self.dice.value()),
-                "jaccard": float(self.jaccard.value()),
-            },
-            "augment": {"strength": self.augment.value() / 100.0},
-            "device": self.device.currentText() or "auto",
-            "num_threads": int(self.threads.value()),
-        }
+            budget = base.replace(steps=None, minutes=float(self.budget.value()))
+        return self.train_fields.apply(budget).replace(
+            loss=self.loss_fields.apply(budget.loss),
+            augment=self.augment_fields.apply(budget.augment),
+        )
+
+    def request_settings(self, request: FinetuneRequest) -> FinetuneRequest:
+        """``request`` with the form's keep-learning, device and threads (the trainer's
+        ``TrainConfig`` gets the same device and threads)."""
+        request = self.request_fields.apply(request)
+        train = request.train_config.replace(device=request.device, num_threads=request.num_threads)
+        return request.replace(train_config=train)

@@ -183,7 +183,9 @@ class FinetunePanel(QWidget):
         self.summary = DataSummary()
         if session is not None:
             try:
-                self.summary = self.cache.summary(session, **R.split_settings(self.form))
+                self.summary = self.cache.summary(
+                    session, fraction=R.VAL_FRACTION, tile=R.VAL_TILE, seed=R.VAL_SEED
+                )
             except (UserInputError, OSError) as err:
                 self.show_error(f"Cannot read the session's corrections: {err}")
         self._show_state()

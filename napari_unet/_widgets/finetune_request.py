@@ -15,6 +15,8 @@ from typing import Any
 
 from napari_unet._widgets.finetune_form import FinetuneForm, start_from_value
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.training.config import TrainConfig
+from napari_unet.trainer.events import FinetuneRequest
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +27,6 @@ VAL_FRACTION, VAL_TILE, VAL_SEED = 0.1, 128, 0
 #: Sub-folder of the session for training runs (``best.pt``/``latest.pt`` of each run).
 RUNS_FOLDER = "runs"
 DEFAULT_TASK = "semantic"
-
-
-def split_settings(form: FinetuneForm) -> dict:
-    """``SummaryCache.summary`` keyword arguments matching the trainer's validation split."""
-    return {"fraction": VAL_FRACTION, "tile": VAL_TILE, "seed": VAL_SEED}
 
 
 def version_label(version: Any) -> str:
@@ -119,7 +116,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) -> Any:
+def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) -> FinetuneRequest:
     """The :class:`FinetuneRequest` of the form's settings.
 
     Args:
@@ -131,9 +128,6 @@ def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) 
         UserInputError: no start model, or settings the trainer would refuse (the message says
             which and what to change).
     """
-    from napari_unet.core.training.config import TrainConfig
-    from napari_unet.trainer.events import FinetuneRequest
-
     if not key:
         raise UserInputError(
             "No model to start from: pick a built-in model or an earlier version, or Load… a "
@@ -143,31 +137,26 @@ def build_request(form: FinetuneForm, session: Any, key: str, task: str | None) 
         raise UserInputError(
             f"The checkpoint {start_from_value(key)} does not exist any more; Load… another."
         )
-    settings = form.train_settings()
-    loss = settings["loss"]
-    if sum(loss.values()) <= 0:
+    if form.loss_total() <= 0:
         raise UserInputError("All loss weights are 0: give CE, Dice or Jaccard a weight > 0.")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    settings.update(
-        task=task or DEFAULT_TASK,
-        val_every=VAL_EVERY,
-        val_fraction=VAL_FRACTION,
-        val_tile=VAL_TILE,
-        seed=VAL_SEED,
-        checkpoint_dir=str(Path(session.root) / RUNS_FOLDER / stamp),
-    )
     try:
-        train = TrainConfig.from_dict(settings)
+        base = TrainConfig(
+            task=task or DEFAULT_TASK,
+            val_every=VAL_EVERY,
+            val_fraction=VAL_FRACTION,
+            val_tile=VAL_TILE,
+            seed=VAL_SEED,
+            checkpoint_dir=str(Path(session.root) / RUNS_FOLDER / stamp),
+        )
+        request = FinetuneRequest(
+            session=str(session.root),
+            start_from=start_from_value(key),
+            train_config=form.train_settings(base),
+        )
+        return form.request_settings(request)
     except ValueError as err:
         raise UserInputError(f"These settings cannot be used ({err}); change them.") from None
-    return FinetuneRequest(
-        session=str(session.root),
-        start_from=start_from_value(key),
-        train_config=train.to_dict(),
-        keep_learning=form.keep_learning.isChecked(),
-        num_threads=settings["num_threads"],
-        device=settings["device"],
-    )
 
 
 def duration(seconds: float) -> str:
@@ -180,20 +169,20 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def time_left(step: Any, since_step_s: float, train_config: dict) -> float | None:
+def time_left(step: Any, since_step_s: float, train_config: TrainConfig) -> float | None:
     """Seconds left by the budget (the earlier of the time and step budgets), or None.
 
     Args:
         step: the last ``StepEvent`` (step, elapsed_s). since_step_s: seconds since it came.
-        train_config: the request's ``TrainConfig`` dict (``minutes``, ``steps``).
+        train_config: the request's ``TrainConfig`` (``minutes``, ``steps``).
     """
     elapsed = float(step.elapsed_s) + since_step_s
     lefts = []
-    if train_config.get("minutes"):
-        lefts.append(60.0 * float(train_config["minutes"]) - elapsed)
-    if train_config.get("steps") and step.step > 0 and step.elapsed_s > 0:
+    if train_config.minutes:
+        lefts.append(60.0 * float(train_config.minutes) - elapsed)
+    if train_config.steps and step.step > 0 and step.elapsed_s > 0:
         rate = step.step / float(step.elapsed_s)
-        lefts.append((int(train_config["steps"]) - step.step) / rate - since_step_s)
+        lefts.append((int(train_config.steps) - step.step) / rate - since_step_s)
     return max(0.0, min(lefts)) if lefts else None
 
 
@@ -217,7 +206,7 @@ def timing_text(
         return text + " · starting…"
     if request is not None and request.keep_learning:
         return text + f" · until Stop · step {step.step}"
-    left = time_left(step, now - step_at, request.train_config if request else {})
+    left = None if request is None else time_left(step, now - step_at, request.train_config)
     if left is not None:
         text += f" · about {duration(left)} left"
     return text + f" · step {step.step}"

@@ -118,13 +118,25 @@ def visible_region(viewer: napari.Viewer, layer: Image, axes: str) -> Region | N
     displayed = {int(d) - offset for d in viewer.dims.displayed}
     if viewer.dims.ndisplay != 2 or displayed != {y_dim, x_dim}:
         return None
-    corners = np.asarray(layer.corner_pixels)
-    (y0, x0), (y1, x1) = corners[:, [y_dim, x_dim]]
+    (y0, x0), (y1, x1) = _level0_corners(layer)[:, [y_dim, x_dim]]
     y0, x0 = max(int(y0), 0), max(int(x0), 0)
-    y1, x1 = min(int(y1) + 1, height), min(int(x1) + 1, width)
+    y1, x1 = min(int(y1), height), min(int(x1), width)
     if y1 - y0 < 2 or x1 - x0 < 2 or (y0, x0, y1, x1) == (0, 0, height, width):
         return None
     return slice(y0, y1), slice(x0, x1)
+
+
+def _level0_corners(layer: Image) -> np.ndarray:
+    """``layer.corner_pixels`` as full-resolution ``[start, stop)`` pixels, shape (2, ndim).
+
+    For a pyramid napari gives the corners in the pixels of the level on screen
+    (``data_level``); prediction runs on level 0, so they are scaled by that level's factors.
+    """
+    corners = np.asarray(layer.corner_pixels, dtype=float)
+    factors = np.ones(corners.shape[1])
+    if getattr(layer, "multiscale", False):
+        factors = np.asarray(layer.downsample_factors[layer.data_level], dtype=float)
+    return np.stack([np.floor(corners[0] * factors), np.ceil((corners[1] + 1) * factors)])
 
 
 def labels_metadata(

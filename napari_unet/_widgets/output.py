@@ -4,12 +4,14 @@ image, created once and updated in place afterwards. Main thread only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.measurements import measure_after_prediction
 from napari_unet.core.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -19,6 +21,24 @@ if TYPE_CHECKING:
     from napari_unet.core.io.axes import StackLayout
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputTarget:
+    """Where a prediction's result goes, fixed when the job starts.
+
+    Attributes:
+        image: the name of the image layer predicted (its output layers are found by tag).
+        layout: the image's :class:`~napari_unet.core.io.axes.StackLayout` (``spatial_shape``
+            of the labels layer, slice indexing).
+        model: the checkpoint (name or path) written into the labels layer's tag.
+        skipped: slices left alone (corrected or reviewed ones), for the status line.
+    """
+
+    image: str
+    layout: StackLayout
+    model: str
+    skipped: tuple[int, ...] = ()
 
 
 class OutputWriter:
@@ -42,13 +62,13 @@ class OutputWriter:
             )
         return layer
 
-    def write(self, job: dict[str, Any], result: JobResult) -> None:
-        """Put ``result`` into the output layers of ``job["image"]`` (one redraw each).
+    def write(self, target: OutputTarget, result: JobResult) -> None:
+        """Put ``result`` into the output layers of ``target.image`` (one redraw each).
 
         Raises:
             UserInputError: the image layer was removed or changed shape during the run.
         """
-        name, layout = job["image"], job["layout"]
+        name, layout = target.image, target.layout
         if name not in self.viewer.layers:
             raise UserInputError(
                 f"The image layer '{name}' was removed while it was predicted; nothing was written."
@@ -65,21 +85,23 @@ class OutputWriter:
                 layout.spatial_shape,
                 task=result.task,
                 output=result.output,
-                model=str(job["model"]),
+                model=str(target.model),
                 dtype=result.labels.dtype,
             )
             data = L.write_into(data, meta, layout, result.labels, slices, result.region)
-            self.viewer.add_labels(
+            added = self.viewer.add_labels(
                 data,
                 name=f"{name} labels",
                 metadata={L.TAG: meta},
                 **L.spatial_transform(image, layout.axes),
             )
+            measure_after_prediction(self.viewer, added, layout)
             return
         tag = L.plugin_tag(layer)
-        tag.update(task=result.task, output=result.output, model=str(job["model"]))
+        tag.update(task=result.task, output=result.output, model=str(target.model))
         L.write_labels(layer, layout, result.labels, slices, result.region)
         layer.refresh()
+        measure_after_prediction(self.viewer, layer, layout)
 
     def _write_probabilities(
         self, image: Any, layout: StackLayout, result: JobResult, slices: list[int]

@@ -1,72 +1,84 @@
 """The controls of the predict panel (no behaviour beyond reading and setting their values).
 
-:class:`PredictForm` holds the image/axes/model/device/output/scope choices and the collapsible
-"Advanced" section; :class:`~napari_unet._widgets.segment_panel.SegmentPanel` wires it to the
+:class:`PredictForm` holds the image/axes/model choices (built by hand: they follow the viewer)
+and rows generated from three configs (:mod:`~napari_unet._widgets.config_form`):
+:class:`~napari_unet.core.inference.config.PredictConfig` (device, tiles, batch, TTA),
+:class:`~napari_unet._widgets.predict_worker.PostprocessChoice` (output, threshold, minimum
+size) and :class:`PredictOptions` (probability layer, scope, overwrite), the advanced ones in a
+collapsible section. :class:`~napari_unet._widgets.segment_panel.SegmentPanel` wires it to the
 viewer and the worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QLabel,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from napari_unet._widgets.collapsible import CollapsibleForm
+from napari_unet._widgets.config_form import ConfigWidgets, add_rows
 from napari_unet._widgets.model_picker import ModelPicker
+from napari_unet._widgets.predict_worker import PostprocessChoice
+from napari_unet.core.config import Config, setting
+from napari_unet.core.inference.config import PredictConfig
 
-SCOPES: tuple[tuple[str, str], ...] = (
-    ("slice", "Current slice"),
-    ("stack", "Whole stack"),
-    ("region", "Visible region"),
-)
-OUTPUTS: tuple[tuple[str, str], ...] = (
-    ("instances", "Instance labels"),
-    ("semantic", "Semantic labels"),
-)
-TTA_CHOICES: tuple[tuple[str, str], ...] = (
-    ("none", "Off"),
-    ("flips", "Flips (4x time)"),
-    ("dihedral", "Flips + rotations (8x time)"),
-)
-UNSEEDED_CHOICES: tuple[tuple[str, str], ...] = (
-    ("object", "Own objects"),
-    ("drop", "Background"),
-)
 CHOOSE_AXES = "choose…"
 DEFAULT_TILE = 512
+#: What the form shows first where it differs from the configs' defaults.
+PREDICT_DEFAULTS = {"overlap": 32, "device": "cpu"}
 
 
-def _combo(items: tuple[tuple[str, str], ...], tooltip: str) -> QComboBox:
-    combo = QComboBox()
-    for key, text in items:
-        combo.addItem(text, key)
-    combo.setToolTip(tooltip)
-    return combo
+@dataclasses.dataclass(frozen=True)
+class PredictOptions(Config):
+    """What a prediction run writes, and where (the panel's own choices).
 
+    Attributes:
+        probabilities: also show the foreground probability as an image layer.
+        scope: ``"slice"`` (the slice on screen), ``"stack"`` (every Z/T slice) or
+            ``"region"`` (the visible part of the current slice).
+        overwrite: also predict slices the user corrected or marked reviewed.
+    """
 
-def _spin(low: int, high: int, value: int, step: int, tooltip: str, suffix: str = "") -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(low, high)
-    spin.setSingleStep(step)
-    spin.setValue(value)
-    spin.setToolTip(tooltip)
-    if suffix:
-        spin.setSuffix(suffix)
-    return spin
+    probabilities: bool = setting(
+        False,
+        "Probability layer",
+        tooltip="Also show the foreground probability as an image layer",
+        order=3,
+    )
+    scope: str = setting(
+        "slice",
+        "Scope",
+        tooltip="Current slice: the slice on screen; whole stack: every Z/T slice; visible "
+        "region: only the part of the current slice in view (fast on huge images)",
+        choices=(
+            ("slice", "Current slice"),
+            ("stack", "Whole stack"),
+            ("region", "Visible region"),
+        ),
+        order=4,
+    )
+    overwrite: bool = setting(
+        False,
+        "Overwrite corrected slices",
+        tooltip="Off: slices you edited or marked reviewed keep your corrections and are skipped",
+        order=5,
+    )
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("slice", "stack", "region"):
+            raise ValueError(f"scope must be 'slice', 'stack' or 'region', got {self.scope!r}")
 
 
 class PredictForm(QWidget):
-    """The choices of a prediction run; read them with the accessor methods."""
+    """The choices of a prediction run; read them with the accessor methods.
+
+    Attributes:
+        fields: the generated settings by field name (magicgui widgets and their values).
+        tile, overlap, batch, tta, device, output, threshold, min_size, probabilities, scope,
+            overwrite: the Qt widgets of those settings.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -76,44 +88,28 @@ class PredictForm(QWidget):
         self.axes.setToolTip("What each dimension of the image is (T time, Z depth, C channel)")
         self.axes_label = QLabel("Axes")
         self.model = ModelPicker()
-        self.device = QComboBox()
-        self.device.addItem("cpu")
-        self.device.setToolTip("Where the network runs (only devices present on this machine)")
-        self.output = _combo(OUTPUTS, "One id per object (instances) or one id per class")
-        self.probabilities = QCheckBox("Probability layer")
-        self.probabilities.setToolTip("Also show the foreground probability as an image layer")
-        self.scope = _combo(
-            SCOPES,
-            "Current slice: the slice on screen; whole stack: every Z/T slice; visible region: "
-            "only the part of the current slice in view (fast on huge images)",
-        )
-        self.overwrite = QCheckBox("Overwrite corrected slices")
-        self.overwrite.setToolTip(
-            "Off: slices you edited or marked reviewed keep your corrections and are skipped"
-        )
+        self.predict_fields = ConfigWidgets(PredictConfig, PREDICT_DEFAULTS)
+        self.postprocess_fields = ConfigWidgets(PostprocessChoice, {"output": "instances"})
+        self.option_fields = ConfigWidgets(PredictOptions)
+        self.groups = (self.predict_fields, self.postprocess_fields, self.option_fields)
+        self.fields = {n: f for g in self.groups for n, f in g.fields.items()}
         self.advanced_section = CollapsibleForm("Advanced")
         self.advanced_toggle = self.advanced_section.toggle
         self.advanced = self.advanced_section.content
-        self.tile = _spin(32, 4096, DEFAULT_TILE, 32, "Tile side fed to the network", " px")
-        self.overlap = _spin(0, 512, 32, 8, "Overlap between neighbouring tiles", " px")
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.0, 1.0)
-        self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(0.5)
-        self.threshold.setToolTip("Foreground probability cut")
-        self.min_size = _spin(0, 100000, 0, 5, "Objects with fewer pixels are removed", " px")
-        self.unseeded = _combo(
-            UNSEEDED_CHOICES,
-            "Instances: foreground that no object centre (seed) reaches becomes objects of its "
-            "own or stays background (fewer specks and rims; the model's tuned choice is preset)",
+        native = {name: field.native for name, field in self.fields.items()}
+        self.device, self.output = native["device"], native["output"]
+        self.probabilities, self.scope = native["probabilities"], native["scope"]
+        self.overwrite, self.tile, self.overlap = (
+            native["overwrite"],
+            native["tile_shape"],
+            native["overlap"],
         )
-        self.batch = _spin(1, 64, 4, 1, "Tiles per forward pass (lower it on a small GPU)")
-        self.tta = _combo(
-            TTA_CHOICES,
-            "Test-time augmentation: also predict the image flipped (and rotated) and average; "
-            "fewer gaps in thin membranes and fewer split objects, at 4x (8x) the time",
+        self.threshold, self.min_size = native["threshold"], native["min_size"]
+        self.batch, self.tta = native["batch_size"], native["tta"]
+        overlap = self.fields["overlap"].widget
+        self.fields["tile_shape"].widget.changed.connect(
+            lambda side: setattr(overlap, "max", max(0, int(side) // 2))
         )
-        self.tile.valueChanged.connect(lambda v: self.overlap.setMaximum(max(0, v // 2)))
         self._layout()
 
     def _layout(self) -> None:
@@ -123,18 +119,7 @@ class PredictForm(QWidget):
         form.addRow("Image", self.image)
         form.addRow(self.axes_label, self.axes)
         form.addRow("Model", self.model)
-        form.addRow("Device", self.device)
-        form.addRow("Output", self.output)
-        form.addRow("", self.probabilities)
-        form.addRow("Scope", self.scope)
-        form.addRow("", self.overwrite)
-        self.advanced_section.add_row("Tile size", self.tile)
-        self.advanced_section.add_row("Overlap", self.overlap)
-        self.advanced_section.add_row("Threshold", self.threshold)
-        self.advanced_section.add_row("Min. object size", self.min_size)
-        self.advanced_section.add_row("Unseeded foreground", self.unseeded)
-        self.advanced_section.add_row("Batch size", self.batch)
-        self.advanced_section.add_row("Augment (TTA)", self.tta)
+        add_rows(form, self.advanced_section, self.groups)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -170,11 +155,7 @@ class PredictForm(QWidget):
 
     def set_devices(self, devices: list[str]) -> None:
         """List ``devices`` (keeps the current choice when still present)."""
-        current = self.device.currentText()
-        self.device.clear()
-        self.device.addItems(devices or ["cpu"])
-        index = self.device.findText(current)
-        self.device.setCurrentIndex(max(index, 0))
+        self.fields["device"].widget.choices = list(devices) or ["cpu"]
 
     def set_model_defaults(
         self,
@@ -185,40 +166,31 @@ class PredictForm(QWidget):
         postprocess: Any = None,
     ) -> None:
         """Defaults from a checkpoint: output kind from its task, tiling from its tile defaults,
-        threshold, minimum object size and unseeded foreground from its stored post-processing
+        threshold and minimum object size from its stored post-processing
         (:meth:`~napari_unet.core.checkpoint.format.CheckpointInfo.postprocess_config`)."""
-        self.output.setCurrentIndex(
-            self.output.findData("instances" if task == "instances" else "semantic")
-        )
+        self.fields["output"].value = "instances" if task == "instances" else "semantic"
         if tile_shape:
-            self.tile.setValue(int(max(tile_shape)))
+            self.fields["tile_shape"].value = int(max(tile_shape))
         if overlap is not None:
-            self.overlap.setValue(int(overlap))
+            self.fields["overlap"].value = int(overlap)
         if postprocess is not None:
-            self.threshold.setValue(float(postprocess.threshold))
-            self.min_size.setValue(int(postprocess.min_size))
-            self.unseeded.setCurrentIndex(max(self.unseeded.findData(postprocess.unseeded), 0))
+            self.fields["threshold"].value = float(postprocess.threshold)
+            self.fields["min_size"].value = int(postprocess.min_size)
 
     def scope_key(self) -> str:
         """``"slice"``, ``"stack"`` or ``"region"``."""
-        return str(self.scope.currentData())
+        return str(self.fields["scope"].value)
 
-    def predict_settings(self) -> dict:
-        """``PredictConfig`` fields chosen in the form."""
-        tile = int(self.tile.value())
-        return {
-            "tile_shape": (tile, tile),
-            "overlap": min(int(self.overlap.value()), tile - 1),
-            "batch_size": int(self.batch.value()),
-            "device": self.device.currentText() or "cpu",
-            "tta": str(self.tta.currentData()),
-        }
+    def options(self) -> PredictOptions:
+        """The probability-layer, scope and overwrite choices."""
+        return self.option_fields.apply(PredictOptions())
 
-    def postprocess_settings(self) -> dict:
-        """``PostprocessConfig`` fields chosen in the form."""
-        return {
-            "output": str(self.output.currentData()),
-            "threshold": float(self.threshold.value()),
-            "min_size": int(self.min_size.value()),
-            "unseeded": str(self.unseeded.currentData()),
-        }
+    def predict_settings(self) -> PredictConfig:
+        """The :class:`PredictConfig` chosen in the form (the overlap kept below the tile)."""
+        config = self.predict_fields.apply(PredictConfig())
+        overlap = min(config.overlap or 0, min(config.tile_shape) - 1)
+        return config.replace(overlap=overlap)
+
+    def postprocess_settings(self) -> PostprocessChoice:
+        """The post-processing chosen in the form (over the model's stored defaults)."""
+        return self.postprocess_fields.apply(PostprocessChoice())

@@ -19,17 +19,77 @@ import os
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_unet._widgets.layers import offset_ids
+from napari_unet.core.config import Config, setting
+from napari_unet.core.inference.config import PredictConfig
+
+if TYPE_CHECKING:
+    from napari_unet.core.checkpoint.format import CheckpointInfo
+    from napari_unet.core.postprocess.config import PostprocessConfig
 
 logger = logging.getLogger(__name__)
 
 
 class PredictionError(Exception):
     """An unexpected failure inside the job (the worker framework swallows RuntimeErrors)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PostprocessChoice(Config):
+    """The post-processing chosen in the predict form: it overrides these three fields of the
+    model's stored defaults (:meth:`CheckpointInfo.postprocess_config`) and keeps the others
+    (``foreground_class``, watershed settings...).
+
+    Attributes:
+        output: ``"semantic"`` or ``"instances"``.
+        threshold: foreground probability cut, 0..1.
+        min_size: objects with fewer pixels are removed.
+    """
+
+    output: str = setting(
+        "semantic",
+        "Output",
+        tooltip="One id per object (instances) or one id per class",
+        choices=(("instances", "Instance labels"), ("semantic", "Semantic labels")),
+        order=2,
+    )
+    threshold: float = setting(
+        0.5,
+        "Threshold",
+        tooltip="Foreground probability cut",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+        advanced=True,
+        order=3,
+    )
+    min_size: int = setting(
+        0,
+        "Min. object size",
+        tooltip="Objects with fewer pixels are removed",
+        min=0,
+        max=100000,
+        step=5,
+        suffix=" px",
+        advanced=True,
+        order=4,
+    )
+
+    def __post_init__(self) -> None:
+        if self.output not in ("semantic", "instances"):
+            raise ValueError(f"output must be 'semantic' or 'instances', got {self.output!r}")
+        if not 0.0 <= self.threshold <= 1.0 or self.min_size < 0:
+            raise ValueError(f"invalid threshold={self.threshold!r} or min_size={self.min_size!r}")
+
+    def apply(self, info: CheckpointInfo) -> PostprocessConfig:
+        """The model's post-processing with this choice on top."""
+        return info.postprocess_config(
+            output=self.output, threshold=self.threshold, min_size=self.min_size
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -42,11 +102,8 @@ class PredictJob:
         axes: e.g. ``"YX"``, ``"CYX"`` (one slice), ``"ZYX"`` (whole stack).
         slices: the flattened slice indices of the full image that ``image`` covers, in order.
         region: ``(slice_y, slice_x)`` to predict in every slice, or None for all of it.
-        predict: :class:`~napari_unet.core.inference.prediction.PredictConfig` fields (tiles, batch,
-            device); a dict so that building a job does not import torch on the main thread.
-        postprocess: :class:`~napari_unet.core.postprocess.labels.PostprocessConfig` fields chosen
-            in the form (``output``, threshold, min size); they override the model's stored
-            post-processing defaults (:meth:`CheckpointInfo.postprocess_config`).
+        predict: how to predict (tiles, batch, device, TTA); torch-free, built on the main thread.
+        postprocess: the form's :class:`PostprocessChoice` over the model's stored defaults.
         probabilities: also return the foreground probability.
         loaded: a model loaded by an earlier job for the same checkpoint and device (reused).
         num_threads: torch CPU threads, set on the main thread when the job starts (None:
@@ -58,8 +115,8 @@ class PredictJob:
     axes: str
     slices: tuple[int, ...]
     region: tuple[slice, slice] | None = None
-    predict: dict = dataclasses.field(default_factory=dict)
-    postprocess: dict = dataclasses.field(default_factory=dict)
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
+    postprocess: PostprocessChoice = dataclasses.field(default_factory=PostprocessChoice)
     probabilities: bool = False
     loaded: Any = None
     num_threads: int | None = None
@@ -140,7 +197,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
     """
 
     from napari_unet.core.checkpoint.format import load_checkpoint
-    from napari_unet.core.inference.prediction import PredictConfig, iter_predict
+    from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     start = time.perf_counter()
@@ -151,9 +208,8 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
             loaded = load_checkpoint(Path(job.checkpoint))
         info = loaded.info
         _warm_imports()
-        config = PredictConfig(**job.predict)
-        postprocess = info.postprocess_config(**job.postprocess)
-        probabilities = yield from _predict(job, loaded, config, iter_predict)
+        postprocess = job.postprocess.apply(info)
+        probabilities = yield from _predict(job, loaded, job.predict, iter_predict)
         n = len(job.slices)
         probabilities = probabilities.reshape(probabilities.shape[0], n, *probabilities.shape[-2:])
         planes = []
@@ -185,7 +241,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
 
 
 def _predict(
-    job: PredictJob, loaded: Any, config: Any, iter_predict: Any
+    job: PredictJob, loaded: Any, config: PredictConfig, iter_predict: Any
 ) -> Generator[JobProgress, None, Any]:
     from napari_unet.core.io.axes import to_stack
 

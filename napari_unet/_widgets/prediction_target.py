@@ -9,7 +9,11 @@ the panel, and the panel's private attributes stay private.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from napari_unet._widgets.predict_worker import PostprocessChoice
+    from napari_unet.core.inference.config import PredictConfig
 
 
 class PredictionTarget(Protocol):
@@ -38,11 +42,11 @@ class PredictionTarget(Protocol):
     def chosen_axes(self) -> str | None:
         """The axes chosen by hand for that image, or None."""
 
-    def predict_settings(self) -> dict:
-        """``PredictConfig`` fields chosen in the panel."""
+    def predict_settings(self) -> PredictConfig:
+        """The ``PredictConfig`` chosen in the panel."""
 
-    def postprocess_settings(self) -> dict:
-        """``PostprocessConfig`` fields chosen in the panel."""
+    def postprocess_settings(self) -> PostprocessChoice:
+        """The post-processing chosen in the panel (over the model's stored defaults)."""
 
     def show_message(self, text: str, source: str = "run") -> None:
         """Show ``text`` in the red message line."""

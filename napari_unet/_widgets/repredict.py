@@ -32,6 +32,7 @@ from napari_unet._widgets.logic.refresh import (
     session_protected,
 )
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.output import OutputTarget
 from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
 from napari_unet._widgets.prediction_target import PredictionTarget
 from napari_unet.core.errors import AxesError, UserInputError
@@ -238,9 +239,9 @@ class Repredictor(QObject):
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
         if labels is None:
             raise KeyError(task.image)
-        post = self.target.postprocess_settings() | {
-            "output": L.plugin_tag(labels).get("output") or "semantic"
-        }
+        post = self.target.postprocess_settings().replace(
+            output=L.plugin_tag(labels).get("output") or "semantic"
+        )
         threads = 1 if training_running() else self.target.num_threads
         return PredictJob(
             checkpoint=self._checkpoint,
@@ -270,9 +271,9 @@ class Repredictor(QObject):
             probabilities=None if result.probabilities is None else result.probabilities[keep],
             slices=tuple(result.slices[i] for i in keep),
         )
-        job = {"image": task.image, "layout": task.layout, "model": self._checkpoint}
+        target = OutputTarget(image=task.image, layout=task.layout, model=self._checkpoint)
         try:
-            self.target.writer.write(job, result)
+            self.target.writer.write(target, result)
         except UserInputError as err:
             logger.info("re-prediction of %s not written: %s", task.image, err)
             return

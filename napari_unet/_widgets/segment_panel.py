@@ -32,15 +32,24 @@ from napari_unet._widgets._workers import error_message
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.measurements import MeasureButtons
 from napari_unet._widgets.model_choice import propose_for
-from napari_unet._widgets.output import OutputWriter
+from napari_unet._widgets.output import OutputTarget, OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
-from napari_unet._widgets.predict_worker import JobProgress, JobResult, PredictJob, run_prediction
+from napari_unet._widgets.predict_worker import (
+    JobProgress,
+    JobResult,
+    PostprocessChoice,
+    PredictJob,
+    run_prediction,
+)
 from napari_unet._widgets.progress_view import MessageLine, ProgressView
 from napari_unet.core.errors import AxesError, UserInputError
 
 if TYPE_CHECKING:
     import napari
+
+    from napari_unet.core.inference.config import PredictConfig
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +82,9 @@ class SegmentPanel(QWidget):
         self.loop = LoopState.for_viewer(viewer)
         self._run_key = (id(self), "run")
         self._info_key = (id(self), "model info")
-        self._job: dict[str, Any] = {}
+        #: Where the running (or last) prediction writes, and how it ended.
+        self._target: OutputTarget | None = None
+        self._outcome: str | None = None
         self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
         #: The user picked a model in the list: images no longer propose theirs.
         self.model_by_hand = False
@@ -100,6 +111,7 @@ class SegmentPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.message)
+        layout.addWidget(MeasureButtons(self.viewer, self.image_layer))
         order = [*self.form.focus_chain(), self.run_button, self.cancel_button]
         for first, second in itertools.pairwise([*order, self.form.advanced_toggle]):
             QWidget.setTabOrder(first, second)
@@ -133,12 +145,12 @@ class SegmentPanel(QWidget):
         """The axes chosen by hand, or None."""
         return self.form.chosen_axes()
 
-    def predict_settings(self) -> dict:
-        """``PredictConfig`` fields chosen in the form."""
+    def predict_settings(self) -> PredictConfig:
+        """The ``PredictConfig`` chosen in the form."""
         return self.form.predict_settings()
 
-    def postprocess_settings(self) -> dict:
-        """``PostprocessConfig`` fields chosen in the form."""
+    def postprocess_settings(self) -> PostprocessChoice:
+        """The post-processing chosen in the form (over the model's stored defaults)."""
         return self.form.postprocess_settings()
 
     def _on_image_changed(self, *_: Any) -> None:
@@ -272,15 +284,12 @@ class SegmentPanel(QWidget):
             layer.name,
             plan.layout,
             labels=self.writer.labels_layer(layer.name, plan.layout) is None,
-            instances=self.form.postprocess_settings().get("output") == "instances",
+            instances=self.form.postprocess_settings().output == "instances",
             probabilities=self.form.probabilities.isChecked(),
         )
-        self._job = {
-            "image": layer.name,
-            "layout": plan.layout,
-            "skipped": plan.skipped,
-            "model": checkpoint,
-        }
+        self._target = OutputTarget(
+            image=layer.name, layout=plan.layout, model=checkpoint, skipped=tuple(plan.skipped)
+        )
         if not plan.todo:
             self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
             return None
@@ -299,7 +308,7 @@ class SegmentPanel(QWidget):
 
     def _start(self, job: PredictJob) -> None:
         self.progress.begin("U-Net prediction")
-        self._job["outcome"] = None
+        self._outcome = None
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText("Starting…")
@@ -323,51 +332,54 @@ class SegmentPanel(QWidget):
             self.loop.jobs.quit(self._run_key)
 
     def _on_yielded(self, step: JobProgress) -> None:
-        if self.worker is None or self._job.get("outcome") is not None:
+        if self.worker is None or self._outcome is not None:
             return  # a queued step arriving after the end must not overwrite the final status
         self.status.setText(step.text())
         self.progress.step(step)  # last: napari's progress may process events (even our end)
 
     def _on_returned(self, result: JobResult) -> None:
-        self._job["outcome"] = "done"
-        self.loop.models.put(self._job["model"], "cpu", result.loaded)
+        self._outcome = "done"
+        target = self._target
+        if target is None:  # no job was started: nothing to write
+            return
+        self.loop.models.put(target.model, "cpu", result.loaded)
         try:
-            self.writer.write(self._job, result)
+            self.writer.write(target, result)
         except UserInputError as err:
             self._on_error(err)
             return
         except MemoryError:
             self._on_error(
                 UserInputError(
-                    f"Not enough memory for the output layers of '{self._job['image']}'; "
+                    f"Not enough memory for the output layers of '{target.image}'; "
                     "nothing was written. Close other layers, or predict it with the command "
                     "line, which streams a volume slice by slice."
                 )
             )
             return
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=self._job["image"])
+        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=target.image)
         if labels is not None:  # the correction tools and the Fine-tune dock follow it
             self.loop.announce_prediction(labels)
         done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
         text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
-        if self._job["skipped"]:
-            text += " " + J.skipped_text(self._job["skipped"])
+        if target.skipped:
+            text += " " + J.skipped_text(list(target.skipped))
         self.status.setText(text)
 
     def _on_failed(self, text: str) -> None:
-        self._job["outcome"] = "error"
+        self._outcome = "error"
         self._report(text)
 
     def _on_aborted(self) -> None:
-        self._job["outcome"] = "cancelled"
+        self._outcome = "cancelled"
 
     def _on_finished(self) -> None:
-        if self._job.get("outcome") in (None, "cancelled"):
+        if self._outcome in (None, "cancelled"):
             self.status.setText("Cancelled: the labels were left as they were.")
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.progress.end(done=self._job.get("outcome") == "done")
+        self.progress.end(done=self._outcome == "done")
 
     def shutdown(self) -> None:
         """Stop a running prediction and background re-prediction (the window is closing)."""

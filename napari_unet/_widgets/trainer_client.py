@@ -149,7 +149,7 @@ class TrainerClient(QObject):
         self._control.cancel_join_thread()  # never block napari on unread control messages
         self._process = context.Process(
             target=run_trainer,
-            args=(request.to_dict(), self._events, self._control),
+            args=(request, self._events, self._control),
             name=TRAINER_PROCESS_NAME,
             daemon=True,  # the interpreter's exit terminates a forgotten trainer
         )

@@ -20,6 +20,7 @@ import numpy as np
 
 from napari_unet._widgets.predict_worker import JobProgress, PredictionError
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.inference.config import PredictConfig
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class SliceJob:
         checkpoints: checkpoint paths (one model, or two to compare).
         image: (n, C, Y, X) pixels of the slices (a copy).
         slices: their flattened indices in the full image.
-        predict: ``PredictConfig`` fields (tiles, batch, device).
+        predict: how to predict (tiles, batch, device).
         labels: also make labels (instances for instance models, else semantic).
         measure: ``"none"``, ``"entropy"`` (of the first model) or ``"disagreement"`` (first
             two models).
@@ -46,7 +47,7 @@ class SliceJob:
     checkpoints: tuple[str, ...]
     image: np.ndarray
     slices: tuple[int, ...]
-    predict: dict = dataclasses.field(default_factory=dict)
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     labels: bool = False
     measure: str = "none"
     loaded: dict = dataclasses.field(default_factory=dict)
@@ -92,12 +93,10 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
         UserInputError: a broken checkpoint, a restoration model, a channel mismatch.
         PredictionError: anything torch raises as a RuntimeError (out of memory...).
     """
-    from napari_unet.core.inference.prediction import PredictConfig
-
     loaded_models = dict(job.loaded)
     probabilities, labels, tasks, outputs = [], [], [], []
     try:
-        config = PredictConfig(**job.predict)
+        config = job.predict
         for number, path in enumerate(job.checkpoints, start=1):
             probs, planes, task, output = yield from _one_model(
                 job, path, number, loaded_models, config
@@ -121,7 +120,7 @@ def run_slice_job(job: SliceJob) -> Generator[JobProgress, None, SliceResult]:
 
 
 def _one_model(
-    job: SliceJob, path: str, number: int, loaded_models: dict, config: Any
+    job: SliceJob, path: str, number: int, loaded_models: dict, config: PredictConfig
 ) -> Generator[JobProgress, None, tuple[np.ndarray, np.ndarray | None, str, str]]:
     """Predict the job's slices with the model at ``path`` (loaded into ``loaded_models``).
 

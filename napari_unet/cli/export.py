@@ -44,8 +44,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--test-size", type=_test_size, default=256, help="side of the test input (>= 16; 256)"
     )
     parser.add_argument(
-        "--no-torchscript", action="store_true", help="write the PyTorch state dict only"
+        "--no-torchscript", action="store_true", help="leave out the TorchScript weights"
     )
+    parser.add_argument("--no-onnx", action="store_true", help="leave out the ONNX weights")
     parser.set_defaults(run=run)
     return parser
 
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.io.images import read_image
 
     checkpoint = resolve_checkpoint(args.model)
-    # the package holds the weights twice (state dict and TorchScript) plus test tensors
-    needed = (1 if args.no_torchscript else 2) * checkpoint.stat().st_size
+    # the package holds the weights up to three times (state dict, TorchScript, ONNX)
+    needed = (1 + (not args.no_torchscript) + (not args.no_onnx)) * checkpoint.stat().st_size
     check_output_file(args.out, what="the package", needed_bytes=needed, suffix=".zip")
     loaded = load_checkpoint(checkpoint)
     sample = None
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             license=args.license,
             test_size=args.test_size,
             torchscript=not args.no_torchscript,
+            onnx=not args.no_onnx,
         )
     except ValueError as err:
         raise UserInputError(str(err)) from None

@@ -95,9 +95,23 @@ def show_segment_first(viewer, segment) -> None:
     viewer.reset_view()
 
 
+def _import_napari():
+    """napari, or a one-sentence error saying how to install it (it is an optional extra)."""
+    from napari_unet.core.errors import UserInputError
+
+    try:
+        import napari
+    except ImportError:
+        raise UserInputError(
+            "napari is not installed (the headless install has no GUI); install it with "
+            "pip install \"napari-unet-loop[all]\" or use predict/train without a window."
+        ) from None
+    return napari
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the window; returns when napari closes."""
-    import napari
+    napari = _import_napari()
 
     viewer = napari.Viewer(title="napari-unet-loop")
     open_image(viewer, args.image)

@@ -19,6 +19,12 @@ from typing import Any
 
 from napari_unet.cli._progress import FileProgress, bar_safe_logging
 from napari_unet.cli.predict_dask import add_dask_arguments, predict_dask
+from napari_unet.cli.predict_measure import (
+    add_measure_arguments,
+    check_measure,
+    measure_labels,
+    measurements_target,
+)
 from napari_unet.cli.predict_zarr import parse_slices, predict_zarr, write_output
 
 logger = logging.getLogger(__name__)
@@ -26,14 +32,16 @@ logger = logging.getLogger(__name__)
 OUTPUTS = ("labels", "probabilities", "both")
 
 
-def _tile(text: str) -> int | tuple[int, int]:
+def _tile(text: str) -> int | tuple[int, ...]:
     try:
         sides = [int(part) for part in text.replace("x", ",").split(",")]
     except ValueError:
         sides = []
-    if len(sides) not in (1, 2) or min(sides) < 1:
-        raise argparse.ArgumentTypeError(f"expected N or Y,X (positive pixels), got {text!r}")
-    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
+    if len(sides) not in (1, 2, 3) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected N, Y,X or Z,Y,X (positive pixels), got {text!r}"
+        )
+    return sides[0] if len(sides) == 1 else tuple(sides)
 
 
 def _non_negative(text: str) -> int:
@@ -87,7 +95,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "from the file's metadata, or guessed when unambiguous)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--tile", type=_tile, help="tile size N or Y,X (default: the model's)")
+    parser.add_argument(
+        "--tile", type=_tile, help="tile size N, Y,X or (3-D models) Z,Y,X (default: the model's)"
+    )
     parser.add_argument("--overlap", type=_non_negative, help="tile overlap in pixels")
     parser.add_argument("--batch-size", type=_positive, default=4, help="tiles per batch (4)")
     parser.add_argument(
@@ -135,7 +145,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Zarr inputs only: predict slices START:STOP of the Z/T stack (flat index), e.g. "
         "one share of a volume per cluster job; all jobs write into the same STEM_labels.zarr",
     )
+    parser.add_argument(
+        "--labels-in-image",
+        action="store_true",
+        help="OME-Zarr inputs: write the labels inside the image, as IMAGE.zarr/labels/MODEL "
+        "(the OME-NGFF layout napari-ome-zarr, MoBIE and BigDataViewer show with the image) "
+        "instead of STEM_labels.zarr in --out",
+    )
     add_dask_arguments(parser)
+    add_measure_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -205,6 +223,11 @@ def _check_out_folder(out: Path) -> None:
         raise write_error(out, OSError(errno.EACCES, "not writable")) from None
 
 
+def info_arch(loaded: Any) -> str:
+    """The architecture name of a loaded checkpoint, for messages."""
+    return getattr(loaded.model, "arch", "") or "this model"
+
+
 def _read_roi(path: Path) -> Any:
     import numpy as np
 
@@ -243,19 +266,10 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
     inputs = _expand_inputs(args.images)
     if not inputs:
         raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
-    settings: dict[str, Any] = {
-        "batch_size": args.batch_size,
-        "device": str(device),
-        "precision": args.precision,
-        "probability_dtype": "float16" if args.output == "probabilities" else "float32",
-        "tta": args.tta,
-    }
+    check_measure(args, info.task)
     tile = args.tile if args.tile is not None else info.tile_shape
     overlap = args.overlap if args.overlap is not None else info.overlap
-    if tile is not None:
-        settings["tile_shape"] = tile
     if overlap is not None:
-        settings["overlap"] = overlap
         side = min(tile) if isinstance(tile, tuple) else tile
         if side is not None and overlap >= side:
             raise UserInputError(
@@ -263,7 +277,15 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
                 "give a smaller --overlap or a larger --tile."
             )
     try:
-        predict_config = PredictConfig(**settings)
+        predict_config = PredictConfig(
+            tile_shape=tile if tile is not None else PredictConfig().tile_shape,
+            overlap=overlap,
+            batch_size=args.batch_size,
+            device=str(device),
+            precision=args.precision,
+            probability_dtype="float16" if args.output == "probabilities" else "float32",
+            tta=args.tta,
+        )
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(
             output=args.labels,
@@ -341,6 +363,31 @@ class _Job:
             kinds = [k for k in ("labels", "probabilities") if output in (k, "both")]
         return {kind: out / f"{stem}_{kind}{suffix}" for kind in kinds}
 
+    def labels(self, probabilities: Any) -> Any:
+        """Labels of ``probabilities``: plane by plane for 2-D models, in 3-D (with the
+        model's voxel size) for 3-D ones."""
+        from napari_unet.core.postprocess.labels import labels_from_probabilities
+        from napari_unet.core.postprocess.volume import volume_labels
+
+        model, task = self.loaded.model, self.loaded.info.task
+        if getattr(model, "spatial_dims", 2) != 3:
+            return labels_from_probabilities(
+                probabilities, task=task, config=self.post_config, roi=self.roi
+            )
+        spacing = self.voxel_size()
+        return volume_labels(
+            probabilities, task=task, config=self.post_config, spacing=spacing, roi=self.roi
+        )
+
+    def voxel_size(self) -> tuple[float, ...]:
+        """The voxel size of 3-D instances: ``--pixel-size`` (one or Z,Y,X values), else the
+        model's ``voxel_size`` (``unet3d_aniso``), else isotropic."""
+        size = getattr(self.args, "pixel_size", None)
+        if size is not None and len(size) in (1, 3):
+            return tuple(size) * (3 if len(size) == 1 else 1)
+        config = dict(getattr(self.loaded.model, "config", {}) or {})
+        return tuple(config.get("voxel_size") or (1.0, 1.0, 1.0))
+
     def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""
         import numpy as np
@@ -352,8 +399,13 @@ class _Job:
         from napari_unet.core.io.images import read_image, write_labels, write_tiff
         from napari_unet.core.io.marks import check_overwritable, output_tag, software_tag
         from napari_unet.core.io.zarr_io import is_zarr
-        from napari_unet.core.postprocess.labels import labels_from_probabilities
 
+        volumetric = getattr(self.loaded.model, "spatial_dims", 2) == 3
+        if volumetric and (getattr(self.args, "dask", None) or is_zarr(path)):
+            raise UserInputError(
+                f"{info_arch(self.loaded)} is a 3-D model: it predicts TIFF volumes read into "
+                "memory for now, not Zarr stores or --dask; save the volume as a TIFF."
+            )
         if getattr(self.args, "dask", None):
             return predict_dask(self, path, stem, bar)
         if is_zarr(path):
@@ -363,8 +415,10 @@ class _Job:
         tic = time.perf_counter()
         info = self.loaded.info
         targets = self.targets(stem, ".tif")
-        for target in targets.values():  # before predicting: the user's files are never replaced
-            check_overwritable(target)
+        measurements = measurements_target(self, stem)
+        for target in [*targets.values(), measurements]:  # the user's files are never replaced
+            if target is not None:
+                check_overwritable(target)
         data = read_image(path)
         if self.args.axes:
             axes = check_axes(self.args.axes, data.image.shape)
@@ -398,9 +452,7 @@ class _Job:
         else:
             detail = f"probabilities {probabilities.shape}"
             if "labels" in targets:
-                labels = labels_from_probabilities(
-                    probabilities, task=info.task, config=self.post_config, roi=self.roi
-                )
+                labels = self.labels(probabilities)
                 software = software_tag(self.mark)
                 written.append(
                     write_output(
@@ -411,6 +463,10 @@ class _Job:
                 count = int(labels.max()) if labels.size else 0
                 kind = "objects" if self.post_config.output == "instances" else "max class"
                 detail = f"labels {labels.shape} {labels.dtype}, {kind} {count}"
+                if measurements is not None:
+                    written.append(
+                        measure_labels(self, measurements, labels, data.image, axes, probabilities)
+                    )
             if "probabilities" in targets:
                 halves = probabilities.astype(np.float16, copy=False)
                 tag = output_tag("probabilities", model)

@@ -111,9 +111,10 @@ def _plan_record(job: Any, path: Path, shape, axes, grid, outputs) -> dict:
 
 def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` on the ``--dask`` cluster; its summary line."""
-    from napari_unet.cli.predict_zarr import _selected
+    from napari_unet.cli.predict_zarr import _selected, labels_inside
     from napari_unet.core.checkpoint.format import resolve_checkpoint
     from napari_unet.core.io.axes import StackLayout, check_axes, check_channels, guess_axes
+    from napari_unet.core.io.ome_labels import register_labels
     from napari_unet.core.io.zarr_io import is_zarr, open_zarr
     from napari_unet.core.models.base import require_spatial_dims
     from napari_unet.distributed.bookkeeping import BlockBook
@@ -166,6 +167,7 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
         )
     out = args.out
     targets = _targets(job, out, stem, labels)
+    inside = labels_inside(job, path, targets)
     plan = _plan_record(job, path, lazy.shape, axes, grid, targets)
     if targets and all(completed_plan(p) == plan for p in targets.values()):
         return f"ok {path} -> already complete ({', '.join(p.name for p in targets.values())})"
@@ -194,8 +196,11 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     )
     logger.info("%s: %d blocks, %d done before", path, len(list(grid.blocks())), done)
     summary = run_graph(client, run, book, roi=job.roi, progress=sys.stderr.isatty())
-    for target in targets.values():
+    for name, target in targets.items():
+        _pyramid(target, name, layout, lazy.physical)
         mark_complete(target, plan)
+    if inside is not None:
+        register_labels(path, inside)
     book.finish()
     detail = f"{summary.blocks} blocks, {summary.skipped} resumed"
     if summary.objects is not None:
@@ -242,6 +247,25 @@ def _create_outputs(job, layout, grid, targets: dict[str, Path], label_dtype) ->
                 dtype=dtype,
                 chunks=(channels, *chunks),
             )
+
+
+def _pyramid(target: Path, name: str, layout: Any, physical: Any) -> None:
+    """Build the coarser levels of ``target`` once level 0 is complete (needs ``ome-zarr``).
+
+    Workers write level 0 in blocks that need not align with a coarser level, so the pyramid is
+    made here, slice by slice, after every block is done (a rerun rebuilds the same values).
+    """
+    from napari_unet.core.io.ome_pyramid import build_pyramid, ome_zarr_available
+
+    if not ome_zarr_available():
+        logger.warning(
+            '%s has one resolution level: install ome-zarr (pip install "napari-unet-loop'
+            '[ome-zarr]") for a pyramid and physical pixel sizes.',
+            target.name,
+        )
+        return
+    axes = layout.spatial_axes if name == "labels" else "C" + layout.spatial_axes
+    build_pyramid(target, labels=name == "labels", axes=axes, physical=physical)
 
 
 def _create_scratch(book, layout, grid) -> None:

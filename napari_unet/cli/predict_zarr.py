@@ -4,7 +4,9 @@ Memory grows with one 2-D slice (its tiles, probabilities and labels), never wit
 ``--slices START:STOP`` limits a run to some slices (flat index over the Z/T stack), so cluster
 jobs can share one volume: each writes its own slices of the same ``STEM_labels.zarr``.
 
-Outputs (OME-NGFF v0.4, one resolution level, chunks one slice deep):
+Outputs (OME-NGFF v0.4, chunks one slice deep; with ``ome-zarr`` installed a multiscale pyramid --
+Y/X halved per level, each slice's levels written with it so ``--slices`` shares stay independent --
+and the input's physical pixel sizes, written by ome-zarr-py; one level without it):
 
 - ``STEM_labels.zarr``: (*stack, Y, X); semantic labels uint8/uint16, instance labels uint32
   numbered from 1 **in each slice** (the model is 2-D, so each slice's objects are its own);
@@ -76,8 +78,11 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
+    from napari_unet.cli.predict_measure import SliceMeasurements, measurements_target
     from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
+    from napari_unet.core.io.lazy import slice_axes
     from napari_unet.core.io.marks import check_overwritable
+    from napari_unet.core.io.ome_labels import register_labels
     from napari_unet.core.io.zarr_io import open_zarr
 
     tic = time.perf_counter()
@@ -95,12 +100,22 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
             f"--roi has shape {roi.shape}; a Zarr image takes a (Y, X) mask of {layout.yx_shape}."
         )
     targets = job.targets(stem, ".zarr")
-    for target in targets.values():  # the user's own stores are never written into
-        check_overwritable(target)
+    inside = labels_inside(job, path, targets)
+    measurements = measurements_target(job, stem)
+    for target in [*targets.values(), measurements]:  # the user's own files are never written into
+        if target is not None:
+            check_overwritable(target)
     fresh = [t for t in targets.values() if not (t.exists() or t.is_symlink())]
+    if inside is not None and not (path / "labels").exists():
+        fresh.append(path / "labels")  # made by this run: removed with its labels on failure
     try:
-        writers = _writers(job, layout, targets, info)
-        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar)
+        writers = _writers(job, layout, targets, info, lazy.physical)
+        table = None
+        if measurements is not None:
+            table = SliceMeasurements(job, measurements, slice_axes(layout.axes))
+        objects = _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table)
+        if inside is not None:
+            register_labels(path, inside)
     except BaseException:
         # What this run created is removed (a failed write leaves no half-written store), unless
         # cluster jobs (--slices) may be filling it too.
@@ -109,6 +124,8 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
                 shutil.rmtree(target, ignore_errors=True)
         raise
     written = ", ".join(target.name for target in targets.values())
+    if table is not None:
+        written += ", " + table.write()
     kind = "objects per slice up to" if job.post_config.output == "instances" else "max class"
     detail = f"slices {chosen.start}..{chosen.stop - 1} of {layout.n_slices}"
     if "labels" in writers:
@@ -117,12 +134,35 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     return f"ok {path} -> {written} ({detail}, {seconds:.1f} s)"
 
 
-def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
-    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice."""
+def labels_inside(job: Any, image: Path, targets: dict[str, Path]) -> str | None:
+    """With ``--labels-in-image``, point ``targets["labels"]`` into ``image``; the label name.
+
+    Raises:
+        UserInputError: the image cannot take labels (see
+            :func:`~napari_unet.core.io.ome_labels.labels_in_image`).
+    """
+    from napari_unet.core.io.ome_labels import label_name, labels_in_image
+
+    if not getattr(job.args, "labels_in_image", False) or "labels" not in targets:
+        return None
+    name = label_name(job.mark.model)
+    target = labels_in_image(image, name)
+    if target is None:  # not OME-Zarr: a sibling store in --out
+        return None
+    targets["labels"] = target
+    return name
+
+
+def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table=None) -> int:
+    """Predict the ``chosen`` slices into ``writers``; the most objects (or classes) in a slice.
+
+    ``table`` (a :class:`~napari_unet.cli.predict_measure.SliceMeasurements`) measures each slice.
+    """
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.io.images import write_error
     from napari_unet.core.io.lazy import iter_slices, slice_axes
+    from napari_unet.core.io.ome_pyramid import write_plane
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     info, model = job.loaded.info, job.loaded.model
@@ -148,11 +188,13 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar) -> int:
             )
             labels = results["labels"]
             objects = max(objects, int(labels.max()) if labels.size else 0)
-        for name, writer in writers.items():
+            if table is not None:
+                table.add(index, labels, plane, probabilities)
+        for name, levels in writers.items():
             key = position if name == "labels" else (slice(None), *position)  # channels first
-            value = results.get(name, probabilities)
+            value = results.get(name, probabilities).astype(levels[0].dtype, copy=False)
             try:
-                writer[key] = value.astype(writer.dtype, copy=False)
+                write_plane(levels, key, value, labels=name == "labels")
             except OSError as err:
                 raise write_error(targets[name], err) from None
     return objects
@@ -164,10 +206,13 @@ def _position(layout: Any, index: int) -> tuple:
     return (*stack_index(layout, index), slice(None), slice(None))
 
 
-def _writers(job: Any, layout: Any, targets: dict[str, Path], info: Any) -> dict[str, Any]:
-    """The output arrays of this run by kind (``labels``, ``probabilities`` or ``restored``)."""
+def _writers(
+    job: Any, layout: Any, targets: dict[str, Path], info: Any, physical: Any
+) -> dict[str, list[Any]]:
+    """The output arrays (every pyramid level, full resolution first) of this run by kind
+    (``labels``, ``probabilities`` or ``restored``)."""
     from napari_unet.core.io.marks import zarr_attributes, zarr_output_attributes
-    from napari_unet.core.io.zarr_io import create_output
+    from napari_unet.core.io.ome_pyramid import create_pyramid_output
     from napari_unet.core.postprocess.ops import semantic_label_dtype
 
     channels = int(job.loaded.model.out_channels)
@@ -186,8 +231,14 @@ def _writers(job: Any, layout: Any, targets: dict[str, Path], info: Any) -> dict
             attributes = zarr_output_attributes(kind, job.mark.model)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            writers[kind] = create_output(
-                target, shape=shape, axes=kind_axes, dtype=dtype, attributes=attributes
+            writers[kind] = create_pyramid_output(
+                target,
+                shape=shape,
+                axes=kind_axes,
+                dtype=dtype,
+                physical=physical,
+                labels=kind == "labels",
+                attributes=attributes,
             )
         except OSError as err:
             from napari_unet.core.io.images import write_error

@@ -29,10 +29,42 @@ C = TypeVar("C", bound="Config")
 #: - ``restoration``: an image (same channels as the input), no activation.
 Task = Literal["binary", "semantic", "instances", "restoration"]
 TASKS: tuple[str, ...] = ("binary", "semantic", "instances", "restoration")
+#: Numeric precisions of inference (see ``core.device.autocast_dtype``); here, not in
+#: ``core.device``, so that torch-free configs can check them.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 #: Adam learning rates: to fine-tune a trained network, and to train one from scratch (the GUI's
 #: defaults and the human-in-the-loop benchmark's; here so that neither needs torch to read them).
 LR_FINETUNE = 1e-4
 LR_SCRATCH = 1e-3
+
+
+def setting(default: Any, label: str, *, tooltip: str = "", **hints: Any) -> Any:
+    """A dataclass field the GUI shows: ``default`` plus how to show it, as field metadata.
+
+    The settings forms (``napari_unet._widgets.config_form``) are generated from these; the
+    metadata is plain data, so a config module stays free of Qt and magicgui.
+
+    Args:
+        default: the field's default (immutable).
+        label: the row label (a check box shows it as its own text).
+        tooltip: one sentence: what it does, and when to change it.
+        **hints: ``min``, ``max``, ``step``; ``suffix`` (a unit, e.g. ``" px"``); ``choices``
+            (``((value, text), ...)``); ``widget`` (a magicgui widget type, e.g.
+            ``"LineEdit"``, ``"FloatSlider"``, ``"ComboBox"``); ``square`` (an ``(h, w)``
+            field shown as one side); ``row`` (fields with the same row share one line, each
+            with its label in front); ``advanced`` (in the collapsed "Advanced" section);
+            ``order`` (position among the generated rows of its section).
+
+    Example:
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Demo(Config):
+        ...     batch_size: int = setting(4, "Batch size", min=1, max=64, advanced=True)
+        >>> dataclasses.fields(Demo)[0].metadata["label"]
+        'Batch size'
+    """
+    return dataclasses.field(
+        default=default, metadata={"label": label, "tooltip": tooltip, **hints}
+    )
 
 
 def check_task(task: str) -> str:

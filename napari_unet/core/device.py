@@ -19,12 +19,10 @@ from collections.abc import Iterator
 
 import torch
 
+from napari_unet.core.config import PRECISIONS
 from napari_unet.core.errors import DeviceError
 
 logger = logging.getLogger(__name__)
-
-#: Precision settings.
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 
 
 def _mps_available() -> bool:

@@ -3,7 +3,8 @@
 Plain, frozen, picklable records (no Qt, no napari, no torch at import) that cross the process
 boundary between napari and the trainer (:mod:`napari_unet.trainer.process`):
 
-- napari -> trainer: a :class:`FinetuneRequest` (as a dict) when the process starts, then on the
+- napari -> trainer: a :class:`FinetuneRequest` (pickled as it is: its ``train_config`` is a
+  ``TrainConfig``, torch-free) when the process starts, then on the
   ``control`` queue ``"stop"`` or ``("corrections", [(image_id, slice_index), ...])``;
 - trainer -> napari on the ``events`` queue: the core's ``StepEvent`` / ``ValidationEvent``
   (``napari_unet.core.training.config``), plus :class:`PoolChanged`, :class:`VersionPublished`,
@@ -16,7 +17,8 @@ import dataclasses
 import os
 from typing import Any
 
-from napari_unet.core.config import Config
+from napari_unet.core.config import Config, setting
+from napari_unet.core.training.config import TrainConfig
 
 #: Control message asking the trainer to finish at the next step.
 STOP = "stop"
@@ -37,9 +39,10 @@ class FinetuneRequest(Config):
         session: the session folder (the trainer reads its data from there, never from a pipe).
         start_from: a built-in model name (``core.checkpoint.format.builtin_checkpoints``), a
             version id of the session (``"v003"``) or a checkpoint file path.
-        train_config: a ``core.training.config.TrainConfig`` as a dict (``TrainConfig.to_dict()``;
-            a ``TrainConfig`` is converted). ``task``, ``normalization``, ``class_names`` and
-            ``checkpoint_dir`` are set by the trainer from the start model and the session.
+        train_config: the :class:`~napari_unet.core.training.config.TrainConfig` (a plain
+            dict, e.g. from JSON, is turned into one with ``TrainConfig.from_dict``). ``task``,
+            ``normalization``, ``class_names`` and ``checkpoint_dir`` are set by the trainer
+            from the start model and the session.
         keep_learning: continuous mode: corrections sent while training join the pool.
         num_threads: torch CPU threads in the trainer (None: :func:`default_num_threads`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -52,18 +55,33 @@ class FinetuneRequest(Config):
 
     session: str = ""
     start_from: str = ""
-    train_config: dict = dataclasses.field(default_factory=dict)
-    keep_learning: bool = False
-    num_threads: int | None = None
-    device: str = "auto"
+    train_config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    keep_learning: bool = setting(
+        False,
+        "Keep learning",
+        tooltip="Continuous mode: corrections saved while training runs join the training data",
+        advanced=True,
+        order=4,
+    )
+    num_threads: int | None = setting(
+        None, "Threads", tooltip="Trainer CPU threads", min=1, max=1024, advanced=True, order=6
+    )
+    device: str = setting(
+        "auto",
+        "Device",
+        tooltip="Where the trainer runs (auto: the GPU when there is one)",
+        widget="ComboBox",
+        advanced=True,
+        order=5,
+    )
     resume_from: str | None = None
     version_name: str | None = None
     max_step_events_per_s: float = 10.0
     nice: int = 5
 
     def __post_init__(self) -> None:
-        if hasattr(self.train_config, "to_dict"):
-            object.__setattr__(self, "train_config", self.train_config.to_dict())
+        if isinstance(self.train_config, dict):
+            object.__setattr__(self, "train_config", TrainConfig.from_dict(self.train_config))
         object.__setattr__(self, "session", os.fspath(self.session))
         object.__setattr__(self, "start_from", os.fspath(self.start_from))
         if self.resume_from is not None:
@@ -74,8 +92,8 @@ class FinetuneRequest(Config):
             raise ValueError(
                 "FinetuneRequest: start_from (built-in name, version id or checkpoint) is required"
             )
-        if not isinstance(self.train_config, dict):
-            raise ValueError("FinetuneRequest: train_config must be a TrainConfig dict")
+        if not isinstance(self.train_config, TrainConfig):
+            raise ValueError("FinetuneRequest: train_config must be a TrainConfig")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"FinetuneRequest: invalid num_threads={self.num_threads!r}")
         if not self.max_step_events_per_s > 0:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_unet.core.errors import UserInputError
+from napari_unet.core.training.config import TrainConfig
 from napari_unet.trainer.data import (
     ValidationPlan,
     check_training_data,
@@ -202,11 +203,8 @@ class Trainer:
         while self._locks:
             release_run_lock(self._locks.pop())
 
-    def _config(self) -> Any:
-        from napari_unet.core.training.config import TrainConfig
-
-        base = TrainConfig.from_dict(dict(self.request.train_config))
-        return base.replace(
+    def _config(self) -> TrainConfig:
+        return self.request.train_config.replace(
             task=self.info.task,
             checkpoint_dir=str(self.run_dir),
             device=self.request.device,
@@ -380,7 +378,7 @@ def run_trainer(request: dict | FinetuneRequest, events: Any, control: Any) -> N
     """Entry point of the trainer process (multiprocessing **spawn** context).
 
     Args:
-        request: a :class:`FinetuneRequest` or its ``to_dict()``.
+        request: a :class:`FinetuneRequest` (it pickles as it is) or its ``to_dict()``.
         events: a multiprocessing queue receiving the events (see the module docs).
         control: a multiprocessing queue of ``"stop"`` / ``("corrections", keys)`` messages.
 

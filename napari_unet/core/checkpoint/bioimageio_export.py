@@ -1,9 +1,10 @@
 """Export a checkpoint as a bioimage.io model package (model description format 0.5).
 
 The package is one ``.zip`` that bioimageio.core, deepImageJ, ilastik and the bioimage.io website
-can run: ``rdf.yaml`` (the description), the weights twice (``weights.pt``: a PyTorch state dict
-of :class:`~napari_unet.core.models.export.ProbabilityNet`, importable from this package; and
-``weights_torchscript.pt``, which needs nothing but PyTorch), a test input and the output this
+can run: ``rdf.yaml`` (the description), the weights three times (``weights.pt``: a PyTorch state
+dict of :class:`~napari_unet.core.models.export.ProbabilityNet`, importable from this package;
+``weights_torchscript.pt``, which needs nothing but PyTorch; ``weights.onnx``, which needs only an
+ONNX runtime -- TorchScript is deprecated in PyTorch), a test input and the output this
 model gives for it, a README with the model card and lineage, and a cover picture.
 
 What carries over and what does not:
@@ -30,7 +31,6 @@ import io
 import logging
 import os
 import re
-import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +42,11 @@ import torch
 from napari_unet import __version__
 from napari_unet.core.atomic import atomic_write_with
 from napari_unet.core.checkpoint.bioimageio_docs import cover_png, plain, readme_text
+from napari_unet.core.checkpoint.bioimageio_weights import (
+    ONNX_OPSET,
+    onnx_weights,
+    torchscript_weights,
+)
 from napari_unet.core.checkpoint.format import LoadedModel
 from napari_unet.core.config import Config
 from napari_unet.core.errors import UserInputError
@@ -83,6 +88,9 @@ class BioimageioExportConfig(Config):
         test_size: largest side of the test input (cut from the middle of the sample).
         torchscript: also write TorchScript weights (left out, with a log line, when tracing
             does not reproduce the network at a second size).
+        onnx: also write ONNX weights (opset :data:`ONNX_OPSET`; left out, with a log line, when
+            the export fails or, with onnxruntime installed, does not reproduce the network at
+            a second size).
     """
 
     name: str = ""
@@ -91,6 +99,7 @@ class BioimageioExportConfig(Config):
     license: str = "CC-BY-4.0"
     test_size: int = 256
     torchscript: bool = True
+    onnx: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "authors", tuple(str(a) for a in self.authors))
@@ -196,29 +205,6 @@ def _channel_names(loaded: LoadedModel) -> list[str]:
     return out if len(set(out)) == len(out) else [f"c{k}" for k in range(len(out))]
 
 
-def _torchscript(net: ProbabilityNet, example: torch.Tensor, other: torch.Tensor) -> bytes | None:
-    """Traced TorchScript bytes, or None when the trace does not match the net at ``other``.
-
-    TorchScript is what bioimage.io consumers without this package (deepImageJ, ilastik) run;
-    recent PyTorch marks it deprecated, so its warnings are silenced here.
-    """
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks become constants
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            traced = torch.jit.trace(net, example, check_trace=False)
-            ok = torch.allclose(traced(other), net(other), atol=1e-5)
-        except Exception as err:  # tracing failures are reported, not fatal
-            logger.warning("TorchScript weights left out: tracing failed (%s)", err)
-            return None
-        if not ok:
-            logger.warning("TorchScript weights left out: the trace differs at another size")
-            return None
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
-    return buffer.getvalue()
-
-
 def sample_slice(image: np.ndarray, axes: str, in_channels: int) -> np.ndarray:
     """The middle 2-D slice of ``image`` as (C, Y, X), checked against the model's channels.
 
@@ -291,16 +277,18 @@ def export_bioimageio(
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
     files["weights.pt"] = buffer.getvalue()
-    scripted = None
-    if config.torchscript:
-        other = torch.from_numpy(
-            _preprocess(
-                _test_input(sample, smallest + step, smallest, step), dict(info.normalization)
-            )[0]
-        )
-        scripted = _torchscript(net, torch.from_numpy(normalized), other)
-    if scripted is not None:
-        files["weights_torchscript.pt"] = scripted
+    # a second input size: traced/exported weights must reproduce the net there too
+    second = _test_input(sample, smallest + step, smallest, step)
+    other = torch.from_numpy(_preprocess(second, dict(info.normalization))[0])
+    example = torch.from_numpy(normalized)
+    extra = {
+        "weights_torchscript.pt": torchscript_weights if config.torchscript else None,
+        "weights.onnx": onnx_weights if config.onnx else None,
+    }
+    for member, make in extra.items():
+        data = None if make is None else make(net, example, other)
+        if data is not None:
+            files[member] = data
     name = model_name(config.name or info.name or target.stem)
     files["README.md"] = readme_text(loaded, name, lineage).encode()
     files["cover.png"] = cover_png(normalized[0], output[0], info.task)
@@ -384,6 +372,13 @@ def _description(
             "pytorch_version": torch_version,
         }
     }
+    if "weights.onnx" in files:
+        weights["onnx"] = {
+            "source": "weights.onnx",
+            "sha256": _sha256(files["weights.onnx"]),
+            "opset_version": ONNX_OPSET,
+            "parent": "pytorch_state_dict",
+        }
     if "weights_torchscript.pt" in files:
         weights["torchscript"] = {
             "source": "weights_torchscript.pt",

@@ -37,12 +37,14 @@ from napari_unet.core.inference.tiling import (
 from napari_unet.core.inference.uncertainty import disagreement, entropy, most_uncertain_tile
 
 if TYPE_CHECKING:
-    from napari_unet.core.inference.prediction import (
+    from napari_unet.core.inference.config import (
         DEFAULT_PADDED_OVERLAP,
         MIN_TILE,
         PROBABILITY_DTYPES,
         TTA_MODES,
         PredictConfig,
+    )
+    from napari_unet.core.inference.prediction import (
         PredictProgress,
         iter_predict,
         predict,
@@ -51,11 +53,11 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "DEFAULT_PADDED_OVERLAP": "napari_unet.core.inference.prediction",
-    "MIN_TILE": "napari_unet.core.inference.prediction",
-    "PROBABILITY_DTYPES": "napari_unet.core.inference.prediction",
-    "TTA_MODES": "napari_unet.core.inference.prediction",
-    "PredictConfig": "napari_unet.core.inference.prediction",
+    "DEFAULT_PADDED_OVERLAP": "napari_unet.core.inference.config",
+    "MIN_TILE": "napari_unet.core.inference.config",
+    "PROBABILITY_DTYPES": "napari_unet.core.inference.config",
+    "TTA_MODES": "napari_unet.core.inference.config",
+    "PredictConfig": "napari_unet.core.inference.config",
     "PredictProgress": "napari_unet.core.inference.prediction",
     "iter_predict": "napari_unet.core.inference.prediction",
     "predict": "napari_unet.core.inference.prediction",

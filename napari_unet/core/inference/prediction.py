@@ -21,6 +21,14 @@ Test-time augmentation (``PredictConfig.tta``): every batch of tiles is also pre
 as the U-Net paper averaged rotated copies for ISBI 2012); each output is mapped back and the
 activated outputs are averaged. It costs 4x or 8x the time and smooths out orientation-dependent
 mistakes (gaps in thin membranes, split nuclei).
+
+3-D networks (``spatial_dims == 3``, e.g. ``unet3d``) predict volumes: a ``ZYX``, ``ZCYX`` or
+``TZYX`` image is viewed as volumes ``(C, Z, Y, X)`` (:mod:`.volume`; per ``T``), each measured
+for normalisation as a whole and tiled in 3-D (``(B, C, d, h, w)`` tiles, the model's
+``size_multiples`` per axis, mirrored context; a ``Z`` smaller than the model needs is mirrored
+up to the smallest accepted depth). Memory: the tiles and the preallocated probabilities only.
+A 2-D image given to a 3-D model, or a ``Z`` of 1, is refused in one sentence; 2-D models keep
+predicting stacks slice by slice.
 """
 
 from __future__ import annotations
@@ -33,10 +41,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_unet.core.config import Config, check_task
-from napari_unet.core.device import PRECISIONS, autocast, get_device
+from napari_unet.core.config import check_task
+from napari_unet.core.device import autocast, get_device
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.generators import run_to_end
+from napari_unet.core.inference.config import (
+    DEFAULT_PADDED_OVERLAP,
+    DEFAULT_TILE_2D,
+    DEFAULT_TILE_3D,
+    MIN_TILE,
+    PROBABILITY_DTYPES,
+    TTA_MODES,
+    PredictConfig,
+)
 from napari_unet.core.inference.normalization import (
     NormalizationConfig,
     NormalizationParams,
@@ -44,108 +61,64 @@ from napari_unet.core.inference.normalization import (
     normalization_params,
 )
 from napari_unet.core.inference.tiling import (
-    BLENDS,
     Prepare,
     Region,
+    SizeRule,
     TilePlan,
     iter_tile_predict,
     plan_tiles,
 )
+from napari_unet.core.inference.volume import (
+    to_volumes,
+    volume_normalization_params,
+    volume_normalizer,
+)
 from napari_unet.core.io.axes import check_channels, to_stack
-from napari_unet.core.models.base import require_spatial_dims
 from napari_unet.core.models.fuse import fuse_for_inference
 
 logger = logging.getLogger(__name__)
 
-#: Output dtypes for probabilities.
-PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
-#: Overlap used for padded nets when ``PredictConfig.overlap`` is ``None``.
-DEFAULT_PADDED_OVERLAP = 32
-#: Test-time augmentation modes (1, 4 and 8 forward passes per tile).
-TTA_MODES: tuple[str, ...] = ("none", "flips", "dihedral")
+#: The config and its constants live in the torch-free ``core.inference.config``; they stay
+#: importable from here.
+__all__ = [
+    "DEFAULT_PADDED_OVERLAP",
+    "DEFAULT_TILE_3D",
+    "MIN_TILE",
+    "PROBABILITY_DTYPES",
+    "TTA_MODES",
+    "PredictConfig",
+    "PredictProgress",
+    "iter_predict",
+    "predict",
+    "shift_period",
+    "tta_transforms",
+]
 
 
-@dataclass(frozen=True)
-class PredictConfig(Config):
-    """How to run prediction.
+def tile_shape_for(model: nn.Module, config: PredictConfig) -> tuple[int, ...]:
+    """The input tile ``model`` runs with under ``config``: ``(h, w)`` or ``(d, h, w)``.
 
-    Attributes:
-        tile_shape: Input tile ``(h, w)`` (an int means square); snapped up to a size the model
-            accepts.
-        overlap: Output overlap between tiles in pixels; ``None`` = 32 for padded nets (at most
-            a quarter of the tile), 0 for valid-convolution nets (whose mirrored context already
-            makes tiles seamless).
-        batch_size: Tiles per forward pass.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        precision: ``"auto"`` (fp16 autocast on CUDA, bf16 on CPUs with native bf16 units,
-            fp32 elsewhere; see :func:`~napari_unet.core.device.autocast_dtype`), ``"fp32"``,
-            ``"bf16"``, ``"fp16"``.
-        channels_last: Run the model in channels-last memory format.
-        blend: ``"gaussian"`` or ``"constant"`` blending of overlapping tiles.
-        probability_dtype: ``"float32"`` or ``"float16"`` (halves the output's memory).
-        tta: Test-time augmentation: ``"none"``, ``"flips"`` (average over the 4 flips, 4x the
-            time) or ``"dihedral"`` (flips and transposes, 8x the time).
+    Raises:
+        UserInputError: A 3-D tile for a 2-D model.
     """
-
-    tile_shape: tuple[int, int] = (512, 512)
-    overlap: int | None = None
-    batch_size: int = 4
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool = True
-    blend: str = "gaussian"
-    probability_dtype: str = "float32"
-    tta: str = "none"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tile_shape", _checked_tile(self.tile_shape))
-        overlap = self.overlap
-        if overlap is not None and (not _is_int(overlap) or overlap < 0):
-            _refuse("overlap", overlap, "None or a whole number of pixels >= 0")
-        if overlap is not None and overlap >= min(self.tile_shape):
-            _refuse("overlap", overlap, f"0 to {min(self.tile_shape) - 1} (below the tile side)")
-        if overlap is not None:
-            object.__setattr__(self, "overlap", int(overlap))
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            _refuse("batch_size", self.batch_size, "a whole number >= 1")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        if not isinstance(self.device, str) or not self.device:
-            _refuse("device", self.device, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        for name, allowed in (
-            ("precision", PRECISIONS),
-            ("blend", BLENDS),
-            ("probability_dtype", PROBABILITY_DTYPES),
-            ("tta", TTA_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                _refuse(name, getattr(self, name), "one of " + ", ".join(allowed))
-        if not isinstance(self.channels_last, (bool, np.bool_)):
-            _refuse("channels_last", self.channels_last, "True or False")
+    tile = tuple(config.tile_shape)
+    if spatial_dims_of(model) == 2:
+        if len(tile) == 3:
+            raise UserInputError(
+                f"PredictConfig tile_shape={tile} is a 3-D tile but the model is 2-D; give a "
+                "tile of (height, width) pixels, or use a 3-D model for volumes."
+            )
+        return tile
+    if len(tile) == 3:
+        return tile
+    if tile == DEFAULT_TILE_2D:
+        return DEFAULT_TILE_3D
+    return (DEFAULT_TILE_3D[0], *tile)
 
 
-#: Smallest tile side accepted (the model may snap a tile up to the size it can take).
-MIN_TILE = 1
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _refuse(name: str, value: object, allowed: str) -> None:
-    """Raise the one-sentence error for a bad :class:`PredictConfig` field."""
-    raise UserInputError(f"PredictConfig {name}={value!r} is not valid; use {allowed}.")
-
-
-def _checked_tile(tile: object) -> tuple[int, int]:
-    """``tile_shape`` as ``(h, w)`` positive ints, or a :class:`UserInputError`."""
-    sides = (tile, tile) if _is_int(tile) else tile
-    try:
-        sides = tuple(sides)  # type: ignore[arg-type]
-    except TypeError:
-        sides = ()
-    if len(sides) != 2 or not all(_is_int(t) and t >= MIN_TILE for t in sides):
-        _refuse("tile_shape", tile, f"one or two whole numbers of pixels >= {MIN_TILE}")
-    return int(sides[0]), int(sides[1])
+def spatial_dims_of(model: nn.Module) -> int:
+    """2 for 2-D models (and plain modules), 3 for volumetric ones (``model.spatial_dims``)."""
+    return int(getattr(model, "spatial_dims", 2))
 
 
 @dataclass(frozen=True)
@@ -202,8 +175,9 @@ def _augmented(
     return total if len(transforms) == 1 else total / len(transforms)
 
 
-def valid_input_shape_of(model: nn.Module) -> Callable[[tuple[int, int]], tuple[int, int]]:
-    """``model``'s accepted-size rule: the smallest ``(h, w)`` it takes >= a given one."""
+def valid_input_shape_of(model: nn.Module) -> SizeRule:
+    """``model``'s accepted-size rule: the smallest ``(h, w)`` (``(d, h, w)``) it takes >= a
+    given one."""
     rule = getattr(model, "valid_input_shape", None)
     if rule is not None:
         return lambda shape: tuple(int(s) for s in rule(tuple(int(s) for s in shape)))
@@ -211,10 +185,17 @@ def valid_input_shape_of(model: nn.Module) -> Callable[[tuple[int, int]], tuple[
     return lambda shape: tuple(-(-int(s) // multiple) * multiple for s in shape)
 
 
-def shift_period(valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]) -> int:
+def shift_period(valid_input_shape: SizeRule) -> int:
     """The spacing of accepted input sizes: the shift (2**depth) a pooling net is equivariant to."""
     smallest = valid_input_shape((1, 1))[0]
     return max(1, valid_input_shape((smallest + 1, smallest + 1))[0] - smallest)
+
+
+def shift_periods(valid_input_shape: SizeRule, spatial_dims: int) -> tuple[int, ...]:
+    """:func:`shift_period` per axis (an anisotropic 3-D net pools Z less often than Y/X)."""
+    smallest = valid_input_shape((1,) * spatial_dims)
+    following = valid_input_shape(tuple(s + 1 for s in smallest))
+    return tuple(max(1, int(b) - int(a)) for a, b in zip(smallest, following))
 
 
 @dataclass(frozen=True)
@@ -225,29 +206,44 @@ class TileGeometry:
     too, so its tiles are the whole-slice prediction's tiles).
 
     Attributes:
-        tile_shape: Largest input tile ``(h, w)`` (from the config).
+        tile_shape: Largest input tile ``(h, w)``, or ``(d, h, w)`` for a 3-D model
+            (:func:`tile_shape_for`).
         margin: Pixels the model loses on each side (valid convolutions; 0 for padded nets).
         overlap: Output overlap between tiles (see :func:`tile_overlap`).
-        period: Tile origins align to this (the model's pooling period, :func:`shift_period`).
+        period: Tile origins align to this (the model's pooling period, :func:`shift_period`);
+            one per axis for a 3-D model (:func:`shift_periods`).
         valid_input_shape: The model's accepted-size rule (:func:`valid_input_shape_of`).
     """
 
-    tile_shape: tuple[int, int]
+    tile_shape: tuple[int, ...]
     margin: int
     overlap: int
-    period: int
-    valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]]
+    period: int | tuple[int, ...]
+    valid_input_shape: SizeRule
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 or 3: the length of the tiles' shape."""
+        return len(self.tile_shape)
 
     @classmethod
     def of(cls, model: nn.Module, config: PredictConfig) -> TileGeometry:
-        """The geometry of ``model`` (``margin``, accepted sizes) under ``config``."""
+        """The geometry of ``model`` (``margin``, accepted sizes) under ``config``.
+
+        Raises:
+            UserInputError: A 3-D tile for a 2-D model.
+        """
         margin = int(getattr(model, "margin", 0))
         valid_input_shape = valid_input_shape_of(model)
+        tile_shape = tile_shape_for(model, config)
+        dims = len(tile_shape)
         return cls(
-            tile_shape=config.tile_shape,
+            tile_shape=tile_shape,
             margin=margin,
-            overlap=tile_overlap(config, margin),
-            period=shift_period(valid_input_shape),
+            overlap=tile_overlap(config, margin, tile_shape),
+            period=shift_period(valid_input_shape)
+            if dims == 2
+            else shift_periods(valid_input_shape, dims),
             valid_input_shape=valid_input_shape,
         )
 
@@ -262,13 +258,19 @@ class TileGeometry:
             "valid_input_shape": self.valid_input_shape,
         }
 
-    def plan(self, yx_shape: tuple[int, int], region: Region | None = None) -> TilePlan:
-        """The tile grid of a ``(Y, X)`` slice (or of its ``region``), as prediction uses it.
+    def plan(self, shape: tuple[int, ...], region: Region | None = None) -> TilePlan:
+        """The tile grid of a ``(Y, X)`` slice or a ``(Z, Y, X)`` volume (or of its ``region``),
+        as prediction uses it.
 
         Raises:
             ValueError: Tiles too small for the model's margin and the overlap, or a bad region.
         """
-        return plan_tiles(yx_shape, region=region, **self.tiler_kwargs())  # type: ignore[arg-type]
+        return plan_tiles(
+            shape,
+            region=region,
+            spatial_dims=self.spatial_dims,
+            **self.tiler_kwargs(),  # type: ignore[arg-type]
+        )
 
 
 def make_predictor(
@@ -278,9 +280,10 @@ def make_predictor(
     device: torch.device,
     config: PredictConfig,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``tiles (B, C, h, w)`` normalised float32 -> activated ``(B, K, h', w')`` numpy."""
+    """``tiles (B, C, h, w)`` normalised float32 -> activated ``(B, K, h', w')`` numpy (3-D
+    models: ``(B, C, d, h, w) -> (B, K, d', h', w')``)."""
     activation = _activation(task)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = _memory_format(model, config)
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         batch = batch.contiguous(memory_format=memory_format)  # flipped views are copied here
@@ -297,14 +300,23 @@ def make_predictor(
     return predictor
 
 
-def tile_overlap(config: PredictConfig, margin: int) -> int:
+def _memory_format(model: nn.Module, config: PredictConfig) -> torch.memory_format:
+    if not config.channels_last:
+        return torch.contiguous_format
+    return torch.channels_last_3d if spatial_dims_of(model) == 3 else torch.channels_last
+
+
+def tile_overlap(
+    config: PredictConfig, margin: int, tile_shape: tuple[int, ...] | None = None
+) -> int:
     """The tile overlap to use: the configured one, else 0 for valid-convolution nets (margin
-    > 0) and :data:`DEFAULT_PADDED_OVERLAP` for padded ones, at most a quarter of the tile."""
+    > 0) and :data:`DEFAULT_PADDED_OVERLAP` for padded ones, at most a quarter of the smallest
+    side of ``tile_shape`` (default: the config's)."""
     if config.overlap is not None:
         return config.overlap
     if margin > 0:
         return 0
-    return min(DEFAULT_PADDED_OVERLAP, min(config.tile_shape) // 4)
+    return min(DEFAULT_PADDED_OVERLAP, min(tile_shape or config.tile_shape) // 4)
 
 
 def tile_normalizer(params: NormalizationParams) -> Prepare:
@@ -326,31 +338,32 @@ def iter_predict(
 
     Args:
         model: A ``SegmentationNet`` (``in_channels``, ``out_channels``, ``margin``,
-            ``valid_input_shape``); plain modules work with margin 0 and any input size.
+            ``valid_input_shape``, ``spatial_dims``); plain modules work as 2-D nets with
+            margin 0 and any input size.
         image: Any real dtype, dimensions named by ``axes``; never modified.
         axes: E.g. ``"YX"``, ``"YXC"``, ``"ZYX"``, ``"TZCYX"`` (see
-            :mod:`napari_unet.core.io.axes`).
+            :mod:`napari_unet.core.io.axes`). A 3-D model needs a ``Z`` axis of 2 or more slices.
         task: ``"binary"``, ``"semantic"``, ``"instances"`` or ``"restoration"`` (activation).
-        normalization: Input normalisation (default: percentiles per slice and channel).
+        normalization: Input normalisation (default: percentiles per slice and channel; per
+            volume and channel for a 3-D model).
         config: Tiles, device, precision (default :class:`PredictConfig`).
-        region: ``(slice_y, slice_x)`` of each slice to predict (e.g. the visible field of view).
+        region: ``(slice_y, slice_x)`` of each slice to predict (e.g. the visible field of view);
+            for a 3-D model also ``(slice_z, slice_y, slice_x)`` of each volume.
 
     Returns:
         Probabilities ``(K, *spatial)`` (``K = model.out_channels``; spatial = stack axes then
-        ``Y, X``, with ``Y, X`` the region's shape when given) in ``config.probability_dtype``;
-        for restoration models the restored image ``(C_out, *spatial)``.
+        ``Y, X``, cropped to the region when given) in ``config.probability_dtype``; for
+        restoration models the restored image ``(C_out, *spatial)``.
 
     Raises:
-        UserInputError: An empty image (a side of 0 pixels), or tiles too small for the model.
+        UserInputError: An empty image (a side of 0 pixels), tiles too small for the model, a
+            3-D model given an image without a Z axis of several slices, or a 3-D tile for a
+            2-D model.
         AxesError: ``axes`` does not fit ``image``.
-        UserInputError: ``model`` is a 3-D network (3-D tiled prediction is not there yet).
         ChannelMismatchError: The image's channel count differs from ``model.in_channels``.
         DeviceError: The configured device is not available.
     """
     check_task(task)
-    require_spatial_dims(
-        model, 2, what="prediction (2-D, slice by slice; 3-D tiled prediction comes next)"
-    )
     normalization = normalization or NormalizationConfig()
     config = config or PredictConfig()
     if 0 in tuple(np.shape(image)):
@@ -358,23 +371,24 @@ def iter_predict(
             f"the image is empty (shape {tuple(np.shape(image))}); give an image with at least "
             "one pixel along every axis."
         )
+    if spatial_dims_of(model) == 3:
+        return (
+            yield from _iter_predict_volumes(
+                model,
+                image,
+                axes,
+                task=task,
+                normalization=normalization,
+                config=config,
+                region=region,
+            )
+        )
     stack, layout = to_stack(image, axes)
     in_channels = int(getattr(model, "in_channels", layout.n_channels))
     check_channels(layout.n_channels, in_channels, shape=layout.shape, axes=layout.axes)
     device = get_device(config.device)
     geometry = TileGeometry.of(model, config)
-    margin, overlap = geometry.margin, geometry.overlap
-    try:
-        plan = geometry.plan(layout.yx_shape, region=region)
-    except ValueError as err:
-        if isinstance(err, UserInputError) or region is not None:
-            raise
-        smallest = geometry.valid_input_shape((2 * margin + overlap + 1,) * 2)
-        raise UserInputError(
-            f"PredictConfig tile_shape={config.tile_shape} with overlap={overlap} is too small "
-            f"for this model (it loses {margin} pixels on each side); use tiles of at least "
-            f"{smallest[0]}x{smallest[1]} pixels or a smaller overlap."
-        ) from None
+    plan = _plan_or_refuse(geometry, layout.yx_shape, region, config)
     n_slices = layout.n_slices
     total = plan.n_tiles * n_slices
     out_channels = int(model.out_channels)
@@ -390,10 +404,9 @@ def iter_predict(
         device,
         config.tta,
     )
-    net = fuse_for_inference(model).to(device)
-    if config.channels_last:
-        net.to(memory_format=torch.channels_last)
-    predictor = make_predictor(net, task=task, device=device, config=config)
+    predictor = make_predictor(
+        _inference_net(model, device, config), task=task, device=device, config=config
+    )
     for index in range(n_slices):
         slice_image = stack[index]
         params = normalization_params(slice_image, normalization)
@@ -416,6 +429,108 @@ def iter_predict(
                 total_tiles=total,
             )
     return layout.restore(probabilities, axis=1)
+
+
+def _inference_net(model: nn.Module, device: torch.device, config: PredictConfig) -> nn.Module:
+    """The fused eval copy of ``model`` on ``device`` in the configured memory format."""
+    net = fuse_for_inference(model).to(device)
+    if config.channels_last:
+        net.to(memory_format=_memory_format(model, config))
+    return net
+
+
+def _plan_or_refuse(
+    geometry: TileGeometry,
+    shape: tuple[int, ...],
+    region: Region | None,
+    config: PredictConfig,
+) -> TilePlan:
+    """``geometry.plan(shape, region)``; tiles too small for the model -> one sentence."""
+    try:
+        return geometry.plan(shape, region=region)
+    except ValueError as err:
+        if isinstance(err, UserInputError) or region is not None:
+            raise
+        margin, overlap = geometry.margin, geometry.overlap
+        smallest = geometry.valid_input_shape((2 * margin + overlap + 1,) * geometry.spatial_dims)
+        raise UserInputError(
+            f"PredictConfig tile_shape={geometry.tile_shape} with overlap={overlap} is too small "
+            f"for this model (it loses {margin} pixels on each side); use tiles of at least "
+            f"{'x'.join(map(str, smallest))} pixels or a smaller overlap."
+        ) from None
+
+
+def _volume_region(region: Region | None) -> Region | None:
+    """A ``(y, x)`` region of every slice as a ``(z, y, x)`` region of the volume."""
+    if region is not None and len(region) == 2:
+        return (slice(None), *region)
+    return region
+
+
+def _iter_predict_volumes(
+    model: nn.Module,
+    image: np.ndarray,
+    axes: str,
+    *,
+    task: str,
+    normalization: NormalizationConfig,
+    config: PredictConfig,
+    region: Region | None,
+) -> Generator[PredictProgress, None, np.ndarray]:
+    """:func:`iter_predict` for a 3-D model: one tiled prediction per volume ``(C, Z, Y, X)``.
+
+    Progress counts volumes as ``slice_index``/``n_slices`` (one per ``T``).
+    """
+    name = getattr(model, "arch", "") or type(model).__name__
+    volumes, layout = to_volumes(image, axes, model_name=name)
+    in_channels = int(getattr(model, "in_channels", layout.layout.n_channels))
+    check_channels(
+        layout.layout.n_channels, in_channels, shape=layout.layout.shape, axes=layout.layout.axes
+    )
+    device = get_device(config.device)
+    geometry = TileGeometry.of(model, config)
+    region = _volume_region(region)
+    plan = _plan_or_refuse(geometry, layout.volume_shape, region, config)
+    n_volumes = layout.n_volumes
+    total = plan.n_tiles * n_volumes
+    out_channels = int(model.out_channels)
+    probabilities = np.empty(
+        layout.output_shape(out_channels, plan.region_shape), dtype=config.probability_dtype
+    )
+    logger.info(
+        "predicting %d volume(s) of %s in %d tile(s) of %s on %s (test-time augmentation: %s)",
+        n_volumes,
+        layout.volume_shape,
+        total,
+        plan.input_shape,
+        device,
+        config.tta,
+    )
+    predictor = make_predictor(
+        _inference_net(model, device, config), task=task, device=device, config=config
+    )
+    outputs = layout.output_views(probabilities)
+    for index, (volume, out) in enumerate(zip(volumes, outputs)):
+        params = volume_normalization_params(volume, normalization)
+        tiles = iter_tile_predict(
+            volume,
+            predictor,
+            out_channels=out_channels,
+            batch_size=config.batch_size,
+            region=region,
+            out=out,
+            blend=config.blend,
+            prepare=volume_normalizer(params),
+            **geometry.tiler_kwargs(),  # type: ignore[arg-type]
+        )
+        for step in tiles:
+            yield PredictProgress(
+                slice_index=index,
+                n_slices=n_volumes,
+                done_tiles=index * plan.n_tiles + step.done,
+                total_tiles=total,
+            )
+    return probabilities
 
 
 def predict(model: nn.Module, image: np.ndarray, axes: str, **kwargs: object) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Overlap-tile prediction for any array -> array predictor (knows nothing about networks).
 
+Images are ``(C, Y, X)`` or ``(C, Z, Y, X)`` (any number of spatial axes): every rule below is
+per axis, and a tile is the product of one piece per axis.
+
 Geometry (per axis; ``m`` = ``margin``, the context a valid-convolution net eats on each side):
 
 - Output tiles of ``tile - 2m`` pixels lie on a grid with step ``output_tile - overlap``; the last
@@ -20,12 +23,13 @@ Geometry (per axis; ``m`` = ``margin``, the context a valid-convolution net eats
 - Overlapping outputs are blended with a separable window (``"gaussian"``: sigma = tile / 8,
   clipped at :data:`MIN_WEIGHT` so every pixel gets weight; ``"constant"``: plain mean) and
   normalised by the summed weights. Because the window and the grid are separable, the weight sum
-  is a product of two 1-D sums: it is computed per axis up front and no weight plane is stored, so
-  memory grows with the image only by the output array itself.
+  is a product of 1-D sums (one per axis): it is computed per axis up front and no weight plane
+  is stored, so memory grows with the image only by the output array itself.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Generator, Iterator
@@ -44,9 +48,13 @@ MIN_WEIGHT = 1e-4
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 #: ``prepare(destination (C, h, w) float32, tile (C, h, w) in the image's dtype)``: fills one slot
-#: of the batch from a raw input tile (e.g. normalises it in the precision the dtype needs).
+#: of the batch from a raw input tile (e.g. normalises it in the precision the dtype needs); 3-D
+#: tiles are ``(C, d, h, w)``.
 Prepare = Callable[[np.ndarray, np.ndarray], object]
-Region = tuple[slice, slice]
+#: ``(slice_y, slice_x)``, or ``(slice_z, slice_y, slice_x)`` for a volume.
+Region = tuple[slice, ...]
+#: A per-axis accepted-size rule: the smallest accepted shape >= a given one (same length).
+SizeRule = Callable[[tuple[int, ...]], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -81,66 +89,84 @@ class AxisPlan:
 
 @dataclass(frozen=True)
 class TilePlan:
-    """The tile grid of one prediction: the product of a ``y`` and an ``x`` :class:`AxisPlan`."""
+    """The tile grid of one prediction: the product of one :class:`AxisPlan` per spatial axis.
 
-    y: AxisPlan
-    x: AxisPlan
+    Attributes:
+        axes: The axis plans, in image order (``(y, x)`` or ``(z, y, x)``).
+        margin: Context the predictor loses on each side.
+    """
+
+    axes: tuple[AxisPlan, ...]
     margin: int
+
+    @property
+    def y(self) -> AxisPlan:
+        """The ``Y`` axis plan."""
+        return self.axes[-2]
+
+    @property
+    def x(self) -> AxisPlan:
+        """The ``X`` axis plan."""
+        return self.axes[-1]
 
     @property
     def n_tiles(self) -> int:
         """Number of tiles."""
-        return len(self.y.origins) * len(self.x.origins)
+        return math.prod(len(axis.origins) for axis in self.axes)
 
     @property
-    def input_shape(self) -> tuple[int, int]:
-        """``(h, w)`` of each input tile."""
-        return self.y.input_size, self.x.input_size
+    def input_shape(self) -> tuple[int, ...]:
+        """``(h, w)`` (``(d, h, w)``) of each input tile."""
+        return tuple(axis.input_size for axis in self.axes)
 
     @property
-    def output_shape(self) -> tuple[int, int]:
-        """``(h - 2m, w - 2m)`` of each predicted tile."""
-        return self.y.output_size, self.x.output_size
+    def output_shape(self) -> tuple[int, ...]:
+        """``(h - 2m, w - 2m)`` (and ``d - 2m`` first in 3-D) of each predicted tile."""
+        return tuple(axis.output_size for axis in self.axes)
 
     @property
     def region(self) -> Region:
         """The predicted region as slices of the image."""
-        return slice(self.y.start, self.y.stop), slice(self.x.start, self.x.stop)
+        return tuple(slice(axis.start, axis.stop) for axis in self.axes)
 
     @property
-    def region_shape(self) -> tuple[int, int]:
-        """Shape of the output array."""
-        return self.y.stop - self.y.start, self.x.stop - self.x.start
+    def region_shape(self) -> tuple[int, ...]:
+        """Shape of the output array (without channels)."""
+        return tuple(axis.stop - axis.start for axis in self.axes)
 
-    def tiles(self) -> Iterator[tuple[int, int]]:
-        """Output origins ``(y, x)`` of all tiles, row by row."""
-        for oy in self.y.origins:
-            for ox in self.x.origins:
-                yield oy, ox
+    def tiles(self) -> Iterator[tuple[int, ...]]:
+        """Output origins ``(y, x)`` (``(z, y, x)``) of all tiles, last axis fastest."""
+        yield from itertools.product(*(axis.origins for axis in self.axes))
 
 
-def _resolve_region(region: Region | None, yx_shape: tuple[int, int]) -> list[tuple[int, int]]:
+def _resolve_region(region: Region | None, shape: tuple[int, ...]) -> list[tuple[int, int]]:
     if region is None:
-        return [(0, yx_shape[0]), (0, yx_shape[1])]
-    if len(region) != 2 or not all(isinstance(s, slice) for s in region):
-        raise ValueError(f"region must be a pair of slices (y, x), got {region!r}")
+        return [(0, size) for size in shape]
+    if len(region) != len(shape) or not all(isinstance(s, slice) for s in region):
+        names = "(z, y, x)" if len(shape) == 3 else "(y, x)"
+        raise ValueError(f"region must be {len(shape)} slices {names}, got {region!r}")
     bounds = []
-    for sl, size in zip(region, yx_shape):
+    for sl, size in zip(region, shape):
         start, stop, step = sl.indices(size)
         if step != 1 or stop <= start:
             raise ValueError(
-                f"region {region!r} is empty or strided for an image of shape {yx_shape}; "
+                f"region {region!r} is empty or strided for an image of shape {shape}; "
                 "give slices with step 1 inside the image"
             )
         bounds.append((start, stop))
     return bounds
 
 
+def _sides(value: int | tuple[int, ...], name: str, n: int) -> tuple[int, ...]:
+    """``value`` as ``n`` positive ints (an int is repeated)."""
+    sides = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(sides) != n or any(int(v) < 1 for v in sides):
+        raise ValueError(f"{name} must be a positive int or {n} of them, got {value!r}")
+    return tuple(int(v) for v in sides)
+
+
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    return _sides(value, name, 2)  # type: ignore[return-value]
 
 
 def _axis_origins(
@@ -196,49 +222,59 @@ def _plan_axis(
 def plan_tiles(
     image_shape: tuple[int, ...],
     *,
-    tile_shape: int | tuple[int, int],
+    tile_shape: int | tuple[int, ...],
     margin: int = 0,
     overlap: int = 0,
     region: Region | None = None,
-    size_multiple: int = 1,
-    valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]] | None = None,
+    size_multiple: int | tuple[int, ...] = 1,
+    valid_input_shape: SizeRule | None = None,
+    spatial_dims: int = 2,
 ) -> TilePlan:
     """The tile grid for an image of ``image_shape`` (``(..., Y, X)``); see the module docs.
 
     Args:
-        image_shape: Image shape; the last two dimensions are ``(Y, X)``.
-        tile_shape: Largest input tile (int or ``(h, w)``), snapped up to an accepted size.
+        image_shape: Image shape; the last ``spatial_dims`` dimensions are ``(Y, X)`` (or
+            ``(Z, Y, X)``).
+        tile_shape: Largest input tile (int or one side per spatial axis), snapped up to an
+            accepted size.
         margin: Context lost on each side by the predictor (valid convolutions).
-        overlap: Overlap of neighbouring output tiles, in pixels.
-        region: ``(slice_y, slice_x)`` to predict only part of the image.
-        size_multiple: Tile origins are aligned to, and sizes rounded up to, this multiple.
-        valid_input_shape: The predictor's accepted-size rule (smallest accepted ``(h, w)`` >= a
-            given one); default: round up to ``size_multiple``.
+        overlap: Overlap of neighbouring output tiles, in pixels (every axis).
+        region: One slice per spatial axis to predict only part of the image.
+        size_multiple: Tile origins are aligned to, and sizes rounded up to, this multiple (an
+            int, or one per spatial axis for anisotropic nets).
+        valid_input_shape: The predictor's accepted-size rule (smallest accepted shape >= a
+            given one, per side); default: round up to ``size_multiple``.
+        spatial_dims: 2 (``(Y, X)`` tiles) or 3 (``(Z, Y, X)`` tiles).
 
     Raises:
         ValueError: Tiles too small for the margin, negative overlap or margin, bad region.
     """
-    yx_shape = (int(image_shape[-2]), int(image_shape[-1]))
-    if margin < 0 or overlap < 0 or size_multiple < 1:
+    if spatial_dims not in (2, 3) or len(image_shape) < spatial_dims:
+        raise ValueError(f"cannot tile {spatial_dims} spatial axes of shape {image_shape}")
+    shape = tuple(int(s) for s in image_shape[-spatial_dims:])
+    multiples = _sides(size_multiple, "size_multiple", spatial_dims)
+    if margin < 0 or overlap < 0:
         raise ValueError("margin and overlap must be >= 0 and size_multiple >= 1")
     if valid_input_shape is None:
 
-        def valid_input_shape(shape: tuple[int, int]) -> tuple[int, int]:
-            return tuple(-(-int(s) // size_multiple) * size_multiple for s in shape)  # type: ignore[return-value]
+        def valid_input_shape(sides: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(-(-int(s) // m) * m for s, m in zip(sides, multiples))
 
-    bounds = _resolve_region(region, yx_shape)
-    full = tuple(int(s) for s in valid_input_shape(_pair(tile_shape, "tile_shape")))
+    bounds = _resolve_region(region, shape)
+    full = tuple(int(s) for s in valid_input_shape(_sides(tile_shape, "tile_shape", spatial_dims)))
     if min(full) <= 2 * margin:
         raise ValueError(f"tile_shape {full} leaves no output with margin {margin}")
 
-    def snap(side: int) -> int:
-        return int(valid_input_shape((side, side))[0])
+    def snapper(axis: int) -> Callable[[int], int]:
+        return lambda side: int(valid_input_shape((side,) * spatial_dims)[axis])
 
     axes = [
-        _plan_axis(start, stop, size, tile, margin, overlap, size_multiple, snap)
-        for (start, stop), size, tile in zip(bounds, yx_shape, full)
+        _plan_axis(start, stop, size, tile, margin, overlap, multiple, snapper(axis))
+        for axis, ((start, stop), size, tile, multiple) in enumerate(
+            zip(bounds, shape, full, multiples)
+        )
     ]
-    return TilePlan(y=axes[0], x=axes[1], margin=margin)
+    return TilePlan(axes=tuple(axes), margin=margin)
 
 
 def _reflect(index: np.ndarray, size: int) -> np.ndarray:
@@ -298,6 +334,30 @@ def _cast(destination: np.ndarray, tile: np.ndarray) -> None:
     np.copyto(destination, tile, casting="unsafe")
 
 
+def fill_tile_nd(
+    destination: np.ndarray,
+    image: np.ndarray,
+    pieces: tuple[Piece, ...],
+    prepare: Prepare,
+    origin: tuple[int, ...] | None = None,
+) -> None:
+    """Fill one batch slot ``(C, *tile)`` with the input tile of ``pieces`` (one per spatial axis).
+
+    ``image`` is ``(C, *spatial)``: the whole image, or a window of it whose first pixel is at
+    ``origin`` (the window must hold the tile's ``source`` spans).
+    """
+    origin = origin or (0,) * len(pieces)
+    spans = tuple(
+        slice(piece.source.start - start, piece.source.stop - start)
+        for piece, start in zip(pieces, origin)
+    )
+    tile = image[(slice(None), *spans)]
+    for axis, piece in enumerate(pieces, start=1):
+        if piece.index is not None:
+            tile = np.take(tile, piece.index, axis=axis)
+    prepare(destination, tile)
+
+
 def fill_tile(
     destination: np.ndarray,
     image: np.ndarray,
@@ -309,16 +369,42 @@ def fill_tile(
     """Fill one batch slot ``(C, h, w)`` with the input tile ``(py, px)`` through ``prepare``.
 
     ``image`` is ``(C, Y, X)``: the whole slice, or a window of it whose first pixel is at
-    ``origin`` (the window must hold the tile's ``source`` spans).
+    ``origin`` (the window must hold the tile's ``source`` spans). See :func:`fill_tile_nd`.
     """
-    y = slice(py.source.start - origin[0], py.source.stop - origin[0])
-    x = slice(px.source.start - origin[1], px.source.stop - origin[1])
-    tile = image[:, y, x]
-    if py.index is not None:
-        tile = np.take(tile, py.index, axis=1)
-    if px.index is not None:
-        tile = np.take(tile, px.index, axis=2)
-    prepare(destination, tile)
+    fill_tile_nd(destination, image, (py, px), prepare, origin)
+
+
+def _tile_weight(pieces: tuple[Piece, ...]) -> np.ndarray:
+    """The separable blending weight of one tile: the outer product of the pieces' weights."""
+    weight = pieces[0].weight
+    for piece in pieces[1:]:
+        weight = weight[..., None] * piece.weight
+    return weight
+
+
+def add_tile_nd(
+    out: np.ndarray,
+    result: np.ndarray,
+    pieces: tuple[Piece, ...],
+    origin: tuple[int, ...] | None = None,
+) -> None:
+    """Add the weighted output ``result (K, *tile')`` of the tile of ``pieces`` to ``out``.
+
+    ``out`` is ``(K, *region)``: the whole region's output, or a window of it whose first pixel
+    is at ``origin`` (target coordinates); only the part of the tile inside ``out`` is added,
+    with the same arithmetic either way (so a window gets exactly the same values as the whole).
+    """
+    origin = origin or (0,) * len(pieces)
+    weight = _tile_weight(pieces)
+    targets, crops, weights = [], [], []
+    for piece, start, size in zip(pieces, origin, out.shape[1:]):
+        lo = max(piece.target.start, start)
+        hi = min(piece.target.stop, start + size)
+        skip = lo - piece.target.start
+        targets.append(slice(lo - start, hi - start))
+        crops.append(slice(piece.crop.start + skip, piece.crop.start + skip + hi - lo))
+        weights.append(slice(skip, skip + hi - lo))
+    out[(slice(None), *targets)] += result[(slice(None), *crops)] * weight[tuple(weights)]
 
 
 def add_tile(
@@ -330,20 +416,9 @@ def add_tile(
 ) -> None:
     """Add the weighted output ``result (K, h', w')`` of tile ``(py, px)`` to ``out (K, y, x)``.
 
-    ``out`` is the whole region's output, or a window of it whose first pixel is at ``origin``
-    (target coordinates); only the part of the tile inside ``out`` is added, with the same
-    arithmetic either way (so a window gets exactly the same values as the whole).
+    See :func:`add_tile_nd` (``origin``: the window's first pixel in target coordinates).
     """
-    weight = py.weight[:, None] * px.weight[None, :]
-    spans = []
-    for piece, start, size in ((py, origin[0], out.shape[1]), (px, origin[1], out.shape[2])):
-        lo = max(piece.target.start, start)
-        hi = min(piece.target.stop, start + size)
-        skip = lo - piece.target.start
-        crop = slice(piece.crop.start + skip, piece.crop.start + skip + hi - lo)
-        spans.append((slice(lo - start, hi - start), crop, slice(skip, skip + hi - lo)))
-    (ty, cy, wy), (tx, cx, wx) = spans
-    out[:, ty, tx] += result[:, cy, cx] * weight[wy, wx]
+    add_tile_nd(out, result, (py, px), origin)
 
 
 def iter_tile_predict(
@@ -351,45 +426,51 @@ def iter_tile_predict(
     predictor: Predictor,
     *,
     out_channels: int,
-    tile_shape: int | tuple[int, int],
+    tile_shape: int | tuple[int, ...],
     margin: int = 0,
     overlap: int = 0,
     batch_size: int = 4,
     region: Region | None = None,
     out: np.ndarray | None = None,
     blend: str = "gaussian",
-    size_multiple: int = 1,
-    valid_input_shape: Callable[[tuple[int, int]], tuple[int, int]] | None = None,
+    size_multiple: int | tuple[int, ...] = 1,
+    valid_input_shape: SizeRule | None = None,
     prepare: Prepare | None = None,
 ) -> Generator[TileProgress, None, np.ndarray]:
     """Predict ``image`` tile by tile; yields :class:`TileProgress` after each batch.
 
     Args:
-        image: ``(C, Y, X)``, float32 (other real dtypes are cast tile by tile, or handed raw
-            to ``prepare``).
-        predictor: ``tiles (B, C, h, w) float32 -> (B, K, h - 2m, w - 2m)`` array. It may modify
-            its input (the batch buffer is refilled for every call).
+        image: ``(C, Y, X)``, or a volume ``(C, Z, Y, X)`` (3-D tiles), float32 (other real
+            dtypes are cast tile by tile, or handed raw to ``prepare``).
+        predictor: ``tiles (B, C, h, w) float32 -> (B, K, h - 2m, w - 2m)`` array (3-D:
+            ``(B, C, d, h, w) -> (B, K, d - 2m, h - 2m, w - 2m)``). It may modify its input (the
+            batch buffer is refilled for every call).
         out_channels: ``K``.
-        tile_shape: Input tile size, int or ``(h, w)``.
+        tile_shape: Input tile size, int or one side per spatial axis (``(h, w)``,
+            ``(d, h, w)``).
         margin: Pixels the predictor loses on each side.
         overlap: Output overlap between neighbouring tiles.
         batch_size: Tiles per predictor call.
-        region: ``(slice_y, slice_x)``: predict only this part (real context around it is used).
-        out: Preallocated ``(K, Y', X')`` float32 or float16 output (zeroed here).
+        region: One slice per spatial axis: predict only this part (real context around it is
+            used).
+        out: Preallocated ``(K, *region)`` float32 or float16 output (zeroed here).
         blend: ``"gaussian"`` or ``"constant"``.
-        size_multiple: Tile sizes round up to, and tile origins align to, this multiple.
+        size_multiple: Tile sizes round up to, and tile origins align to, this multiple (one
+            int, or one per spatial axis).
         valid_input_shape: The predictor's accepted-size rule (see :func:`plan_tiles`).
         prepare: Fills a float32 batch slot from a raw tile (default: a plain cast). Prediction
             normalises here, before anything is cast to float32 (a float64 image beyond
             float32's range stays right).
 
     Returns:
-        ``(K, Y', X')`` predictions, ``(Y', X')`` = the region's shape (the image's by default).
+        ``(K, *region)`` predictions, the region's shape (the image's by default).
         Stop iterating to cancel; nothing else is kept.
     """
     image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"the tiler expects a (C, Y, X) image, got shape {image.shape}")
+    if image.ndim not in (3, 4):
+        raise ValueError(
+            f"the tiler expects a (C, Y, X) image or a (C, Z, Y, X) volume, got shape {image.shape}"
+        )
     if blend not in BLENDS:
         raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     if batch_size < 1:
@@ -402,6 +483,7 @@ def iter_tile_predict(
         region=region,
         size_multiple=size_multiple,
         valid_input_shape=valid_input_shape,
+        spatial_dims=image.ndim - 1,
     )
     shape = (out_channels, *plan.region_shape)
     if out is None:
@@ -412,29 +494,28 @@ def iter_tile_predict(
                 f"out must be a float array of shape {shape}, got {out.shape} {out.dtype}"
             )
         out[...] = 0
-    y_pieces = axis_pieces(plan.y, margin, blend)
-    x_pieces = axis_pieces(plan.x, margin, blend)
-    order = [(iy, ix) for iy in range(len(y_pieces)) for ix in range(len(x_pieces))]
+    pieces = [axis_pieces(axis, margin, blend) for axis in plan.axes]
+    order = list(itertools.product(*pieces))
     total = len(order)
     batch = np.empty((min(batch_size, total), image.shape[0], *plan.input_shape), np.float32)
     expected_tile = (out_channels, *plan.output_shape)
     logger.debug("tiling %s into %d tile(s) of %s", image.shape, total, plan.input_shape)
     for first in range(0, total, batch_size):
         chunk = order[first : first + batch_size]
-        for i, (iy, ix) in enumerate(chunk):
-            fill_tile(batch[i], image, y_pieces[iy], x_pieces[ix], prepare or _cast)
+        for i, tile in enumerate(chunk):
+            fill_tile_nd(batch[i], image, tile, prepare or _cast)
         result = np.asarray(predictor(batch[: len(chunk)]))
         if result.shape != (len(chunk), *expected_tile):
             raise ValueError(
                 f"predictor returned shape {result.shape} for tiles {batch[: len(chunk)].shape}; "
                 f"expected {(len(chunk), *expected_tile)}"
             )
-        for i, (iy, ix) in enumerate(chunk):
-            add_tile(out, result[i], y_pieces[iy], x_pieces[ix])
+        for i, tile in enumerate(chunk):
+            add_tile_nd(out, result[i], tile)
         yield TileProgress(done=first + len(chunk), total=total)
     return out
 
 
 def tile_predict(image: np.ndarray, predictor: Predictor, **kwargs: object) -> np.ndarray:
-    """Run :func:`iter_tile_predict` to the end and return its ``(K, Y', X')`` result."""
+    """Run :func:`iter_tile_predict` to the end and return its ``(K, *region)`` result."""
     return run_to_end(iter_tile_predict(image, predictor, **kwargs))  # type: ignore[arg-type]

@@ -21,7 +21,14 @@ from napari_unet.core.io.images import (
     write_labels,
     write_tiff,
 )
-from napari_unet.core.io.lazy import iter_slices, read_slice, slice_axes, stack_index, stack_slices
+from napari_unet.core.io.lazy import (
+    full_resolution,
+    iter_slices,
+    read_slice,
+    slice_axes,
+    stack_index,
+    stack_slices,
+)
 from napari_unet.core.io.marks import (
     OUTPUT_PREFIX,
     SOFTWARE_PREFIX,
@@ -63,6 +70,7 @@ __all__ = [
     "check_channels",
     "check_overwritable",
     "create_output",
+    "full_resolution",
     "guess_axes",
     "image_stem",
     "is_zarr",

@@ -6,13 +6,33 @@ dask) and only ever materialises the slices asked for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from napari_unet.core.errors import ImageReadError
 from napari_unet.core.io.axes import STACK_LETTERS, StackLayout, check_axes, to_stack
+
+
+def full_resolution(image: Any) -> Any:
+    """Level 0 of a pyramid (napari ``MultiScaleData``, a list/tuple of arrays), else ``image``.
+
+    napari-ome-zarr and bioio open an OME-Zarr image as a pyramid: a sequence of array-likes,
+    full resolution first. Prediction always runs on that first level; the layer's ``scale`` and
+    ``translate`` are those of level 0, so outputs stay aligned.
+
+    Raises:
+        ImageReadError: an empty pyramid, or one whose first level is not an array.
+    """
+    if isinstance(image, np.ndarray) or not isinstance(image, Sequence):
+        return image
+    if len(image) == 0 or not hasattr(image[0], "shape"):
+        raise ImageReadError(
+            "the image is an empty pyramid or a list that is not one of arrays: open it as a "
+            "single array (or a pyramid whose first level is the full-resolution image)."
+        )
+    return image[0]
 
 
 def slice_axes(axes: str) -> str:
@@ -63,9 +83,12 @@ def stack_slices(image: Any, axes: str, indices: Iterable[int]) -> np.ndarray:
     """Slices ``indices`` of ``image`` as an in-memory ``(n, C, Y, X)`` array.
 
     A numpy ``image`` is indexed through its :func:`~napari_unet.core.io.axes.to_stack` view; any
-    other array-like (Zarr, dask) is read slice by slice, so only those slices are loaded.
+    other array-like (Zarr, dask) is read slice by slice, so only those slices are loaded. A
+    pyramid (napari ``MultiScaleData``, a list of arrays) is read at its full resolution
+    (:func:`full_resolution`).
     """
     indices = [int(i) for i in indices]
+    image = full_resolution(image)
     if isinstance(image, np.ndarray):
         stack, _ = to_stack(image, axes)
         return np.ascontiguousarray(stack[indices])

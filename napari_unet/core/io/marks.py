@@ -12,7 +12,9 @@ The other outputs of ``predict`` (probabilities, restored images) carry an outpu
 ``napari-unet-loop output {"kind": ..., "model": ...}`` or ``{"napari_unet": {"output": {...}}}``
 in a Zarr group. :func:`written_by_predict` tells either mark apart from a file the user made, and
 :func:`check_overwritable` refuses to replace the latter: ``predict`` never overwrites a file it
-did not write.
+did not write. A measurements CSV (:mod:`napari_unet.core.postprocess.measure`) has no tags: its
+first line is the comment ``# napari-unet-loop measurements {...}`` (:data:`CSV_PREFIX`), and only
+a CSV that starts with it counts as written by ``predict``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 SOFTWARE_PREFIX = "napari-unet-loop predict"
 #: Start of the TIFF ``Software`` tag of a non-label ``predict`` output (probabilities, restored).
 OUTPUT_PREFIX = "napari-unet-loop output"
+#: First line of a measurements CSV written by the plugin (a comment for CSV readers).
+CSV_PREFIX = "# napari-unet-loop measurements"
 #: Key of the plugin's attributes in a Zarr group.
 ZARR_KEY = "napari_unet"
 #: Keys of the plugin's Zarr section that only ``predict`` outputs have (``output`` is written by
@@ -136,6 +140,9 @@ def written_by_predict(path: str | os.PathLike) -> bool:
         if path.is_dir():
             section = _zarr_section(path)
             return isinstance(section, dict) and any(k in section for k in _ZARR_OUTPUT_KEYS)
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                return handle.readline().startswith(CSV_PREFIX + " ")
         import tifffile
 
         with tifffile.TiffFile(path) as tif:

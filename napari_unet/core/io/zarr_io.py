@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,25 @@ _NGFF_TO_AXES = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 OUTPUT_CHUNK = 1024
 
 
+@dataclass(frozen=True)
+class Physical:
+    """Physical geometry of an image's full-resolution level, one entry per axis letter.
+
+    Attributes:
+        scale: pixel size per axis (``{"Z": 2.0, "Y": 0.5, "X": 0.5}``); missing axes are 1.
+        translation: origin per axis; missing axes are 0.
+        units: unit per axis (``"micrometer"``), where the input states one.
+    """
+
+    scale: dict[str, float]
+    translation: dict[str, float]
+    units: dict[str, str]
+
+    @classmethod
+    def none(cls) -> Physical:
+        return cls(scale={}, translation={}, units={})
+
+
 @dataclass(frozen=True, eq=False)
 class LazyImage:
     """A Zarr image opened without loading it.
@@ -50,12 +69,15 @@ class LazyImage:
         axes: one letter per dimension from ``"TZCYX"`` when the metadata names them, else None.
         path: the ``.zarr`` folder.
         levels: number of resolution levels in the file (1 for a plain array).
+        physical: pixel size, origin and units of the full-resolution level (OME-NGFF
+            ``coordinateTransformations`` and axis units; empty for a plain array).
     """
 
     array: Any
     axes: str | None
     path: Path
     levels: int = 1
+    physical: Physical = field(default_factory=Physical.none)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -115,13 +137,18 @@ def open_zarr(path: str | os.PathLike) -> LazyImage:
         node = zarr.open(store=str(path), mode="r")
         if hasattr(node, "shape"):
             return _checked(LazyImage(array=node, axes=None, path=path))
-        axes, datasets, _ = _ngff_axes(dict(node.attrs))
+        axes, datasets, first = _ngff_axes(dict(node.attrs))
         if datasets:
             array = node[datasets[0]["path"]]
             if axes is not None and len(axes) != array.ndim:
                 logger.warning("%s: %d axes named for a %dD array", path, len(axes), array.ndim)
                 axes = None
-            return _checked(LazyImage(array=array, axes=axes, path=path, levels=len(datasets)))
+            physical = _physical(axes, datasets[0], first)
+            return _checked(
+                LazyImage(
+                    array=array, axes=axes, path=path, levels=len(datasets), physical=physical
+                )
+            )
         arrays = sorted(name for name, _ in node.arrays())
         if not arrays:
             raise ImageReadError(f"cannot read {path}: the Zarr group holds no image array.")
@@ -133,6 +160,30 @@ def open_zarr(path: str | os.PathLike) -> LazyImage:
             f"cannot read {path}: the Zarr metadata is damaged ({type(err).__name__}: {err}); "
             "copy or export it again."
         ) from err
+
+
+def _physical(axes: str | None, dataset: dict, multiscale: dict) -> Physical:
+    """The pixel size, origin and units of the full-resolution ``dataset`` (OME-NGFF 0.4/0.5)."""
+    if axes is None:
+        return Physical.none()
+    scale = [1.0] * len(axes)
+    translation = [0.0] * len(axes)
+    for transform in dataset.get("coordinateTransformations") or []:
+        values = transform.get(transform.get("type"), [])
+        if transform.get("type") == "scale" and len(values) == len(axes):
+            scale = [float(v) for v in values]
+        elif transform.get("type") == "translation" and len(values) == len(axes):
+            translation = [float(v) for v in values]
+    units = {
+        letter: str(entry["unit"])
+        for letter, entry in zip(axes, multiscale.get("axes", []), strict=False)
+        if isinstance(entry, dict) and entry.get("unit")
+    }
+    return Physical(
+        scale=dict(zip(axes, scale, strict=True)),
+        translation=dict(zip(axes, translation, strict=True)),
+        units=units,
+    )
 
 
 def _checked(image: LazyImage) -> LazyImage:

@@ -1,4 +1,5 @@
-"""Probabilities -> labels: semantic classes or instance ids, block-wise for huge images."""
+"""Probabilities -> labels: semantic classes or instance ids, block-wise for huge images; 3-D
+instances of volumes (:func:`instances_3d`, :func:`volume_labels`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from napari_unet.core.postprocess.ops import (
     semantic_label_dtype,
     sequential_lut,
 )
+from napari_unet.core.postprocess.volume import instances_3d, volume_labels
 
 __all__ = [
     "CHUNK_PIXELS",
@@ -31,6 +33,7 @@ __all__ = [
     "fill_holes_labels",
     "instance_label_dtype",
     "instance_labels",
+    "instances_3d",
     "label_counts",
     "labels_from_probabilities",
     "relabel_sequential_dtype",
@@ -40,4 +43,5 @@ __all__ = [
     "semantic_label_dtype",
     "semantic_labels",
     "sequential_lut",
+    "volume_labels",
 ]

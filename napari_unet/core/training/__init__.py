@@ -47,10 +47,13 @@ from napari_unet.core.training.weightmap import (
 )
 
 if TYPE_CHECKING:
-    from napari_unet.core.training.augment import AugmentConfig, augment_batch, augment_restoration
+    from napari_unet.core.training.augment import augment_batch, augment_restoration
     from napari_unet.core.training.config import (
         OPTIMIZERS,
+        SCHEDULES,
+        AugmentConfig,
         CheckpointEvent,
+        LossConfig,
         StepEvent,
         TrainConfig,
         TrainEvent,
@@ -59,7 +62,6 @@ if TYPE_CHECKING:
     )
     from napari_unet.core.training.loop import iter_train, train
     from napari_unet.core.training.losses import (
-        LossConfig,
         SegmentationLoss,
         bce_log_jaccard_loss,
         log_jaccard_loss,
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
         soft_dice_loss,
         weighted_cross_entropy,
     )
-    from napari_unet.core.training.schedule import SCHEDULES, LearningRateSchedule, build_optimizer
+    from napari_unet.core.training.schedule import LearningRateSchedule, build_optimizer
     from napari_unet.core.training.validation import (
         confusion_matrix,
         evaluate,
@@ -76,11 +78,11 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "OPTIMIZERS": "napari_unet.core.training.config",
-    "SCHEDULES": "napari_unet.core.training.schedule",
-    "AugmentConfig": "napari_unet.core.training.augment",
+    "SCHEDULES": "napari_unet.core.training.config",
+    "AugmentConfig": "napari_unet.core.training.config",
     "CheckpointEvent": "napari_unet.core.training.config",
     "LearningRateSchedule": "napari_unet.core.training.schedule",
-    "LossConfig": "napari_unet.core.training.losses",
+    "LossConfig": "napari_unet.core.training.config",
     "SegmentationLoss": "napari_unet.core.training.losses",
     "StepEvent": "napari_unet.core.training.config",
     "TrainConfig": "napari_unet.core.training.config",

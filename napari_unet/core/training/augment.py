@@ -15,87 +15,18 @@ batch exactly. ``strength`` scales every magnitude; ``strength=0`` returns the i
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
 import torch
 import torch.nn.functional as F
 
-from napari_unet.core.config import Config
+from napari_unet.core.training.config import AugmentConfig
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
 Tensor = torch.Tensor
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig(Config):
-    """Augmentation settings; magnitudes are the maxima at ``strength == 1``.
-
-    Attributes:
-        flip: random horizontal and vertical flips (each with probability 1/2).
-        rot90: random rotation by k * 90 degrees (k uniform in 0..3; 0 or 2 for non-square patches).
-        elastic: the paper's elastic deformation.
-        elastic_alpha: standard deviation, in pixels, of each displacement component at every
-            coarse-grid node AFTER smoothing (the paper: 10 px). The smoothed grid is rescaled
-            so this holds exactly at every node, whatever ``elastic_sigma`` is.
-        elastic_sigma: Gaussian smoothing of the coarse displacement grid, in grid cells (0 = the
-            paper: independent node displacements, smoothed only by the bicubic upsampling).
-        elastic_grid: nodes per side of the coarse grid (the paper: 3), spanning the patch
-            corner to corner.
-        affine_scale: (low, high) zoom factor range (> 1 zooms in).
-        affine_rotation_deg: maximum rotation angle in degrees (uniform in +-this).
-        gamma: (low, high) gamma range, applied to the sample's intensity range rescaled to [0, 1].
-        brightness: maximum additive shift, as a fraction of the sample's intensity range.
-        contrast: maximum relative contrast change around the sample's mean.
-        noise_std: maximum Gaussian noise std, as a fraction of the sample's intensity range
-            (each sample draws its std uniformly in [0, noise_std]).
-        blur_sigma: (low, high) Gaussian blur sigma range in pixels.
-        probability: probability that each random op (elastic, affine, gamma, brightness/contrast,
-            noise, blur) is applied to a sample, independently per op and sample.
-        image_interpolation: ``"bilinear"`` or ``"bicubic"`` resampling of the image.
-        strength: 0..1, scales every magnitude (ranges shrink towards the identity); 0 = identity.
-    """
-
-    flip: bool = True
-    rot90: bool = True
-    elastic: bool = True
-    elastic_alpha: float = 10.0
-    elastic_sigma: float = 0.0
-    elastic_grid: int = 3
-    affine_scale: tuple[float, float] = (0.9, 1.1)
-    affine_rotation_deg: float = 15.0
-    gamma: tuple[float, float] = (0.7, 1.5)
-    brightness: float = 0.1
-    contrast: float = 0.2
-    noise_std: float = 0.03
-    blur_sigma: tuple[float, float] = (0.0, 1.0)
-    probability: float = 0.5
-    image_interpolation: str = "bilinear"
-    strength: float = 1.0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "elastic_alpha": self.elastic_alpha >= 0,
-            "elastic_sigma": self.elastic_sigma >= 0,
-            "elastic_grid": self.elastic_grid >= 2,
-            "affine_scale": 0 < self.affine_scale[0] <= self.affine_scale[1],
-            "affine_rotation_deg": 0 <= self.affine_rotation_deg <= 180,
-            "gamma": 0 < self.gamma[0] <= self.gamma[1],
-            "brightness": self.brightness >= 0,
-            "contrast": 0 <= self.contrast < 1,
-            "noise_std": self.noise_std >= 0,
-            "blur_sigma": 0 <= self.blur_sigma[0] <= self.blur_sigma[1] <= 10,
-            "probability": 0 <= self.probability <= 1,
-            "image_interpolation": self.image_interpolation in ("bilinear", "bicubic"),
-            "strength": 0 <= self.strength <= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ValueError(f"AugmentConfig: invalid {values}")
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -24,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_unet.core.config import Config, check_task
+from napari_unet.core.config import check_task
+from napari_unet.core.training.config import LossConfig
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 __all__ = [
@@ -40,47 +40,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-12
-
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig(Config):
-    """Weights of the loss terms.
-
-    Attributes:
-        ce: weighted cross entropy (BCE for binary), the paper's loss.
-        dice: soft Dice loss (1 − mean Dice over foreground classes).
-        jaccard: ``−log(soft Jaccard)``; with ``ce`` this is TernausNet's ``BCE − log J``
-            (per-class soft Jaccard of the softmax for multi-class tasks).
-        use_weight_map: multiply the cross entropy by the target weight map when given.
-        deep_supervision_weights: one weight per supervised head (shallow to deep);
-            ``None`` = equal weights. The loss is the weighted mean of the heads' losses.
-        regression: ``"l1"`` or ``"mse"`` for the restoration task.
-        smooth: additive smoothing of Dice and Jaccard (keeps empty classes finite).
-    """
-
-    ce: float = 1.0
-    dice: float = 0.0
-    jaccard: float = 0.0
-    use_weight_map: bool = True
-    deep_supervision_weights: tuple[float, ...] | None = None
-    regression: str = "l1"
-    smooth: float = 1.0
-
-    def __post_init__(self) -> None:
-        terms = (self.ce, self.dice, self.jaccard)
-        if min(terms) < 0 or sum(terms) <= 0:
-            raise ValueError(f"loss weights must be >= 0 with a positive sum, got {terms}")
-        if self.regression not in ("l1", "mse"):
-            raise ValueError(f"regression must be 'l1' or 'mse', got {self.regression!r}")
-        if self.smooth < 0:
-            raise ValueError(f"smooth must be >= 0, got {self.smooth}")
-        if self.deep_supervision_weights is not None:
-            weights = tuple(float(w) for w in self.deep_supervision_weights)
-            if not weights or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError(
-                    f"deep_supervision_weights must be >= 0 with a positive sum, got {weights}"
-                )
-            object.__setattr__(self, "deep_supervision_weights", weights)
 
 
 def _check(logits: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor | None) -> None:

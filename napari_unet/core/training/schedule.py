@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
+from napari_unet.core.training.config import SCHEDULES
+
 logger = logging.getLogger(__name__)
 
-SCHEDULES: tuple[str, ...] = ("cosine", "plateau", "constant")
+__all__ = ["SCHEDULES", "LearningRateSchedule", "build_optimizer"]
 
 
 class LearningRateSchedule:
