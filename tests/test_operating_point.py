@@ -224,3 +224,19 @@ def test_a_stop_publishes_without_retuning(tmp_path):
             break
     assert result.reason == "stopped" and result.operating_point is None
     assert "operating_point" not in load_checkpoint(result.best_path).info.provenance
+
+
+def test_segment_form_presets_and_returns_the_models_unseeded_choice(qtbot):
+    from napari_unet._widgets.predict_form import PredictForm
+
+    form = PredictForm()
+    qtbot.addWidget(form)
+    assert form.postprocess_settings().unseeded == "object"
+    tuned = _info({"postprocess": {"unseeded": "drop", "min_size": 20}})
+    form.set_model_defaults(
+        task="instances", tile_shape=None, overlap=None, postprocess=tuned.postprocess_config()
+    )
+    choice = form.postprocess_settings()
+    assert choice.unseeded == "drop" and choice.min_size == 20
+    assert choice.apply(tuned).unseeded == "drop"  # what the Segment dock then predicts with
+    assert choice.replace(unseeded="object").apply(tuned).unseeded == "object"
