@@ -166,7 +166,7 @@ class PredictForm(QWidget):
         postprocess: Any = None,
     ) -> None:
         """Defaults from a checkpoint: output kind from its task, tiling from its tile defaults,
-        threshold and minimum object size from its stored post-processing
+        threshold, minimum object size and unseeded foreground from its stored post-processing
         (:meth:`~napari_unet.core.checkpoint.format.CheckpointInfo.postprocess_config`)."""
         self.fields["output"].value = "instances" if task == "instances" else "semantic"
         if tile_shape:
@@ -176,6 +176,7 @@ class PredictForm(QWidget):
         if postprocess is not None:
             self.fields["threshold"].value = float(postprocess.threshold)
             self.fields["min_size"].value = int(postprocess.min_size)
+            self.fields["unseeded"].value = str(postprocess.unseeded)
 
     def scope_key(self) -> str:
         """``"slice"``, ``"stack"`` or ``"region"``."""

@@ -40,7 +40,7 @@ class PredictionError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class PostprocessChoice(Config):
-    """The post-processing chosen in the predict form: it overrides these three fields of the
+    """The post-processing chosen in the predict form: it overrides these four fields of the
     model's stored defaults (:meth:`CheckpointInfo.postprocess_config`) and keeps the others
     (``foreground_class``, watershed settings...).
 
@@ -48,6 +48,7 @@ class PostprocessChoice(Config):
         output: ``"semantic"`` or ``"instances"``.
         threshold: foreground probability cut, 0..1.
         min_size: objects with fewer pixels are removed.
+        unseeded: ``"object"`` or ``"drop"`` (:attr:`PostprocessConfig.unseeded`).
     """
 
     output: str = setting(
@@ -78,8 +79,19 @@ class PostprocessChoice(Config):
         advanced=True,
         order=4,
     )
+    unseeded: str = setting(
+        "object",
+        "Unseeded foreground",
+        tooltip="Instances: foreground that no object centre (seed) reaches becomes objects of "
+        "its own or stays background (fewer specks and rims); preset from the model",
+        choices=(("object", "Own objects"), ("drop", "Background")),
+        advanced=True,
+        order=5,
+    )
 
     def __post_init__(self) -> None:
+        if self.unseeded not in ("object", "drop"):
+            raise ValueError(f"unseeded must be 'object' or 'drop', got {self.unseeded!r}")
         if self.output not in ("semantic", "instances"):
             raise ValueError(f"output must be 'semantic' or 'instances', got {self.output!r}")
         if not 0.0 <= self.threshold <= 1.0 or self.min_size < 0:
@@ -88,7 +100,10 @@ class PostprocessChoice(Config):
     def apply(self, info: CheckpointInfo) -> PostprocessConfig:
         """The model's post-processing with this choice on top."""
         return info.postprocess_config(
-            output=self.output, threshold=self.threshold, min_size=self.min_size
+            output=self.output,
+            threshold=self.threshold,
+            min_size=self.min_size,
+            unseeded=self.unseeded,
         )
 
 

@@ -133,6 +133,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="remove objects smaller than this many pixels (default: the model's, else 0)",
     )
     parser.add_argument(
+        "--unseeded",
+        choices=("object", "drop"),
+        default=None,
+        help="instance labels: foreground no interior seed reaches becomes an object of its own "
+        "('object') or stays background ('drop') (default: the model's, else object)",
+    )
+    parser.add_argument(
         "--slices",
         type=parse_slices,
         help="Zarr inputs only: predict slices START:STOP of the Z/T stack (flat index), e.g. "
@@ -281,7 +288,10 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
         )
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(
-            output=args.labels, threshold=args.threshold, min_size=args.min_size
+            output=args.labels,
+            threshold=args.threshold,
+            min_size=args.min_size,
+            unseeded=args.unseeded,
         )
     except UserInputError:
         raise

@@ -525,6 +525,10 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         print("validation: none (no held-back tiles; use --val-fraction with more annotation)")
+    if result.operating_point:
+        from napari_unet.core.training.operating_point import describe_operating_point
+
+        print(describe_operating_point(result.operating_point))
     print(f"history: {history.path}")
     return 0
 

@@ -77,7 +77,11 @@ def block_instances(probabilities: np.ndarray, *, task: str, config: Postprocess
 
 
 def _seeded(interior: np.ndarray, mask: np.ndarray | None, config: PostprocessConfig) -> np.ndarray:
-    """Seeds = confident interior components; watershed over ``1 - interior`` within ``mask``."""
+    """Seeds = confident interior components; watershed over ``1 - interior`` within ``mask``.
+
+    Foreground that no seed reaches becomes objects (``config.unseeded == "object"``) or stays
+    background (``"drop"``).
+    """
     seeds = interior >= config.interior_threshold
     if mask is not None:
         seeds &= mask
@@ -90,6 +94,8 @@ def _seeded(interior: np.ndarray, mask: np.ndarray | None, config: PostprocessCo
     flood = _tie_free(interior, max_value=1.0)
     del interior
     labels = watershed(flood, markers, mask=mask)
+    if config.unseeded == "drop":  # foreground no seed reached stays background
+        return labels.astype(np.int32, copy=False)
     return _label_leftovers(labels, mask)
 
 

@@ -13,7 +13,10 @@ import numpy as np
 
 from napari_unet.core.config import Config
 
-__all__ = ["PostprocessConfig"]
+__all__ = ["UNSEEDED_CHOICES", "PostprocessConfig"]
+
+#: What :attr:`PostprocessConfig.unseeded` may be.
+UNSEEDED_CHOICES = ("object", "drop")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,13 @@ class PostprocessConfig(Config):
         foreground_class: for semantic models, the class(es) that form object interiors when
             instances are asked for; an int is taken as a 1-tuple. None: all non-background.
         seed_erosion: erode the seed mask by this many pixels (closes leaks through gaps).
+        unseeded: seeded instances (3-class and ``foreground_class``): what becomes of a
+            foreground region that no interior seed reaches. ``"object"`` (the default and what
+            checkpoints without the key get): each such region is an object of its own, nothing
+            is lost; ``"drop"``: it stays background (the plain U-Net rule: for a briefly trained
+            model these regions are mostly rims and specks). Such a region never touches a
+            seeded object (the watershed floods every foreground pixel connected to a seed), so
+            there is no "merge into the neighbour" choice.
         block_shape: (Y, X) core of each block for instance labels of large planes.
         block_halo: context in pixels around each block; objects smaller than this come out
             exactly as without blocks.
@@ -47,6 +57,7 @@ class PostprocessConfig(Config):
     min_distance: int = 5
     foreground_class: tuple[int, ...] | None = None
     seed_erosion: int = 0
+    unseeded: Literal["object", "drop"] = "object"
     block_shape: tuple[int, int] = (4096, 4096)
     block_halo: int = 128
 
@@ -66,6 +77,10 @@ class PostprocessConfig(Config):
             raise ValueError(
                 "binary_instances must be 'connected' or 'watershed', "
                 f"got {self.binary_instances!r}"
+            )
+        if self.unseeded not in UNSEEDED_CHOICES:
+            raise ValueError(
+                f"unseeded must be one of {', '.join(UNSEEDED_CHOICES)}, got {self.unseeded!r}"
             )
         block_shape = tuple(int(v) for v in self.block_shape)
         if len(block_shape) != 2 or min(block_shape) < 1:

@@ -222,6 +222,10 @@ class TrainConfig(Config):
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         num_threads: torch CPU threads during training (None = torch's default).
         checkpoint_dir: folder for ``best.pt`` and ``latest.pt`` (None = a new temporary one).
+        tune_postprocess: instance models: after training, choose the post-processing
+            (thresholds, minimum size, unseeded foreground) on the held-back tiles and store it
+            in ``best.pt`` (:mod:`napari_unet.core.training.operating_point`); False keeps the
+            inherited (or default) setting.
     """
 
     task: str = "semantic"
@@ -286,6 +290,7 @@ class TrainConfig(Config):
     device: str = "auto"
     num_threads: int | None = None
     checkpoint_dir: str | None = None
+    tune_postprocess: bool = True
 
     def __post_init__(self) -> None:
         check_task(self.task)

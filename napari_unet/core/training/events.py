@@ -51,6 +51,8 @@ class TrainResult:
         best_metrics: validation metrics of the best checkpoint (empty without validation).
         stopped_early: True unless the step budget was used up.
         reason: ``steps``, ``time``, ``stopped`` or ``early_stopping``.
+        operating_point: ``provenance["operating_point"]`` of ``best_path`` when the
+            post-processing was tuned on the held-back tiles (instance models), else None.
     """
 
     best_path: Path
@@ -59,6 +61,7 @@ class TrainResult:
     best_metrics: dict
     stopped_early: bool
     reason: str
+    operating_point: dict | None = None
 
 
 TrainEvent = StepEvent | ValidationEvent | CheckpointEvent

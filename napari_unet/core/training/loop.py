@@ -5,7 +5,10 @@
 returns a :class:`TrainResult`. ``train`` drains it. Patches come only from annotated pixels
 (class-balanced, see :mod:`napari_unet.core.training.sampler`); validation uses held-back annotated
 tiles that are never trained on. ``latest.pt`` carries the full training state, so
-``iter_train(..., resume_from=latest)`` continues bit-identically on the CPU.
+``iter_train(..., resume_from=latest)`` continues bit-identically on the CPU. After training an
+instance model (unless stopped), the post-processing is re-tuned on the held-back tiles and stored
+in ``best.pt`` (:func:`~napari_unet.core.training.retune.tune_best`,
+``TrainConfig.tune_postprocess``).
 
 Example:
     >>> result = train(build_model("unet", depth=2, base_channels=8), items,
@@ -36,6 +39,7 @@ from napari_unet.core.training.config import (
 )
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.losses import LossConfig
+from napari_unet.core.training.retune import retune_after_training
 from napari_unet.core.training.run_parts import RunParts, RunProgress, build_run, resume_run
 from napari_unet.core.training.state import (
     ModelSource,
@@ -131,6 +135,7 @@ def _run(
     reason = yield from _loop(run, progress, should_stop, new_items)
     yield from _finish(run, progress, reason)
     logger.info("training finished after %d steps (%s)", progress.step, reason)
+    operating_point = yield from retune_after_training(run, progress, reason)
     return TrainResult(
         best_path=run.writer.best_path,
         latest_path=run.writer.latest_path,
@@ -138,6 +143,7 @@ def _run(
         best_metrics=progress.best_metrics,
         stopped_early=reason in ("stopped", "early_stopping", "time"),
         reason=reason,
+        operating_point=operating_point,
     )
 
 

@@ -1,0 +1,77 @@
+"""Re-tune a trained instance model's post-processing on its held-back tiles (issue 17).
+
+After training, :func:`tune_best` scores the candidate operating points
+(:mod:`napari_unet.core.training.operating_point`) on the validation tiles the run never trained on
+and stores the best in ``best.pt`` (``provenance["postprocess"]``, ``["operating_point"]``), so the
+version the user gets carries settings chosen on their own data, not inherited from its parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+
+from napari_unet.core.training.config import CheckpointEvent, TrainConfig, TrainEvent
+from napari_unet.core.training.items import TrainingItem
+from napari_unet.core.training.run_parts import RunParts, RunProgress
+
+
+def tune_best(
+    best_path: Path, val_items: Sequence[TrainingItem], config: TrainConfig
+) -> tuple[dict | None, bool]:
+    """Re-tune the post-processing of ``best_path`` on ``val_items`` and store it there.
+
+    Returns:
+        ``(report, changed)``: ``provenance["operating_point"]`` now in the checkpoint (None when
+        the held-back tiles hold no object: nothing is written) and whether the stored
+        post-processing changed.
+    """
+    from napari_unet.core.checkpoint.format import load_checkpoint, save_checkpoint
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.training.operating_point import choose_operating_point
+
+    loaded = load_checkpoint(best_path)
+    info = loaded.info
+    predict_config = PredictConfig(
+        tile_shape=info.tile_shape or (512, 512), overlap=info.overlap, device=config.device
+    )
+    point = choose_operating_point(
+        loaded.model,
+        val_items,
+        base=info.postprocess_config(),
+        predict_config=predict_config,
+        tile=config.val_tile,
+    )
+    if point is None:
+        return None, False
+    provenance = {**info.provenance, "operating_point": point.report()}
+    if point.changed:
+        inherited = info.provenance.get("postprocess") or {}
+        provenance["postprocess"] = {**inherited, **point.settings()}
+    save_checkpoint(
+        best_path,
+        loaded.model,
+        task=info.task,
+        class_names=info.class_names,
+        normalization=info.normalization,
+        tile_shape=info.tile_shape,
+        overlap=info.overlap,
+        provenance=provenance,
+        name=info.name,
+        description=info.description,
+    )
+    return point.report(), point.changed
+
+
+def retune_after_training(
+    run: RunParts, progress: RunProgress, reason: str
+) -> Generator[TrainEvent, None, dict | None]:
+    """Re-choose an instance model's post-processing on the held-back tiles (not after a Stop)."""
+    config = run.config
+    tune = config.tune_postprocess and config.task == "instances" and bool(progress.val_batches)
+    if not tune or progress.step == 0 or reason == "stopped":  # a Stop must stop now
+        return None
+    report, changed = tune_best(run.writer.best_path, run.validation.items, config)
+    if changed:  # listeners (the trainer process) publish the re-tuned model
+        yield CheckpointEvent(progress.step, run.writer.best_path, "best")
+    return report

@@ -1,0 +1,242 @@
+"""Unseeded foreground (object | drop) and the operating point re-tuned on the held-back tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.cli import build_parser
+from napari_unet.core.checkpoint.format import CheckpointInfo, load_checkpoint
+from napari_unet.core.models import build_model
+from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabilities
+from napari_unet.core.postprocess.labels import postprocess_with_defaults
+from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.items import TrainingItem
+from napari_unet.core.training.loop import CheckpointEvent, TrainConfig, iter_train
+from napari_unet.core.training.operating_point import (
+    candidate_configs,
+    choose_operating_point,
+    describe_operating_point,
+)
+
+SIDE = 128
+
+
+def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(3, Y, X) instance logits (background, interior, boundary) and the true instance labels.
+
+    Six discs with an interior core and a boundary rim (true objects) and four 8x8 squares of
+    pure boundary, foreground that no interior seed reaches (spurious fragments, 64 px: above
+    the 20 px minimum-size candidate).
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    logits = np.zeros((3, SIDE, SIDE), np.float32)
+    logits[0] = 6.0
+    truth = np.zeros((SIDE, SIDE), np.int32)
+    centres = [(20, 20), (20, 64), (20, 105), (64, 20), (64, 64), (105, 105)]
+    for index, (cy, cx) in enumerate(centres, start=1):
+        r2 = (yy - cy) ** 2 + (xx - cx) ** 2 + rng.uniform(0, 2)
+        disc, core = r2 <= 10**2, r2 <= 7**2
+        truth[disc] = index
+        logits[0][disc] = 0.0
+        logits[2][disc & ~core] = 6.0
+        logits[1][core] = 6.0
+    for y, x in [(100, 20), (100, 40), (85, 64), (45, 100)]:
+        logits[0, y : y + 8, x : x + 8] = 0.0
+        logits[2, y : y + 8, x : x + 8] = 6.0
+    return logits, truth
+
+
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits), dim=0).numpy()
+
+
+def test_unseeded_drop_leaves_fragments_as_background():
+    logits, truth = _scene()
+    probabilities = _probabilities(logits)
+    kept = labels_from_probabilities(
+        probabilities, task="instances", config=PostprocessConfig(output="instances")
+    )
+    dropped = labels_from_probabilities(
+        probabilities,
+        task="instances",
+        config=PostprocessConfig(output="instances", unseeded="drop"),
+    )
+    assert len(np.unique(kept[kept > 0])) == 10  # 6 discs + 4 fragments (today's default)
+    assert len(np.unique(dropped[dropped > 0])) == 6
+    assert not dropped[100:108, 20:28].any()
+    assert (dropped > 0).sum() == (truth > 0).sum()
+
+
+def _info(provenance: dict) -> CheckpointInfo:
+    return CheckpointInfo(arch="unet", model_config={}, task="instances", in_channels=1,
+                          out_channels=3, provenance=provenance)  # fmt: skip
+
+
+def test_unseeded_is_checked_and_old_checkpoints_keep_objects():
+    with pytest.raises(ValueError, match="unseeded must be one of object, drop"):
+        PostprocessConfig(unseeded="merge")
+    # a checkpoint written before the key existed: today's behaviour
+    assert postprocess_with_defaults({"threshold": 0.6}).unseeded == "object"
+    info = _info({"postprocess": {"min_size": 5}})
+    assert info.postprocess_config().unseeded == "object"
+    tuned = _info({"postprocess": {"unseeded": "drop"}})
+    assert tuned.postprocess_config().unseeded == "drop"
+    assert tuned.postprocess_config(unseeded=None).unseeded == "drop"  # flag left alone
+    assert tuned.postprocess_config(unseeded="object").unseeded == "object"
+
+
+def test_predict_flag():
+    args = build_parser().parse_args(
+        ["predict", "x.tif", "--model", "m.pt", "--out", "o", "--unseeded", "drop"]
+    )
+    assert args.unseeded == "drop"
+    assert (
+        build_parser().parse_args(["predict", "x.tif", "--model", "m.pt", "--out", "o"]).unseeded
+        is None
+    )
+
+
+class _Logits(torch.nn.Module):
+    """A stand-in network whose 3 input channels ARE the logits (padded, any input size)."""
+
+    in_channels, out_channels, margin, size_multiple = 3, 3, 0, 1
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch * 1.0
+
+    def valid_input_shape(self, shape):
+        return tuple(shape)
+
+    def output_shape(self, shape):
+        return tuple(shape)
+
+
+def _val_items(scene) -> list[TrainingItem]:
+    logits, truth = scene
+    held = np.zeros((SIDE, SIDE), bool)
+    held[:, :] = True  # one item, everything held back (4 validation tiles of 64 px)
+    return [TrainingItem(image=logits, labels=truth, annotated_mask=held, name="a")]
+
+
+def test_operating_point_picks_drop_when_unseeded_fragments_exist():
+    from napari_unet.core.inference.prediction import PredictConfig
+
+    base = PostprocessConfig(output="instances")
+    point = choose_operating_point(
+        _Logits(),
+        _val_items(_scene()),
+        base=base,
+        predict_config=PredictConfig(tile_shape=(SIDE, SIDE), device="cpu", precision="fp32"),
+        tile=64,
+    )
+    assert point is not None and point.changed
+    assert point.config.unseeded == "drop"
+    assert point.ap50 == pytest.approx(1.0)
+    assert point.ap50_before == pytest.approx(6 / 10)  # 6 TP, 4 FP
+    assert point.n_tiles == 4 and point.n_true == 6
+    report = point.report()
+    assert report["settings"]["unseeded"] == "drop"
+    assert "on 4 held-back tile(s)" in describe_operating_point(report)
+    assert "unseeded drop" in describe_operating_point(report)
+
+
+def test_operating_point_keeps_the_inherited_setting_on_ties():
+    from napari_unet.core.inference.prediction import PredictConfig
+
+    logits, truth = _scene()
+    logits[2][logits[1] == 0] = np.where(truth[logits[1] == 0] > 0, 6.0, 0.0)
+    logits[0][truth == 0] = 6.0  # no fragments: every candidate that keeps the discs ties
+    base = PostprocessConfig(output="instances", interior_threshold=0.5)
+    point = choose_operating_point(
+        _Logits(),
+        _val_items((logits, truth)),
+        base=base,
+        predict_config=PredictConfig(tile_shape=(SIDE, SIDE), device="cpu", precision="fp32"),
+        tile=64,
+    )
+    assert point is not None and not point.changed and point.config == base
+    configs = candidate_configs(base)
+    assert configs[0] == base and len(configs) == len(set(configs)) == 2 * 2 * 3 * 2
+
+
+def _nuclei_items(n: int = 2) -> list[TrainingItem]:
+    from napari_unet.core.synthetic import synthetic_nuclei
+
+    items = []
+    for seed in range(n):
+        image, labels = synthetic_nuclei((96, 96), n_nuclei=8, seed=seed)
+        image = image.astype(np.float32)
+        image = (image - image.mean()) / (image.std() + 1e-6)
+        items.append(
+            TrainingItem(image=image[None], labels=labels.astype(np.int32), name=f"i{seed}")
+        )
+    return items
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_training_stores_the_chosen_operating_point(tmp_path, tune):
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=8, in_channels=1, out_channels=3)
+    config = TrainConfig(task="instances", steps=4, batch_size=2, patch_shape=(32, 32),
+                         val_fraction=0.3, val_tile=32, val_every=2, device="cpu",
+                         augment=AugmentConfig(strength=0.0), tune_postprocess=tune,
+                         checkpoint_dir=str(tmp_path / "run"))  # fmt: skip
+    events = iter_train(model, _nuclei_items(), config)
+    seen = []
+    while True:
+        try:
+            seen.append(next(events))
+        except StopIteration as done:
+            result = done.value
+            break
+    provenance = load_checkpoint(result.best_path).info.provenance
+    if not tune:
+        assert result.operating_point is None and "operating_point" not in provenance
+        return
+    assert result.operating_point == provenance["operating_point"]
+    report = provenance["operating_point"]
+    assert report["n_tiles"] >= 1 and report["n_candidates"] == 24
+    if report["ap50"] > report["ap50_before"]:  # stored, and announced again
+        assert provenance["postprocess"] == report["settings"]
+        assert isinstance(seen[-1], CheckpointEvent) and seen[-1].kind == "best"
+    else:
+        assert "postprocess" not in provenance
+
+
+def test_a_stop_publishes_without_retuning(tmp_path):
+    """A Stop ends training now (as it skips the final validation): no tuning after it."""
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=8, in_channels=1, out_channels=3)
+    config = TrainConfig(task="instances", steps=100, batch_size=2, patch_shape=(32, 32),
+                         val_fraction=0.3, val_tile=32, val_every=2, device="cpu",
+                         augment=AugmentConfig(strength=0.0),
+                         checkpoint_dir=str(tmp_path / "r"))  # fmt: skip
+    calls = iter(range(100))
+    events = iter_train(model, _nuclei_items(), config, stop=lambda: next(calls) >= 3)
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            result = done.value
+            break
+    assert result.reason == "stopped" and result.operating_point is None
+    assert "operating_point" not in load_checkpoint(result.best_path).info.provenance
+
+
+def test_segment_form_presets_and_returns_the_models_unseeded_choice(qtbot):
+    from napari_unet._widgets.predict_form import PredictForm
+
+    form = PredictForm()
+    qtbot.addWidget(form)
+    assert form.postprocess_settings().unseeded == "object"
+    tuned = _info({"postprocess": {"unseeded": "drop", "min_size": 20}})
+    form.set_model_defaults(
+        task="instances", tile_shape=None, overlap=None, postprocess=tuned.postprocess_config()
+    )
+    choice = form.postprocess_settings()
+    assert choice.unseeded == "drop" and choice.min_size == 20
+    assert choice.apply(tuned).unseeded == "drop"  # what the Segment dock then predicts with
+    assert choice.replace(unseeded="object").apply(tuned).unseeded == "object"
