@@ -6,8 +6,7 @@ package (or one of its torch-free modules) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from napari_unet.core.checkpoint.bioimageio_import import (
     DESCRIPTION_FILES,
@@ -27,6 +26,7 @@ from napari_unet.core.checkpoint.format import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from napari_unet.core.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from napari_unet.core.checkpoint.bioimageio_export import (
@@ -46,13 +46,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -7,8 +7,7 @@ package (or one of its torch-free modules) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from napari_unet.core.inference.normalization import (
     MAX_PERCENTILE_SAMPLES,
@@ -35,6 +34,7 @@ from napari_unet.core.inference.tiling import (
     tile_predict,
 )
 from napari_unet.core.inference.uncertainty import disagreement, entropy, most_uncertain_tile
+from napari_unet.core.lazy_exports import lazy_getattr
 
 if TYPE_CHECKING:
     from napari_unet.core.inference.config import (
@@ -66,13 +66,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 __all__ = [
