@@ -153,7 +153,7 @@ def test_default_folder_next_to_image_file(make_napari_viewer, qtbot, tmp_path):
 
 
 def test_failing_disk_is_reported_and_retried(make_napari_viewer, qtbot, monkeypatch):
-    import napari_unet.session.slices as slices_module
+    import napari_unet.session.slice_update as slices_module
 
     warnings = []
     monkeypatch.setattr("napari.utils.notifications.show_warning", warnings.append)
