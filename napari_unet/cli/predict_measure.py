@@ -52,7 +52,8 @@ def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
         "--pixel-size",
         type=_pixel_size,
         metavar="N|Y,X|Z,Y,X",
-        help="pixel (voxel) size for --measure: adds physical area/volume and centroids",
+        help="pixel (voxel) size: physical area/volume and centroids for --measure, and the "
+        "voxel size a 3-D model's instance watershed uses (default: the model's, else 1)",
     )
 
 
