@@ -17,6 +17,7 @@ and the input's physical pixel sizes, written by ome-zarr-py; one level without 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ import numpy as np
 from napari_unet.core.errors import UserInputError
 
 __all__ = ["parse_slices", "predict_zarr", "write_output"]
+
+logger = logging.getLogger(__name__)
 
 
 def write_output(target: Path, write: Any) -> str:
@@ -121,7 +124,7 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
         # cluster jobs (--slices) may be filling it too.
         if args.slices is None:
             for target in fresh:
-                shutil.rmtree(target, ignore_errors=True)
+                _remove_store(target)
         raise
     written = ", ".join(target.name for target in targets.values())
     if table is not None:
@@ -245,3 +248,18 @@ def _writers(
 
             raise write_error(target, err) from None
     return writers
+
+
+def _remove_store(target: Path, *, tries: int = 50, pause_s: float = 0.02) -> None:
+    """Remove a store this run created, also when writes still in flight recreate parts of it.
+
+    zarr writes chunks from a pool of threads: when one write fails (a full disk), others may
+    still create chunk folders for a moment after a first ``rmtree``, so it is repeated until the
+    store is gone (a bounded wait, about a second at most).
+    """
+    for _ in range(tries):
+        shutil.rmtree(target, ignore_errors=True)
+        if not (target.exists() or target.is_symlink()):
+            return
+        time.sleep(pause_s)
+    logger.warning("could not remove %s completely; delete it by hand", target)
