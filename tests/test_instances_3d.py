@@ -113,3 +113,17 @@ def test_volume_labels_per_t_and_semantic_min_size_in_3d():
     assert semantic.dtype == np.uint8 and semantic[1:9, 5, 5].all()  # kept: 8 voxels in 3-D
     gone = volume_labels(probabilities, task="semantic", config=PostprocessConfig(min_size=9))
     assert not gone.any()
+
+
+def test_unseeded_foreground_follows_the_setting_in_3d():
+    """``unseeded="drop"`` leaves foreground no interior seed reaches as background in 3-D too."""
+    probabilities = np.zeros((3, 6, 24, 24), np.float32)
+    probabilities[0] = 1.0
+    probabilities[:, 1:5, 2:10, 2:10] = [[[[0.0]]], [[[1.0]]], [[[0.0]]]]  # a seeded object
+    probabilities[:, 1:5, 14:20, 14:20] = [[[[0.0]]], [[[0.0]]], [[[1.0]]]]  # boundary only
+    kept = instances_3d(probabilities, spacing=(1.0, 1.0, 1.0), config=INSTANCES)
+    dropped = instances_3d(
+        probabilities, spacing=(1.0, 1.0, 1.0), config=INSTANCES.replace(unseeded="drop")
+    )
+    assert len(np.unique(kept)) - 1 == 2
+    assert len(np.unique(dropped)) - 1 == 1 and not dropped[:, 14:20, 14:20].any()

@@ -144,14 +144,19 @@ def _tie_free(values: np.ndarray, *, max_value: float) -> np.ndarray:
     return flood
 
 
-def _label_leftovers(labels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Foreground regions that no seed reached become objects of their own (nothing is lost)."""
+def _label_leftovers(
+    labels: np.ndarray, mask: np.ndarray | None, structure: np.ndarray = STRUCTURE_8
+) -> np.ndarray:
+    """Foreground regions that no seed reached become objects of their own (nothing is lost).
+
+    ``structure``: the connectivity (8 in a plane; the 3-D path passes 26).
+    """
     labels = labels.astype(np.int32, copy=False)
     leftover = labels == 0
     if mask is not None:
         leftover &= mask
     if leftover.any():
-        extra, _ = ndimage.label(leftover, structure=STRUCTURE_8, output=np.int32)
+        extra, _ = ndimage.label(leftover, structure=structure, output=np.int32)
         first = int(labels.max())
         labels[leftover] = extra[leftover] + first
     return labels

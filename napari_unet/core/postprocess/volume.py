@@ -32,7 +32,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.postprocess.blocks import _tie_free
+from napari_unet.core.postprocess.blocks import _label_leftovers, _tie_free
 from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.postprocess.labels import _prepare, semantic_labels
 from napari_unet.core.postprocess.ops import (
@@ -85,18 +85,6 @@ def _channel(probabilities: np.ndarray, index: int) -> np.ndarray:
     return np.array(probabilities[index], dtype=np.float32, copy=True)
 
 
-def _leftovers(labels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Foreground regions that no seed reached become objects of their own."""
-    labels = labels.astype(np.int32, copy=False)
-    leftover = labels == 0
-    if mask is not None:
-        leftover &= mask
-    if leftover.any():
-        extra, _ = ndimage.label(leftover, structure=STRUCTURE_26, output=np.int32)
-        labels[leftover] = extra[leftover] + int(labels.max())
-    return labels
-
-
 def _seeded(
     interior: np.ndarray, mask: np.ndarray | None, config: PostprocessConfig, spacing
 ) -> np.ndarray:
@@ -113,7 +101,10 @@ def _seeded(
     np.clip(interior, 0.0, 1.0, out=interior)
     flood = _tie_free(interior, max_value=1.0)
     del interior
-    return _leftovers(watershed(flood, markers, mask=mask), mask)
+    labels = watershed(flood, markers, mask=mask)
+    if config.unseeded == "drop":  # foreground no seed reached stays background, as in 2-D
+        return labels.astype(np.int32, copy=False)
+    return _label_leftovers(labels, mask, STRUCTURE_26)
 
 
 def _distance_watershed(mask: np.ndarray, min_distance: int, spacing) -> np.ndarray:
@@ -129,7 +120,7 @@ def _distance_watershed(mask: np.ndarray, min_distance: int, spacing) -> np.ndar
     np.subtract(top, distance, out=distance)
     flood = _tie_free(distance, max_value=top)
     del distance
-    return _leftovers(watershed(flood, markers, mask=mask), mask)
+    return _label_leftovers(watershed(flood, markers, mask=mask), mask, STRUCTURE_26)
 
 
 def _raw_instances(probabilities: np.ndarray, task: str, config: PostprocessConfig, spacing):
