@@ -72,7 +72,7 @@ def preflight(
         only = next(iter(classes), 0)
         what = {0: "background"}.get(only, f"class {only}" if task == "semantic" else "foreground")
         raise TrainingDataError(
-            f"only {what} is annotated in {where}, so there is nothing to tell apart; annotate "
+            f"Only {what} is annotated in {where}, so there is nothing to tell apart; annotate "
             "regions that hold both objects and background (or the missing class) before "
             "training."
         )
