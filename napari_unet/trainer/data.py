@@ -141,6 +141,7 @@ def preflight_items(items: Sequence[Any], info: Any) -> None:
         where="the reviewed regions",
     )
 
+
 def to_items(slices: Iterable[Any], normalization: Any) -> list[Any]:
     """Normalised training items (``(C, Y, X)`` float32 images) from session slices."""
     from napari_unet.core.inference.normalization import normalize

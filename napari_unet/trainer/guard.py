@@ -15,6 +15,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from napari_unet.core.training.guard import skip_message
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["VersionSkipped", "data_settings", "held_back_now", "skip_message"]
@@ -33,18 +35,6 @@ class VersionSkipped:
     score: float
     parent_score: float
     message: str
-
-
-def skip_message(score: float | None, parent_score: float | None) -> str | None:
-    """The sentence saying why a model is not published, or None when it may be.
-
-    A model without a score (no held-back tiles) or without a parent score is published, as
-    before: there is nothing to compare it with.
-    """
-    if score is None or parent_score is None or score > parent_score:
-        return None
-    sign = "<" if score < parent_score else "="
-    return f"version not published: held-back score {score:.3f} {sign} parent {parent_score:.3f}"
 
 
 def held_back_now(val: dict[str, Any], taken: Iterable[Any], config: Any) -> dict[str, Any]:
