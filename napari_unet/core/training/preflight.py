@@ -49,6 +49,10 @@ def preflight(
     Raises:
         TrainingDataError: the first problem found, as one sentence.
     """
+    from napari_unet.core.training.items import check_item
+
+    for item in items:  # malformed items (shapes, dtypes, NaN) first: their own sentence
+        check_item(item, task)
     if patch_shape is not None:
         _check_patch(items, patch_shape)
     annotated = sum(int(np.count_nonzero(item.mask)) for item in items)
