@@ -275,3 +275,28 @@ def test_simulate_keeps_a_trained_parent_when_the_fine_tune_is_worse(tmp_path):
     first, second = result.rounds
     assert second.note.startswith("version not published: held-back score "), second.note
     assert second.metrics == pytest.approx(first.metrics, nan_ok=True), "the parent went on"
+
+
+def test_keep_learning_rescores_the_parent_on_the_new_held_back_tiles(tmp_path, monkeypatch):
+    """Corrections during training change the held-back tiles: the parent is scored again on
+    them (before, the comparison was dropped and any best model was published)."""
+    from napari_unet.trainer.process import Trainer
+
+    folder, parent = _trained_version(tmp_path)
+    session = Session.open(folder)
+    image_id = session.images()[0].id
+    scores = []
+    rescore = Trainer._rescore_parent
+    monkeypatch.setattr(
+        Trainer, "_rescore_parent", lambda self, *a: scores.append(rescore(self, *a)) or scores[-1]
+    )
+    control = queue.Queue()
+    control.put(("corrections", [(image_id, 1)]))
+    events = queue.Queue()
+    train = {"steps": 6, "lr": 5.0, "val_every": 2, "val_fraction": 0.5}
+    run_trainer(request(folder, parent, keep_learning=True, train=train).to_dict(), events, control)
+    sent = [events.get_nowait() for _ in range(events.qsize())]
+    assert isinstance(sent[-1], TrainerFinished), sent[-1]
+    assert scores and isinstance(scores[0], float), "the parent was scored on the new tiles"
+    assert not [e for e in sent if isinstance(e, VersionPublished)]
+    assert [e for e in sent if isinstance(e, VersionSkipped)][-1].parent_score == scores[-1]

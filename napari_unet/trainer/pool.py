@@ -40,6 +40,7 @@ class TrainerPool:
         self.fingerprint, self.config = data_settings(items, self.info, self.config)
         self.pool = {item.name: item for item in items}
         train, self.val_items = self.plan.split(items)
+        self.held = {item.name: item for item in self.val_items}  # as the core's pool has them
         self._send_pool(())
         return train, self.val_items
 

@@ -209,11 +209,7 @@ class Trainer(TrainerPool):
 
     def _rescore_parent(self, train: list[Any], taken: list[Any]) -> float | None:
         """The start model's score on the held-back tiles after ``taken`` joined the pool."""
-        self.held = held_back_now(
-            getattr(self, "held", None) or {item.name: item for item in self.val_items},
-            taken,
-            self.config,
-        )
+        held_back_now(self.held, taken, self.config)
         return self.baseline(train, list(self.held.values()), announce=False)
 
     def _take_corrections(self, control: Control, feed: Feed) -> bool:

@@ -80,7 +80,8 @@ class DatasetFingerprint:
     def describe(self) -> str:
         """One line for the user: data, chosen patch and batch, and the scale note."""
         y, x = self.median_shape
-        classes = ", ".join(f"{k}: {share:.0%}" for k, share in self.class_fractions)
+        shares = ", ".join(f"{k}: {share:.0%}" for k, share in self.class_fractions)
+        classes = f" (classes {shares}), {self.n_objects} objects" if shares else ""
         size = (
             f"median object {self.object_diameter:.0f} px across vs receptive field "
             f"{self.receptive_field} px"
@@ -90,7 +91,7 @@ class DatasetFingerprint:
         reduced = " (reduced to fit the images)" if self.patch_reduced else ""
         line = (
             f"data: {self.n_images} image(s) of median {y}x{x} px, {self.channels} channel(s), "
-            f"{self.annotated_pixels} annotated px (classes {classes}), {self.n_objects} objects; "
+            f"{self.annotated_pixels} annotated px{classes}; "
             f"{size}; patch {self.patch_shape[0]}x{self.patch_shape[1]}{reduced}, batch "
             f"{self.batch_size}"
         )
