@@ -300,3 +300,14 @@ def test_keep_learning_rescores_the_parent_on_the_new_held_back_tiles(tmp_path, 
     assert scores and isinstance(scores[0], float), "the parent was scored on the new tiles"
     assert not [e for e in sent if isinstance(e, VersionPublished)]
     assert [e for e in sent if isinstance(e, VersionSkipped)][-1].parent_score == scores[-1]
+
+
+def test_simulate_refuses_bad_labels_before_any_round(tmp_path, capsys):
+    _write(tmp_path, lambda y: (y > 0) * 255, n=3)
+    argv = ["simulate", "--images", str(tmp_path / "images"), "--labels", str(tmp_path / "labels"),
+            "--task", "instances", "--rounds", "1", "--per-round", "1", "--steps-per-round", "1",
+            "--device", "cpu", "--json", str(tmp_path / "s.json")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a single id per image covering 3 separate" in err, err
+    assert not (tmp_path / "s.json").exists()
