@@ -311,3 +311,27 @@ def test_simulate_refuses_bad_labels_before_any_round(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "a single id per image covering 3 separate" in err, err
     assert not (tmp_path / "s.json").exists()
+
+
+def test_a_stop_before_the_first_validation_publishes_nothing_unscored(tmp_path):
+    """Stopped before any validation, the model was never compared with its parent: kept out."""
+    start = start_model(tmp_path / "start.pt")
+    folder = tmp_path / "session"
+    make_session(folder)
+    control = queue.Queue()
+
+    class Events(queue.Queue):
+        def put(self, event, *args, **kwargs):  # the user presses Stop after the first step
+            if type(event).__name__ == "StepEvent":
+                control.put("stop")
+            super().put(event, *args, **kwargs)
+
+    events = Events()
+    train = {"steps": 100_000, "val_every": 100_000}
+    run_trainer(request(folder, start, train=train).to_dict(), events, control)
+    sent = [events.get_nowait() for _ in range(events.qsize())]
+    assert isinstance(sent[-1], TrainerFinished) and sent[-1].reason == "stopped", sent[-1]
+    assert sent[-1].steps > 0 and not [e for e in sent if isinstance(e, VersionPublished)]
+    (skipped,) = [e for e in sent if isinstance(e, VersionSkipped)]
+    assert skipped.message.startswith("version not published: not scored on the held-back tiles")
+    assert not Session.open(folder).versions()

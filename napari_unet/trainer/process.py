@@ -200,12 +200,18 @@ class Trainer(TrainerPool):
         if event.step == 0:
             logger.info("stopped before the first step: nothing to publish")
             return
-        refused = skip_message(metrics.get("score"), baseline)
+        score = metrics.get("score")
+        refused = skip_message(score, baseline)
+        if score is None and baseline is not None:  # e.g. stopped before the first validation
+            refused = (
+                f"version not published: not scored on the held-back tiles (parent {baseline:.3f})"
+            )
         if refused is None:
             self._publish(Path(event.path), event.step, metrics)
             return
         logger.info("%s", refused)
-        self.send(VersionSkipped(int(event.step), float(metrics["score"]), baseline, refused))
+        score = float("nan") if score is None else float(score)
+        self.send(VersionSkipped(int(event.step), score, baseline, refused))
 
     def _rescore_parent(self, train: list[Any], taken: list[Any]) -> float | None:
         """The start model's score on the held-back tiles after ``taken`` joined the pool."""
