@@ -302,11 +302,8 @@ LONG_MODULES = {
     "cli/predict.py",
     "cli/train.py",
     "core/checkpoint/bioimageio_export.py",
-    "core/evaluation/metrics.py",
-    "core/inference/normalization.py",
     "core/inference/prediction.py",
     "core/inference/tiling.py",
-    "core/io/axes.py",
     "core/io/images.py",
     "core/models/unet3d.py",
     "core/postprocess/measure.py",  # new this session (measurements): to split
