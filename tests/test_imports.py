@@ -304,7 +304,6 @@ LONG_MODULES = {
     "core/checkpoint/bioimageio_export.py",
     "core/inference/prediction.py",
     "core/inference/tiling.py",
-    "core/io/images.py",
     "core/models/unet3d.py",
     "core/postprocess/measure.py",  # new this session (measurements): to split
     "core/training/augment.py",
