@@ -305,7 +305,6 @@ LONG_MODULES = {
     "core/inference/prediction.py",
     "core/inference/tiling.py",
     "core/models/unet3d.py",
-    "core/postprocess/measure.py",  # new this session (measurements): to split
     "core/training/augment.py",
     "core/training/config.py",
     "core/training/sampler.py",
@@ -326,7 +325,6 @@ LONG_FUNCTIONS = {
     "core/inference/prediction.py:_iter_predict_volumes",  # new this session (3-D): to split
     "core/inference/prediction.py:iter_predict",
     "core/inference/tiling.py:iter_tile_predict",
-    "core/postprocess/measure.py:measure_objects",  # new this session (measurements): to split
     "core/training/targets.py:make_targets",
     "distributed/tasks.py:predict_block",
 }
