@@ -301,7 +301,6 @@ LONG_MODULES = {
     "_widgets/versions_panel.py",
     "cli/predict.py",
     "cli/train.py",
-    "core/checkpoint/bioimageio_export.py",
     "core/inference/prediction.py",
     "core/inference/tiling.py",
     "core/models/unet3d.py",
@@ -319,9 +318,6 @@ LONG_FUNCTIONS = {
     "cli/predict_dask.py:predict_dask",
     "cli/train.py:load_pairs",
     "cli/train.py:run",
-    "core/checkpoint/bioimageio_export.py:_description",
-    "core/checkpoint/bioimageio_export.py:export_bioimageio",
-    "core/checkpoint/bioimageio_import.py:package_payload",
     "core/inference/prediction.py:_iter_predict_volumes",  # new this session (3-D): to split
     "core/inference/prediction.py:iter_predict",
     "core/inference/tiling.py:iter_tile_predict",
