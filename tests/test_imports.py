@@ -311,15 +311,12 @@ LONG_MODULES = {
 
 #: Functions still over ``MAX_FUNCTION_LINES``, as ``path:name``. The list may only shrink.
 LONG_FUNCTIONS = {
-    "_widgets/_workers.py:start",
-    "cli/predict_dask.py:predict_dask",
     "cli/train.py:load_pairs",
     "cli/train.py:run",
     "core/inference/prediction.py:_iter_predict_volumes",  # new this session (3-D): to split
     "core/inference/prediction.py:iter_predict",
     "core/inference/tiling.py:iter_tile_predict",
     "core/training/targets.py:make_targets",
-    "distributed/tasks.py:predict_block",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -21,9 +21,6 @@ from napari_unet import __version__
 from napari_unet.core.checkpoint.bioimageio_docs import plain
 from napari_unet.core.checkpoint.bioimageio_weights import ONNX_OPSET
 from napari_unet.core.checkpoint.format import LoadedModel
-
-if TYPE_CHECKING:
-    from napari_unet.core.checkpoint.bioimageio_export import BioimageioExportConfig
 
 __all__ = ["CITATIONS", "FORMAT_VERSION", "description"]
 
@@ -63,10 +60,19 @@ def _file(files: dict[str, bytes], member: str) -> dict[str, str]:
     return {"source": member, "sha256": _sha256(files[member])}
 
 
+class PackageText(Protocol):
+    """What :func:`description` reads of a
+    :class:`~napari_unet.core.checkpoint.bioimageio_export.BioimageioExportConfig`."""
+
+    description: str
+    authors: tuple[str, ...]
+    license: str
+
+
 def description(
     loaded: LoadedModel,
     name: str,
-    config: BioimageioExportConfig,
+    config: PackageText,
     files: dict[str, bytes],
     preprocessing: list[dict],
     geometry: tuple[int, int, int],
