@@ -118,6 +118,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "stderr is not a terminal, a history row every 10 steps)",
     )
     add("--resume", type=Path, help="latest.pt of an interrupted run to continue")
+    add("--nproc", type=_positive_int, default=1, help="processes training together (DDP; 1)")
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
     parser.set_defaults(run=run)
     return parser
@@ -420,6 +421,7 @@ def _train(events: Any, log: Any, training_dir: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
+    from napari_unet.cli import train_ddp
     from napari_unet.cli._output import check_output_file
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train_progress import History, TrainMonitor
@@ -430,9 +432,12 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.models import list_architectures
     from napari_unet.core.simulation.parts import new_model_for
-    from napari_unet.core.training.loop import TrainConfig, iter_train
+    from napari_unet.core.training.loop import TrainConfig
     from napari_unet.core.training.targets import TargetConfig, parse_label_map
 
+    status = train_ddp.launch_or_join(args)  # --nproc N: N processes run this, one rank each
+    if status is not None:
+        return status
     out = Path(args.out)
     training_dir = out.parent / f"{out.stem}.training"
     # what the user can get wrong is checked before the data are read and training starts
@@ -499,6 +504,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_dir=str(training_dir),
     )
 
+    if train_ddp.rank() > 0:  # trains in step with rank 0, which writes and reports
+        return train_ddp.follow(model_or_checkpoint, items, config, resume_from=args.resume)
     start_score = None
     if info is not None:
         start_score = _start_score(Path(model_or_checkpoint), items, config)
@@ -506,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
             PROGRESS.info("start model: val %.4f", start_score)
     history = History(out.parent / f"{out.stem}.history.csv", resume=args.resume is not None)
     monitor = TrainMonitor(config, history, log_every=args.log_every, start_score=start_score)
-    events = iter_train(model_or_checkpoint, items, config, resume_from=args.resume)
+    events = train_ddp.training_events(model_or_checkpoint, items, config, resume_from=args.resume)
     result = _train_and_monitor(events, monitor, training_dir)
     try:
         atomic_write_bytes(out, Path(result.best_path).read_bytes())
