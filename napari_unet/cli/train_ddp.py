@@ -100,14 +100,14 @@ def _launch(args: argparse.Namespace, nproc: int) -> int:
     from napari_unet.cli import verbosity
 
     context = multiprocessing.get_context("spawn")
-    messages = context.SimpleQueue()
+    pipes = [context.Pipe(duplex=False) for _ in range(nproc)]  # no semaphore to leak on a kill
     port = _free_port()
     threads = args.threads or max(1, (os.cpu_count() or 1) // nproc)
     rank_args = argparse.Namespace(**{**vars(args), "nproc": 1, "threads": threads})
     processes = [
         context.Process(
             target=_rank_main,
-            args=(rank_args, r, nproc, port, messages, verbosity(args)),
+            args=(rank_args, r, nproc, port, pipes[r][1], verbosity(args)),
             name=f"napari-unet-train-rank{r}",
         )
         for r in range(nproc)
@@ -123,7 +123,7 @@ def _launch(args: argparse.Namespace, nproc: int) -> int:
     if failed is None:
         return 0
     _stop(processes)
-    return _report(failed, processes, messages, nproc)
+    return _report(failed, processes, [reader for reader, _ in pipes], nproc)
 
 
 def _wait_all(processes: list) -> Any:
@@ -148,13 +148,11 @@ def _stop(processes: list) -> None:
             process.join(GRACE_S)
 
 
-def _report(failed: Any, processes: list, messages: Any, nproc: int) -> int:
+def _report(failed: Any, processes: list, readers: list, nproc: int) -> int:
     """Raise the one sentence for a failed run: the root cause, not a rank that lost a peer."""
     from napari_unet.core.errors import UserInputError
 
-    sent = []
-    while not messages.empty():
-        sent.append(messages.get())  # (rank, message, lost_a_peer)
+    sent = [reader.recv() for reader in readers if reader.poll()]  # (rank, message, lost_peer)
     causes = [m for m in sent if not m[2]]
     number = processes.index(failed)
     if not causes and failed.exitcode < 0:  # killed by a signal: it could say nothing
@@ -178,8 +176,9 @@ def _report(failed: Any, processes: list, messages: Any, nproc: int) -> int:
 
 
 def _rank_main(
-    args: argparse.Namespace, rank_: int, nproc: int, port: int, messages: Any, level: int
+    args: argparse.Namespace, rank_: int, nproc: int, port: int, sender: Any, level: int
 ) -> None:
+    # sender: this rank's end of a pipe; it sends at most one (rank, sentence, lost_peer)
     """A spawned rank: ``train`` with torchrun's environment; exits 0, 2 (error) or 130."""
     import sys
 
@@ -200,13 +199,13 @@ def _rank_main(
         try:
             status = int(args.run(args) or 0)
         except UserInputError as err:
-            messages.put((rank_, " ".join(str(err).split()), isinstance(err, PeerLostError)))
+            sender.send((rank_, " ".join(str(err).split()), isinstance(err, PeerLostError)))
             status = 2
         except OSError as err:
-            messages.put((rank_, describe_os_error(err), False))
+            sender.send((rank_, describe_os_error(err), False))
             status = 2
         except MemoryError:
-            messages.put((rank_, "not enough memory; use a smaller --patch or --batch-size", False))
+            sender.send((rank_, "not enough memory; use a smaller --patch or --batch-size", False))
             status = 2
         except KeyboardInterrupt:
             status = 130

@@ -33,6 +33,7 @@ __all__ = [
     "PeerLostError",
     "RankGroup",
     "RankInfo",
+    "lost_peer",
     "rank_from_env",
     "rank_seed",
     "reseed_rank",
@@ -145,8 +146,7 @@ class translated_errors:  # noqa: N801 (used as a context manager, like contextl
         return None
 
     def __exit__(self, kind: type | None, error: BaseException | None, _tb: Any) -> bool:
-        lost = (dist.DistBackendError, dist.DistNetworkError, dist.DistStoreError)
-        if kind is not None and issubclass(kind, lost):
+        if error is not None and lost_peer(error):
             logger.debug("collective failed on rank %d: %s", self.info.rank, error)
             raise PeerLostError(
                 f"training process {self.info.rank} of {self.info.world_size} lost the other "
@@ -154,6 +154,25 @@ class translated_errors:  # noqa: N801 (used as a context manager, like contextl
                 "run again."
             ) from None
         return False
+
+
+#: Words of the errors gloo and NCCL raise (as a plain ``RuntimeError`` from inside DDP's
+#: backward) when another rank went away.
+LOST_PEER_WORDS = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "broken pipe",
+    "nccl communicator was aborted",
+    "socket timeout",
+)
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` says that another rank went away (not a bug of this one)."""
+    if isinstance(error, (dist.DistBackendError, dist.DistNetworkError, dist.DistStoreError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(word in text for word in LOST_PEER_WORDS)
 
 
 class _Forward(torch.nn.Module):

@@ -34,6 +34,7 @@ from napari_unet.core.training.distributed import (
     RankInfo,
     rank_device,
     reseed_rank,
+    translated_errors,
 )
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import (
@@ -88,7 +89,8 @@ def iter_train_distributed(
             resume_run(run, progress, resume_from)
         reseed_rank(run.sampler, run.generator, config.seed, info.rank, progress.step)
         events = _rank_events(run, progress, group, stop_function(stop))
-        return (yield from _per_world(events, info.world_size))
+        with translated_errors(info):  # DDP's backward raises a plain RuntimeError
+            return (yield from _per_world(events, info.world_size))
     finally:
         group.leave()
         if config.num_threads:
