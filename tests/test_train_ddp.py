@@ -161,3 +161,14 @@ def test_cli_a_killed_process_stops_all_with_one_sentence(shared_data, tmp_path)
     assert len(lines) == 1 and "was killed" in lines[0] and "all 2 processes" in lines[0], err
     assert "Traceback" not in err
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ranks)
+
+
+def test_more_cuda_processes_than_gpus_is_one_sentence(monkeypatch):
+    from napari_unet.core.errors import DeviceError
+    from napari_unet.core.training.distributed import rank_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert rank_device(torch.device("cpu"), RankInfo(1, 2, 1)) == torch.device("cpu")
+    assert rank_device(torch.device("cuda"), RankInfo(0, 2, 0)) == torch.device("cuda", 0)
+    with pytest.raises(DeviceError, match="needs GPU 1 but this machine has 1"):
+        rank_device(torch.device("cuda"), RankInfo(1, 2, 1))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from napari_unet.core.errors import UserInputError
+from napari_unet.core.errors import DeviceError, UserInputError
 from napari_unet.core.training.step import StepRunner
 
 __all__ = [
@@ -84,10 +84,21 @@ def rank_from_env(environ: Mapping[str, str] | None = None) -> RankInfo | None:
 
 
 def rank_device(device: torch.device, info: RankInfo) -> torch.device:
-    """``device`` for this rank: CUDA ranks take GPU ``local_rank`` (modulo the GPUs present)."""
+    """``device`` for this rank: on CUDA, GPU ``local_rank`` (NCCL needs one GPU per process).
+
+    Raises:
+        DeviceError: more processes on this machine than GPUs.
+    """
     if device.type != "cuda":
         return device
-    return torch.device("cuda", info.local_rank % max(torch.cuda.device_count(), 1))
+    count = torch.cuda.device_count()
+    if info.local_rank >= count:
+        raise DeviceError(
+            f"training process {info.rank} needs GPU {info.local_rank} but this machine has "
+            f"{count}; start at most {count} process(es) per machine (--nproc, torchrun "
+            "--nproc-per-node) or train with --device cpu."
+        )
+    return torch.device("cuda", info.local_rank)
 
 
 class RankGroup:
