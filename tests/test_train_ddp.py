@@ -172,3 +172,18 @@ def test_more_cuda_processes_than_gpus_is_one_sentence(monkeypatch):
     assert rank_device(torch.device("cuda"), RankInfo(0, 2, 0)) == torch.device("cuda", 0)
     with pytest.raises(DeviceError, match="needs GPU 1 but this machine has 1"):
         rank_device(torch.device("cuda"), RankInfo(1, 2, 1))
+
+
+def test_cli_minutes_budget_is_decided_by_rank_0(shared_data, tmp_path):
+    """``--minutes`` with 2 processes: rank 0's clock ends the run on both, at the same step."""
+    _copy_dsb(shared_data, tmp_path)
+    argv = _argv(tmp_path, "m.pt", "--minutes", "0.1", "--val-every", "5", "--nproc", "2")
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_unet", *argv], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "steps (time); best model" in done.stdout, done.stdout
+    steps = int(done.stdout.split("trained ")[1].split()[0])
+    assert steps == len(_losses(tmp_path / "m.history.csv")) and steps >= 1
+    latest = load_checkpoint(tmp_path / "m.training" / "latest.pt")
+    assert latest.info.provenance["steps"] == latest.training_state["step"] == steps
