@@ -69,9 +69,7 @@ def training_events(
         return iter_train(model_or_checkpoint, items, config, resume_from=resume_from)
     from napari_unet.core.training.distributed_loop import iter_train_distributed
 
-    return iter_train_distributed(
-        model_or_checkpoint, items, config, _rank_info(), resume_from=resume_from
-    )
+    return iter_train_distributed(model_or_checkpoint, items, config, info, resume_from=resume_from)
 
 
 def follow(model_or_checkpoint: Any, items: list, config: Any, *, resume_from: Any = None) -> int:
