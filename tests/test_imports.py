@@ -296,7 +296,6 @@ LONG_MODULES = {
     "_widgets/finetune_panel.py",
     "_widgets/guidance_panel.py",
     "_widgets/segment_panel.py",
-    "_widgets/session_panel.py",
     "_widgets/trainer_client.py",
     "_widgets/versions_panel.py",
     "core/inference/prediction.py",

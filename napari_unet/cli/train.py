@@ -150,6 +150,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "stderr is not a terminal, a history row every 10 steps)",
     )
     add("--resume", type=Path, help="latest.pt of an interrupted run to continue")
+    add("--nproc", type=_positive_int, default=1, help="processes training together (DDP; 1)")
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
     parser.set_defaults(run=run)
     return parser
@@ -157,14 +158,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
+    from napari_unet.cli import train_ddp
     from napari_unet.cli._output import check_output_file
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train_progress import History, TrainMonitor
     from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.device import get_device
     from napari_unet.core.models import list_architectures
-    from napari_unet.core.training.loop import iter_train
 
+    status = train_ddp.launch_or_join(args)  # --nproc N: N processes run this, one rank each
+    if status is not None:
+        return status
     out = Path(args.out)
     training_dir = out.parent / f"{out.stem}.training"
     # what the user can get wrong is checked before the data are read and training starts
@@ -184,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     # the progress logger shows at INFO by default; a scale problem is a warning
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
     config = train_config(args, info, task, targets, data, training_dir)
+    if train_ddp.rank() > 0:  # trains in step with rank 0, which writes and reports
+        return train_ddp.follow(model_or_checkpoint, items, config, resume_from=args.resume)
     start_score = None
     if info is not None:
         start_score = _start_score(Path(model_or_checkpoint), items, config)
@@ -191,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             PROGRESS.info("start model: val %.4f", start_score)
     history = History(out.parent / f"{out.stem}.history.csv", resume=args.resume is not None)
     monitor = TrainMonitor(config, history, log_every=args.log_every, start_score=start_score)
-    events = iter_train(model_or_checkpoint, items, config, resume_from=args.resume)
+    events = train_ddp.training_events(model_or_checkpoint, items, config, resume_from=args.resume)
     result = _train_and_monitor(events, monitor, training_dir)
     write_model(out, result, {"fingerprint": data.to_dict()})
     report(out, result, start_score)
