@@ -52,4 +52,4 @@ def test_the_held_out_image_is_not_a_training_image(load_benchmark) -> None:
         pytest.skip("no shared ISBI data")
     train, held = bench.clean_images(setup)
     assert train.shape == held.shape == (64, 64) and not np.allclose(train, held)
-    assert 0.0 <= float(train.min()) and float(train.max()) <= 1.0
+    assert float(train.min()) >= 0.0 and float(train.max()) <= 1.0
