@@ -50,6 +50,7 @@ class RestoreSetup:
     batch_size: int = 8
     base_channels: int = 16
     depth: int = 3
+    lr: float = 1e-2
     seed: int = 0
 
 
@@ -71,6 +72,8 @@ def clean_images(setup: RestoreSetup, root: Path = DATA) -> tuple[np.ndarray, np
 
 def train_denoiser(clean: np.ndarray, setup: RestoreSetup, folder: Path) -> tuple[Path, float]:
     """Train on ``setup.copies`` noisy copies of ``clean`` (Y, X); returns (best.pt, seconds)."""
+    import torch
+
     from napari_unet.core.inference.normalization import NormalizationConfig, normalize
     from napari_unet.core.models import build_model
     from napari_unet.core.training import TrainConfig, TrainingItem, train
@@ -86,6 +89,7 @@ def train_denoiser(clean: np.ndarray, setup: RestoreSetup, folder: Path) -> tupl
         )
         for i in range(setup.copies)
     ]
+    torch.manual_seed(setup.seed)  # the initial weights too: one seed, one result
     model = build_model(
         "unet", in_channels=1, out_channels=1, depth=setup.depth, base_channels=setup.base_channels
     )
@@ -94,8 +98,9 @@ def train_denoiser(clean: np.ndarray, setup: RestoreSetup, folder: Path) -> tupl
         steps=setup.steps,
         batch_size=setup.batch_size,
         patch_shape=(setup.patch, setup.patch),
-        lr=1e-3,
+        lr=setup.lr,
         amp=False,
+        bf16_cpu=False,  # fp32: the figures do not depend on the CPU's bf16 support
         val_fraction=0.0,
         augment=AugmentConfig(elastic=False, noise_std=0.0, probability=0.0),
         normalization=norm,
@@ -149,6 +154,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", choices=sorted(SETS), default="isbi")
     parser.add_argument("--sigma", type=float, default=0.2, help="noise std on [0, 1] images")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="noise, weights and sampling seed")
     parser.add_argument("--json", type=Path, default=None, help="write the record here")
     return parser.parse_args(argv)
 
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_unet.core.device import get_device
 
     args = parse_args(argv)
-    setup = RestoreSetup(data=args.data, sigma=args.sigma)
+    setup = RestoreSetup(data=args.data, sigma=args.sigma, seed=args.seed)
     if args.quick:
         setup = dataclasses.replace(setup, crop=128, steps=150, base_channels=8, depth=2)
     if args.steps is not None:
