@@ -293,12 +293,8 @@ MAX_FUNCTION_LINES = 60
 LONG_MODULES = {
     "_widgets/autosave.py",
     "_widgets/correct_panel.py",
-    "_widgets/finetune_panel.py",
-    "_widgets/guidance_panel.py",
     "_widgets/segment_panel.py",
     "_widgets/session_panel.py",
-    "_widgets/trainer_client.py",
-    "_widgets/versions_panel.py",
     "cli/predict.py",
     "cli/train.py",
     "core/checkpoint/bioimageio_export.py",
