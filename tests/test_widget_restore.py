@@ -66,6 +66,7 @@ def test_restoration_model_predicts_an_image_layer(
     qtbot.waitUntil(lambda: panel.worker is None, timeout=TIMEOUT)
 
     assert errors == [] and "labels" not in roles(viewer)
+    assert not panel.form.output.isEnabled() and not panel.form.probabilities.isEnabled()
     restored = viewer.layers["noisy restored"]
     assert restored.data.shape == image.shape and restored.data.dtype == np.float32
     loaded = load_checkpoint(restoration_checkpoint)
