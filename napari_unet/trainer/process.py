@@ -52,6 +52,7 @@ from napari_unet.trainer.events import (
     VersionPublished,
 )
 from napari_unet.trainer.runs import RUNS_FOLDER, hold_resume_run, new_run_dir  # noqa: F401
+from napari_unet.trainer.widen import widen_for_labels
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,9 @@ class Trainer:
         while self._locks:
             release_run_lock(self._locks.pop())
 
-    def _config(self) -> TrainConfig:
+    def _config(self, info: Any = None) -> TrainConfig:
         return self.request.train_config.replace(
-            task=self.info.task,
+            task=(info or self.info).task,
             checkpoint_dir=str(self.run_dir),
             device=self.request.device,
             num_threads=self.request.threads,
@@ -127,6 +128,8 @@ class Trainer:
     def gather(self) -> tuple[list[Any], list[Any]]:
         """Every annotated slice of the session -> ``(train_items, val_items)``."""
         slices = self.session.training_items()
+        if widened := widen_for_labels(slices, self.info, self.start_path, self.run_dir):
+            (self.start_path, self.info), self.config = widened, self._config(widened[1])
         check_training_data(slices, self.info, repr(self.request.start_from))
         items = to_items(slices, self.normalization)
         self.pool = {item.name: item for item in items}
