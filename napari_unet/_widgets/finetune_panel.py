@@ -31,6 +31,7 @@ from napari_unet._widgets.finetune_control import (
 )
 from napari_unet._widgets.finetune_form import FinetuneForm
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.new_model_section import NewModelSection
 from napari_unet._widgets.progress_view import MessageLine
 from napari_unet._widgets.training_plot import TrainingPlot
 from napari_unet.core.errors import UserInputError
@@ -60,6 +61,7 @@ class FinetunePanel(TrainingControl, QWidget):
         self.viewer = viewer
         self.loop = LoopState.for_viewer(viewer)
         self.form = FinetuneForm()
+        self.new_model = NewModelSection(viewer)  # its models become the start model
         self.plot = TrainingPlot(theme=getattr(viewer, "theme", None))
         self.cache = SummaryCache()
         self.summary = DataSummary()
@@ -113,6 +115,7 @@ class FinetunePanel(TrainingControl, QWidget):
             layout.addWidget(widget)
         layout.addLayout(pins)
         layout.addWidget(self.form)
+        layout.addWidget(self.new_model)
         layout.addLayout(buttons)
         for widget in (self.status, self.timing, self.plot, self.message):
             layout.addWidget(widget)
@@ -134,6 +137,7 @@ class FinetunePanel(TrainingControl, QWidget):
         self.pin_rect_button.clicked.connect(self._on_pin_rectangles)
         self.form.keep_learning_changed.connect(self._on_keep_learning)
         self.form.start_changed.connect(self._on_start_changed)
+        self.new_model.created.connect(self.form.select_file)
         self.loop.session_changed.connect(self._on_session_changed)
         self.loop.reviewed.connect(self._on_reviewed)
         self.loop.version_added.connect(self.schedule_refresh)
