@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from napari_unet._widgets.class_legend import ClassLegend
 from napari_unet._widgets.correct_panel import CorrectPanel
 from napari_unet._widgets.dock import PanelDock
 from napari_unet._widgets.segment_panel import SegmentPanel
@@ -21,7 +22,7 @@ class SegmentWidget(PanelDock):
         napari_viewer: the viewer (npe2 passes it by this name).
     """
 
-    panel_classes = (SegmentPanel, CorrectPanel, SessionPanel, ShortcutsPanel)
+    panel_classes = (SegmentPanel, CorrectPanel, SessionPanel, ClassLegend, ShortcutsPanel)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__(napari_viewer)
