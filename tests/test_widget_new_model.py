@@ -51,6 +51,7 @@ def test_new_model_from_the_dock_becomes_the_start(make_napari_viewer, tmp_path,
     assert len(errors) == 1
     (path,) = list((tmp_path / "config" / "new-models").glob("*.pt"))
     assert widget.finetune.form.start_key() == f"file:{path}"
+    assert float(widget.finetune.form.lr.text()) == pytest.approx(1e-3)  # untrained: scratch rate
     info = load_checkpoint(path).info
     assert info.arch == "unetpp" and info.in_channels == 2 and info.out_channels == 3
     assert info.class_names == ("background", "nucleus", "membrane")

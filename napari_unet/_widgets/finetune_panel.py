@@ -138,6 +138,7 @@ class FinetunePanel(TrainingControl, QWidget):
         self.form.keep_learning_changed.connect(self._on_keep_learning)
         self.form.start_changed.connect(self._on_start_changed)
         self.new_model.created.connect(self.form.select_file)
+        self.new_model.created.connect(self.form.use_scratch_rate)  # after select_file's rate
         self.loop.session_changed.connect(self._on_session_changed)
         self.loop.reviewed.connect(self._on_reviewed)
         self.loop.version_added.connect(self.schedule_refresh)
