@@ -73,4 +73,5 @@ def test_more_classes_than_the_start_model_trains_a_new_head(
     (published,) = [e for e in events if isinstance(e, VersionPublished)]
     loaded = load_checkpoint(Session.open(folder).version_path(published.version_id))
     assert loaded.info.task == "semantic" and loaded.model.out_channels == factor + 1
+    assert len(loaded.info.class_names) == factor + 1  # the widened names carry into the version
     assert digest(start) == before
