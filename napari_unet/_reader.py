@@ -173,20 +173,11 @@ def _image_layer(path: Path) -> LayerData:
 def _image_layer_data(image: Any, axes: str | None, path: Path, name: str) -> LayerData:
     meta: dict[str, Any] = {"napari_unet": {"axes": axes, "source": str(path.resolve())}}
     kwargs: dict[str, Any] = {"name": name, "metadata": meta}
-    if axes is not None and "C" in axes:
-        channel_axis = axes.index("C")
-        n_channels = image.shape[channel_axis]
-        if axes.endswith("C") and n_channels in (3, 4) and image.dtype == np.uint8:
-            kwargs["rgb"] = True
-        else:
-            kwargs["channel_axis"] = channel_axis
-            kwargs["name"] = [f"{name} [{c}]" for c in range(n_channels)]
-            # napari splits the channels into layers without the C axis: one metadata each
-            channel_axes = axes.replace("C", "")
-            kwargs["metadata"] = [
-                {"napari_unet": {"axes": channel_axes, "source": str(path.resolve()), "channel": c}}
-                for c in range(n_channels)
-            ]
+    # a multichannel image stays one layer with its channel axis (a slider in napari), named in
+    # the tag's axes, so a multichannel model gets every channel; 8-bit RGB(A) shows as colour
+    rgb = axes is not None and axes.endswith("C") and image.shape[-1] in (3, 4)
+    if rgb and image.dtype == np.uint8:
+        kwargs["rgb"] = True
     return image, kwargs, "image"
 
 

@@ -293,11 +293,7 @@ MAX_FUNCTION_LINES = 60
 LONG_MODULES = {
     "_widgets/autosave.py",
     "_widgets/correct_panel.py",
-    "_widgets/finetune_panel.py",
-    "_widgets/guidance_panel.py",
     "_widgets/segment_panel.py",
-    "_widgets/trainer_client.py",
-    "_widgets/versions_panel.py",
     "core/inference/prediction.py",
     "core/inference/tiling.py",
     "core/models/unet3d.py",

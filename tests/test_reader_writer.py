@@ -34,14 +34,15 @@ def test_reader_opens_image_with_axes_and_labels_sibling(tmp_path) -> None:
     assert layers[1][0].dtype == np.uint16 and layers[1][1]["name"] == "cells_labels"
 
 
-def test_reader_splits_channels_and_flags_rgb(tmp_path) -> None:
+def test_reader_keeps_channels_in_one_layer_and_flags_rgb(tmp_path) -> None:
     cyx = np.random.default_rng(0).integers(0, 4000, (2, 16, 16), dtype=np.uint16)
     write_tiff(tmp_path / "two.tif", cyx, axes="CYX")
-    data, kwargs, kind = get_reader(str(tmp_path / "two.tif"))(str(tmp_path / "two.tif"))[0]
-    assert kind == "image" and kwargs["channel_axis"] == 0 and len(kwargs["name"]) == 2
-    # napari drops the C axis from each channel layer: its metadata must say so
-    assert [m["napari_unet"]["axes"] for m in kwargs["metadata"]] == ["YX", "YX"]
-    assert [m["napari_unet"]["channel"] for m in kwargs["metadata"]] == [0, 1]
+    (layer,) = get_reader(str(tmp_path / "two.tif"))(str(tmp_path / "two.tif"))
+    data, kwargs, kind = layer
+    # one layer with its channel axis (issue 18): a 2-channel model gets both channels
+    assert kind == "image" and "channel_axis" not in kwargs and kwargs["name"] == "two"
+    assert kwargs["metadata"]["napari_unet"]["axes"] == "CYX"
+    np.testing.assert_array_equal(data, cyx)
     rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
     data, kwargs, _ = get_reader(str(tmp_path / "rgb.tif"))(str(tmp_path / "rgb.tif"))[0]

@@ -215,6 +215,11 @@ class FinetuneForm(QWidget):
             self.start.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
         self.start.setCurrentIndex(index)
 
+    def use_scratch_rate(self, *_: object) -> None:
+        """An untrained start model (the "New model" section): the from-scratch learning rate."""
+        if not self._lr_edited:
+            self.lr.setText(f"{LR_SCRATCH:g}")
+
     def suggest_start(self, key: str) -> bool:
         """Select ``key`` unless the user chose a start model by hand; True when selected."""
         if self.chosen_by_hand or not key:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, QTimer
@@ -25,8 +24,14 @@ from napari_unet._widgets import finetune_request as R
 from napari_unet._widgets import validation_pins as P
 from napari_unet._widgets._workers import guard
 from napari_unet._widgets.data_summary import DataSummary, SummaryCache
+from napari_unet._widgets.finetune_control import (
+    NO_SESSION,
+    NOTHING_REVIEWED,
+    TrainingControl,
+)
 from napari_unet._widgets.finetune_form import FinetuneForm
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.new_model_section import NewModelSection
 from napari_unet._widgets.progress_view import MessageLine
 from napari_unet._widgets.training_plot import TrainingPlot
 from napari_unet.core.errors import UserInputError
@@ -38,18 +43,10 @@ logger = logging.getLogger(__name__)
 
 START_SHORTCUT, START_HINT = "Ctrl+Return", "Ctrl+Enter"
 STOP_SHORTCUT, STOP_HINT = "Ctrl+Shift+Return", "Ctrl+Shift+Enter"
-NO_SESSION = (
-    "No session: create one in the U-Net Segment dock (Session → Create session) and mark a "
-    "slice reviewed to train."
-)
-NOTHING_REVIEWED = (
-    "Nothing reviewed yet: correct a prediction in the U-Net Segment dock and mark the slice "
-    "reviewed (Correct → Slice), then Start."
-)
 REFRESH_MS = 400
 
 
-class FinetunePanel(QWidget):
+class FinetunePanel(TrainingControl, QWidget):
     """Fine-tune the model on the session's corrections in a background process.
 
     Args:
@@ -64,6 +61,7 @@ class FinetunePanel(QWidget):
         self.viewer = viewer
         self.loop = LoopState.for_viewer(viewer)
         self.form = FinetuneForm()
+        self.new_model = NewModelSection(viewer)  # its models become the start model
         self.plot = TrainingPlot(theme=getattr(viewer, "theme", None))
         self.cache = SummaryCache()
         self.summary = DataSummary()
@@ -117,6 +115,7 @@ class FinetunePanel(QWidget):
             layout.addWidget(widget)
         layout.addLayout(pins)
         layout.addWidget(self.form)
+        layout.addWidget(self.new_model)
         layout.addLayout(buttons)
         for widget in (self.status, self.timing, self.plot, self.message):
             layout.addWidget(widget)
@@ -138,6 +137,8 @@ class FinetunePanel(QWidget):
         self.pin_rect_button.clicked.connect(self._on_pin_rectangles)
         self.form.keep_learning_changed.connect(self._on_keep_learning)
         self.form.start_changed.connect(self._on_start_changed)
+        self.new_model.created.connect(self.form.select_file)
+        self.new_model.created.connect(self.form.use_scratch_rate)  # after select_file's rate
         self.loop.session_changed.connect(self._on_session_changed)
         self.loop.reviewed.connect(self._on_reviewed)
         self.loop.version_added.connect(self.schedule_refresh)
@@ -279,96 +280,3 @@ class FinetunePanel(QWidget):
             return
         self.status.setText(f"{n} rectangle(s) pinned as validation data.")
         self.refresh()
-
-    # ------------------------------------------------------------------ start / stop
-    def build_request(self) -> Any:
-        """The ``FinetuneRequest`` of the current settings (raises ``UserInputError``)."""
-        if self.session is None:
-            raise UserInputError(NO_SESSION)
-        if self.summary.empty:
-            raise UserInputError(NOTHING_REVIEWED)
-        key = self.form.start_key()
-        return R.build_request(self.form, self.session, key, self._tasks.get(key))
-
-    def start(self) -> None:
-        """Start training with the current settings (no-op while training runs)."""
-        if self.client.running:
-            return
-        self.message.clear_text()
-        self.refresh()
-        try:
-            request = self.build_request()
-            self.client.start(request)
-        except UserInputError as err:
-            self.show_error(str(err))
-            return
-        self.plot.clear()
-        self.scores.reset()
-        self._started_at, self._last_step = time.monotonic(), None
-        self.status.setText("Starting the trainer…")
-        self._clock.start()
-        self._show_timing()
-
-    def stop(self) -> None:
-        """Ask the trainer to finish at the next step (terminated if it takes over 2 s)."""
-        if self.client.running:
-            self.status.setText("Stopping…")
-            self.client.stop()
-
-    def _on_running(self, running: bool) -> None:
-        if not running:
-            self._clock.stop()
-            self._show_timing()
-        self._show_state()
-
-    # ------------------------------------------------------------------ trainer events
-    def on_step(self, event: Any) -> None:
-        """A training step (``StepEvent``): plot it, update the time estimate."""
-        self.plot.add_step(event.step, event.loss)
-        self._last_step, self._last_step_at = event, time.monotonic()
-        if self.status.text().startswith("Starting"):
-            self.status.setText("Training…")
-        self._show_timing()
-
-    def on_validation(self, event: Any) -> None:
-        """A validation (``ValidationEvent``): plot its score."""
-        score = event.metrics.get("score")
-        if score is not None:
-            self.plot.add_validation(event.step, score)
-            self.status.setText(R.validation_text(event, self.scores))
-
-    def on_version(self, event: Any) -> None:
-        """A version was published: mark it, announce it to the Segment dock."""
-        self.plot.add_version(event.step, event.version_id)
-        self.scores.published = event.version_id
-        self.status.setText(R.version_text(event))
-        self.loop.add_version(event.version_id)
-
-    def on_pool_changed(self, event: Any) -> None:
-        """The trainer's pool (``PoolChanged``): say what it trains on."""
-        if event.added:  # the trainer's held-back tiles changed: its start score is void
-            self.scores.start = None
-        self.status.setText(R.pool_text(event))
-
-    def on_finished(self, event: Any) -> None:
-        """Training ended normally (``TrainerFinished``)."""
-        self.status.setText(R.finished_text(event, self.scores))
-
-    def on_failed(self, message: str) -> None:
-        """Training failed: a notification and the red line (never a traceback dialog)."""
-        self.status.setText("Training stopped by an error.")
-        self.show_error(R.with_image_names(message, self.session))
-
-    def show_error(self, text: str) -> None:
-        """Show ``text`` in the red line and as a napari notification."""
-        from napari.utils.notifications import show_error
-
-        logger.warning("fine-tune: %s", text)
-        self.message.show_text(text)
-        show_error(text)
-
-    def _show_timing(self) -> None:
-        request = getattr(self.client, "request", None)
-        running = self.client.running
-        args = (self._started_at, self._last_step, self._last_step_at, request)
-        self.timing.setText(R.timing_text(*args, running=running))

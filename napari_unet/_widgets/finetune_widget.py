@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from napari_unet._widgets.dock import PanelDock
 from napari_unet._widgets.finetune_panel import FinetunePanel
 from napari_unet._widgets.guidance_panel import GuidancePanel
-from napari_unet._widgets.shortcuts import ShortcutsPanel
+from napari_unet._widgets.shortcuts import ShortcutsPanel, bind_viewer_keys
 from napari_unet._widgets.versions_panel import VersionsPanel
+
+if TYPE_CHECKING:
+    import napari
 
 
 class FinetuneWidget(PanelDock):
@@ -18,6 +23,12 @@ class FinetuneWidget(PanelDock):
 
     panel_classes = (FinetunePanel, VersionsPanel, GuidancePanel, ShortcutsPanel)
     minimum_width = 320
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(napari_viewer)
+        bind_viewer_keys(
+            napari_viewer, {"next": self.panels[2].next_region, "stop": self.finetune.stop}
+        )
 
     @property
     def finetune(self) -> FinetunePanel:

@@ -12,6 +12,7 @@ import numpy as np
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets.measurements import measure_after_prediction
+from napari_unet._widgets.restored_output import write_restored
 from napari_unet.core.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -74,6 +75,11 @@ class OutputWriter:
                 f"The image layer '{name}' was removed while it was predicted; nothing was written."
             )
         image = self.viewer.layers[name]
+        if result.restored is not None:  # a restoration model: an Image layer, no labels
+            write_restored(
+                self.viewer, image, layout, result.restored, list(result.slices), result.region
+            )
+            return
         layer = self.labels_layer(name, layout)
         slices = list(result.slices)
         if result.probabilities is not None:

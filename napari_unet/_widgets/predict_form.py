@@ -169,6 +169,8 @@ class PredictForm(QWidget):
         threshold, minimum object size and unseeded foreground from its stored post-processing
         (:meth:`~napari_unet.core.checkpoint.format.CheckpointInfo.postprocess_config`)."""
         self.fields["output"].value = "instances" if task == "instances" else "semantic"
+        for name in ("output", "threshold", "min_size", "unseeded", "probabilities"):
+            self.fields[name].native.setEnabled(task != "restoration")  # it outputs an image
         if tile_shape:
             self.fields["tile_shape"].value = int(max(tile_shape))
         if overlap is not None:

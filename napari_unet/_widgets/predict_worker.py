@@ -19,92 +19,19 @@ import os
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from napari_unet._widgets.layers import offset_ids
-from napari_unet.core.config import Config, setting
+from napari_unet._widgets.postprocess_choice import PostprocessChoice
 from napari_unet.core.inference.config import PredictConfig
-
-if TYPE_CHECKING:
-    from napari_unet.core.checkpoint.format import CheckpointInfo
-    from napari_unet.core.postprocess.config import PostprocessConfig
 
 logger = logging.getLogger(__name__)
 
 
 class PredictionError(Exception):
     """An unexpected failure inside the job (the worker framework swallows RuntimeErrors)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PostprocessChoice(Config):
-    """The post-processing chosen in the predict form: it overrides these four fields of the
-    model's stored defaults (:meth:`CheckpointInfo.postprocess_config`) and keeps the others
-    (``foreground_class``, watershed settings...).
-
-    Attributes:
-        output: ``"semantic"`` or ``"instances"``.
-        threshold: foreground probability cut, 0..1.
-        min_size: objects with fewer pixels are removed.
-        unseeded: ``"object"`` or ``"drop"`` (:attr:`PostprocessConfig.unseeded`).
-    """
-
-    output: str = setting(
-        "semantic",
-        "Output",
-        tooltip="One id per object (instances) or one id per class",
-        choices=(("instances", "Instance labels"), ("semantic", "Semantic labels")),
-        order=2,
-    )
-    threshold: float = setting(
-        0.5,
-        "Threshold",
-        tooltip="Foreground probability cut",
-        min=0.0,
-        max=1.0,
-        step=0.05,
-        advanced=True,
-        order=3,
-    )
-    min_size: int = setting(
-        0,
-        "Min. object size",
-        tooltip="Objects with fewer pixels are removed",
-        min=0,
-        max=100000,
-        step=5,
-        suffix=" px",
-        advanced=True,
-        order=4,
-    )
-    unseeded: str = setting(
-        "object",
-        "Unseeded foreground",
-        tooltip="Instances: foreground that no object centre (seed) reaches becomes objects of "
-        "its own or stays background (fewer specks and rims); preset from the model",
-        choices=(("object", "Own objects"), ("drop", "Background")),
-        advanced=True,
-        order=5,
-    )
-
-    def __post_init__(self) -> None:
-        if self.unseeded not in ("object", "drop"):
-            raise ValueError(f"unseeded must be 'object' or 'drop', got {self.unseeded!r}")
-        if self.output not in ("semantic", "instances"):
-            raise ValueError(f"output must be 'semantic' or 'instances', got {self.output!r}")
-        if not 0.0 <= self.threshold <= 1.0 or self.min_size < 0:
-            raise ValueError(f"invalid threshold={self.threshold!r} or min_size={self.min_size!r}")
-
-    def apply(self, info: CheckpointInfo) -> PostprocessConfig:
-        """The model's post-processing with this choice on top."""
-        return info.postprocess_config(
-            output=self.output,
-            threshold=self.threshold,
-            min_size=self.min_size,
-            unseeded=self.unseeded,
-        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -175,6 +102,8 @@ class JobResult:
         task, output: the model's task and the labels' kind.
         loaded: the :class:`~napari_unet.core.checkpoint.format.LoadedModel`, for reuse.
         seconds: wall-clock time of the job.
+        restored: a restoration model's output (C_out, n, h, w) float32 (``labels`` is then
+            empty, (n, 0, 0)); None for segmentation models.
     """
 
     labels: np.ndarray
@@ -185,6 +114,7 @@ class JobResult:
     output: str
     loaded: Any
     seconds: float
+    restored: np.ndarray | None = None
 
 
 def worker_threads(requested: int | None = None) -> int:
@@ -223,6 +153,8 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
             loaded = load_checkpoint(Path(job.checkpoint))
         info = loaded.info
         _warm_imports()
+        if info.task == "restoration":  # an image, not labels: the writer adds an Image layer
+            return (yield from _restore(job, loaded, start, iter_predict))
         postprocess = job.postprocess.apply(info)
         probabilities = yield from _predict(job, loaded, job.predict, iter_predict)
         n = len(job.slices)
@@ -252,6 +184,26 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         output=postprocess.output,
         loaded=loaded,
         seconds=time.perf_counter() - start,
+    )
+
+
+def _restore(
+    job: PredictJob, loaded: Any, start: float, iter_predict: Any
+) -> Generator[JobProgress, None, JobResult]:
+    """The restored image of a restoration model, (C_out, n, h, w), in a :class:`JobResult`."""
+    restored = yield from _predict(job, loaded, job.predict, iter_predict)
+    n = len(job.slices)
+    restored = np.asarray(restored, dtype=np.float32)
+    return JobResult(
+        labels=np.zeros((n, 0, 0), np.uint8),
+        probabilities=None,
+        slices=tuple(job.slices),
+        region=job.region,
+        task="restoration",
+        output="restored",
+        loaded=loaded,
+        seconds=time.perf_counter() - start,
+        restored=restored.reshape(restored.shape[0], n, *restored.shape[-2:]),
     )
 
 

@@ -1,8 +1,17 @@
-"""The plugin's keyboard shortcuts, listed in a collapsible "Keyboard shortcuts" section."""
+"""The plugin's keyboard shortcuts, listed in a collapsible "Keyboard shortcuts" section.
+
+Two kinds: keys of a focused dock (Qt shortcuts, e.g. Ctrl+Enter runs the prediction) and
+:data:`VIEWER_KEYS`, napari key bindings of the viewer (they work while the canvas has the focus,
+the usual place of the hands while correcting). The viewer keys are Shift+letter combinations that
+napari's own keymap leaves free (``tests/test_widget_keys.py`` checks them against it); each is
+bound through a weak reference, so a closed dock's key does nothing rather than keeping it alive.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -14,8 +23,17 @@ from napari_unet._widgets.segment_panel import RUN_HINT
 if TYPE_CHECKING:
     import napari
 
+#: The plugin's napari viewer keys: action -> (keys, what they do).
+VIEWER_KEYS: dict[str, tuple[str, str]] = {
+    "run": ("Shift+R", "Run the prediction (anywhere in the viewer)"),
+    "mark": ("Shift+M", "Mark the visible part of the slice reviewed"),
+    "next": ("Shift+N", "Next region to review (Fine-tune dock's guidance)"),
+    "stop": ("Shift+S", "Stop fine-tuning (anywhere in the viewer)"),
+}
+
 #: (keys, what they do, where they work).
 SHORTCUTS: tuple[tuple[str, str], ...] = (
+    *VIEWER_KEYS.values(),
     (RUN_HINT, "Run the prediction (Segment dock focused)"),
     (NEXT_LABEL_KEY, "Next free label id (labels layer selected)"),
     ("Ctrl+Z", "Undo a paint or a deletion (napari's)"),
@@ -23,6 +41,25 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     (STOP_HINT, "Stop fine-tuning (Fine-tune dock focused)"),
     ("Ctrl+Alt+/", "All of napari's keys (painting, erasing…)"),
 )
+
+
+class _WeakAction:
+    """A viewer key binding calling a panel method through a weak reference (dead: no-op)."""
+
+    def __init__(self, method: Callable[[], Any]) -> None:
+        self._method = weakref.WeakMethod(method)
+        self.__doc__ = method.__doc__
+
+    def __call__(self, viewer: Any) -> None:
+        method = self._method()
+        if method is not None:
+            method()
+
+
+def bind_viewer_keys(viewer: Any, actions: dict[str, Callable[[], Any]]) -> None:
+    """Bind ``actions`` (:data:`VIEWER_KEYS` name -> bound panel method) to ``viewer``'s keys."""
+    for name, method in actions.items():
+        viewer.bind_key(VIEWER_KEYS[name][0], _WeakAction(method), overwrite=True)
 
 
 def shortcuts_text() -> str:

@@ -17,11 +17,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import queue
-import time
 from typing import Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -33,6 +31,7 @@ from napari_unet._widgets.spawn_guard import (
     UNGUARDED_MESSAGE,
     unguarded_main_script,
 )
+from napari_unet._widgets.trainer_stop import TrainerStopping
 from napari_unet.core.errors import UserInputError
 from napari_unet.trainer.events import (
     CORRECTIONS,
@@ -52,7 +51,7 @@ CRASH_MESSAGE = (
 )
 
 
-class TrainerClient(QObject):
+class TrainerClient(TrainerStopping, QObject):
     """Runs one fine-tune process at a time and re-emits its events on the main thread.
 
     Args:
@@ -179,31 +178,6 @@ class TrainerClient(QObject):
         if keys and self.running and not self._stopping:
             self._put((CORRECTIONS, keys))
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Stop the trainer now, waiting up to ``timeout`` s (default ``stop_grace_s``) for it.
-
-        For napari closing (blocking briefly is fine then): graceful stop, then terminate,
-        then kill. The final events are still emitted.
-        """
-        process = self._process
-        if process is None:
-            return
-        timeout = self.stop_grace_s if timeout is None else float(timeout)
-        if not self._stopping:
-            self._stopping = True
-            self._put(STOP)
-        deadline = time.monotonic() + timeout
-        while process.is_alive() and time.monotonic() < deadline:
-            self._drain()  # keep the pipe flowing so the child can exit
-            process.join(0.05)
-        if process.is_alive():
-            process.terminate()
-            process.join(1.0)
-        if process.is_alive():
-            process.kill()
-            process.join(1.0)
-        self.poll()
-
     def watch_viewer(self, viewer: Any) -> None:
         """Stop the trainer when ``viewer``'s window closes (its loop state's ``closing``)."""
         from napari_unet._widgets.loop_state import LoopState
@@ -272,33 +246,6 @@ class TrainerClient(QObject):
             self.step.emit(event)
         else:
             logger.debug("ignoring trainer event %r", event)
-
-    def _terminate(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            logger.warning("trainer did not stop within %.1f s: terminating", self.stop_grace_s)
-            self._process.terminate()
-            self._kill_timer.start()
-
-    def _kill(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            logger.warning("trainer ignored terminate: killing it")
-            self._process.kill()
-
-    def _cleanup(self) -> None:
-        self._timer.stop()
-        self._terminate_timer.stop()
-        self._kill_timer.stop()
-        process, self._process = self._process, None
-        if process is not None:
-            process.join(0)
-            with contextlib.suppress(ValueError):  # ValueError: still running (cannot happen)
-                process.close()
-        for q in (self._events, self._control):
-            if q is not None:
-                q.close()
-        self._events = self._control = None
-        self._stopping = False
-        self.running_changed.emit(False)
 
 
 __all__ = ["CRASH_MESSAGE", "TrainerClient"]

@@ -22,6 +22,7 @@ from napari_unet.trainer.data import (
 )
 from napari_unet.trainer.events import PoolChanged
 from napari_unet.trainer.guard import data_settings
+from napari_unet.trainer.widen import widen_for_labels
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class TrainerPool:
         """Every annotated slice of the session -> ``(train_items, val_items)``; checks them
         (``core.training.preflight``) and fits patch and batch to them (the fingerprint)."""
         slices = self.session.training_items()
+        if widened := widen_for_labels(slices, self.info, self.start_path, self.run_dir):
+            (self.start_path, self.info), self.config = widened, self._config(widened[1])
         check_training_data(slices, self.info, repr(self.request.start_from))
         items = to_items(slices, self.normalization)
         preflight_items(items, self.info)

@@ -112,9 +112,9 @@ class Trainer(TrainerPool):
         while self._locks:
             release_run_lock(self._locks.pop())
 
-    def _config(self) -> TrainConfig:
+    def _config(self, info: Any = None) -> TrainConfig:
         return self.request.train_config.replace(
-            task=self.info.task,
+            task=(info or self.info).task,
             checkpoint_dir=str(self.run_dir),
             device=self.request.device,
             num_threads=self.request.threads,
