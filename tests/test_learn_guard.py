@@ -136,11 +136,18 @@ def test_cli_refuses_a_foreground_mask_trained_as_instances(tmp_path, capsys):
     _refused(capsys, argv, "a single id per image covering 3 separate objects", tmp_path)
 
 
-def test_cli_refuses_semantic_classes_beyond_the_checkpoint(tmp_path, capsys):
+def test_cli_widens_a_semantic_checkpoint_with_fewer_classes_than_the_labels(tmp_path, caplog):
+    """As in the Fine-tune dock: more classes than the start model get a new head, not a refusal;
+    the start model's file is not changed."""
     semantic = start_model(tmp_path / "semantic.pt", task="semantic", out_channels=2)
+    before = semantic.read_bytes()
     _write(tmp_path, lambda y: y)  # classes 0..3 for a 2-class model
-    argv = _train(tmp_path, "--model", str(semantic))
-    _refused(capsys, argv, "the labels use class 3 but the model knows only 2 classes", tmp_path)
+    with caplog.at_level("INFO"):
+        assert main(_train(tmp_path, "--model", str(semantic), "--val-fraction", "0")) == 0
+    assert any("fine-tuned with a new head" in r.getMessage() for r in caplog.records)
+    trained = load_checkpoint(tmp_path / "m.pt")
+    assert trained.info.task == "semantic" and trained.info.out_channels == 4
+    assert semantic.read_bytes() == before
 
 
 def test_cli_refuses_an_absurd_explicit_patch_and_fits_a_default_one(tmp_path, capsys, caplog):

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
 from napari_unet.cli.train_steps import _checked_task, _checkpoint_path
+
+logger = logging.getLogger(__name__)
 
 
 def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, Any]:
@@ -36,7 +39,8 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
     preflight(
         items,
         task=task,
-        n_classes=info.out_channels if info is not None and task == "semantic" else None,
+        # a semantic checkpoint with too few classes gets a wider head (start_model)
+        n_classes=None,
         label_map=dict(label_map) if label_map else None,
         ignore_value=args.ignore_value,
         patch_shape=patch,
@@ -62,7 +66,23 @@ def start_model(args: argparse.Namespace, info: Any, items: list, task: str, tar
                 f"the checkpoint expects {info.in_channels} channel(s) but the images have "
                 f"{items[0].image.shape[0]}; use matching images or train a new model."
             )
-        return str(_checkpoint_path(args.model))
+        path = _checkpoint_path(args.model)
+        needed = classes_needed(items, info, task, targets)
+        if needed is None:
+            return str(path)
+        from napari_unet.core.checkpoint.widen import widen_classes
+
+        out = Path(args.out)
+        folder = out.parent / f"{out.stem}.training"
+        folder.mkdir(parents=True, exist_ok=True)
+        logger.info(
+            "the labels use %d classes and %s has %d: it is fine-tuned with a new head (the rest "
+            "of the network kept; the file itself is not changed)",
+            needed,
+            args.model,
+            info.out_channels,
+        )
+        return str(widen_classes(path, needed, folder / f"start-{needed}-classes.pt"))
     model = new_model_for(
         args.model,
         items,
@@ -74,6 +94,23 @@ def start_model(args: argparse.Namespace, info: Any, items: list, task: str, tar
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
     return model
+
+
+def classes_needed(items: list, info: Any, task: str, targets: Any) -> int | None:
+    """Classes a semantic checkpoint's new head needs when the annotated labels use more
+    classes than it has; None when it fits (or is not semantic: its head cannot grow)."""
+    from napari_unet.core.training.preflight import annotated_classes
+
+    if task != "semantic" or info.task != "semantic":
+        return None
+    classes = annotated_classes(
+        items,
+        task,
+        dict(targets.label_map) if targets.label_map else None,
+        targets.ignore_value,
+    )
+    top = max(classes, default=0)
+    return top + 1 if top >= info.out_channels else None
 
 
 def data_fingerprint(

@@ -64,7 +64,7 @@ def preflight(
         )
     if task == "restoration":
         return
-    classes = _annotated_classes(items, task, label_map, ignore_value)
+    classes = annotated_classes(items, task, label_map, ignore_value)
     if n_classes is not None and task == "semantic" and classes and max(classes) >= n_classes:
         top = max(classes)
         raise TrainingDataError(
@@ -97,7 +97,7 @@ def _check_patch(items: Sequence[Any], patch_shape: tuple[int, int]) -> None:
             )
 
 
-def _annotated_classes(
+def annotated_classes(
     items: Sequence[Any], task: str, label_map: dict[int, int] | None, ignore_value: int | None
 ) -> set[int]:
     """Class ids present in the annotated pixels (foreground = 1 for binary/instances)."""
