@@ -95,7 +95,7 @@ def test_semantic_merge_keeps_edited_and_reviewed_pixels():
     reviewed[5:, 5:] = True
     kept = kept_mask(labels, snapshot, reviewed, kind="semantic")
     predicted = np.full((10, 10), 3, np.uint8)
-    merged, replaced = merge_slice(labels, predicted, kept, kind="semantic")
+    merged, _ = merge_slice(labels, predicted, kept, kind="semantic")
     assert merged[0, 0] == 2 and (merged[5:, 5:] == 1).all()
     assert (merged[~kept] == 3).all()
 

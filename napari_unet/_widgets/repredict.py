@@ -10,9 +10,11 @@ an untouched prediction, then the other images — one worker at a time (the vie
 :class:`~napari_unet._widgets.prediction_target.PredictionTarget`. Huge slices (more than
 :data:`HUGE_PIXELS`) refresh only the visible region of the current slice.
 
-Corrections are never overwritten: slices that are edited or reviewed (in the layer, or in the
-session's statuses) are left out when planning, and checked again when each result arrives (the
-user may have edited meanwhile). A newer version cancels the running re-prediction. While a
+Corrections are never overwritten: each result is merged around the user's work as it is when
+the result arrives (:func:`~napari_unet._widgets.label_writes.write_prediction`: edited pixels,
+the objects they touch and reviewed regions are kept; the user may have edited meanwhile), as
+one undoable step. Slices reviewed in full (in the layer, or in the session's statuses) are left
+out. A newer version cancels the running re-prediction. While a
 trainer process runs, the worker uses one torch thread, so training keeps the cores.
 """
 
@@ -108,7 +110,7 @@ class _Task:
 
 
 class Repredictor(QObject):
-    """Refreshes unreviewed predictions with a model, one background worker at a time.
+    """Refreshes predictions around the user's work with a model, one worker at a time.
 
     Args:
         target: the predict panel (its settings give tiling, device and post-processing; its
@@ -208,7 +210,7 @@ class Repredictor(QObject):
 
     def _protected(self, labels: Any, layout: StackLayout, slices: list[int]) -> set[int]:
         image_id = (L.plugin_tag(labels) or {}).get("session_image_id")
-        return set(L.protected_slices(labels, layout, slices)) | session_protected(
+        return set(L.fully_reviewed(labels, layout, slices)) | session_protected(
             self.session, image_id
         )
 

@@ -3,8 +3,9 @@
 Pick an image layer, a model, a device, the output and the scope, press Run: a worker thread
 (:func:`~napari_unet._widgets.predict_worker.run_prediction`) loads the model, predicts tile by
 tile and makes labels, yielding progress; layers change only here, on the main thread, when it
-returns. Re-running updates the same tagged labels layer, and never overwrites a slice the user
-edited or reviewed unless "Overwrite corrected slices" is ticked. With a session open, the model
+returns. Re-running updates the same tagged labels layer around the user's work: the pixels and
+objects the user edited and the reviewed regions are kept (one undoable step of the layer's
+history) unless "Overwrite corrected slices" is ticked. With a session open, the model
 list also offers its fine-tuned versions, and "Follow the newest model version" (:mod:`hot_swap`)
 switches to each new one and refreshes the unreviewed slices in the background.
 """
@@ -288,7 +289,11 @@ class SegmentPanel(QWidget):
             probabilities=self.form.probabilities.isChecked(),
         )
         self._target = OutputTarget(
-            image=layer.name, layout=plan.layout, model=checkpoint, skipped=tuple(plan.skipped)
+            image=layer.name,
+            layout=plan.layout,
+            model=checkpoint,
+            skipped=tuple(plan.skipped),
+            overwrite=self.form.overwrite.isChecked(),
         )
         if not plan.todo:
             self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
@@ -344,7 +349,7 @@ class SegmentPanel(QWidget):
             return
         self.loop.models.put(target.model, "cpu", result.loaded)
         try:
-            self.writer.write(target, result)
+            kept = self.writer.write(target, result)
         except UserInputError as err:
             self._on_error(err)
             return
@@ -363,6 +368,8 @@ class SegmentPanel(QWidget):
         done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
         text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
+        if kept:
+            text += " " + J.kept_text(kept)
         if target.skipped:
             text += " " + J.skipped_text(list(target.skipped))
         self.status.setText(text)
