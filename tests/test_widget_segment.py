@@ -155,9 +155,12 @@ def test_reviewed_slice_is_not_overwritten(viewer, checkpoint, qtbot, errors):
     tag["snapshot"][2] = 0
     tag["reviewed"][1, :4, :4] = True
     run_and_wait(panel, qtbot)
-    assert not layer.data[1].any()  # reviewed: kept as the user left it
+    assert not layer.data[1].any()  # erased and partly reviewed: kept as the user left it
     assert layer.data[0].any() and layer.data[2].any()
-    assert "slice(s) 1" in panel.status.text()
+    assert "Kept your corrections" in panel.status.text()
+    tag["reviewed"][1] = True  # reviewed in full: the slice is not even predicted
+    run_and_wait(panel, qtbot)
+    assert not layer.data[1].any() and "slice(s) 1 are reviewed" in panel.status.text()
     assert not errors, errors
 
 
