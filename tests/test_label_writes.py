@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("napari")
 
 from napari_unet._widgets import layers as L
-from napari_unet._widgets.label_writes import is_plugin_write, write_prediction
+from napari_unet._widgets.label_history import is_plugin_write
+from napari_unet._widgets.label_writes import write_prediction
 from napari_unet.core.io.axes import StackLayout
 
 

@@ -207,7 +207,7 @@ def test_cancel_keeps_layers(viewer, checkpoint, qtbot, monkeypatch):
             time.sleep(0.2)
             yield step
 
-    monkeypatch.setattr("napari_unet._widgets.segment_panel.run_prediction", slow)
+    monkeypatch.setattr(worker_module, "run_prediction", slow)  # what predict_and_merge runs
     image, _ = synthetic_nuclei((256, 256))
     viewer.add_image(image, name="slow")
     _, panel = make_widget(viewer, checkpoint, qtbot)

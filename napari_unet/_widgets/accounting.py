@@ -19,7 +19,7 @@ from typing import Any
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_unet._widgets import layers as L
-from napari_unet._widgets.label_writes import is_plugin_write
+from napari_unet._widgets.label_history import is_plugin_write
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.version_compare import primary_metric
 

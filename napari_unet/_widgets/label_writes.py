@@ -1,29 +1,29 @@
-"""Predictions written into an existing labels layer around the user's work, undoably.
+"""A new prediction merged into an existing labels layer around the user's work.
 
-A new prediction is merged slice by slice (:func:`~napari_unet._widgets.logic.protect.merge_slice`)
-and written with the layer's own ``data_setitem`` inside one ``block_history()``: the whole
-write is one item of napari's undo history, so Ctrl+Z takes it back as it takes back a brush
-stroke, and the ``paint`` event it sends makes the autosave save the slices it touched.
+Three steps, so that a large refresh never stalls napari:
 
-The prediction ``snapshot`` in the tag (what the model produced; ``labels != snapshot`` are the
-user's edits) is not part of napari's history, so :class:`SnapshotHistory` keeps it in step: it
-records the snapshot values each plugin write changed, watches the layer's history and puts the
-old (undo) or new (redo) values back, then announces the slices with a ``metadata`` event
-(``napari_unet_source="undo"``) so that the autosave saves what is shown. Main thread only;
-no Qt. napari 0.9's history lives in ``Labels._undo_history`` / ``_redo_history`` (the items
-are lists of atoms; undo moves an item to the redo list, reversed, with the same atoms).
+1. :func:`prepare_merge` (main thread, a few ms): copies of the slices' labels, snapshot and
+   reviewed mask, as a :class:`MergeInput`;
+2. :func:`compute_merge` (any thread, numpy only): the merge rule of
+   :mod:`~napari_unet._widgets.logic.protect` on those copies, as a :class:`MergePlan`;
+   :func:`predict_and_merge` runs it at the end of the prediction worker;
+3. :func:`write_prediction` (main thread): checks that the layer still holds what the plan was
+   computed from (the user may have painted meanwhile; else it merges again, here) and writes
+   it as one step of the layer's undo history
+   (:func:`~napari_unet._widgets.label_history.write_slices`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import weakref
-from collections import OrderedDict
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.label_history import SnapshotHistory, write_slices
 from napari_unet._widgets.logic.protect import kept_mask, merge_slice
 
 if TYPE_CHECKING:
@@ -31,164 +31,143 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: ``napari_unet_source`` of the metadata event sent after an undo/redo of a plugin write.
-UNDO_SOURCE = "undo"
-#: Plugin writes whose snapshot changes are remembered (napari keeps 100 history items).
-MAX_RECORDS = 200
-_HISTORIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-#: One slice's snapshot change: (indices into the snapshot, old values, new values).
-Change = tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]
+#: Largest job (pixels over its slices) whose merge runs in the worker, on copies; a bigger
+#: one is merged on the main thread when it arrives (no copies of a whole volume).
+WORKER_MERGE_PIXELS = 64 * 1024 * 1024
 
 
-class SnapshotHistory:
-    """Keeps a labels layer's prediction snapshot in step with napari's undo/redo."""
+@dataclasses.dataclass(frozen=True)
+class MergeInput:
+    """Copies of what a merge reads, for ``slices`` of one labels layer.
 
-    def __init__(self, layer: Any) -> None:
-        self._layer = weakref.ref(layer)
-        #: id(first atom) -> (atoms kept alive so ids stay unique, snapshot changes)
-        self._records: OrderedDict[int, tuple[list, list[Change]]] = OrderedDict()
-        self._seen = self._state()
-        layer.events.paint.connect(self._on_paint)
-        layer.events.set_data.connect(self.sync)
+    Attributes:
+        indices: the index tuple of each slice into the layer's data.
+        labels, snapshot: (n, Y, X) copies of the labels shown and the prediction snapshot.
+        reviewed: (n, Y, X) bool copy of the reviewed mask, or None.
+        kind: ``"instances"`` or ``"semantic"``.
+        region: the (Y, X) box predicted, or None.
+        overwrite: keep nothing (the user asked to replace their work).
+    """
 
-    @classmethod
-    def of(cls, layer: Any) -> SnapshotHistory:
-        """The history of ``layer`` (created and connected on first use)."""
-        history = _HISTORIES.get(layer)
-        if history is None:
-            history = cls(layer)
-            _HISTORIES[layer] = history
-        return history
-
-    def _state(self) -> tuple[int, int]:
-        layer = self._layer()
-        if layer is None:
-            return (0, 0)
-        return len(layer._undo_history), len(layer._redo_history)
-
-    def _on_paint(self, event: Any = None) -> None:
-        self._seen = self._state()
-
-    def record(self, atoms: list, changes: list[Change]) -> None:
-        """Remember the snapshot ``changes`` of the plugin write made of history ``atoms``."""
-        if not atoms:
-            return
-        self._records[id(atoms[0])] = (list(atoms), changes)
-        while len(self._records) > MAX_RECORDS:
-            self._records.popitem(last=False)
-
-    def owns(self, item: Any) -> bool:
-        """Whether a history item (list of atoms, as ``paint`` events carry) is a plugin write."""
-        try:
-            return any(id(atom) in self._records for atom in item)
-        except TypeError:
-            return False
-
-    def sync(self, event: Any = None) -> None:
-        """Apply the snapshot side of undo/redo steps taken since the last look."""
-        layer = self._layer()
-        state = self._state()
-        if layer is None or state == self._seen:
-            return
-        (undo0, redo0), (undo1, redo1) = self._seen, state
-        self._seen = state
-        if redo1 > redo0 and undo1 < undo0:
-            items, old = list(layer._redo_history)[redo0 - redo1 :], True
-        elif redo1 < redo0 and undo1 > undo0:
-            items, old = list(layer._undo_history)[undo0 - undo1 :], False
-        else:
-            return
-        touched = self._replay(layer, items, old)
-        if touched:
-            layer.events.metadata(
-                napari_unet_slices=tuple(sorted(touched)), napari_unet_source=UNDO_SOURCE
-            )
-
-    def _replay(self, layer: Any, items: list, old: bool) -> set[int]:
-        tag = L.plugin_tag(layer) or {}
-        snapshot = tag.get("snapshot")
-        if not isinstance(snapshot, np.ndarray):
-            return set()
-        stack = snapshot.shape[:-2]
-        touched: set[int] = set()
-        for item in items:
-            for atom in item:
-                found = self._records.get(id(atom))
-                if found is None:
-                    continue
-                for indices, before, after in found[1]:
-                    snapshot[indices] = before if old else after
-                    if stack and indices[0].size:
-                        first = tuple(int(i[0]) for i in indices[: len(stack)])
-                        touched.add(int(np.ravel_multi_index(first, stack)))
-                    elif not stack:
-                        touched.add(0)
-        return touched
+    indices: tuple[tuple[int, ...], ...]
+    labels: np.ndarray
+    snapshot: np.ndarray
+    reviewed: np.ndarray | None
+    kind: str
+    region: tuple[slice, slice] | None
+    overwrite: bool
 
 
-def is_plugin_write(layer: Any, item: Any) -> bool:
-    """Whether the ``paint`` event item of ``layer`` is a prediction the plugin wrote."""
-    try:
-        history = _HISTORIES.get(layer)
-    except TypeError:  # not a layer (no weak reference)
-        return False
-    return history is not None and history.owns(item)
+@dataclasses.dataclass(frozen=True)
+class MergePlan:
+    """The merged slices of a :class:`MergeInput` (``pieces``: index, merged, replaced)."""
+
+    source: MergeInput
+    pieces: tuple[tuple[tuple[int, ...], np.ndarray, np.ndarray], ...]
+    kept_pixels: int
 
 
-def _kept(layer: Any, data: np.ndarray, index: tuple, s: int, kind: str) -> np.ndarray:
-    """The user's work in slice ``s`` (:func:`kept_mask`) from the layer and its tag."""
-    tag = L.plugin_tag(layer) or {}
-    snapshot, reviewed = tag.get("snapshot"), tag.get("reviewed")
-    snap = snapshot[index] if isinstance(snapshot, np.ndarray) else None
-    rev = None
-    if isinstance(reviewed, np.ndarray) and reviewed.shape == data.shape:
-        rev = reviewed[index]
-    return kept_mask(data[index], snap, rev, kind=kind)
-
-
-def merge_prediction(
+def prepare_merge(
     layer: Any,
     layout: StackLayout,
-    labels: np.ndarray,
-    slices: list[int],
+    slices: list[int] | tuple[int, ...],
     region: tuple[slice, slice] | None,
     *,
     overwrite: bool = False,
-) -> tuple[list, int]:
-    """Merge predicted ``labels`` (n, h, w) of ``slices`` around the user's work (no writing).
-
-    Returns:
-        ``([(slice, index, merged (Y, X), replaced (Y, X) bool), ...], kept pixels)``; with
-        ``overwrite`` nothing is kept.
-    """
+) -> MergeInput:
+    """Copy what a merge into ``slices`` of the labels ``layer`` reads (main thread)."""
+    SnapshotHistory.of(layer).sync()  # an undo not seen yet: the snapshot first
     tag = L.plugin_tag(layer) or {}
-    kind = "instances" if tag.get("output") == "instances" else "semantic"
     data = np.asarray(layer.data)
+    indices = tuple(L.slice_index(layout, s) for s in slices)
+    snapshot, reviewed = tag.get("snapshot"), tag.get("reviewed")
+    if not isinstance(snapshot, np.ndarray) or snapshot.shape != data.shape:
+        snapshot = np.zeros_like(data)
+        tag["snapshot"] = snapshot
+    has_reviewed = isinstance(reviewed, np.ndarray) and reviewed.shape == data.shape
+    return MergeInput(
+        indices=indices,
+        labels=np.stack([data[i] for i in indices]),
+        snapshot=np.stack([snapshot[i] for i in indices]),
+        reviewed=np.stack([reviewed[i] for i in indices]) if has_reviewed else None,
+        kind="instances" if tag.get("output") == "instances" else "semantic",
+        region=region,
+        overwrite=overwrite,
+    )
+
+
+def merge_source(
+    layer: Any,
+    layout: StackLayout,
+    slices: list[int] | tuple[int, ...],
+    region: tuple[slice, slice] | None,
+    *,
+    overwrite: bool = False,
+) -> MergeInput | None:
+    """:func:`prepare_merge` for a job's worker, or None (no layer yet, or too big to copy)."""
+    if layer is None:
+        return None
+    pixels = len(slices) * int(np.prod(layout.yx_shape))
+    if pixels > WORKER_MERGE_PIXELS:
+        return None
+    return prepare_merge(layer, layout, slices, region, overwrite=overwrite)
+
+
+def compute_merge(source: MergeInput, predicted: np.ndarray) -> MergePlan:
+    """Merge ``predicted`` (n, h, w) labels around the user's work in ``source`` (numpy only)."""
     pieces, kept_pixels = [], 0
-    for i, s in enumerate(slices):
-        index = L.slice_index(layout, s)
-        if overwrite:
-            kept = np.zeros(data.shape[-2:], dtype=bool)
+    for i, index in enumerate(source.indices):
+        labels = source.labels[i]
+        if source.overwrite:
+            kept = np.zeros(labels.shape, dtype=bool)
         else:
-            kept = _kept(layer, data, index, s, kind)
-        if region is not None:
-            kept_pixels += int(np.count_nonzero(kept[region]))
-        else:
-            kept_pixels += int(np.count_nonzero(kept))
-        merged, replaced = merge_slice(data[index], labels[i], kept, kind=kind, region=region)
-        pieces.append((s, index, merged, replaced))
-    return pieces, kept_pixels
+            reviewed = None if source.reviewed is None else source.reviewed[i]
+            kept = kept_mask(labels, source.snapshot[i], reviewed, kind=source.kind)
+        region = source.region if source.region is not None else (slice(None), slice(None))
+        kept_pixels += int(np.count_nonzero(kept[region]))
+        merged, replaced = merge_slice(
+            labels, predicted[i], kept, kind=source.kind, region=source.region
+        )
+        pieces.append((index, merged, replaced))
+    return MergePlan(source=source, pieces=tuple(pieces), kept_pixels=kept_pixels)
+
+
+def predict_and_merge(
+    job: Any, source: MergeInput | None
+) -> Generator[Any, None, tuple[Any, MergePlan | None]]:
+    """:func:`run_prediction` then, in the same worker, :func:`compute_merge` of its labels."""
+    from napari_unet._widgets.predict_worker import run_prediction
+
+    result = yield from run_prediction(job)
+    plan = compute_merge(source, result.labels) if source is not None else None
+    return result, plan
+
+
+def _still_valid(layer: Any, source: MergeInput) -> bool:
+    """The layer still holds the labels, snapshot and reviewed mask the plan was made from."""
+    tag = L.plugin_tag(layer) or {}
+    data, snapshot, reviewed = np.asarray(layer.data), tag.get("snapshot"), tag.get("reviewed")
+    if data.dtype != source.labels.dtype or not isinstance(snapshot, np.ndarray):
+        return False
+    for i, index in enumerate(source.indices):
+        if not np.array_equal(data[index], source.labels[i]):
+            return False
+        if not np.array_equal(snapshot[index], source.snapshot[i]):
+            return False
+        if source.reviewed is not None and not np.array_equal(reviewed[index], source.reviewed[i]):
+            return False
+    return True
 
 
 def write_prediction(
     layer: Any,
     layout: StackLayout,
     labels: np.ndarray,
-    slices: list[int],
+    slices: list[int] | tuple[int, ...],
     region: tuple[slice, slice] | None,
     *,
     overwrite: bool = False,
+    plan: MergePlan | None = None,
 ) -> int:
     """Write a new prediction into ``layer`` around the user's work, as one undoable step.
 
@@ -199,58 +178,38 @@ def write_prediction(
         slices: flattened slice indices.
         region: the (Y, X) box predicted, or None.
         overwrite: replace the user's work too ("Overwrite corrected slices").
+        plan: the merge computed in the worker; used when the layer did not change since.
 
     Returns:
         How many pixels of the user's work were kept.
     """
-    history = SnapshotHistory.of(layer)
-    history.sync()
-    pieces, kept_pixels = merge_prediction(
-        layer, layout, labels, slices, region, overwrite=overwrite
-    )
+    if plan is None or plan.source.overwrite != overwrite or not _still_valid(layer, plan.source):
+        plan = compute_merge(
+            prepare_merge(layer, layout, slices, region, overwrite=overwrite), labels
+        )
     tag = L.plugin_tag(layer)
     data = np.asarray(layer.data)
-    dtype = np.result_type(data.dtype, *(p[2].dtype for p in pieces))
+    dtype = np.result_type(data.dtype, *(merged.dtype for _, merged, _ in plan.pieces))
     if dtype != data.dtype:  # more ids than the layer's dtype holds: napari's history restarts
         logger.info("labels of %s widened to %s; undo history restarts", layer.name, dtype)
-        layer.data = data = data.astype(dtype)
+        layer.data = data.astype(dtype)
     if tag["snapshot"].dtype != dtype:
         tag["snapshot"] = tag["snapshot"].astype(dtype)
-    changes = _write_pieces(layer, data, tag["snapshot"], pieces, history)
+    pieces = [(index, merged.astype(dtype, copy=False), rep) for index, merged, rep in plan.pieces]
+    changed = write_slices(layer, pieces)
     tag["predicted"] = sorted(set(tag.get("predicted", [])) | {int(s) for s in slices})
-    logger.debug("prediction written into %s: %d snapshot change(s)", layer.name, len(changes))
+    logger.debug("prediction written into %s: %d pixel(s) changed", layer.name, changed)
     layer.refresh()
-    return kept_pixels
-
-
-def _write_pieces(
-    layer: Any, data: np.ndarray, snapshot: np.ndarray, pieces: list, history: SnapshotHistory
-) -> list[Change]:
-    """``data_setitem`` every merged slice in one history item; update and record the snapshot."""
-    changes: list[Change] = []
-    with layer.block_history():
-        staged_before = len(layer._staged_history)
-        for _, index, merged, replaced in pieces:
-            current = data[index]
-            ys, xs = np.nonzero(merged != current)
-            if ys.size:
-                full = tuple(np.full(ys.shape, k, dtype=np.intp) for k in index)
-                layer.data_setitem((*full, ys, xs), merged[ys, xs], refresh=False)
-            snap = snapshot[index]
-            ys, xs = np.nonzero(replaced & (snap != merged))
-            if ys.size:
-                full = tuple(np.full(ys.shape, k, dtype=np.intp) for k in index)
-                changes.append(((*full, ys, xs), snap[ys, xs].copy(), merged[ys, xs].copy()))
-                snap[ys, xs] = merged[ys, xs]
-        atoms = list(layer._staged_history[staged_before:])
-        history.record(atoms, changes)
-    return changes
+    return plan.kept_pixels
 
 
 __all__ = [
-    "UNDO_SOURCE",
-    "SnapshotHistory",
-    "is_plugin_write",
-    "merge_prediction",
+    "WORKER_MERGE_PIXELS",
+    "MergeInput",
+    "MergePlan",
+    "compute_merge",
+    "merge_source",
+    "predict_and_merge",
+    "prepare_merge",
     "write_prediction",
 ]

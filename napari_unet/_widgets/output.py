@@ -18,6 +18,7 @@ from napari_unet.core.errors import UserInputError
 if TYPE_CHECKING:
     import napari
 
+    from napari_unet._widgets.label_writes import MergePlan
     from napari_unet._widgets.predict_worker import JobResult
     from napari_unet.core.io.axes import StackLayout
 
@@ -65,11 +66,12 @@ class OutputWriter:
             )
         return layer
 
-    def write(self, target: OutputTarget, result: JobResult) -> int:
+    def write(self, target: OutputTarget, result: JobResult, plan: MergePlan | None = None) -> int:
         """Put ``result`` into the output layers of ``target.image`` (one redraw each).
 
         An existing labels layer gets the prediction around the user's work, as one step of its
-        undo history (:func:`~napari_unet._widgets.label_writes.write_prediction`).
+        undo history (:func:`~napari_unet._widgets.label_writes.write_prediction`; ``plan``:
+        the merge the worker computed, used when the layer did not change meanwhile).
 
         Returns:
             How many pixels of the user's work (edited or reviewed) were kept.
@@ -109,7 +111,13 @@ class OutputWriter:
         tag = L.plugin_tag(layer)
         tag.update(task=result.task, output=result.output, model=str(target.model))
         kept = write_prediction(
-            layer, layout, result.labels, slices, result.region, overwrite=target.overwrite
+            layer,
+            layout,
+            result.labels,
+            slices,
+            result.region,
+            overwrite=target.overwrite,
+            plan=plan,
         )
         measure_after_prediction(self.viewer, layer, layout)
         return kept

@@ -32,6 +32,12 @@ from napari_unet._widgets import predict_job as J
 from napari_unet._widgets._workers import error_message
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
+from napari_unet._widgets.label_writes import (
+    MergeInput,
+    MergePlan,
+    merge_source,
+    predict_and_merge,
+)
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.measurements import MeasureButtons
 from napari_unet._widgets.model_choice import propose_for
@@ -42,7 +48,6 @@ from napari_unet._widgets.predict_worker import (
     JobResult,
     PostprocessChoice,
     PredictJob,
-    run_prediction,
 )
 from napari_unet._widgets.progress_view import MessageLine, ProgressView
 from napari_unet.core.errors import AxesError, UserInputError
@@ -85,6 +90,7 @@ class SegmentPanel(QWidget):
         self._info_key = (id(self), "model info")
         #: Where the running (or last) prediction writes, and how it ended.
         self._target: OutputTarget | None = None
+        self._merge_source: MergeInput | None = None  # copies the worker merges around
         self._outcome: str | None = None
         self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
         #: The user picked a model in the list: images no longer propose theirs.
@@ -298,6 +304,13 @@ class SegmentPanel(QWidget):
         if not plan.todo:
             self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
             return None
+        self._merge_source = merge_source(
+            self.writer.labels_layer(layer.name, plan.layout),
+            plan.layout,
+            plan.todo,
+            plan.region,
+            overwrite=self._target.overwrite,
+        )
         return PredictJob(
             checkpoint=checkpoint,
             image=J.job_image(layer, axes, plan),
@@ -319,8 +332,9 @@ class SegmentPanel(QWidget):
         self.status.setText("Starting…")
         self.loop.jobs.start(
             self._run_key,
-            run_prediction,
+            predict_and_merge,
             job,
+            self._merge_source,
             what="Prediction",
             on_yield=self._on_yielded,
             on_done=self._on_returned,
@@ -342,14 +356,15 @@ class SegmentPanel(QWidget):
         self.status.setText(step.text())
         self.progress.step(step)  # last: napari's progress may process events (even our end)
 
-    def _on_returned(self, result: JobResult) -> None:
+    def _on_returned(self, out: tuple[JobResult, MergePlan | None]) -> None:
         self._outcome = "done"
         target = self._target
         if target is None:  # no job was started: nothing to write
             return
+        result, plan = out
         self.loop.models.put(target.model, "cpu", result.loaded)
         try:
-            kept = self.writer.write(target, result)
+            kept = self.writer.write(target, result, plan)
         except UserInputError as err:
             self._on_error(err)
             return
