@@ -263,7 +263,7 @@ def test_a_predicted_file_opens_as_a_prediction_and_only_edits_count(
 
 
 def test_the_reviewed_eraser_unmarks_and_the_pixels_stop_being_training_data(setup, qtbot):
-    viewer, labels, panel = setup
+    _, labels, panel = setup
     saved = []
     labels.events.metadata.connect(lambda e: saved.append(getattr(e, "napari_unet_slices", None)))
     assert panel.mark_slice() == 32 * 32
