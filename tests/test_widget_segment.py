@@ -108,6 +108,8 @@ def test_predict_edit_rerun_reuses_layer(viewer, checkpoint, qtbot, errors):
     assert labels_layers(viewer) == [layer]
     assert layer.data[5, 5] != 77
     np.testing.assert_array_equal(L.plugin_tag(layer)["snapshot"], layer.data)
+    layer.undo()  # Ctrl+Z takes "Overwrite corrected slices" back, the edit with it
+    assert layer.data[5, 5] == 77 and L.plugin_tag(layer)["snapshot"][5, 5] != 77
 
 
 def test_test_time_augmentation_choice_reaches_the_prediction(viewer, checkpoint, qtbot, errors):
