@@ -32,7 +32,9 @@ Scenario ``refresh`` (``--scenario refresh``): issue 18's region-level refresh o
 image. A session version v001 (a constant binary net: background everywhere) predicts the image,
 one region is painted and one reviewed, then v002 (foreground everywhere) is published with
 "follow the newest version" on. Keys: ``max_stall_ms_refresh_version`` /
-``p99_stall_ms_refresh_version`` (publish -> refreshed and drawn), ``seconds_refresh_version``,
+``p99_stall_ms_refresh_version`` (publish -> refreshed and drawn), ``max_stall_ms_idle`` (the
+same heartbeat for 1 s just before, with nothing running: the machine's share),
+``seconds_refresh_version``,
 ``refresh_regions_identical`` (both regions byte-identical), ``refresh_changed_elsewhere``.
 
 Scenarios live in ``SCENARIOS`` (``--scenario`` picks, default all) and share
@@ -325,6 +327,9 @@ def scenario_refresh(viewer: Any, widget: Any, app: Any, args: argparse.Namespac
     beat = Heartbeat()
     beat.start()
     wait_until(app, lambda: len(beat.ticks) > 20, 5)
+    idle_start = time.perf_counter()  # the same heartbeat with nothing to do: the machine's own
+    wait_until(app, lambda: time.perf_counter() - idle_start > 1.0, 5)
+    idle = stall_stats(beat.ticks, idle_start, time.perf_counter())
     start = time.perf_counter()
     loop.add_version("v002")
     repredictor = panel.hot_swap.repredictor
@@ -337,6 +342,7 @@ def scenario_refresh(viewer: Any, widget: Any, app: Any, args: argparse.Namespac
     return {
         "max_stall_ms_refresh_version": round(stats["max"], 1),
         "p99_stall_ms_refresh_version": round(stats["p99"], 1),
+        "max_stall_ms_idle": round(idle["max"], 1),
         "seconds_refresh_version": round(done - start, 2),
         "refresh_regions_identical": bool(
             np.array_equal(data[a, a], before[a, a]) and np.array_equal(data[b, b], before[b, b])
