@@ -171,6 +171,7 @@ class SessionTrainer:
             TrainerFinished,
             VersionPublished,
         )
+        from napari_unet.trainer.guard import VersionSkipped
         from napari_unet.trainer.process import run_trainer
 
         start = time.perf_counter()
@@ -184,7 +185,13 @@ class SessionTrainer:
                 target=run_trainer, args=(request.to_dict(), events, control), daemon=True
             )
             process.start()
-        extra: dict[str, Any] = {"versions": [], "startup_s": None, "loop_s": 0.0, "val": None}
+        extra: dict[str, Any] = {
+            "versions": [],
+            "skipped": [],
+            "startup_s": None,
+            "loop_s": 0.0,
+            "val": None,
+        }
         final = None
         try:
             while final is None:
@@ -204,6 +211,8 @@ class SessionTrainer:
                     extra["val" if event.step else "val_baseline"] = event.metrics.get("score")
                 elif isinstance(event, VersionPublished):
                     extra["versions"].append(event.version_id)
+                elif isinstance(event, VersionSkipped):  # not better than its parent
+                    extra["skipped"].append(event.message)
                 elif isinstance(event, (TrainerFinished, TrainerFailed)):
                     final = event
         finally:
@@ -224,6 +233,7 @@ class SessionTrainer:
 def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path) -> dict:
     """Run the rounds on one data set; returns its flat, prefixed results."""
     from napari_unet.core.checkpoint.format import save_checkpoint
+    from napari_unet.core.config import LR_FINETUNE
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.inference.prediction import PredictConfig
@@ -252,18 +262,26 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
         label_map=spec.label_map,
         predict=PredictConfig(tile_shape=(512, 512), device="cpu"),
     )
-    model = new_model_for(
-        "unet",
-        items,
-        spec.task,
-        label_map=label_map,
-        seed=args.seed,
-        depth=mode["depth"],
-        base_channels=mode["base"],
-    )
-    start = save_checkpoint(
-        work / f"{spec.key}_start.pt", model, task=spec.task, normalization=normalization
-    )
+    if args.init:  # a built-in model or checkpoint: every round must beat its parent
+        from napari_unet.core.checkpoint.format import load_checkpoint, resolve_checkpoint
+
+        start = resolve_checkpoint(args.init)
+        loaded = load_checkpoint(start)
+        model, normalization = loaded.model, loaded.info.normalization_config()
+        items, sources = load_folder(spec, args.data_root, normalization)
+    else:
+        model = new_model_for(
+            "unet",
+            items,
+            spec.task,
+            label_map=label_map,
+            seed=args.seed,
+            depth=mode["depth"],
+            base_channels=mode["base"],
+        )
+        start = save_checkpoint(
+            work / f"{spec.key}_start.pt", model, task=spec.task, normalization=normalization
+        )
     train = TrainConfig(
         task=spec.task,
         minutes=mode["minutes"],
@@ -275,6 +293,7 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
         val_every=mode["val_every"],
         seed=args.seed,
         device="cpu",
+        **({"lr": LR_FINETUNE} if args.init else {}),  # a trained start: the GUI's fine-tune lr
     ).to_dict()
     folder = (args.session_dir or work) / f"{spec.key}_session"
     session = Session.create(folder)
@@ -323,6 +342,7 @@ def summarize(spec, records, extras, result, session, n_eval) -> dict:
         f"{k}_objects_corrected": [r.objects_corrected for r in records],
         f"{k}_startup_s": [None] + [round(e["startup_s"] or 0.0, 2) for e in extras],
         f"{k}_versions_published": [None] + [e["versions"] for e in extras],
+        f"{k}_versions_skipped": [None] + [e["skipped"] for e in extras],
         f"{k}_model_version": ["start"] + [e["model_version"] for e in extras],
         f"{k}_val_score": [None] + [e["val"] for e in extras],
         f"{k}_val_score_start_model": [None] + [e.get("val_baseline") for e in extras],
@@ -388,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--base-channels", type=int), add("--depth", type=int)
     add("--threads", type=int, default=os.cpu_count(), help="trainer torch threads (all cores)")
     add("--seed", type=int, default=0)
+    add("--init", help="start from this built-in model or checkpoint (default: a new model)")
     add("--session-dir", type=Path, help="keep the sessions here (default: temporary)")
     add("--in-process", action="store_true", help="run the trainer here, not spawned (debug)")
     add("--replot", type=Path, help="only redraw --plot from this results JSON")
@@ -422,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_round": mode["per_round"],
         "minutes_per_round": mode["minutes"],
         "steps_per_round": mode["steps"],
-        "model": f"unet depth {mode['depth']} base {mode['base']} (from scratch)",
+        "model": args.init or f"unet depth {mode['depth']} base {mode['base']} (from scratch)",
         "patch": mode["patch"],
         "batch_size": mode["batch"],
         "val_fraction": mode["val_fraction"],

@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_train.py [--quick] [--json OUT] [--device cpu|cuda] [--variants]
+    python benchmarks/bench_train.py --ddp [--quick] [--json OUT]   # 1 vs 2 DDP processes
 
 Both loops train the same model (``unet``, base 32, depth 4, 1 input channel, 2 classes, the same
 seeded initial weights) with Adam (lr 1e-3) on 256x256 patches, batch 4, from one synthetic
@@ -273,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,
                         help="also time bf16 / no channels_last / no augmentation")  # fmt: skip
+    parser.add_argument("--ddp", action="store_true",
+                        help="only time 1 process against 2 DDP processes (steps/s)")  # fmt: skip
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else ("quick" if args.quick else "full")
+    if args.ddp:
+        return _main_ddp(mode, args.json)
     variants = args.variants if args.variants is not None else mode == "full"
     results = run(mode, torch.device(args.device), variants)
     rows = [
@@ -307,6 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _main_ddp(mode: str, json_path: Path | None) -> int:
+    """``--ddp``: steps/s and patches/s of 1 process against 2 DDP processes."""
+    from _bench_ddp import run_ddp
+
+    results = run_ddp(mode)
+    keys = ("steps_per_s_1proc", "steps_per_s_1proc_1thread", "steps_per_s_2proc",
+            "steps_ratio_2_vs_1", "steps_ratio_2_vs_1_1thread",
+            "patches_per_s_1proc", "patches_per_s_2proc", "patches_ratio_2_vs_1")  # fmt: skip
+    print(format_table([Row(key, results[key]) for key in keys]))
+    print(results["machine"])
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

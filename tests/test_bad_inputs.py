@@ -379,8 +379,8 @@ ROWS: list[Row] = [
     Row(
         "train_image_20x_smaller_than_patch",
         _train("train_small", "--patch", "256"),
-        0,
-        stdout="trained 1 steps",
+        2,  # issue 17: an explicit patch 20x wider than the images is refused
+        message="is 21x wider than image",
     ),
     Row("train_ambiguous_axes", _train("train_ambiguous"), 2),
     Row(

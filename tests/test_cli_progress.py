@@ -240,7 +240,7 @@ def test_issue16_point5_fine_tune_lines_compare_with_the_start_model(
     with caplog.at_level(logging.INFO, logger=PROGRESS):
         argv = train_argv(tmp_path, "--steps", "2", "--model", str(start), "--lr", "0.5")
         assert main([*argv[:-2], "--out", str(tmp_path / "tuned.pt")]) == 0
-    lines = progress_lines(caplog)
+    lines = [line for line in progress_lines(caplog) if not line.startswith("data: ")]
     assert lines[0].startswith("start model: val "), lines
     start_score = float(lines[0].split()[-1])
     val = [line for line in lines if "  val " in line]

@@ -63,3 +63,43 @@ def test_gui_without_napari_says_what_to_install(monkeypatch, capsys) -> None:
     assert main(["gui", "--no-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "napari-unet-loop[all]" in err and "\n" not in err and "Traceback" not in err
+
+
+#: Where the README's absolute links into this repository point (PyPI and the hub render the
+#: README away from the repository, so a relative link or image there is dead).
+REPO_URLS = (
+    "https://raw.githubusercontent.com/napari-unet-loop/napari-unet-loop/main/",
+    "https://github.com/napari-unet-loop/napari-unet-loop/blob/main/",
+)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_and_images_work_on_pypi_and_the_hub() -> None:
+    """Every link and image is absolute (into this repo: to a file that exists) or an anchor of
+    one of the README's own headings; images are absolute (PyPI shows no relative image)."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks hold no links
+    headings = {_slug(line.lstrip("#")) for line in prose.splitlines() if line.startswith("#")}
+    targets = re.findall(r"(!?)\[[^\]]*\]\(([^)\s]+)[^)]*\)", prose)
+    targets += [("!", src) for src in re.findall(r"<img[^>]+src=\"([^\"]+)\"", prose)]
+    assert len(targets) > 10
+    bad = []
+    for image, target in targets:
+        if target.startswith("#") and not image:
+            ok = target[1:] in headings
+        elif target.startswith(REPO_URLS):
+            path = target.split("/main/", 1)[1].split("#")[0]
+            ok = (ROOT / path).is_file()
+        else:
+            ok = target.startswith("https://")
+        if not ok:
+            bad.append(target)
+    assert bad == [], "make these absolute (REPO_URLS + a path that exists) or fix the anchor"

@@ -368,3 +368,18 @@ def test_issue15_point9_the_dock_shows_the_session_disk_use(make_napari_viewer, 
     qtbot.waitUntil(lambda: shown() != before, timeout=TIMEOUT)
     assert shown() == f"Session: {human_size(session.disk_usage())} on disk"
     assert "MB" in shown()
+
+
+def test_issue19_point4_in_memory_pyramid_is_stored_at_full_resolution(make_napari_viewer, qtbot):
+    """A multiscale image layer held in memory (a list of numpy levels, no file) is stored in the
+    session as its level 0, not as the pyramid (``np.asarray`` of the list)."""
+    viewer = make_napari_viewer()
+    level0 = np.random.default_rng(1).random((2, 32, 32), np.float32)
+    image = viewer.add_image([level0, level0[:, ::2, ::2].copy()], multiscale=True, name="pyr")
+    assert image.multiscale
+    _, labels = add_pair(viewer, predicted_stack(2), image=image)
+    panel = make_panel(viewer, qtbot)
+    session = panel.create_session()
+    image_id = labels.metadata["napari_unet"]["session_image_id"]
+    np.testing.assert_array_equal(np.asarray(session.load_image(image_id)), level0)
+    assert session.image(image_id).axes == "ZYX"

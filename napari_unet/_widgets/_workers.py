@@ -133,6 +133,36 @@ class Jobs(QObject):
         if torch_threads is not False:
             use_torch_threads(torch_threads or None)
         worker = create_worker(fn, *args, _ignore_errors=True)
+        self._connect(
+            worker,
+            key,
+            generation,
+            what,
+            on_yield=on_yield,
+            on_done=on_done,
+            on_error=on_error,
+            on_abort=on_abort,
+            on_end=on_end,
+        )
+        self._workers[key] = worker
+        worker.start()
+        return worker
+
+    def _connect(
+        self,
+        worker: Any,
+        key: Hashable,
+        generation: int,
+        what: str,
+        *,
+        on_yield: Callable[[Any], Any] | None,
+        on_done: Callable[[Any], Any] | None,
+        on_error: Callable[[str], Any] | None,
+        on_abort: Callable[[], Any] | None,
+        on_end: Callable[[], Any] | None,
+    ) -> None:
+        """Connect ``worker``'s signals to the callbacks; each is dropped once the job under
+        ``key`` is no longer ``generation`` (replaced or cancelled)."""
 
         def live() -> bool:
             return self._generation.get(key) == generation
@@ -160,9 +190,6 @@ class Jobs(QObject):
             worker.aborted.connect(lambda: live() and on_abort())
         worker.errored.connect(failed)
         worker.finished.connect(ended)
-        self._workers[key] = worker
-        worker.start()
-        return worker
 
     def worker(self, key: Hashable) -> Any:
         """The running worker under ``key``, or None."""

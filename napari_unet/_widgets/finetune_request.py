@@ -276,8 +276,10 @@ def version_text(event: Any) -> str:
 def pool_text(event: Any) -> str:
     """Status line of a ``PoolChanged``."""
     added = f" ({len(event.added)} just added)" if event.added else ""
+    data = getattr(event, "fingerprint", "")  # what the data look like, the patch chosen
     return (
         f"Training on {event.n_items} slice(s){added}; {event.n_validation} hold validation data."
+        + (f"\n{data[:1].upper()}{data[1:]}" if data else "")
     )
 
 

@@ -7,7 +7,8 @@ its labels (with the prediction snapshot and the reviewed mask) and the reviewed
 edit is then saved by :class:`~napari_unet._widgets.autosave.Autosave` a moment after the last
 brush stroke; the panel shows when the last save happened, or a red line when it failed, and
 how much disk the session takes (measured in a thread when it opens, after saves and new
-versions).
+versions). Linking an image layer and restoring a session's layers:
+:mod:`napari_unet._widgets.session_images`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -29,23 +29,19 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_unet._widgets import layers as L
 from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets._workers import guard
-from napari_unet._widgets.autosave import Autosave
 from napari_unet._widgets.disk_use import DiskUseLabel
 from napari_unet._widgets.logic.layer_choice import image_of, labels_to_link
 from napari_unet._widgets.loop_state import LoopState
-from napari_unet._widgets.predict_job import check_output_memory
-from napari_unet._widgets.session_files import (
-    ago,
-    free_folder,
-    image_source,
-    restore_image,
-    stored_labels,
+from napari_unet._widgets.session_files import ago, free_folder, image_source
+from napari_unet._widgets.session_images import (
+    ReportingAutosave,
+    image_axes,
+    restore_labels,
+    store_image,
 )
 from napari_unet.core.errors import UserInputError
-from napari_unet.core.io.axes import StackLayout
 from napari_unet.session.paths import default_session_folder
 
 if TYPE_CHECKING:
@@ -54,27 +50,6 @@ if TYPE_CHECKING:
     from napari_unet.session import Session
 
 logger = logging.getLogger(__name__)
-
-_STACK_LETTERS = {3: "ZYX", 4: "TZYX", 5: "STZYX"}
-
-
-class ReportingAutosave(Autosave):
-    """:class:`Autosave` that also says which slices each successful save wrote.
-
-    Signals:
-        slices_saved(str, list): image id and sorted slice indices of a completed save.
-    """
-
-    slices_saved = Signal(str, list)
-
-    def _on_finished(self, job: Any) -> None:
-        saved = {}
-        if not job.handled and job.error is None:
-            saved = {w.image_id: sorted(updates) for w, (updates, _) in job.batch.items()}
-        super()._on_finished(job)
-        for image_id, slices in saved.items():
-            if slices:
-                self.slices_saved.emit(image_id, slices)
 
 
 class SessionPanel(QWidget):
@@ -191,40 +166,15 @@ class SessionPanel(QWidget):
 
     def add_labels_layer(self, labels: Any = None) -> str:
         """Add the image of ``labels`` (default: the current one) to the session and link it."""
-        from napari_unet.core.errors import AxesError
-        from napari_unet.session.errors import SessionError
-
         if self.session is None:
             raise UserInputError("No session is open: create or open one first.")
         labels = labels if labels is not None else self.target_labels()
         image = self.image_for(labels)
-        try:
-            axes = L.layer_axes(image)
-        except AxesError:
-            if tuple(image.data.shape) != tuple(labels.data.shape):
-                raise
-            axes = _STACK_LETTERS.get(labels.ndim, "YX")
+        axes = image_axes(image, labels)
         tag = rv.plugin_meta(labels, create=True)
         kind = rv.label_kind(labels)
         task = "instances" if kind == "instances" else tag.get("task") or "semantic"
-        data = image.data if isinstance(image.data, np.ndarray) else None
-        source = image_source(image)
-        image_id = None
-        if source is not None:
-            try:
-                image_id = self.session.add_image(
-                    image.name, axes=axes, source=source, image=data, task=task
-                )
-            except SessionError as err:
-                logger.info("storing a copy of %s: %s", image.name, err)
-        if image_id is None:  # no file to reference: the session stores a copy
-            if not isinstance(image.data, np.ndarray):  # a lazy image is read whole for it
-                layout = StackLayout(axes=axes, shape=tuple(image.data.shape))
-                per_pixel = np.dtype(image.data.dtype).itemsize * layout.n_channels
-                check_output_memory(image.name, layout, per_pixel)
-            image_id = self.session.add_image(
-                image.name, axes=axes, image=np.asarray(image.data), task=task
-            )
+        image_id = store_image(self.session, image, axes, task)
         tag["session_image_id"] = image_id
         rv.reviewed_mask(labels)
         self.autosave.watch(labels, image_id)
@@ -257,26 +207,7 @@ class SessionPanel(QWidget):
         return session
 
     def _restore(self, entry: Any) -> Any:
-        image = restore_image(self.viewer, entry)
-        volume, tag = stored_labels(self.session, entry, image.name)
-        tag["session_image_id"] = entry.id
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=image.name)
-        if labels is not None and tuple(labels.data.shape) == tuple(volume.shape):
-            self.autosave.unwatch(labels)
-            rv.plugin_meta(labels).update(tag)
-            labels.data = volume
-        else:
-            labels = self.viewer.add_labels(
-                volume,
-                name=f"{image.name} labels",
-                metadata={L.TAG: tag},
-                **L.spatial_transform(image, entry.axes),
-            )
-        if tag["reviewed"].any():
-            rv.ensure_overlay(self.viewer, labels)
-        self.viewer.layers.selection.active = labels
-        self.autosave.watch(labels, entry.id, saved_now=True)
-        return labels
+        return restore_labels(self.viewer, self.session, self.autosave, entry)
 
     # ------------------------------------------------------------------ state
     def _set_session(self, session: Session) -> None:

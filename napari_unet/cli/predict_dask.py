@@ -16,8 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from napari_unet.cli.predict_dask_outputs import (
+    _create_outputs,
+    _create_scratch,
+    _label_dtype,
+    _pyramid,
+    _targets,
+)
 from napari_unet.core.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -66,18 +71,6 @@ def _client(scheduler: str) -> Any:
     return _CLIENTS[scheduler]
 
 
-def _label_dtype(job: Any) -> np.dtype | None:
-    from napari_unet.core.postprocess.ops import semantic_label_dtype
-
-    info = job.loaded.info
-    if info.task == "restoration" or job.args.output == "probabilities":
-        return None
-    if job.post_config.output == "instances":
-        return np.dtype(np.uint32)
-    channels = int(job.loaded.model.out_channels)
-    return semantic_label_dtype(2 if info.task == "binary" else channels)
-
-
 def _post_halo(job: Any, labels: str | None) -> int:
     """Context around a block's labels: exact objects up to this size, exact ``min_size``."""
     config = job.post_config
@@ -111,21 +104,62 @@ def _plan_record(job: Any, path: Path, shape, axes, grid, outputs) -> dict:
 
 def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` on the ``--dask`` cluster; its summary line."""
-    from napari_unet.cli.predict_zarr import _selected, labels_inside
-    from napari_unet.core.checkpoint.format import resolve_checkpoint
-    from napari_unet.core.io.axes import StackLayout, check_axes, check_channels, guess_axes
+    from napari_unet.cli.predict_zarr import labels_inside
     from napari_unet.core.io.ome_labels import register_labels
-    from napari_unet.core.io.zarr_io import is_zarr, open_zarr
-    from napari_unet.core.models.base import require_spatial_dims
     from napari_unet.distributed.bookkeeping import BlockBook
     from napari_unet.distributed.cluster import require_distributed
     from napari_unet.distributed.engine import run_graph
-    from napari_unet.distributed.grid import CHUNK_WARN_RATIO, chunk_overhead, plan_grid
     from napari_unet.distributed.store import check_writable, completed_plan, mark_complete
-    from napari_unet.distributed.tasks import RunSpec
 
     require_distributed()
-    args, info, model = job.args, job.loaded.info, job.loaded.model
+    args = job.args
+    lazy, axes, layout, chosen = _open_input(job, path)
+    label_dtype = _label_dtype(job)
+    labels = None if label_dtype is None else job.post_config.output
+    grid = _plan(job, path, lazy, axes, layout, chosen, labels)
+    out = args.out
+    targets = _targets(job, out, stem, labels)
+    inside = labels_inside(job, path, targets)
+    plan = _plan_record(job, path, lazy.shape, axes, grid, targets)
+    if targets and all(completed_plan(p) == plan for p in targets.values()):
+        return f"ok {path} -> already complete ({', '.join(p.name for p in targets.values())})"
+    client = _client(args.dask)  # an unreachable scheduler stops here, before any write
+    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
+    book = BlockBook(out / f"{stem}.dask-blocks")
+    _create_outputs(job, layout, grid, targets, label_dtype)
+    done = book.start(plan)
+    if labels == "instances":
+        _create_scratch(book, layout, grid)
+    run = _run_spec(job, path, axes, lazy, labels, targets, book, grid)
+    logger.info("%s: %d blocks, %d done before", path, len(list(grid.blocks())), done)
+    summary = run_graph(client, run, book, roi=job.roi, progress=sys.stderr.isatty())
+    for name, target in targets.items():
+        _pyramid(target, name, layout, lazy.physical)
+        mark_complete(target, plan)
+    if inside is not None:
+        register_labels(path, inside)
+    book.finish()
+    detail = f"{summary.blocks} blocks, {summary.skipped} resumed"
+    if summary.objects is not None:
+        detail += f", {summary.objects} objects"
+    written = ", ".join(p.name for p in targets.values())
+    return f"ok {path} -> {written} ({detail}, {summary.seconds:.1f} s on dask)"
+
+
+def _open_input(job: Any, path: Path) -> tuple[Any, str, Any, range]:
+    """``(lazy image, axes, StackLayout, chosen slices)`` of ``path``, checked against the job.
+
+    Raises:
+        UserInputError: not a Zarr store, a 3-D model, axes, channels or ``--roi`` that do not fit.
+    """
+    from napari_unet.cli.predict_zarr import _selected
+    from napari_unet.core.checkpoint.format import resolve_checkpoint
+    from napari_unet.core.io.axes import StackLayout, check_axes, check_channels, guess_axes
+    from napari_unet.core.io.zarr_io import is_zarr, open_zarr
+    from napari_unet.core.models.base import require_spatial_dims
+
+    args, model = job.args, job.loaded.model
     if not is_zarr(path):
         raise UserInputError(
             "--dask applies to Zarr / OME-Zarr inputs; predict this file without it."
@@ -146,15 +180,22 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
             f"--roi has shape {job.roi.shape}; a Zarr image takes a (Y, X) mask of "
             f"{layout.yx_shape}."
         )
-    label_dtype = _label_dtype(job)
-    labels = None if label_dtype is None else job.post_config.output
+    return lazy, axes, layout, chosen
+
+
+def _plan(
+    job: Any, path: Path, lazy: Any, axes: str, layout: Any, chosen: range, labels: str | None
+) -> Any:
+    """The block grid over the chosen slices; warns when input chunks dwarf the blocks."""
+    from napari_unet.distributed.grid import CHUNK_WARN_RATIO, chunk_overhead, plan_grid
+
     input_chunks = _input_chunks(lazy, axes)
     grid = plan_grid(
         slices=chosen,
         yx_shape=layout.yx_shape,
         input_chunks=input_chunks,
         halo=_post_halo(job, labels),
-        block=args.dask_block,
+        block=job.args.dask_block,
     )
     ratio = chunk_overhead(grid, input_chunks)
     if ratio > CHUNK_WARN_RATIO:
@@ -165,26 +206,29 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
             input_chunks,
             ratio,
         )
-    out = args.out
-    targets = _targets(job, out, stem, labels)
-    inside = labels_inside(job, path, targets)
-    plan = _plan_record(job, path, lazy.shape, axes, grid, targets)
-    if targets and all(completed_plan(p) == plan for p in targets.values()):
-        return f"ok {path} -> already complete ({', '.join(p.name for p in targets.values())})"
-    client = _client(args.dask)  # an unreachable scheduler stops here, before any write
-    out.mkdir(parents=True, exist_ok=True)
-    check_writable(out)
-    book = BlockBook(out / f"{stem}.dask-blocks")
-    _create_outputs(job, layout, grid, targets, label_dtype)
-    done = book.start(plan)
-    if labels == "instances":
-        _create_scratch(book, layout, grid)
-    run = RunSpec(
+    return grid
+
+
+def _run_spec(
+    job: Any,
+    path: Path,
+    axes: str,
+    lazy: Any,
+    labels: str | None,
+    targets: dict[str, Path],
+    book: Any,
+    grid: Any,
+) -> Any:
+    """The :class:`~napari_unet.distributed.tasks.RunSpec` every block task receives."""
+    from napari_unet.distributed.tasks import RunSpec
+
+    info = job.loaded.info
+    return RunSpec(
         input_path=str(path),
         axes=axes,
         shape=tuple(lazy.shape),
         checkpoint=job.checkpoint_path,
-        device=args.device,
+        device=job.args.device,
         task=info.task,
         predict_config=job.predict_config,
         normalization=info.normalization_config(),
@@ -193,89 +237,4 @@ def predict_dask(job: Any, path: Path, stem: str, bar: Any) -> str:
         outputs={k: str(v) for k, v in targets.items()},
         book=str(book.folder),
         grid=grid,
-    )
-    logger.info("%s: %d blocks, %d done before", path, len(list(grid.blocks())), done)
-    summary = run_graph(client, run, book, roi=job.roi, progress=sys.stderr.isatty())
-    for name, target in targets.items():
-        _pyramid(target, name, layout, lazy.physical)
-        mark_complete(target, plan)
-    if inside is not None:
-        register_labels(path, inside)
-    book.finish()
-    detail = f"{summary.blocks} blocks, {summary.skipped} resumed"
-    if summary.objects is not None:
-        detail += f", {summary.objects} objects"
-    written = ", ".join(p.name for p in targets.values())
-    return f"ok {path} -> {written} ({detail}, {summary.seconds:.1f} s on dask)"
-
-
-def _targets(job: Any, out: Path, stem: str, labels: str | None) -> dict[str, Path]:
-    if job.loaded.info.task == "restoration":
-        return {"restored": out / f"{stem}_restored.zarr"}
-    targets = {}
-    if labels is not None:
-        targets["labels"] = out / f"{stem}_labels.zarr"
-    if job.args.output in ("probabilities", "both"):
-        targets["probabilities"] = out / f"{stem}_probabilities.zarr"
-    return targets
-
-
-def _create_outputs(job, layout, grid, targets: dict[str, Path], label_dtype) -> None:
-    from napari_unet.core.io.marks import zarr_attributes
-    from napari_unet.distributed.store import create_block_output
-
-    by, bx = grid.y_edges[1] - grid.y_edges[0], grid.x_edges[1] - grid.x_edges[0]
-    spatial, axes = layout.spatial_shape, layout.spatial_axes
-    chunks = (*(1 for _ in layout.stack_axes), by, bx)
-    channels = int(job.loaded.model.out_channels)
-    for name, target in targets.items():
-        if name == "labels":
-            create_block_output(
-                target,
-                shape=spatial,
-                axes=axes,
-                dtype=label_dtype,
-                chunks=chunks,
-                attributes=zarr_attributes(job.mark),
-            )
-        else:
-            dtype = np.float32 if name == "restored" else np.float16
-            create_block_output(
-                target,
-                shape=(channels, *spatial),
-                axes="C" + axes,
-                dtype=dtype,
-                chunks=(channels, *chunks),
-            )
-
-
-def _pyramid(target: Path, name: str, layout: Any, physical: Any) -> None:
-    """Build the coarser levels of ``target`` once level 0 is complete (needs ``ome-zarr``).
-
-    Workers write level 0 in blocks that need not align with a coarser level, so the pyramid is
-    made here, slice by slice, after every block is done (a rerun rebuilds the same values).
-    """
-    from napari_unet.core.io.ome_pyramid import build_pyramid, ome_zarr_available
-
-    if not ome_zarr_available():
-        logger.warning(
-            '%s has one resolution level: install ome-zarr (pip install "napari-unet-loop'
-            '[ome-zarr]") for a pyramid and physical pixel sizes.',
-            target.name,
-        )
-        return
-    axes = layout.spatial_axes if name == "labels" else "C" + layout.spatial_axes
-    build_pyramid(target, labels=name == "labels", axes=axes, physical=physical)
-
-
-def _create_scratch(book, layout, grid) -> None:
-    from napari_unet.distributed.store import create_block_output
-
-    by, bx = grid.y_edges[1] - grid.y_edges[0], grid.x_edges[1] - grid.x_edges[0]
-    create_block_output(
-        book.scratch,
-        shape=(layout.n_slices, *layout.yx_shape),
-        axes="ZYX",
-        dtype=np.uint32,
-        chunks=(1, by, bx),
     )

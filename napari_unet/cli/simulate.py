@@ -60,8 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--eval-images", type=_positive_int, help="held-out images (default: 1/4 of the rest)")
     add("--label-map", help="truth value mapping SRC:DST,... (ISBI 2012: 0:1,255:0)")
     add("--seed", type=int, default=0, help="random seed (0)")
-    add("--patch", type=_positive_int, default=256, help="output patch side (256)")
-    add("--batch-size", type=_positive_int, default=4, help="patches per step (4)")
+    add("--patch", type=_positive_int, help="output patch side (default: from the data, <= 256)")
+    add("--batch-size", type=_positive_int, help="patches per step (default: from the data, 4+)")
     add("--lr", type=_positive_float, default=1e-3, help="learning rate (1e-3)")
     add("--tile", type=_positive_int, default=512, help="prediction tile side (512)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
@@ -78,16 +78,22 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.cli._progress import LINE_INTERVAL_S, Every
     from napari_unet.core.atomic import atomic_write_json
     from napari_unet.core.generators import run_to_end
+    from napari_unet.core.models import list_architectures
     from napari_unet.core.simulation.experiment import iter_simulate
     from napari_unet.core.training.targets import parse_label_map
 
     _check_outputs(args)
     label_map = parse_label_map(args.label_map) if args.label_map else None
     model, items, normalization = _start_model(args, label_map)
-    config = _simulate_config(args, label_map, normalization)
+    data = _checked_data(args, model, items, label_map)
+    config = _simulate_config(args, label_map, normalization, data)
     show = functools.partial(_show, task=args.task, due=Every(LINE_INTERVAL_S))
     events = iter_simulate(
-        model, items, config, work_dir=str(args.work_dir) if args.work_dir else None
+        model,
+        items,
+        config,
+        work_dir=str(args.work_dir) if args.work_dir else None,
+        start_trained=bool(args.init) or args.model not in list_architectures(),
     )
     result = run_to_end(events, show)
     summary = result.to_dict(_run_description(args, config, model, len(items)))
@@ -148,8 +154,40 @@ def _start_model(
     return model, items, normalization
 
 
+def _checked_data(
+    args: argparse.Namespace, model: SegmentationNet, items: list, label_map: LabelMap | None
+) -> Any:
+    """Refuse bad labels before any round (``core.training.preflight``) and return the data
+    fingerprint (patch and batch chosen from the data; ``--patch``/``--batch-size`` win)."""
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.fingerprint import fingerprint, net_geometry
+    from napari_unet.core.training.preflight import preflight
+
+    patch = (args.patch, args.patch) if args.patch else None
+    preflight(items, task=args.task, label_map=label_map, patch_shape=patch)
+    multiple, field = net_geometry(model.arch, model.config)
+    defaults = TrainConfig()
+    data = fingerprint(
+        items,
+        task=args.task,
+        size_multiple=multiple,
+        receptive_field=field,
+        default_patch=defaults.patch_shape,
+        default_batch=defaults.batch_size,
+        patch_shape=patch,
+        batch_size=args.batch_size,
+        label_map=label_map,
+    )
+    (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
+    return data
+
+
 def _simulate_config(
-    args: argparse.Namespace, label_map: LabelMap | None, normalization: NormalizationConfig
+    args: argparse.Namespace,
+    label_map: LabelMap | None,
+    normalization: NormalizationConfig,
+    data: Any,
 ) -> SimulateConfig:
     """The experiment's settings from the command line."""
     from napari_unet.core.inference.prediction import PredictConfig
@@ -167,8 +205,8 @@ def _simulate_config(
         label_map=tuple(label_map.items()) if label_map else None,
         train=TrainConfig(
             task=args.task,
-            batch_size=args.batch_size,
-            patch_shape=(args.patch, args.patch),
+            batch_size=data.batch_size,
+            patch_shape=data.patch_shape,
             lr=args.lr,
             val_fraction=0.0,
             normalization=normalization,
@@ -226,4 +264,5 @@ def format_round(record: Any, task: str) -> str:
         f"round {record.round}: {record.corrected_images} corrected, "
         f"{record.cumulative_minutes:.1f} min ({record.steps} steps), "
         f"{record.pixels_corrected} px / {record.objects_corrected} objects edited  {scores}"
+        + (f"  ({record.note}: the parent is kept)" if getattr(record, "note", "") else "")
     )

@@ -122,9 +122,6 @@ def predict_block(
         params: normalisation of each of the block's slices (from :func:`slice_params`).
         roi: the (Y, X) region-of-interest crop of the block's padded region, or None.
     """
-    from napari_unet.core.postprocess.blocks import stitched_instances
-    from napari_unet.core.postprocess.labels import labels_from_probabilities
-    from napari_unet.core.postprocess.ops import fill_holes_labels
     from napari_unet.distributed.block_predict import predict_region
     from napari_unet.distributed.model_cache import get_model
     from napari_unet.distributed.store import open_output
@@ -152,30 +149,48 @@ def predict_block(
             device=cached.device,
         )
         position = _position(layout, index, block)
-        for name in ("probabilities", "restored"):
-            if name in outputs:
-                target = outputs[name]
-                crop = probabilities[(slice(None), *core)]
-                target[(slice(None), *position)] = crop.astype(target.dtype, copy=False)
-        if run.labels == "semantic":
-            labels = labels_from_probabilities(
-                probabilities, task=run.task, config=run.post_config, roi=roi
-            )
-            outputs["labels"][position] = labels[core]
-        elif run.labels == "instances":
-            labels = stitched_instances(probabilities, task=run.task, config=run.post_config)
-            if run.post_config.fill_holes:
-                fill_holes_labels(labels)
-            if roi is not None:
-                labels[~roi] = 0
-            if instances:
-                labels[labels > 0] += max(int(instances[-1].max()), 0)
-            instances.append(labels)
+        _write_slice(run, outputs, probabilities, position, core, roi, instances)
     faces = None
     if instances:
         faces = _write_instances(run, block, np.stack(instances), core)
     book.save_predicted(block.key, faces)
     return faces
+
+
+def _write_slice(
+    run: RunSpec,
+    outputs: dict,
+    probabilities: np.ndarray,
+    position: tuple,
+    core: tuple[slice, slice],
+    roi: np.ndarray | None,
+    instances: list[np.ndarray],
+) -> None:
+    """Write one slice's (K, h, w) ``probabilities`` (core crop) and semantic labels into
+    ``outputs``; append its instance labels (ids after the previous slice's) to ``instances``."""
+    from napari_unet.core.postprocess.blocks import stitched_instances
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
+    from napari_unet.core.postprocess.ops import fill_holes_labels
+
+    for name in ("probabilities", "restored"):
+        if name in outputs:
+            target = outputs[name]
+            crop = probabilities[(slice(None), *core)]
+            target[(slice(None), *position)] = crop.astype(target.dtype, copy=False)
+    if run.labels == "semantic":
+        labels = labels_from_probabilities(
+            probabilities, task=run.task, config=run.post_config, roi=roi
+        )
+        outputs["labels"][position] = labels[core]
+    elif run.labels == "instances":
+        labels = stitched_instances(probabilities, task=run.task, config=run.post_config)
+        if run.post_config.fill_holes:
+            fill_holes_labels(labels)
+        if roi is not None:
+            labels[~roi] = 0
+        if instances:
+            labels[labels > 0] += max(int(instances[-1].max()), 0)
+        instances.append(labels)
 
 
 def _write_instances(

@@ -94,7 +94,8 @@ def check_training_data(slices: Sequence[Any], info: Any, start_label: str) -> N
         info: the start model's ``CheckpointInfo``. start_label: how to name the model.
 
     Raises:
-        TrainingDataError: nothing annotated, one class only, or classes/task that do not match.
+        TrainingDataError: nothing annotated, or labels of another task (the class checks are
+            :func:`preflight_items`).
     """
     task = info.task
     if task == "restoration":
@@ -105,7 +106,6 @@ def check_training_data(slices: Sequence[Any], info: Any, start_label: str) -> N
     annotated = [s for s in slices if np.any(s.annotated_mask)]
     if not annotated:
         raise TrainingDataError(NOTHING_REVIEWED)
-    classes: set[int] = set()
     for item in annotated:
         where = f"image {item.image_id} slice {item.slice_index}"
         if not _compatible(item.task, task):
@@ -114,33 +114,32 @@ def check_training_data(slices: Sequence[Any], info: Any, start_label: str) -> N
                 f"{task_phrase(task)} model; start from {task_phrase(item.task)} model (or one "
                 "of this session's versions)."
             )
-        values = np.unique(np.asarray(item.labels)[np.asarray(item.annotated_mask, bool)])
+        values = np.asarray(item.labels)[np.asarray(item.annotated_mask, bool)]
         top = int(values.max()) if values.size else 0
-        if task == "semantic":
-            if top >= info.out_channels:
-                raise TrainingDataError(
-                    f"the labels of {where} use class {top} but {start_label} knows only "
-                    f"{info.out_channels} classes (0-{info.out_channels - 1}); relabel with "
-                    f"those classes or start from a model with at least {top + 1} classes."
-                )
-            classes |= {int(v) for v in values}
-        else:
-            if task == "binary" and item.task == "semantic" and top > 1:
-                raise TrainingDataError(
-                    f"the labels of {where} have several classes (up to {top}) but "
-                    f"{start_label} is a binary model; start from a semantic model with "
-                    f"{top + 1} classes, or use a single foreground class."
-                )
-            classes |= {int(v > 0) for v in values}
-    if len(classes) < 2:
-        only = next(iter(classes))
-        what = "background" if only == 0 else ("foreground" if task != "semantic" else None)
-        what = what or f"class {only}"
-        raise TrainingDataError(
-            f"Only {what} is annotated in the reviewed regions, so there is nothing to tell "
-            "apart; review a region that contains both objects and background (or label the "
-            "missing class) before training."
-        )
+        if task == "binary" and item.task == "semantic" and top > 1:
+            raise TrainingDataError(
+                f"the labels of {where} have several classes (up to {top}) but "
+                f"{start_label} is a binary model; start from a semantic model with "
+                f"{top + 1} classes, or use a single foreground class."
+            )
+
+
+def preflight_items(items: Sequence[Any], info: Any) -> None:
+    """The checks every entry point runs (``core.training.preflight``) on the session's items:
+    too few annotated pixels, one class only, classes beyond the model's, one id over many
+    objects for an instance model.
+
+    Raises:
+        TrainingDataError: the first problem, as one sentence.
+    """
+    from napari_unet.core.training.preflight import preflight
+
+    preflight(
+        items,
+        task=info.task,
+        n_classes=info.out_channels if info.task == "semantic" else None,
+        where="the reviewed regions",
+    )
 
 
 def to_items(slices: Iterable[Any], normalization: Any) -> list[Any]:

@@ -119,6 +119,8 @@ class PoolChanged:
         objects: annotated objects (instance ids for instance labels, connected foreground
             regions otherwise) touching the annotated pixels.
         added: names (``"<image_id>/<slice:05d>"``) of the slices just added.
+        fingerprint: the data's one-line description and the patch and batch chosen from it
+            (``core.training.fingerprint.DatasetFingerprint.describe``).
     """
 
     n_items: int
@@ -128,6 +130,7 @@ class PoolChanged:
     validation_pixels: int = 0
     objects: int = 0
     added: tuple = ()
+    fingerprint: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,8 @@ from napari_unet.core.training.config import TrainConfig
 from napari_unet.trainer.control import Control, Feed, StepThrottle, prepare_process
 from napari_unet.trainer.data import (
     ValidationPlan,
-    check_training_data,
     resolve_start,
-    slice_name,
     start_metrics,
-    summarize,
-    to_items,
 )
 from napari_unet.trainer.events import (
     FinetuneRequest,
@@ -51,6 +46,8 @@ from napari_unet.trainer.events import (
     TrainerFinished,
     VersionPublished,
 )
+from napari_unet.trainer.guard import VersionSkipped, held_back_now, skip_message
+from napari_unet.trainer.pool import TrainerPool
 from napari_unet.trainer.runs import RUNS_FOLDER, hold_resume_run, new_run_dir  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -70,7 +67,7 @@ __all__ = [
 ]
 
 
-class Trainer:
+class Trainer(TrainerPool):
     """One fine-tune run on a session (the body of :func:`run_trainer`).
 
     Args:
@@ -123,58 +120,12 @@ class Trainer:
             num_threads=self.request.threads,
         )
 
-    # ------------------------------------------------------------------ data
-    def gather(self) -> tuple[list[Any], list[Any]]:
-        """Every annotated slice of the session -> ``(train_items, val_items)``."""
-        slices = self.session.training_items()
-        check_training_data(slices, self.info, repr(self.request.start_from))
-        items = to_items(slices, self.normalization)
-        self.pool = {item.name: item for item in items}
-        train, self.val_items = self.plan.split(items)
-        self._send_pool(())
-        return train, self.val_items
-
-    def _send_pool(self, added: tuple) -> None:
-        items = list(self.pool.values())
-        counts = summarize(items, self.val_items, self.info.task)
-        self.data = {k: counts[k] for k in ("n_images", "n_slices", "annotated_pixels", "objects")}
-        self.data["validation_pixels"] = counts["validation_pixels"]
-        self.send(
-            PoolChanged(
-                n_items=len(items),
-                n_validation=counts["n_validation"],
-                n_images=counts["n_images"],
-                annotated_pixels=counts["annotated_pixels"],
-                validation_pixels=counts["validation_pixels"],
-                objects=counts["objects"],
-                added=tuple(added),
-            )
-        )
-
-    def load_corrections(self, keys: list[tuple[str, int]], feed: Feed) -> None:
-        """Reload ``keys`` from the session and queue them for the training pool."""
-        if not self.request.keep_learning:
-            logger.info("ignoring %d correction(s): keep-learning is off", len(keys))
-            return
-        self.session.refresh()
-        wanted = {slice_name(i, s) for i, s in keys}
-        image_ids = sorted({i for i, _ in keys if i in {e.id for e in self.session.images()}})
-        slices = [
-            s for s in self.session.iter_training_items(image_ids=image_ids) if s.name in wanted
-        ]
-        slices = [s for s in slices if s.annotated_mask.any()]
-        for item in to_items(slices, self.normalization):
-            feed.put(self.plan.prepare_new(item))
-            self.pool[item.name] = item
-        logger.info("queued %d corrected slice(s) for training", len(slices))
-
     # ------------------------------------------------------------------ events
     def _publish(self, path: Path, step: int, metrics: dict) -> None:
-        from napari_unet.core.atomic import atomic_write_with
+        from napari_unet.core.checkpoint.stamp import copy_with_provenance
 
         target = self.session.new_version_path(self.request.version_name or "model")
-        with open(path, "rb") as source:
-            atomic_write_with(target, lambda handle: shutil.copyfileobj(source, handle))
+        copy_with_provenance(path, target, {"fingerprint": self.fingerprint.to_dict()})
         name = None
         if self.request.version_name:
             name = f"{self.request.version_name} (step {step})"
@@ -185,14 +136,19 @@ class Trainer:
         self.send(VersionPublished(entry.id, str(target), dict(metrics), int(step)))
 
     # ------------------------------------------------------------------ the run
-    def baseline(self, train: list[Any]) -> float | None:
-        """Validation score of the start model (None without validation data)."""
-        if not self.val_items:
+    def baseline(
+        self, train: list[Any], val: list[Any] | None = None, *, announce: bool = True
+    ) -> float | None:
+        """Validation score of the start model on ``val`` (default: the held-back tiles; None
+        without validation data); ``announce`` sends it as the step-0 validation."""
+        val = self.val_items if val is None else val
+        if not val:
             return None
         from napari_unet.core.training.config import ValidationEvent
 
-        metrics = start_metrics(self.start_path, train, self.val_items, self.config)
-        self.send(ValidationEvent(step=0, metrics=dict(metrics), improved=False))
+        metrics = start_metrics(self.start_path, train, val, self.config)
+        if announce:
+            self.send(ValidationEvent(step=0, metrics=dict(metrics), improved=False))
         return float(metrics["score"])
 
     def run(self, control: Control) -> TrainerFinished:
@@ -217,7 +173,7 @@ class Trainer:
             parent=self.parent,
             new_items=feed,
         )
-        metrics: dict = {}
+        best: dict = {}  # metrics of the model in best.pt (the last improving validation)
         while True:
             try:
                 event = next(events)
@@ -225,30 +181,49 @@ class Trainer:
                 result = done.value
                 break
             if self._take_corrections(control, feed):
-                baseline = None  # the held-back tiles changed: scores are not comparable
+                # the held-back tiles changed: score the parent again on them
+                baseline = self._rescore_parent(train, feed.taken)
+                feed.taken.clear()
             if isinstance(event, StepEvent):
                 self._send_step(event)
             elif isinstance(event, ValidationEvent):
                 self._send_step.flush()
-                metrics = dict(event.metrics)
+                best = dict(event.metrics) if event.improved else best
                 self.send(event)
             elif isinstance(event, CheckpointEvent) and event.kind == "best":
-                score = metrics.get("score")
-                if event.step == 0:
-                    logger.info("stopped before the first step: nothing to publish")
-                elif baseline is None or score is None or score > baseline:
-                    self._publish(Path(event.path), event.step, metrics)
-                else:
-                    logger.info("best so far (%.4f) not better than the start model", score)
+                self._offer(event, best, baseline)
         self._send_step.flush()
         return TrainerFinished(result.reason, int(result.steps), self.published)
 
+    def _offer(self, event: Any, metrics: dict, baseline: float | None) -> None:
+        """Publish the best model unless it does not beat the parent on the held-back tiles."""
+        if event.step == 0:
+            logger.info("stopped before the first step: nothing to publish")
+            return
+        score = metrics.get("score")
+        refused = skip_message(score, baseline)
+        if score is None and baseline is not None:  # e.g. stopped before the first validation
+            refused = (
+                f"version not published: not scored on the held-back tiles (parent {baseline:.3f})"
+            )
+        if refused is None:
+            self._publish(Path(event.path), event.step, metrics)
+            return
+        logger.info("%s", refused)
+        score = float("nan") if score is None else float(score)
+        self.send(VersionSkipped(int(event.step), score, baseline, refused))
+
+    def _rescore_parent(self, train: list[Any], taken: list[Any]) -> float | None:
+        """The start model's score on the held-back tiles after ``taken`` joined the pool."""
+        held_back_now(self.held, taken, self.config)
+        return self.baseline(train, list(self.held.values()), announce=False)
+
     def _take_corrections(self, control: Control, feed: Feed) -> bool:
-        """Announce items the loop took in, queue new corrections; True when the pool grew."""
+        """Announce items the loop took in, queue new corrections; True when the pool grew
+        (``feed.taken`` then holds the new items: the caller clears it)."""
         changed = bool(feed.taken)
         if changed:
             names = tuple(item.name for item in feed.taken)
-            feed.taken.clear()
             self._send_pool(names)
         while True:
             try:

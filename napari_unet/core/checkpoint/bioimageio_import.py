@@ -54,10 +54,27 @@ def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
         CheckpointError: another tool's package, a damaged one (checksum, missing file), or
             weights that are not plain tensors.
     """
-    import torch
+    path = Path(path)
+    rdf, ours, weights, data = _read_package(path)
+    state = _load_state(path, weights, data, map_location)
+    info = _payload_info(path, rdf, ours)
+    state_dict = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+    logger.info("opened bioimage.io package %s (%s, %s)", path, info["arch"], info["task"])
+    return {
+        "info": info,
+        "state_dict": state_dict,
+        "training_state": None,
+    }
+
+
+def _read_package(path: Path) -> tuple[dict, dict, dict, bytes]:
+    """``(rdf, config.napari-unet-loop, the state-dict weights entry, the weights' bytes)``.
+
+    Raises:
+        CheckpointError: an unreadable description, another tool's package, missing weights.
+    """
     import yaml
 
-    path = Path(path)
     with zipfile.ZipFile(path) as archive:
         try:
             rdf = yaml.safe_load(archive.read(_description_name(archive) or DESCRIPTION_FILES[0]))
@@ -81,6 +98,17 @@ def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
             raise CheckpointError(
                 f"{path} lacks its weights file {weights.get('source')!r}; it is damaged."
             ) from None
+    return rdf, ours, weights, data
+
+
+def _load_state(path: Path, weights: dict, data: bytes, map_location: Any) -> dict:
+    """The state dict in ``data``, checksum checked, loaded with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: a failed checksum, damaged weights or weights that hold Python objects.
+    """
+    import torch
+
     if weights.get("sha256") and hashlib.sha256(data).hexdigest() != weights["sha256"]:
         raise CheckpointError(f"{path}: its weights fail their checksum; download it again.")
     try:
@@ -92,12 +120,17 @@ def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
         ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: its weights are not a state dict; it is damaged.")
+    return state
+
+
+def _payload_info(path: Path, rdf: dict, ours: dict) -> dict[str, Any]:
+    """The checkpoint ``info`` kept in ``config.napari-unet-loop`` (plus the package's name)."""
     model_config = dict(ours.get("model_config") or {})
     provenance = dict(ours.get("provenance") or {})
     provenance.setdefault("parent", ours.get("parent"))
     provenance.setdefault("postprocess", ours.get("postprocess") or {})
     provenance["bioimageio_package"] = {"file": str(path), "name": rdf.get("name")}
-    info = {
+    return {
         "arch": ours.get("arch"),
         "model_config": model_config,
         "task": ours.get("task"),
@@ -110,11 +143,4 @@ def package_payload(path: str | Path, *, map_location: Any = "cpu") -> dict:
         "provenance": provenance,
         "name": str(rdf.get("name") or path.stem),
         "description": str(rdf.get("description") or ""),
-    }
-    state_dict = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
-    logger.info("opened bioimage.io package %s (%s, %s)", path, info["arch"], info["task"])
-    return {
-        "info": info,
-        "state_dict": state_dict,
-        "training_state": None,
     }

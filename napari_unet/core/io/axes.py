@@ -15,73 +15,35 @@ the image shape without ``C``. Results per slice are put back into that layout w
 Axes are never guessed silently for ambiguous shapes: :func:`guess_axes` raises an
 :class:`~napari_unet.core.errors.AxesError` for e.g. ``(3, 512, 512)`` (three channels or three
 slices?) unless file metadata or napari's ``rgb`` flag settles it.
+
+Checking axes and channels lives in :mod:`napari_unet.core.io.axes_check`, guessing in
+:mod:`napari_unet.core.io.axes_guess`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from napari_unet.core.errors import AxesError, ChannelMismatchError
+from napari_unet.core.io.axes_check import (
+    AXES_LETTERS,
+    STACK_LETTERS,
+    check_axes,
+    check_channels,
+)
+from napari_unet.core.io.axes_guess import guess_axes
 
-logger = logging.getLogger(__name__)
-
-#: Letters an axes string may use.
-AXES_LETTERS = "TZCYXS"
-#: Letters that are flattened into the slice axis.
-STACK_LETTERS = "TZS"
-
-#: tifffile / OME / ImageJ letters translated to ours (``S`` there means RGB samples,
-#: ``I`` a generic image sequence).
-_METADATA_LETTERS = {"T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X", "I": "S", "S": "C"}
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
-
-
-def check_axes(axes: str, shape: tuple[int, ...]) -> str:
-    """Validate ``axes`` against ``shape`` and return it upper-cased.
-
-    Raises:
-        AxesError: Wrong length, unknown or repeated letter, or ``Y``/``X`` missing; the message
-            names the shape and what is needed.
-    """
-    if not isinstance(axes, str):
-        raise AxesError(f"axes must be a string such as 'YX' or 'ZCYX', got {axes!r}")
-    axes = axes.strip().upper()
-    shape_txt = _shape_text(shape)
-    if len(axes) != len(shape):
-        raise AxesError(
-            f"axes {axes!r} has {len(axes)} letter(s) but the image has {len(shape)} dimension(s) "
-            f"with shape {shape_txt}; give one letter per dimension from {AXES_LETTERS} "
-            f"(e.g. {_example_axes(len(shape))!r})."
-        )
-    unknown = sorted({a for a in axes if a not in AXES_LETTERS})
-    if unknown:
-        raise AxesError(
-            f"axes {axes!r} for shape {shape_txt} uses unknown letter(s) {', '.join(unknown)}; "
-            f"use only {', '.join(AXES_LETTERS)} (time, depth, channel, y, x, generic stack)."
-        )
-    repeated = sorted({a for a in axes if axes.count(a) > 1})
-    if repeated:
-        raise AxesError(
-            f"axes {axes!r} for shape {shape_txt} repeats {', '.join(repeated)}; "
-            "each letter may appear only once."
-        )
-    if "Y" not in axes or "X" not in axes:
-        raise AxesError(
-            f"axes {axes!r} for shape {shape_txt} has no Y and X; the image plane must be named "
-            f"(e.g. {_example_axes(len(shape))!r})."
-        )
-    return axes
-
-
-def _example_axes(ndim: int) -> str:
-    return {2: "YX", 3: "ZYX or CYX", 4: "ZCYX", 5: "TZCYX"}.get(ndim, "YX")
+__all__ = [
+    "AXES_LETTERS",
+    "STACK_LETTERS",
+    "StackLayout",
+    "check_axes",
+    "check_channels",
+    "guess_axes",
+    "to_stack",
+]
 
 
 @dataclass(frozen=True)
@@ -186,121 +148,3 @@ def to_stack(image: np.ndarray, axes: str) -> tuple[np.ndarray, StackLayout]:
     order += [axes.index("Y"), axes.index("X")]
     stack = np.transpose(image, order).reshape(layout.n_slices, layout.n_channels, *layout.yx_shape)
     return stack, layout
-
-
-def _normalise_metadata_axes(metadata_axes: str, shape: tuple[int, ...]) -> str:
-    raw = metadata_axes.strip().upper()
-    if "S" in raw and "C" in raw:
-        raise AxesError(
-            f"the file's axes {raw!r} for shape {_shape_text(shape)} have both channels (C) and "
-            "samples (S); pass the axes explicitly (e.g. --axes) with one C."
-        )
-    unknown = sorted({a for a in raw if a not in _METADATA_LETTERS})
-    if unknown:
-        raise AxesError(
-            f"the file's axes {raw!r} for shape {_shape_text(shape)} contain letter(s) "
-            f"{', '.join(unknown)} that cannot be interpreted; pass the axes explicitly "
-            f"(e.g. --axes {_example_axes(len(shape)).split(' ')[0]}) using {AXES_LETTERS}."
-        )
-    return check_axes("".join(_METADATA_LETTERS[a] for a in raw), shape)
-
-
-def guess_axes(
-    shape: tuple[int, ...], *, rgb: bool | None = None, metadata_axes: str | None = None
-) -> str:
-    """Axes for an image of ``shape``, refusing to guess when the shape is ambiguous.
-
-    Rules, in order:
-
-    1. ``metadata_axes`` (tifffile / OME / ImageJ letters) win; ``I`` (image sequence) becomes the
-       generic stack ``S`` and ``S`` (RGB samples) becomes ``C``; other letters (``Q`` ...) raise.
-    2. 2-D: ``"YX"``.
-    3. ``rgb=True`` (napari's flag) with a last dimension of 3 or 4: ``"YXC"`` (3-D) or
-       ``"ZYXC"`` (4-D).
-    4. 3-D whose first and last dimensions are both larger than 4 and ``rgb`` not set: ``"ZYX"``.
-       This is a stack; it could also be ``TYX``, which predicts identically slice by slice.
-    5. Anything else raises, e.g. ``(3, Y, X)`` (channels or slices?), ``(Y, X, 3)`` without the
-       rgb flag, any 4-D shape without the rgb flag, and 5-D or more.
-
-    Args:
-        shape: The image shape.
-        rgb: napari's ``rgb`` flag when known (``None`` = unknown).
-        metadata_axes: Axes stored in the file, if any.
-
-    Returns:
-        A valid axes string for ``shape``.
-
-    Raises:
-        AxesError: The axes cannot be determined safely; the message says to pass them.
-    """
-    shape = tuple(int(s) for s in shape)
-    if metadata_axes:
-        return _normalise_metadata_axes(metadata_axes, shape)
-    ndim = len(shape)
-    shape_txt = _shape_text(shape)
-    if ndim == 2:
-        return "YX"
-    if ndim < 2:
-        raise AxesError(f"an image needs at least two dimensions (Y, X); got shape {shape_txt}.")
-    if rgb and ndim in (3, 4):
-        if shape[-1] in (3, 4):
-            return "YXC" if ndim == 3 else "ZYXC"
-        raise AxesError(
-            f"the image is flagged RGB but its last dimension is {shape[-1]}, not 3 or 4 "
-            f"(shape {shape_txt}); pass the axes explicitly (e.g. --axes ZYX)."
-        )
-    if ndim == 3 and shape[0] > 4 and shape[-1] > 4:
-        logger.info("reading shape %s as a ZYX stack (could also be TYX)", shape_txt)
-        return "ZYX"
-    if ndim == 3:
-        raise AxesError(
-            f"the axes of an image of shape {shape_txt} are ambiguous (channels or a stack?); "
-            "pass them explicitly, e.g. --axes CYX for channels first, YXC for RGB, "
-            "or ZYX for a stack of slices."
-        )
-    raise AxesError(
-        f"the axes of a {ndim}-D image of shape {shape_txt} cannot be guessed; pass them "
-        "explicitly with one letter per dimension from T, Z, C, Y, X (e.g. --axes "
-        f"{'ZCYX' if ndim == 4 else 'TZCYX'})."
-    )
-
-
-def check_channels(
-    n_channels: int,
-    model_in_channels: int,
-    *,
-    shape: tuple[int, ...] | None = None,
-    axes: str | None = None,
-) -> None:
-    """Raise unless an image with ``n_channels`` channels fits a model taking ``model_in_channels``.
-
-    Args:
-        n_channels: Channels of the image (``StackLayout.n_channels``).
-        model_in_channels: ``model.in_channels``.
-        shape: The image shape, to name it in the message.
-        axes: The image axes, to name them in the message.
-
-    Raises:
-        ChannelMismatchError: The counts differ; the message says what to do.
-    """
-    if n_channels == model_in_channels:
-        return
-    what = "the image"
-    if shape is not None:
-        what += f" of shape {_shape_text(tuple(shape))}"
-    if axes is not None:
-        what += f" with axes {axes!r}"
-    head = f"{what} has {n_channels} channel(s) but the model expects {model_in_channels}; "
-    if model_in_channels == 1:
-        advice = "convert it to grayscale or pick one channel, or use a model trained on colour."
-    elif n_channels == 1:
-        advice = (
-            f"the model needs {model_in_channels}-channel images: check that the channel axis "
-            "is named C in the axes (e.g. YXC for RGB), or use a single-channel model."
-        )
-    else:
-        advice = (
-            "check the channel axis (C) in the axes, select the channels the model was trained "
-            "on, or use a model trained for this many channels."
-        )
-    raise ChannelMismatchError(head + advice)

@@ -9,6 +9,9 @@ three slices, so its axes are ``None`` and the caller asks
 ``write_tiff`` writes zlib-compressed TIFFs atomically with the axes in the most widely read format
 the dtype allows: ImageJ (uint8/uint16/float32 in ImageJ axis order), else OME-XML, else
 tifffile's JSON description.
+
+The formats live in siblings: :mod:`napari_unet.core.io.tiff` (TIFF reading and
+:func:`write_tiff`, re-exported here) and :mod:`napari_unet.core.io.png` (PNG decoding).
 """
 
 from __future__ import annotations
@@ -16,30 +19,21 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from napari_unet.core.atomic import atomic_write_with
 from napari_unet.core.errors import ImageReadError, UserInputError
+from napari_unet.core.io.png import _PNG_MAGIC, _read_png
+from napari_unet.core.io.tiff import _TIFF_MAGICS, _read_tiff, write_tiff
 
 logger = logging.getLogger(__name__)
 
 #: File suffixes :func:`list_images` picks up (lower case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png")
 
-#: tifffile axis letters -> ours. ``S`` (samples per pixel, e.g. RGB) is a colour channel.
-_TIFF_TO_AXES = {"T": "T", "Z": "Z", "C": "C", "S": "C", "Y": "Y", "X": "X"}
-_IMAGEJ_DTYPES = frozenset({"uint8", "uint16", "float32"})
-_OME_DTYPES = frozenset(
-    {"int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64"}
-)
 _LABEL_DTYPES = (np.uint8, np.uint16, np.uint32, np.int32)
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,194 +112,6 @@ def read_image(path: str | os.PathLike) -> ImageData:
         raise ImageReadError(f"cannot read {path}: the image is empty (shape {image.shape}).")
     logger.debug("read %s: shape %s, dtype %s, axes %s", path, image.shape, image.dtype, axes)
     return ImageData(image=image, axes=axes, path=path)
-
-
-def _read_tiff(path: Path) -> tuple[np.ndarray, str | None]:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise ImageReadError(
-                f"cannot read {path}: the TIFF file holds no image (it is damaged or truncated); "
-                "copy or export it again."
-            )
-        if len(tif.series) > 1:
-            logger.info("%s holds %d image series; reading the first", path, len(tif.series))
-        series = tif.series[0]
-        image = series.asarray()
-        stated = tif.is_imagej or tif.is_ome or len(series.pages) == 1
-        if tif.is_shaped and tif.shaped_metadata and "axes" in tif.shaped_metadata[0]:
-            stated = True
-        axes = _map_tiff_axes(series.axes) if stated else None
-    if axes is not None and len(axes) != image.ndim:
-        axes = None
-    return np.asarray(image), axes
-
-
-def _map_tiff_axes(tiff_axes: str) -> str | None:
-    """tifffile axes (e.g. ``"ZCYX"``, ``"YXS"``) -> ours, or ``None`` if any letter is unknown."""
-    mapped = "".join(_TIFF_TO_AXES.get(letter, "?") for letter in tiff_axes.upper())
-    if "?" in mapped or len(set(mapped)) != len(mapped) or not {"Y", "X"} <= set(mapped):
-        return None
-    return mapped
-
-
-def _read_png(path: Path) -> tuple[np.ndarray, str | None]:
-    from PIL import Image
-
-    with open(path, "rb") as handle:
-        header = handle.read(33)
-    if len(header) < 33 or header[12:16] != b"IHDR":
-        raise ImageReadError(f"cannot read {path}: the PNG header is damaged; export it again.")
-    bit_depth, colour_type = header[24], header[25]
-    if bit_depth == 16 and colour_type in (2, 4, 6):
-        image = _decode_png16(path)  # Pillow would silently cut these to 8 bits
-    else:
-        with Image.open(path) as pil:
-            pil.load()
-            image = np.array(pil)
-    if image.ndim == 3 and image.shape[2] in (2, 4):
-        alpha = image[..., -1]
-        if np.all(alpha == np.iinfo(image.dtype).max):
-            image = image[..., :-1]
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    return image, "YX" if image.ndim == 2 else "YXC"
-
-
-def _decode_png16(path: Path) -> np.ndarray:
-    """Decode a non-interlaced 16-bit grey+alpha, RGB or RGBA PNG to (Y, X, C) uint16."""
-    data = path.read_bytes()
-    pos, idat, ihdr = 8, [], b""
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        chunk = data[pos + 8 : pos + 8 + length]
-        if len(chunk) != length:
-            raise ValueError("truncated chunk")
-        if kind == b"IHDR":
-            ihdr = chunk
-        elif kind == b"IDAT":
-            idat.append(chunk)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    width, height, _, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
-    if interlace:
-        raise ImageReadError(
-            f"cannot read {path}: interlaced 16-bit colour PNGs are not supported; "
-            "save it as TIFF (or as a non-interlaced PNG)."
-        )
-    channels = {2: 3, 4: 2, 6: 4}[colour_type]
-    bpp = 2 * channels
-    stride = width * bpp
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
-    out = np.empty((height, stride), np.uint8)
-    prev = np.zeros(stride, np.uint8)
-    for y in range(height):
-        kind, line = rows[y, 0], rows[y, 1:]
-        if kind == 0:
-            cur = line.copy()
-        elif kind == 1:
-            cur = np.cumsum(line.reshape(width, bpp), axis=0, dtype=np.uint8).ravel()
-        elif kind == 2:
-            cur = line + prev
-        elif kind in (3, 4):
-            cur = _unfilter_slow(line, prev, bpp, paeth=kind == 4)
-        else:
-            raise ValueError(f"unknown PNG filter {kind}")
-        out[y] = cur
-        prev = cur
-    return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
-
-
-def _unfilter_slow(line: np.ndarray, prev: np.ndarray, bpp: int, *, paeth: bool) -> np.ndarray:
-    """Undo the PNG Average (``paeth=False``) or Paeth filter on one scan line (bytes)."""
-    cur = bytearray(line.tobytes())
-    up = prev.tobytes()
-    for i in range(len(cur)):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = up[i]
-        if paeth:
-            c = up[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-        else:
-            pred = (a + b) >> 1
-        cur[i] = (cur[i] + pred) & 0xFF
-    return np.frombuffer(bytes(cur), np.uint8)
-
-
-def write_tiff(
-    path: str | os.PathLike,
-    array: np.ndarray,
-    *,
-    axes: str | None = None,
-    compress: bool = True,
-    software: str | None = None,
-) -> Path:
-    """Write ``array`` to a (zlib-compressed) TIFF atomically; returns the path.
-
-    Args:
-        path: target file; its folder is created.
-        array: any shape and real dtype (ints, float16/32/64; bool is stored as uint8 0/1).
-        axes: one letter per dimension from ``"TZCYXS"`` (``S`` = a generic stack), stored as
-            ImageJ metadata where the dtype and order allow it, else as OME-XML, else as tifffile
-            metadata (float16, 64-bit ints), so :func:`read_image` returns them.
-        compress: zlib (deflate) compression, lossless.
-        software: text for the TIFF ``Software`` tag (e.g. a
-            :func:`~napari_unet.core.io.marks.software_tag`); tifffile's default when None.
-    """
-    import tifffile
-
-    array = np.ascontiguousarray(array)
-    if array.dtype == bool:  # 1-bit TIFFs are poorly supported elsewhere
-        array = array.view(np.uint8)
-    kwargs: dict = {"compression": "zlib" if compress else None}
-    if software is not None:
-        kwargs["software"] = software
-    if axes is not None:
-        axes = axes.upper()
-        if len(axes) != array.ndim or len(set(axes)) != len(axes) or set(axes) - set("TZCYXS"):
-            raise ValueError(f"axes {axes!r} do not fit an array of shape {array.shape}")
-        tiff_axes = axes.replace("S", "Q")
-        dtype = array.dtype.name
-        if axes.endswith("C") and array.shape[-1] == 3 and dtype in ("uint8", "uint16"):
-            kwargs["photometric"] = "rgb"
-        elif axes.endswith("C"):
-            kwargs.update(photometric="minisblack", planarconfig="contig")
-        else:  # else tifffile stores (3, Y, X) as one planar RGB page
-            kwargs["photometric"] = "minisblack"
-        big = array.nbytes > 2**32 - 2**25
-        if dtype in _IMAGEJ_DTYPES and _in_imagej_order(axes) and not big:
-            kwargs.update(imagej=True, metadata={"axes": tiff_axes})
-        elif dtype in _OME_DTYPES and "S" not in axes:
-            kwargs.update(ome=True, metadata={"axes": tiff_axes}, bigtiff=big)
-        else:
-            kwargs.update(metadata={"axes": tiff_axes}, bigtiff=big)
-    else:
-        # without axes a (3, Y, X) array must not turn into an RGB page
-        kwargs.update(photometric="minisblack", bigtiff=array.nbytes > 2**32 - 2**25)
-
-    def writer(handle) -> None:
-        # a named FileHandle: tifffile wants a name and the temporary file's is an fd number
-        tifffile.imwrite(
-            tifffile.FileHandle(handle, mode="wb", name=Path(path).name), array, **kwargs
-        )
-
-    atomic_write_with(path, writer)
-    logger.debug("wrote %s: shape %s, dtype %s, axes %s", path, array.shape, array.dtype, axes)
-    return Path(path)
-
-
-def _in_imagej_order(axes: str) -> bool:
-    order = "TZCYX"
-    return (
-        set(axes) <= set(order)
-        and axes.endswith("YX")
-        and list(axes) == sorted(axes, key=order.index)
-    )
 
 
 def write_labels(

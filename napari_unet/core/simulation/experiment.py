@@ -39,6 +39,7 @@ from napari_unet.core.simulation.parts import (
     predict_labels,
 )
 from napari_unet.core.simulation.records import (
+    ParentKept,
     RoundRecord,
     SimulateEvent,
     SimulateProgress,
@@ -73,16 +74,15 @@ logger = logging.getLogger(__name__)
 Trainer = Callable[[Any, list[TrainingItem], int], Generator[Any, None, Any]]
 
 
-def default_trainer(config: SimulateConfig, work_dir: str) -> Trainer:
-    """The :data:`Trainer` running :func:`~napari_unet.core.training.loop.iter_train` in place."""
-    from napari_unet.core.training.loop import iter_train
+def default_trainer(
+    config: SimulateConfig, work_dir: str, *, start_trained: bool = False
+) -> Trainer:
+    """The :data:`Trainer` running :func:`~napari_unet.core.training.loop.iter_train` in place;
+    a round from a trained model keeps its parent unless it beats it on held-back tiles
+    (:func:`~napari_unet.core.simulation.guard.guarded_trainer`)."""
+    from napari_unet.core.simulation.guard import guarded_trainer
 
-    def trainer(model: Any, items: list[TrainingItem], round_index: int):
-        train_config = config.round_train_config(round_index, f"{work_dir}/round_{round_index}")
-        yield from iter_train(model, items, train_config, parent=None)
-        return model
-
-    return trainer
+    return guarded_trainer(config, work_dir, start_trained=start_trained)
 
 
 def iter_simulate(
@@ -93,6 +93,7 @@ def iter_simulate(
     trainer: Trainer | None = None,
     work_dir: str | None = None,
     stop: Callable[[], bool] | None = None,
+    start_trained: bool = False,
 ) -> Generator[SimulateEvent, None, SimulateResult]:
     """Run the experiment; yields progress and one :class:`RoundRecord` per round.
 
@@ -106,6 +107,8 @@ def iter_simulate(
         work_dir: where the default trainer writes its checkpoints (default: a temporary
             folder, removed at the end).
         stop: called between steps of work; True ends the experiment after the current round.
+        start_trained: ``model`` is a trained model (a built-in or checkpoint): round 1 keeps it
+            unless the fine-tune beats it on held-back tiles (later rounds always do this).
 
     Returns:
         The :class:`SimulateResult` (rounds done so far when stopped).
@@ -118,7 +121,7 @@ def iter_simulate(
     if work_dir is None and trainer is None:
         cleanup = tempfile.TemporaryDirectory(prefix="napari-unet-simulate-")
         work_dir = cleanup.name
-    trainer = trainer or default_trainer(config, str(work_dir))
+    trainer = trainer or default_trainer(config, str(work_dir), start_trained=start_trained)
     records: list[RoundRecord] = []
     try:
         metrics = yield from _evaluate(plan, model, 0)
@@ -224,7 +227,7 @@ def _round(
     config = plan.config
     new = plan.order[(r - 1) * config.per_round : r * config.per_round]
     pixels, objects = yield from _correct(plan, model, new, r, corrected)
-    model, steps, seconds = yield from _train_round(
+    model, steps, seconds, note = yield from _train_round(
         trainer, model, corrected, r, config, plan.should_stop
     )
     cumulative += seconds / 60.0
@@ -239,6 +242,7 @@ def _round(
         pixels_corrected=pixels,
         objects_corrected=objects,
         metrics=metrics,
+        note=note,
     )
     logger.info("round %d: %d steps, %s", r, steps, metrics)
     return model, record
@@ -251,10 +255,11 @@ def _train_round(
     round_index: int,
     config: SimulateConfig,
     should_stop: Callable[[], bool],
-) -> Generator[SimulateEvent, None, tuple[Any, int, float]]:
-    """Run ``trainer`` on the corrected pool; returns ``(model, steps, seconds)``."""
+) -> Generator[SimulateEvent, None, tuple[Any, int, float, str]]:
+    """Run ``trainer`` on the corrected pool; returns ``(model, steps, seconds, note)`` (note:
+    why the parent was kept, else "")."""
     total = config.steps_per_round or (0 if config.minutes else config.train.steps or 0)
-    steps, start = 0, time.perf_counter()
+    steps, start, note = 0, time.perf_counter(), ""
     events = trainer(model, list(corrected), round_index)
     while True:
         try:
@@ -268,7 +273,9 @@ def _train_round(
             if should_stop():
                 events.close()
                 break
-    return model, steps, time.perf_counter() - start
+        elif isinstance(event, ParentKept):
+            note = event.message
+    return model, steps, time.perf_counter() - start, note
 
 
 def simulate(*args: Any, **kwargs: Any) -> SimulateResult:

@@ -8,7 +8,7 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["RoundRecord", "SimulateEvent", "SimulateProgress", "SimulateResult"]
+__all__ = ["ParentKept", "RoundRecord", "SimulateEvent", "SimulateProgress", "SimulateResult"]
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -31,6 +31,8 @@ class RoundRecord:
         pixels_corrected, objects_corrected: the correction effort of this round (module doc).
         metrics: mean of :func:`~napari_unet.core.evaluation.score.evaluate_pair` over the held-out
             images (NaN where undefined on every image).
+        note: why the round's model was not kept ("version not published: held-back score
+            0.610 < parent 0.650"; the parent went on), else "".
     """
 
     round: int
@@ -42,6 +44,7 @@ class RoundRecord:
     pixels_corrected: int
     objects_corrected: int
     metrics: dict
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN/Inf metrics become None)."""
@@ -49,6 +52,17 @@ class RoundRecord:
         data["new_images"] = list(self.new_images)
         data["metrics"] = {k: _finite_or_none(v) for k, v in self.metrics.items()}
         return data
+
+
+@dataclasses.dataclass(frozen=True)
+class ParentKept:
+    """A round's fine-tuned model scored no higher than its parent on the held-back tiles of the
+    corrected images, so the parent was kept; ``message`` says so in one sentence."""
+
+    round: int
+    score: float
+    parent_score: float
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)

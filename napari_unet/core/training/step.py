@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any
 
 import torch
@@ -101,6 +102,10 @@ class StepRunner:
                 return self.model.forward_heads(image)
             return self.model(image)
 
+    def loss_value(self, loss: torch.Tensor) -> float:
+        """``loss`` as a float (the distributed runner averages it over the processes)."""
+        return float(loss.detach())
+
     def step(self) -> float:
         """One optimisation step; returns the loss as a float (NaN/Inf are left to the caller).
 
@@ -114,8 +119,8 @@ class StepRunner:
         else:
             logits = logits.float()
         loss = self.loss_fn(logits, classes, weights)
-        value = float(loss.detach())
-        if not torch.isfinite(loss.detach()):
+        value = self.loss_value(loss)
+        if not math.isfinite(value):
             return value
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

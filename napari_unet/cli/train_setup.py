@@ -1,0 +1,131 @@
+"""Setting up a ``train`` run: the data read and checked, the start model, the data fingerprint
+(patch and batch size chosen from the data) and the training settings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from napari_unet.cli.train_steps import _checked_task, _checkpoint_path
+
+
+def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, Any]:
+    """``(items, task, targets)``: the folders read, the task settled and the data checked
+    (:func:`~napari_unet.core.training.preflight.preflight`) before anything trains.
+
+    Raises:
+        TrainingDataError: data that would train a bad model (one sentence, what to do).
+    """
+    from napari_unet.cli.train_data import _default_task, _warn_small_images, load_pairs
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.training.preflight import preflight
+    from napari_unet.core.training.targets import TargetConfig, parse_label_map
+
+    task = _checked_task(args, info)
+    normalization = info.normalization_config() if info else NormalizationConfig()
+    label_map = tuple(parse_label_map(args.label_map).items()) if args.label_map else None
+    targets = TargetConfig(task=task, ignore_value=args.ignore_value, label_map=label_map)
+    items = load_pairs(
+        args.images, args.labels, args.masks, task=task, normalization=normalization, axes=args.axes
+    )
+    chosen = _default_task(args, info, items)
+    if chosen is not None:
+        task, targets = chosen, targets.replace(task=chosen)
+    patch = (args.patch, args.patch) if args.patch else None
+    preflight(
+        items,
+        task=task,
+        n_classes=info.out_channels if info is not None and task == "semantic" else None,
+        label_map=dict(label_map) if label_map else None,
+        ignore_value=args.ignore_value,
+        patch_shape=patch,
+    )
+    if patch is not None:
+        _warn_small_images(items, args.patch)
+    return items, task, targets
+
+
+def start_model(args: argparse.Namespace, info: Any, items: list, task: str, targets: Any) -> Any:
+    """The checkpoint to fine-tune (its path, as a str) or a new model built for the data.
+
+    Raises:
+        ChannelMismatchError: the checkpoint takes another number of channels than the images.
+    """
+    from napari_unet.cli.train_data import _warn_if_instances
+    from napari_unet.core.errors import ChannelMismatchError
+    from napari_unet.core.simulation.parts import new_model_for
+
+    if info is not None:
+        if items[0].image.shape[0] != info.in_channels:
+            raise ChannelMismatchError(
+                f"the checkpoint expects {info.in_channels} channel(s) but the images have "
+                f"{items[0].image.shape[0]}; use matching images or train a new model."
+            )
+        return str(_checkpoint_path(args.model))
+    model = new_model_for(
+        args.model,
+        items,
+        task,
+        label_map=dict(targets.label_map) if targets.label_map else None,
+        ignore_value=args.ignore_value,
+        seed=args.seed,
+    )
+    if args.task is None and task == "semantic":
+        _warn_if_instances(items, targets)
+    return model
+
+
+def data_fingerprint(
+    args: argparse.Namespace, info: Any, model: Any, items: list, task: str, targets: Any
+) -> Any:
+    """The :class:`~napari_unet.core.training.fingerprint.DatasetFingerprint` of the data, with
+    the patch and batch size chosen from it (``--patch`` / ``--batch-size`` win)."""
+    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.fingerprint import fingerprint, net_geometry
+
+    if info is not None:
+        arch, config = info.arch, info.model_config
+    else:
+        arch, config = model.arch, model.config
+    multiple, field = net_geometry(arch, config)
+    defaults = TrainConfig()
+    return fingerprint(
+        items,
+        task=task,
+        size_multiple=multiple,
+        receptive_field=field,
+        default_patch=defaults.patch_shape,
+        default_batch=defaults.batch_size,
+        patch_shape=(args.patch, args.patch) if args.patch else None,
+        batch_size=args.batch_size,
+        label_map=dict(targets.label_map) if targets.label_map else None,
+        ignore_value=args.ignore_value,
+    )
+
+
+def train_config(
+    args: argparse.Namespace, info: Any, task: str, targets: Any, data: Any, training_dir: Path
+) -> Any:
+    """The :class:`~napari_unet.core.training.config.TrainConfig` of the run."""
+    from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.training.config import TrainConfig
+
+    return TrainConfig(
+        task=task,
+        steps=args.steps,
+        minutes=args.minutes,
+        batch_size=data.batch_size,
+        patch_shape=data.patch_shape,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        val_every=args.val_every,
+        seed=args.seed,
+        freeze_encoder=args.freeze_encoder,
+        targets=targets,
+        normalization=info.normalization_config() if info else NormalizationConfig(),
+        device=args.device,
+        num_threads=args.threads,
+        checkpoint_dir=str(training_dir),
+    )

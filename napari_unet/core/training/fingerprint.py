@@ -1,0 +1,207 @@
+"""The dataset fingerprint: settings that depend on the corrected data, chosen from it (issue 17).
+
+As nnU-Net derives its patch and batch size from a fingerprint of the data set, :func:`fingerprint`
+looks at the corrected images (sizes, channels, annotated pixels, class frequencies, object sizes)
+and chooses the patch side (never far bigger than the images, a multiple of the net's divisor), a
+batch size that keeps the pixels per step, and a note on scale (the median object diameter against
+the net's receptive field, with a warning when objects are far larger). ``train``, ``simulate`` and
+the Fine-tune dock's trainer use it; explicit settings win. Torch-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
+
+#: Images whose objects are scanned for their size (enough to tell; huge folders are not read).
+MAX_SCANNED = 32
+#: Objects wider than this share of the receptive field are "far larger" than what the net sees
+#: whole (the effective field of a U-Net is about half its theoretical one).
+SCALE_WARNING_SHARE = 0.5
+#: The batch grows at most this many times when the patch shrinks below the default.
+MAX_BATCH_FACTOR = 4
+
+
+def receptive_field(depth: int, convs_per_level: int = 2) -> int:
+    """Theoretical receptive field (pixels) of a U-Net with ``depth`` 2x2 poolings and
+    ``convs_per_level`` 3x3 convolutions per level on both sides of the bottleneck."""
+    field = 1
+    for level in range(depth):
+        field += 2 * (2 * convs_per_level) * 2**level + 2**level  # encoder + decoder convs, pool
+    return field + 2 * convs_per_level * 2**depth
+
+
+def net_geometry(arch: str, model_config: dict[str, Any]) -> tuple[int, int]:
+    """``(size_multiple, receptive_field)`` of a registry architecture from its config."""
+    if arch in ("unet11", "unet16"):  # TernausNet: a VGG encoder with 5 poolings
+        return 32, receptive_field(5, 3)
+    depth = int(model_config.get("depth", 4))
+    return 2**depth, receptive_field(depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetFingerprint:
+    """What the corrected data look like and the settings chosen from them.
+
+    Attributes:
+        n_images: training images (slices). channels: input channels.
+        median_shape, min_shape: (Y, X) of the images (median and smallest per axis).
+        annotated_pixels: annotated pixels in all images.
+        class_fractions: ``((class, share of the annotated pixels), ...)``; foreground is class 1
+            for binary and instance labels.
+        n_objects: objects touching the annotated pixels (instance ids, or connected foreground).
+        object_diameter: median equivalent diameter of those objects (pixels), None without any.
+        receptive_field: theoretical receptive field of the net (pixels).
+        patch_shape, batch_size: the settings chosen (or given).
+        patch_reduced: the patch was made smaller than asked to fit the images.
+        scale_warning: a sentence when objects are far larger than the receptive field, else "".
+    """
+
+    n_images: int
+    channels: int
+    median_shape: tuple[int, int]
+    min_shape: tuple[int, int]
+    annotated_pixels: int
+    class_fractions: tuple[tuple[int, float], ...]
+    n_objects: int
+    object_diameter: float | None
+    receptive_field: int
+    patch_shape: tuple[int, int]
+    batch_size: int
+    patch_reduced: bool = False
+    scale_warning: str = ""
+
+    def describe(self) -> str:
+        """One line for the user: data, chosen patch and batch, and the scale note."""
+        y, x = self.median_shape
+        shares = ", ".join(f"{k}: {share:.0%}" for k, share in self.class_fractions)
+        classes = f" (classes {shares}), {self.n_objects} objects" if shares else ""
+        size = (
+            f"median object {self.object_diameter:.0f} px across vs receptive field "
+            f"{self.receptive_field} px"
+            if self.object_diameter is not None
+            else f"receptive field {self.receptive_field} px"
+        )
+        reduced = " (reduced to fit the images)" if self.patch_reduced else ""
+        line = (
+            f"data: {self.n_images} image(s) of median {y}x{x} px, {self.channels} channel(s), "
+            f"{self.annotated_pixels} annotated px{classes}; "
+            f"{size}; patch {self.patch_shape[0]}x{self.patch_shape[1]}{reduced}, batch "
+            f"{self.batch_size}"
+        )
+        return f"{line}. {self.scale_warning}" if self.scale_warning else line
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for a checkpoint's provenance or a version record)."""
+        data = dataclasses.asdict(self)
+        data["class_fractions"] = [list(pair) for pair in self.class_fractions]
+        return data
+
+
+def fingerprint(
+    items: Sequence[Any],
+    *,
+    task: str,
+    size_multiple: int,
+    receptive_field: int,
+    default_patch: tuple[int, int] = (256, 256),
+    default_batch: int = 4,
+    patch_shape: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+    label_map: dict[int, int] | None = None,
+    ignore_value: int | None = None,
+) -> DatasetFingerprint:
+    """The fingerprint of ``items`` and the settings chosen from it.
+
+    Args:
+        items: training items: ``image`` (C, Y, X), ``labels`` (Y, X), ``mask`` (Y, X) bool.
+        task: ``binary``, ``semantic``, ``instances`` or ``restoration``.
+        size_multiple: the net's input divisor; receptive_field: its receptive field (pixels).
+        default_patch, default_batch: the settings used when the images are large enough.
+        patch_shape, batch_size: explicit settings; they win (kept as given).
+        label_map, ignore_value: how raw label values become classes (semantic).
+    """
+    shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
+    median = tuple(int(v) for v in np.median(shapes, axis=0))
+    chosen = _patch(median, default_patch, size_multiple) if patch_shape is None else patch_shape
+    reduced = patch_shape is None and tuple(chosen) != tuple(default_patch)
+    if batch_size is None:
+        area = default_patch[0] * default_patch[1] / float(chosen[0] * chosen[1])
+        batch_size = int(min(MAX_BATCH_FACTOR * default_batch, max(1, round(default_batch * area))))
+    counts, diameters = _classes_and_objects(items, task, label_map, ignore_value)
+    total = sum(counts.values())
+    fractions = tuple((k, v / total) for k, v in sorted(counts.items())) if total else ()
+    diameter = float(np.median(diameters)) if diameters else None
+    warning = ""
+    if diameter is not None and diameter > SCALE_WARNING_SHARE * receptive_field:
+        warning = (
+            f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
+            f"({receptive_field} px): downscale the images about "
+            f"{math.ceil(diameter / (SCALE_WARNING_SHARE * receptive_field))}x or use a deeper "
+            "model."
+        )
+    return DatasetFingerprint(
+        n_images=len(items),
+        channels=int(np.shape(items[0].image)[0]) if len(items) else 0,
+        median_shape=median,
+        min_shape=tuple(int(v) for v in shapes.min(axis=0)),
+        annotated_pixels=int(sum(int(np.count_nonzero(item.mask)) for item in items)),
+        class_fractions=fractions,
+        n_objects=len(diameters),
+        object_diameter=diameter,
+        receptive_field=int(receptive_field),
+        patch_shape=tuple(int(s) for s in chosen),
+        batch_size=int(batch_size),
+        patch_reduced=reduced,
+        scale_warning=warning,
+    )
+
+
+def _patch(median: tuple[int, ...], default: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The default patch, shrunk per side to the median image side rounded up to ``multiple``."""
+    return tuple(
+        min(int(d), max(multiple, math.ceil(side / multiple) * multiple))
+        for side, d in zip(median, default)
+    )
+
+
+def _classes_and_objects(
+    items: Sequence[Any], task: str, label_map: dict[int, int] | None, ignore_value: int | None
+) -> tuple[dict[int, int], list[float]]:
+    """Annotated pixels per class and the equivalent diameters of the annotated objects."""
+    from scipy import ndimage
+
+    counts: dict[int, int] = {}
+    diameters: list[float] = []
+    if task == "restoration":
+        return counts, diameters
+    for index, item in enumerate(items):
+        labels = np.asarray(item.labels)
+        if labels.ndim != 2:
+            continue
+        labels = labels.astype(np.int64)
+        mask = np.asarray(item.mask, bool)
+        if ignore_value is not None:
+            mask = mask & (labels != ignore_value)
+        if label_map:
+            from napari_unet.core.training.targets import apply_label_map
+
+            labels = apply_label_map(labels, label_map)
+        classes = labels if task == "semantic" else (labels > 0).astype(np.int64)
+        values, n = np.unique(classes[mask], return_counts=True)
+        for value, count in zip(values.tolist(), n.tolist()):
+            counts[int(value)] = counts.get(int(value), 0) + int(count)
+        if index >= MAX_SCANNED:
+            continue
+        objects = labels if task == "instances" else ndimage.label(labels > 0)[0]
+        touched = np.unique(objects[mask & (objects > 0)])
+        if touched.size:
+            areas = np.bincount(objects.ravel())[touched]
+            diameters.extend((2.0 * np.sqrt(areas / np.pi)).tolist())
+    return counts, diameters

@@ -1,0 +1,81 @@
+"""The fine-tune process's training pool: the session's corrections gathered, checked and fitted.
+
+:class:`TrainerPool` is the data half of :class:`napari_unet.trainer.process.Trainer`: it reads
+every annotated slice from the session, refuses bad input before training starts
+(``core.training.preflight``), fits patch and batch to the data (the dataset fingerprint), splits
+off the held-back tiles, announces the pool (:class:`PoolChanged`) and queues corrections made
+while training (keep-learning).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from napari_unet.trainer.control import Feed
+from napari_unet.trainer.data import (
+    check_training_data,
+    preflight_items,
+    slice_name,
+    summarize,
+    to_items,
+)
+from napari_unet.trainer.events import PoolChanged
+from napari_unet.trainer.guard import data_settings
+
+logger = logging.getLogger(__name__)
+
+
+class TrainerPool:
+    """The training data of one fine-tune run (a base of ``Trainer``, which sets ``session``,
+    ``request``, ``info``, ``normalization``, ``plan``, ``config`` and ``send``)."""
+
+    def gather(self) -> tuple[list[Any], list[Any]]:
+        """Every annotated slice of the session -> ``(train_items, val_items)``; checks them
+        (``core.training.preflight``) and fits patch and batch to them (the fingerprint)."""
+        slices = self.session.training_items()
+        check_training_data(slices, self.info, repr(self.request.start_from))
+        items = to_items(slices, self.normalization)
+        preflight_items(items, self.info)
+        self.fingerprint, self.config = data_settings(items, self.info, self.config)
+        self.pool = {item.name: item for item in items}
+        train, self.val_items = self.plan.split(items)
+        self.held = {item.name: item for item in self.val_items}  # as the core's pool has them
+        self._send_pool(())
+        return train, self.val_items
+
+    def _send_pool(self, added: tuple) -> None:
+        items = list(self.pool.values())
+        counts = summarize(items, self.val_items, self.info.task)
+        self.data = {k: counts[k] for k in ("n_images", "n_slices", "annotated_pixels", "objects")}
+        self.data["validation_pixels"] = counts["validation_pixels"]
+        self.data["fingerprint"] = self.fingerprint.describe()
+        self.send(
+            PoolChanged(
+                n_items=len(items),
+                n_validation=counts["n_validation"],
+                n_images=counts["n_images"],
+                annotated_pixels=counts["annotated_pixels"],
+                validation_pixels=counts["validation_pixels"],
+                objects=counts["objects"],
+                added=tuple(added),
+                fingerprint=self.data["fingerprint"],
+            )
+        )
+
+    def load_corrections(self, keys: list[tuple[str, int]], feed: Feed) -> None:
+        """Reload ``keys`` from the session and queue them for the training pool."""
+        if not self.request.keep_learning:
+            logger.info("ignoring %d correction(s): keep-learning is off", len(keys))
+            return
+        self.session.refresh()
+        wanted = {slice_name(i, s) for i, s in keys}
+        image_ids = sorted({i for i, _ in keys if i in {e.id for e in self.session.images()}})
+        slices = [
+            s for s in self.session.iter_training_items(image_ids=image_ids) if s.name in wanted
+        ]
+        slices = [s for s in slices if s.annotated_mask.any()]
+        for item in to_items(slices, self.normalization):
+            feed.put(self.plan.prepare_new(item))
+            self.pool[item.name] = item
+        logger.info("queued %d corrected slice(s) for training", len(slices))
