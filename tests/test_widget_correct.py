@@ -260,3 +260,53 @@ def test_a_predicted_file_opens_as_a_prediction_and_only_edits_count(
     assert [rv.status_of(labels, s) for s in (1, 2)] == ["predicted", "predicted"]
     annotated = rv.annotated_plane(labels, 0)
     assert annotated[5, 5] and not annotated[25, 20]  # the untouched object is not learnt from
+
+
+def test_the_reviewed_eraser_unmarks_and_the_pixels_stop_being_training_data(setup, qtbot):
+    _, labels, panel = setup
+    saved = []
+    labels.events.metadata.connect(lambda e: saved.append(getattr(e, "napari_unet_slices", None)))
+    assert panel.mark_slice() == 32 * 32
+    assert rv.annotated_plane(labels, 0).all()
+    panel.erase_button.setChecked(True)  # the eraser: the same buttons un-mark
+    labels.corner_pixels = np.array([[0, 0, 0], [0, 15, 31]])  # the top half is visible
+    assert panel.mark_view() == 16 * 32
+    assert "un-marked" in panel.message.text()
+    mask = reviewed_of(labels)
+    assert not mask[0, :16].any() and mask[0, 16:].all()
+    annotated = rv.annotated_plane(labels, 0)
+    assert not annotated[:16].any() and annotated[16:].all()  # no longer training data
+    assert saved[-1] == (0,)  # announced: the autosave saves the slice's reviewed mask
+    shapes = panel.show_review_regions()
+    shapes.add_rectangles(np.array([[0, 20, 0], [0, 20, 3], [0, 23, 3], [0, 23, 0]]))
+    assert panel.mark_regions() == 16
+    assert not mask[0, 20:24, 0:4].any()
+    assert panel.mark_slice() == 32 * 32 - 16 * 32 - 16
+    assert not mask.any() and rv.status_of(labels, 0) == "predicted"
+    panel.erase_button.setChecked(False)
+    assert panel.mark_slice() == 32 * 32  # marking again
+
+
+def test_a_reviewed_mark_on_an_image_with_no_labels_is_refused_in_one_sentence(
+    make_napari_viewer, qtbot
+):
+    from napari_unet._widgets.correct_panel import CorrectPanel
+
+    viewer = make_napari_viewer()
+    panel = CorrectPanel(viewer)
+    qtbot.addWidget(panel)
+    assert panel.mark_slice() == 0 and panel.mark_view() == 0 and panel.mark_regions() == 0
+    assert panel.message.text().startswith("No labels layer to mark")
+    data = predicted_stack(2)
+    data[1] = 0
+    labels = add_labels(viewer, data, predicted=[0])  # slice 1: never predicted, nothing painted
+    panel.set_labels_layer(labels)
+    viewer.dims.set_current_step(0, 1)
+    before = np.array(labels.data)
+    assert panel.mark_slice() == 0
+    text = panel.message.text()
+    assert text.count(".") == 1 and "Slice(s) 1" in text and "predict or paint it first" in text
+    assert not reviewed_of(labels).any()
+    np.testing.assert_array_equal(labels.data, before)
+    viewer.dims.set_current_step(0, 0)
+    assert panel.mark_slice() == 32 * 32  # a predicted slice is marked as before

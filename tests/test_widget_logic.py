@@ -75,14 +75,15 @@ def test_a_refresh_replaces_the_slice_on_screen_first_and_keeps_corrections():
     assert refresh_runs(2, [0, 1, 2], {2}, huge=True) == []
 
 
-def test_the_session_protects_edited_and_reviewed_slices():
+def test_the_session_leaves_out_wholly_reviewed_slices_only():
     class Session:
         def statuses(self, image_id):
             if image_id != "img0001":
                 raise KeyError(image_id)
             return ["predicted", "edited", "unseen", "reviewed"]
 
-    assert session_protected(Session(), "img0001") == {1, 3}
+    # an edited slice is refreshed around the user's pixels; a reviewed one is left alone
+    assert session_protected(Session(), "img0001") == {3}
     assert session_protected(Session(), "img0002") == set()  # left the session: layer only
     assert session_protected(None, "img0001") == set()
     assert session_protected(Session(), None) == set()

@@ -108,6 +108,8 @@ def test_predict_edit_rerun_reuses_layer(viewer, checkpoint, qtbot, errors):
     assert labels_layers(viewer) == [layer]
     assert layer.data[5, 5] != 77
     np.testing.assert_array_equal(L.plugin_tag(layer)["snapshot"], layer.data)
+    layer.undo()  # Ctrl+Z takes "Overwrite corrected slices" back, the edit with it
+    assert layer.data[5, 5] == 77 and L.plugin_tag(layer)["snapshot"][5, 5] != 77
 
 
 def test_test_time_augmentation_choice_reaches_the_prediction(viewer, checkpoint, qtbot, errors):
@@ -155,9 +157,12 @@ def test_reviewed_slice_is_not_overwritten(viewer, checkpoint, qtbot, errors):
     tag["snapshot"][2] = 0
     tag["reviewed"][1, :4, :4] = True
     run_and_wait(panel, qtbot)
-    assert not layer.data[1].any()  # reviewed: kept as the user left it
+    assert not layer.data[1].any()  # erased and partly reviewed: kept as the user left it
     assert layer.data[0].any() and layer.data[2].any()
-    assert "slice(s) 1" in panel.status.text()
+    assert "Kept your corrections" in panel.status.text()
+    tag["reviewed"][1] = True  # reviewed in full: the slice is not even predicted
+    run_and_wait(panel, qtbot)
+    assert not layer.data[1].any() and "slice(s) 1 are reviewed" in panel.status.text()
     assert not errors, errors
 
 
@@ -204,7 +209,7 @@ def test_cancel_keeps_layers(viewer, checkpoint, qtbot, monkeypatch):
             time.sleep(0.2)
             yield step
 
-    monkeypatch.setattr("napari_unet._widgets.segment_panel.run_prediction", slow)
+    monkeypatch.setattr(worker_module, "run_prediction", slow)  # what predict_and_merge runs
     image, _ = synthetic_nuclei((256, 256))
     viewer.add_image(image, name="slow")
     _, panel = make_widget(viewer, checkpoint, qtbot)

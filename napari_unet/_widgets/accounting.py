@@ -19,6 +19,7 @@ from typing import Any
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.label_history import is_plugin_write
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.version_compare import primary_metric
 
@@ -94,6 +95,8 @@ class CorrectionClock(QObject):
     def _on_edit(self, event: Any = None) -> None:
         if getattr(event, "napari_unet_source", None) is not None:
             return  # a prediction written by the plugin, not the user's edit
+        if is_plugin_write(getattr(event, "source", None), getattr(event, "value", None)):
+            return  # the history item of a prediction the plugin merged in
         self.record_edit()
 
     def record_edit(self, at: float | None = None) -> None:

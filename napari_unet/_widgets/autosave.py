@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from napari_unet._widgets import autosave_collect as collect
 from napari_unet._widgets import reviewed as rv
 from napari_unet._widgets.autosave_jobs import (
     Fingerprint,
     SaveJob,
     Updates,
     Watch,
-    crc,
     run_save,
     save_in_worker,
     slices_or_none,
@@ -186,52 +186,11 @@ class Autosave(QObject):
         return self._timer.isActive() or self._job is not None
 
     # ------------------------------------------------------------------ collecting
-    @staticmethod
-    def _seen(layer: Any) -> tuple:
-        tag = rv.plugin_meta(layer) or {}
-        return id(layer.data), id(tag.get("snapshot")), tuple(tag.get("predicted") or ())
-
-    @staticmethod
-    def _fingerprint(layer: Any, s: int) -> Fingerprint:
-        return (
-            crc(rv.plane(np.asarray(layer.data), s)),
-            crc(rv.reviewed_plane(layer, s)),
-            crc(rv.snapshot_plane(layer, s)),
-        )
+    _seen = staticmethod(collect.seen)
+    _fingerprint = staticmethod(collect.fingerprint)
 
     def _collect(self, watch: Watch) -> tuple[Updates, dict[int, Fingerprint]]:
-        layer = watch.layer
-        n = rv.n_slices(tuple(layer.data.shape))
-        seen = self._seen(layer)
-        if seen != watch.seen:  # data replaced, or a prediction landed without an event
-            if not watch.seen or seen[0] != watch.seen[0]:
-                watch.suspect |= set(range(n))
-            watch.suspect |= {s for s in seen[2] if 0 <= s < n}
-            watch.seen = seen
-        updates: Updates = {}
-        prints: dict[int, Fingerprint] = {}
-        data = np.asarray(layer.data)
-        for s in sorted(watch.suspect):
-            new = self._fingerprint(layer, s)
-            old = watch.saved.get(s)
-            if new == old:
-                continue
-            labels = rv.plane(data, s)
-            if old is None and new[1:] == (None, None) and not labels.any():
-                continue  # never saved and still empty: nothing to keep
-            old = old or (None, None, None)
-            reviewed = rv.reviewed_plane(layer, s)
-            snapshot = rv.snapshot_plane(layer, s)
-            updates[s] = (
-                labels.copy() if new[0] != old[0] else None,
-                (reviewed.copy() if reviewed is not None else np.zeros(labels.shape, bool))
-                if new[1] != old[1]
-                else None,
-                snapshot.copy() if new[2] != old[2] and snapshot is not None else None,
-            )
-            prints[s] = new
-        watch.suspect.clear()
-        return updates, prints
+        return collect.collect(watch)
 
     # ------------------------------------------------------------------ saving
     def save_now(self) -> bool:

@@ -1,10 +1,11 @@
 """Correction tools of the "U-Net Segment" dock widget.
 
 napari's own label tools do the painting; this panel adds what the human-in-the-loop needs:
-mark pixels as reviewed (the whole slice, the current view, or rectangles drawn in a Shapes
-layer), the per-slice status (unlabelled / predicted / edited / reviewed), the next free label id
-(key ``M`` on the labels layer), and deleting objects smaller than N pixels (one undoable edit in
-the layer's own history).
+mark pixels as reviewed, and erase such marks (the whole slice, the current view, or rectangles
+drawn in a Shapes layer; :mod:`.correct_review`), the per-slice status (unlabelled / predicted /
+edited / reviewed), the next free label id (key ``M`` on the labels layer), and deleting
+objects smaller than N pixels (one undoable edit in the layer's own history;
+:mod:`.correct_tools`).
 
 Changes to the reviewed mask are announced with ``layer.events.metadata(napari_unet_slices=...)``
 so that the autosave (which listens to the layer) saves them.
@@ -30,24 +31,24 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import reviewed as rv
+from napari_unet._widgets.correct_review import ReviewActions
+from napari_unet._widgets.correct_tools import NEXT_LABEL_KEY, SCOPES, LabelTools
 from napari_unet._widgets.logic.layer_choice import (
     correctable_labels,
     labels_to_follow,
 )
 from napari_unet._widgets.logic.slice_status import SliceStatusCache, summary_text
 from napari_unet._widgets.loop_state import LoopState
-from napari_unet.core.postprocess.labels import remove_small_objects_labels
 
 if TYPE_CHECKING:
     import napari
 
 logger = logging.getLogger(__name__)
 
-NEXT_LABEL_KEY = "M"
-SCOPES = ("current slice", "whole stack")
+__all__ = ["NEXT_LABEL_KEY", "SCOPES", "CorrectPanel"]
 
 
-class CorrectPanel(QWidget):
+class CorrectPanel(ReviewActions, LabelTools, QWidget):
     """Correction tools for a Labels layer (the plugin's output or one the user picks)."""
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -70,6 +71,12 @@ class CorrectPanel(QWidget):
         )
         self.regions_button = QPushButton(
             "Regions", toolTip="Mark the drawn rectangles reviewed and clear them"
+        )
+        self.erase_button = QPushButton(
+            "Eraser",
+            checkable=True,
+            toolTip="On: Slice, View and Regions UN-mark reviewed pixels (they stop being "
+            "training data); off: they mark",
         )
         self.next_button = QPushButton(
             f"Next free label id ({NEXT_LABEL_KEY})",
@@ -98,20 +105,19 @@ class CorrectPanel(QWidget):
         box = QGroupBox("Correct")
         grid = QGridLayout(box)
         grid.addWidget(QLabel("Labels"), 0, 0)
-        grid.addWidget(self.layer_combo, 0, 1, 1, 4)
+        grid.addWidget(self.layer_combo, 0, 1, 1, 5)
         grid.addWidget(QLabel("Mark reviewed"), 1, 0)
-        for column, button in enumerate(
-            (self.slice_button, self.view_button, self.draw_button, self.regions_button), 1
-        ):
+        buttons = (self.slice_button, self.view_button, self.draw_button, self.regions_button)
+        for column, button in enumerate((*buttons, self.erase_button), 1):
             grid.addWidget(button, 1, column)
-        grid.addWidget(self.next_button, 2, 0, 1, 5)
+        grid.addWidget(self.next_button, 2, 0, 1, 6)
         row = QHBoxLayout()
         for widget in (QLabel("Objects <"), self.min_size, self.scope, self.delete_button):
             row.addWidget(widget)
-        grid.addLayout(row, 3, 0, 1, 5)
-        grid.addWidget(self.slice_status, 4, 0, 1, 5)
-        grid.addWidget(self.stack_status, 5, 0, 1, 5)
-        grid.addWidget(self.message, 6, 0, 1, 5)
+        grid.addLayout(row, 3, 0, 1, 6)
+        grid.addWidget(self.slice_status, 4, 0, 1, 6)
+        grid.addWidget(self.stack_status, 5, 0, 1, 6)
+        grid.addWidget(self.message, 6, 0, 1, 6)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(box)
@@ -121,6 +127,7 @@ class CorrectPanel(QWidget):
         self.view_button.clicked.connect(self.mark_view)
         self.draw_button.clicked.connect(self.show_review_regions)
         self.regions_button.clicked.connect(self.mark_regions)
+        self.erase_button.toggled.connect(self._on_eraser)
         self.next_button.clicked.connect(self.select_next_label)
         self.delete_button.clicked.connect(lambda: self.delete_small())
         self.layer_combo.currentIndexChanged.connect(self._on_combo)
@@ -195,6 +202,7 @@ class CorrectPanel(QWidget):
             self.view_button,
             self.draw_button,
             self.regions_button,
+            self.erase_button,
             self.next_button,
             self.delete_button,
         ):
@@ -254,145 +262,17 @@ class CorrectPanel(QWidget):
         self.slice_status.setText(f"{prefix}: {self.cache.status(current)}")
         self.stack_status.setText(summary_text(n, self.cache.counts()))
 
+    def _on_eraser(self, on: bool) -> None:
+        verb = "Un-mark" if on else "Mark"
+        self.slice_button.setToolTip(f"{verb} the whole current slice reviewed")
+        self.view_button.setToolTip(f"{verb} the visible part of the slice reviewed")
+        self.regions_button.setToolTip(f"{verb} the drawn rectangles reviewed and clear them")
+        self._say(
+            "Eraser on: Slice, View and Regions now un-mark reviewed pixels."
+            if on
+            else "Eraser off: Slice, View and Regions mark pixels reviewed."
+        )
+
     def _say(self, text: str) -> None:
         self.message.setText(text)
         logger.info(text)
-
-    # ------------------------------------------------------------------ reviewed
-    def _after_review(self, slices: set[int], added: int) -> None:
-        layer = self._layer
-        rv.ensure_overlay(self.viewer, layer)
-        layer.events.metadata(napari_unet_slices=tuple(sorted(slices)))
-        self._say(f"{added} pixel(s) newly marked reviewed.")
-
-    def mark_slice(self) -> int:
-        """Mark the whole current slice reviewed; returns the pixels newly marked."""
-        if self._layer is None:
-            return 0
-        index = self.current_slice()
-        added = rv.mark_reviewed(self._layer, index)
-        self._after_review({index}, added)
-        return added
-
-    def view_region(self) -> tuple[slice, slice]:
-        """The (Y, X) box of the current slice visible in the canvas (whole slice in 3-D)."""
-        layer = self._layer
-        y, x = layer.data.shape[-2:]
-        if self.viewer.dims.ndisplay != 2 or list(self.viewer.dims.displayed)[-2:] != [
-            self.viewer.dims.ndim - 2,
-            self.viewer.dims.ndim - 1,
-        ]:
-            return slice(0, y), slice(0, x)
-        corners = np.asarray(layer.corner_pixels)[:, -2:]
-        y0, x0 = np.clip(corners[0], 0, (y, x))
-        y1, x1 = np.clip(corners[1] + 1, 0, (y, x))
-        if y1 <= y0 or x1 <= x0:
-            return slice(0, y), slice(0, x)
-        return slice(int(y0), int(y1)), slice(int(x0), int(x1))
-
-    def mark_view(self) -> int:
-        """Mark the visible part of the current slice reviewed; returns the pixels newly marked."""
-        if self._layer is None:
-            return 0
-        index = self.current_slice()
-        added = rv.mark_reviewed(self._layer, index, self.view_region())
-        self._after_review({index}, added)
-        return added
-
-    def regions_layer(self, *, create: bool = True) -> Any:
-        """The 'review regions' Shapes layer of the current labels layer (created on demand)."""
-        layer = self._layer
-        for candidate in self.viewer.layers:
-            meta = rv.plugin_meta(candidate)
-            if (
-                meta
-                and meta.get("role") == rv.REGIONS_ROLE
-                and (meta.get("labels_layer") == layer.name)
-            ):
-                return candidate
-        if not create:
-            return None
-        return self.viewer.add_shapes(
-            ndim=layer.ndim,
-            name=f"{layer.name} review regions",
-            scale=layer.scale,
-            translate=layer.translate,
-            edge_color="yellow",
-            face_color=[1, 1, 0, 0.15],
-            edge_width=1,
-            metadata={rv.META_KEY: {"role": rv.REGIONS_ROLE, "labels_layer": layer.name}},
-        )
-
-    def show_review_regions(self) -> Any:
-        """Select the review regions layer in rectangle mode so the user can draw."""
-        if self._layer is None:
-            return None
-        shapes = self.regions_layer()
-        self.viewer.layers.selection.active = shapes
-        shapes.mode = "add_rectangle"
-        self._say("Draw rectangles, then click 'Regions' to mark them reviewed.")
-        return shapes
-
-    def mark_regions(self) -> int:
-        """Turn the drawn rectangles into reviewed pixels and clear them; returns pixels added."""
-        if self._layer is None:
-            return 0
-        shapes = self.regions_layer(create=False)
-        if shapes is None or not len(shapes.data):
-            self._say("No rectangles drawn: click 'Draw…' and drag rectangles first.")
-            return 0
-        masks = rv.rectangles_to_masks(shapes, self._layer)
-        added = sum(rv.mark_reviewed(self._layer, s, mask) for s, mask in masks.items())
-        shapes.selected_data = set(range(len(shapes.data)))
-        shapes.remove_selected()
-        self._after_review(set(masks), added)
-        self.viewer.layers.selection.active = self._layer
-        return added
-
-    # ------------------------------------------------------------------ label tools
-    def _next_label_key(self, layer: Any) -> None:
-        self.select_next_label(layer)
-
-    def select_next_label(self, layer: Any = None) -> int | None:
-        """Select ``max(labels) + 1`` over the whole volume as the label to paint."""
-        from napari.utils.notifications import show_warning
-
-        layer = layer if layer is not None else self._layer
-        if layer is None:
-            return None
-        value = rv.next_free_label(np.asarray(layer.data))
-        try:
-            layer.selected_label = value
-        except (ValueError, OverflowError) as err:
-            show_warning(
-                f"No free label id left in {layer.data.dtype} labels ({err}); convert "
-                "the layer to a wider integer type."
-            )
-            return None
-        return value
-
-    def delete_small(self, min_size: int | None = None, scope: str | None = None) -> int:
-        """Delete objects smaller than ``min_size`` pixels as one undoable edit; returns pixels.
-
-        Args:
-            min_size: defaults to the spin box. scope: ``"current slice"`` or ``"whole stack"``
-                (defaults to the combo box).
-        """
-        layer = self._layer
-        if layer is None:
-            return 0
-        min_size = self.min_size.value() if min_size is None else int(min_size)
-        scope = self.scope.currentText() if scope is None else scope
-        data = np.asarray(layer.data)
-        key = rv.slice_key(data.shape, self.current_slice()) if scope == SCOPES[0] else ()
-        part = data[key]
-        cleaned = remove_small_objects_labels(
-            part, min_size, components=rv.label_kind(layer) == "semantic"
-        )
-        where = np.nonzero(cleaned != part)
-        if where[0].size:
-            indices = tuple(np.full(where[0].shape, k) for k in key) + where
-            with layer.block_history():
-                layer.data_setitem(indices, 0)
-        self._say(f"Deleted {where[0].size} pixel(s) of objects smaller than {min_size} px.")
-        return int(where[0].size)

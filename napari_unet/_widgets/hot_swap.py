@@ -78,7 +78,7 @@ class HotSwap(QObject):
         self.loop.version_added.connect(self._on_version_added)
         self.loop.active_version_changed.connect(self._on_active_version)
         self.repredictor.started.connect(
-            lambda v: target.show_status(f"Refreshing unreviewed slices with {v}…")
+            lambda v: target.show_status(f"Refreshing around your corrections with {v}…")
         )
         self.repredictor.finished.connect(self._on_repredicted)
         picker.model_changed.connect(self._on_picked)
@@ -146,7 +146,8 @@ class HotSwap(QObject):
         if done:
             slices = len(done)
             self.target.show_status(
-                f"Refreshed {slices} unreviewed slice(s) with {version_id}; corrections kept."
+                f"Refreshed {slices} slice(s) with {version_id}; your edits and reviewed "
+                "regions kept (Ctrl+Z on the labels layer takes the refresh back)."
             )
         elif version_id:
             self.target.show_status(f"Now using {version_id}; nothing needed refreshing.")

@@ -179,22 +179,16 @@ def slice_index(layout: StackLayout, s: int) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(s, layout.stack_shape))
 
 
-def protected_slices(layer: Labels, layout: StackLayout, slices: list[int]) -> list[int]:
-    """The slices among ``slices`` that hold the user's work: edited or reviewed anywhere.
+def fully_reviewed(layer: Labels, layout: StackLayout, slices: list[int]) -> list[int]:
+    """The slices among ``slices`` whose every pixel is reviewed: nothing there is replaced.
 
-    Edited = the labels differ from the prediction snapshot; reviewed = the reviewed mask is set.
+    Everything else is predicted and merged around the user's work
+    (:mod:`napari_unet._widgets.label_writes`): edited and reviewed pixels are kept.
     """
-    tag = plugin_tag(layer) or {}
-    snapshot, reviewed = tag.get("snapshot"), tag.get("reviewed")
-    data = np.asarray(layer.data)
-    protected = []
-    for s in slices:
-        index = slice_index(layout, s)
-        edited = data[index].any() if snapshot is None else (data[index] != snapshot[index]).any()
-        marked = reviewed is not None and np.asarray(reviewed)[index].any()
-        if edited or marked:
-            protected.append(s)
-    return protected
+    reviewed = (plugin_tag(layer) or {}).get("reviewed")
+    if not isinstance(reviewed, np.ndarray) or reviewed.shape != tuple(layer.data.shape):
+        return []
+    return [s for s in slices if reviewed[slice_index(layout, s)].all()]
 
 
 def offset_ids(labels: np.ndarray, offset: int) -> np.ndarray:
@@ -247,23 +241,6 @@ def write_into(
     tag["snapshot"] = snapshot
     tag["predicted"] = sorted(set(tag.get("predicted", [])) | {int(s) for s in slices})
     return data
-
-
-def write_labels(
-    layer: Labels,
-    layout: StackLayout,
-    labels: np.ndarray,
-    slices: list[int],
-    region: Region | None,
-) -> None:
-    """:func:`write_into` the labels layer's data in place (replacing it if the dtype widens).
-
-    The caller refreshes the layer (the one redraw).
-    """
-    data = np.asarray(layer.data)
-    written = write_into(data, plugin_tag(layer), layout, labels, slices, region)
-    if written is not data:
-        layer.data = written
 
 
 def write_probabilities_into(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets.label_writes import write_prediction
 from napari_unet._widgets.measurements import measure_after_prediction
 from napari_unet._widgets.restored_output import write_restored
 from napari_unet.core.errors import UserInputError
@@ -18,6 +19,7 @@ from napari_unet.core.errors import UserInputError
 if TYPE_CHECKING:
     import napari
 
+    from napari_unet._widgets.label_writes import MergePlan
     from napari_unet._widgets.predict_worker import JobResult
     from napari_unet.core.io.axes import StackLayout
 
@@ -33,13 +35,15 @@ class OutputTarget:
         layout: the image's :class:`~napari_unet.core.io.axes.StackLayout` (``spatial_shape``
             of the labels layer, slice indexing).
         model: the checkpoint (name or path) written into the labels layer's tag.
-        skipped: slices left alone (corrected or reviewed ones), for the status line.
+        skipped: slices left alone (every pixel reviewed), for the status line.
+        overwrite: replace the user's edited and reviewed pixels too.
     """
 
     image: str
     layout: StackLayout
     model: str
     skipped: tuple[int, ...] = ()
+    overwrite: bool = False
 
 
 class OutputWriter:
@@ -63,8 +67,15 @@ class OutputWriter:
             )
         return layer
 
-    def write(self, target: OutputTarget, result: JobResult) -> None:
+    def write(self, target: OutputTarget, result: JobResult, plan: MergePlan | None = None) -> int:
         """Put ``result`` into the output layers of ``target.image`` (one redraw each).
+
+        An existing labels layer gets the prediction around the user's work, as one step of its
+        undo history (:func:`~napari_unet._widgets.label_writes.write_prediction`; ``plan``:
+        the merge the worker computed, used when the layer did not change meanwhile).
+
+        Returns:
+            How many pixels of the user's work (edited or reviewed) were kept.
 
         Raises:
             UserInputError: the image layer was removed or changed shape during the run.
@@ -102,12 +113,20 @@ class OutputWriter:
                 **L.spatial_transform(image, layout.axes),
             )
             measure_after_prediction(self.viewer, added, layout)
-            return
+            return 0
         tag = L.plugin_tag(layer)
         tag.update(task=result.task, output=result.output, model=str(target.model))
-        L.write_labels(layer, layout, result.labels, slices, result.region)
-        layer.refresh()
+        kept = write_prediction(
+            layer,
+            layout,
+            result.labels,
+            slices,
+            result.region,
+            overwrite=target.overwrite,
+            plan=plan,
+        )
         measure_after_prediction(self.viewer, layer, layout)
+        return kept
 
     def _write_probabilities(
         self, image: Any, layout: StackLayout, result: JobResult, slices: list[int]

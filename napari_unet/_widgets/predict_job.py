@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Where a run writes: ``todo`` slices (flattened indices), ``skipped`` protected ones."""
+    """Where a run writes: ``todo`` slices (flattened indices), ``skipped`` fully reviewed ones."""
 
     layout: StackLayout
     todo: list[int]
@@ -109,7 +109,10 @@ def plan_run(
     overwrite: bool,
     writer: OutputWriter,
 ) -> Plan:
-    """The slices (and region) a run with ``scope`` covers, minus protected ones."""
+    """The slices (and region) a run with ``scope`` covers, minus fully reviewed ones.
+
+    Edited or partly reviewed slices are predicted: the writer keeps the user's pixels.
+    """
     layout = L.layout_of(layer, axes)
     region = None
     if scope == "stack":
@@ -121,7 +124,7 @@ def plan_run(
     existing = writer.labels_layer(layer.name, layout)
     skipped = []
     if existing is not None and not overwrite:
-        skipped = L.protected_slices(existing, layout, slices)
+        skipped = L.fully_reviewed(existing, layout, slices)
     todo = [s for s in slices if s not in skipped]
     return Plan(layout=layout, todo=todo, skipped=skipped, region=region)
 
@@ -179,10 +182,18 @@ def job_image(layer: Any, axes: str, plan: Plan) -> np.ndarray:
 
 
 def skipped_text(skipped: list[int], nothing_done: bool = False) -> str:
-    """The status sentence about slices left alone because they hold corrections."""
+    """The status sentence about slices left alone because every pixel is reviewed."""
     which = ", ".join(str(s) for s in skipped)
     text = (
-        f"Kept your corrections in slice(s) {which} (edited or reviewed); tick "
+        f"Kept your corrections: slice(s) {which} are reviewed; tick "
         "'Overwrite corrected slices' to replace them."
     )
     return ("Nothing to predict. " + text) if nothing_done else text
+
+
+def kept_text(pixels: int) -> str:
+    """The status sentence about the user's pixels a prediction left alone."""
+    return (
+        f"Kept your corrections ({pixels} pixel(s) you edited or reviewed); tick "
+        "'Overwrite corrected slices' to replace them."
+    )

@@ -10,9 +10,11 @@ an untouched prediction, then the other images — one worker at a time (the vie
 :class:`~napari_unet._widgets.prediction_target.PredictionTarget`. Huge slices (more than
 :data:`HUGE_PIXELS`) refresh only the visible region of the current slice.
 
-Corrections are never overwritten: slices that are edited or reviewed (in the layer, or in the
-session's statuses) are left out when planning, and checked again when each result arrives (the
-user may have edited meanwhile). A newer version cancels the running re-prediction. While a
+Corrections are never overwritten: each result is merged around the user's work as it is when
+the result arrives (:func:`~napari_unet._widgets.label_writes.write_prediction`: edited pixels,
+the objects they touch and reviewed regions are kept; the user may have edited meanwhile), as
+one undoable step. Slices reviewed in full (in the layer, or in the session's statuses) are left
+out. A newer version cancels the running re-prediction. While a
 trainer process runs, the worker uses one torch thread, so training keeps the cores.
 """
 
@@ -27,13 +29,14 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets._workers import training_running
+from napari_unet._widgets.label_writes import MergePlan, merge_source, predict_and_merge
 from napari_unet._widgets.logic.refresh import (
     refresh_runs,
     session_protected,
 )
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.output import OutputTarget
-from napari_unet._widgets.predict_worker import JobResult, PredictJob, run_prediction
+from napari_unet._widgets.predict_worker import JobResult, PredictJob
 from napari_unet._widgets.prediction_target import PredictionTarget
 from napari_unet.core.errors import AxesError, UserInputError
 from napari_unet.core.io.axes import StackLayout
@@ -108,7 +111,7 @@ class _Task:
 
 
 class Repredictor(QObject):
-    """Refreshes unreviewed predictions with a model, one background worker at a time.
+    """Refreshes predictions around the user's work with a model, one worker at a time.
 
     Args:
         target: the predict panel (its settings give tiling, device and post-processing; its
@@ -208,7 +211,7 @@ class Repredictor(QObject):
 
     def _protected(self, labels: Any, layout: StackLayout, slices: list[int]) -> set[int]:
         image_id = (L.plugin_tag(labels) or {}).get("session_image_id")
-        return set(L.protected_slices(labels, layout, slices)) | session_protected(
+        return set(L.fully_reviewed(labels, layout, slices)) | session_protected(
             self.session, image_id
         )
 
@@ -221,12 +224,15 @@ class Repredictor(QObject):
             except (UserInputError, KeyError) as err:  # the layer went away or changed
                 logger.info("re-prediction of %s skipped: %s", task.image, err)
                 continue
+            labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
+            source = merge_source(labels, task.layout, task.slices, task.region)
             self.loop.jobs.start(
                 self._key,
-                run_prediction,
+                predict_and_merge,
                 job,
+                source,
                 what="Re-prediction with the new version",
-                on_done=lambda result, t=task: self._on_returned(t, result),
+                on_done=lambda out, t=task: self._on_returned(t, *out),
                 on_error=self._on_error,
                 on_end=self._next,
                 torch_threads=job.num_threads,
@@ -256,7 +262,7 @@ class Repredictor(QObject):
             num_threads=threads,
         )
 
-    def _on_returned(self, task: _Task, result: JobResult) -> None:
+    def _on_returned(self, task: _Task, result: JobResult, plan: MergePlan | None) -> None:
         self.loop.models.put(self._checkpoint, "cpu", result.loaded)
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
         if labels is None or task.image not in self.viewer.layers:
@@ -265,6 +271,8 @@ class Repredictor(QObject):
         keep = [i for i, s in enumerate(result.slices) if s not in now_protected]
         if not keep:
             return
+        if len(keep) < len(result.slices):
+            plan = None  # merged again on the slices still to write
         result = dataclasses.replace(
             result,
             labels=result.labels[keep],
@@ -273,7 +281,7 @@ class Repredictor(QObject):
         )
         target = OutputTarget(image=task.image, layout=task.layout, model=self._checkpoint)
         try:
-            self.target.writer.write(target, result)
+            self.target.writer.write(target, result, plan)
         except UserInputError as err:
             logger.info("re-prediction of %s not written: %s", task.image, err)
             return

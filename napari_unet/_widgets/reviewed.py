@@ -150,6 +150,21 @@ def mark_reviewed(
     return int(np.count_nonzero(view)) - before
 
 
+def unmark_reviewed(
+    layer: Any, index: int, region: tuple[slice, slice] | np.ndarray | None = None
+) -> int:
+    """Un-mark reviewed pixels of slice ``index`` (the eraser); returns how many were un-marked.
+
+    ``region`` as in :func:`mark_reviewed`.
+    """
+    view = plane(reviewed_mask(layer), index)
+    if region is None:
+        region = (slice(None), slice(None))
+    before = int(np.count_nonzero(view))
+    view[region] = False
+    return before - int(np.count_nonzero(view))
+
+
 def paint_slices(value: Any, shape: tuple[int, ...]) -> set[int] | None:
     """Slices touched by a ``Labels.events.paint`` history item (None: cannot tell).
 

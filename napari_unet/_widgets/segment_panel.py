@@ -3,8 +3,9 @@
 Pick an image layer, a model, a device, the output and the scope, press Run: a worker thread
 (:func:`~napari_unet._widgets.predict_worker.run_prediction`) loads the model, predicts tile by
 tile and makes labels, yielding progress; layers change only here, on the main thread, when it
-returns. Re-running updates the same tagged labels layer, and never overwrites a slice the user
-edited or reviewed unless "Overwrite corrected slices" is ticked. With a session open, the model
+returns. Re-running updates the same tagged labels layer around the user's work: the pixels and
+objects the user edited and the reviewed regions are kept (one undoable step of the layer's
+history) unless "Overwrite corrected slices" is ticked. With a session open, the model
 list also offers its fine-tuned versions, and "Follow the newest model version" (:mod:`hot_swap`)
 switches to each new one and refreshes the unreviewed slices in the background.
 """
@@ -31,19 +32,19 @@ from napari_unet._widgets import predict_job as J
 from napari_unet._widgets._workers import error_message
 from napari_unet._widgets.hot_swap import HotSwap
 from napari_unet._widgets.image_list import ImageList
+from napari_unet._widgets.label_writes import (
+    MergeInput,
+)
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.measurements import MeasureButtons
 from napari_unet._widgets.model_choice import propose_for
 from napari_unet._widgets.output import OutputTarget, OutputWriter
 from napari_unet._widgets.predict_form import PredictForm
 from napari_unet._widgets.predict_worker import (
-    JobProgress,
-    JobResult,
     PostprocessChoice,
-    PredictJob,
-    run_prediction,
 )
 from napari_unet._widgets.progress_view import MessageLine, ProgressView
+from napari_unet._widgets.segment_run import RunActions
 from napari_unet.core.errors import AxesError, UserInputError
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ RUN_SHORTCUT = "Ctrl+Return"
 RUN_HINT = "Ctrl+Enter"
 
 
-class SegmentPanel(QWidget):
+class SegmentPanel(RunActions, QWidget):
     """Predict with a U-Net into an editable Labels layer, without freezing napari.
 
     Args:
@@ -84,6 +85,7 @@ class SegmentPanel(QWidget):
         self._info_key = (id(self), "model info")
         #: Where the running (or last) prediction writes, and how it ended.
         self._target: OutputTarget | None = None
+        self._merge_source: MergeInput | None = None  # copies the worker merges around
         self._outcome: str | None = None
         self.num_threads: int | None = None  # torch threads in the worker (None: cores - 1)
         #: The user picked a model in the list: images no longer propose theirs.
@@ -249,137 +251,6 @@ class SegmentPanel(QWidget):
         if source == "run":
             self.status.setText("Stopped by an error; the layers were left as they were.")
         show_error(text)
-
-    # ----------------------------------------------------------------- run
-    def run(self) -> None:
-        """Start a prediction with the current choices (no-op while one runs)."""
-        if self.worker is not None:
-            return
-        self.clear_message()
-        try:
-            job = self._make_job()
-        except UserInputError as err:
-            self._on_error(err)
-            return
-        if job is not None:
-            self._start(job)
-
-    def _make_job(self) -> PredictJob | None:
-        layer = self.image_layer()
-        J.check_image(layer)
-        checkpoint = self.form.model.checkpoint()
-        if not checkpoint:
-            raise UserInputError("No model chosen: pick a built-in model or Load… a checkpoint.")
-        axes = J.resolve_axes(layer, bool(self.form.axes.count()), self.form.chosen_axes())
-        plan = J.plan_run(
-            self.viewer,
-            layer,
-            axes,
-            scope=self.form.scope_key(),
-            overwrite=self.form.overwrite.isChecked(),
-            writer=self.writer,
-        )
-        J.check_new_layers_fit(
-            self.viewer,
-            layer.name,
-            plan.layout,
-            labels=self.writer.labels_layer(layer.name, plan.layout) is None,
-            instances=self.form.postprocess_settings().output == "instances",
-            probabilities=self.form.probabilities.isChecked(),
-        )
-        self._target = OutputTarget(
-            image=layer.name, layout=plan.layout, model=checkpoint, skipped=tuple(plan.skipped)
-        )
-        if not plan.todo:
-            self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
-            return None
-        return PredictJob(
-            checkpoint=checkpoint,
-            image=J.job_image(layer, axes, plan),
-            axes="SCYX",
-            slices=tuple(plan.todo),
-            region=plan.region,
-            predict=self.form.predict_settings(),
-            postprocess=self.form.postprocess_settings(),
-            probabilities=self.form.probabilities.isChecked(),
-            loaded=self.loop.models.get(checkpoint),
-            num_threads=self.num_threads,
-        )
-
-    def _start(self, job: PredictJob) -> None:
-        self.progress.begin("U-Net prediction")
-        self._outcome = None
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.status.setText("Starting…")
-        self.loop.jobs.start(
-            self._run_key,
-            run_prediction,
-            job,
-            what="Prediction",
-            on_yield=self._on_yielded,
-            on_done=self._on_returned,
-            on_error=self._on_failed,
-            on_abort=self._on_aborted,
-            on_end=self._on_finished,
-            torch_threads=job.num_threads,
-        )
-
-    def cancel(self) -> None:
-        """Ask the worker to stop at the next batch of tiles; nothing will be written."""
-        if self.worker is not None:
-            self.status.setText("Cancelling…")
-            self.loop.jobs.quit(self._run_key)
-
-    def _on_yielded(self, step: JobProgress) -> None:
-        if self.worker is None or self._outcome is not None:
-            return  # a queued step arriving after the end must not overwrite the final status
-        self.status.setText(step.text())
-        self.progress.step(step)  # last: napari's progress may process events (even our end)
-
-    def _on_returned(self, result: JobResult) -> None:
-        self._outcome = "done"
-        target = self._target
-        if target is None:  # no job was started: nothing to write
-            return
-        self.loop.models.put(target.model, "cpu", result.loaded)
-        try:
-            self.writer.write(target, result)
-        except UserInputError as err:
-            self._on_error(err)
-            return
-        except MemoryError:
-            self._on_error(
-                UserInputError(
-                    f"Not enough memory for the output layers of '{target.image}'; "
-                    "nothing was written. Close other layers, or predict it with the command "
-                    "line, which streams a volume slice by slice."
-                )
-            )
-            return
-        labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=target.image)
-        if labels is not None:  # the correction tools and the Fine-tune dock follow it
-            self.loop.announce_prediction(labels)
-        done = ", ".join(str(s) for s in result.slices)
-        where = " (visible region)" if result.region is not None else ""
-        text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
-        if target.skipped:
-            text += " " + J.skipped_text(list(target.skipped))
-        self.status.setText(text)
-
-    def _on_failed(self, text: str) -> None:
-        self._outcome = "error"
-        self._report(text)
-
-    def _on_aborted(self) -> None:
-        self._outcome = "cancelled"
-
-    def _on_finished(self) -> None:
-        if self._outcome in (None, "cancelled"):
-            self.status.setText("Cancelled: the labels were left as they were.")
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.progress.end(done=self._outcome == "done")
 
     def shutdown(self) -> None:
         """Stop a running prediction and background re-prediction (the window is closing)."""

@@ -4,8 +4,10 @@
   links and the image it belongs to;
 - :mod:`.guidance`: which model(s) the uncertainty is measured with, what can be reused;
 - :mod:`.slice_status`: each slice's review status and the summary line;
-- :mod:`.refresh`: what protects a corrected slice, and which slices a refresh with a new model
-  version replaces (in which runs, the slice on screen first).
+- :mod:`.refresh`: which slices a refresh with a new model version re-predicts (in which
+  runs, the slice on screen first);
+- :mod:`.protect`: what a new prediction keeps of the user's work in a slice, and how it is
+  merged around it (ids unique, kept pixels identical).
 
 Nothing here imports Qt; napari is imported only inside functions that check layer types.
 """

@@ -1,11 +1,12 @@
-"""What a refresh with a new model version replaces, and what it keeps (no Qt).
+"""Which slices a refresh with a new model version re-predicts (no Qt).
 
-A slice is protected when the user edited or reviewed it: in the labels layer (the correction
-tools' ``reviewed`` mask, or labels that differ from the prediction ``snapshot``; see
-:func:`napari_unet._widgets.layers.protected_slices`) or in the session's statuses. The refresh
-replaces the unprotected slices that hold a prediction, plus the slice on screen: that one first
-(one run of its own), then the others in one run; a huge slice refreshes only its visible region,
-so only the slice on screen is refreshed then.
+Protection is at the level of the user's work (:mod:`.protect`): every slice that holds a
+prediction is refreshed, and the writer keeps the pixels and objects the user edited and the
+reviewed regions. Only a slice with every pixel reviewed (in the labels layer's ``reviewed``
+mask, :func:`napari_unet._widgets.layers.fully_reviewed`, or the session's status
+``"reviewed"``) is left out. The slice on screen comes first (one run of its own), then the
+others in one run; a huge slice refreshes only its visible region, so only the slice on screen
+is refreshed then.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: Session statuses that protect a slice from being replaced.
-PROTECTED_STATUSES = ("edited", "reviewed")
+#: Session statuses that leave a whole slice out of a refresh (every pixel reviewed).
+PROTECTED_STATUSES = ("reviewed",)
 
 
 def session_protected(session: Any, image_id: str | None) -> set[int]:
-    """Slices the session knows as edited or reviewed (empty without a session link)."""
+    """Slices the session knows as wholly reviewed (empty without a session link)."""
     if session is None or not image_id:
         return set()
     try:
