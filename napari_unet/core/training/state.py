@@ -26,6 +26,7 @@ from napari_unet.core.checkpoint.format import CheckpointInfo, load_checkpoint, 
 from napari_unet.core.errors import (
     ChannelMismatchError,
     CheckpointError,
+    TrainingDataError,
     TrainingDivergedError,
 )
 from napari_unet.core.models import SegmentationNet
@@ -182,7 +183,7 @@ class CheckpointWriter:
             if normalization is not None
             else (info.normalization if info else None),
             "tile_shape": (info.tile_shape if info and info.tile_shape else None)
-            or model.valid_input_shape(tuple(max(s, 512) for s in input_shape)),
+            or default_tile_shape(model, input_shape),
             "overlap": info.overlap if info and info.overlap is not None else 32,
         }
 
@@ -221,6 +222,13 @@ class CheckpointWriter:
             return None
         postprocess = info.provenance.get("postprocess")
         return dict(postprocess) if isinstance(postprocess, dict) and postprocess else None
+
+
+def default_tile_shape(model: SegmentationNet, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The prediction tile stored with a new model: at least 512 pixels a side (2-D), at least
+    32x128x128 (3-D, bounded CPU memory), never smaller than the training input."""
+    floor = (512,) * len(input_shape) if len(input_shape) == 2 else (32, 128, 128)
+    return model.valid_input_shape(tuple(max(s, f) for s, f in zip(input_shape, floor)))
 
 
 def finite_or_raise(loss: float, step: int, lr: float, latest: Path | None) -> None:
@@ -276,9 +284,17 @@ def build_pools(model: SegmentationNet, items, val_items, config) -> tuple:
                 "model made for this many channels."
             )
     # padded nets: at least 2x2 pixels at the bottom, or BatchNorm sees one value per channel
-    smallest = 2 * model.size_multiple if model.margin == 0 else 1
+    multiples = model.size_multiples if model.margin == 0 else (0,) * len(config.patch_shape)
+    if len(multiples) != len(config.patch_shape):
+        raise TrainingDataError(
+            f"{model.arch} is a {len(multiples)}-D model but the patch shape "
+            f"{tuple(config.patch_shape)} has {len(config.patch_shape)} sides; give one side per "
+            "spatial axis of the model."
+        )
     input_shape = model.valid_input_shape(
-        tuple(max(s + 2 * model.margin, smallest) for s in config.patch_shape)
+        tuple(
+            max(s + 2 * model.margin, 2 * k, 1) for s, k in zip(config.patch_shape, multiples)
+        )
     )
     geometry = {
         "input_shape": input_shape,
