@@ -310,9 +310,7 @@ LONG_MODULES = {
     "core/io/images.py",
     "core/models/unet3d.py",
     "core/postprocess/measure.py",  # new this session (measurements): to split
-    "core/training/augment.py",
     "core/training/config.py",
-    "core/training/sampler.py",
     "core/training/targets.py",
 }
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.cli import train_volume
+
 logger = logging.getLogger(__name__)
 
 TASK_CHOICES = ("semantic", "binary", "instances", "restoration")
@@ -119,6 +121,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add("--resume", type=Path, help="latest.pt of an interrupted run to continue")
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
+    train_volume.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -245,13 +248,13 @@ def _blob_count(item: Any, ignore_value: int | None) -> tuple[int, int]:
     from scipy import ndimage
 
     labels = np.asarray(item.labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+    if labels.ndim not in (2, 3) or not np.issubdtype(labels.dtype, np.integer):
         return 0, 0
     keep = item.mask & (labels > 0)
     if ignore_value is not None:
         keep &= labels != ignore_value
     ids = np.where(keep, labels, 0).astype(np.int64)
-    structure = np.ones((3, 3), bool)
+    structure = np.ones((3,) * labels.ndim, bool)
     one = total = 0
     for value, box in enumerate(ndimage.find_objects(ids), start=1):
         if box is None:
@@ -445,13 +448,18 @@ def run(args: argparse.Namespace) -> int:
     normalization = info.normalization_config() if info else NormalizationConfig()
     label_map = tuple(parse_label_map(args.label_map).items()) if args.label_map else None
     targets = TargetConfig(task=task, ignore_value=args.ignore_value, label_map=label_map)
-    items = load_pairs(
-        args.images,
-        args.labels,
-        args.masks,
-        task=task,
-        normalization=normalization,
-        axes=args.axes,
+    volume = train_volume.prepare(args, info, task, normalization)  # None: a 2-D model
+    items = (
+        volume.items
+        if volume
+        else load_pairs(
+            args.images,
+            args.labels,
+            args.masks,
+            task=task,
+            normalization=normalization,
+            axes=args.axes,
+        )
     )
     _warn_small_images(items, args.patch)
     chosen = _default_task(args, info, items)
@@ -472,6 +480,7 @@ def run(args: argparse.Namespace) -> int:
             label_map=dict(label_map) if label_map else None,
             ignore_value=args.ignore_value,
             seed=args.seed,
+            **(volume.model_settings if volume else {}),
         )
         if args.task is None and task == "semantic":
             _warn_if_instances(items, targets)
@@ -485,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         minutes=args.minutes,
         batch_size=args.batch_size,
-        patch_shape=(args.patch, args.patch),
+        patch_shape=volume.patch_shape if volume else (args.patch, args.patch),
         optimizer=args.optimizer,
         lr=args.lr,
         val_fraction=args.val_fraction,

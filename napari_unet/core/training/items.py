@@ -2,8 +2,9 @@
 
 A :class:`TrainingItem` is one normalised image -- a (C, Y, X) image for 2-D models or a
 (C, Z, Y, X) volume for 3-D ones -- with its labels and the ``annotated_mask`` the user vouches
-for (in a volume: any voxels, e.g. a few slices in any orientation). :func:`check_item` says what to change when one cannot be trained on.
-Windows that leave the image are mirror-padded for the image input and ignored for the targets.
+for (in a volume: any voxels, e.g. a few slices in any orientation). :func:`check_item` says
+what to change when one cannot be trained on. Windows that leave the image are mirror-padded
+for the image input and ignored for the targets.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def check_item(item: TrainingItem, task: str) -> None:
     spatial = image.shape[1:]
     restoration = task == "restoration" and labels.shape[-2:] == spatial
     if labels.shape != spatial and not restoration:
-        axes, sides = ("(Z, Y, X)", "shape") if len(spatial) == 3 else ("(Y, X)", "height and width")
+        axes, sides = (
+            ("(Z, Y, X)", "shape") if len(spatial) == 3 else ("(Y, X)", "height and width")
+        )
         raise TrainingDataError(
             f"the labels of {label} have shape {labels.shape} but the image is {tuple(spatial)} "
             f"{axes}; give labels with the same {sides} as the image."

@@ -1,16 +1,13 @@
-"""Training data: annotated images, a validation split, and class-balanced patch sampling.
+"""Class-balanced patch sampling from a pool of annotated images or volumes.
 
-A :class:`TrainingItem` is one normalised image with its labels and the ``annotated_mask`` the
-user vouches for. :class:`PatchSampler` turns a pool of items into batches of patches whose
-centres are always annotated pixels (voxels, for volumes: a volume annotated on a few slices in
-any orientation gives patches that hold those slices), drawn class-balanced: a class is chosen uniformly among the
-classes present in the annotated targets, then a pixel of that class. A valid-convolution model
-gets its larger input context (``h_in = h_out + 2 * margin``), mirror-padded at image borders.
-Items can be added while training runs (continuous learning from the GUI).
-
-:func:`split_validation` holds back annotated tiles chosen by a stable hash of the item name and
-tile index, so the split does not move when more annotations arrive between rounds.
-"""
+:class:`PatchSampler` turns a pool of :class:`~napari_unet.core.training.items.TrainingItem`
+into batches of patches whose centres are always annotated pixels (voxels: a volume annotated on a
+few slices, in any orientation, gives patches that hold those slices), drawn class-balanced: a
+class is chosen uniformly among the classes present in the annotated targets, then a pixel of that
+class. A valid-convolution model gets its larger input context (``h_in = h_out + 2 * margin``),
+mirror-padded at image borders. Items can be added while training runs (continuous learning from
+the GUI). Validation windows come from :mod:`napari_unet.core.training.split`; label-value counts
+from :mod:`napari_unet.core.training.label_values` (importable from here)."""
 
 from __future__ import annotations
 
@@ -51,7 +48,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclasses.dataclass
