@@ -304,7 +304,6 @@ LONG_MODULES = {
     "core/checkpoint/bioimageio_export.py",
     "core/evaluation/metrics.py",
     "core/inference/normalization.py",
-    "core/inference/tiling.py",
     "core/io/axes.py",
     "core/io/images.py",
     "core/models/unet3d.py",
@@ -324,7 +323,6 @@ LONG_FUNCTIONS = {
     "core/checkpoint/bioimageio_export.py:_description",
     "core/checkpoint/bioimageio_export.py:export_bioimageio",
     "core/checkpoint/bioimageio_import.py:package_payload",
-    "core/inference/tiling.py:iter_tile_predict",
     "core/postprocess/measure.py:measure_objects",  # new this session (measurements): to split
     "core/training/targets.py:make_targets",
     "distributed/tasks.py:predict_block",

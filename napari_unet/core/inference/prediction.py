@@ -94,6 +94,7 @@ __all__ = [
     "tta_transforms",
 ]
 
+
 @dataclass(frozen=True)
 class PredictProgress:
     """Progress of a prediction: tile ``done_tiles`` of ``total_tiles`` (all slices together)."""
