@@ -306,7 +306,6 @@ LONG_MODULES = {
     "core/inference/normalization.py",
     "core/io/axes.py",
     "core/io/images.py",
-    "core/models/unet3d.py",
     "core/postprocess/measure.py",  # new this session (measurements): to split
     "core/training/config.py",
     "core/training/targets.py",

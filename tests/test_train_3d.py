@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.cli import main, train_volume
+from napari_unet.cli import main, volume_checks
 from napari_unet.core.checkpoint.format import load_checkpoint
 from napari_unet.core.io.voxel import read_voxel_size
 
@@ -223,7 +223,7 @@ def test_annotation_in_one_slice_only(tmp_path, capsys, axis):
 
 def test_a_volume_larger_than_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
     write_volume(tmp_path, mask=sparse_mask())
-    monkeypatch.setattr(train_volume, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(volume_checks, "available_memory", lambda: 10_000)
     args = train_args(tmp_path, "--task", "binary", "--voxel-size", "2,1,1")
     assert_refused(tmp_path, capsys, args, "GiB", "crop")
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.cli import volume_checks
+
 logger = logging.getLogger(__name__)
 
 #: Default slices per 3-D training patch (``--patch-depth``).
 PATCH_DEPTH = 16
-#: Share of the free memory the volumes of one run may take.
-MEMORY_SHARE = 0.8
 
 
 def _voxel_size(text: str) -> tuple[float, float, float]:
@@ -64,63 +64,6 @@ def is_volumetric(model: str, info: Any) -> bool:
         return False
 
 
-def available_memory() -> int | None:
-    """Bytes of free memory (psutil, else ``/proc/meminfo``), None when unknown."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _file_shape(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
-    """Shape and dtype of a TIFF's first series without reading its pixels (None: not a TIFF)."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            return tuple(series.shape), np.dtype(series.dtype)
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
-        return None  # read_image says what is wrong with the file
-
-
-def check_memory(paths: list[Path]) -> None:
-    """Refuse before reading when the volumes, their targets and weights would not fit in memory.
-
-    Raises:
-        UserInputError: The estimate exceeds :data:`MEMORY_SHARE` of the free memory.
-    """
-    from napari_unet.core.errors import UserInputError
-
-    free = available_memory()
-    if free is None:
-        return
-    needed = 0
-    for path in paths:
-        found = _file_shape(path)
-        if found is not None:
-            shape, dtype = found
-            # raw + float32 copy of the image, labels, int64 classes, float32 weights, mask
-            needed += int(np.prod(shape, dtype=np.int64)) * (dtype.itemsize + 4 + 8 + 8 + 4 + 1)
-    if needed > MEMORY_SHARE * free:
-        raise UserInputError(
-            f"training on these volumes needs about {needed / 2**30:.1f} GiB of memory but only "
-            f"{free / 2**30:.1f} GiB is free; crop the volumes to the annotated region (training "
-            "only learns near annotated voxels) or train on a machine with more memory."
-        )
-
-
 def _volume_of(path: Path, data: Any, axes: str | None, model_name: str) -> list[np.ndarray]:
     """The ``(C, Z, Y, X)`` volumes of an image (one per T)."""
     from napari_unet.core.inference.volume import to_volumes
@@ -153,22 +96,27 @@ def load_volumes(args: argparse.Namespace, task: str, normalization: Any) -> tup
 
     Raises:
         TrainingDataError: no pairs, an image without labels, labels or masks of another shape.
+            (Restoration is refused before, in :func:`prepare`.)
         UserInputError: a 2-D image or a Z of one slice, or volumes too large for memory.
     """
-    from napari_unet.cli.train import load_pairs
+    from napari_unet.core.errors import TrainingDataError
     from napari_unet.core.inference.normalization import normalize
     from napari_unet.core.io.images import list_images, read_image
     from napari_unet.core.io.voxel import read_voxel_size
     from napari_unet.core.training.items import TrainingItem
 
-    if task == "restoration":
-        return load_pairs(args.images, args.labels, args.masks, task=task), None  # refused later
     label_files = {p.stem: p for p in list_images(args.labels)}
     mask_files = {p.stem: p for p in list_images(args.masks)} if args.masks else {}
-    image_files = [p for p in list_images(args.images) if p.stem in label_files]
-    if not image_files:  # load_pairs says which labels are missing
-        load_pairs(args.images, args.labels, args.masks, task=task)
-    check_memory([*image_files, *(label_files[p.stem] for p in image_files)])
+    image_files = list_images(args.images)
+    missing = [p.name for p in image_files if p.stem not in label_files]
+    if missing or not image_files:
+        raise TrainingDataError(
+            f"{len(missing)} volume(s) in {args.images} have no labels with the same file stem "
+            f"in {args.labels} ({', '.join(missing[:5])}); name each label file like its image."
+            if missing
+            else f"no TIFF/PNG images in {args.images}; point --images at the volume folder."
+        )
+    volume_checks.check_memory([*image_files, *(label_files[p.stem] for p in image_files)])
     items, voxel = [], None
     for path in image_files:
         data = read_image(path)
@@ -190,38 +138,6 @@ def load_volumes(args: argparse.Namespace, task: str, normalization: Any) -> tup
             )
     logger.info("read %d training volume(s) from %s", len(items), args.images)
     return items, voxel
-
-
-def annotated_planes(mask: np.ndarray) -> list[int]:
-    """Per axis (Z, Y, X), how many distinct planes hold annotated voxels."""
-    return [
-        int(np.count_nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))))
-        for axis in range(3)
-    ]
-
-
-def check_sparse_annotation(items: list, ignore_value: int | None) -> None:
-    """Refuse annotation that lies in one plane: a 3-D model learns nothing across it.
-
-    Raises:
-        TrainingDataError: every annotated voxel of every volume lies in a single Z, Y or X plane.
-    """
-    from napari_unet.core.errors import TrainingDataError
-
-    planes = []
-    for item in items:
-        mask = item.mask
-        if ignore_value is not None:
-            mask = mask & (np.asarray(item.labels) != ignore_value)
-        if mask.any():
-            planes.append(annotated_planes(mask))
-    if planes and all(min(p) == 1 for p in planes):
-        axis = "ZYX"[int(np.argmin(planes[0]))]
-        raise TrainingDataError(
-            f"the annotation lies in one slice only (a single {axis} plane), so a 3-D model "
-            "cannot learn across slices; annotate a few more slices (e.g. 3 spread through the "
-            "volume, any orientation) or train a 2-D model (--model unet) on this slice."
-        )
 
 
 def choose_voxel_size(args: argparse.Namespace, found: Any) -> tuple[float, float, float] | None:
@@ -314,6 +230,6 @@ def prepare(
     patch = patch_shape(args)
     items, found = load_volumes(args, task, normalization)
     voxel = choose_voxel_size(args, found)
-    check_sparse_annotation(items, args.ignore_value)
+    volume_checks.check_sparse_annotation(items, args.ignore_value)
     settings = model_settings(args.model, voxel) if info is None else {}
     return VolumeData(items=items, model_settings=settings, patch_shape=patch)

@@ -104,8 +104,7 @@ def iter_tile_predict(
             normalises here, before any cast to float32.
 
     Returns:
-        ``(K, *region)`` predictions, the region's shape (the image's by default).
-        Stop iterating to cancel; nothing else is kept.
+        ``(K, *region)`` predictions (the image's shape by default); stop iterating to cancel.
     """
     image = _checked_image(image, blend, batch_size)
     plan = plan_tiles(
@@ -122,8 +121,7 @@ def iter_tile_predict(
     pieces = [axis_pieces(axis, margin, blend) for axis in plan.axes]
     order = list(itertools.product(*pieces))
     logger.debug("tiling %s into %d tile(s) of %s", image.shape, len(order), plan.input_shape)
-    batches = _predict_batches(image, predictor, order, plan, out, batch_size, prepare or _cast)
-    yield from batches
+    yield from _predict_batches(image, predictor, order, plan, out, batch_size, prepare or _cast)
     return out
 
 
