@@ -256,3 +256,33 @@ def test_predict_a_2d_image_with_a_3d_model_and_a_volume_with_a_2d_model(tmp_pat
     assert not (out / "plane_labels.tif").exists()
     assert main(["predict", str(tmp_path / "vol.tif"), "--model", str(model2d), *args]) == 0
     assert tifffile.imread(out / "vol_labels.tif").shape == SHAPE  # slice by slice
+
+
+def test_predict_takes_the_3d_watershed_voxel_size_from_the_metadata(tmp_path, monkeypatch):
+    from napari_unet.core.checkpoint.format import save_checkpoint
+    from napari_unet.core.models import build_model
+    from napari_unet.core.postprocess import volume
+
+    net = build_model("unet3d", depth=1, base_channels=2, padding="same", out_channels=3)
+    model = save_checkpoint(tmp_path / "m.pt", net, task="instances")
+    image, labels = balls()
+    write_volume(tmp_path, image, labels, imagej_spacing=(2.0, 0.5, 0.5))
+    seen = []
+    original = volume.volume_labels
+
+    def spy(probabilities, **kwargs):
+        seen.append(kwargs["spacing"])
+        return original(probabilities, **kwargs)
+
+    monkeypatch.setattr(volume, "volume_labels", spy)
+    args = ["predict", str(tmp_path / "images" / "vol.tif"), "--model", str(model)]
+    assert main([*args, "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert seen and tuple(seen[0]) == pytest.approx((2.0, 0.5, 0.5))
+    assert main([*args, "--out", str(tmp_path / "o2"), "--device", "cpu", "--pixel-size", "1"]) == 0
+    assert tuple(seen[1]) == (1.0, 1.0, 1.0)  # --pixel-size wins
+
+
+def test_restoration_with_a_3d_model_is_refused(tmp_path, capsys):
+    write_volume(tmp_path, mask=sparse_mask())
+    args = train_args(tmp_path, "--task", "restoration", "--voxel-size", "2,1,1")
+    assert_refused(tmp_path, capsys, args, "restoration", "--model unet")
