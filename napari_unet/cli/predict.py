@@ -418,6 +418,11 @@ class _Job:
             return predict_zarr(self, path, stem, bar)
         if self.args.slices is not None:
             raise UserInputError("--slices applies to Zarr inputs only; this is a single file.")
+        if volumetric:
+            from napari_unet.cli.volume_checks import check_predict_memory
+
+            channels, name = int(self.loaded.model.out_channels), info_arch(self.loaded)
+            check_predict_memory(path, channels, model_name=name)
         tic = time.perf_counter()
         info = self.loaded.info
         targets = self.targets(stem, ".tif")

@@ -103,3 +103,29 @@ def check_sparse_annotation(items: list, ignore_value: int | None) -> None:
             "cannot learn across slices; annotate a few more slices (e.g. 3 spread through the "
             "volume, any orientation) or train a 2-D model (--model unet) on this slice."
         )
+
+
+def check_predict_memory(path: Path, out_channels: int, *, model_name: str) -> None:
+    """Refuse, before reading, a TIFF volume whose 3-D prediction would not fit in memory.
+
+    A 3-D model predicts a TIFF read whole, with float32 probabilities for every voxel (and the
+    labels); a stack larger than that is refused in one sentence instead of being killed by the
+    system half-way.
+
+    Raises:
+        UserInputError: The estimate exceeds :data:`MEMORY_SHARE` of the free memory.
+    """
+    from napari_unet.core.errors import UserInputError
+
+    free, found = available_memory(), _file_shape(Path(path))
+    if free is None or found is None:
+        return
+    shape, dtype = found
+    needed = int(np.prod(shape, dtype=np.int64)) * (dtype.itemsize + 4 * out_channels + 4)
+    if needed > MEMORY_SHARE * free:
+        raise UserInputError(
+            f"predicting {Path(path).name} with the 3-D model {model_name} needs about "
+            f"{needed / 2**30:.1f} GiB of memory but only {free / 2**30:.1f} GiB is free; "
+            "save a cropped sub-volume (fewer slices or a smaller Y/X box) as its own TIFF and "
+            "predict that, or use a machine with more memory."
+        )
