@@ -89,6 +89,7 @@ def run_isbi(args) -> dict:
         result[f"membrane_iou_{key}"] = scores["membrane_iou"]
         result[f"isbi_steps_{key}"] = trained.steps
         result[f"isbi_train_cpu_s_{key}"] = round(trained.cpu_s, 1)
+        result[f"isbi_diverged_{key}"] = list(trained.diverged)
         logger.info("ISBI %s: %s (%d steps)", key, scores, trained.steps)
     result["_models"] = (t2.model, t3.model)
     return result
@@ -191,10 +192,10 @@ def run_block(models, args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="2 + 1 CPU-minutes per model, one embryo direction"
+        "--quick", action="store_true", help="1.5 + 1 CPU-minutes per model, one embryo direction"
     )
     parser.add_argument(
-        "--cpu-minutes", type=float, help="ISBI budget per model (quick 2, else 10)"
+        "--cpu-minutes", type=float, help="ISBI budget per model (quick 1.5, else 10)"
     )
     parser.add_argument(
         "--embryo-cpu-minutes", type=float, help="embryo budget per model (quick 1, else 5)"
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    args.cpu_minutes = args.cpu_minutes or (2.0 if args.quick else 10.0)
+    args.cpu_minutes = args.cpu_minutes or (1.5 if args.quick else 10.0)
     args.embryo_cpu_minutes = args.embryo_cpu_minutes or (1.0 if args.quick else 5.0)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
