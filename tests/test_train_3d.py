@@ -107,6 +107,13 @@ def test_unet3d_aniso_trains_from_slices_in_three_orientations_with_metadata_vox
     args = ["predict", str(tmp_path / "images" / "vol.tif"), "--model", str(tmp_path / "model.pt")]
     assert main([*args, "--out", str(out), "--device", "cpu"]) == 0
     assert tifffile.imread(out / "vol_labels.tif").shape == SHAPE
+    finetune = train_args(
+        tmp_path, "--out", str(tmp_path / "tuned.pt"), model=str(tmp_path / "model.pt")
+    )
+    assert main(finetune) == 0  # a 3-D checkpoint fine-tunes on volumes too
+    assert load_checkpoint(tmp_path / "tuned.pt").info.provenance["parent"] == str(
+        tmp_path / "model.pt"
+    )
 
 
 def test_voxel_size_flag_overrides_the_metadata_and_unet3d_trains_instances(tmp_path):
