@@ -79,7 +79,7 @@ def run_isbi(args) -> dict:
         net2d, slice_items(image, labels, ISBI_SLICES, "isbi"), patch=(256, 256), **common
     )
     item = volume_item(image, labels, slice_mask(image.shape, ISBI_SLICES), "isbi")
-    t3 = train_budget(net3d, [item], patch=(4, 128, 128), **common)
+    t3 = train_budget(net3d, [item], patch=tuple(args.isbi_patch_3d), **common)
     test = [z for z in range(image.shape[0]) if z not in ISBI_SLICES]
     result = {"isbi_annotated_slices": list(ISBI_SLICES), "isbi_test_slices": len(test)}
     for key, trained in (("2d", t2), ("3d", t3)):
@@ -200,6 +200,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--embryo-cpu-minutes", type=float, help="embryo budget per model (quick 1, else 5)"
     )
+    parser.add_argument(
+        "--isbi-patch-3d",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=[4, 128, 128],
+        help="3-D training patch D,H,W on ISBI (4,128,128)",
+    )
+    parser.add_argument(
+        "--parts", default="isbi,embryo,block", help="what to run (isbi,embryo,block)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
@@ -214,11 +223,16 @@ def main(argv=None) -> int:
     result.update(
         cpu_minutes_per_model=args.cpu_minutes, embryo_cpu_minutes_per_model=args.embryo_cpu_minutes
     )
-    isbi = run_isbi(args)
-    models = isbi.pop("_models")
-    result.update(isbi)
-    result.update(run_embryo(args))
-    result.update(run_block(models, args))
+    parts = set(args.parts.split(","))
+    result["isbi_patch_3d"] = list(args.isbi_patch_3d)
+    if parts & {"isbi", "block"}:
+        isbi = run_isbi(args)
+        models = isbi.pop("_models")
+        result.update(isbi)
+    if "embryo" in parts:
+        result.update(run_embryo(args))
+    if "block" in parts:
+        result.update(run_block(models, args))
     result["wall_s"] = round(time.perf_counter() - tick, 1)
     text = json.dumps(result, indent=2)
     print(text)
