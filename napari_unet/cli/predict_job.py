@@ -47,7 +47,7 @@ class _Job:
             kinds = [k for k in ("labels", "probabilities") if output in (k, "both")]
         return {kind: out / f"{stem}_{kind}{suffix}" for kind in kinds}
 
-    def labels(self, probabilities: Any) -> Any:
+    def labels(self, probabilities: Any, path: Path | None = None) -> Any:
         """Labels of ``probabilities``: plane by plane for 2-D models, in 3-D (with the
         model's voxel size) for 3-D ones."""
         from napari_unet.core.postprocess.labels import labels_from_probabilities
@@ -58,17 +58,23 @@ class _Job:
             return labels_from_probabilities(
                 probabilities, task=task, config=self.post_config, roi=self.roi
             )
-        spacing = self.voxel_size()
+        spacing = self.voxel_size(path)
         return volume_labels(
             probabilities, task=task, config=self.post_config, spacing=spacing, roi=self.roi
         )
 
-    def voxel_size(self) -> tuple[float, ...]:
+    def voxel_size(self, path: Path | None = None) -> tuple[float, ...]:
         """The voxel size of 3-D instances: ``--pixel-size`` (one or Z,Y,X values), else the
-        model's ``voxel_size`` (``unet3d_aniso``), else isotropic."""
+        input's OME/ImageJ metadata, else the model's ``voxel_size`` (``unet3d_aniso``), else
+        isotropic."""
+        from napari_unet.core.io.voxel import read_voxel_size
+
         size = getattr(self.args, "pixel_size", None)
         if size is not None and len(size) in (1, 3):
             return tuple(size) * (3 if len(size) == 1 else 1)
+        found = read_voxel_size(path) if path is not None else None
+        if found is not None:
+            return found
         config = dict(getattr(self.loaded.model, "config", {}) or {})
         return tuple(config.get("voxel_size") or (1.0, 1.0, 1.0))
 
@@ -89,6 +95,11 @@ class _Job:
             return predict_zarr(self, path, stem, bar)
         if self.args.slices is not None:
             raise UserInputError("--slices applies to Zarr inputs only; this is a single file.")
+        if volumetric:
+            from napari_unet.cli.volume_checks import check_predict_memory
+
+            channels, name = int(self.loaded.model.out_channels), info_arch(self.loaded)
+            check_predict_memory(path, channels, model_name=name)
         return self._process_file(path, stem, bar)
 
     def _process_file(self, path: Path, stem: str, bar: FileProgress) -> str:
@@ -121,7 +132,7 @@ class _Job:
             written, detail = self._write_restored(targets, probabilities, spatial_axes)
         else:
             written, detail = self._write_segmentation(
-                targets, probabilities, spatial_axes, measurements, data.image, axes
+                targets, probabilities, spatial_axes, measurements, data.image, axes, path
             )
         seconds = time.perf_counter() - tic
         return f"ok {path} -> {', '.join(written)} ({detail}, {seconds:.1f} s)"
@@ -164,8 +175,10 @@ class _Job:
         measurements: Path | None,
         image: Any,
         axes: str,
+        path: Path | None = None,
     ) -> tuple[list[str], str]:
-        """Write the labels (and their measurements) and/or probabilities; ``(written, detail)``."""
+        """Write the labels (and their measurements) and/or probabilities; ``(written, detail)``.
+        ``path``: the input file, whose metadata may give the voxel size of 3-D instances."""
         import numpy as np
 
         from napari_unet.core.io.images import write_labels, write_tiff
@@ -174,7 +187,7 @@ class _Job:
         written: list[str] = []
         detail = f"probabilities {probabilities.shape}"
         if "labels" in targets:
-            labels = self.labels(probabilities)
+            labels = self.labels(probabilities, path)
             software = software_tag(self.mark)
             written.append(
                 write_output(

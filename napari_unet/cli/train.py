@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from napari_unet.cli import train_volume
 from napari_unet.cli.train_data import (  # noqa: F401 (names importable from here, as before)
     BLOB_SHARE,
     _blob_count,
@@ -152,6 +153,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--resume", type=Path, help="latest.pt of an interrupted run to continue")
     add("--nproc", type=_positive_int, default=1, help="processes training together (DDP; 1)")
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
+    train_volume.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -177,14 +179,14 @@ def run(args: argparse.Namespace) -> int:
     info = None
     if args.model not in list_architectures():
         info = read_checkpoint_info(_checkpoint_path(args.model))
-    items, task, targets = read_training_data(args, info)
-    model_or_checkpoint = start_model(args, info, items, task, targets)
+    items, task, targets, volume = read_training_data(args, info)
+    model_or_checkpoint = start_model(args, info, items, task, targets, volume)
     check_output_file(
         training_dir / "latest.pt",
         what="the training checkpoints",
         needed_bytes=PEAK_CHECKPOINTS * _model_bytes(model_or_checkpoint),
     )
-    data = data_fingerprint(args, info, model_or_checkpoint, items, task, targets)
+    data = data_fingerprint(args, info, model_or_checkpoint, items, task, targets, volume)
     # the progress logger shows at INFO by default; a scale problem is a warning
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
     config = train_config(args, info, task, targets, data, training_dir)

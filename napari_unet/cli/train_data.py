@@ -156,13 +156,13 @@ def _blob_count(item: Any, ignore_value: int | None) -> tuple[int, int]:
     from scipy import ndimage
 
     labels = np.asarray(item.labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+    if labels.ndim not in (2, 3) or not np.issubdtype(labels.dtype, np.integer):
         return 0, 0
     keep = item.mask & (labels > 0)
     if ignore_value is not None:
         keep &= labels != ignore_value
     ids = np.where(keep, labels, 0).astype(np.int64)
-    structure = np.ones((3, 3), bool)
+    structure = np.ones((3,) * labels.ndim, bool)
     one = total = 0
     for value, box in enumerate(ndimage.find_objects(ids), start=1):
         if box is None:

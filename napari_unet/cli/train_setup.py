@@ -8,14 +8,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from napari_unet.cli import train_volume
 from napari_unet.cli.train_steps import _checked_task, _checkpoint_path
 
 logger = logging.getLogger(__name__)
 
 
-def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, Any]:
-    """``(items, task, targets)``: the folders read, the task settled and the data checked
-    (:func:`~napari_unet.core.training.preflight.preflight`) before anything trains.
+def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, Any, Any]:
+    """``(items, task, targets, volume)``: the folders read, the task settled and the data checked
+    (:func:`~napari_unet.core.training.preflight.preflight`) before anything trains; ``volume``
+    is the 3-D path's :class:`~napari_unet.cli.train_volume.VolumeData` (None: a 2-D model).
 
     Raises:
         TrainingDataError: data that would train a bad model (one sentence, what to do).
@@ -29,13 +31,23 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
     normalization = info.normalization_config() if info else NormalizationConfig()
     label_map = tuple(parse_label_map(args.label_map).items()) if args.label_map else None
     targets = TargetConfig(task=task, ignore_value=args.ignore_value, label_map=label_map)
-    items = load_pairs(
-        args.images, args.labels, args.masks, task=task, normalization=normalization, axes=args.axes
+    volume = train_volume.prepare(args, info, task, normalization)  # None: a 2-D model
+    items = (
+        volume.items
+        if volume
+        else load_pairs(
+            args.images,
+            args.labels,
+            args.masks,
+            task=task,
+            normalization=normalization,
+            axes=args.axes,
+        )
     )
     chosen = _default_task(args, info, items)
     if chosen is not None:
         task, targets = chosen, targets.replace(task=chosen)
-    patch = (args.patch, args.patch) if args.patch else None
+    patch = (args.patch, args.patch) if args.patch and volume is None else None
     preflight(
         items,
         task=task,
@@ -47,10 +59,12 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
     )
     if patch is not None:
         _warn_small_images(items, args.patch)
-    return items, task, targets
+    return items, task, targets, volume
 
 
-def start_model(args: argparse.Namespace, info: Any, items: list, task: str, targets: Any) -> Any:
+def start_model(
+    args: argparse.Namespace, info: Any, items: list, task: str, targets: Any, volume: Any = None
+) -> Any:
     """The checkpoint to fine-tune (its path, as a str) or a new model built for the data.
 
     Raises:
@@ -90,6 +104,7 @@ def start_model(args: argparse.Namespace, info: Any, items: list, task: str, tar
         label_map=dict(targets.label_map) if targets.label_map else None,
         ignore_value=args.ignore_value,
         seed=args.seed,
+        **(volume.model_settings if volume else {}),
     )
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
@@ -114,10 +129,19 @@ def classes_needed(items: list, info: Any, task: str, targets: Any) -> int | Non
 
 
 def data_fingerprint(
-    args: argparse.Namespace, info: Any, model: Any, items: list, task: str, targets: Any
+    args: argparse.Namespace,
+    info: Any,
+    model: Any,
+    items: list,
+    task: str,
+    targets: Any,
+    volume: Any = None,
 ) -> Any:
     """The :class:`~napari_unet.core.training.fingerprint.DatasetFingerprint` of the data, with
-    the patch and batch size chosen from it (``--patch`` / ``--batch-size`` win)."""
+    the patch and batch size chosen from it (``--patch`` / ``--batch-size`` win). Volumes: the
+    Y/X patch from the data, ``--patch-depth`` slices deep, the batch as given (default 4)."""
+    import dataclasses
+
     from napari_unet.core.training.config import TrainConfig
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
 
@@ -127,18 +151,21 @@ def data_fingerprint(
         arch, config = model.arch, model.config
     multiple, field = net_geometry(arch, config)
     defaults = TrainConfig()
-    return fingerprint(
+    data = fingerprint(
         items,
         task=task,
         size_multiple=multiple,
         receptive_field=field,
-        default_patch=defaults.patch_shape,
+        default_patch=tuple(defaults.patch_shape[-2:]),
         default_batch=defaults.batch_size,
         patch_shape=(args.patch, args.patch) if args.patch else None,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or (defaults.batch_size if volume else None),
         label_map=dict(targets.label_map) if targets.label_map else None,
         ignore_value=args.ignore_value,
     )
+    if volume is None:
+        return data
+    return dataclasses.replace(data, patch_shape=(volume.patch_shape[0], *data.patch_shape))
 
 
 def train_config(

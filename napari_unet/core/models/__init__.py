@@ -4,6 +4,7 @@ from napari_unet.core.models import (  # noqa: F401  (registration)
     ternaus,
     unet,
     unet3d,
+    unet3d_aniso,
     unet_original,
     unetpp,
 )

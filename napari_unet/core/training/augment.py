@@ -6,7 +6,12 @@ vectors on a coarse ``elastic_grid`` x ``elastic_grid`` grid, Gaussian-smoothed 
 then bicubic-upsampled to a per-pixel field. The image is resampled bilinearly (or bicubically)
 with reflection padding; class targets and weights with nearest neighbour, so no new label value
 appears. Target pixels that come from outside the patch become ``IGNORE_INDEX`` (weight 0).
-Intensity: gamma, brightness/contrast, Gaussian noise and Gaussian blur, on the image only.
+Intensity: gamma, brightness/contrast, Gaussian noise and Gaussian blur, on the image only
+(:mod:`napari_unet.core.training.augment_intensity`).
+
+Volumes (3-D models: image (B, C, D, H, W), targets (B, D, H, W)) get the exact geometry only --
+flips in Z, Y and X and quarter turns in Y/X (never across the coarse Z) -- and the intensity ops;
+the affine/elastic resampling is 2-D and skipped for them.
 
 Everything is vectorised over the batch and runs on the batch's device; every random number comes
 from the caller's ``torch.Generator`` (drawn on the generator's device), so a seed reproduces a
@@ -21,31 +26,19 @@ import math
 import torch
 import torch.nn.functional as F
 
+from napari_unet.core.training.augment_intensity import (  # noqa: F401 (their old home)
+    _bernoulli,
+    _gaussian_blur,
+    _intensity,
+    _select,
+    _uniform,
+)
 from napari_unet.core.training.config import AugmentConfig
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
 Tensor = torch.Tensor
-
-
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
-    """(n,) float32 uniform in [low, high) drawn on the generator's device."""
-    u = torch.rand(n, generator=generator, device=generator.device)
-    return low + (high - low) * u
-
-
-def _bernoulli(n: int, p: float, generator: torch.Generator) -> Tensor:
-    """(n,) bool, True with probability ``p``."""
-    return torch.rand(n, generator=generator, device=generator.device) < p
-
-
-def _select(mask: Tensor, changed: Tensor, original: Tensor) -> Tensor:
-    """Per-sample choice: ``changed`` where ``mask`` (B,) is True, else ``original``."""
-    if bool(mask.all()):
-        return changed
-    shape = (-1,) + (1,) * (original.ndim - 1)
-    return torch.where(mask.view(shape), changed, original)
 
 
 def _flip_rot90(tensors: list[Tensor | None], config: AugmentConfig, g: torch.Generator) -> None:
@@ -60,12 +53,17 @@ def _flip_rot90(tensors: list[Tensor | None], config: AugmentConfig, g: torch.Ge
     zeros = torch.zeros(n, dtype=torch.bool)
     flip_x = _bernoulli(n, 0.5, g).cpu() if config.flip else zeros
     flip_y = _bernoulli(n, 0.5, g).cpu() if config.flip else zeros
+    volume = ref.ndim == 5  # (B, C, D, H, W): Z is dim -3 of every tensor
+    flip_z = _bernoulli(n, 0.5, g).cpu() if config.flip and volume else zeros
     odd = _bernoulli(n, 0.5, g).cpu() if config.rot90 else zeros
     half = _bernoulli(n, 0.5, g).cpu() if config.rot90 else zeros
     odd = odd & square  # a quarter turn would change a non-square patch's shape
     quarter_turns = odd.long() + 2 * half.long()
     plans = [
-        (int(quarter_turns[i]), [d for d, f in ((-2, flip_y[i]), (-1, flip_x[i])) if f])
+        (
+            int(quarter_turns[i]),
+            [d for d, f in ((-3, flip_z[i]), (-2, flip_y[i]), (-1, flip_x[i])) if f],
+        )
         for i in range(n)
     ]
     if all(k == 0 and not dims for k, dims in plans):
@@ -183,70 +181,21 @@ def _resample_nearest(values: Tensor, index: tuple[Tensor, Tensor], fill: float)
     return out.masked_fill_(~inside, fill)
 
 
-def _gaussian_blur(image: Tensor, sigma: Tensor) -> Tensor:
-    """Per-sample separable Gaussian blur of (B, C, H, W); ``sigma`` (B,) in pixels (0 = none)."""
-    b, _, h, w = image.shape
-    radius = max(math.ceil(3 * float(sigma.max())), 1)
-    radius = min(radius, min(h, w) - 1)  # reflection padding needs pad < size
-    if radius == 0:
-        return image
-    pos = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    s = sigma.to(image.dtype).clamp_min(1e-3).view(-1, 1)
-    kernel = torch.exp(-(pos.view(1, -1) ** 2) / (2 * s**2))
-    kernel = kernel / kernel.sum(1, keepdim=True)  # (B, 2r+1)
-    # shifted multiply-adds: per-sample kernels without grouped convolutions (several x faster
-    # on CPU for these small kernels)
-    padded = F.pad(image, (radius, radius, radius, radius), mode="reflect")
-    rows = sum(
-        kernel[:, k].view(b, 1, 1, 1) * padded[..., k : k + h, :] for k in range(2 * radius + 1)
-    )
-    return sum(kernel[:, k].view(b, 1, 1, 1) * rows[..., k : k + w] for k in range(2 * radius + 1))
-
-
-def _intensity(image: Tensor, config: AugmentConfig, g: torch.Generator) -> Tensor:
-    """Gamma, brightness/contrast, blur and noise, each with ``probability`` per sample."""
-    n, device, s, p = image.shape[0], image.device, config.strength, config.probability
-    if s == 0 or p == 0:
-        return image
-    view = (-1, 1, 1, 1)
-    low = image.amin(dim=(1, 2, 3), keepdim=True)
-    span = (image.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-6)
-    g_lo, g_hi = (math.log(v) * s for v in config.gamma)
-    if g_lo != 0 or g_hi != 0:
-        apply = _bernoulli(n, p, g).to(device)
-        gamma = torch.exp(_uniform(n, g_lo, g_hi, g)).to(device).view(view)
-        changed = low + span * ((image - low) / span).clamp(0, 1) ** gamma
-        image = _select(apply, changed, image)
-    if config.brightness > 0 or config.contrast > 0:
-        apply = _bernoulli(n, p, g).to(device).view(view)
-        shift = _uniform(n, -config.brightness * s, config.brightness * s, g).to(device)
-        factor = _uniform(n, 1 - config.contrast * s, 1 + config.contrast * s, g).to(device)
-        mean = image.mean(dim=(1, 2, 3), keepdim=True)
-        changed = mean + factor.view(view) * (image - mean) + shift.view(view) * span
-        image = torch.where(apply, changed, image)
-    b_lo, b_hi = (v * s for v in config.blur_sigma)
-    if b_hi > 0:
-        apply = _bernoulli(n, p, g).to(device)
-        sigma = _uniform(n, b_lo, b_hi, g).to(device) * apply
-        if bool(apply.any()) and float(sigma.max()) > 0:
-            image = _select(apply, _gaussian_blur(image, sigma), image)
-    if config.noise_std > 0:
-        apply = _bernoulli(n, p, g).to(device)
-        std = _uniform(n, 0.0, config.noise_std * s, g).to(device) * apply
-        noise = torch.randn(image.shape, generator=g, device=g.device).to(device)
-        image = image + noise * std.view(view) * span
-    return image
-
-
 def _check(image: Tensor, others: dict[str, Tensor | None], channel_dim: set[str]) -> None:
-    """Shapes must agree: image (B, C, H, W); targets (B, H, W) or (B, C', H, W)."""
-    if image.ndim != 4 or not image.is_floating_point():
-        raise ValueError(f"image must be a float (B, C, H, W) tensor, got {tuple(image.shape)}")
+    """Shapes must agree: image (B, C, H, W); targets (B, H, W) or (B, C', H, W) (volumes:
+    image (B, C, D, H, W), targets (B, D, H, W))."""
+    if image.ndim not in (4, 5) or not image.is_floating_point():
+        raise ValueError(
+            f"image must be a float (B, C, H, W) or (B, C, D, H, W) tensor, got "
+            f"{tuple(image.shape)}"
+        )
+    spatial = image.ndim - 2
     for name, t in others.items():
         if t is None:
             continue
-        ndim = 4 if name in channel_dim else 3
-        if t.ndim != ndim or t.shape[0] != image.shape[0] or t.shape[-2:] != image.shape[-2:]:
+        ndim = spatial + (2 if name in channel_dim else 1)
+        same = t.shape[-spatial:] == image.shape[-spatial:]
+        if t.ndim != ndim or t.shape[0] != image.shape[0] or not same:
             raise ValueError(
                 f"{name} {tuple(t.shape)} does not match image {tuple(image.shape)} "
                 f"(expected {ndim} dims with the same batch and spatial size)"
@@ -263,7 +212,8 @@ def augment_batch(
     """Augment a training batch with one random draw per sample (geometry, then intensity).
 
     Args:
-        image: (B, C, H, W) float32, normalised.
+        image: (B, C, H, W) float32, normalised; or a volume batch (B, C, D, H, W) (flips,
+            quarter turns in Y/X and intensity only; targets then (B, D, H, W)).
         classes: (B, H, W) int64 class targets with ``IGNORE_INDEX`` where nothing is learnt (the
             annotated mask is encoded here), or ``None``.
         weights: (B, H, W) float32 weight map, or ``None``.
@@ -282,9 +232,11 @@ def augment_batch(
     tensors = [image, classes, weights]
     _flip_rot90(tensors, config, generator)
     image, classes, weights = tensors
-    coords = _sampling_coordinates(
-        image.shape[0], tuple(image.shape[-2:]), config, generator, image.device
-    )
+    coords = None
+    if image.ndim == 4:  # the affine/elastic resampling is 2-D
+        coords = _sampling_coordinates(
+            image.shape[0], tuple(image.shape[-2:]), config, generator, image.device
+        )
     if coords is not None:
         src_y, src_x, moved = coords
         warped = _resample_image(image, src_y, src_x, config.image_interpolation)

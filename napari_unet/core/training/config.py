@@ -303,7 +303,7 @@ class TrainConfig(Config):
             "steps": self.steps is None or self.steps >= 1,
             "minutes": self.minutes is None or self.minutes > 0,
             "batch_size": self.batch_size >= 1,
-            "patch_shape": len(self.patch_shape) == 2 and min(self.patch_shape) >= 1,
+            "patch_shape": len(self.patch_shape) in (2, 3) and min(self.patch_shape) >= 1,
             "optimizer": self.optimizer in OPTIMIZERS,
             "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,

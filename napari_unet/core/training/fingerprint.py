@@ -72,7 +72,7 @@ class DatasetFingerprint:
     n_objects: int
     object_diameter: float | None
     receptive_field: int
-    patch_shape: tuple[int, int]
+    patch_shape: tuple[int, ...]
     batch_size: int
     patch_reduced: bool = False
     scale_warning: str = ""
@@ -92,7 +92,7 @@ class DatasetFingerprint:
         line = (
             f"data: {self.n_images} image(s) of median {y}x{x} px, {self.channels} channel(s), "
             f"{self.annotated_pixels} annotated px{classes}; "
-            f"{size}; patch {self.patch_shape[0]}x{self.patch_shape[1]}{reduced}, batch "
+            f"{size}; patch {'x'.join(str(s) for s in self.patch_shape)}{reduced}, batch "
             f"{self.batch_size}"
         )
         return f"{line}. {self.scale_warning}" if self.scale_warning else line

@@ -1,8 +1,10 @@
 """Annotated training images and the window arithmetic shared by sampling and validation.
 
-A :class:`TrainingItem` is one normalised image with its labels and the ``annotated_mask`` the
-user vouches for. :func:`check_item` says what to change when one cannot be trained on.
-Windows that leave the image are mirror-padded for the image input and ignored for the targets.
+A :class:`TrainingItem` is one normalised image -- a (C, Y, X) image for 2-D models or a
+(C, Z, Y, X) volume for 3-D ones -- with its labels and the ``annotated_mask`` the user vouches
+for (in a volume: any voxels, e.g. a few slices in any orientation). :func:`check_item` says
+what to change when one cannot be trained on. Windows that leave the image are mirror-padded
+for the image input and ignored for the targets.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class TrainingItem:
     """One annotated image.
 
     Attributes:
-        image: (C, Y, X) float32, normalised and finite.
+        image: (C, Y, X) float32, normalised and finite; a volume for 3-D models is
+            (C, Z, Y, X) and every shape below then has Z first.
         labels: (Y, X) integer class or instance ids (0 = background); for restoration a float
             target image (C', Y, X) or (Y, X).
         annotated_mask: (Y, X) bool, the pixels the user vouches for; ``None`` means all of them.
@@ -42,13 +45,14 @@ class TrainingItem:
     name: str = ""
 
     @property
-    def spatial_shape(self) -> tuple[int, int]:
-        """(Y, X) of the image."""
-        return tuple(self.image.shape[-2:])  # type: ignore[return-value]
+    def spatial_shape(self) -> tuple[int, ...]:
+        """(Y, X) of the image, (Z, Y, X) of a volume."""
+        return tuple(self.image.shape[1:])
 
     @property
     def mask(self) -> np.ndarray:
-        """The annotated mask as a (Y, X) bool array (all True when none was given)."""
+        """The annotated mask as a bool array of :attr:`spatial_shape` (all True when none
+        was given)."""
         if self.annotated_mask is None:
             return np.ones(self.spatial_shape, dtype=bool)
         return np.asarray(self.annotated_mask, dtype=bool)
@@ -58,26 +62,31 @@ def check_item(item: TrainingItem, task: str) -> None:
     """Raise :class:`TrainingDataError` saying what to change when ``item`` cannot be used."""
     label = f"image {item.name!r}" if item.name else "the image"
     image = np.asarray(item.image)
-    if image.ndim != 3:
+    if image.ndim not in (3, 4) or (image.ndim == 4 and task == "restoration"):
         raise TrainingDataError(
-            f"{label} has shape {image.shape}; training needs (C, Y, X) images — add a channel "
-            "axis."
+            f"{label} has shape {image.shape}; training needs (C, Y, X) images (or (C, Z, Y, X) "
+            "volumes for 3-D models) — add a channel axis."
         )
     if not np.issubdtype(image.dtype, np.floating) or not np.isfinite(image).all():
         raise TrainingDataError(
             f"{label} is not a finite float image; normalise it before training."
         )
     labels = np.asarray(item.labels)
-    spatial = image.shape[-2:]
-    if labels.shape[-2:] != spatial or (task != "restoration" and labels.ndim != 2):
+    spatial = image.shape[1:]
+    restoration = task == "restoration" and labels.shape[-2:] == spatial
+    if labels.shape != spatial and not restoration:
+        axes, sides = (
+            ("(Z, Y, X)", "shape") if len(spatial) == 3 else ("(Y, X)", "height and width")
+        )
         raise TrainingDataError(
             f"the labels of {label} have shape {labels.shape} but the image is {tuple(spatial)} "
-            "(Y, X); give labels with the same height and width as the image."
+            f"{axes}; give labels with the same {sides} as the image."
         )
     if item.annotated_mask is not None and np.shape(item.annotated_mask) != tuple(spatial):
         raise TrainingDataError(
             f"the annotated mask of {label} has shape {np.shape(item.annotated_mask)} but the "
-            f"image is {tuple(spatial)}; give a mask with the same height and width."
+            f"image is {tuple(spatial)}; give a mask with the same "
+            f"{'shape' if len(spatial) == 3 else 'height and width'}."
         )
     if task == "restoration":
         if not np.isfinite(labels.astype(np.float32, copy=False)).all():
@@ -139,19 +148,26 @@ def crop_targets(
     classes: np.ndarray, weights: np.ndarray, y0: int, x0: int, shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Target window at ``(y0, x0)`` of ``shape``; outside the image: IGNORE_INDEX, weight 0."""
-    h, w = shape
-    size_y, size_x = weights.shape[-2:]
-    sy = slice(max(y0, 0), min(y0 + h, size_y))
-    sx = slice(max(x0, 0), min(x0 + w, size_x))
-    dy = slice(sy.start - y0, sy.stop - y0)
-    dx = slice(sx.start - x0, sx.stop - x0)
-    out_weights = np.zeros((h, w), dtype=np.float32)
-    out_weights[dy, dx] = weights[sy, sx]
+    return crop_targets_nd(classes, weights, (y0, x0), shape)
+
+
+def crop_targets_nd(
+    classes: np.ndarray, weights: np.ndarray, starts: tuple[int, ...], shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target window at ``starts`` of ``shape`` (2 or 3 axes, the last axes of ``weights``).
+
+    Outside the image: IGNORE_INDEX (restoration: 0) and weight 0.
+    """
+    sizes = weights.shape[-len(shape) :]
+    source = tuple(slice(max(s, 0), min(s + n, size)) for s, n, size in zip(starts, shape, sizes))
+    dest = tuple(slice(src.start - s, src.stop - s) for src, s in zip(source, starts))
+    out_weights = np.zeros(shape, dtype=np.float32)
+    out_weights[dest] = weights[source]
     if classes.dtype.kind == "f":  # restoration target image (C', Y, X) or (Y, X)
-        target = classes if classes.ndim == 3 else classes[None]
-        out_classes = np.zeros((target.shape[0], h, w), dtype=np.float32)
-        out_classes[:, dy, dx] = target[:, sy, sx]
+        target = classes if classes.ndim == len(shape) + 1 else classes[None]
+        out_classes = np.zeros((target.shape[0], *shape), dtype=np.float32)
+        out_classes[(slice(None), *dest)] = target[(slice(None), *source)]
     else:
-        out_classes = np.full((h, w), IGNORE_INDEX, dtype=np.int64)
-        out_classes[dy, dx] = classes[sy, sx]
+        out_classes = np.full(shape, IGNORE_INDEX, dtype=np.int64)
+        out_classes[dest] = classes[source]
     return out_classes, out_weights

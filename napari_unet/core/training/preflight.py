@@ -125,7 +125,8 @@ def _check_instances(items: Sequence[Any], where: str) -> None:
         if ids.size > 1:
             return
         if ids.size == 1:
-            blobs = max(blobs, ndimage.label(labels == ids[0], structure=np.ones((3, 3)))[1])
+            structure = np.ones((3,) * labels.ndim)
+            blobs = max(blobs, ndimage.label(labels == ids[0], structure=structure)[1])
     if blobs > 1:
         raise TrainingDataError(
             f"{where} hold a single id per image covering {blobs} separate objects, like a "

@@ -69,6 +69,7 @@ def retune_after_training(
     """Re-choose an instance model's post-processing on the held-back tiles (not after a Stop)."""
     config = run.config
     tune = config.tune_postprocess and config.task == "instances" and bool(progress.val_batches)
+    tune = tune and getattr(run.model, "spatial_dims", 2) == 2  # 3-D: the watershed is 3-D
     if not tune or progress.step == 0 or reason == "stopped":  # a Stop must stop now
         return None
     report, changed = tune_best(run.writer.best_path, run.validation.items, config)

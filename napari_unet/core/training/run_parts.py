@@ -29,7 +29,7 @@ from napari_unet.core.training.state import (
     load_resume_state,
     restore_state,
 )
-from napari_unet.core.training.step import StepRunner
+from napari_unet.core.training.step import StepRunner, channels_last_format
 
 __all__ = ["RunParts", "RunProgress", "build_run", "resume_run"]
 
@@ -80,7 +80,7 @@ def _prepare_model(
             parameter.requires_grad_(False)
     model.to(device)
     if config.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=channels_last_format(model))
     model.train()
     return [p for p in model.parameters() if p.requires_grad]
 

@@ -1,15 +1,13 @@
-"""Training data: annotated images, a validation split, and class-balanced patch sampling.
+"""Class-balanced patch sampling from a pool of annotated images or volumes.
 
-A :class:`TrainingItem` is one normalised image with its labels and the ``annotated_mask`` the
-user vouches for. :class:`PatchSampler` turns a pool of items into batches of patches whose
-centres are always annotated pixels, drawn class-balanced: a class is chosen uniformly among the
-classes present in the annotated targets, then a pixel of that class. A valid-convolution model
-gets its larger input context (``h_in = h_out + 2 * margin``), mirror-padded at image borders.
-Items can be added while training runs (continuous learning from the GUI).
-
-:func:`split_validation` holds back annotated tiles chosen by a stable hash of the item name and
-tile index, so the split does not move when more annotations arrive between rounds.
-"""
+:class:`PatchSampler` turns a pool of :class:`~napari_unet.core.training.items.TrainingItem`
+into batches of patches whose centres are always annotated pixels (voxels: a volume annotated on a
+few slices, in any orientation, gives patches that hold those slices), drawn class-balanced: a
+class is chosen uniformly among the classes present in the annotated targets, then a pixel of that
+class. A valid-convolution model gets its larger input context (``h_in = h_out + 2 * margin``),
+mirror-padded at image borders. Items can be added while training runs (continuous learning from
+the GUI). Validation windows come from :mod:`napari_unet.core.training.split`; label-value counts
+from :mod:`napari_unet.core.training.label_values` (importable from here)."""
 
 from __future__ import annotations
 
@@ -26,9 +24,16 @@ from napari_unet.core.training.items import (
     TargetsFn,
     TrainingItem,
     check_item,
-    crop_targets,
+    crop_targets_nd,
     mirror_index,
     window_start,
+)
+from napari_unet.core.training.label_values import (  # noqa: F401 (their old home)
+    INSTANCE_IDS_PER_IMAGE,
+    MAX_CLASSES,
+    label_values,
+    looks_like_instances,
+    semantic_class_count,
 )
 from napari_unet.core.training.split import iter_validation_windows
 from napari_unet.core.training.targets import IGNORE_INDEX
@@ -43,11 +48,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The most classes a semantic model built from label values gets (label values 0 .. 255).
-MAX_CLASSES = 256
-#: Distinct non-zero ids per image from which labels look like instance masks, not classes.
-INSTANCE_IDS_PER_IMAGE = 10
 
 
 @dataclasses.dataclass
@@ -64,14 +64,16 @@ class _Entry:
 class PatchBatch:
     """A batch of training patches (numpy, ready for ``torch.from_numpy``).
 
+    Volumes give 3-D patches: every ``h, w`` below is then ``d, h, w``.
+
     Attributes:
         image: (B, C, h_in, w_in) float32, mirror-padded where the window leaves the image.
         classes: (B, h, w) int64 with IGNORE_INDEX where nothing is learnt (restoration: float32
             (B, C', h, w)); ``h, w`` is the output shape, or the input shape when the batch was
             sampled with ``full_context=True``.
         weights: (B, h, w) float32, 0 wherever ``classes`` is ignored or outside the image.
-        centres: (B, 3) int64 rows ``(item index, y, x)``: the annotated pixel each patch was
-            drawn around.
+        centres: (B, 3) int64 rows ``(item index, y, x)`` (volumes: (B, 4), ``(item, z, y,
+            x)``): the annotated pixel each patch was drawn around.
     """
 
     image: np.ndarray
@@ -87,7 +89,8 @@ class PatchSampler:
         targets_fn: turns ``(labels, annotated_mask)`` into ``(classes, weights)`` (see
             :data:`TargetsFn`); computed once per item, on the whole image, so weight maps see
             every object.
-        input_shape: (h_in, w_in) of the image patches the model takes.
+        input_shape: (h_in, w_in) of the image patches the model takes ((d_in, h_in, w_in)
+            for volumes).
         output_shape: (h, w) of the logits it returns; ``input - output`` must be even.
         task: the model task; ``restoration`` samples annotated pixels uniformly (no classes).
         seed: seeds the sampler's own generator (its state is part of :meth:`state_dict`).
@@ -110,7 +113,7 @@ class PatchSampler:
         self.targets_fn = targets_fn
         self.input_shape = tuple(int(s) for s in input_shape)
         self.output_shape = tuple(int(s) for s in output_shape)
-        self.margin = (int(diff[0]) // 2, int(diff[1]) // 2)
+        self.margin = tuple(int(d) // 2 for d in diff)
         self.task = task
         self.rng = np.random.default_rng(seed)
         self._entries: list[_Entry] = []
@@ -186,20 +189,20 @@ class PatchSampler:
 
     # -- sampling --------------------------------------------------------------------------
     def draw_centres(self, count: int) -> np.ndarray:
-        """Draw ``count`` annotated pixels, class-balanced; (count, 3) int64 ``(item, y, x)``."""
+        """Draw ``count`` annotated pixels, class-balanced; (count, 1 + spatial dims) int64
+        rows ``(item, y, x)`` (volumes: ``(item, z, y, x)``)."""
         with self._lock:
             entries = list(self._entries)
         classes = sorted({k for e in entries for k, idx in e.pixels.items() if idx.size})
         if not classes:
             self.check_usable()
-        centres = np.empty((count, 3), dtype=np.int64)
+        centres = np.empty((count, 1 + len(self.output_shape)), dtype=np.int64)
         for n in range(count):
             k = classes[int(self.rng.integers(len(classes)))]
             sizes = np.array([e.pixels[k].size if k in e.pixels else 0 for e in entries])
             i = int(np.searchsorted(np.cumsum(sizes), self.rng.integers(sizes.sum()), "right"))
             flat = int(entries[i].pixels[k][self.rng.integers(sizes[i])])
-            y, x = divmod(flat, entries[i].item.spatial_shape[1])
-            centres[n] = (i, y, x)
+            centres[n] = (i, *np.unravel_index(flat, entries[i].item.spatial_shape))
         return centres
 
     def sample(self, batch_size: int, *, full_context: bool = False) -> PatchBatch:
@@ -213,7 +216,7 @@ class PatchSampler:
         centres = self.draw_centres(batch_size)
         with self._lock:
             entries = list(self._entries)
-        patches = [self.crop(entries[i], y, x, full_context) for i, y, x in centres]
+        patches = [self.crop(entries[c[0]], *c[1:], full_context=full_context) for c in centres]
         return PatchBatch(
             image=np.stack([p[0] for p in patches]),
             classes=np.stack([p[1] for p in patches]),
@@ -222,36 +225,39 @@ class PatchSampler:
         )
 
     def crop(
-        self, entry: _Entry, y: int, x: int, full_context: bool = False
+        self, entry: _Entry, *centre: int, full_context: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image input window and target window around the annotated pixel ``(y, x)``."""
-        size_y, size_x = entry.item.spatial_shape
-        h, w = self.output_shape
-        y0, x0 = window_start(y, h, size_y), window_start(x, w, size_x)
-        return self.crop_window(entry, y0, x0, full_context)
+        """Image input window and target window around the annotated pixel ``centre``
+        (``y, x``, or ``z, y, x`` in a volume)."""
+        sizes = entry.item.spatial_shape
+        starts = [window_start(c, n, s) for c, n, s in zip(centre, self.output_shape, sizes)]
+        return self.crop_window(entry, *starts, full_context=full_context)
 
     def crop_window(
-        self, entry: _Entry, y0: int, x0: int, full_context: bool = False
+        self, entry: _Entry, *starts: int, full_context: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image input window and target window for the output window at ``(y0, x0)``."""
-        size_y, size_x = entry.item.spatial_shape
-        (h, w), (my, mx) = self.output_shape, self.margin
-        image = entry.item.image
-        iy = mirror_index(y0 - my, h + 2 * my, size_y)
-        ix = mirror_index(x0 - mx, w + 2 * mx, size_x)
-        patch = np.asarray(image[:, iy[:, None], ix[None, :]], dtype=np.float32)
+        """Image input window and target window for the output window at ``starts``
+        (``y0, x0``, or ``z0, y0, x0`` in a volume)."""
+        sizes, shape = entry.item.spatial_shape, self.output_shape
+        index = [
+            mirror_index(s - m, n + 2 * m, size)
+            for s, m, n, size in zip(starts, self.margin, shape, sizes)
+        ]
+        grid = np.ix_(*index)
+        patch = np.asarray(entry.item.image[(slice(None), *grid)], dtype=np.float32)
         if full_context:
-            y0, x0, h, w = y0 - my, x0 - mx, h + 2 * my, w + 2 * mx
-        return (patch, *crop_targets(entry.classes, entry.weights, y0, x0, (h, w)))
+            starts = tuple(s - m for s, m in zip(starts, self.margin))
+            shape = tuple(n + 2 * m for n, m in zip(shape, self.margin))
+        return (patch, *crop_targets_nd(entry.classes, entry.weights, tuple(starts), shape))
 
     def validation_batches(self, batch_size: int) -> list[PatchBatch]:
         """Deterministic batches tiling the annotated area of every item (for validation)."""
         with self._lock:
             entries = list(self._entries)
         patches = [
-            (*self.crop_window(entry, y0, x0), (i, y0, x0))
+            (*self.crop_window(entry, *starts), (i, *starts))
             for i, entry in enumerate(entries)
-            for y0, x0 in iter_validation_windows(entry.item, self.output_shape)
+            for starts in iter_validation_windows(entry.item, self.output_shape)
         ]
         return [
             PatchBatch(
@@ -290,83 +296,3 @@ def _unstringify(value: Any) -> Any:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return value
-
-
-# -- how many classes the labels ask for ------------------------------------------------------
-def _annotated_values(item: TrainingItem, ignore_value: int | None) -> np.ndarray:
-    """Distinct label values of the annotated pixels of ``item`` (the ignore value dropped)."""
-    labels = np.asarray(item.labels)
-    values = labels[item.mask] if labels.shape == item.spatial_shape else labels.ravel()
-    values = np.unique(values)
-    if ignore_value is not None:
-        values = values[values != ignore_value]
-    return values
-
-
-def label_values(
-    items: Sequence[TrainingItem], *, ignore_value: int | None = None
-) -> list[np.ndarray]:
-    """Per item, the sorted distinct raw label values of its annotated pixels."""
-    return [_annotated_values(item, ignore_value) for item in items]
-
-
-def looks_like_instances(per_item: Sequence[np.ndarray]) -> bool:
-    """True when the images hold many distinct non-zero ids each, as instance masks do."""
-    counts = [int(np.count_nonzero(values)) for values in per_item]
-    return bool(counts) and float(np.median(counts)) >= INSTANCE_IDS_PER_IMAGE
-
-
-def _listing(values: np.ndarray, limit: int = 8) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:limit])
-    return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
-
-
-def semantic_class_count(
-    items: Sequence[TrainingItem],
-    *,
-    ignore_value: int | None = None,
-    label_map: dict[int, int] | None = None,
-    limit: int = MAX_CLASSES,
-) -> int:
-    """Classes of a new semantic model for these labels: the largest (mapped) value + 1.
-
-    Args:
-        items: the training items; only annotated pixels count.
-        ignore_value: a raw value that marks pixels to skip.
-        label_map: raw value -> class id, applied before counting.
-        limit: the most classes allowed.
-
-    Raises:
-        TrainingDataError: an item cannot be trained on (:func:`check_item`), or the count would
-            exceed ``limit`` (a value such as 70000 would build a 70,001-class network); the
-            message lists the values found and what to do.
-    """
-    from napari_unet.core.training.targets import apply_label_map
-
-    for item in items:
-        check_item(item, "semantic")
-    per_item = label_values(items, ignore_value=ignore_value)
-    raw = np.unique(np.concatenate([*per_item, np.zeros(1, dtype=np.int64)]).astype(np.int64))
-    mapped = apply_label_map(raw, label_map) if label_map else raw
-    top = max(int(mapped.max(initial=0)), 1)
-    if top < limit:
-        return top + 1
-    values = np.unique(np.concatenate(per_item)) if per_item else raw
-    head = (
-        f"the labels hold {len(values)} distinct values up to {int(values.max())} "
-        f"({_listing(values)}), which would make a {top + 1:,}-class network (at most {limit})"
-    )
-    if looks_like_instances(per_item):
-        raise TrainingDataError(
-            f"{head}; they look like instance masks (one id per object): train them with "
-            "--task instances (or --task binary for foreground/background)."
-        )
-    nonzero = [int(v) for v in values if v != 0]
-    if len(nonzero) <= 8:
-        example = ",".join(f"{v}:{i + 1}" for i, v in enumerate(nonzero))
-    else:
-        example = ",".join(f"{v}:{i + 1}" for i, v in enumerate(nonzero[:3])) + ",..."
-    raise TrainingDataError(
-        f"{head}; for classes map the values to 1, 2, ... with --label-map {example}, for "
-        "instance masks use --task instances."
-    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
@@ -29,8 +30,14 @@ def _tile_hash(name: str, index: int, seed: int) -> float:
 
 
 def _annotated_tiles(item: TrainingItem, tile: int) -> list[tuple[int, int, int]]:
-    """``(tile index, ty, tx)`` of every tile of ``item`` holding an annotated pixel."""
+    """``(tile index, ty, tx)`` of every tile of ``item`` holding an annotated pixel.
+
+    A volume's tiles are Y/X tiles through all of Z (so a held-back tile takes its share of every
+    annotated slice, whatever their orientation).
+    """
     mask = item.mask
+    if mask.ndim == 3:
+        mask = mask.any(axis=0)
     ny, nx = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
     padded = np.zeros((ny * tile, nx * tile), dtype=bool)
     padded[: mask.shape[0], : mask.shape[1]] = mask
@@ -79,7 +86,7 @@ def split_validation(
     for _, i, ty, tx in held:
         shape = items[i].spatial_shape
         val_masks.setdefault(i, np.zeros(shape, dtype=bool))
-        val_masks[i][ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile] = True
+        val_masks[i][..., ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile] = True
     train_items, val_items = [], []
     for i, item in enumerate(items):
         if i not in val_masks:
@@ -94,15 +101,19 @@ def split_validation(
 
 
 def iter_validation_windows(
-    item: TrainingItem, output_shape: tuple[int, int]
-) -> Iterator[tuple[int, int]]:
-    """Top-left ``(y0, x0)`` of output windows that tile the annotated bounding box of ``item``."""
+    item: TrainingItem, output_shape: tuple[int, ...]
+) -> Iterator[tuple[int, ...]]:
+    """Top-left ``(y0, x0)`` (volumes: ``(z0, y0, x0)``) of output windows that tile the
+    annotated bounding box of ``item``."""
     mask = item.mask
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if rows.size == 0:
-        return
-    h, w = output_shape
-    for y0 in range(int(rows[0]), int(rows[-1]) + 1, h):
-        for x0 in range(int(cols[0]), int(cols[-1]) + 1, w):
-            if mask[y0 : y0 + h, x0 : x0 + w].any():
-                yield y0, x0
+    bounds = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.nonzero(mask.any(axis=others))[0]
+        if hits.size == 0:
+            return
+        bounds.append(range(int(hits[0]), int(hits[-1]) + 1, output_shape[axis]))
+    for starts in itertools.product(*bounds):
+        window = tuple(slice(s, s + n) for s, n in zip(starts, output_shape))
+        if mask[window].any():
+            yield starts

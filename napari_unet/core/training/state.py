@@ -2,7 +2,8 @@
 
 - :func:`resolve_model`: a model object, or a checkpoint to fine-tune (its description is kept:
   class names, normalisation, tiling).
-- :func:`targets_function`: ``(labels, annotated_mask) -> (classes, weights)`` for the sampler.
+- :func:`targets_function`, :func:`build_pools`, :func:`drain_new_items`: the patch pools
+  (:mod:`napari_unet.core.training.pools`, importable from here).
 - :func:`capture_state` / :func:`restore_state`: everything exact resume needs (optimiser,
   schedule, gradient scaler, step, elapsed time, torch/augmentation/sampler random states).
 - :class:`CheckpointWriter`: best and latest checkpoints, atomically, never with bad weights.
@@ -14,24 +15,23 @@ import dataclasses
 import logging
 import math
 import os
-import queue
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from napari_unet.core.checkpoint.format import CheckpointInfo, load_checkpoint, save_checkpoint
 from napari_unet.core.errors import (
-    ChannelMismatchError,
     CheckpointError,
     TrainingDivergedError,
 )
 from napari_unet.core.models import SegmentationNet
-from napari_unet.core.training.sampler import PatchSampler
-from napari_unet.core.training.split import split_validation
-from napari_unet.core.training.targets import IGNORE_INDEX, TargetConfig, make_targets
+from napari_unet.core.training.pools import (  # noqa: F401 (their old home)
+    build_pools,
+    drain_new_items,
+    targets_function,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,29 +61,6 @@ def resolve_model(model_or_checkpoint: Any, parent: str | None = None) -> ModelS
     raise TypeError(
         f"expected a SegmentationNet or a checkpoint path, got {type(model_or_checkpoint)}"
     )
-
-
-def targets_function(config: TargetConfig, task: str, out_channels: int):
-    """``targets_fn(labels, annotated_mask) -> (classes, weights)`` for :class:`PatchSampler`.
-
-    Restoration targets are the target images themselves (float32 (C', Y, X)), weighted 1 where
-    annotated. An item with nothing annotated (e.g. all of it held back for validation) gives
-    all-ignored targets.
-    """
-    n_classes = out_channels if task == "semantic" else None
-    config = config.replace(task=task, n_classes=n_classes)
-
-    def targets_fn(labels: np.ndarray, annotated_mask: np.ndarray):
-        if task == "restoration":
-            target = np.asarray(labels, dtype=np.float32)
-            return (target if target.ndim == 3 else target[None]), annotated_mask.astype(np.float32)
-        if not annotated_mask.any():
-            shape = annotated_mask.shape
-            return np.full(shape, IGNORE_INDEX, np.int64), np.zeros(shape, np.float32)
-        targets = make_targets(labels, annotated_mask, config=config)
-        return targets.classes, targets.weights
-
-    return targets_fn
 
 
 def capture_state(
@@ -182,8 +159,11 @@ class CheckpointWriter:
             if normalization is not None
             else (info.normalization if info else None),
             "tile_shape": (info.tile_shape if info and info.tile_shape else None)
-            or model.valid_input_shape(tuple(max(s, 512) for s in input_shape)),
-            "overlap": info.overlap if info and info.overlap is not None else 32,
+            or default_tile_shape(model, input_shape),
+            # 3-D: None lets prediction cap the overlap at a quarter of each tile side
+            "overlap": info.overlap
+            if info and info.overlap is not None
+            else (32 if len(input_shape) == 2 else None),
         }
 
     def write(
@@ -223,6 +203,13 @@ class CheckpointWriter:
         return dict(postprocess) if isinstance(postprocess, dict) and postprocess else None
 
 
+def default_tile_shape(model: SegmentationNet, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The prediction tile stored with a new model: at least 512 pixels a side (2-D), at least
+    32x128x128 (3-D, bounded CPU memory), never smaller than the training input."""
+    floor = (512,) * len(input_shape) if len(input_shape) == 2 else (32, 128, 128)
+    return model.valid_input_shape(tuple(max(s, f) for s, f in zip(input_shape, floor)))
+
+
 def finite_or_raise(loss: float, step: int, lr: float, latest: Path | None) -> None:
     """Raise :class:`TrainingDivergedError` when ``loss`` is NaN or infinite."""
     if math.isfinite(loss):
@@ -241,60 +228,3 @@ def stop_function(stop: Any) -> Callable[[], bool]:
     if hasattr(stop, "is_set"):
         return stop.is_set
     return stop
-
-
-def drain_new_items(new_items, sampler, validation, config) -> None:
-    """Move queued items into the training and validation pools (continuous learning)."""
-    if new_items is None:
-        return
-    while True:
-        try:
-            item = new_items.get_nowait()
-        except queue.Empty:
-            return
-        train_part, val_part = split_validation(
-            [item], config.val_fraction, tile=config.val_tile, seed=config.seed, at_least_one=False
-        )
-        sampler.add_item(train_part[0])
-        for held in val_part:
-            validation.add_item(held, check=False)
-        logger.info("added %r to the training pool", item.name)
-
-
-def build_pools(model: SegmentationNet, items, val_items, config) -> tuple:
-    """Training and validation samplers for ``model``; returns ``(train, validation, input)``.
-
-    Raises:
-        ChannelMismatchError: an image has a different channel count than the model.
-        TrainingDataError: the training annotation is unusable.
-    """
-    for item in [*items, *(val_items or ())]:
-        if item.image.shape[0] != model.in_channels:
-            raise ChannelMismatchError(
-                f"the model expects {model.in_channels} input channel(s) but image "
-                f"{item.name!r} has {item.image.shape[0]}; pick the matching channel axis or a "
-                "model made for this many channels."
-            )
-    # padded nets: at least 2x2 pixels at the bottom, or BatchNorm sees one value per channel
-    smallest = 2 * model.size_multiple if model.margin == 0 else 1
-    input_shape = model.valid_input_shape(
-        tuple(max(s + 2 * model.margin, smallest) for s in config.patch_shape)
-    )
-    geometry = {
-        "input_shape": input_shape,
-        "output_shape": model.output_shape(input_shape),
-        "task": config.task,
-        "seed": config.seed,
-    }
-    targets_fn = targets_function(config.targets, config.task, model.out_channels)
-    if val_items is None:
-        train_items, val_items = split_validation(
-            items, config.val_fraction, tile=config.val_tile, seed=config.seed
-        )
-    else:
-        train_items, val_items = list(items), list(val_items)
-    sampler = PatchSampler(targets_fn, items=train_items, **geometry)
-    validation = PatchSampler(targets_fn, **geometry)
-    for item in val_items:
-        validation.add_item(item, check=False)
-    return sampler, validation, input_shape

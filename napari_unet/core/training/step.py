@@ -22,6 +22,12 @@ from napari_unet.core.training.sampler import PatchSampler
 logger = logging.getLogger(__name__)
 
 
+def channels_last_format(model: torch.nn.Module) -> torch.memory_format:
+    """Channels-last for the model's batches: 2-D (B, C, H, W) or 3-D (B, C, D, H, W)."""
+    volumetric = getattr(model, "spatial_dims", 2) == 3
+    return torch.channels_last_3d if volumetric else torch.channels_last
+
+
 class StepRunner:
     """Runs training steps for one model/optimiser pair.
 
@@ -54,7 +60,11 @@ class StepRunner:
         self.sampler = sampler
         self.augment = config.augment.strength > 0
         use_amp = config.amp and device.type == "cuda"
-        bf16_cpu = cpu_supports_bf16() if config.bf16_cpu is None else config.bf16_cpu
+        # 3-D models train in fp32 on the CPU unless asked: a bf16 3-D run diverged (NaN at step
+        # 262 of bench_3d's ISBI run) where the same run in fp32 did not
+        volumetric = getattr(model, "spatial_dims", 2) == 3
+        auto_bf16 = cpu_supports_bf16() and not volumetric
+        bf16_cpu = auto_bf16 if config.bf16_cpu is None else config.bf16_cpu
         self.autocast_dtype = (
             torch.float16
             if use_amp
@@ -82,12 +92,12 @@ class StepRunner:
                 image, classes, weights = augment_batch(
                     image, classes, weights, self.config.augment, self.generator
                 )
-            my, mx = self.sampler.margin
-            h, w = self.sampler.output_shape
-            classes = classes[..., my : my + h, mx : mx + w]
-            weights = weights[..., my : my + h, mx : mx + w]
+            centre = tuple(
+                slice(m, m + n) for m, n in zip(self.sampler.margin, self.sampler.output_shape)
+            )
+            classes, weights = classes[(..., *centre)], weights[(..., *centre)]
         if self.config.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+            image = image.contiguous(memory_format=channels_last_format(self.model))
         return image, classes.contiguous(), weights.contiguous()
 
     def forward(self, image: torch.Tensor) -> Any:

@@ -1,0 +1,158 @@
+"""Data, training under a CPU-time budget, and scoring for ``bench_3d.py``.
+
+- ISBI 2012 (``../shared/data/isbi2012``): the 30-slice training stack as one (30, 512, 512)
+  volume; membrane = label 0 (the challenge convention) is the binary foreground.
+- embryo_nuclei3d: two (51, 120, 122) stacks with nucleus instances, voxel (1.75, 0.8, 0.8) µm.
+- :func:`train_budget`: ``iter_train`` stopped when this process has spent ``cpu_s`` seconds of
+  CPU time (``time.process_time``: one torch thread, so the 2-D and 3-D models get the same
+  compute, not the same wall time on a shared machine).
+- :func:`stitch_z`: 2-D instance labels per slice linked across Z by overlap (the usual way a 2-D
+  model's slices are turned into 3-D objects, e.g. Cellpose's ``stitch_threshold``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from skimage.io import imread
+
+from napari_unet.core.inference.normalization import NormalizationConfig, normalize
+from napari_unet.core.training.items import TrainingItem
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ISBI_VOXEL = (50.0, 4.0, 4.0)  # nm, nominal (README)
+EMBRYO_VOXEL = (1.75, 0.8, 0.8)  # µm (README)
+#: The embryo README's suggested annotated slices per volume.
+EMBRYO_SLICES = {"00": (12, 22, 33), "01": (14, 21, 32)}
+
+
+def isbi_volume(root: Path = DATA) -> tuple[np.ndarray, np.ndarray]:
+    """``(image (30, 512, 512) uint8, membrane (30, 512, 512) bool)``."""
+    folder = root / "isbi2012"
+    names = sorted(p.name for p in (folder / "images").glob("*.png"))
+    image = np.stack([imread(folder / "images" / n) for n in names])
+    membrane = np.stack([imread(folder / "labels" / n) == 0 for n in names])
+    return image, membrane
+
+
+def embryo_volume(name: str, root: Path = DATA) -> tuple[np.ndarray, np.ndarray]:
+    """``(image (51, 120, 122) uint16, instance labels uint16)`` of stack ``name``."""
+    folder = root / "embryo_nuclei3d"
+    return imread(folder / "images" / f"{name}.tif"), imread(folder / "labels" / f"{name}.tif")
+
+
+def slice_mask(shape: tuple[int, ...], slices: tuple[int, ...]) -> np.ndarray:
+    """(Z, Y, X) bool: the XY slices ``slices`` are annotated."""
+    mask = np.zeros(shape, bool)
+    mask[list(slices)] = True
+    return mask
+
+
+def volume_item(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, name: str) -> TrainingItem:
+    """One (1, Z, Y, X) item, the volume normalised as a whole (as 3-D prediction does)."""
+    flat = normalize(image.reshape(1, -1, image.shape[-1]), NormalizationConfig())
+    return TrainingItem(flat.reshape(1, *image.shape), labels, mask, name)
+
+
+def slice_items(
+    image: np.ndarray, labels: np.ndarray, slices: tuple[int, ...], name: str
+) -> list[TrainingItem]:
+    """The annotated slices as 2-D items, each normalised on its own (as 2-D prediction does)."""
+    return [
+        TrainingItem(
+            normalize(image[z][None], NormalizationConfig()), labels[z], None, f"{name}[{z}]"
+        )
+        for z in slices
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A model trained under a CPU budget: steps done, CPU and wall seconds spent."""
+
+    model: object
+    steps: int
+    cpu_s: float
+    wall_s: float
+    diverged: tuple[str, ...] = ()
+
+
+def train_budget(
+    model, items, *, task: str, cpu_s: float, patch, batch: int, seed: int, device: str
+):
+    """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
+
+    fp32 on the CPU for both models (no bf16 autocast). A run that diverges (NaN loss) goes on
+    from its last ``latest.pt`` (written every 50 steps) at a tenth of the learning rate for the
+    rest of the budget; the divergences are returned so the report can say so.
+    """
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.errors import TrainingDivergedError
+    from napari_unet.core.training.loop import TrainConfig, train
+
+    config = TrainConfig(
+        task=task,
+        steps=1_000_000,
+        batch_size=batch,
+        patch_shape=patch,
+        val_fraction=0.0,  # every CPU second goes into training, for both models alike
+        val_every=50,  # no validation data: this only writes latest.pt
+        seed=seed,
+        device=device,
+        num_threads=1,
+        bf16_cpu=False,
+        tune_postprocess=False,
+        checkpoint_dir=tempfile.mkdtemp(prefix="bench3d-"),
+    )
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    steps, diverged = 0, []
+    while time.process_time() - cpu0 < cpu_s - 1:
+        try:
+            result = train(model, items, config, stop=lambda: time.process_time() - cpu0 >= cpu_s)
+            steps += result.steps
+            break
+        except TrainingDivergedError as err:
+            diverged.append(str(err).split(";")[0])
+            latest = Path(config.checkpoint_dir) / "latest.pt"
+            if latest.exists():
+                model.load_state_dict(load_checkpoint(latest).model.state_dict())
+                steps += int(load_checkpoint(latest).training_state["step"])
+            config = config.replace(lr=config.lr / 10, seed=config.seed + 1)
+    trained = Trained(model, steps, time.process_time() - cpu0, time.perf_counter() - wall0)
+    return dataclasses.replace(trained, diverged=tuple(diverged))
+
+
+def membrane_scores(probability: np.ndarray, membrane: np.ndarray) -> dict[str, float]:
+    """Mean over slices of membrane IoU and the ISBI Rand error (regions between membranes)."""
+    from napari_unet.core.evaluation.metrics import em_region_scores, iou
+
+    ious, rands = [], []
+    for prob, truth in zip(probability, membrane):
+        ious.append(iou(prob >= 0.5, truth))
+        rands.append(em_region_scores(prob, truth)["rand_error"])
+    return {"membrane_iou": float(np.mean(ious)), "rand_error": float(np.mean(rands))}
+
+
+def stitch_z(labels: np.ndarray, threshold: float = 0.25) -> np.ndarray:
+    """(Z, Y, X) per-slice instance ids -> ids linked across Z (best IoU >= ``threshold``)."""
+    out = np.zeros(labels.shape, np.int32)
+    next_id = 1
+    for z in range(labels.shape[0]):
+        for value in np.unique(labels[z])[1:]:
+            region = labels[z] == value
+            best, best_iou = 0, threshold
+            if z:
+                below = out[z - 1][region]
+                for candidate in np.unique(below[below > 0]):
+                    other = out[z - 1] == candidate
+                    overlap = np.count_nonzero(region & other) / np.count_nonzero(region | other)
+                    if overlap >= best_iou:
+                        best, best_iou = int(candidate), overlap
+            if not best:
+                best, next_id = next_id, next_id + 1
+            out[z][region] = best
+    return out

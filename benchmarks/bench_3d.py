@@ -1,0 +1,246 @@
+"""3-D against 2-D from the same few annotated slices, at the same CPU time.
+
+Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.json``.
+
+1. **ISBI 2012** (30 x 512 x 512 serial-section EM, voxel 50 x 4 x 4 nm): slices 5, 15 and 25 are
+   annotated (membrane = foreground); a 2-D U-Net (``unet``, trained on those 3 slices) and a
+   3-D U-Net (``unet3d_aniso``, trained on the volume with only those slices annotated) get the
+   same process CPU time on one torch thread, then predict the whole stack; both are scored on
+   the 27 unannotated slices: membrane IoU and the ISBI Rand error of the regions between
+   membranes (per slice, averaged). JSON keys ``rand_error_3d``, ``rand_error_2d``, ...
+2. **embryo_nuclei3d** (the README's protocol): train on stack ``00`` with slices 12, 22, 33
+   annotated (instances), test on the whole of stack ``01`` (and, without ``--quick``, the
+   reverse): 3-D instance AP@0.5 of the 3-D model's 3-D watershed against the 2-D model's
+   per-slice instances stitched in Z by overlap.
+3. **A 512 x 512 x 32 block**: seconds and peak resident memory of predicting it with each model
+   (one torch thread, or the GPU with ``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_3d_parts import (
+    EMBRYO_SLICES,
+    EMBRYO_VOXEL,
+    ISBI_VOXEL,
+    embryo_volume,
+    isbi_volume,
+    membrane_scores,
+    slice_items,
+    slice_mask,
+    stitch_z,
+    train_budget,
+    volume_item,
+)
+from _bench_common import current_rss_mb, machine_info
+
+from napari_unet.core.inference.prediction import PredictConfig, predict
+from napari_unet.core.models import build_model
+
+logger = logging.getLogger("bench_3d")
+ISBI_SLICES = (5, 15, 25)
+
+
+def _models(task_channels: int, voxel, depth: int, seed: int):
+    """(2-D unet, 3-D unet3d_aniso) of about the same per-voxel cost at full resolution."""
+    torch.manual_seed(seed)
+    net2d = build_model("unet", out_channels=task_channels, depth=depth, base_channels=16)
+    torch.manual_seed(seed)
+    net3d = build_model(
+        "unet3d_aniso", out_channels=task_channels, depth=depth, base_channels=8, voxel_size=voxel
+    )
+    return net2d, net3d
+
+
+def _predict(model, image: np.ndarray, task: str, device: str) -> np.ndarray:
+    config = PredictConfig(device=device, probability_dtype="float32")
+    with torch.inference_mode():
+        return predict(model, image, "ZYX", task=task, config=config)
+
+
+def run_isbi(args) -> dict:
+    image, membrane = isbi_volume()
+    labels = membrane.astype(np.uint8)
+    net2d, net3d = _models(1, ISBI_VOXEL, 4, args.seed)
+    budget = 60 * args.cpu_minutes
+    common = dict(task="binary", cpu_s=budget, batch=2, seed=args.seed, device=args.device)
+    t2 = train_budget(
+        net2d, slice_items(image, labels, ISBI_SLICES, "isbi"), patch=(256, 256), **common
+    )
+    item = volume_item(image, labels, slice_mask(image.shape, ISBI_SLICES), "isbi")
+    t3 = train_budget(net3d, [item], patch=tuple(args.isbi_patch_3d), **common)
+    test = [z for z in range(image.shape[0]) if z not in ISBI_SLICES]
+    result = {"isbi_annotated_slices": list(ISBI_SLICES), "isbi_test_slices": len(test)}
+    for key, trained in (("2d", t2), ("3d", t3)):
+        probability = _predict(trained.model, image, "binary", args.device)[0]
+        scores = membrane_scores(probability[test], membrane[test])
+        result[f"rand_error_{key}"] = scores["rand_error"]
+        result[f"membrane_iou_{key}"] = scores["membrane_iou"]
+        result[f"isbi_steps_{key}"] = trained.steps
+        result[f"isbi_train_cpu_s_{key}"] = round(trained.cpu_s, 1)
+        result[f"isbi_diverged_{key}"] = list(trained.diverged)
+        logger.info("ISBI %s: %s (%d steps)", key, scores, trained.steps)
+    result["_models"] = (t2.model, t3.model)
+    return result
+
+
+def _embryo_ap(model, image, truth, *, volumetric: bool, device: str) -> float:
+    from napari_unet.core.evaluation.instances import average_precision
+    from napari_unet.core.postprocess.config import PostprocessConfig
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
+    from napari_unet.core.postprocess.volume import volume_labels
+
+    probabilities = _predict(model, image, "instances", device)
+    config = PostprocessConfig(output="instances")
+    if volumetric:
+        labels = volume_labels(probabilities, task="instances", config=config, spacing=EMBRYO_VOXEL)
+    else:
+        per_slice = labels_from_probabilities(probabilities, task="instances", config=config)
+        labels = stitch_z(np.asarray(per_slice))
+    return float(average_precision(labels, truth, thresholds=(0.5,))[0.5])
+
+
+def run_embryo(args) -> dict:
+    pairs = [("00", "01")] if args.quick else [("00", "01"), ("01", "00")]
+    budget = 60 * args.embryo_cpu_minutes
+    aps = {"2d": [], "3d": []}
+    for train_name, test_name in pairs:
+        image, truth = embryo_volume(train_name)
+        slices = EMBRYO_SLICES[train_name]
+        net2d, net3d = _models(3, EMBRYO_VOXEL, 3, args.seed)
+        common = dict(task="instances", cpu_s=budget, batch=2, seed=args.seed, device=args.device)
+        t2 = train_budget(
+            net2d, slice_items(image, truth, slices, train_name), patch=(96, 96), **common
+        )
+        item = volume_item(image, truth, slice_mask(image.shape, slices), train_name)
+        t3 = train_budget(net3d, [item], patch=(8, 64, 64), **common)
+        test_image, test_truth = embryo_volume(test_name)
+        for key, trained in (("2d", t2), ("3d", t3)):
+            ap = _embryo_ap(
+                trained.model, test_image, test_truth, volumetric=key == "3d", device=args.device
+            )
+            aps[key].append(ap)
+            logger.info(
+                "embryo %s->%s %s: AP@0.5 %.3f (%d steps)",
+                train_name,
+                test_name,
+                key,
+                ap,
+                trained.steps,
+            )
+    return {
+        "embryo_pairs": [f"{a}->{b}" for a, b in pairs],
+        "embryo_ap50_2d": float(np.mean(aps["2d"])),
+        "embryo_ap50_3d": float(np.mean(aps["3d"])),
+        "embryo_ap50_2d_each": aps["2d"],
+        "embryo_ap50_3d_each": aps["3d"],
+    }
+
+
+def _peak_rss_during(fn) -> tuple[float, float]:
+    """``(seconds, peak resident memory above the start in MiB)`` of ``fn()``, RSS polled every
+    5 ms in a thread (the kernel's high-water mark cannot be reset without privileges)."""
+    import threading
+
+    base, peak, done = current_rss_mb(), [0.0], threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], current_rss_mb())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    tick = time.perf_counter()
+    try:
+        fn()
+    finally:
+        seconds = time.perf_counter() - tick
+        done.set()
+        watcher.join()
+    return seconds, max(peak[0], current_rss_mb()) - base
+
+
+def run_block(models, args) -> dict:
+    """Seconds and peak memory of predicting one 32 x 512 x 512 block with each model."""
+    image, _ = isbi_volume()
+    block = np.pad(image, ((1, 1), (0, 0), (0, 0)), mode="reflect")  # 32 slices
+    result = {"block_shape": list(block.shape)}
+    for key, model in zip(("2d", "3d"), models):
+        _predict(model, block[:4], "binary", args.device)  # warm-up (allocations, kernels)
+        if args.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        seconds, peak = _peak_rss_during(lambda m=model: _predict(m, block, "binary", args.device))
+        result[f"block_seconds_{key}"] = round(seconds, 2)
+        result[f"block_peak_rss_mb_{key}"] = round(peak, 1)
+        if args.device.startswith("cuda"):
+            result[f"block_peak_gpu_mb_{key}"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="1.5 + 1 CPU-minutes per model, one embryo direction"
+    )
+    parser.add_argument(
+        "--cpu-minutes", type=float, help="ISBI budget per model (quick 1.5, else 10)"
+    )
+    parser.add_argument(
+        "--embryo-cpu-minutes", type=float, help="embryo budget per model (quick 1, else 5)"
+    )
+    parser.add_argument(
+        "--isbi-patch-3d",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=[4, 128, 128],
+        help="3-D training patch D,H,W on ISBI (4,128,128)",
+    )
+    parser.add_argument(
+        "--parts", default="isbi,embryo,block", help="what to run (isbi,embryo,block)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    args.cpu_minutes = args.cpu_minutes or (1.5 if args.quick else 10.0)
+    args.embryo_cpu_minutes = args.embryo_cpu_minutes or (1.0 if args.quick else 5.0)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(1)
+    tick = time.perf_counter()
+    result = {"command": "python benchmarks/bench_3d.py " + " ".join(argv or sys.argv[1:])}
+    result.update(machine_info(torch.device(args.device)))
+    result.update(
+        cpu_minutes_per_model=args.cpu_minutes, embryo_cpu_minutes_per_model=args.embryo_cpu_minutes
+    )
+    parts = set(args.parts.split(","))
+    result["isbi_patch_3d"] = list(args.isbi_patch_3d)
+    if parts & {"isbi", "block"}:
+        isbi = run_isbi(args)
+        models = isbi.pop("_models")
+        result.update(isbi)
+    if "embryo" in parts:
+        result.update(run_embryo(args))
+    if "block" in parts:
+        result.update(run_block(models, args))
+    result["wall_s"] = round(time.perf_counter() - tick, 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
