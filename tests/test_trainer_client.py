@@ -71,7 +71,6 @@ def test_signals_version_and_stop_without_blocking_the_ui(qtbot, clients, sessio
     qtbot.wait(300)
     heartbeat.stop()
     assert pools and pools[0].n_items == 1
-    assert [v.version_id for v in versions] == [v.id for v in Session.open(folder).versions()]
     gaps = [b - a for a, b in itertools.pairwise(beats)]
     assert gaps and max(gaps) < 0.2, f"the UI stalled {max(gaps):.3f} s"
     process_pid = client.pid
@@ -81,6 +80,8 @@ def test_signals_version_and_stop_without_blocking_the_ui(qtbot, clients, sessio
     assert time.monotonic() - asked < 2.5
     assert finished and finished[-1].reason == "stopped" and not failed
     assert finished[-1].best_version == versions[-1].version_id
+    # every version on disk was signalled (compared after the end: one may land while we look)
+    assert [v.version_id for v in versions] == [v.id for v in Session.open(folder).versions()]
     with pytest.raises(ProcessLookupError):
         os.kill(process_pid, 0)
 
