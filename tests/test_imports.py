@@ -311,9 +311,7 @@ LONG_MODULES = {
     "core/models/unet3d.py",
     "core/postprocess/measure.py",  # new this session (measurements): to split
     "core/training/augment.py",
-    "core/training/config.py",
     "core/training/sampler.py",
-    "core/training/targets.py",
 }
 
 #: Functions still over ``MAX_FUNCTION_LINES``, as ``path:name``. The list may only shrink.
@@ -331,7 +329,6 @@ LONG_FUNCTIONS = {
     "core/inference/prediction.py:iter_predict",
     "core/inference/tiling.py:iter_tile_predict",
     "core/postprocess/measure.py:measure_objects",  # new this session (measurements): to split
-    "core/training/targets.py:make_targets",
     "distributed/tasks.py:predict_block",
 }
 
