@@ -101,6 +101,37 @@ def shared_sets(root: Path) -> dict[str, LearnSet]:
     }
 
 
+def stained_grey_set(root: Path, folder: Path) -> LearnSet:
+    """``dsb2018_stained_bf``'s 16 ``brightfield_gray`` tiles as one-channel images in ``folder``.
+
+    The files hold grey as RGB with three equal channels, which a one-channel built-in model
+    refuses (``train --model fluo-nuclei``: channel mismatch), so channel 0 is written as a grey
+    PNG. Test: every 4th tile from the 2nd (4 tiles), pool: the other 12.
+    """
+    import imageio.v3 as iio
+
+    source = root / "dsb2018_stained_bf"
+    with open(source / "index.csv", encoding="utf-8") as handle:
+        stems = [
+            row["file"] for row in csv.DictReader(handle) if row["modality"] == "brightfield_gray"
+        ]
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        image = iio.imread(source / "images" / f"{stem}.png")
+        iio.imwrite(folder / "images" / f"{stem}.png", image[..., 0] if image.ndim == 3 else image)
+        target = folder / "labels" / f"{stem}.png"
+        if not target.exists():
+            target.symlink_to((source / "labels" / f"{stem}.png").resolve())
+    test = tuple(stem for i, stem in enumerate(stems) if i % 4 == 1)
+    return LearnSet(
+        "dsb2018_stained_grey",
+        str(folder),
+        test=test,
+        pool=tuple(s for s in stems if s not in test),
+    )
+
+
 def synthetic_set(folder: Path, n: int = 8, side: int = 96) -> LearnSet:
     """A tiny synthetic nuclei set written to ``folder`` (tests): 5 pool, 3 test images."""
     import tifffile

@@ -39,6 +39,20 @@ ABLATIONS: dict[str, dict[str, Any]] = {
              "train": {"bf16_cpu": False}},
     "boundary_width1": {"factor": "boundary class 1 px wide (default 2)",
                         "train": {"targets": {"boundary_width": 1}}},
+    "class_balance_on": {"factor": "loss weights: inverse-frequency class balancing on",
+                         "train": {"targets": {"class_balance": True}}},
+    "sqrt_class_balance": {"factor": "loss weights: square root of the inverse-frequency class "
+                           "weights", "train": {"targets": {"class_balance": "sqrt"}}},
+    "lr3e-3_warmup": {"factor": "learning rate 3e-3 (1e-3) with 6 warm-up steps, cosine",
+                      "train": {"lr": 3e-3, "warmup_steps": 6}},
+    "patch128_batch16": {"factor": "patch 128, batch 16 (256, 4: same pixels per step)",
+                         "cli": ["--patch", "128", "--batch-size", "16"]},
+    "wide_net": {"factor": "model size: depth 4, base 48 (default base 32)",
+                 "model": {"depth": 4, "base_channels": 48}},
+    "finetune_fluo": {"factor": "start from the built-in fluo-nuclei (train --model fluo-nuclei, "
+                      "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
+    "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
+                             "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
 }  # fmt: skip
 #: Extra scorings of a trained recipe run, no retraining (``--evals``).
 EVALS: dict[str, dict[str, Any]] = {

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _learn_data import LearnSet, shared_sets, synthetic_set
+from _learn_data import LearnSet, shared_sets, stained_grey_set, synthetic_set
 from _learn_runs import (
     ABLATIONS,
     EVALS,
@@ -96,14 +96,27 @@ def build_specs(sets: dict[str, LearnSet], args, mode: dict[str, Any]) -> list[d
     return specs
 
 
-def execute(specs: list[dict[str, Any]], work: Path, parallel: int) -> list[dict[str, Any]]:
-    """Run the specs, ``parallel`` at a time (1: in this process, in order)."""
+def execute(
+    specs: list[dict[str, Any]], work: Path, parallel: int, partial: Path | None = None
+) -> list[dict[str, Any]]:
+    """Run the specs, ``parallel`` at a time (1: in this process, in order).
+
+    Each finished run is also appended to ``partial`` (JSON lines), so a long run that is
+    stopped keeps what it finished (``merge_learn.py`` reads such files).
+    """
     jobs = [(spec, str(work / f"run{i:03d}")) for i, spec in enumerate(specs)]
-    records = []
+    records: list[dict[str, Any]] = []
+
+    def done(record: dict[str, Any]) -> None:
+        records.append(record)
+        logger.info("%s", _line(record))
+        if partial is not None:
+            with open(partial, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, default=str) + "\n")
+
     if parallel <= 1:
         for spec, folder in jobs:
-            records.append(run_one(spec, folder))
-            logger.info("%s", _line(records[-1]))
+            done(run_one(spec, folder))
         return records
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
@@ -111,8 +124,7 @@ def execute(specs: list[dict[str, Any]], work: Path, parallel: int) -> list[dict
     ) as pool:
         futures = [pool.submit(run_one, spec, folder) for spec, folder in jobs]
         for future in futures:
-            records.append(future.result())
-            logger.info("%s", _line(records[-1]))
+            done(future.result())
     return records
 
 
@@ -224,8 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             sets = {"synthetic": synthetic_set(Path(temp) / "synthetic")}
         else:
             sets = shared_sets(args.data)
+            if "dsb2018_stained_grey" in (args.sets or ()):
+                sets["dsb2018_stained_grey"] = stained_grey_set(args.data, Path(temp) / "grey")
         specs = build_specs(sets, args, mode)
-        records = execute(specs, work, args.parallel)
+        records = execute(specs, work, args.parallel, out.with_suffix(".partial.jsonl"))
     summary = summarize(records)
     import torch
     from _bench_common import machine_info, threads

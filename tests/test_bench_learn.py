@@ -29,6 +29,35 @@ def test_smoke_run_writes_the_report_and_the_plain_loop_learns(load_benchmark, t
     rows = {(r["method"], r["variant"]) for r in result["summary"]}
     assert {("recipe", "default"), ("plain", "default"), ("rf", "default")} <= rows
     assert all("ap50_mean" in r and "ap50_std" in r for r in result["summary"])
+    partial = out.with_suffix(".partial.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(partial) == len(result["runs"])  # every finished run, as it finished
+
+
+def _record(seed: int, ap50: float, method: str = "recipe") -> dict:
+    metrics = {"ap50": ap50, "ap75": ap50 / 2, "iou": 0.8, "n_pred": 10, "n_true": 12}
+    curve = [{"fraction": f, "minutes": 2 * f, "steps": int(60 * f), "metrics": metrics}
+             for f in (0.5, 1.0)]  # fmt: skip
+    return {"set": "synthetic", "k": 3, "seed": seed, "method": method, "variant": "default",
+            "membranes": False, "steps": 60, "cpu_s": 120.0, "metrics": metrics,
+            "curve": curve}  # fmt: skip
+
+
+def test_merge_pools_runs_of_json_and_partial_files(load_benchmark, tmp_path) -> None:
+    """Runs of separate commands, one of them stopped (.partial.jsonl), give one summary."""
+    load_benchmark("bench_learn")
+    merge_learn = load_benchmark("merge_learn")
+    whole = tmp_path / "a.json"
+    whole.write_text(json.dumps({"command": "python benchmarks/bench_learn.py --plan 3:0",
+                                 "runs": [_record(0, 0.6), _record(0, 0.5, "plain")]}))  # fmt: skip
+    stopped = tmp_path / "b.partial.jsonl"
+    stopped.write_text(json.dumps(_record(1, 0.8)) + "\n")
+    out = tmp_path / "merged.json"
+    assert merge_learn.main([str(out), str(whole), str(stopped)]) == 0
+    merged = json.loads(out.read_text(encoding="utf-8"))
+    assert len(merged["runs"]) == 3 and len(merged["sources"]) == 2
+    recipe = next(r for r in merged["summary"] if r["method"] == "recipe")
+    assert recipe["n"] == 2 and abs(recipe["ap50_mean"] - 0.7) < 1e-9
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_fluo_draw_is_the_issue_s_and_nested(load_benchmark) -> None:

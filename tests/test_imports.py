@@ -290,15 +290,10 @@ MAX_FUNCTION_LINES = 60
 
 #: Modules still over ``MAX_MODULE_LINES``, as paths under ``napari_unet/``. The list may only
 #: shrink: split a module, then delete its line here.
-LONG_MODULES = {
-    "core/training/config.py",
-    "core/training/targets.py",
-}
+LONG_MODULES: set[str] = set()
 
 #: Functions still over ``MAX_FUNCTION_LINES``, as ``path:name``. The list may only shrink.
-LONG_FUNCTIONS = {
-    "core/training/targets.py:make_targets",
-}
+LONG_FUNCTIONS: set[str] = set()
 
 
 def size_offenders() -> tuple[set[str], set[str]]:

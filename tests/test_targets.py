@@ -169,3 +169,36 @@ def test_restoration_and_bad_configs_are_refused():
     assert TargetConfig(task="instances").use_border_weights
     assert not TargetConfig(task="binary").use_border_weights
     assert TargetConfig(task="binary", border_weights=True).use_border_weights
+
+
+def test_sqrt_class_balance_lies_between_plain_and_inverse_frequency_weights():
+    labels = two_touching_squares()
+    mask = np.ones(labels.shape, bool)
+    config = TargetConfig(task="instances", border_weights=False)
+    by_mode = {
+        mode: make_targets(labels, mask, config=config.replace(class_balance=mode))
+        for mode in (True, "sqrt", False)
+    }
+    classes = by_mode[True].classes
+    per_class = {
+        mode: np.array([t.weights[classes == c][0] for c in range(3)])
+        for mode, t in by_mode.items()
+    }
+    np.testing.assert_allclose(per_class[False], 1.0)
+    # the rarest class (boundary) gets the largest weight, less so with sqrt
+    assert per_class[True][2] > per_class["sqrt"][2] > 1.0
+    np.testing.assert_allclose(per_class["sqrt"], np.sqrt(per_class[True]) / np.mean(
+        np.sqrt(per_class[True])[classes]), rtol=1e-5)  # fmt: skip
+    for targets in by_mode.values():  # every mode keeps the mean weight at 1
+        assert targets.weights.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_class_balance_auto_resolves_per_task_and_bad_values_are_refused():
+    from napari_unet.core.training.targets import AUTO_CLASS_BALANCE
+
+    for task in ("binary", "semantic", "instances"):
+        expected = AUTO_CLASS_BALANCE.get(task, True)
+        assert TargetConfig(task=task).resolved_class_balance == expected
+    assert TargetConfig(task="instances", class_balance=True).resolved_class_balance is True
+    with pytest.raises(ValueError, match="class_balance"):
+        TargetConfig(task="instances", class_balance="log")

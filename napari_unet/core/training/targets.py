@@ -22,10 +22,13 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from napari_unet.core.config import Config, check_task
-from napari_unet.core.errors import TrainingDataError, UserInputError
-from napari_unet.core.training.weightmap import border_weight_map
+from napari_unet.core.errors import TrainingDataError
+from napari_unet.core.training.instance_classes import instances_to_classes
+from napari_unet.core.training.label_map import LabelMap, apply_label_map, parse_label_map
+from napari_unet.core.training.weightmap import border_weight_map, class_balance_weights
 
 __all__ = [
+    "AUTO_CLASS_BALANCE",
     "IGNORE_INDEX",
     "LabelMap",
     "TargetConfig",
@@ -42,102 +45,8 @@ logger = logging.getLogger(__name__)
 #: Class target of pixels that no loss may see (outside the annotated mask, ignore value).
 IGNORE_INDEX = -1
 
-#: Maps a data set's label values to ours, e.g. ISBI 2012 ``{0: 1, 255: 0}``.
-LabelMap = dict[int, int]
-
-
-def parse_label_map(text: str) -> LabelMap:
-    """Parse ``"SRC:DST,SRC:DST"`` (e.g. ``"0:1,255:0"``) into a :data:`LabelMap`.
-
-    Raises:
-        UserInputError: the text is not a comma-separated list of ``int:int`` pairs, or a source
-            value appears twice.
-    """
-    mapping: LabelMap = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            source, target = (int(value) for value in item.split(":"))
-        except ValueError:
-            raise UserInputError(
-                f"cannot read label map entry {item!r}; write pairs SRC:DST separated by commas, "
-                "e.g. 0:1,255:0"
-            ) from None
-        if source in mapping:
-            raise UserInputError(f"label map maps value {source} twice; give each source once")
-        mapping[source] = target
-    if not mapping:
-        raise UserInputError("the label map is empty; write pairs SRC:DST, e.g. 0:1,255:0")
-    return mapping
-
-
-def apply_label_map(labels: np.ndarray, mapping: LabelMap) -> np.ndarray:
-    """Replace label values by ``mapping``; values not in the map are kept unchanged.
-
-    Sources are matched in the original ``labels``, so swaps such as ``{0: 1, 1: 0}`` work.
-
-    Args:
-        labels: integer array of any shape.
-        mapping: source value -> target value.
-
-    Returns:
-        New array, same shape; dtype wide enough for the targets (at least ``labels.dtype``).
-    """
-    labels = np.asarray(labels)
-    dtype = labels.dtype
-    for value in mapping.values():
-        dtype = np.promote_types(dtype, np.min_scalar_type(value))
-    out = labels.astype(dtype, copy=True)
-    for source, target in mapping.items():
-        out[labels == source] = target
-    return out
-
-
-def _shifted_pairs(ndim: int):
-    """For each axis and direction: (slice of pixels, slice of their neighbours)."""
-    for axis in range(ndim):
-        for here, there in ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None))):
-            a = [slice(None)] * ndim
-            b = [slice(None)] * ndim
-            a[axis], b[axis] = here, there
-            yield tuple(a), tuple(b)
-
-
-def instances_to_classes(
-    labels: np.ndarray, *, boundary_width: int = 2, annotated_mask: np.ndarray | None = None
-) -> np.ndarray:
-    """Instance ids -> 3 classes: 0 background, 1 interior, 2 boundary.
-
-    A pixel of an object is a boundary pixel when one of its 4-neighbours (2-D) has a different
-    label, background included; the boundary is then widened inward, within the same object, to
-    ``boundary_width`` pixels. Two touching objects are therefore separated by
-    ``2 · boundary_width`` boundary pixels. The image edge is not a boundary, nor are neighbours
-    outside ``annotated_mask`` (their labels are not vouched for). Objects thinner than
-    ``2 · boundary_width`` become boundary only.
-
-    Args:
-        labels: (Y, X) non-negative integer instance ids, 0 = background.
-        boundary_width: boundary thickness in pixels, >= 1.
-        annotated_mask: optional (Y, X) bool; see above.
-
-    Returns:
-        (Y, X) uint8 classes.
-    """
-    labels = np.asarray(labels)
-    if boundary_width < 1:
-        raise ValueError(f"boundary_width must be >= 1, got {boundary_width}")
-    known = np.ones(labels.shape, bool) if annotated_mask is None else np.asarray(annotated_mask)
-    objects = labels != 0
-    boundary = np.zeros(labels.shape, bool)
-    for here, there in _shifted_pairs(labels.ndim):
-        boundary[here] |= objects[here] & known[there] & (labels[here] != labels[there])
-    for _ in range(boundary_width - 1):
-        grown = boundary.copy()
-        for here, there in _shifted_pairs(labels.ndim):
-            grown[here] |= objects[here] & boundary[there] & (labels[here] == labels[there])
-        boundary = grown
-    classes = objects.astype(np.uint8)
-    classes[boundary] = 2
-    return classes
+#: ``TargetConfig.class_balance = None`` per task (``True`` for tasks not listed).
+AUTO_CLASS_BALANCE: dict[str, bool | str] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +65,9 @@ class TargetConfig(Config):
         w0, sigma: U-Net border weight parameters.
         border_weights: add the border term; ``None`` = auto (on for instances only). For
             binary/semantic the objects are the connected regions of equal non-zero label.
-        class_balance: inverse-frequency class weights ``w_c``; else ``w_c = 1``.
+        class_balance: class weights ``w_c``: ``True`` = inverse frequency, ``"sqrt"`` = its
+            square root (both rescaled to mean 1 over the annotated pixels), ``False`` =
+            ``w_c = 1``; ``None`` = auto (:data:`AUTO_CLASS_BALANCE` of the task).
     """
 
     task: str = "semantic"
@@ -167,10 +78,14 @@ class TargetConfig(Config):
     w0: float = 10.0
     sigma: float = 5.0
     border_weights: bool | None = None
-    class_balance: bool = True
+    class_balance: bool | str | None = None
 
     def __post_init__(self) -> None:
         check_task(self.task)
+        if self.class_balance not in (None, True, False, "sqrt"):
+            raise ValueError(
+                f"class_balance must be True, False, 'sqrt' or None, got {self.class_balance!r}"
+            )
         if self.n_classes is not None and self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2 for a semantic model, got {self.n_classes}")
         if self.boundary_width < 1:
@@ -187,6 +102,13 @@ class TargetConfig(Config):
     def use_border_weights(self) -> bool:
         """The resolved ``border_weights`` (auto = instances only)."""
         return self.task == "instances" if self.border_weights is None else self.border_weights
+
+    @property
+    def resolved_class_balance(self) -> bool | str:
+        """The resolved ``class_balance`` (auto: :data:`AUTO_CLASS_BALANCE` of the task)."""
+        if self.class_balance is None:
+            return AUTO_CLASS_BALANCE.get(self.task, True)
+        return self.class_balance
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -261,6 +183,36 @@ def make_targets(
     if config.task == "restoration":
         raise ValueError("restoration targets are images, not labels; use them as they are")
     raw = _integer_labels(labels)
+    valid = _valid_pixels(raw, annotated_mask, config)
+    mapped = apply_label_map(raw, dict(config.label_map)) if config.label_map else raw
+    mapped = np.where(valid, mapped, 0).astype(np.int64, copy=False)
+    if mapped.min() < 0:
+        raise TrainingDataError(
+            f"the labels contain negative values (down to {mapped.min()}); use 0 for background "
+            "and positive ids for classes or objects (or map them with a label map)"
+        )
+    classes, objects = _classes_and_objects(mapped, valid, config)
+    classes[~valid] = IGNORE_INDEX
+    weights = border_weight_map(
+        np.zeros_like(classes) if objects is None else objects,
+        valid,
+        w0=0.0 if objects is None else config.w0,
+        sigma=config.sigma,
+        class_weights=_class_weights(classes, valid, config.resolved_class_balance),
+        classes=classes,
+    )
+    logger.debug("targets: %d annotated pixels of %d", int(valid.sum()), valid.size)
+    return Targets(classes=classes, weights=weights)
+
+
+def _valid_pixels(
+    raw: np.ndarray, annotated_mask: np.ndarray | None, config: TargetConfig
+) -> np.ndarray:
+    """(Y, X) bool: annotated pixels without the ignore value.
+
+    Raises:
+        TrainingDataError: the mask's shape differs from the labels', or nothing is left.
+    """
     if annotated_mask is None:
         valid = np.ones(raw.shape, dtype=bool)
     else:
@@ -277,18 +229,22 @@ def make_targets(
             "nothing is annotated: the annotated mask is empty (or every annotated pixel has the "
             "ignore value); mark at least one corrected region before training"
         )
-    mapped = apply_label_map(raw, dict(config.label_map)) if config.label_map else raw
-    mapped = np.where(valid, mapped, 0).astype(np.int64, copy=False)
-    if mapped.min() < 0:
-        raise TrainingDataError(
-            f"the labels contain negative values (down to {mapped.min()}); use 0 for background "
-            "and positive ids for classes or objects (or map them with a label map)"
-        )
+    return valid
+
+
+def _classes_and_objects(
+    mapped: np.ndarray, valid: np.ndarray, config: TargetConfig
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Y, X) int64 class ids and the objects of the border term (None without it).
+
+    Raises:
+        TrainingDataError: a semantic class id >= ``config.n_classes``.
+    """
     border = config.use_border_weights
     if config.task == "binary":
         classes = (mapped > 0).astype(np.int64)
-        objects = connected_components(classes, connectivity=1) if border else None
-    elif config.task == "semantic":
+        return classes, connected_components(classes, connectivity=1) if border else None
+    if config.task == "semantic":
         top = int(mapped.max())
         if config.n_classes is not None and top >= config.n_classes:
             raise TrainingDataError(
@@ -296,22 +252,25 @@ def make_targets(
                 f"(ids 0..{config.n_classes - 1}); fix the labels, map them with a label map, or "
                 "train a model with more classes"
             )
-        classes = mapped
         objects = connected_components(mapped, background=0, connectivity=1) if border else None
-    else:
-        classes = instances_to_classes(
-            mapped, boundary_width=config.boundary_width, annotated_mask=valid
-        ).astype(np.int64)
-        objects = mapped if border else None
-    classes[~valid] = IGNORE_INDEX
-    class_weights = "balanced" if config.class_balance else None
-    weights = border_weight_map(
-        np.zeros_like(classes) if objects is None else objects,
-        valid,
-        w0=0.0 if objects is None else config.w0,
-        sigma=config.sigma,
-        class_weights=class_weights,
-        classes=classes,
-    )
-    logger.debug("targets: %d annotated pixels of %d", int(valid.sum()), valid.size)
-    return Targets(classes=classes, weights=weights)
+        return mapped, objects
+    classes = instances_to_classes(
+        mapped, boundary_width=config.boundary_width, annotated_mask=valid
+    ).astype(np.int64)
+    return classes, mapped if border else None
+
+
+def _class_weights(
+    classes: np.ndarray, valid: np.ndarray, balance: bool | str
+) -> np.ndarray | str | None:
+    """The ``class_weights`` argument of :func:`border_weight_map` for ``balance``.
+
+    ``"sqrt"``: square roots of the inverse-frequency weights, rescaled to mean 1 over the
+    annotated pixels (as the inverse-frequency weights are).
+    """
+    if balance != "sqrt":
+        return "balanced" if balance else None
+    table = np.sqrt(class_balance_weights(classes, valid))
+    counted = classes[valid & (classes >= 0)]
+    mean = float(table[counted].mean()) if counted.size else 1.0
+    return table / mean if mean > 0 else table
