@@ -195,3 +195,21 @@ def test_dask_local_cluster_gives_the_same_objects_as_one_process(tmp_path, monk
     spread = np.asarray(open_zarr(tmp_path / "dask" / "out" / "vol_labels.zarr").array[...])
     assert one.max() == 2
     _same_objects(spread, one)
+
+
+def test_a_tzyx_zarr_streams_each_volume_as_in_memory(tmp_path):
+    import zarr
+
+    model = save_checkpoint(tmp_path / "r.pt", _random_net(), task="semantic")
+    volume = _noise((2, 5, 24, 20))
+    write_tiff(tmp_path / "vol.tif", volume, axes="TZYX")
+    group = zarr.open_group(str(tmp_path / "vol.zarr"), mode="w", zarr_format=2)
+    group.attrs.update(ngff_attributes("TZYX", "vol.zarr"))
+    group.create_array("0", data=volume, chunks=(1, 1, 16, 16))
+    assert _predict(tmp_path / "mem", model, tmp_path / "vol.tif", "--axes", "TZYX") == 0
+    extra = ("--dask-block", "3,16,16")
+    assert _predict(tmp_path / "zarr", model, tmp_path / "vol.zarr", *extra) == 0
+    memory = read_image(tmp_path / "mem" / "out" / "vol_labels.tif").image
+    streamed = np.asarray(open_zarr(tmp_path / "zarr" / "out" / "vol_labels.zarr").array[...])
+    assert streamed.shape == (2, 5, 24, 20)
+    np.testing.assert_array_equal(streamed, memory)
