@@ -52,7 +52,7 @@ def _layout(job: Any, path: Path, array: Any, stated: str | None) -> Any:
             f"--measure needs the labels in memory; {name} streams this volume block by block: "
             "drop --measure and measure the labels store afterwards."
         )
-    if job.args.slices is not None:
+    if getattr(job.args, "slices", None) is not None:
         raise UserInputError(
             f"--slices shares a stack among 2-D jobs; {name} predicts whole volumes: drop --slices."
         )
@@ -96,7 +96,7 @@ def _spec(job: Any, path: Path, layout: Any, labels, targets, physical) -> Any:
         volumes.volume_shape,
         n_volumes=volumes.n_volumes,
         halo=_halo(job, labels),
-        block=job.args.dask_block,
+        block=getattr(job.args, "dask_block", None),
     )
     info = job.loaded.info
     return VolumeRunSpec(
