@@ -101,17 +101,19 @@ def test_a_3d_model_on_a_2d_image_fails_in_one_line(tmp_path, capsys, shape, axe
     assert not (tmp_path / "out" / "flat_labels.tif").exists()
 
 
-def test_a_3d_model_refuses_a_zarr_store_in_one_line_and_writes_nothing(tmp_path, capsys):
+def test_a_3d_model_streams_a_zarr_store_and_leaves_it_as_it_was(tmp_path, capsys):
+    """Zarr volumes are predicted block by block in 3-D (tests/test_predict_volume_stream.py)."""
     zarr = pytest.importorskip("zarr")
     store = tmp_path / "vol.zarr"
-    array = zarr.open_array(store=str(store), mode="w", shape=(4, 32, 32), dtype="uint16")
-    array[:] = 7
+    image, mask = blobs()
+    array = zarr.open_array(store=str(store), mode="w", shape=image.shape, dtype="uint16")
+    array[:] = image
     model = save_checkpoint(tmp_path / "t.pt", threshold_net(), task="semantic")
-    assert run(tmp_path, model, store) == 1
-    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAILED")]
-    assert len(failed) == 1 and "3-D model" in failed[0] and "TIFF" in failed[0]
-    assert not (tmp_path / "out").exists()
-    assert (zarr.open_array(store=str(store), mode="r")[:] == 7).all()
+    assert run(tmp_path, model, store, "--axes", "ZYX") == 0
+    assert "streamed in 3-D" in capsys.readouterr().out
+    labels = zarr.open_group(str(tmp_path / "out" / "vol_labels.zarr"), mode="r")["0"][:]
+    np.testing.assert_array_equal(labels, mask.astype(np.uint8))
+    assert (zarr.open_array(store=str(store), mode="r")[:] == image).all()
 
 
 def test_pixel_size_is_the_voxel_size_of_3d_instances(tmp_path, capsys):

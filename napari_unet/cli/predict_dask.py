@@ -53,7 +53,8 @@ def add_dask_arguments(parser: argparse.ArgumentParser) -> None:
         type=_block,
         metavar="SLICES,Y,X",
         help="block size for --dask (default: whole input chunks up to 2048 px, slices "
-        "grouped up to 4 Mpx per block)",
+        "grouped up to 4 Mpx per block); for a 3-D model the Z,Y,X block a volume is streamed "
+        "in, with or without --dask (default 64,256,256)",
     )
 
 

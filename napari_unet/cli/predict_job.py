@@ -85,10 +85,9 @@ class _Job:
 
         volumetric = getattr(self.loaded.model, "spatial_dims", 2) == 3
         if volumetric and (getattr(self.args, "dask", None) or is_zarr(path)):
-            raise UserInputError(
-                f"{info_arch(self.loaded)} is a 3-D model: it predicts TIFF volumes read into "
-                "memory for now, not Zarr stores or --dask; save the volume as a TIFF."
-            )
+            from napari_unet.cli.predict_volume import predict_volume_stream
+
+            return predict_volume_stream(self, path, stem, bar)  # block by block in 3-D
         if getattr(self.args, "dask", None):
             return predict_dask(self, path, stem, bar)
         if is_zarr(path):
@@ -96,10 +95,12 @@ class _Job:
         if self.args.slices is not None:
             raise UserInputError("--slices applies to Zarr inputs only; this is a single file.")
         if volumetric:
-            from napari_unet.cli.volume_checks import check_predict_memory
+            from napari_unet.cli.volume_checks import stream_if_too_large
 
-            channels, name = int(self.loaded.model.out_channels), info_arch(self.loaded)
-            check_predict_memory(path, channels, model_name=name)
+            if stream_if_too_large(path, int(self.loaded.model.out_channels)):
+                from napari_unet.cli.predict_volume import predict_volume_stream
+
+                return predict_volume_stream(self, path, stem, bar)
         return self._process_file(path, stem, bar)
 
     def _process_file(self, path: Path, stem: str, bar: FileProgress) -> str:

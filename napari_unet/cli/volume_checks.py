@@ -105,27 +105,52 @@ def check_sparse_annotation(items: list, ignore_value: int | None) -> None:
         )
 
 
+def predict_memory(path: Path, out_channels: int) -> tuple[int, int] | None:
+    """``(bytes needed, bytes free)`` to predict a TIFF volume in memory (None: unknown)."""
+    free, found = available_memory(), _file_shape(Path(path))
+    if free is None or found is None:
+        return None
+    shape, dtype = found
+    return int(np.prod(shape, dtype=np.int64)) * (dtype.itemsize + 4 * out_channels + 4), free
+
+
+def stream_if_too_large(path: Path, out_channels: int) -> bool:
+    """True when a TIFF volume's 3-D prediction would not fit in memory: it is then streamed
+    block by block through tifffile's Zarr interface (outputs as OME-Zarr), never read whole."""
+    import logging
+
+    found = predict_memory(path, out_channels)
+    if found is None or found[0] <= MEMORY_SHARE * found[1]:
+        return False
+    needed, free = found
+    logging.getLogger(__name__).warning(
+        "%s: predicting it in memory needs about %.1f GiB but %.1f GiB is free; streaming it "
+        "block by block instead (outputs as OME-Zarr)",
+        Path(path).name,
+        needed / 2**30,
+        free / 2**30,
+    )
+    return True
+
+
 def check_predict_memory(path: Path, out_channels: int, *, model_name: str) -> None:
     """Refuse, before reading, a TIFF volume whose 3-D prediction would not fit in memory.
 
-    A 3-D model predicts a TIFF read whole, with float32 probabilities for every voxel (and the
-    labels); a stack larger than that is refused in one sentence instead of being killed by the
-    system half-way.
+    (``predict`` streams such a volume instead, see :func:`stream_if_too_large`; kept for
+    callers that need the whole volume in memory.)
 
     Raises:
         UserInputError: The estimate exceeds :data:`MEMORY_SHARE` of the free memory.
     """
     from napari_unet.core.errors import UserInputError
 
-    free, found = available_memory(), _file_shape(Path(path))
-    if free is None or found is None:
+    found = predict_memory(path, out_channels)
+    if found is None or found[0] <= MEMORY_SHARE * found[1]:
         return
-    shape, dtype = found
-    needed = int(np.prod(shape, dtype=np.int64)) * (dtype.itemsize + 4 * out_channels + 4)
-    if needed > MEMORY_SHARE * free:
-        raise UserInputError(
-            f"predicting {Path(path).name} with the 3-D model {model_name} needs about "
-            f"{needed / 2**30:.1f} GiB of memory but only {free / 2**30:.1f} GiB is free; "
-            "save a cropped sub-volume (fewer slices or a smaller Y/X box) as its own TIFF and "
-            "predict that, or use a machine with more memory."
-        )
+    needed, free = found
+    raise UserInputError(
+        f"predicting {Path(path).name} with the 3-D model {model_name} needs about "
+        f"{needed / 2**30:.1f} GiB of memory but only {free / 2**30:.1f} GiB is free; "
+        f"predict it streamed from disk instead: napari-unet-loop predict {Path(path).name} "
+        "--model MODEL (a TIFF this large, or a Zarr store, is predicted block by block)."
+    )

@@ -14,4 +14,7 @@ One module per job; ``core`` never imports this package, and only :mod:`.engine`
 - :mod:`.bookkeeping`: the per-block completion markers that make a run resumable.
 - :mod:`.tasks`: what a worker runs (normalisation, predict a block, relabel a block).
 - :mod:`.engine`: the dask graph, progress, failures; :mod:`.cluster`: reaching a scheduler.
+- 3-D models (blocks in Z, Y and X, run here or on a cluster): :mod:`.volume_grid` (blocks
+  and their 26 faces), :mod:`.volume_tasks` (one block), :mod:`.volume_run` (local loop, dask
+  graph, face linking).
 """

@@ -55,8 +55,9 @@ def get_model(checkpoint: str, device: str = "auto", *, channels_last: bool = Tr
         torch_device = get_device(device)
         loaded = load_checkpoint(checkpoint)
         net = fuse_for_inference(loaded.model).to(torch_device)
-        if channels_last:
-            net.to(memory_format=torch.channels_last)
+        if channels_last:  # 5-D weights of a 3-D net take the 3-D format
+            volumetric = getattr(loaded.model, "spatial_dims", 2) == 3
+            net.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)
         cached = CachedModel(loaded=loaded, net=net, device=torch_device)
         _CACHE[key] = cached
         _LOADS.append((checkpoint, str(torch_device)))

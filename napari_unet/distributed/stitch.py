@@ -24,7 +24,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-Direction = tuple[int, int]
+Direction = tuple[int, ...]  # (dy, dx), or (dz, dy, dx) for 3-D blocks
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,35 +88,53 @@ def global_luts(
         ``1..n_objects``, numbered in block order.
     """
     keys = list(faces)
-    sizes = np.array([faces[k].n_ids for k in keys], dtype=np.int64)
-    offsets = dict(zip(keys, np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()))
-    total = int(sizes.sum())
-    counts = np.zeros(total + 1, dtype=np.int64)
-    for key in keys:
-        block = faces[key]
-        counts[offsets[key] + 1 : offsets[key] + block.n_ids + 1] = block.counts[1:]
+    offsets = block_offsets(faces)
     rows, cols = [], []
     for a, direction, b in links:
-        back = (-direction[0], -direction[1])
+        back = tuple(-d for d in direction)
         if direction not in faces[a].outer or back not in faces[b].inner:
             continue
         pairs = face_pairs(faces[a].outer[direction], faces[a].n_ids, faces[b].inner[back])
         rows.append(pairs[:, 0] + offsets[a])
         cols.append(pairs[:, 1] + offsets[b])
+    counts = {key: faces[key].counts for key in keys}
+    return luts_from_pairs(counts, rows, cols, min_size=min_size)
+
+
+def block_offsets(faces: dict[str, BlockFaces]) -> dict[str, int]:
+    """Each block's first global id minus one, in key order."""
+    sizes = np.array([faces[k].n_ids for k in faces], dtype=np.int64)
+    return dict(zip(faces, np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()))
+
+
+def luts_from_pairs(
+    counts: dict[str, np.ndarray], rows: list, cols: list, *, min_size: int = 0
+) -> tuple[dict[str, np.ndarray], int]:
+    """:func:`global_luts` from linked global id pairs (``rows[i]`` with ``cols[i]``).
+
+    Args:
+        counts: each block's ``(n_ids + 1,)`` pixel counts, in numbering order (the offsets of
+            :func:`block_offsets`).
+    """
+    keys = list(counts)
+    sizes = np.array([len(counts[k]) - 1 for k in keys], dtype=np.int64)
+    offsets = dict(zip(keys, np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()))
+    total = int(sizes.sum())
+    pixels = np.zeros(total + 1, dtype=np.int64)
+    for key in keys:
+        pixels[offsets[key] + 1 : offsets[key] + len(counts[key])] = counts[key][1:]
     row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     graph = coo_matrix((np.ones(row.size, np.int8), (row, col)), shape=(total + 1,) * 2)
     _, component = connected_components(graph, directed=False)
     # Components are numbered by their smallest node: background (node 0) is component 0.
-    component_size = np.bincount(component, weights=counts, minlength=int(component.max()) + 1)
+    component_size = np.bincount(component, weights=pixels, minlength=int(component.max()) + 1)
     keep = component_size >= max(1, min_size)
     keep[component[0]] = False
     final = np.zeros(keep.shape[0], dtype=np.uint32)
     final[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     node_final = final[component]
-    luts = {
-        key: node_final[offsets[key] : offsets[key] + faces[key].n_ids + 1].copy() for key in keys
-    }
+    luts = {key: node_final[offsets[key] : offsets[key] + len(counts[key])].copy() for key in keys}
     for lut in luts.values():
         lut[0] = 0
     return luts, int(keep.sum())
