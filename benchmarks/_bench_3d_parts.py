@@ -82,7 +82,16 @@ class Trained:
 
 
 def train_budget(
-    model, items, *, task: str, cpu_s: float, patch, batch: int, seed: int, device: str
+    model,
+    items,
+    *,
+    task: str,
+    cpu_s: float,
+    patch,
+    batch: int,
+    seed: int,
+    device: str,
+    lr: float = 1e-3,
 ):
     """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
 
@@ -99,6 +108,7 @@ def train_budget(
         steps=1_000_000,
         batch_size=batch,
         patch_shape=patch,
+        lr=lr,
         val_fraction=0.0,  # every CPU second goes into training, for both models alike
         val_every=50,  # no validation data: this only writes latest.pt
         seed=seed,

@@ -7,7 +7,10 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    3-D U-Net (``unet3d_aniso``, trained on the volume with only those slices annotated) get the
    same process CPU time on one torch thread, then predict the whole stack; both are scored on
    the 27 unannotated slices: membrane IoU and the ISBI Rand error of the regions between
-   membranes (per slice, averaged). JSON keys ``rand_error_3d``, ``rand_error_2d``, ...
+   membranes (per slice, averaged). A 2.5-D arm (the same 2-D ``unet`` given ``--context-slices``
+   neighbours above and below as channels, trained on the same 3 slices, predicting with the
+   whole stack) gets the same budget. JSON keys ``rand_error_3d``, ``rand_error_2d``,
+   ``rand_error_25d``, ...
 2. **embryo_nuclei3d** (the README's protocol): train on stack ``00`` with slices 12, 22, 33
    annotated (instances), test on the whole of stack ``01`` (and, without ``--quick``, the
    reverse): 3-D instance AP@0.5 of the 3-D model's 3-D watershed against the 2-D model's
@@ -47,6 +50,8 @@ from _bench_common import current_rss_mb, machine_info
 
 from napari_unet.core.inference.prediction import PredictConfig, predict
 from napari_unet.core.models import build_model
+from napari_unet.core.models.context25d import context_channels
+from napari_unet.core.training.context import context_items
 
 logger = logging.getLogger("bench_3d")
 ISBI_SLICES = (5, 15, 25)
@@ -63,26 +68,65 @@ def _models(task_channels: int, voxel, depth: int, seed: int):
     return net2d, net3d
 
 
+def _net25d(task_channels: int, depth: int, args):
+    """The 2-D ``unet`` of :func:`_models` taking ``2r + 1`` slices as channels (2.5-D)."""
+    torch.manual_seed(args.seed)
+    net = build_model(
+        "unet",
+        in_channels=context_channels(1, args.context_slices),
+        out_channels=task_channels,
+        depth=depth,
+        base_channels=16,
+    )
+    net.context_slices = args.context_slices  # as load_checkpoint sets it: predict stacks Z
+    return net
+
+
 def _predict(model, image: np.ndarray, task: str, device: str) -> np.ndarray:
     config = PredictConfig(device=device, probability_dtype="float32")
     with torch.inference_mode():
         return predict(model, image, "ZYX", task=task, config=config)
 
 
+def _isbi_arms(args, image, labels) -> dict:
+    """The trained ISBI models of ``args.isbi_arms`` by key (``2d``, ``3d``, ``25d``)."""
+    net2d, net3d = _models(1, ISBI_VOXEL, 4, args.seed)
+    common = dict(
+        task="binary", cpu_s=60 * args.cpu_minutes, batch=2, seed=args.seed, device=args.device
+    )
+    mask = slice_mask(image.shape, ISBI_SLICES)
+    arms = {
+        "2d": lambda: train_budget(
+            net2d, slice_items(image, labels, ISBI_SLICES, "isbi"), patch=(256, 256), **common
+        ),
+        "3d": lambda: train_budget(
+            net3d,
+            [volume_item(image, labels, mask, "isbi")],
+            patch=tuple(args.isbi_patch_3d),
+            lr=args.isbi_lr_3d,
+            **common,
+        ),
+        "25d": lambda: train_budget(
+            _net25d(1, 4, args),
+            context_items(image[None], labels, mask, args.context_slices, name="isbi"),
+            patch=(256, 256),
+            **common,
+        ),
+    }
+    return {key: arms[key]() for key in args.isbi_arms.split(",")}
+
+
 def run_isbi(args) -> dict:
     image, membrane = isbi_volume()
-    labels = membrane.astype(np.uint8)
-    net2d, net3d = _models(1, ISBI_VOXEL, 4, args.seed)
-    budget = 60 * args.cpu_minutes
-    common = dict(task="binary", cpu_s=budget, batch=2, seed=args.seed, device=args.device)
-    t2 = train_budget(
-        net2d, slice_items(image, labels, ISBI_SLICES, "isbi"), patch=(256, 256), **common
-    )
-    item = volume_item(image, labels, slice_mask(image.shape, ISBI_SLICES), "isbi")
-    t3 = train_budget(net3d, [item], patch=tuple(args.isbi_patch_3d), **common)
+    trained_arms = _isbi_arms(args, image, membrane.astype(np.uint8))
     test = [z for z in range(image.shape[0]) if z not in ISBI_SLICES]
-    result = {"isbi_annotated_slices": list(ISBI_SLICES), "isbi_test_slices": len(test)}
-    for key, trained in (("2d", t2), ("3d", t3)):
+    result = {
+        "isbi_annotated_slices": list(ISBI_SLICES),
+        "isbi_test_slices": len(test),
+        "context_slices_25d": args.context_slices,
+        "isbi_lr_3d": args.isbi_lr_3d,
+    }
+    for key, trained in trained_arms.items():
         probability = _predict(trained.model, image, "binary", args.device)[0]
         scores = membrane_scores(probability[test], membrane[test])
         result[f"rand_error_{key}"] = scores["rand_error"]
@@ -91,7 +135,7 @@ def run_isbi(args) -> dict:
         result[f"isbi_train_cpu_s_{key}"] = round(trained.cpu_s, 1)
         result[f"isbi_diverged_{key}"] = list(trained.diverged)
         logger.info("ISBI %s: %s (%d steps)", key, scores, trained.steps)
-    result["_models"] = (t2.model, t3.model)
+    result["_models"] = {key: trained.model for key, trained in trained_arms.items()}
     return result
 
 
@@ -177,7 +221,7 @@ def run_block(models, args) -> dict:
     image, _ = isbi_volume()
     block = np.pad(image, ((1, 1), (0, 0), (0, 0)), mode="reflect")  # 32 slices
     result = {"block_shape": list(block.shape)}
-    for key, model in zip(("2d", "3d"), models):
+    for key, model in models.items():
         _predict(model, block[:4], "binary", args.device)  # warm-up (allocations, kernels)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -208,6 +252,18 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--parts", default="isbi,embryo,block", help="what to run (isbi,embryo,block)"
+    )
+    parser.add_argument(
+        "--isbi-lr-3d", type=float, default=1e-3, help="3-D learning rate on ISBI (1e-3)"
+    )
+    parser.add_argument(
+        "--isbi-arms", default="2d,3d,25d", help="ISBI models to train and score (2d,3d,25d)"
+    )
+    parser.add_argument(
+        "--context-slices",
+        type=int,
+        default=1,
+        help="2.5-D arm on ISBI: neighbour slices on each side as channels (1)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)

@@ -168,11 +168,17 @@ def check_output_memory(
     )
 
 
-def job_image(layer: Any, axes: str, plan: Plan) -> np.ndarray:
+def job_image(layer: Any, axes: str, plan: Plan, context_slices: int = 0) -> np.ndarray:
     """The pixels of the planned slices as an ``(S, C, Y, X)`` view (all) or copy (some).
 
     A lazy layer (Zarr / dask) is read slice by slice: only the planned slices are loaded.
+    A 2.5-D model (``context_slices`` r > 0) gets each slice with its Z neighbours as channels,
+    ``(S, C * (2r + 1), Y, X)`` (:func:`~napari_unet.core.inference.context.neighbour_stack`).
     """
+    if context_slices:
+        from napari_unet.core.inference.context import neighbour_stack
+
+        return neighbour_stack(layer.data, axes, plan.todo, context_slices)
     if not isinstance(layer.data, np.ndarray):
         return stack_slices(layer.data, axes, plan.todo)
     stack, _ = to_stack(layer.data, axes)

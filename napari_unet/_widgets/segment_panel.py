@@ -221,6 +221,7 @@ class SegmentPanel(RunActions, QWidget):
         if isinstance(info, UserInputError):
             self._on_error(info, source="model")
             return
+        self.model_context = {path: info.context_slices}  # 2.5-D: neighbours (segment_run)
         self.form.set_model_defaults(
             task=info.task,
             tile_shape=info.tile_shape,

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 class RunActions:
     """Run / Cancel of the predict panel and the callbacks of its worker (a mixin)."""
 
+    #: checkpoint -> the 2.5-D neighbour slices of its model (replaced, never mutated, when the
+    #: panel reads a model's info); 0 for a model not read yet or without context.
+    model_context: dict[str, int] = {}  # noqa: RUF012
+
     def run(self) -> None:
         """Start a prediction with the current choices (no-op while one runs)."""
         if self.worker is not None:
@@ -84,7 +88,7 @@ class RunActions:
         )
         return PredictJob(
             checkpoint=checkpoint,
-            image=J.job_image(layer, axes, plan),
+            image=J.job_image(layer, axes, plan, self.model_context.get(checkpoint, 0)),
             axes="SCYX",
             slices=tuple(plan.todo),
             region=plan.region,

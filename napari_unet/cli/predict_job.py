@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_unet.cli._progress import FileProgress
+from napari_unet.cli.predict_context import check_context_input
 from napari_unet.cli.predict_dask import predict_dask
 from napari_unet.cli.predict_measure import measure_labels, measurements_target
 from napari_unet.cli.predict_zarr import predict_zarr, write_output
@@ -80,6 +81,7 @@ class _Job:
 
     def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""
+        check_context_input(self.loaded, path, getattr(self.args, "dask", None))  # 2.5-D
         from napari_unet.core.errors import UserInputError
         from napari_unet.core.io.zarr_io import is_zarr
 

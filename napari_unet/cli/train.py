@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_volume
+from napari_unet.cli import train_context, train_volume
 from napari_unet.cli.train_data import (  # noqa: F401 (names importable from here, as before)
     BLOB_SHARE,
     _blob_count,
@@ -154,6 +154,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--nproc", type=_positive_int, default=1, help="processes training together (DDP; 1)")
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
     train_volume.add_arguments(parser)
+    train_context.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -201,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
     monitor = TrainMonitor(config, history, log_every=args.log_every, start_score=start_score)
     events = train_ddp.training_events(model_or_checkpoint, items, config, resume_from=args.resume)
     result = _train_and_monitor(events, monitor, training_dir)
-    write_model(out, result, {"fingerprint": data.to_dict()})
+    write_model(
+        out, result, {"fingerprint": data.to_dict(), **train_context.provenance(args, info)}
+    )
     report(out, result, start_score)
     print(f"history: {history.path}")
     return 0

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_volume
+from napari_unet.cli import train_context, train_volume
 from napari_unet.cli.train_steps import _checked_task, _checkpoint_path
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,13 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
     normalization = info.normalization_config() if info else NormalizationConfig()
     label_map = tuple(parse_label_map(args.label_map).items()) if args.label_map else None
     targets = TargetConfig(task=task, ignore_value=args.ignore_value, label_map=label_map)
-    volume = train_volume.prepare(args, info, task, normalization)  # None: a 2-D model
+    context = train_context.prepare(args, info, normalization)  # None: not 2.5-D
+    volume = None if context else train_volume.prepare(args, info, task, normalization)
     items = (
         volume.items
         if volume
+        else context
+        if context is not None
         else load_pairs(
             args.images,
             args.labels,

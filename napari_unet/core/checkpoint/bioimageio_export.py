@@ -149,9 +149,16 @@ def export_bioimageio(
         The written package's path.
 
     Raises:
-        UserInputError: the sample does not have the model's channels or is not 3-D.
+        UserInputError: the sample does not have the model's channels or is not 3-D; a 2.5-D
+            model (its neighbour slices as channels: a package's tensors cannot say so).
     """
     info = loaded.info
+    if info.context_slices:
+        raise UserInputError(
+            f"this is a 2.5-D model (each slice with {info.context_slices} neighbour slice(s) on "
+            "each side as channels), which a bioimage.io package cannot describe; share the .pt "
+            "checkpoint instead, or train a 2-D model (no --context-slices) to export."
+        )
     target = Path(path).expanduser()
     if target.suffix.lower() != ".zip":
         target = target.with_name(target.name + ".zip")

@@ -245,6 +245,7 @@ def load_checkpoint(
             "damaged."
         )
     _load_weights(path, model, payload.get("state_dict"))
+    model.context_slices = info.context_slices  # 2.5-D: neighbour slices as channels (0: none)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     model.eval()

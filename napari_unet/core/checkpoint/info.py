@@ -118,6 +118,11 @@ class CheckpointInfo(Config):
         except ValueError:
             return 2
 
+    @property
+    def context_slices(self) -> int:
+        """2.5-D: neighbour slices on each side given as channels (in ``provenance``; 0: none)."""
+        return int(self.provenance.get("context_slices") or 0)
+
     def normalization_config(self) -> NormalizationConfig:
         """The stored normalisation as a
         :class:`napari_unet.core.inference.normalization.NormalizationConfig`."""

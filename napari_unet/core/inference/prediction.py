@@ -25,8 +25,8 @@ The tile plan comes from :class:`~.geometry.TileGeometry`.
 for normalisation as a whole and tiled in 3-D (``(B, C, d, h, w)`` tiles, the model's
 ``size_multiples`` per axis, mirrored context; a ``Z`` smaller than the model needs is mirrored
 up to the smallest accepted depth). Memory: the tiles and the preallocated probabilities only.
-A 2-D image given to a 3-D model, or a ``Z`` of 1, is refused in one sentence; 2-D models keep
-predicting stacks slice by slice.
+A 2-D image given to a 3-D model, or a ``Z`` of 1, is refused in one sentence; 2-D models predict
+stacks slice by slice, 2.5-D ones with their neighbour slices as channels (:mod:`.context`).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from napari_unet.core.inference.config import (
     TTA_MODES,
     PredictConfig,
 )
+from napari_unet.core.inference.context import with_context
 from napari_unet.core.inference.geometry import (  # noqa: F401 (importable from here)
     TileGeometry,
     plan_or_refuse,
@@ -77,7 +78,6 @@ from napari_unet.core.inference.volume import (
 from napari_unet.core.io.axes import check_channels, to_stack
 
 logger = logging.getLogger(__name__)
-
 #: The config and its constants live in the torch-free ``core.inference.config``; they stay
 #: importable from here.
 __all__ = [
@@ -188,7 +188,7 @@ def _slice_job(
     region: Region | None,
 ) -> _Job:
     """A 2-D model's job: every ``(C, Y, X)`` slice, measured for normalisation on its own."""
-    stack, layout = to_stack(image, axes)
+    stack, layout = to_stack(*with_context(model, image, axes))  # 2.5-D: neighbours as channels
     in_channels = int(getattr(model, "in_channels", layout.n_channels))
     check_channels(layout.n_channels, in_channels, shape=layout.shape, axes=layout.axes)
     device = get_device(config.device)

@@ -28,42 +28,13 @@ import numpy as np
 import torch
 
 from napari_unet.core.errors import UserInputError
-
-#: The most neighbours on each side; beyond it a 3-D network is the better tool.
-MAX_RADIUS = 8
+from napari_unet.core.io.neighbours import (  # noqa: F401 (importable from here)
+    MAX_RADIUS,
+    context_channels,
+    neighbour_indices,
+)
 
 A = TypeVar("A", np.ndarray, torch.Tensor)
-
-
-def _check_radius(radius: int) -> None:
-    if isinstance(radius, bool) or not isinstance(radius, int) or not 0 <= radius <= MAX_RADIUS:
-        raise UserInputError(
-            f"the 2.5-D context radius must be a whole number of slices from 0 to {MAX_RADIUS}, "
-            f"got {radius!r}; use 1 or 2 (3 or 5 slices as channels)."
-        )
-
-
-def context_channels(in_channels: int, radius: int) -> int:
-    """Input channels of the 2-D net: ``in_channels * (2 * radius + 1)``."""
-    _check_radius(radius)
-    return int(in_channels) * (2 * radius + 1)
-
-
-def neighbour_indices(n_slices: int, radius: int) -> np.ndarray:
-    """``(n_slices, 2r + 1)`` slice indices ``z - r .. z + r``, mirrored into ``[0, n_slices)``.
-
-    Raises:
-        UserInputError: ``n_slices < 1`` or a bad ``radius``.
-    """
-    _check_radius(radius)
-    if n_slices < 1:
-        raise UserInputError("the volume has no slices; give it at least one slice along Z.")
-    index = np.arange(n_slices)[:, None] + np.arange(-radius, radius + 1)[None, :]
-    if n_slices == 1:
-        return np.zeros_like(index)
-    period = 2 * (n_slices - 1)
-    index = index % period
-    return np.where(index >= n_slices, period - index, index)
 
 
 def stack_neighbour_slices(volume: A, radius: int) -> A:
