@@ -154,6 +154,25 @@ def test_train_fluo_nuclei_on_rgb_then_predict_the_rgb_images(
     assert len(written) == 3
 
 
+def test_train_instances_without_model_starts_from_the_builtin(tmp_path, caplog) -> None:
+    """``train --task instances`` with no ``--model`` fine-tunes fluo-nuclei (said in one line),
+    adapted to RGB; ``--model unet`` still trains a new model."""
+    caplog.set_level(logging.INFO)
+    images, labels = write_rgb_pairs(tmp_path / "data", grey=False, n=2)
+    argv = train_argv(images, labels, "unet", tmp_path / "m.pt")
+    del argv[argv.index("--model") : argv.index("--model") + 2]
+    assert main(argv) == 0
+    assert "no --model: fine-tuning the built-in fluo-nuclei" in caplog.text
+    tuned = load_checkpoint(tmp_path / "m.pt")
+    builtin = load_checkpoint(resolve_checkpoint("fluo-nuclei"))
+    assert tuned.info.in_channels == 3 and tuned.info.task == "instances"
+    assert tuned.info.model_config["base_channels"] == builtin.info.model_config["base_channels"]
+    caplog.clear()
+    assert main(train_argv(images, labels, "unet", tmp_path / "new.pt")) == 0
+    assert "no --model" not in caplog.text and "first layer is adapted" not in caplog.text
+    assert load_checkpoint(tmp_path / "new.pt").info.in_channels == 3
+
+
 def test_train_refuses_a_two_channel_model_on_rgb_in_one_sentence(tmp_path, capsys) -> None:
     images, labels = write_rgb_pairs(tmp_path / "data", grey=False, n=2)
     start = save_checkpoint(tmp_path / "two.pt", tiny(2), task="instances")
