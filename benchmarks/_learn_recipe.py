@@ -138,7 +138,8 @@ def train_recipe(
     argv += ["--task", "semantic" if membranes else "instances"]
     argv += ["--label-map", ISBI_LABEL_MAP] if membranes else []
     argv += ["--minutes", f"{minutes:g}", "--seed", str(seed), "--device", "cpu", "--threads", "1"]
-    argv += ["--out", str(out), *variant.get("cli", ())]
+    # the recipe trains a new model (--model unet); a variant's --model (later) wins
+    argv += ["--out", str(out), "--model", "unet", *variant.get("cli", ())]
     args = build_parser().parse_args(argv)
     curve: list[dict[str, Any]] = []
     wall, cpu = time.perf_counter(), time.process_time()

@@ -107,6 +107,7 @@ class _Job:
 
     def _process_file(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one TIFF/PNG image read into memory; write its outputs; its summary line."""
+        from napari_unet.core.checkpoint.channels import one_channel_if_grey
         from napari_unet.core.generators import run_to_end
         from napari_unet.core.inference.prediction import iter_predict
         from napari_unet.core.io.images import read_image
@@ -120,11 +121,13 @@ class _Job:
             if target is not None:
                 check_overwritable(target)
         data = read_image(path)
-        axes = self._axes(data)
+        image, axes = one_channel_if_grey(
+            data.image, self._axes(data), self.loaded.info.in_channels
+        )
         spatial_axes = "".join(a for a in axes if a in "TZS") + "YX"
         generator = iter_predict(
             self.loaded.model,
-            data.image,
+            image,
             axes,
             task=info.task,
             normalization=info.normalization_config(),
@@ -135,7 +138,7 @@ class _Job:
             written, detail = self._write_restored(targets, probabilities, spatial_axes)
         else:
             written, detail = self._write_segmentation(
-                targets, probabilities, spatial_axes, measurements, data.image, axes, path
+                targets, probabilities, spatial_axes, measurements, image, axes, path
             )
         seconds = time.perf_counter() - tic
         return f"ok {path} -> {', '.join(written)} ({detail}, {seconds:.1f} s)"

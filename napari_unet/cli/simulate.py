@@ -125,7 +125,9 @@ def _start_model(
 ) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig]:
     """``(start model, the labelled images, their normalisation)``: ``--init`` (or the built-in
     ``--model``) when given, else a new ``--model`` built for the data."""
+    from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train import load_pairs
+    from napari_unet.core.checkpoint.channels import fit_start
     from napari_unet.core.checkpoint.format import (
         builtin_checkpoints,
         load_checkpoint,
@@ -141,7 +143,10 @@ def _start_model(
     normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
     items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
     if loaded is not None:
-        return loaded.model, items, normalization
+        model, items, note = fit_start(loaded.model, items)
+        if note:
+            PROGRESS.info("%s", note)
+        return model, items, normalization
     extra = {"depth": args.depth, "base_channels": args.base_channels}
     model = new_model_for(
         args.model,

@@ -45,6 +45,7 @@ from napari_unet.cli.train_steps import (  # noqa: F401
     _start_score,
     _train,
     _train_and_monitor,
+    default_start,
     report,
     write_model,
 )
@@ -123,7 +124,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="default: the checkpoint's task; for a new model instances when the labels look "
         "like instance masks, else semantic",
     )
-    add("--model", default="unet", help="architecture name or checkpoint to fine-tune (unet)")
+    add(
+        "--model",
+        help="architecture name, or checkpoint or built-in model to fine-tune (default: unet; "
+        "--task instances: the built-in fluo-nuclei, adapted to the images' channels)",
+    )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
     budget.add_argument("--minutes", type=_positive_float, help="time budget in minutes")
@@ -169,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.device import get_device
     from napari_unet.core.models import list_architectures
 
+    args.model = default_start(args)  # --model left out: see default_start
     status = train_ddp.launch_or_join(args)  # --nproc N: N processes run this, one rank each
     if status is not None:
         return status

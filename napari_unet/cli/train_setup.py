@@ -47,6 +47,7 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
             axes=args.axes,
         )
     )
+    items = fit_channels(items, info)
     chosen = _default_task(args, info, items)
     if chosen is not None:
         task, targets = chosen, targets.replace(task=chosen)
@@ -74,23 +75,17 @@ def start_model(
         ChannelMismatchError: the checkpoint takes another number of channels than the images.
     """
     from napari_unet.cli.train_data import _warn_if_instances
-    from napari_unet.core.errors import ChannelMismatchError
     from napari_unet.core.simulation.parts import new_model_for
 
     if info is not None:
-        if items[0].image.shape[0] != info.in_channels:
-            raise ChannelMismatchError(
-                f"the checkpoint expects {info.in_channels} channel(s) but the images have "
-                f"{items[0].image.shape[0]}; use matching images or train a new model."
-            )
-        path = _checkpoint_path(args.model)
+        out = Path(args.out)
+        folder = out.parent / f"{out.stem}.training"
+        path = _adapted_start(_checkpoint_path(args.model), info, items, folder)
         needed = classes_needed(items, info, task, targets)
         if needed is None:
             return str(path)
         from napari_unet.core.checkpoint.widen import widen_classes
 
-        out = Path(args.out)
-        folder = out.parent / f"{out.stem}.training"
         folder.mkdir(parents=True, exist_ok=True)
         logger.info(
             "the labels use %d classes and %s has %d: it is fine-tuned with a new head (the rest "
@@ -112,6 +107,44 @@ def start_model(
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
     return model
+
+
+def fit_channels(items: list, info: Any) -> list:
+    """``items`` for a one-channel checkpoint: greyscale images stored as RGB (equal channels)
+    keep one channel (logged); every other case is left to :func:`start_model`."""
+    from napari_unet.core.checkpoint.channels import collapse_grey, plan_channels
+
+    if info is None or plan_channels([i.image for i in items], info.in_channels) != "grey":
+        return items
+    logger.info(
+        "the images are greyscale stored with equal colour channels: one channel is used, as "
+        "the start model takes one"
+    )
+    return collapse_grey(items)
+
+
+def _adapted_start(path: Path, info: Any, items: list, folder: Path) -> Path:
+    """``path``, or a copy in ``folder`` adapted to the images' channels (1 -> C or C -> 1).
+
+    Raises:
+        ChannelMismatchError: the images' channels cannot be fitted to the checkpoint.
+    """
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.checkpoint.channels import adapt_channels, plan_channels
+
+    if plan_channels([i.image for i in items], info.in_channels) == "same":
+        return path
+    channels = int(items[0].image.shape[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    PROGRESS.info(
+        "the start model takes %d channel(s) and the images have %d: its first layer is adapted "
+        "(%s); %s itself is not changed",
+        info.in_channels,
+        channels,
+        "the channel mean at first" if info.in_channels == 1 else "summed over channels",
+        path.name,
+    )
+    return adapt_channels(path, channels, folder / f"start-{channels}-channels.pt")
 
 
 def classes_needed(items: list, info: Any, task: str, targets: Any) -> int | None:

@@ -60,6 +60,30 @@ def _checkpoint_path(model: str) -> Path:
         ) from None
 
 
+#: ``train --task T`` without ``--model`` fine-tunes this built-in model (issue 17: on a new
+#: modality, 3 images, 2 CPU-minutes, it beat training from scratch; docs/learning_ablation.md).
+DEFAULT_START = {"instances": "fluo-nuclei"}
+
+
+def default_start(args: argparse.Namespace) -> str:
+    """``--model`` as given; left out: the built-in model of ``DEFAULT_START[--task]`` (said in
+    one line, 2-D runs only), else ``unet`` (a new model)."""
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.checkpoint.format import builtin_checkpoints
+
+    if args.model:
+        return str(args.model)
+    name = DEFAULT_START.get(args.task or "")
+    if name is None or getattr(args, "voxel_size", None) or name not in builtin_checkpoints():
+        return "unet"
+    PROGRESS.info(
+        "no --model: fine-tuning the built-in %s (for few images of a new modality it beat a "
+        "new model); --model unet trains a new model from scratch",
+        name,
+    )
+    return name
+
+
 def _checked_task(args: argparse.Namespace, info: Any) -> str:
     """The task to train: ``--task``, else the checkpoint's, else semantic.
 

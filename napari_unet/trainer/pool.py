@@ -22,7 +22,7 @@ from napari_unet.trainer.data import (
 )
 from napari_unet.trainer.events import PoolChanged
 from napari_unet.trainer.guard import data_settings
-from napari_unet.trainer.widen import widen_for_labels
+from napari_unet.trainer.widen import fit_channels, widen_for_labels
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,11 @@ class TrainerPool:
         if widened := widen_for_labels(slices, self.info, self.start_path, self.run_dir):
             (self.start_path, self.info), self.config = widened, self._config(widened[1])
         check_training_data(slices, self.info, repr(self.request.start_from))
-        items = to_items(slices, self.normalization)
+        items, adapted, self.channels_note = fit_channels(
+            to_items(slices, self.normalization), self.info, self.start_path, self.run_dir
+        )
+        if adapted:
+            (self.start_path, self.info), self.config = adapted, self._config(adapted[1])
         preflight_items(items, self.info)
         self.fingerprint, self.config = data_settings(items, self.info, self.config)
         self.pool = {item.name: item for item in items}
@@ -52,7 +56,8 @@ class TrainerPool:
         counts = summarize(items, self.val_items, self.info.task)
         self.data = {k: counts[k] for k in ("n_images", "n_slices", "annotated_pixels", "objects")}
         self.data["validation_pixels"] = counts["validation_pixels"]
-        self.data["fingerprint"] = self.fingerprint.describe()
+        notes = (self.fingerprint.describe(), getattr(self, "channels_note", ""))
+        self.data["fingerprint"] = "; ".join(n for n in notes if n)
         self.send(
             PoolChanged(
                 n_items=len(items),
@@ -66,6 +71,13 @@ class TrainerPool:
             )
         )
 
+    def _fitted(self, items: list[Any]) -> list[Any]:
+        """Corrections made while training, as the model takes them (greyscale stored as RGB
+        gets one channel for a one-channel model)."""
+        from napari_unet.core.checkpoint.channels import collapse_grey
+
+        return collapse_grey(items) if self.info.in_channels == 1 else items
+
     def load_corrections(self, keys: list[tuple[str, int]], feed: Feed) -> None:
         """Reload ``keys`` from the session and queue them for the training pool."""
         if not self.request.keep_learning:
@@ -78,7 +90,7 @@ class TrainerPool:
             s for s in self.session.iter_training_items(image_ids=image_ids) if s.name in wanted
         ]
         slices = [s for s in slices if s.annotated_mask.any()]
-        for item in to_items(slices, self.normalization):
+        for item in self._fitted(to_items(slices, self.normalization)):
             feed.put(self.plan.prepare_new(item))
             self.pool[item.name] = item
         logger.info("queued %d corrected slice(s) for training", len(slices))

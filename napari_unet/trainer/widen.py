@@ -51,3 +51,36 @@ def widen_for_labels(slices: Sequence[Any], info: Any, start: Path, run_dir: Pat
     logger.info("labels use %d classes: the start model gets a new head", n_classes)
     path = widen_classes(start, n_classes, Path(run_dir) / f"start-{n_classes}-classes.pt")
     return path, read_checkpoint_info(path)
+
+
+def fit_channels(
+    items: Sequence[Any], info: Any, start: Path, run_dir: Path
+) -> tuple[list, Any, str]:
+    """``(items, adapted, note)``: the normalised items fitted to the start model's channels.
+
+    Greyscale images stored as RGB (equal channels) keep one channel for a one-channel model;
+    images with another channel count (one-channel model on RGB, or back) get a copy of the start
+    model with an adapted first convolution in ``run_dir``: ``adapted`` is its ``(path, info)``
+    (None when the start model is kept). The start model's own file is left as it is. ``note``
+    says in one line what was done ("" when nothing was).
+
+    Raises:
+        ChannelMismatchError: the images' channels cannot be fitted to the start model.
+    """
+    from napari_unet.core.checkpoint.channels import adapt_channels, collapse_grey, plan_channels
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+
+    plan = plan_channels([item.image for item in items], int(info.in_channels))
+    if plan == "same":
+        return list(items), None, ""
+    if plan == "grey":
+        note = "greyscale images stored as RGB: one channel used, as the model takes one"
+        logger.info("%s", note)
+        return collapse_grey(items), None, note
+    channels = int(items[0].image.shape[0])
+    path = adapt_channels(start, channels, Path(run_dir) / f"start-{channels}-channels.pt")
+    note = (
+        f"the start model takes {info.in_channels} channel(s), the images {channels}: its first "
+        "layer was adapted (the model file itself is unchanged)"
+    )
+    return list(items), (path, read_checkpoint_info(path)), note
