@@ -37,8 +37,9 @@ def _copy_dsb(shared_data: Path, folder: Path) -> None:
 
 def _argv(folder: Path, out: str, *extra: str) -> list[str]:
     return ["train", "--images", str(folder / "images"), "--labels", str(folder / "labels"),
-            "--task", "instances", "--model", "unet", "--patch", "48", "--batch-size", "2", "--device", "cpu",
-            "--threads", "1", "--log-every", "1", "--out", str(folder / out), *extra]  # fmt: skip
+            "--task", "instances", "--model", "unet", "--patch", "48", "--batch-size", "2",
+            "--device", "cpu", "--threads", "1", "--log-every", "1", "--out", str(folder / out),
+            *extra]  # fmt: skip
 
 
 def _losses(history: Path) -> np.ndarray:

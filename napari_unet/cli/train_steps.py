@@ -67,14 +67,15 @@ DEFAULT_START = {"instances": "fluo-nuclei"}
 
 def default_start(args: argparse.Namespace) -> str:
     """``--model`` as given; left out: the built-in model of ``DEFAULT_START[--task]`` (said in
-    one line, 2-D runs only), else ``unet`` (a new model)."""
+    one line; 2-D runs without --context-slices only), else ``unet`` (a new model)."""
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     if args.model:
         return str(args.model)
     name = DEFAULT_START.get(args.task or "")
-    if name is None or getattr(args, "voxel_size", None) or name not in builtin_checkpoints():
+    volume = getattr(args, "voxel_size", None) or getattr(args, "context_slices", None)
+    if name is None or volume or name not in builtin_checkpoints():
         return "unet"
     PROGRESS.info(
         "no --model: fine-tuning the built-in %s (for few images of a new modality it beat a "
