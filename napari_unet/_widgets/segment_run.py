@@ -100,13 +100,9 @@ class RunActions:
 
     def _spatial_dims(self, checkpoint: str) -> int:
         """2 or 3 for the chosen model (read now if its info has not arrived yet)."""
-        dims = self.model_dims.get(checkpoint)
-        if dims is None:
-            _, info, _ = J.model_info(checkpoint)
-            if isinstance(info, UserInputError):
-                raise info
-            dims = self.model_dims[checkpoint] = int(info.spatial_dims)
-        return dims
+        if checkpoint not in self.model_dims:
+            self.model_dims[checkpoint] = V.checkpoint_dims(checkpoint)
+        return self.model_dims[checkpoint]
 
     def _volume_job(self, layer: object, axes: str, plan: J.Plan, checkpoint: str) -> PredictJob:
         """A 3-D model's job: the volume (or a slab around the displayed slice) in 3-D."""

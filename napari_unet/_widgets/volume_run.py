@@ -92,6 +92,39 @@ def volume_slices(depth: int, scope: str, todo: list[int]) -> tuple[list[int], l
     return list(range(low, high)), sorted(todo)
 
 
+_DIMS: dict[tuple[str, float], int] = {}
+
+
+def checkpoint_dims(path: str) -> int:
+    """2 or 3: the spatial dims of a checkpoint (its description is memory-mapped: cheap).
+
+    A file that cannot be read counts as 2-D: the prediction job then says what is wrong.
+    """
+    import os
+
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+
+    key = (str(path), os.path.getmtime(path) if os.path.exists(path) else 0.0)
+    if key not in _DIMS:
+        try:
+            _DIMS[key] = int(read_checkpoint_info(path).spatial_dims)
+        except UserInputError:
+            return 2
+    return _DIMS[key]
+
+
+def refresh_job(image: Any, layout: StackLayout, write: tuple[int, ...]) -> VolumeJob:
+    """The volume part of a background refresh writing ``write`` with a 3-D model: the whole
+    volume when it spans many slices, else a slab around them (as the slice scope).
+
+    Raises:
+        UserInputError: the image is no Z-stack a 3-D model can take.
+    """
+    check_volume_image(layout, image.name, "the new version")
+    read, _ = volume_slices(layout.stack_shape[0], "slice", list(write))
+    return VolumeJob(tuple(read), tuple(write), spacing=layer_spacing(image))
+
+
 def layer_spacing(layer: Any) -> tuple[float, float, float]:
     """The voxel size ``(z, y, x)`` of an image layer: its last three scale factors."""
     scale = tuple(float(s) for s in getattr(layer, "scale", ())[-3:])
@@ -104,6 +137,8 @@ __all__ = [
     "SLAB_RADIUS",
     "VolumeJob",
     "check_volume_image",
+    "checkpoint_dims",
     "layer_spacing",
+    "refresh_job",
     "volume_slices",
 ]
