@@ -184,3 +184,35 @@ def test_a_z_of_one_and_time_are_refused_in_one_sentence():
     assert volume_slices(30, "region", [29]) == (list(range(21, 30)), [29])
     assert volume_slices(5, "stack", [1, 2]) == (list(range(5)), list(range(5)))
     assert volume_slices(2, "slice", [1]) == ([0, 1], [1])
+
+
+def test_uncertainty_and_next_region_with_a_3d_model(make_napari_viewer, checkpoint, qtbot, errors):
+    from napari_unet._widgets.guidance_jump import MAX_SLICES
+    from napari_unet._widgets.guidance_panel import GuidancePanel
+
+    viewer = make_napari_viewer()
+    image, _ = balls()
+    layer_image = viewer.add_image(image, name="vol")
+    panel = make_panel(viewer, checkpoint, qtbot)
+    run_and_wait(panel, qtbot)
+    viewer.dims.set_current_step(0, 2)
+    viewer.layers.selection.active = layer_image
+    guidance = GuidancePanel(viewer)
+    qtbot.addWidget(guidance)
+    guidance.next_region()  # no probability layer: the 3-D model measures a Z slab in 3-D
+    qtbot.waitUntil(lambda: guidance.worker is None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: "Uncertainty" in guidance.why.text(), timeout=TIMEOUT)
+    assert not errors, errors
+    uncertainty = L.find_plugin_layer(viewer, role="uncertainty", image_layer="vol")
+    computed = L.plugin_tag(uncertainty)["computed"]
+    assert 2 in computed and len(computed) == MAX_SLICES
+    data = np.asarray(uncertainty.data)
+    assert all(data[z].max() > 0 for z in computed)
+    # the jump goes to the Z slice of the most uncertain tile, named in the sentence
+    z = int(viewer.dims.current_step[0])
+    assert f"slice {z}" in guidance.why.text()
+    from napari_unet._widgets.guidance_jump import TILE
+    from napari_unet.core.inference.uncertainty import most_uncertain_tile
+
+    scores = {s: most_uncertain_tile(data[s], None, TILE)[2] for s in computed}
+    assert scores[z] == max(scores.values())

@@ -125,6 +125,15 @@ def refresh_job(image: Any, layout: StackLayout, write: tuple[int, ...]) -> Volu
     return VolumeJob(tuple(read), tuple(write), spacing=layer_spacing(image))
 
 
+def measure_volume(layout: StackLayout, slices: list[int]) -> VolumeJob | None:
+    """The Z slab an uncertainty measurement of ``slices`` reads (for a 3-D model; a 2-D
+    model uses the slices only), or None when the image is not one Z-stack."""
+    if layout.stack_axes != "Z" or layout.stack_shape[0] < 2 or not slices:
+        return None
+    read, _ = volume_slices(layout.stack_shape[0], "slice", list(slices))
+    return VolumeJob(tuple(read), tuple(int(s) for s in slices))  # in the slices' order
+
+
 def layer_spacing(layer: Any) -> tuple[float, float, float]:
     """The voxel size ``(z, y, x)`` of an image layer: its last three scale factors."""
     scale = tuple(float(s) for s in getattr(layer, "scale", ())[-3:])
@@ -139,6 +148,7 @@ __all__ = [
     "check_volume_image",
     "checkpoint_dims",
     "layer_spacing",
+    "measure_volume",
     "refresh_job",
     "volume_slices",
 ]
