@@ -85,3 +85,17 @@ def test_a_2d_image_in_the_session_is_one_sentence_for_a_3d_model(tmp_path):
     events = run_inline(request(folder, start_3d(tmp_path / "s.pt"), train={"steps": 1}))
     assert isinstance(events[-1], TrainerFailed) and "Z-stacks" in events[-1].message
     assert "\n" not in events[-1].message
+
+
+def test_new_model_section_offers_a_3d_unet_with_the_voxel_size(tmp_path):
+    from napari_unet.core.checkpoint.new_model import (
+        NEW_ARCHITECTURES,
+        NewModelConfig,
+        new_checkpoint,
+    )
+
+    assert "unet3d_aniso" in dict(NEW_ARCHITECTURES)
+    config = NewModelConfig(arch="unet3d_aniso", task="instances", voxel_size=(4.0, 1.0, 1.0))
+    loaded = load_checkpoint(new_checkpoint(config, tmp_path / "new3d.pt"))
+    assert loaded.info.spatial_dims == 3 and loaded.model.out_channels == 3
+    assert tuple(loaded.model.config["voxel_size"]) == (4.0, 1.0, 1.0)
