@@ -73,7 +73,8 @@ def scenario_volume(viewer: Any, widget: Any, app: Any, args: argparse.Namespace
     loop.set_session(session)
     loop.set_active_version("v001")
     image = viewer.add_image(ellipsoids(shape), name="vol", scale=(2.0, 1.0, 1.0))
-    viewer.layers.selection.active = image
+    combo = panel.images.combo
+    combo.setCurrentIndex(combo.findText("vol"))
     wait_until(app, lambda: panel.image_layer() is image, 10)
     panel.form.scope.setCurrentIndex(panel.form.scope.findData("stack"))
     beat = Heartbeat()
