@@ -37,6 +37,10 @@ same heartbeat for 1 s just before, with nothing running: the machine's share),
 ``seconds_refresh_version``,
 ``refresh_regions_identical`` (both regions byte-identical), ``refresh_changed_elsewhere``.
 
+Scenario ``volume`` (``--scenario volume``, in ``bench_gui_volume.py``): the loop in 3-D, a
+Z-stack predicted by a 3-D model then refreshed by a new 3-D version around the user's work
+(``max_stall_ms_predict_3d``, ``max_stall_ms_refresh_3d``, ...).
+
 Scenarios live in ``SCENARIOS`` (``--scenario`` picks, default all) and share
 :class:`Heartbeat` and :func:`stall_stats`.
 """
@@ -353,10 +357,18 @@ def scenario_refresh(viewer: Any, widget: Any, app: Any, args: argparse.Namespac
     }
 
 
+def scenario_volume(*args: Any) -> dict:
+    """The loop in 3-D (:mod:`bench_gui_volume`)."""
+    from bench_gui_volume import scenario_volume as run
+
+    return run(*args)
+
+
 SCENARIOS: dict[str, Callable[..., dict]] = {
     "predict": scenario_predict,
     "refresh": scenario_refresh,
     "train": scenario_train,
+    "volume": scenario_volume,
 }
 
 
@@ -411,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             results.update(SCENARIOS[name](viewer, widget, app, args))
         viewer.close()
     results["target_max_stall_ms"] = TARGET_STALL_MS
-    for name in ("predict", "train", "refresh_version"):
+    for name in ("predict", "train", "refresh_version", "predict_3d", "refresh_3d"):
         if f"max_stall_ms_{name}" in results:
             results[f"pass_{name}"] = bool(results[f"max_stall_ms_{name}"] <= TARGET_STALL_MS)
     results["load_average_1min"] = round(os.getloadavg()[0], 2)

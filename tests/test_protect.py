@@ -122,3 +122,25 @@ def test_nothing_kept_replaces_everything():
     merged, replaced = merge_slice(labels, predicted, np.zeros((16, 16), bool))
     assert replaced.all()
     np.testing.assert_array_equal(merged, predicted)
+
+
+def test_a_volume_is_merged_in_3d_with_ids_taken_elsewhere():
+    """(Z, Y, X) labels: an object touched in one slice is kept in every slice it spans, a
+    predicted object is clipped to its largest 26-connected piece, and new ids avoid ``taken``."""
+    from napari_unet._widgets.logic.protect import kept_mask, merge_slice
+
+    labels = np.zeros((4, 8, 8), np.uint16)
+    labels[0:3, 1:4, 1:4] = 5  # the user's object across three slices
+    snapshot = labels.copy()
+    labels[1, 2, 2] = 7  # an edit in slice 1 only
+    predicted = np.zeros_like(labels)
+    predicted[:, 2:6, 2:6] = 1  # overlaps object 5 in slices 0-2
+    kept = kept_mask(labels, snapshot, None, kind="instances")
+    assert kept[0, 1, 1] and kept[2, 3, 3]  # object 5 is kept in slices 0 and 2 as well
+    merged, replaced = merge_slice(
+        labels, predicted, kept, kind="instances", taken=np.array([1, 2, 9])
+    )
+    np.testing.assert_array_equal(merged[kept], labels[kept])
+    new = set(np.unique(merged[replaced]).tolist()) - {0}
+    assert len(new) == 1 and not new & {1, 2, 5, 7, 9}
+    assert merged[3, 4, 4] == merged[0, 5, 5] != 0  # one id through Z

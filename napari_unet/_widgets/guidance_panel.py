@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets import volume_run as V
 from napari_unet._widgets._workers import guard, training_running
 from napari_unet._widgets.accounting import CorrectionClock, round_rows
 from napari_unet._widgets.guidance_jump import (  # noqa: F401 - importable from here too
@@ -203,10 +204,12 @@ class GuidancePanel(RegionJumps, QWidget):
         return self.loop.jobs.worker(self._key)
 
     def _run(self, image, axes, layout, todo, measure, checkpoints, then) -> None:
+        volume = V.measure_volume(layout, todo)  # Z context for a 3-D model
         job = SliceJob(
             checkpoints=checkpoints,
-            image=stack_slices(image.data, axes, todo),
+            image=stack_slices(image.data, axes, volume.read if volume else todo),
             slices=tuple(todo),
+            volume=volume,
             measure=measure,
             loaded=self.loop.models.get_many(checkpoints),
             num_threads=1 if training_running() else None,

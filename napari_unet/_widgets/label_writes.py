@@ -47,6 +47,9 @@ class MergeInput:
         kind: ``"instances"`` or ``"semantic"``.
         region: the (Y, X) box predicted, or None.
         overwrite: keep nothing (the user asked to replace their work).
+        volume: the slices are consecutive Z slices of one volume (a 3-D model's labels): they
+            are merged as one (n, Y, X) block, objects connected and ids kept across Z.
+        taken: (volume) the instance ids the layer uses outside these slices, or None.
     """
 
     indices: tuple[tuple[int, ...], ...]
@@ -56,6 +59,8 @@ class MergeInput:
     kind: str
     region: tuple[slice, slice] | None
     overwrite: bool
+    volume: bool = False
+    taken: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +79,12 @@ def prepare_merge(
     region: tuple[slice, slice] | None,
     *,
     overwrite: bool = False,
+    volume: bool = False,
 ) -> MergeInput:
-    """Copy what a merge into ``slices`` of the labels ``layer`` reads (main thread)."""
+    """Copy what a merge into ``slices`` of the labels ``layer`` reads (main thread).
+
+    ``volume``: ``slices`` are consecutive Z slices merged as one block (a 3-D model's labels).
+    """
     SnapshotHistory.of(layer).sync()  # an undo not seen yet: the snapshot first
     tag = L.plugin_tag(layer) or {}
     data = np.asarray(layer.data)
@@ -93,7 +102,25 @@ def prepare_merge(
         kind="instances" if tag.get("output") == "instances" else "semantic",
         region=region,
         overwrite=overwrite,
+        volume=volume,
+        taken=other_ids(data, indices) if volume else None,
     )
+
+
+def other_ids(data: np.ndarray, indices: tuple[tuple[int, ...], ...]) -> np.ndarray | None:
+    """The non-zero ids of ``data`` outside the slices ``indices`` (None when there is none)."""
+    outside = np.ones(data.shape[: len(indices[0])] if indices else (), dtype=bool)
+    for index in indices:
+        outside[index] = False
+    if not outside.any():
+        return None
+    rest = data[outside]
+    top = int(rest.max()) if rest.size else 0
+    if top == 0:
+        return None
+    counts = np.bincount(rest.ravel().astype(np.int64, copy=False), minlength=top + 1)
+    counts[0] = 0
+    return np.flatnonzero(counts)
 
 
 def merge_source(
@@ -103,6 +130,7 @@ def merge_source(
     region: tuple[slice, slice] | None,
     *,
     overwrite: bool = False,
+    volume: bool = False,
 ) -> MergeInput | None:
     """:func:`prepare_merge` for a job's worker, or None (no layer yet, or too big to copy)."""
     if layer is None:
@@ -110,11 +138,13 @@ def merge_source(
     pixels = len(slices) * int(np.prod(layout.yx_shape))
     if pixels > WORKER_MERGE_PIXELS:
         return None
-    return prepare_merge(layer, layout, slices, region, overwrite=overwrite)
+    return prepare_merge(layer, layout, slices, region, overwrite=overwrite, volume=volume)
 
 
 def compute_merge(source: MergeInput, predicted: np.ndarray) -> MergePlan:
     """Merge ``predicted`` (n, h, w) labels around the user's work in ``source`` (numpy only)."""
+    if source.volume:
+        return _merge_volume(source, predicted)
     pieces, kept_pixels = [], 0
     for i, index in enumerate(source.indices):
         labels = source.labels[i]
@@ -130,6 +160,22 @@ def compute_merge(source: MergeInput, predicted: np.ndarray) -> MergePlan:
         )
         pieces.append((index, merged, replaced))
     return MergePlan(source=source, pieces=tuple(pieces), kept_pixels=kept_pixels)
+
+
+def _merge_volume(source: MergeInput, predicted: np.ndarray) -> MergePlan:
+    """The merge of a 3-D model's labels: the (n, Y, X) slices as one block, then per slice."""
+    labels = source.labels
+    if source.overwrite:
+        kept = np.zeros(labels.shape, dtype=bool)
+    else:
+        kept = kept_mask(labels, source.snapshot, source.reviewed, kind=source.kind)
+    region = None if source.region is None else (slice(None), *source.region)
+    kept_pixels = int(np.count_nonzero(kept[region if region is not None else ...]))
+    merged, replaced = merge_slice(
+        labels, predicted, kept, kind=source.kind, region=region, taken=source.taken
+    )
+    pieces = tuple((index, merged[i], replaced[i]) for i, index in enumerate(source.indices))
+    return MergePlan(source=source, pieces=pieces, kept_pixels=kept_pixels)
 
 
 def predict_and_merge(
@@ -168,6 +214,7 @@ def write_prediction(
     *,
     overwrite: bool = False,
     plan: MergePlan | None = None,
+    volume: bool = False,
 ) -> int:
     """Write a new prediction into ``layer`` around the user's work, as one undoable step.
 
@@ -179,13 +226,15 @@ def write_prediction(
         region: the (Y, X) box predicted, or None.
         overwrite: replace the user's work too ("Overwrite corrected slices").
         plan: the merge computed in the worker; used when the layer did not change since.
+        volume: ``slices`` are consecutive Z slices of a 3-D model's labels, merged as one block.
 
     Returns:
         How many pixels of the user's work were kept.
     """
     if plan is None or plan.source.overwrite != overwrite or not _still_valid(layer, plan.source):
         plan = compute_merge(
-            prepare_merge(layer, layout, slices, region, overwrite=overwrite), labels
+            prepare_merge(layer, layout, slices, region, overwrite=overwrite, volume=volume),
+            labels,
         )
     tag = L.plugin_tag(layer)
     data = np.asarray(layer.data)

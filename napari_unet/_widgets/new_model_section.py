@@ -51,6 +51,13 @@ def image_channels(layer: Any) -> int | None:
     return int(np.shape(layer.data)[axes.index("C")]) if "C" in axes else 1
 
 
+def image_voxel_size(layer: Any) -> tuple[float, float, float]:
+    """The ``(z, y, x)`` scale of an image layer with a Z axis; (1, 1, 1) otherwise."""
+    from napari_unet._widgets.volume_run import layer_spacing
+
+    return layer_spacing(layer) if getattr(layer, "ndim", 0) >= 3 else (1.0, 1.0, 1.0)
+
+
 class NewModelSection(QWidget):
     """A collapsed "New model" section; ``created(path)`` when a model was written."""
 
@@ -137,6 +144,7 @@ class NewModelSection(QWidget):
             in_channels=int(self.channels.value()),
             start=str(self.start.currentData() or ""),
             encoder_weights=self.vgg.text().strip(),
+            voxel_size=image_voxel_size(self.viewer.layers.selection.active),
         )
 
     def create(self) -> str:

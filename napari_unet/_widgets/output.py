@@ -70,9 +70,8 @@ class OutputWriter:
     def write(self, target: OutputTarget, result: JobResult, plan: MergePlan | None = None) -> int:
         """Put ``result`` into the output layers of ``target.image`` (one redraw each).
 
-        An existing labels layer gets the prediction around the user's work, as one step of its
-        undo history (:func:`~napari_unet._widgets.label_writes.write_prediction`; ``plan``:
-        the merge the worker computed, used when the layer did not change meanwhile).
+        An existing labels layer gets the prediction around the user's work, as one undo step
+        (:func:`~napari_unet._widgets.label_writes.write_prediction`; ``plan``: the worker's merge).
 
         Returns:
             How many pixels of the user's work (edited or reviewed) were kept.
@@ -124,6 +123,7 @@ class OutputWriter:
             result.region,
             overwrite=target.overwrite,
             plan=plan,
+            volume=result.volume,
         )
         measure_after_prediction(self.viewer, layer, layout)
         return kept

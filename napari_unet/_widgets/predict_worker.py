@@ -50,6 +50,8 @@ class PredictJob:
         loaded: a model loaded by an earlier job for the same checkpoint and device (reused).
         num_threads: torch CPU threads, set on the main thread when the job starts (None:
             ``cores - 1``; see :func:`~napari_unet._widgets._workers.use_torch_threads`).
+        volume: a 3-D model's :class:`~napari_unet._widgets.volume_run.VolumeJob` (``image``
+            is then ``(Z, C, Y, X)``, axes ``"ZCYX"``), or None.
     """
 
     checkpoint: str
@@ -62,6 +64,7 @@ class PredictJob:
     probabilities: bool = False
     loaded: Any = None
     num_threads: int | None = None
+    volume: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +107,7 @@ class JobResult:
         seconds: wall-clock time of the job.
         restored: a restoration model's output (C_out, n, h, w) float32 (``labels`` is then
             empty, (n, 0, 0)); None for segmentation models.
+        volume: the labels come from a 3-D model (ids consistent across the slices).
     """
 
     labels: np.ndarray
@@ -115,6 +119,7 @@ class JobResult:
     loaded: Any
     seconds: float
     restored: np.ndarray | None = None
+    volume: bool = False
 
 
 def worker_threads(requested: int | None = None) -> int:
@@ -156,6 +161,8 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         if info.task == "restoration":  # an image, not labels: the writer adds an Image layer
             return (yield from _restore(job, loaded, start, iter_predict))
         postprocess = job.postprocess.apply(info)
+        if job.volume is not None:
+            return (yield from predict_volume(job, loaded, postprocess, start, iter_predict))
         probabilities = yield from _predict(job, loaded, job.predict, iter_predict)
         n = len(job.slices)
         probabilities = probabilities.reshape(probabilities.shape[0], n, *probabilities.shape[-2:])
@@ -184,6 +191,38 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         output=postprocess.output,
         loaded=loaded,
         seconds=time.perf_counter() - start,
+    )
+
+
+def predict_volume(
+    job: PredictJob, loaded: Any, postprocess: Any, start: float, iter_predict: Any
+) -> Generator[JobProgress, None, JobResult]:
+    """A 3-D model's job: predict the ``(Z, C, Y, X)`` image as a volume, label it in 3-D.
+
+    Returns:
+        A :class:`JobResult` with ``labels`` ``(n, h, w)``: one plane per written slice
+        (``job.volume.write``), object ids consistent across them; ``volume=True``.
+    """
+    from napari_unet.core.postprocess.volume import volume_labels
+
+    info = loaded.info
+    probabilities = yield from _predict(job, loaded, job.predict, iter_predict)  # (K, Z, h, w)
+    yield JobProgress("labelling", done=0, total=1)
+    labels = volume_labels(
+        probabilities, task=info.task, config=postprocess, spacing=job.volume.spacing
+    )
+    yield JobProgress("labelling", done=1, total=1)
+    keep = job.volume.offsets
+    return JobResult(
+        labels=np.ascontiguousarray(labels[keep]),
+        probabilities=foreground(probabilities[:, keep], info.task) if job.probabilities else None,
+        slices=tuple(job.slices),
+        region=job.region,
+        task=info.task,
+        output=postprocess.output,
+        loaded=loaded,
+        seconds=time.perf_counter() - start,
+        volume=True,
     )
 
 

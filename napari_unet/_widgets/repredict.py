@@ -3,12 +3,10 @@
 When a version becomes active (a new one with "follow newest version" on, or a rollback), the
 :class:`Repredictor` refreshes every plugin labels layer whose image is open: first the slice the
 user is looking at (of the image chosen in the predict panel), then the other slices that hold
-an untouched prediction, then the other images — one worker at a time (the viewer's
-:class:`~napari_unet._widgets._workers.Jobs`), with the predict panel's job
-(:func:`~napari_unet._widgets.predict_worker.run_prediction`) and writer
-(:class:`~napari_unet._widgets.output.OutputWriter`), seen through
-:class:`~napari_unet._widgets.prediction_target.PredictionTarget`. Huge slices (more than
-:data:`HUGE_PIXELS`) refresh only the visible region of the current slice.
+an untouched prediction, then the other images — one worker at a time (``loop.jobs``), with
+the predict panel's job and writer, seen through a ``PredictionTarget``. Huge slices (more
+than :data:`HUGE_PIXELS`) refresh only the visible region of the current slice. A 3-D version
+refreshes an image's slices in one run, in 3-D with their Z context (``volume_run``).
 
 Corrections are never overwritten: each result is merged around the user's work as it is when
 the result arrives (:func:`~napari_unet._widgets.label_writes.write_prediction`: edited pixels,
@@ -28,12 +26,10 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from napari_unet._widgets import layers as L
+from napari_unet._widgets import volume_run as V
 from napari_unet._widgets._workers import training_running
 from napari_unet._widgets.label_writes import MergePlan, merge_source, predict_and_merge
-from napari_unet._widgets.logic.refresh import (
-    refresh_runs,
-    session_protected,
-)
+from napari_unet._widgets.logic.refresh import refresh_runs, session_protected
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.output import OutputTarget
 from napari_unet._widgets.predict_worker import JobResult, PredictJob
@@ -135,6 +131,7 @@ class Repredictor(QObject):
         self._queue: list[_Task] = []
         self._checkpoint = ""
         self._version = ""
+        self._dims = 2  # of the version being refreshed
         self._done: list[tuple[str, int]] = []
 
     @property
@@ -161,6 +158,7 @@ class Repredictor(QObject):
         """Re-predict every unprotected slice with ``checkpoint``; returns the number of runs."""
         self.cancel()
         self._checkpoint, self._version, self._done = str(checkpoint), str(version_id), []
+        self._dims = V.checkpoint_dims(self._checkpoint)  # 3: volumes refreshed in 3-D
         self._queue = self.plan()
         if not self._queue:
             self.finished.emit(self._version, [])
@@ -205,6 +203,8 @@ class Repredictor(QObject):
         protected = self._protected(labels, layout, candidates)
         huge = int(np.prod(layout.yx_shape)) > HUGE_PIXELS
         runs = refresh_runs(current, candidates, protected, huge=huge)
+        if self._dims == 3:  # one 3-D run: the written slices and their Z context together
+            runs = [tuple(s for s in candidates if s not in protected)][: 1 if runs else 0]
         region = L.visible_region(self.viewer, image, axes) if huge and runs else None
         has_probabilities = probabilities is not None
         return [_Task(name, axes, layout, run, region, has_probabilities) for run in runs]
@@ -225,7 +225,8 @@ class Repredictor(QObject):
                 logger.info("re-prediction of %s skipped: %s", task.image, err)
                 continue
             labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=task.image)
-            source = merge_source(labels, task.layout, task.slices, task.region)
+            volume = job.volume is not None
+            source = merge_source(labels, task.layout, task.slices, task.region, volume=volume)
             self.loop.jobs.start(
                 self._key,
                 predict_and_merge,
@@ -249,10 +250,11 @@ class Repredictor(QObject):
             output=L.plugin_tag(labels).get("output") or "semantic"
         )
         threads = 1 if training_running() else self.target.num_threads
+        volume = V.refresh_job(image, task.layout, task.slices) if self._dims == 3 else None
         return PredictJob(
             checkpoint=self._checkpoint,
-            image=stack_slices(image.data, task.axes, task.slices),
-            axes="SCYX",
+            image=stack_slices(image.data, task.axes, volume.read if volume else task.slices),
+            axes="ZCYX" if volume else "SCYX",
             slices=task.slices,
             region=task.region,
             predict=self.target.predict_settings(),
@@ -260,6 +262,7 @@ class Repredictor(QObject):
             probabilities=task.probabilities,
             loaded=self.loop.models.get(self._checkpoint),
             num_threads=threads,
+            volume=volume,
         )
 
     def _on_returned(self, task: _Task, result: JobResult, plan: MergePlan | None) -> None:

@@ -83,6 +83,7 @@ class SegmentPanel(RunActions, QWidget):
         self.loop = LoopState.for_viewer(viewer)
         self._run_key = (id(self), "run")
         self._info_key = (id(self), "model info")
+        self.model_dims: dict[str, int] = {}  # checkpoint -> 2 or 3 (spatial dims), once read
         #: Where the running (or last) prediction writes, and how it ended.
         self._target: OutputTarget | None = None
         self._merge_source: MergeInput | None = None  # copies the worker merges around
@@ -222,6 +223,7 @@ class SegmentPanel(RunActions, QWidget):
             self._on_error(info, source="model")
             return
         self.model_context = {path: info.context_slices}  # 2.5-D: neighbours (segment_run)
+        self.model_dims[path] = int(info.spatial_dims)
         self.form.set_model_defaults(
             task=info.task,
             tile_shape=info.tile_shape,

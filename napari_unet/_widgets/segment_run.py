@@ -14,6 +14,7 @@ import logging
 
 from napari_unet._widgets import layers as L
 from napari_unet._widgets import predict_job as J
+from napari_unet._widgets import volume_run as V
 from napari_unet._widgets.label_writes import (
     MergePlan,
     merge_source,
@@ -79,6 +80,8 @@ class RunActions:
         if not plan.todo:
             self.status.setText(J.skipped_text(plan.skipped, nothing_done=True))
             return None
+        if self._spatial_dims(checkpoint) == 3:
+            return self._volume_job(layer, axes, plan, checkpoint)
         self._merge_source = merge_source(
             self.writer.labels_layer(layer.name, plan.layout),
             plan.layout,
@@ -97,6 +100,43 @@ class RunActions:
             probabilities=self.form.probabilities.isChecked(),
             loaded=self.loop.models.get(checkpoint),
             num_threads=self.num_threads,
+        )
+
+    def _spatial_dims(self, checkpoint: str) -> int:
+        """2 or 3 for the chosen model (read now if its info has not arrived yet)."""
+        if checkpoint not in self.model_dims:
+            self.model_dims[checkpoint] = V.checkpoint_dims(checkpoint)
+        return self.model_dims[checkpoint]
+
+    def _volume_job(self, layer: object, axes: str, plan: J.Plan, checkpoint: str) -> PredictJob:
+        """A 3-D model's job: the volume (or a slab around the displayed slice) in 3-D."""
+        import dataclasses
+
+        V.check_volume_image(plan.layout, layer.name, self.form.model.currentText())
+        scope = self.form.scope_key()
+        read, write = V.volume_slices(plan.layout.stack_shape[0], scope, plan.todo)
+        if scope == "stack":  # merged as one block: reviewed pixels are kept in every slice
+            self._target = dataclasses.replace(self._target, skipped=())
+        self._merge_source = merge_source(
+            self.writer.labels_layer(layer.name, plan.layout),
+            plan.layout,
+            write,
+            plan.region,
+            overwrite=self._target.overwrite,
+            volume=True,
+        )
+        return PredictJob(
+            checkpoint=checkpoint,
+            image=J.job_image(layer, axes, dataclasses.replace(plan, todo=read)),
+            axes="ZCYX",
+            slices=tuple(write),
+            region=plan.region,
+            predict=self.form.predict_settings(),
+            postprocess=self.form.postprocess_settings(),
+            probabilities=self.form.probabilities.isChecked(),
+            loaded=self.loop.models.get(checkpoint),
+            num_threads=self.num_threads,
+            volume=V.VolumeJob(tuple(read), tuple(write), spacing=V.layer_spacing(layer)),
         )
 
     def _start(self, job: PredictJob) -> None:

@@ -42,6 +42,9 @@ class SliceJob:
         loaded: ``{checkpoint path: LoadedModel}`` already loaded (reused).
         num_threads: torch threads for the job, set on the main thread when it starts
             (:func:`~napari_unet._widgets._workers.use_torch_threads`; None: ``cores - 1``).
+        volume: a :class:`~napari_unet._widgets.volume_run.VolumeJob` when ``image`` holds the
+            Z context ``(len(volume.read), C, Y, X)`` of the ``slices`` (= ``volume.write``) of a
+            Z-stack: a 3-D model predicts that slab in 3-D, a 2-D model the slices only.
     """
 
     checkpoints: tuple[str, ...]
@@ -52,6 +55,7 @@ class SliceJob:
     measure: str = "none"
     loaded: dict = dataclasses.field(default_factory=dict)
     num_threads: int | None = None
+    volume: Any = None
 
     def __post_init__(self) -> None:
         if self.measure not in MEASURES:
@@ -61,8 +65,9 @@ class SliceJob:
                 "Disagreement needs two model versions: fine-tune until a second version exists, "
                 "or show the entropy instead."
             )
-        if np.ndim(self.image) != 4 or len(self.image) != len(self.slices):
-            raise ValueError(f"image must be (n, C, Y, X) for {len(self.slices)} slice(s)")
+        n = len(self.slices) if self.volume is None else len(self.volume.read)
+        if np.ndim(self.image) != 4 or len(self.image) != n:
+            raise ValueError(f"image must be (n, C, Y, X) for {n} slice(s)")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -141,10 +146,11 @@ def _one_model(
             f"{Path(path).name} is a restoration model: it has no classes to compare or "
             "measure uncertainty on; pick a segmentation model."
         )
+    image, axes, keep = _input(job, loaded.model, path)
     steps = iter_predict(
         loaded.model,
-        job.image,
-        "SCYX",
+        image,
+        axes,
         task=task,
         normalization=loaded.info.normalization_config(),
         config=config,
@@ -163,7 +169,7 @@ def _one_model(
             n_slices=len(job.checkpoints),
         )
     n = len(job.slices)
-    probs = probs.reshape(probs.shape[0], n, *probs.shape[-2:])
+    probs = probs.reshape(probs.shape[0], -1, *probs.shape[-2:])[:, keep]
     post = loaded.info.postprocess_config()  # the model's own defaults
     planes = None
     if job.labels:
@@ -171,6 +177,21 @@ def _one_model(
             [labels_from_probabilities(probs[:, i], task=task, config=post) for i in range(n)]
         )
     return probs, planes, task, post.output
+
+
+def _input(job: SliceJob, model: Any, path: str) -> tuple[np.ndarray, str, Any]:
+    """``(image, axes, kept slices of the output)`` for one model: a 3-D model gets the Z
+    slab (``job.volume``) as a volume, a 2-D model the job's slices only."""
+    if getattr(model, "spatial_dims", 2) != 3:
+        if job.volume is None:
+            return job.image, "SCYX", slice(None)
+        return job.image[job.volume.offsets], "SCYX", slice(None)
+    if job.volume is None:
+        raise UserInputError(
+            f"{Path(path).name} is a 3-D model and this image has no Z axis of several slices: "
+            "measure it with a 2-D model, or open a Z-stack."
+        )
+    return job.image, "ZCYX", job.volume.offsets
 
 
 def _uncertainty(job: SliceJob, probabilities: list, tasks: list) -> np.ndarray | None:

@@ -104,7 +104,7 @@ def _import_napari():
     except ImportError:
         raise UserInputError(
             "napari is not installed (the headless install has no GUI); install it with "
-            "pip install \"napari-unet-loop[all]\" or use predict/train without a window."
+            'pip install "napari-unet-loop[all]" or use predict/train without a window.'
         ) from None
     return napari
 

@@ -22,6 +22,7 @@ from napari_unet.trainer.data import (
 )
 from napari_unet.trainer.events import PoolChanged
 from napari_unet.trainer.guard import data_settings
+from napari_unet.trainer.volume import is_volumetric, volume_items, volume_settings
 from napari_unet.trainer.widen import fit_channels, widen_for_labels
 
 logger = logging.getLogger(__name__)
@@ -39,17 +40,24 @@ class TrainerPool:
             (self.start_path, self.info), self.config = widened, self._config(widened[1])
         check_training_data(slices, self.info, repr(self.request.start_from))
         items, adapted, self.channels_note = fit_channels(
-            to_items(slices, self.normalization), self.info, self.start_path, self.run_dir
+            self._items(slices), self.info, self.start_path, self.run_dir
         )
         if adapted:
             (self.start_path, self.info), self.config = adapted, self._config(adapted[1])
         preflight_items(items, self.info)
-        self.fingerprint, self.config = data_settings(items, self.info, self.config)
+        settings = volume_settings if is_volumetric(self.info) else data_settings
+        self.fingerprint, self.config = settings(items, self.info, self.config)
         self.pool = {item.name: item for item in items}
         train, self.val_items = self.plan.split(items)
         self.held = {item.name: item for item in self.val_items}  # as the core's pool has them
         self._send_pool(())
         return train, self.val_items
+
+    def _items(self, slices: list[Any]) -> list[Any]:
+        """Training items: one per slice, or (3-D start model) one sparse volume per image."""
+        if is_volumetric(self.info):
+            return volume_items(self.session, slices, self.normalization)
+        return to_items(slices, self.normalization)
 
     def _send_pool(self, added: tuple) -> None:
         items = list(self.pool.values())
@@ -86,11 +94,11 @@ class TrainerPool:
         self.session.refresh()
         wanted = {slice_name(i, s) for i, s in keys}
         image_ids = sorted({i for i, _ in keys if i in {e.id for e in self.session.images()}})
-        slices = [
-            s for s in self.session.iter_training_items(image_ids=image_ids) if s.name in wanted
-        ]
-        slices = [s for s in slices if s.annotated_mask.any()]
-        for item in self._fitted(to_items(slices, self.normalization)):
+        every = list(self.session.iter_training_items(image_ids=image_ids))
+        if is_volumetric(self.info):  # the image's whole volume item is rebuilt
+            wanted = {s.name for s in every}
+        slices = [s for s in every if s.name in wanted and s.annotated_mask.any()]
+        for item in self._fitted(self._items(slices)):
             feed.put(self.plan.prepare_new(item))
             self.pool[item.name] = item
         logger.info("queued %d corrected slice(s) for training", len(slices))

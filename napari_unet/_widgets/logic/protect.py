@@ -16,6 +16,10 @@ around it: kept pixels stay exactly as they are; a predicted object that overlap
 clipped to the free pixels (its largest connected piece), or dropped when less than
 ``min_keep`` of it is left; predicted ids are renumbered into ids no kept object uses, so no id
 is split or duplicated. Semantic labels simply keep the edited and reviewed pixels.
+
+Every function works on any number of dimensions: a (Z, Y, X) volume of a 3-D model's labels is
+merged as one block (connectivity in 3-D, ids kept consistent across Z), with a region of three
+slices (``(slice_z, slice_y, slice_x)``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 #: Share of a predicted object that must lie outside the kept pixels for it to be kept.
 MIN_KEEP = 0.5
 
-Region = tuple[slice, slice]
+Region = tuple[slice, ...]
 
 
 def edited_mask(labels: np.ndarray, snapshot: np.ndarray | None) -> np.ndarray:
@@ -86,10 +90,10 @@ def _crossing_ids(labels: np.ndarray, region: Region) -> np.ndarray:
 
 
 def _largest_piece(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a bool ``mask``."""
+    """The largest fully connected (8 in 2-D, 26 in 3-D) component of a bool ``mask``."""
     from scipy import ndimage
 
-    parts, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    parts, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
     if n <= 1:
         return mask
     sizes = np.bincount(parts.ravel())
@@ -156,6 +160,7 @@ def merge_slice(
     kind: str = "instances",
     region: Region | None = None,
     min_keep: float = MIN_KEEP,
+    taken: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A new prediction written around the user's work, for one slice.
 
@@ -166,6 +171,8 @@ def merge_slice(
         kind: ``"instances"`` or ``"semantic"``.
         region: the (Y, X) box that was predicted (None: the whole slice). Pixels outside it
             are left alone, and (instances) so is every object crossing its border.
+        taken: instance ids used elsewhere (e.g. other slices of the volume) that new ids
+            must not reuse.
 
     Returns:
         ``(merged (Y, X), replaced (Y, X) bool)``: the new slice (dtype wide enough for its
@@ -182,7 +189,10 @@ def merge_slice(
     replaced = ~fixed
     if kind == "instances":
         piece = clip_objects(full, fixed, min_keep=min_keep)
-        full = renumber(piece, np.unique(labels[fixed]))
+        used = np.unique(labels[fixed])
+        if taken is not None:
+            used = np.union1d(used.astype(np.int64), np.asarray(taken, dtype=np.int64))
+        full = renumber(piece, used)
     dtype = np.result_type(labels.dtype, full.dtype)
     merged = labels.astype(dtype, copy=True)
     merged[replaced] = full[replaced]

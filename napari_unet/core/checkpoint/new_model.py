@@ -23,6 +23,7 @@ NEW_ARCHITECTURES: tuple[tuple[str, str], ...] = (
     ("unet11", "TernausNet (VGG11 encoder)"),
     ("unetpp", "UNet++ (deep supervision)"),
     ("unet_original", "U-Net, original (valid convolutions)"),
+    ("unet3d_aniso", "3-D U-Net, anisotropic (Z-stacks)"),
 )
 #: Outputs per task (semantic: one per class).
 TASK_OUTPUTS = {"binary": 1, "instances": 3, "restoration": 1}
@@ -41,6 +42,8 @@ class NewModelConfig(Config):
         start: ``""`` (from scratch) or a built-in model's name whose weights are copied where the
             shapes agree (its architecture and size are used).
         encoder_weights: TernausNet only: a local torchvision VGG11 ``.pth`` file, or ``""``.
+        voxel_size: 3-D architectures: the images' ``(z, y, x)`` voxel size (it chooses where
+            the anisotropic net pools in Y/X only).
     """
 
     arch: str = setting("unet", "Architecture", choices=NEW_ARCHITECTURES)
@@ -53,6 +56,7 @@ class NewModelConfig(Config):
     in_channels: int = setting(1, "Input channels", min=1, max=64)
     start: str = ""
     encoder_weights: str = ""
+    voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def out_channels(self) -> int:
         """Output channels the task and classes need."""
@@ -90,6 +94,8 @@ def new_checkpoint(config: NewModelConfig, path: str | Path) -> Path:
     settings.update(in_channels=int(config.in_channels), out_channels=config.out_channels())
     if config.arch == "unetpp":
         settings.setdefault("deep_supervision", True)
+    if config.arch == "unet3d_aniso":
+        settings.update(voxel_size=tuple(float(v) for v in config.voxel_size))
     if config.encoder_weights:
         settings["encoder_weights"] = str(Path(config.encoder_weights).expanduser())
     try:
