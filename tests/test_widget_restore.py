@@ -86,4 +86,4 @@ def test_restoration_model_predicts_an_image_layer(
     panel.run_button.click()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=TIMEOUT)
     assert errors == [] and roles(viewer).count("restored") == 1
-    assert restored.data[1].any() and "Predicted slice(s) 1" in panel.status.text()
+    assert restored.data[1].any() and "Predicted slice 1" in panel.status.text()

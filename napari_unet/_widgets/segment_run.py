@@ -195,9 +195,8 @@ class RunActions:
         labels = L.find_plugin_layer(self.viewer, role="labels", image_layer=target.image)
         if labels is not None:  # the correction tools and the Fine-tune dock follow it
             self.loop.announce_prediction(labels)
-        done = ", ".join(str(s) for s in result.slices)
         where = " (visible region)" if result.region is not None else ""
-        text = f"Predicted slice(s) {done}{where} in {result.seconds:.1f} s."
+        text = f"Predicted {slice_list(result.slices)}{where} in {result.seconds:.1f} s."
         if kept:
             text += " " + J.kept_text(kept)
         if target.skipped:
@@ -217,3 +216,13 @@ class RunActions:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.end(done=self._outcome == "done")
+
+
+def slice_list(slices: list[int]) -> str:
+    """``slice 3``, ``slices 0, 4, 7``, or ``slices 0-50 (51)`` for a run of more than 3."""
+    slices = sorted(int(s) for s in slices)
+    if len(slices) == 1:
+        return f"slice {slices[0]}"
+    if len(slices) > 3 and slices[-1] - slices[0] == len(slices) - 1:
+        return f"slices {slices[0]}-{slices[-1]} ({len(slices)})"
+    return "slices " + ", ".join(str(s) for s in slices)
