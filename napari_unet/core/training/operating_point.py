@@ -9,8 +9,9 @@ foreground no seed reaches) and keeps the one with the best AP@0.5, pooled over 
 (TP / (TP + FP + FN) summed over the tiles). The setting the model had (inherited from its parent,
 or the defaults) is scored first and kept on ties, so a change needs a strictly better score.
 
-Only instance models (3-class: background, interior, boundary) are tuned: the other tasks'
-label outputs have no seeds to tune. Objects cut by a tile border are scored as the cut pieces
+This module tunes instance models (3-class: background, interior, boundary); binary and 2-class
+semantic models get a class-1 threshold chosen by Rand error or IoU
+(:mod:`napari_unet.core.training.operating_point_semantic`). Objects cut by a tile border are scored as the cut pieces
 in both the prediction and the truth (pixels outside the held-back tiles are set to 0).
 """
 
@@ -103,7 +104,13 @@ class OperatingPoint:
 
 
 def describe_operating_point(report: dict[str, Any]) -> str:
-    """One line from :meth:`OperatingPoint.report` (e.g. ``provenance["operating_point"]``)."""
+    """One line from :meth:`OperatingPoint.report` (e.g. ``provenance["operating_point"]``);
+    a binary/semantic model's report (no ``ap50``) gets its own line
+    (:func:`~napari_unet.core.training.operating_point_semantic.describe_semantic`)."""
+    if "ap50" not in report:
+        from napari_unet.core.training.operating_point_semantic import describe_semantic
+
+        return describe_semantic(report)
     settings = report["settings"]
     return (
         f"operating point chosen on {report['n_tiles']} held-back tile(s) "
@@ -149,9 +156,13 @@ def _with_context(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[sli
 
 
 def _pieces(
-    model: SegmentationNet, items: Sequence[TrainingItem], predict_config: Any
+    model: SegmentationNet,
+    items: Sequence[TrainingItem],
+    predict_config: Any,
+    *,
+    task: str = "instances",
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[slice, slice]]]:
-    """Per region: ``(probabilities (3, y', x'), truth (y, x), held mask (y, x), core, box)``.
+    """Per region: ``(probabilities (K, y', x'), truth (y, x), held mask (y, x), core, box)``.
 
     ``box`` is the region's bounding box in the item, ``core`` the same box inside the
     probabilities (which carry ``CONTEXT`` pixels more on every side, clipped at the border).
@@ -169,7 +180,7 @@ def _pieces(
                 model,
                 np.ascontiguousarray(item.image[(slice(None), *outer)]),
                 "CYX",
-                task="instances",
+                task=task,
                 normalization=NormalizationConfig(mode="none"),
                 config=predict_config,
             )
