@@ -139,17 +139,24 @@ def semantic_candidates(base: PostprocessConfig) -> list[PostprocessConfig]:
     return configs
 
 
-def boundary_like(truths: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> bool:
+def boundary_like(
+    truths: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    cells: Sequence[np.ndarray] | None = None,
+) -> bool:
     """Whether class 1 of the held-back labels separates regions (membranes) (module docs).
 
     Args:
         truths: per region (y, x) class ids (1 = the class tuned), 0 outside the annotation.
         masks: per region (y, x) bool, the annotated (held-back) pixels.
+        cells: per region (y, x) bool, the validation tiles holding them (None: the whole
+            boxes); under :data:`DENSE_FRACTION` of them annotated is sparse annotation: False.
     """
     from skimage.morphology import skeletonize
 
     annotated = sum(int(m.sum()) for m in masks)
-    if not annotated or annotated < DENSE_FRACTION * sum(m.size for m in masks):
+    area = sum(int(c.sum()) for c in cells) if cells is not None else sum(m.size for m in masks)
+    if not annotated or annotated < DENSE_FRACTION * area:
         return False
     pixels = skeleton = regions = pieces = 0
     eight = np.ones((3, 3), bool)
@@ -160,6 +167,20 @@ def boundary_like(truths: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> 
         regions += ndimage.label(~inside & mask)[1]
         pieces += ndimage.label(inside, structure=eight)[1]
     return bool(pixels) and skeleton >= THIN_FRACTION * pixels and regions > pieces
+
+
+def _cells(pieces, tile: int) -> list[np.ndarray]:
+    """Per piece, (y, x) bool: the ``tile`` squares (grid at (0, 0)) that hold a held-back pixel."""
+    cells = []
+    for _, _, mask, _, box in pieces:
+        y0, x0 = box[0].start, box[1].start
+        rows = (np.arange(mask.shape[0]) + y0) // tile
+        cols = (np.arange(mask.shape[1]) + x0) // tile
+        ys, xs = np.nonzero(mask)
+        grid = np.zeros((rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1), dtype=bool)
+        grid[rows[ys] - rows[0], cols[xs] - cols[0]] = True
+        cells.append(grid[np.ix_(rows - rows[0], cols - cols[0])])
+    return cells
 
 
 def _rand_error(preds, truths, masks) -> float:
@@ -233,7 +254,7 @@ def choose_semantic_operating_point(
     if not any(((t == 1) & m).any() for t, m in zip(truths, masks)):
         logger.info("operating point not tuned: no class-1 pixel in the held-back tiles")
         return None
-    metric = "rand_error" if boundary_like(truths, masks) else "iou"
+    metric = "rand_error" if boundary_like(truths, masks, _cells(pieces, tile)) else "iou"
     base = base.replace(output="semantic")
     candidates = semantic_candidates(base)
     before = _score(base, metric, pieces, task)
