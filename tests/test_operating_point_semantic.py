@@ -237,4 +237,7 @@ def test_segment_form_presets_the_models_membrane_threshold(qtbot):
     )
     choice = form.postprocess_settings()
     assert choice.threshold == pytest.approx(0.3)
-    assert choice.apply(info).threshold == pytest.approx(0.3)  # what the Segment dock predicts with
+    config = choice.apply(info)  # what the Segment dock predicts with
+    p1 = np.array([[0.1, 0.35, 0.6]], np.float32)
+    labels = labels_from_probabilities(np.stack([1 - p1, p1]), task="semantic", config=config)
+    assert config.threshold == pytest.approx(0.3) and labels.tolist() == [[0, 1, 1]]

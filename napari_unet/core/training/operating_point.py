@@ -41,6 +41,7 @@ __all__ = [
     "candidate_configs",
     "choose_operating_point",
     "describe_operating_point",
+    "describe_semantic",
 ]
 
 #: Candidate foreground thresholds, seed (interior) thresholds and minimum sizes (pixels); the
@@ -105,11 +106,8 @@ class OperatingPoint:
 
 def describe_operating_point(report: dict[str, Any]) -> str:
     """One line from :meth:`OperatingPoint.report` (e.g. ``provenance["operating_point"]``);
-    a binary/semantic model's report (no ``ap50``) gets its own line
-    (:func:`~napari_unet.core.training.operating_point_semantic.describe_semantic`)."""
+    a binary/semantic model's report (no ``ap50``) gets its own line (:func:`describe_semantic`)."""
     if "ap50" not in report:
-        from napari_unet.core.training.operating_point_semantic import describe_semantic
-
         return describe_semantic(report)
     settings = report["settings"]
     return (
@@ -118,6 +116,19 @@ def describe_operating_point(report: dict[str, Any]) -> str:
         f"seeds {settings['interior_threshold']:g}, min size {settings['min_size']}, "
         f"unseeded {settings['unseeded']} (AP@0.5 {report['ap50']:.3f}; the inherited setting "
         f"{report['ap50_before']:.3f})"
+    )
+
+
+def describe_semantic(report: dict[str, Any]) -> str:
+    """One line from a binary/2-class semantic model's report (``operating_point_semantic``)."""
+    settings = report["settings"]
+    metric = "rand_error" if "rand_error" in report else "iou"
+    name = "Rand error" if metric == "rand_error" else "class-1 IoU"
+    what = "membranes" if metric == "rand_error" else "foreground"
+    return (
+        f"operating point chosen on {report['n_tiles']} held-back tile(s) ({what}): threshold "
+        f"{settings['threshold']:g}, min size {settings['min_size']} ({name} "
+        f"{report[metric]:.3f}; the inherited setting {report[metric + '_before']:.3f})"
     )
 
 

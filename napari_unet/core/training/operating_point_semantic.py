@@ -92,7 +92,8 @@ class SemanticOperatingPoint:
         return {key: getattr(self.config, key) for key in SEMANTIC_KEYS}
 
     def report(self) -> dict[str, Any]:
-        """Plain data for ``provenance["operating_point"]``."""
+        """Plain data for ``provenance["operating_point"]`` (its line:
+        :func:`~napari_unet.core.training.operating_point.describe_operating_point`)."""
         return {
             "chosen_on": "held-back validation tiles",
             "metric": (
@@ -107,19 +108,6 @@ class SemanticOperatingPoint:
             f"{self.metric}_before": round(self.score_before, 4),
             "settings": self.settings(),
         }
-
-
-def describe_semantic(report: dict[str, Any]) -> str:
-    """One line from :meth:`SemanticOperatingPoint.report` (the instance line's sibling)."""
-    settings = report["settings"]
-    metric = "rand_error" if "rand_error" in report else "iou"
-    name = "Rand error" if metric == "rand_error" else "class-1 IoU"
-    what = "membranes" if metric == "rand_error" else "foreground"
-    return (
-        f"operating point chosen on {report['n_tiles']} held-back tile(s) ({what}): threshold "
-        f"{settings['threshold']:g}, min size {settings['min_size']} ({name} "
-        f"{report[metric]:.3f}; the inherited setting {report[metric + '_before']:.3f})"
-    )
 
 
 def _better(metric: str, score: float, than: float) -> bool:
@@ -246,7 +234,11 @@ def choose_semantic_operating_point(
         The :class:`SemanticOperatingPoint`, or None when the held-back tiles hold no class-1
         pixel (nothing to tune on).
     """
-    from napari_unet.core.training.operating_point import _pieces, _tile_count
+    from napari_unet.core.training.operating_point import (
+        _pieces,
+        _tile_count,
+        describe_operating_point,
+    )
 
     pieces = _pieces(model, val_items, predict_config, task=task)
     truths = [truth for _, truth, _, _, _ in pieces]
@@ -265,5 +257,5 @@ def choose_semantic_operating_point(
             best, best_score = config, score
     n_tiles = _tile_count(pieces, tile)
     point = SemanticOperatingPoint(best, metric, best_score, before, n_tiles, len(candidates))
-    logger.info("%s", describe_semantic(point.report()))
+    logger.info("%s", describe_operating_point(point.report()))
     return point
