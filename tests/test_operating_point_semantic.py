@@ -22,6 +22,7 @@ from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabil
 from napari_unet.core.training.augment import AugmentConfig
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import CheckpointEvent, TrainConfig, iter_train
+from napari_unet.core.training.targets import TargetConfig
 from napari_unet.core.training.operating_point import describe_operating_point
 from napari_unet.core.training.operating_point_semantic import (
     boundary_like,
@@ -172,21 +173,28 @@ def test_nothing_to_tune_without_class_one():
 
 
 def _membrane_items() -> list[TrainingItem]:
+    """ISBI crops with their labels as stored (0 = membrane, 255 = cell; ``ISBI_MAP`` maps them)."""
     items = []
     for name in ("00", "10"):
         image = read_image(ISBI / "images" / f"{name}.png").image[:96, :96].astype(np.float32)
         image = (image - image.mean()) / (image.std() + 1e-6)
-        items.append(TrainingItem(image[None], _isbi_membranes(name, 96), name=name))
+        raw = np.asarray(read_image(ISBI / "labels" / f"{name}.png").image)[:96, :96]
+        items.append(TrainingItem(image[None], raw.astype(np.int32), name=name))
     return items
+
+
+ISBI_MAP = TargetConfig(task="semantic", label_map=((0, 1), (255, 0)))
 
 
 @needs_isbi
 def test_training_a_membrane_model_stores_and_reports_its_threshold(tmp_path):
+    """Raw ISBI labels through the run's label map (as ``train --label-map 0:1,255:0``)."""
     torch.manual_seed(0)
     model = build_model("unet", depth=2, base_channels=8, in_channels=1, out_channels=2)
     config = TrainConfig(task="semantic", steps=4, batch_size=2, patch_shape=(32, 32),
                          val_fraction=0.3, val_tile=32, val_every=2, device="cpu",
-                         augment=AugmentConfig(strength=0.0), checkpoint_dir=str(tmp_path / "r"))  # fmt: skip
+                         augment=AugmentConfig(strength=0.0), targets=ISBI_MAP,
+                         checkpoint_dir=str(tmp_path / "r"))  # fmt: skip
     events = iter_train(model, _membrane_items(), config)
     seen = []
     while True:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from napari_unet.core.models import SegmentationNet
     from napari_unet.core.postprocess.config import PostprocessConfig
     from napari_unet.core.training.items import TrainingItem
+    from napari_unet.core.training.targets import TargetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ __all__ = [
     "SemanticOperatingPoint",
     "boundary_like",
     "choose_semantic_operating_point",
+    "class_items",
     "semantic_candidates",
     "tunable_semantic",
 ]
@@ -210,6 +212,27 @@ def _score(config: PostprocessConfig, metric: str, pieces, task: str) -> float:
     return (_rand_error if metric == "rand_error" else _iou)(preds, truths, masks)
 
 
+def class_items(
+    items: Sequence[TrainingItem], targets: TargetConfig | None, task: str
+) -> list[TrainingItem]:
+    """``items`` with class-id labels (the raw labels through ``targets``' label map and ignore
+    value, as the model was trained) and the ignored pixels out of the annotated mask."""
+    from napari_unet.core.errors import TrainingDataError
+    from napari_unet.core.training.targets import IGNORE_INDEX, TargetConfig, make_targets
+
+    config = (targets or TargetConfig()).replace(task=task, n_classes=None)
+    converted = []
+    for item in items:
+        try:
+            classes = make_targets(item.labels, item.annotated_mask, config=config).classes
+        except TrainingDataError:  # every held-back pixel ignored: nothing to score here
+            continue
+        held = classes != IGNORE_INDEX
+        labels = np.where(held, classes, 0).astype(np.int32)
+        converted.append(dataclasses.replace(item, labels=labels, annotated_mask=held))
+    return converted
+
+
 def choose_semantic_operating_point(
     model: SegmentationNet,
     val_items: Sequence[TrainingItem],
@@ -218,17 +241,20 @@ def choose_semantic_operating_point(
     base: PostprocessConfig,
     predict_config: Any,
     tile: int = 128,
+    targets: TargetConfig | None = None,
 ) -> SemanticOperatingPoint | None:
     """The best class-1 threshold and minimum size of ``model`` on the held-back tiles.
 
     Args:
         model: a trained binary or 2-class semantic model.
-        val_items: the held-back items (annotated mask = the validation tiles; labels = class
-            ids, 1 = the class tuned).
+        val_items: the held-back items (annotated mask = the validation tiles; labels as the
+            user gave them, turned into class ids by ``targets``; 1 = the class tuned).
         task: ``"binary"`` or ``"semantic"``.
         base: the model's own setting; kept unless a candidate scores strictly better.
         predict_config: the ``PredictConfig`` used to predict the tiles.
         tile: the validation tile side (``TrainConfig.val_tile``), for the tile count reported.
+        targets: the run's ``TrainConfig.targets`` (label map, ignore value); None: labels are
+            class ids already.
 
     Returns:
         The :class:`SemanticOperatingPoint`, or None when the held-back tiles hold no class-1
@@ -240,7 +266,7 @@ def choose_semantic_operating_point(
         describe_operating_point,
     )
 
-    pieces = _pieces(model, val_items, predict_config, task=task)
+    pieces = _pieces(model, class_items(val_items, targets, task), predict_config, task=task)
     truths = [truth for _, truth, _, _, _ in pieces]
     masks = [mask for _, _, mask, _, _ in pieces]
     if not any(((t == 1) & m).any() for t, m in zip(truths, masks)):

@@ -36,7 +36,7 @@ def tune_best(
     predict_config = PredictConfig(
         tile_shape=info.tile_shape or (512, 512), overlap=info.overlap, device=config.device
     )
-    point = _choose(loaded.model, info, val_items, predict_config, config.val_tile)
+    point = _choose(loaded.model, info, val_items, predict_config, config)
     if point is None:
         return None, False
     provenance = {**info.provenance, "operating_point": point.report()}
@@ -58,8 +58,9 @@ def tune_best(
     return point.report(), point.changed
 
 
-def _choose(model, info, val_items: Sequence[TrainingItem], predict_config, tile: int):
+def _choose(model, info, val_items: Sequence[TrainingItem], predict_config, config: TrainConfig):
     """The instance or the binary/2-class semantic operating point (None: nothing to tune)."""
+    tile = config.val_tile
     if info.task == "instances":
         from napari_unet.core.training.operating_point import choose_operating_point
 
@@ -73,7 +74,7 @@ def _choose(model, info, val_items: Sequence[TrainingItem], predict_config, tile
 
     return choose_semantic_operating_point(
         model, val_items, task=info.task, base=info.postprocess_config(output="semantic"),
-        predict_config=predict_config, tile=tile,
+        predict_config=predict_config, tile=tile, targets=config.targets,
     )  # fmt: skip
 
 
