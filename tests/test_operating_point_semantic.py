@@ -249,3 +249,26 @@ def test_segment_form_presets_the_models_membrane_threshold(qtbot):
     p1 = np.array([[0.1, 0.35, 0.6]], np.float32)
     labels = labels_from_probabilities(np.stack([1 - p1, p1]), task="semantic", config=config)
     assert config.threshold == pytest.approx(0.3) and labels.tolist() == [[0, 1, 1]]
+
+
+def test_predict_cli_applies_a_stored_membrane_threshold(tmp_path):
+    """``predict --labels semantic`` of a 2-class model with a tuned threshold in its checkpoint."""
+    from napari_unet.cli import main
+    from napari_unet.core.checkpoint.format import save_checkpoint
+    from napari_unet.core.io.images import write_tiff
+
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=4, in_channels=1, out_channels=2)
+    last_conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # p(membrane) = sigmoid(-0.4) = 0.40 everywhere
+        last_conv.weight.zero_()
+        last_conv.bias.copy_(torch.tensor([0.0, -0.4]))
+    image = tmp_path / "em.tif"
+    write_tiff(image, np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    for name, provenance in (("plain", {}), ("tuned", {"postprocess": {"threshold": 0.3}})):
+        checkpoint = save_checkpoint(tmp_path / f"{name}.pt", model, task="semantic",
+                                     tile_shape=(64, 64), provenance=provenance)  # fmt: skip
+        out = tmp_path / name
+        assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(out)]) == 0
+        labels = read_image(out / "em_labels.tif").image
+        assert (labels == (1 if name == "tuned" else 0)).all()
