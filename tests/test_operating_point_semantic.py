@@ -22,13 +22,13 @@ from napari_unet.core.postprocess import PostprocessConfig, labels_from_probabil
 from napari_unet.core.training.augment import AugmentConfig
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import CheckpointEvent, TrainConfig, iter_train
-from napari_unet.core.training.targets import TargetConfig
 from napari_unet.core.training.operating_point import describe_operating_point
 from napari_unet.core.training.operating_point_semantic import (
     boundary_like,
     choose_semantic_operating_point,
     semantic_candidates,
 )
+from napari_unet.core.training.targets import TargetConfig
 
 ISBI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "isbi2012"
 SIDE = 128
@@ -78,7 +78,8 @@ class _Logits(torch.nn.Module):
         return tuple(shape)
 
 
-def _choose(model, items, task="semantic", base=PostprocessConfig()):
+def _choose(model, items, task="semantic", base=None):
+    base = base or PostprocessConfig()
     config = PredictConfig(tile_shape=(SIDE, SIDE), device="cpu", precision="fp32")
     return choose_semantic_operating_point(
         model, items, task=task, base=base, predict_config=config, tile=64
@@ -206,7 +207,7 @@ def test_training_a_membrane_model_stores_and_reports_its_threshold(tmp_path):
     info = load_checkpoint(result.best_path).info
     report = info.provenance["operating_point"]
     assert result.operating_point == report and report["class1"] == "boundary"
-    assert report["n_tiles"] >= 1 and report["n_candidates"] == 14
+    assert report["n_tiles"] >= 1 and report["n_candidates"] == 4  # 0.2-0.5, own min size
     if report["rand_error"] < report["rand_error_before"]:  # stored and announced again
         assert info.provenance["postprocess"] == report["settings"]
         assert info.postprocess_config().threshold == report["settings"]["threshold"]
@@ -272,3 +273,12 @@ def test_predict_cli_applies_a_stored_membrane_threshold(tmp_path):
         assert main(["predict", str(image), "--model", str(checkpoint), "--out", str(out)]) == 0
         labels = read_image(out / "em_labels.tif").image
         assert (labels == (1 if name == "tuned" else 0)).all()
+
+
+def test_membrane_candidates_never_thin_the_membranes():
+    """Tiles under-count the merges a gap causes: a membrane threshold may only go down."""
+    base = PostprocessConfig(threshold=0.5, min_size=5)
+    configs = semantic_candidates(base, boundary=True)
+    assert configs[0] == base and len(configs) == 4
+    assert {c.threshold for c in configs} == {0.2, 0.3, 0.4, 0.5}
+    assert {c.min_size for c in configs} == {5}

@@ -6,8 +6,9 @@ What each task gives (channel conventions from :mod:`napari_unet.core.config`):
   components of that mask, or by a distance-transform watershed that splits touching objects
   (``binary_instances="watershed"``, peaks at least ``min_distance`` apart).
 - ``semantic`` (K >= 2): the argmax class; a 2-class model's class 1 where ``p_1 >= threshold``
-  (0.5 is the argmax: a tuned membrane threshold lands here, issue 17). Instances: with ``foreground_class=None`` every
-  non-background class is foreground (``1 - p_0 >= threshold``) and is split like a binary mask;
+  (0.5 is the argmax; a tuned membrane threshold lands here, issue 17). Instances: with
+  ``foreground_class=None`` every non-background class is foreground (``1 - p_0 >= threshold``)
+  and is split like a binary mask;
   with ``foreground_class=(c, ...)`` those classes are object interiors and the others separators
   (the EM membrane model uses ``foreground_class=0``): seeds are connected components of
   ``sum p_c >= interior_threshold`` (optionally eroded by ``seed_erosion`` pixels), grown by a

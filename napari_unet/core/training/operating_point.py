@@ -11,8 +11,9 @@ or the defaults) is scored first and kept on ties, so a change needs a strictly 
 
 This module tunes instance models (3-class: background, interior, boundary); binary and 2-class
 semantic models get a class-1 threshold chosen by Rand error or IoU
-(:mod:`napari_unet.core.training.operating_point_semantic`). Objects cut by a tile border are scored as the cut pieces
-in both the prediction and the truth (pixels outside the held-back tiles are set to 0).
+(:mod:`~napari_unet.core.training.operating_point_semantic`). Objects cut by a tile border are
+scored as the cut pieces in both the prediction and the truth (pixels outside the held-back
+tiles are set to 0).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ class 1 is, read from the held-back labels:
 - **boundary-like** (membranes: thin, and the other pixels fall into more regions than class 1
   has pieces — class 1 encloses them): the lowest adapted Rand error of the regions the predicted
   class 1 encloses (4-connected components of class 0; every class-1 pixel a region of its own, as
-  in ISBI 2012), pooled over the tiles. A gap in a membrane merges two cells; the threshold that
-  closes gaps wins, although the membranes get thicker.
+  in ISBI 2012), pooled over the tiles. A gap in a membrane merges two cells; only thresholds at
+  or below the model's own are tried (tiles under-count merges: :func:`semantic_candidates`).
 - **otherwise** (objects, areas): the highest foreground (class-1) IoU, pooled over the tiles
   (intersection and union summed; F1 = 2 IoU / (1 + IoU) picks the same setting).
 
@@ -116,10 +116,20 @@ def _better(metric: str, score: float, than: float) -> bool:
     return score < than if metric == "rand_error" else score > than
 
 
-def semantic_candidates(base: PostprocessConfig) -> list[PostprocessConfig]:
-    """``base`` first, then every threshold x minimum size (``base``'s values included)."""
-    thresholds = dict.fromkeys([base.threshold, *SEMANTIC_THRESHOLDS])
-    sizes = dict.fromkeys([base.min_size, *SEMANTIC_MIN_SIZES])
+def semantic_candidates(base: PostprocessConfig, boundary: bool = False) -> list[PostprocessConfig]:
+    """``base`` first, then every threshold x minimum size (``base``'s values included).
+
+    ``boundary``: only thresholds at or below ``base``'s and ``base``'s minimum size — thicker
+    membranes, never thinner. A 128-px tile under-counts the merges a gap causes (on a whole
+    slice one gap joins a chain of cells), so its Rand error favours thin, gapped membranes: on
+    ISBI test slices cut into 128-px tiles threshold 0.5 scored 0.140 and 0.7 0.183, on the
+    whole slices 0.426 and 0.619 (docs/learning_ablation.md).
+    """
+    grid = (
+        [t for t in SEMANTIC_THRESHOLDS if t <= base.threshold] if boundary else SEMANTIC_THRESHOLDS
+    )
+    thresholds = dict.fromkeys([base.threshold, *grid])
+    sizes = dict.fromkeys([base.min_size, *(() if boundary else SEMANTIC_MIN_SIZES)])
     configs = [base]
     for threshold in thresholds:
         for min_size in sizes:
@@ -274,7 +284,7 @@ def choose_semantic_operating_point(
         return None
     metric = "rand_error" if boundary_like(truths, masks, _cells(pieces, tile)) else "iou"
     base = base.replace(output="semantic")
-    candidates = semantic_candidates(base)
+    candidates = semantic_candidates(base, boundary=metric == "rand_error")
     before = _score(base, metric, pieces, task)
     best, best_score = base, before
     for config in candidates[1:]:
