@@ -77,6 +77,9 @@ EVALS: dict[str, dict[str, Any]] = {
                 "operating point was tuned (threshold 0.5, seeds 0.5, min size 0, unseeded "
                 "object)", "post": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0,
                                     "unseeded": "object"}},
+    "untuned_membranes": {"factor": "post-processing: threshold 0.5, min size 0 as flags (the "
+                          "membrane setting before it was tuned; argmax)",
+                          "cli": ["--threshold", "0.5", "--min-size", "0"]},
 }  # fmt: skip
 METRICS = ("ap50", "ap75", "iou", "rand_error", "pixel_error", "n_pred", "n_true")
 

@@ -111,7 +111,8 @@ def _add_label_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=_probability,
-        help="foreground probability cut (default: the model's, else 0.5)",
+        help="foreground probability cut; also class 1 of a 2-class semantic model, e.g. "
+        "membranes (default: the model's, else 0.5)",
     )
     parser.add_argument(
         "--min-size",

@@ -25,7 +25,8 @@ class PostprocessConfig(Config):
 
     Attributes:
         output: ``"semantic"`` (class ids) or ``"instances"`` (one id per object).
-        threshold: foreground probability cut (binary models; foreground mask for instances).
+        threshold: foreground probability cut (binary models, class 1 of 2-class semantic
+            models; foreground mask for instances).
         interior_threshold: interior probability for instance seeds (3-class and
             ``foreground_class`` instances).
         min_size: objects with fewer pixels are removed (0 keeps all).

@@ -5,8 +5,10 @@ What each task gives (channel conventions from :mod:`napari_unet.core.config`):
 - ``binary`` (1 channel): semantic labels ``p >= threshold`` (0/1); instances by connected
   components of that mask, or by a distance-transform watershed that splits touching objects
   (``binary_instances="watershed"``, peaks at least ``min_distance`` apart).
-- ``semantic`` (K >= 2): the argmax class. Instances: with ``foreground_class=None`` every
-  non-background class is foreground (``1 - p_0 >= threshold``) and is split like a binary mask;
+- ``semantic`` (K >= 2): the argmax class; a 2-class model's class 1 where ``p_1 >= threshold``
+  (0.5 is the argmax; a tuned membrane threshold lands here, issue 17). Instances: with
+  ``foreground_class=None`` every non-background class is foreground (``1 - p_0 >= threshold``)
+  and is split like a binary mask;
   with ``foreground_class=(c, ...)`` those classes are object interiors and the others separators
   (the EM membrane model uses ``foreground_class=0``): seeds are connected components of
   ``sum p_c >= interior_threshold`` (optionally eroded by ``seed_erosion`` pixels), grown by a
@@ -107,7 +109,8 @@ def semantic_labels(
     config: PostprocessConfig = PostprocessConfig(),
     roi: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Class ids per pixel: ``p >= threshold`` for binary models, else the argmax class.
+    """Class ids per pixel: ``p >= threshold`` for binary models and for class 1 of a 2-class
+    model (the argmax when ``threshold`` is 0.5), else the argmax class.
 
     Computed in row chunks, so the only full-size array is the result (1 byte per pixel);
     ``min_size`` adds an int32 plane while it runs. Args and returns as
@@ -122,6 +125,8 @@ def semantic_labels(
             chunk = planes[:, index, rows]
             if task == "binary":
                 plane[rows] = chunk[0] >= config.threshold
+            elif n_classes == 2 and config.threshold != 0.5:
+                plane[rows] = chunk[1] >= config.threshold
             else:
                 plane[rows] = np.argmax(chunk, axis=0)
         _finish_plane(plane, None if roi is None else roi[index % roi.shape[0]], config)

@@ -77,7 +77,9 @@ class TrainConfig(Config):
         checkpoint_dir: folder for ``best.pt`` and ``latest.pt`` (None = a new temporary one).
         tune_postprocess: instance models: after training, choose the post-processing
             (thresholds, minimum size, unseeded foreground) on the held-back tiles and store it
-            in ``best.pt`` (:mod:`napari_unet.core.training.operating_point`); False keeps the
+            in ``best.pt`` (:mod:`napari_unet.core.training.operating_point`); binary and
+            2-class semantic models: the class-1 threshold and minimum size
+            (:mod:`~napari_unet.core.training.operating_point_semantic`); False keeps the
             inherited (or default) setting.
     """
 

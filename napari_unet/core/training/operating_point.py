@@ -9,9 +9,11 @@ foreground no seed reaches) and keeps the one with the best AP@0.5, pooled over 
 (TP / (TP + FP + FN) summed over the tiles). The setting the model had (inherited from its parent,
 or the defaults) is scored first and kept on ties, so a change needs a strictly better score.
 
-Only instance models (3-class: background, interior, boundary) are tuned: the other tasks'
-label outputs have no seeds to tune. Objects cut by a tile border are scored as the cut pieces
-in both the prediction and the truth (pixels outside the held-back tiles are set to 0).
+This module tunes instance models (3-class: background, interior, boundary); binary and 2-class
+semantic models get a class-1 threshold chosen by Rand error or IoU
+(:mod:`~napari_unet.core.training.operating_point_semantic`). Objects cut by a tile border are
+scored as the cut pieces in both the prediction and the truth (pixels outside the held-back
+tiles are set to 0).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "candidate_configs",
     "choose_operating_point",
     "describe_operating_point",
+    "describe_semantic",
 ]
 
 #: Candidate foreground thresholds, seed (interior) thresholds and minimum sizes (pixels); the
@@ -103,7 +106,10 @@ class OperatingPoint:
 
 
 def describe_operating_point(report: dict[str, Any]) -> str:
-    """One line from :meth:`OperatingPoint.report` (e.g. ``provenance["operating_point"]``)."""
+    """One line from :meth:`OperatingPoint.report` (e.g. ``provenance["operating_point"]``);
+    a binary/semantic model's report (no ``ap50``) gets its own line (:func:`describe_semantic`)."""
+    if "ap50" not in report:
+        return describe_semantic(report)
     settings = report["settings"]
     return (
         f"operating point chosen on {report['n_tiles']} held-back tile(s) "
@@ -111,6 +117,19 @@ def describe_operating_point(report: dict[str, Any]) -> str:
         f"seeds {settings['interior_threshold']:g}, min size {settings['min_size']}, "
         f"unseeded {settings['unseeded']} (AP@0.5 {report['ap50']:.3f}; the inherited setting "
         f"{report['ap50_before']:.3f})"
+    )
+
+
+def describe_semantic(report: dict[str, Any]) -> str:
+    """One line from a binary/2-class semantic model's report (``operating_point_semantic``)."""
+    settings = report["settings"]
+    metric = "rand_error" if "rand_error" in report else "iou"
+    name = "Rand error" if metric == "rand_error" else "class-1 IoU"
+    what = "membranes" if metric == "rand_error" else "foreground"
+    return (
+        f"operating point chosen on {report['n_tiles']} held-back tile(s) ({what}): threshold "
+        f"{settings['threshold']:g}, min size {settings['min_size']} ({name} "
+        f"{report[metric]:.3f}; the inherited setting {report[metric + '_before']:.3f})"
     )
 
 
@@ -149,9 +168,13 @@ def _with_context(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[sli
 
 
 def _pieces(
-    model: SegmentationNet, items: Sequence[TrainingItem], predict_config: Any
+    model: SegmentationNet,
+    items: Sequence[TrainingItem],
+    predict_config: Any,
+    *,
+    task: str = "instances",
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[slice, slice]]]:
-    """Per region: ``(probabilities (3, y', x'), truth (y, x), held mask (y, x), core, box)``.
+    """Per region: ``(probabilities (K, y', x'), truth (y, x), held mask (y, x), core, box)``.
 
     ``box`` is the region's bounding box in the item, ``core`` the same box inside the
     probabilities (which carry ``CONTEXT`` pixels more on every side, clipped at the border).
@@ -169,7 +192,7 @@ def _pieces(
                 model,
                 np.ascontiguousarray(item.image[(slice(None), *outer)]),
                 "CYX",
-                task="instances",
+                task=task,
                 normalization=NormalizationConfig(mode="none"),
                 config=predict_config,
             )

@@ -1,7 +1,9 @@
-"""Re-tune a trained instance model's post-processing on its held-back tiles (issue 17).
+"""Re-tune a trained model's post-processing on its held-back tiles (issue 17).
 
 After training, :func:`tune_best` scores the candidate operating points
-(:mod:`napari_unet.core.training.operating_point`) on the validation tiles the run never trained on
+(:mod:`napari_unet.core.training.operating_point` for instance models,
+:mod:`~napari_unet.core.training.operating_point_semantic` for binary and 2-class semantic ones)
+on the validation tiles the run never trained on
 and stores the best in ``best.pt`` (``provenance["postprocess"]``, ``["operating_point"]``), so the
 version the user gets carries settings chosen on their own data, not inherited from its parent.
 """
@@ -28,20 +30,13 @@ def tune_best(
     """
     from napari_unet.core.checkpoint.format import load_checkpoint, save_checkpoint
     from napari_unet.core.inference.prediction import PredictConfig
-    from napari_unet.core.training.operating_point import choose_operating_point
 
     loaded = load_checkpoint(best_path)
     info = loaded.info
     predict_config = PredictConfig(
         tile_shape=info.tile_shape or (512, 512), overlap=info.overlap, device=config.device
     )
-    point = choose_operating_point(
-        loaded.model,
-        val_items,
-        base=info.postprocess_config(),
-        predict_config=predict_config,
-        tile=config.val_tile,
-    )
+    point = _choose(loaded.model, info, val_items, predict_config, config)
     if point is None:
         return None, False
     provenance = {**info.provenance, "operating_point": point.report()}
@@ -63,12 +58,38 @@ def tune_best(
     return point.report(), point.changed
 
 
+def _choose(model, info, val_items: Sequence[TrainingItem], predict_config, config: TrainConfig):
+    """The instance or the binary/2-class semantic operating point (None: nothing to tune)."""
+    tile = config.val_tile
+    if info.task == "instances":
+        from napari_unet.core.training.operating_point import choose_operating_point
+
+        return choose_operating_point(
+            model, val_items, base=info.postprocess_config(), predict_config=predict_config,
+            tile=tile,
+        )  # fmt: skip
+    from napari_unet.core.training.operating_point_semantic import (
+        choose_semantic_operating_point,
+    )
+
+    return choose_semantic_operating_point(
+        model, val_items, task=info.task, base=info.postprocess_config(output="semantic"),
+        predict_config=predict_config, tile=tile, targets=config.targets,
+    )  # fmt: skip
+
+
 def retune_after_training(
     run: RunParts, progress: RunProgress, reason: str
 ) -> Generator[TrainEvent, None, dict | None]:
-    """Re-choose an instance model's post-processing on the held-back tiles (not after a Stop)."""
+    """Re-choose the post-processing on the held-back tiles (not after a Stop): instance models,
+    binary and 2-class semantic models."""
+    from napari_unet.core.training.operating_point_semantic import tunable_semantic
+
     config = run.config
-    tune = config.tune_postprocess and config.task == "instances" and bool(progress.val_batches)
+    tunable = config.task == "instances" or tunable_semantic(
+        config.task, int(getattr(run.model, "out_channels", 0))
+    )
+    tune = config.tune_postprocess and tunable and bool(progress.val_batches)
     tune = tune and getattr(run.model, "spatial_dims", 2) == 2  # 3-D: the watershed is 3-D
     if not tune or progress.step == 0 or reason == "stopped":  # a Stop must stop now
         return None
