@@ -293,22 +293,3 @@ def test_restoration_with_a_3d_model_is_refused(tmp_path, capsys):
     write_volume(tmp_path, mask=sparse_mask())
     args = train_args(tmp_path, "--task", "restoration", "--voxel-size", "2,1,1")
     assert_refused(tmp_path, capsys, args, "restoration", "--model unet")
-
-
-def test_predicting_a_volume_larger_than_memory_is_refused_before_reading(
-    tmp_path, capsys, monkeypatch
-):
-    from napari_unet.core.checkpoint.format import save_checkpoint
-    from napari_unet.core.models import build_model
-
-    net = build_model("unet3d", depth=1, base_channels=2, padding="same", out_channels=2)
-    model = save_checkpoint(tmp_path / "m.pt", net, task="semantic")
-    image, _ = balls()
-    tifffile.imwrite(tmp_path / "vol.tif", image)
-    monkeypatch.setattr(volume_checks, "available_memory", lambda: 10_000)
-    out = tmp_path / "out"
-    args = ["predict", str(tmp_path / "vol.tif"), "--model", str(model), "--out", str(out)]
-    assert main([*args, "--device", "cpu"]) != 0
-    line = error_line(capsys)
-    assert "GiB" in line and "sub-volume" in line
-    assert not out.exists() or not any(out.iterdir())
