@@ -180,20 +180,6 @@ def test_bad_context_slices_fail_in_one_line(tmp_path, capsys, extra, model, mat
     assert not (tmp_path / "model.pt").exists()
 
 
-def test_a_25d_model_refuses_a_zarr_store_in_one_line(tmp_path, capsys):
-    zarr = pytest.importorskip("zarr")
-    store = tmp_path / "vol.zarr"
-    array = zarr.open_array(store=str(store), mode="w", shape=(4, 32, 32), dtype="uint16")
-    array[:] = 7
-    net = build_model("unet", depth=1, base_channels=2, in_channels=3, out_channels=1)
-    model = save_checkpoint(tmp_path / "m.pt", net, task="binary", provenance={"context_slices": 1})
-    args = ["predict", str(store), "--model", str(model), "--out", str(tmp_path / "out")]
-    assert main([*args, "--device", "cpu"]) == 1
-    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAILED")]
-    assert len(failed) == 1 and "2.5-D model" in failed[0] and "TIFF" in failed[0]
-    assert (zarr.open_array(store=str(store), mode="r")[:] == 7).all()
-
-
 def test_the_gui_job_image_gives_each_slice_its_neighbours():
     from napari_unet._widgets.predict_job import Plan, job_image
     from napari_unet.core.io.axes import to_stack

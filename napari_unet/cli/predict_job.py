@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_unet.cli._progress import FileProgress
-from napari_unet.cli.predict_context import check_context_input
+from napari_unet.cli.predict_context import check_context_input, stream_context_tiff
 from napari_unet.cli.predict_dask import predict_dask
 from napari_unet.cli.predict_measure import measure_labels, measurements_target
 from napari_unet.cli.predict_zarr import predict_zarr, write_output
@@ -93,6 +93,8 @@ class _Job:
         if getattr(self.args, "dask", None):
             return predict_dask(self, path, stem, bar)
         if is_zarr(path):
+            return predict_zarr(self, path, stem, bar)
+        if stream_context_tiff(self, path):  # 2.5-D: slice by slice with the neighbours
             return predict_zarr(self, path, stem, bar)
         if self.args.slices is not None:
             raise UserInputError("--slices applies to Zarr inputs only; this is a single file.")

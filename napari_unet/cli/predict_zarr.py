@@ -85,12 +85,12 @@ def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
     from napari_unet.core.io.lazy import slice_axes
     from napari_unet.core.io.marks import check_overwritable
+    from napari_unet.cli.predict_context import open_lazy
     from napari_unet.core.io.ome_labels import register_labels
-    from napari_unet.core.io.zarr_io import open_zarr
 
     tic = time.perf_counter()
     args, info = job.args, job.loaded.info
-    lazy = open_zarr(path)
+    lazy = open_lazy(path)  # a Zarr store, or a TIFF too large for memory (2.5-D)
     if args.axes:
         axes = check_axes(args.axes, lazy.shape)
     else:
@@ -161,6 +161,7 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table=Non
 
     ``table`` (a :class:`~napari_unet.cli.predict_measure.SliceMeasurements`) measures each slice.
     """
+    from napari_unet.cli.predict_context import context_plane
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.prediction import iter_predict
     from napari_unet.core.io.images import write_error
@@ -172,10 +173,11 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table=Non
     per_slice_axes = slice_axes(layout.axes)
     objects = 0
     for done, (index, plane) in enumerate(iter_slices(lazy.array, layout, chosen)):
+        given, given_axes = context_plane(model, lazy, layout, index, plane, per_slice_axes)
         generator = iter_predict(
             model,
-            plane,
-            per_slice_axes,
+            given,
+            given_axes,
             task=info.task,
             normalization=info.normalization_config(),
             config=job.predict_config,
