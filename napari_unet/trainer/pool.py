@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from napari_unet.trainer.context import context_slice_items, context_slices_of
 from napari_unet.trainer.control import Feed
 from napari_unet.trainer.data import (
     check_training_data,
@@ -57,6 +58,8 @@ class TrainerPool:
         """Training items: one per slice, or (3-D start model) one sparse volume per image."""
         if is_volumetric(self.info):
             return volume_items(self.session, slices, self.normalization)
+        if radius := context_slices_of(self.info):  # 2.5-D: each slice with its neighbours
+            return context_slice_items(self.session, slices, radius, self.normalization)
         return to_items(slices, self.normalization)
 
     def _send_pool(self, added: tuple) -> None:

@@ -125,7 +125,10 @@ class Trainer(TrainerPool):
         from napari_unet.core.checkpoint.stamp import copy_with_provenance
 
         target = self.session.new_version_path(self.request.version_name or "model")
-        copy_with_provenance(path, target, {"fingerprint": self.fingerprint.to_dict()})
+        from napari_unet.trainer.context import context_provenance
+
+        extra = {"fingerprint": self.fingerprint.to_dict(), **context_provenance(self.info)}
+        copy_with_provenance(path, target, extra)
         name = None
         if self.request.version_name:
             name = f"{self.request.version_name} (step {step})"
