@@ -83,3 +83,54 @@ def test_a_2d_image_is_one_sentence_for_a_25d_model(tmp_path):
     message = events[-1].message
     assert "2.5-D model learns each slice" in message and "Z-stack" in message
     assert "\n" not in message
+
+
+def simulate_folders(tmp_path):
+    import tifffile
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    image, truth = balls((8, 32, 32))
+    tifffile.imwrite(images / "vol.tif", image, metadata={"axes": "ZYX"})
+    tifffile.imwrite(labels / "vol.tif", (truth > 0).astype(np.uint8), metadata={"axes": "ZYX"})
+    return images, labels
+
+
+def simulate_argv(tmp_path, images, labels, *extra):
+    argv = ["simulate", "--images", str(images), "--labels", str(labels), "--task", "binary"]
+    argv += ["--rounds", "1", "--per-round", "2", "--steps-per-round", "2", "--eval-images", "2"]
+    argv += ["--patch", "16", "--tile", "32", "--device", "cpu", "--threads", "1"]
+    return [*argv, "--json", str(tmp_path / "sim.json"), *extra]
+
+
+def test_simulate_with_a_25d_model_uses_every_slice_with_its_neighbours(tmp_path):
+    import json
+
+    from napari_unet.cli import main
+
+    images, labels = simulate_folders(tmp_path)
+    start = start_25d(tmp_path / "start.pt", radius=2)
+    assert main(simulate_argv(tmp_path, images, labels, "--init", str(start))) == 0
+    summary = json.loads((tmp_path / "sim.json").read_text())
+    assert summary["config"]["n_images"] == 8  # one item per slice of the stack
+    assert summary["config"]["model"]["in_channels"] == 5  # not adapted to one channel
+    assert [r["corrected_images"] for r in summary["rounds"]] == [0, 2]
+    (tmp_path / "sim.json").unlink()
+    assert main(simulate_argv(tmp_path, images, labels, "--context-slices", "1")) == 0
+    summary = json.loads((tmp_path / "sim.json").read_text())
+    assert summary["config"]["model"]["in_channels"] == 3
+
+
+def test_simulate_context_slices_on_2d_images_is_one_sentence(tmp_path, capsys):
+    import tifffile
+
+    from napari_unet.cli import main
+
+    images, labels = simulate_folders(tmp_path)
+    for folder in (images, labels):
+        tifffile.imwrite(folder / "vol.tif", tifffile.imread(folder / "vol.tif")[3])
+    assert main(simulate_argv(tmp_path, images, labels, "--context-slices", "1")) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no Z axis of 2 or more" in err[0]
+    assert not (tmp_path / "sim.json").exists()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_unet.cli import simulate_context
 from napari_unet.cli.simulate_report import CURVE_METRICS, machine_description, plot_curves
 from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_int
 
@@ -68,6 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--threads", type=_positive_int, help="torch CPU threads")
     add("--work-dir", type=Path, help="keep each round's checkpoints here (default: temporary)")
     add("--json", required=True, type=Path, help="where to write the rounds (JSON)")
+    simulate_context.add_arguments(parser)  # --context-slices: 2.5-D
     add("--plot", type=Path, help="where to write the curves (PNG)")
     parser.set_defaults(run=run)
     return parser
@@ -141,7 +143,9 @@ def _start_model(
         init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
     loaded = load_checkpoint(resolve_checkpoint(init)) if init else None
     normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
-    items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
+    items, radius = simulate_context.context_items_for(args, loaded, normalization)
+    if items is None:
+        items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
     if loaded is not None:
         model, items, note = fit_start(loaded.model, items)
         if note:
@@ -156,6 +160,7 @@ def _start_model(
         seed=args.seed,
         **{k: v for k, v in extra.items() if v is not None},
     )
+    model.context_slices = radius
     return model, items, normalization
 
 
