@@ -64,8 +64,8 @@ class BlockBook:
         if faces is not None:
             arrays = {"n_ids": np.array(faces.n_ids), "counts": faces.counts}
             for name, bands in (("outer", faces.outer), ("inner", faces.inner)):
-                for (dy, dx), band in bands.items():
-                    arrays[f"{name}_{dy}_{dx}"] = band
+                for direction, band in bands.items():  # (dy, dx) or, 3-D, (dz, dy, dx)
+                    arrays["_".join([name, *map(str, direction)])] = band
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(self._predicted(key), buffer.getvalue())
@@ -77,8 +77,8 @@ class BlockBook:
             bands: dict[str, dict] = {"outer": {}, "inner": {}}
             for name in data.files:
                 if name.startswith(("outer_", "inner_")):
-                    kind, dy, dx = name.split("_")
-                    bands[kind][(int(dy), int(dx))] = data[name]
+                    kind, *steps = name.split("_")
+                    bands[kind][tuple(int(s) for s in steps)] = data[name]
             return BlockFaces(n_ids=int(data["n_ids"]), counts=data["counts"], **bands)
 
     def _relabelled(self, key: str, tag: str) -> Path:

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.distributed.bookkeeping import BlockBook
 from napari_unet.distributed.stitch import BlockFaces, face_pairs, luts_from_pairs
 from napari_unet.distributed.volume_grid import DIRECTIONS_3D, VolumeBlock, VolumeGrid
+from napari_unet.distributed.volume_resume import finished_block, is_finished, lut_tag
 from napari_unet.distributed.volume_tasks import (
     VolumeRunSpec,
     predict_volume_block,
@@ -94,6 +96,8 @@ def iter_volume_local(
 ) -> Generator[tuple[int, int], None, int | None]:
     """Predict every block of ``run`` here, yielding ``(done, total)`` after each block.
 
+    Blocks an interrupted run finished (``run.book``) are not predicted again.
+
     Returns:
         The number of objects (instances), else None.
     """
@@ -101,18 +105,21 @@ def iter_volume_local(
     linker = FaceLinker(run.grid)
     params: dict[int, Any] = {}
     for done, block in enumerate(blocks, start=1):
-        if block.volume not in params:  # one volume's parameters at a time
-            params = {block.volume: volume_params(run, block.volume)}
-        crop = roi_crop(roi, run.grid, block)
-        faces = predict_volume_block(run, block, predictor, model, params[block.volume], crop)
+        skipped, faces = finished_block(run, block)
+        if not skipped:
+            if block.volume not in params:  # one volume's parameters at a time
+                params = {block.volume: volume_params(run, block.volume)}
+            crop = roi_crop(roi, run.grid, block)
+            faces = predict_volume_block(run, block, predictor, model, params[block.volume], crop)
         if faces is not None:
             linker.add(block, faces)
         yield done, len(blocks)
     if run.labels != "instances":
         return None
     luts, objects = _luts(run, blocks, linker)
+    tag = lut_tag(luts)
     for block in blocks:
-        relabel_volume_block(run, block, luts[block.key])
+        relabel_volume_block(run, block, luts[block.key], tag)
     return objects
 
 
@@ -129,6 +136,9 @@ def _worker_block(run: VolumeRunSpec, block: VolumeBlock, params, roi) -> BlockF
     from napari_unet.core.inference.predictor import make_predictor
     from napari_unet.distributed.model_cache import get_model
 
+    skipped, faces = finished_block(run, block)  # a retried task whose first run finished
+    if skipped:
+        return faces
     config = run.predict_config
     cached = get_model(run.checkpoint, run.device, channels_last=config.channels_last)
     predictor = make_predictor(cached.net, task=run.task, device=cached.device, config=config)
@@ -138,12 +148,14 @@ def _worker_block(run: VolumeRunSpec, block: VolumeBlock, params, roi) -> BlockF
 def run_volume_dask(
     client: Any, run: VolumeRunSpec, *, roi: np.ndarray | None = None, progress: bool = True
 ) -> int | None:
-    """Predict every block of ``run`` on ``client``; stitch and relabel instances there too."""
+    """Predict every unfinished block of ``run`` on ``client``; stitch and relabel instances
+    there too (blocks and relabels an interrupted run finished are not submitted again)."""
     import dask
 
     from napari_unet.distributed.engine import _drain
 
     blocks, token = list(run.grid.blocks()), uuid.uuid4().hex[:12]
+    todo = [b for b in blocks if not is_finished(run, b)]
     params = {
         v: dask.delayed(volume_params, pure=True)(run, v, dask_key_name=f"normalise-t{v}-{token}")
         for v in range(run.grid.n_volumes)
@@ -153,18 +165,23 @@ def run_volume_dask(
             run, b, params[b.volume], roi_crop(roi, run.grid, b),
             dask_key_name=f"predict3d-{b.key}-{token}",
         )
-        for b in blocks
+        for b in todo
     ]  # fmt: skip
     results = _drain(client.compute(tasks), label="predict", progress=progress)
     if run.labels != "instances":
         return None
+    new = dict(zip([b.key for b in todo], results))
     linker = FaceLinker(run.grid)
-    for block, faces in zip(blocks, results):
-        linker.add(block, faces)
+    for block in blocks:
+        linker.add(block, new[block.key] if block.key in new else finished_block(run, block)[1])
     luts, objects = _luts(run, blocks, linker)
+    tag = lut_tag(luts)
     futures = [
-        client.submit(relabel_volume_block, run, b, luts[b.key], key=f"relabel3d-{b.key}-{token}")
+        client.submit(
+            relabel_volume_block, run, b, luts[b.key], tag, key=f"relabel3d-{b.key}-{tag}"
+        )
         for b in blocks
+        if run.book is None or not BlockBook(run.book).is_relabelled(b.key, tag)
     ]
     _drain(futures, label="relabel", progress=progress)
     return objects

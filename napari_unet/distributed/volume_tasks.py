@@ -19,6 +19,7 @@ from napari_unet.core.inference.normalization import NormalizationConfig, Normal
 from napari_unet.core.inference.prediction import PredictConfig
 from napari_unet.core.io.axes import StackLayout, to_stack
 from napari_unet.core.postprocess.config import PostprocessConfig
+from napari_unet.distributed.bookkeeping import BlockBook
 from napari_unet.distributed.stitch import BlockFaces, compact_ids
 from napari_unet.distributed.volume_grid import DIRECTIONS_3D, VolumeBlock, VolumeGrid
 
@@ -32,7 +33,9 @@ class VolumeRunSpec:
         task, predict_config, normalization: as for ``iter_predict``.
         labels: ``"semantic"``, ``"instances"`` or None. post_config: how labels are made.
         spacing: voxel size ``(z, y, x)`` of 3-D instances. outputs: kind -> Zarr path.
-        grid: the block grid.
+        grid: the block grid. book: the resume folder (:class:`.bookkeeping.BlockBook`): a
+            block is marked there once written, instance ids go to its scratch store until
+            relabelled; None: no resume (ids rewritten in place).
     """
 
     input_path: str
@@ -48,6 +51,7 @@ class VolumeRunSpec:
     spacing: tuple[float, float, float]
     outputs: dict[str, str]
     grid: VolumeGrid
+    book: str | None = None
 
     @property
     def layout(self) -> StackLayout:
@@ -158,8 +162,13 @@ def predict_volume_block(
             target = _open(run.outputs[name])
             crop = probabilities[(slice(None), *core)].astype(target.dtype, copy=False)
             target[run.key(block.volume, block.spans, channels=True)] = crop
-    if run.labels is None:
-        return None
+    faces = _write_labels(run, block, probabilities, roi, core, padded) if run.labels else None
+    if run.book is not None:  # the block is complete: a rerun skips it
+        BlockBook(run.book).save_predicted(block.key, faces)
+    return faces
+
+
+def _write_labels(run, block, probabilities, roi, core, padded) -> BlockFaces | None:
     labels = _block_labels(run, probabilities, roi)
     if run.labels == "semantic":
         _open(run.outputs["labels"])[run.key(block.volume, block.spans)] = labels[core]
@@ -200,12 +209,25 @@ def _instance_faces(run, block, labels, core, padded) -> BlockFaces:
         if other is not None:
             outer[direction] = cut(grid.face_band(other, tuple(-d for d in direction)))
             inner[direction] = cut(grid.face_band(block, direction))
-    _open(run.outputs["labels"])[run.key(block.volume, block.spans)] = core_labels
+    provisional = run.outputs["labels"] if run.book is None else BlockBook(run.book).scratch
+    _open(provisional)[run.key(block.volume, block.spans)] = core_labels
     return BlockFaces(n_ids=n_ids, counts=counts, outer=outer, inner=inner)
 
 
-def relabel_volume_block(run: VolumeRunSpec, block: VolumeBlock, lut: np.ndarray) -> None:
-    """Rewrite ``block``'s block-local ids in the labels output with ``lut`` (global ids)."""
+def relabel_volume_block(
+    run: VolumeRunSpec, block: VolumeBlock, lut: np.ndarray, tag: str = ""
+) -> None:
+    """Write ``lut[block-local ids]`` (global ids) of ``block`` into the labels output.
+
+    With a resume folder the block-local ids are read from its scratch store and the block is
+    marked relabelled with ``tag`` (the look-up tables' digest), so a rerun never applies a
+    table twice; without one they are rewritten in place."""
     target = _open(run.outputs["labels"])
     key = run.key(block.volume, block.spans)
-    target[key] = lut[np.asarray(target[key])]
+    if run.book is None:
+        target[key] = lut[np.asarray(target[key])]
+        return
+    book = BlockBook(run.book)
+    if not book.is_relabelled(block.key, tag):
+        target[key] = lut[np.asarray(_open(book.scratch)[key])]
+        book.mark_relabelled(block.key, tag)
