@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.cli.predict_volume_measure import check_stream_measure
 from napari_unet.core.errors import UserInputError
 
 __all__ = ["predict_volume_stream"]
@@ -47,11 +48,7 @@ def _layout(job: Any, path: Path, array: Any, stated: str | None) -> Any:
         )
     model = job.loaded.model
     check_channels(layout.n_channels, int(model.in_channels), shape=shape, axes=axes)
-    if getattr(job.args, "measure", False):
-        raise UserInputError(
-            f"--measure needs the labels in memory; {name} streams this volume block by block: "
-            "drop --measure and measure the labels store afterwards."
-        )
+    check_stream_measure(job, name)  # --measure: instances, measured block by block
     if getattr(job.args, "slices", None) is not None:
         raise UserInputError(
             f"--slices shares a stack among 2-D jobs; {name} predicts whole volumes: drop --slices."
@@ -85,7 +82,7 @@ def _spacing(job: Any, path: Path, physical: Any) -> tuple[float, float, float]:
     return check_spacing(job.voxel_size(path))
 
 
-def _spec(job: Any, path: Path, layout: Any, labels, targets, physical) -> Any:
+def _spec(job: Any, path: Path, layout: Any, labels, targets, physical, book: Path) -> Any:
     from napari_unet.core.checkpoint.format import resolve_checkpoint
     from napari_unet.core.inference.volume import VolumeLayout
     from napari_unet.distributed.volume_grid import plan_volume_grid
@@ -113,7 +110,14 @@ def _spec(job: Any, path: Path, layout: Any, labels, targets, physical) -> Any:
         spacing=_spacing(job, path, physical) if labels == "instances" else (1.0, 1.0, 1.0),
         outputs={k: str(v) for k, v in targets.items()},
         grid=grid,
+        book=str(book),
     )
+
+
+def _chunks(layout: Any, grid: Any) -> tuple[int, ...]:
+    """Label chunks one slice deep and one block wide (blocks never share a chunk)."""
+    (_, by, bx) = (e[1] - e[0] for e in grid.edges)
+    return (*(1 for _ in layout.stack_axes), by, bx)
 
 
 def _create_outputs(job: Any, layout: Any, grid: Any, targets: dict, label_dtype) -> None:
@@ -121,8 +125,7 @@ def _create_outputs(job: Any, layout: Any, grid: Any, targets: dict, label_dtype
     from napari_unet.core.io.marks import zarr_attributes, zarr_output_attributes
     from napari_unet.distributed.store import create_block_output
 
-    (_, by, bx) = (e[1] - e[0] for e in grid.edges)
-    chunks = (*(1 for _ in layout.stack_axes), by, bx)
+    chunks = _chunks(layout, grid)
     channels = int(job.loaded.model.out_channels)
     for name, target in targets.items():
         labels = name == "labels"
@@ -167,6 +170,8 @@ def _run(job: Any, spec: Any, path: Path, bar: Any) -> int | None:
 
 def predict_volume_stream(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the volume at ``path`` with the job's 3-D model, streamed; its summary line."""
+    from napari_unet.cli import predict_volume_resume as resume
+    from napari_unet.cli.predict_volume_measure import measure_stream, stream_measurements_target
     from napari_unet.cli.predict_dask_outputs import _label_dtype, _pyramid, _targets
     from napari_unet.cli.predict_zarr import _remove_store, labels_inside
     from napari_unet.core.io.marks import check_overwritable
@@ -183,24 +188,33 @@ def predict_volume_stream(job: Any, path: Path, stem: str, bar: Any) -> str:
     inside = labels_inside(job, path, targets)
     for target in targets.values():  # the user's own files are never written into
         check_overwritable(target)
-    spec = _spec(job, path, layout, labels, targets, physical)
+    table = stream_measurements_target(job, stem)  # --measure
+    spec = _spec(job, path, layout, labels, targets, physical, resume.book_folder(job, stem))
+    plan = resume.volume_plan(job, path, spec)
+    if resume.already_complete(targets, plan):
+        return f"ok {path} -> already complete ({', '.join(t.name for t in targets.values())})"
     fresh = [t for t in targets.values() if not (t.exists() or t.is_symlink())]
     try:
         job.args.out.mkdir(parents=True, exist_ok=True)
+        resumed = resume.start_book(spec, plan, layout, _chunks(layout, spec.grid))
         _create_outputs(job, layout, spec.grid, targets, label_dtype)
         objects = _run(job, spec, path, bar)
+        measured = [measure_stream(job, spec, physical, table)] if table else []
         for name, target in targets.items():
             _pyramid(target, name, layout, physical)
+        resume.finish(spec, targets, plan)
         if inside is not None:
             register_labels(path, inside)
     except BaseException:
-        for target in fresh:  # no half-written store is left behind
-            _remove_store(target)
+        if not resume.keep_for_resume(spec):  # nothing to resume: no half-written store left
+            for target in fresh:
+                _remove_store(target)
         raise
     blocks = int(np.prod(spec.grid.shape)) * spec.grid.n_volumes
     detail = f"{blocks} blocks ({'x'.join(map(str, spec.grid.shape))} per volume)"
+    detail += f", {resumed} resumed" if resumed else ""
     if objects is not None:
         detail += f", {objects} objects"
-    written = ", ".join(t.name for t in targets.values())
+    written = ", ".join([*(t.name for t in targets.values()), *measured])
     seconds = time.perf_counter() - tic
     return f"ok {path} -> {written} ({detail}, {seconds:.1f} s, streamed in 3-D)"
