@@ -59,3 +59,26 @@ def test_streamed_measure_of_semantic_labels_is_one_sentence(tmp_path, capsys):
     failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 1 and "--labels instances" in failed[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_dask_streamed_measurements_equal_the_local_ones(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    model = save_checkpoint(tmp_path / "t.pt", threshold_net(), task="semantic")
+    store = _zarr(tmp_path / "vol.zarr", balls())
+    extra = ("--labels", "instances", "--measure", "--dask-block", "4,16,16")
+    assert _predict(tmp_path / "one", model, store, *extra) == 0
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+        silence_logs=40,
+    )  # fmt: skip
+    client = distributed.Client(cluster)
+    try:
+        monkeypatch.setattr("napari_unet.cli.predict_dask._client", lambda _: client)
+        assert _predict(tmp_path / "dask", model, store, *extra, "--dask", "local:1") == 0
+    finally:
+        client.close()
+        cluster.close()
+    one = read_csv(tmp_path / "one" / "out" / "vol_measurements.csv")
+    spread = read_csv(tmp_path / "dask" / "out" / "vol_measurements.csv")
+    assert len(one) == 4
+    np.testing.assert_allclose(spread.to_numpy(float), one.to_numpy(float))

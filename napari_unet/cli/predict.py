@@ -152,7 +152,7 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
     inputs = _expand_inputs(args.images)
     if not inputs:
         raise UserInputError("no TIFF, PNG or Zarr images found in the given folder(s).")
-    check_measure(args, info.task)
+    check_measure(args, info.task, volumetric=getattr(info, "spatial_dims", 2) == 3)
     tile = args.tile if args.tile is not None else info.tile_shape
     overlap = args.overlap if args.overlap is not None else info.overlap
     if overlap is not None:

@@ -57,15 +57,16 @@ def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_measure(args: argparse.Namespace, task: str) -> None:
-    """Refuse ``--measure`` where there are no labels to measure (before any file is predicted)."""
+def check_measure(args: argparse.Namespace, task: str, *, volumetric: bool = False) -> None:
+    """Refuse ``--measure`` where there are no labels to measure (before any file is predicted);
+    ``volumetric``: a 3-D model, whose ``--dask`` labels are measured block by block."""
     if not getattr(args, "measure", False):
         return
     if task == "restoration":
         raise UserInputError("--measure needs labels, but a restoration model makes none.")
     if args.output == "probabilities":
         raise UserInputError("--measure needs labels: use --output labels or both.")
-    if getattr(args, "dask", None):
+    if getattr(args, "dask", None) and not volumetric:
         raise UserInputError(
             "--measure is not available with --dask; predict without --dask (Zarr inputs are "
             "measured slice by slice) or measure the labels afterwards."
