@@ -8,7 +8,10 @@ semantic labels equal the in-memory prediction's; instance ids are linked across
 neighbouring blocks. Outputs are OME-Zarr (``STEM_labels.zarr``, ``STEM_probabilities.zarr``),
 written block by block (a pyramid is added at the end with ``ome-zarr``). Memory grows with one
 block, not the volume. ``--dask local:N|ADDRESS`` sends the same blocks to a cluster.
-A failed or cancelled run removes the outputs it created.
+A failed or cancelled run that finished some blocks keeps them (``STEM.dask-blocks``): the same
+command run again predicts only the rest (:mod:`napari_unet.cli.predict_volume_resume`); one that
+finished none removes the outputs it created. ``--measure`` measures the instance labels block by
+block once they are complete (:mod:`napari_unet.cli.predict_volume_measure`).
 """
 
 from __future__ import annotations
