@@ -134,3 +134,19 @@ def test_simulate_context_slices_on_2d_images_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no Z axis of 2 or more" in err[0]
     assert not (tmp_path / "sim.json").exists()
+
+
+def test_a_25d_version_is_refreshed_with_each_slice_and_its_neighbours(tmp_path):
+    """The hot swap's re-prediction (Repredictor) of a version the trainer published."""
+    from napari_unet._widgets import volume_run as V
+
+    image = balls()[0]
+    path = start_25d(tmp_path / "v.pt", radius=1)
+    assert V.checkpoint_context(str(path)) == 1
+    assert V.checkpoint_context(str(tmp_path / "missing.pt")) == 0
+    stacked = V.refresh_image(image, "ZYX", None, [0, 7], V.checkpoint_context(str(path)))
+    assert stacked.shape == (2, 3, 64, 64)
+    np.testing.assert_array_equal(stacked[0], image[[1, 0, 1]])
+    np.testing.assert_array_equal(stacked[1], image[[6, 7, 8]])
+    plain = V.refresh_image(image, "ZYX", None, [7], 0)
+    np.testing.assert_array_equal(plain, image[[7]][:, None])

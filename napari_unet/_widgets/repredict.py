@@ -36,7 +36,6 @@ from napari_unet._widgets.predict_worker import JobResult, PredictJob
 from napari_unet._widgets.prediction_target import PredictionTarget
 from napari_unet.core.errors import AxesError, UserInputError
 from napari_unet.core.io.axes import StackLayout
-from napari_unet.core.io.lazy import stack_slices
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ class Repredictor(QObject):
         self._queue: list[_Task] = []
         self._checkpoint = ""
         self._version = ""
-        self._dims = 2  # of the version being refreshed
+        self._dims, self._context = 2, 0  # of the version being refreshed
         self._done: list[tuple[str, int]] = []
 
     @property
@@ -159,6 +158,7 @@ class Repredictor(QObject):
         self.cancel()
         self._checkpoint, self._version, self._done = str(checkpoint), str(version_id), []
         self._dims = V.checkpoint_dims(self._checkpoint)  # 3: volumes refreshed in 3-D
+        self._context = V.checkpoint_context(self._checkpoint)  # 2.5-D: Z neighbours
         self._queue = self.plan()
         if not self._queue:
             self.finished.emit(self._version, [])
@@ -253,7 +253,7 @@ class Repredictor(QObject):
         volume = V.refresh_job(image, task.layout, task.slices) if self._dims == 3 else None
         return PredictJob(
             checkpoint=self._checkpoint,
-            image=stack_slices(image.data, task.axes, volume.read if volume else task.slices),
+            image=V.refresh_image(image.data, task.axes, volume, task.slices, self._context),
             axes="ZCYX" if volume else "SCYX",
             slices=task.slices,
             region=task.region,

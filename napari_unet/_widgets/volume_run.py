@@ -113,6 +113,40 @@ def checkpoint_dims(path: str) -> int:
     return _DIMS[key]
 
 
+_CONTEXT: dict[tuple[str, float], int] = {}
+
+
+def checkpoint_context(path: str) -> int:
+    """Neighbour slices on each side a 2.5-D checkpoint takes (0: a 2-D/3-D or unreadable
+    file, whose prediction job then says what is wrong); cached like :func:`checkpoint_dims`."""
+    import os
+
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+
+    key = (str(path), os.path.getmtime(path) if os.path.exists(path) else 0.0)
+    if key not in _CONTEXT:
+        try:
+            _CONTEXT[key] = int(read_checkpoint_info(path).context_slices)
+        except UserInputError:
+            return 0
+    return _CONTEXT[key]
+
+
+def refresh_image(data: Any, axes: str, volume: Any, slices: list[int], context: int) -> Any:
+    """The pixels of a re-prediction job: a 3-D job's window (``volume``), else the flat
+    ``slices`` ``(S, C, Y, X)``, each with its ``context`` Z neighbours as channels for a 2.5-D
+    version (``(S, C * (2r + 1), Y, X)``, mirrored at the stack's ends)."""
+    from napari_unet.core.io.lazy import stack_slices
+
+    if volume is not None:
+        return stack_slices(data, axes, volume.read)
+    if context:
+        from napari_unet.core.inference.context import neighbour_stack
+
+        return neighbour_stack(data, axes, slices, context)
+    return stack_slices(data, axes, slices)
+
+
 def refresh_job(image: Any, layout: StackLayout, write: tuple[int, ...]) -> VolumeJob:
     """The volume part of a background refresh writing ``write`` with a 3-D model: the whole
     volume when it spans many slices, else a slab around them (as the slice scope).
