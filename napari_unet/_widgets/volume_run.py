@@ -92,14 +92,12 @@ def volume_slices(depth: int, scope: str, todo: list[int]) -> tuple[list[int], l
     return list(range(low, high)), sorted(todo)
 
 
-_DIMS: dict[tuple[str, float], int] = {}
+_DIMS: dict[tuple[str, float], tuple[int, int]] = {}
 
 
-def checkpoint_dims(path: str) -> int:
-    """2 or 3: the spatial dims of a checkpoint (its description is memory-mapped: cheap).
-
-    A file that cannot be read counts as 2-D: the prediction job then says what is wrong.
-    """
+def _described(path: str) -> tuple[int, int] | None:
+    """``(spatial dims, context slices)`` of a checkpoint, read once per file version (its
+    description is memory-mapped: cheap); None for a file that cannot be read."""
     import os
 
     from napari_unet.core.checkpoint.format import read_checkpoint_info
@@ -107,29 +105,27 @@ def checkpoint_dims(path: str) -> int:
     key = (str(path), os.path.getmtime(path) if os.path.exists(path) else 0.0)
     if key not in _DIMS:
         try:
-            _DIMS[key] = int(read_checkpoint_info(path).spatial_dims)
+            info = read_checkpoint_info(path)
         except UserInputError:
-            return 2
+            return None
+        _DIMS[key] = (int(info.spatial_dims), int(info.context_slices))
     return _DIMS[key]
 
 
-_CONTEXT: dict[tuple[str, float], int] = {}
+def checkpoint_dims(path: str) -> int:
+    """2 or 3: the spatial dims of a checkpoint.
+
+    A file that cannot be read counts as 2-D: the prediction job then says what is wrong.
+    """
+    described = _described(path)
+    return 2 if described is None else described[0]
 
 
 def checkpoint_context(path: str) -> int:
     """Neighbour slices on each side a 2.5-D checkpoint takes (0: a 2-D/3-D or unreadable
-    file, whose prediction job then says what is wrong); cached like :func:`checkpoint_dims`."""
-    import os
-
-    from napari_unet.core.checkpoint.format import read_checkpoint_info
-
-    key = (str(path), os.path.getmtime(path) if os.path.exists(path) else 0.0)
-    if key not in _CONTEXT:
-        try:
-            _CONTEXT[key] = int(read_checkpoint_info(path).context_slices)
-        except UserInputError:
-            return 0
-    return _CONTEXT[key]
+    file, whose prediction job then says what is wrong)."""
+    described = _described(path)
+    return 0 if described is None else described[1]
 
 
 def refresh_image(data: Any, axes: str, volume: Any, slices: list[int], context: int) -> Any:
