@@ -8,7 +8,9 @@ import pytest
 import tifffile
 import torch
 
-zarr = pytest.importorskip("zarr")
+pytest.importorskip("zarr")
+
+import zarr
 
 from napari_unet.cli import main
 from napari_unet.core.checkpoint.format import save_checkpoint

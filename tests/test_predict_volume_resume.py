@@ -13,7 +13,7 @@ from napari_unet.core.errors import UserInputError
 from napari_unet.core.io.zarr_io import open_zarr
 from napari_unet.distributed import volume_run
 from tests.test_cli_predict_3d import blobs, threshold_net
-from tests.test_predict_volume_stream import _predict, _random_net, _same_objects, _noise, _zarr
+from tests.test_predict_volume_stream import _noise, _predict, _random_net, _same_objects, _zarr
 
 BLOCK = ("--dask-block", "4,16,16")  # 3 x 3 x 3 = 27 blocks
 REAL = volume_run.predict_volume_block
@@ -68,7 +68,9 @@ def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(
         _same_objects(read(out / "vol_labels.zarr"), read(clean / "vol_labels.zarr"))
         assert read(out / "vol_labels.zarr").max() == 2
     else:
-        np.testing.assert_array_equal(read(out / "vol_labels.zarr"), read(clean / "vol_labels.zarr"))
+        np.testing.assert_array_equal(
+            read(out / "vol_labels.zarr"), read(clean / "vol_labels.zarr")
+        )
     np.testing.assert_array_equal(
         read(out / "vol_probabilities.zarr"), read(clean / "vol_probabilities.zarr")
     )

@@ -5,9 +5,9 @@ area (physical with ``--pixel-size``), centroid, bounding box, mean/min/max inte
 of the input image. A TIFF/PNG input is measured whole (a Z stack as a volume, T/S stacks per
 slice); a Zarr input is measured slice by slice while it streams (its instance ids are per slice),
 with a ``slice`` column; a volume streamed by a 3-D model is measured block by block as one
-volume (:mod:`napari_unet.cli.predict_volume_measure`). The CSV starts with the comment line that marks it as written by
-``predict`` (:data:`napari_unet.core.io.marks.CSV_PREFIX`): a rerun replaces it, but a CSV of the
-same name without it (the user's) is never overwritten.
+volume (:mod:`napari_unet.cli.predict_volume_measure`). The CSV starts with the comment line
+that marks it as written by ``predict`` (:data:`napari_unet.core.io.marks.CSV_PREFIX`): a rerun
+replaces it, but a CSV of the same name without it (the user's) is never overwritten.
 """
 
 from __future__ import annotations

@@ -174,8 +174,8 @@ def _run(job: Any, spec: Any, path: Path, bar: Any) -> int | None:
 def predict_volume_stream(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the volume at ``path`` with the job's 3-D model, streamed; its summary line."""
     from napari_unet.cli import predict_volume_resume as resume
-    from napari_unet.cli.predict_volume_measure import measure_stream, stream_measurements_target
     from napari_unet.cli.predict_dask_outputs import _label_dtype, _pyramid, _targets
+    from napari_unet.cli.predict_volume_measure import measure_stream, stream_measurements_target
     from napari_unet.cli.predict_zarr import _remove_store, labels_inside
     from napari_unet.core.io.marks import check_overwritable
     from napari_unet.core.io.ome_labels import register_labels

@@ -81,11 +81,11 @@ def _selected(n_slices: int, bounds: tuple[int | None, int | None] | None) -> ra
 
 def predict_zarr(job: Any, path: Path, stem: str, bar: Any) -> str:
     """Predict the Zarr image at ``path`` for ``job`` (a ``predict._Job``); its summary line."""
+    from napari_unet.cli.predict_context import open_lazy
     from napari_unet.cli.predict_measure import SliceMeasurements, measurements_target
     from napari_unet.core.io.axes import StackLayout, check_axes, guess_axes
     from napari_unet.core.io.lazy import slice_axes
     from napari_unet.core.io.marks import check_overwritable
-    from napari_unet.cli.predict_context import open_lazy
     from napari_unet.core.io.ome_labels import register_labels
 
     tic = time.perf_counter()
