@@ -148,7 +148,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--axes", help="axes of every image, e.g. YX, YXC, CYX (default: metadata or guess)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")
-    add("--val-every", type=_positive_int, default=50, help="steps between validations (50)")
+    add(
+        "--val-every",
+        type=_positive_int,
+        default=50,
+        help="steps between validations (50); with --minutes also every 8%% of the budget (at "
+        "least 10 steps apart), and always at the end",
+    )
     add(
         "--log-every",
         type=_positive_int,

@@ -29,6 +29,7 @@ import torch
 from napari_unet.core.device import get_device
 from napari_unet.core.generators import run_to_end
 from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.cadence import validation_due
 from napari_unet.core.training.config import (
     CheckpointEvent,
     StepEvent,
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_clock = time.perf_counter  # the loop's clock (tests replace it: the cadence follows it)
 
 
 def iter_train(
@@ -168,16 +170,18 @@ def _loop(
 ) -> Generator[TrainEvent, None, str]:
     """Step, validate and save until a budget, a stop or early stopping ends it; returns why."""
     config = run.config
-    start = time.perf_counter() - progress.elapsed
+    start = _clock() - progress.elapsed
     while True:
         reason = _stop_reason(config, progress, should_stop)
         if reason is not None:
             return reason
         _refresh_validation(run, progress, new_items)
         loss = yield from _step(run, progress, start)
-        if progress.step % config.val_every:
+        if not validation_due(
+            config, progress.step, progress.elapsed, progress.last_validated, progress.validated_s
+        ):
             continue
-        progress.last_validated = progress.step
+        progress.last_validated, progress.validated_s = progress.step, progress.elapsed
         if progress.val_batches:
             score, improved = yield from _validate(run, progress)
             run.schedule.observe(score)
@@ -208,12 +212,12 @@ def _step(run: RunParts, progress: RunProgress, start: float) -> Generator[Train
     progress.lr = lr = run.schedule.apply(
         run.optimizer, step, config.progress(step, progress.elapsed)
     )
-    tick = time.perf_counter()
+    tick = _clock()
     loss = run.runner.step()
     finite_or_raise(loss, step, lr, run.writer.latest_path if step else None)
     progress.step = step = step + 1
-    progress.elapsed = elapsed = time.perf_counter() - start
-    rate = config.batch_size / max(time.perf_counter() - tick, 1e-9)
+    progress.elapsed = elapsed = _clock() - start
+    rate = config.batch_size / max(_clock() - tick, 1e-9)
     yield StepEvent(step=step, loss=loss, lr=lr, patches_per_s=rate, elapsed_s=elapsed)
     return loss
 
