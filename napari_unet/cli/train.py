@@ -60,7 +60,8 @@ DESCRIPTION = (
     "stem (TIFF or PNG, any bit depth); --masks marks the annotated pixels (non-zero = "
     "annotated). --model is an architecture name (a new model) or a checkpoint to fine-tune. "
     "Without --task, labels that look like instance masks (many ids per image, each one "
-    "connected object) train an instance model, other labels a semantic one. Patch and batch "
+    "connected object) train an instance model (without --model: from the built-in "
+    "fluo-nuclei, as --task instances does), other labels a semantic one. Patch and batch "
     "size are chosen from the data (a line says what the data look like and what was chosen; "
     "--patch and --batch-size win). Data that would train a bad model (too few annotated "
     "pixels, one class only, labels that do not match the task, a patch 20x wider than the "
@@ -127,7 +128,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add(
         "--model",
         help="architecture name, or checkpoint or built-in model to fine-tune (default: unet; "
-        "--task instances: the built-in fluo-nuclei, adapted to the images' channels)",
+        "instances, given by --task or told from the labels: the built-in fluo-nuclei, adapted "
+        "to the images' channels)",
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
