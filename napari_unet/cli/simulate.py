@@ -125,12 +125,10 @@ def _start_model(
 ) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig]:
     """``(start model, the labelled images, their normalisation)``: ``--init`` (or the built-in
     ``--model``) when given, else a new ``--model`` built for the data."""
-    from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train import load_pairs
-    from napari_unet.core.checkpoint.channels import fit_start
     from napari_unet.core.checkpoint.format import (
         builtin_checkpoints,
-        load_checkpoint,
+        read_checkpoint_info,
         resolve_checkpoint,
     )
     from napari_unet.core.inference.normalization import NormalizationConfig
@@ -139,13 +137,13 @@ def _start_model(
     init = args.init
     if init is None and args.model in builtin_checkpoints():
         init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
-    loaded = load_checkpoint(resolve_checkpoint(init)) if init else None
-    normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
+    path = resolve_checkpoint(init) if init else None
+    normalization = (
+        read_checkpoint_info(path).normalization_config() if path else NormalizationConfig()
+    )
     items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
-    if loaded is not None:
-        model, items, note = fit_start(loaded.model, items)
-        if note:
-            PROGRESS.info("%s", note)
+    if path is not None:
+        model, items = _fitted_start(path, items, args.task, label_map)
         return model, items, normalization
     extra = {"depth": args.depth, "base_channels": args.base_channels}
     model = new_model_for(
@@ -157,6 +155,25 @@ def _start_model(
         **{k: v for k, v in extra.items() if v is not None},
     )
     return model, items, normalization
+
+
+def _fitted_start(
+    path: Path, items: list, task: str, label_map: LabelMap | None
+) -> tuple[SegmentationNet, list[TrainingItem]]:
+    """The checkpoint at ``path`` loaded and fitted to ``items`` (``core.checkpoint.start_fit``:
+    a wider head, the channels adapted; the fitted copy lives in a temporary folder only while
+    it is loaded), and the items as it takes them."""
+    import tempfile
+
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.checkpoint.start_fit import fit_start
+
+    with tempfile.TemporaryDirectory(prefix="napari-unet-start-") as folder:
+        fitted = fit_start(path, items, folder, task=task, label_map=label_map)
+        if fitted.note:
+            PROGRESS.info("%s", fitted.note)
+        return load_checkpoint(fitted.path).model, fitted.items
 
 
 def _checked_data(

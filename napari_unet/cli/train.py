@@ -32,8 +32,10 @@ from napari_unet.cli.train_data import (  # noqa: F401 (names importable from he
 from napari_unet.cli.train_setup import (
     data_fingerprint,
     read_training_data,
+    removed_on_failure,
     start_model,
     train_config,
+    training_folder,
 )
 from napari_unet.cli.train_steps import (  # noqa: F401
     PEAK_CHECKPOINTS,
@@ -70,6 +72,11 @@ DESCRIPTION = (
     "latest.pt (for --resume) are kept in OUT.training/, the best model is copied to --out and "
     "the history (loss, learning rate, validation metrics per step) is written to "
     "OUT.history.csv beside it as training goes."
+)
+
+VAL_EVERY_HELP = (
+    "steps between validations (50); with --minutes also every 8%% of the budget (at least 10 "
+    "steps apart), and always at the end"
 )
 
 
@@ -150,13 +157,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--axes", help="axes of every image, e.g. YX, YXC, CYX (default: metadata or guess)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")
-    add(
-        "--val-every",
-        type=_positive_int,
-        default=50,
-        help="steps between validations (50); with --minutes also every 8%% of the budget (at "
-        "least 10 steps apart), and always at the end",
-    )
+    add("--val-every", type=_positive_int, default=50, help=VAL_EVERY_HELP)
     add(
         "--log-every",
         type=_positive_int,
@@ -176,8 +177,6 @@ def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
     from napari_unet.cli import train_ddp
     from napari_unet.cli._output import check_output_file
-    from napari_unet.cli._progress import PROGRESS
-    from napari_unet.cli.train_progress import History, TrainMonitor
     from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.device import get_device
     from napari_unet.core.models import list_architectures
@@ -187,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if status is not None:
         return status
     out = Path(args.out)
-    training_dir = out.parent / f"{out.stem}.training"
+    training_dir = training_folder(args)
     # what the user can get wrong is checked before the data are read and training starts
     check_output_file(out, what="the checkpoint", suffix=".pt")
     get_device(args.device)
@@ -195,7 +194,21 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in list_architectures():
         info = read_checkpoint_info(_checkpoint_path(args.model))
     items, task, targets, volume = read_training_data(args, info)
-    model_or_checkpoint = start_model(args, info, items, task, targets, volume)
+    with removed_on_failure(training_dir):  # the fitted start model goes when the run fails
+        return _fit_and_train(args, info, items, task, targets, volume)
+
+
+def _fit_and_train(
+    args: argparse.Namespace, info: Any, items: list, task: str, targets: Any, volume: Any
+) -> int:
+    """The start model fitted to the data, trained, written to ``--out`` and reported."""
+    from napari_unet.cli import train_ddp
+    from napari_unet.cli._output import check_output_file
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.cli.train_progress import History, TrainMonitor
+
+    out, training_dir = Path(args.out), training_folder(args)
+    model_or_checkpoint, items = start_model(args, info, items, task, targets, volume)
     check_output_file(
         training_dir / "latest.pt",
         what="the training checkpoints",

@@ -84,8 +84,7 @@ def default_start(args: argparse.Namespace) -> str:
     if name is None or volume or name not in builtin_checkpoints():
         if said:
             logger.warning(
-                "%s: training an instance model; pass --task semantic if the values are "
-                "classes.",
+                "%s: training an instance model; pass --task semantic if the values are classes.",
                 said,
             )
         return "unet"
