@@ -68,7 +68,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_clock = time.perf_counter  # the loop's clock (tests replace it: the cadence follows it)
 
 
 def iter_train(
@@ -170,7 +169,7 @@ def _loop(
 ) -> Generator[TrainEvent, None, str]:
     """Step, validate and save until a budget, a stop or early stopping ends it; returns why."""
     config = run.config
-    start = _clock() - progress.elapsed
+    start = time.perf_counter() - progress.elapsed
     while True:
         reason = _stop_reason(config, progress, should_stop)
         if reason is not None:
@@ -212,12 +211,12 @@ def _step(run: RunParts, progress: RunProgress, start: float) -> Generator[Train
     progress.lr = lr = run.schedule.apply(
         run.optimizer, step, config.progress(step, progress.elapsed)
     )
-    tick = _clock()
+    tick = time.perf_counter()
     loss = run.runner.step()
     finite_or_raise(loss, step, lr, run.writer.latest_path if step else None)
     progress.step = step = step + 1
-    progress.elapsed = elapsed = _clock() - start
-    rate = config.batch_size / max(_clock() - tick, 1e-9)
+    progress.elapsed = elapsed = time.perf_counter() - start
+    rate = config.batch_size / max(time.perf_counter() - tick, 1e-9)
     yield StepEvent(step=step, loss=loss, lr=lr, patches_per_s=rate, elapsed_s=elapsed)
     return loss
 
