@@ -195,13 +195,23 @@ def run(args: argparse.Namespace) -> int:
         info = read_checkpoint_info(_checkpoint_path(args.model))
     items, task, targets, volume = read_training_data(args, info)
     with removed_on_failure(training_dir):  # the fitted start model goes when the run fails
-        return _fit_and_train(args, info, items, task, targets, volume)
+        trained = _fit_and_train(args, info, items, task, targets, volume)
+    if isinstance(trained, int):  # a follower rank of --nproc N
+        return trained
+    result, data, start_score, history = trained  # a failed --out write keeps OUT.training/
+    write_model(
+        out, result, {"fingerprint": data.to_dict(), **train_context.provenance(args, info)}
+    )
+    report(out, result, start_score)
+    print(f"history: {history.path}")
+    return 0
 
 
 def _fit_and_train(
     args: argparse.Namespace, info: Any, items: list, task: str, targets: Any, volume: Any
-) -> int:
-    """The start model fitted to the data, trained, written to ``--out`` and reported."""
+) -> Any:
+    """The start model fitted to the data and trained: ``(result, data fingerprint, start
+    score, history)``, or a follower rank's exit status."""
     from napari_unet.cli import train_ddp
     from napari_unet.cli._output import check_output_file
     from napari_unet.cli._progress import PROGRESS
@@ -228,10 +238,4 @@ def _fit_and_train(
     history = History(out.parent / f"{out.stem}.history.csv", resume=args.resume is not None)
     monitor = TrainMonitor(config, history, log_every=args.log_every, start_score=start_score)
     events = train_ddp.training_events(model_or_checkpoint, items, config, resume_from=args.resume)
-    result = _train_and_monitor(events, monitor, training_dir)
-    write_model(
-        out, result, {"fingerprint": data.to_dict(), **train_context.provenance(args, info)}
-    )
-    report(out, result, start_score)
-    print(f"history: {history.path}")
-    return 0
+    return _train_and_monitor(events, monitor, training_dir), data, start_score, history
