@@ -85,3 +85,16 @@ def test_an_earlier_runs_folder_is_kept_when_a_later_run_fails(tmp_path, monkeyp
     monkeypatch.setattr(train_cli, "data_fingerprint", refuse)
     assert main(train_argv(images, labels, "fluo-nuclei", tmp_path / "m.pt")) == 2
     assert (earlier / "best.pt").read_bytes() == b"an earlier run's model"
+
+
+def test_a_failed_out_write_keeps_the_trained_model_it_names(tmp_path, monkeypatch, capsys):
+    import napari_unet.core.checkpoint.stamp as stamp
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "m.pt"))
+
+    images, labels = write_rgb_pairs(tmp_path / "data", grey=False, n=2)
+    monkeypatch.setattr(stamp, "copy_with_provenance", read_only)
+    assert main(train_argv(images, labels, "fluo-nuclei", tmp_path / "m.pt")) == 2
+    assert "the trained model is kept in" in capsys.readouterr().err
+    assert (tmp_path / "m.training" / "best.pt").is_file()
