@@ -121,3 +121,13 @@ def test_check_channels_says_what_to_do():
         check_channels(1, 3)
     with pytest.raises(ChannelMismatchError, match="expects 2"):
         check_channels(4, 2)
+
+
+def test_channel_mismatch_names_what_the_user_sees_not_internal_axes():
+    """The Segment dock predicts on an internal (S, C, Y, X) stack: the sentence names the
+    channel counts, not "SCYX" or the stacked shape."""
+    with pytest.raises(ChannelMismatchError) as info:
+        check_channels(3, 1, shape=(1, 3, 64, 64), axes="SCYX")
+    text = str(info.value)
+    assert text.startswith("the model expects 1 channel but the image has 3 channels;")
+    assert "SCYX" not in text and "(1, 3, 64, 64)" not in text

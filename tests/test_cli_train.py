@@ -179,11 +179,30 @@ def test_issue16_point4_instance_masks_without_task_train_instances(tmp_path, ca
         assert main(_train_argv(tmp_path)) == 0
     said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
     assert said == [
-        "the labels look like instance masks (12 objects in a.tif): training an instance model; "
-        "pass --task semantic if the values are classes."
+        "the labels look like instance masks (12 objects in a.tif): fine-tuning the built-in "
+        "fluo-nuclei, as --task instances does; pass --task semantic if the values are classes, "
+        "or --model unet for a new model."
     ]
     loaded = load_checkpoint(tmp_path / "m.pt")
     assert loaded.info.task == "instances" and loaded.model.out_channels == 3
+    # issue 17: the task is told before the model is chosen, so no --task starts where
+    # --task instances starts (the built-in), not from scratch
+    with_task = tmp_path / "with_task.pt"
+    argv = _train_argv(tmp_path, "--task", "instances")
+    argv[argv.index("--out") + 1] = str(with_task)
+    assert main(argv) == 0
+    assert loaded.info.model_config == load_checkpoint(with_task).info.model_config
+    parents = {load_checkpoint(p).info.provenance["parent"] for p in (tmp_path / "m.pt", with_task)}
+    assert len(parents) == 1 and parents.pop().endswith("fluo-nuclei.pt")
+    # a new model asked for by name: told from the labels after it, as before
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(_train_argv(tmp_path, "--model", "unet")) == 0
+    said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
+    assert said == [
+        "the labels look like instance masks (12 objects in a.tif): training an instance model; "
+        "pass --task semantic if the values are classes."
+    ]
     # --task semantic still trains the values as classes, without a word about instances
     caplog.clear()
     with caplog.at_level("WARNING"):
@@ -210,8 +229,9 @@ def test_issue16_point4_real_dsb2018_instance_labels_train_an_instance_model(
         assert main(_train_argv(tmp_path, "--patch", "32")) == 0
     said = [r.getMessage() for r in caplog.records if "instance masks" in r.getMessage()]
     assert said == [
-        "the labels look like instance masks (27 objects in 000.png): training an instance model; "
-        "pass --task semantic if the values are classes."
+        "the labels look like instance masks (27 objects in 000.png): fine-tuning the built-in "
+        "fluo-nuclei, as --task instances does; pass --task semantic if the values are classes, "
+        "or --model unet for a new model."
     ], caplog.text
     assert load_checkpoint(tmp_path / "m.pt").info.task == "instances"
 

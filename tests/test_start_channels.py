@@ -213,5 +213,5 @@ def test_trainer_fine_tunes_a_one_channel_model_on_an_rgb_session(tmp_path) -> N
     loaded = load_checkpoint(Session.open(folder).version_path(published.version_id))
     assert loaded.info.in_channels == 3 and loaded.model.in_channels == 3
     pools = [e for e in got if isinstance(e, PoolChanged)]
-    assert pools and "first layer was adapted" in pools[0].fingerprint
+    assert pools and "first layer is adapted" in pools[0].fingerprint
     assert digest(start) == before

@@ -215,10 +215,14 @@ class FinetuneForm(QWidget):
             self.start.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
         self.start.setCurrentIndex(index)
 
+    def set_rate(self, lr: float) -> None:
+        """Show ``lr`` as the learning rate unless the user typed one."""
+        if not self._lr_edited:
+            self.lr.setText(f"{lr:g}")
+
     def use_scratch_rate(self, *_: object) -> None:
         """An untrained start model (the "New model" section): the from-scratch learning rate."""
-        if not self._lr_edited:
-            self.lr.setText(f"{LR_SCRATCH:g}")
+        self.set_rate(LR_SCRATCH)
 
     def suggest_start(self, key: str) -> bool:
         """Select ``key`` unless the user chose a start model by hand; True when selected."""

@@ -30,6 +30,7 @@ from napari_unet._widgets.finetune_control import (
     TrainingControl,
 )
 from napari_unet._widgets.finetune_form import FinetuneForm
+from napari_unet._widgets.finetune_start import StartAdvisor
 from napari_unet._widgets.loop_state import LoopState
 from napari_unet._widgets.new_model_section import NewModelSection
 from napari_unet._widgets.progress_view import MessageLine
@@ -67,6 +68,8 @@ class FinetunePanel(TrainingControl, QWidget):
         self.summary = DataSummary()
         self.guidance = QLabel(NO_SESSION, wordWrap=True)
         self.data_label = QLabel("", wordWrap=True)
+        self.start_line = QLabel("", wordWrap=True)  # which start model and why, in one line
+        self.advisor = StartAdvisor(self.form, self.start_line)
         self.pin_slice_button = QPushButton("Pin slice", toolTip="Hold back the shown slice")
         self.pin_rect_button = QPushButton(
             "Pin rectangles…",
@@ -115,6 +118,7 @@ class FinetunePanel(TrainingControl, QWidget):
             layout.addWidget(widget)
         layout.addLayout(pins)
         layout.addWidget(self.form)
+        layout.addWidget(self.start_line)
         layout.addWidget(self.new_model)
         layout.addLayout(buttons)
         for widget in (self.status, self.timing, self.plot, self.message):
@@ -137,6 +141,7 @@ class FinetunePanel(TrainingControl, QWidget):
         self.pin_rect_button.clicked.connect(self._on_pin_rectangles)
         self.form.keep_learning_changed.connect(self._on_keep_learning)
         self.form.start_changed.connect(self._on_start_changed)
+        self.new_model.created.connect(self.advisor.new_model)  # before it is selected
         self.new_model.created.connect(self.form.select_file)
         self.new_model.created.connect(self.form.use_scratch_rate)  # after select_file's rate
         self.loop.session_changed.connect(self._on_session_changed)
@@ -191,6 +196,8 @@ class FinetunePanel(TrainingControl, QWidget):
                 self.show_error(f"Cannot read the session's corrections: {err}")
         self._show_state()
         R.list_start_models(self.form, session)
+        self.advisor.suggest_builtin(session)
+        self.advisor.show(session)
 
     def _show_state(self) -> None:
         session, running = self.session, self.client.running
@@ -222,9 +229,11 @@ class FinetunePanel(TrainingControl, QWidget):
             return
         key = R.start_key_of_model(tag.get("model"), self.session)
         if self.form.suggest_start(key):
+            self.advisor.from_layer = True
             logger.info("fine-tune starts from %s (the model of '%s')", key, layer.name)
 
     def _on_start_changed(self, key: str) -> None:
+        self.advisor.show(self.session)
         path = R.start_path(key, self.session)
         if not path or key in self._tasks:
             return
@@ -249,6 +258,9 @@ class FinetunePanel(TrainingControl, QWidget):
                 self.show_error(str(info))
         else:
             self._tasks[key] = info.task
+            self.advisor.model_channels(key, info.in_channels)
+            if key == self.form.start_key():
+                self.advisor.show(self.session)
 
     # ------------------------------------------------------------------ pins
     def _guard(self, action: Any) -> Any:

@@ -127,12 +127,10 @@ def _start_model(
 ) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig]:
     """``(start model, the labelled images, their normalisation)``: ``--init`` (or the built-in
     ``--model``) when given, else a new ``--model`` built for the data."""
-    from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train import load_pairs
-    from napari_unet.core.checkpoint.channels import fit_start
     from napari_unet.core.checkpoint.format import (
         builtin_checkpoints,
-        load_checkpoint,
+        read_checkpoint_info,
         resolve_checkpoint,
     )
     from napari_unet.core.inference.normalization import NormalizationConfig
@@ -141,15 +139,14 @@ def _start_model(
     init = args.init
     if init is None and args.model in builtin_checkpoints():
         init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
-    loaded = load_checkpoint(resolve_checkpoint(init)) if init else None
-    normalization = loaded.info.normalization_config() if loaded else NormalizationConfig()
-    items, radius = simulate_context.context_items_for(args, loaded, normalization)
+    path = resolve_checkpoint(init) if init else None
+    info = read_checkpoint_info(path) if path else None
+    normalization = info.normalization_config() if info else NormalizationConfig()
+    items, radius = simulate_context.context_items_for(args, info, normalization)
     if items is None:
         items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
-    if loaded is not None:
-        model, items, note = fit_start(loaded.model, items)
-        if note:
-            PROGRESS.info("%s", note)
+    if path is not None:
+        model, items = _fitted_start(path, items, args.task, label_map)
         return model, items, normalization
     extra = {"depth": args.depth, "base_channels": args.base_channels}
     model = new_model_for(
@@ -162,6 +159,25 @@ def _start_model(
     )
     model.context_slices = radius
     return model, items, normalization
+
+
+def _fitted_start(
+    path: Path, items: list, task: str, label_map: LabelMap | None
+) -> tuple[SegmentationNet, list[TrainingItem]]:
+    """The checkpoint at ``path`` loaded and fitted to ``items`` (``core.checkpoint.start_fit``:
+    a wider head, the channels adapted; the fitted copy lives in a temporary folder only while
+    it is loaded), and the items as it takes them."""
+    import tempfile
+
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.checkpoint.format import load_checkpoint
+    from napari_unet.core.checkpoint.start_fit import fit_start
+
+    with tempfile.TemporaryDirectory(prefix="napari-unet-start-") as folder:
+        fitted = fit_start(path, items, folder, task=task, label_map=label_map)
+        if fitted.note:
+            PROGRESS.info("%s", fitted.note)
+        return load_checkpoint(fitted.path).model, fitted.items
 
 
 def _checked_data(

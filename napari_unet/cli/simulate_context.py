@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def context_items_for(
-    args: argparse.Namespace, loaded: Any, normalization: Any
+    args: argparse.Namespace, info: Any, normalization: Any
 ) -> tuple[list | None, int]:
     """``(items, R)``: the 2.5-D items of the folders' Z-stacks, or ``(None, 0)`` for a 2-D run.
 
@@ -36,7 +36,6 @@ def context_items_for(
 
     model = args.init or args.model
     ns = argparse.Namespace(**{**vars(args), "masks": None, "axes": None, "model": model})
-    info = loaded.info if loaded is not None else None
     radius = train_context.context_radius(ns, info)
     if not radius:
         return None, 0

@@ -32,8 +32,10 @@ from napari_unet.cli.train_data import (  # noqa: F401 (names importable from he
 from napari_unet.cli.train_setup import (
     data_fingerprint,
     read_training_data,
+    removed_on_failure,
     start_model,
     train_config,
+    training_folder,
 )
 from napari_unet.cli.train_steps import (  # noqa: F401
     PEAK_CHECKPOINTS,
@@ -60,7 +62,8 @@ DESCRIPTION = (
     "stem (TIFF or PNG, any bit depth); --masks marks the annotated pixels (non-zero = "
     "annotated). --model is an architecture name (a new model) or a checkpoint to fine-tune. "
     "Without --task, labels that look like instance masks (many ids per image, each one "
-    "connected object) train an instance model, other labels a semantic one. Patch and batch "
+    "connected object) train an instance model (without --model: from the built-in "
+    "fluo-nuclei, as --task instances does), other labels a semantic one. Patch and batch "
     "size are chosen from the data (a line says what the data look like and what was chosen; "
     "--patch and --batch-size win). Data that would train a bad model (too few annotated "
     "pixels, one class only, labels that do not match the task, a patch 20x wider than the "
@@ -69,6 +72,11 @@ DESCRIPTION = (
     "latest.pt (for --resume) are kept in OUT.training/, the best model is copied to --out and "
     "the history (loss, learning rate, validation metrics per step) is written to "
     "OUT.history.csv beside it as training goes."
+)
+
+VAL_EVERY_HELP = (
+    "steps between validations (50); with --minutes also every 8%% of the budget (at least 10 "
+    "steps apart), and always at the end"
 )
 
 
@@ -127,7 +135,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add(
         "--model",
         help="architecture name, or checkpoint or built-in model to fine-tune (default: unet; "
-        "--task instances: the built-in fluo-nuclei, adapted to the images' channels)",
+        "instances, given by --task or told from the labels: the built-in fluo-nuclei, adapted "
+        "to the images' channels)",
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
@@ -148,7 +157,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--axes", help="axes of every image, e.g. YX, YXC, CYX (default: metadata or guess)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")
-    add("--val-every", type=_positive_int, default=50, help="steps between validations (50)")
+    add("--val-every", type=_positive_int, default=50, help=VAL_EVERY_HELP)
     add(
         "--log-every",
         type=_positive_int,
@@ -168,8 +177,6 @@ def run(args: argparse.Namespace) -> int:
     """Train and write ``--out``; returns the exit status."""
     from napari_unet.cli import train_ddp
     from napari_unet.cli._output import check_output_file
-    from napari_unet.cli._progress import PROGRESS
-    from napari_unet.cli.train_progress import History, TrainMonitor
     from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.device import get_device
     from napari_unet.core.models import list_architectures
@@ -179,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if status is not None:
         return status
     out = Path(args.out)
-    training_dir = out.parent / f"{out.stem}.training"
+    training_dir = training_folder(args)
     # what the user can get wrong is checked before the data are read and training starts
     check_output_file(out, what="the checkpoint", suffix=".pt")
     get_device(args.device)
@@ -187,7 +194,31 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in list_architectures():
         info = read_checkpoint_info(_checkpoint_path(args.model))
     items, task, targets, volume = read_training_data(args, info)
-    model_or_checkpoint = start_model(args, info, items, task, targets, volume)
+    with removed_on_failure(training_dir):  # the fitted start model goes when the run fails
+        trained = _fit_and_train(args, info, items, task, targets, volume)
+    if isinstance(trained, int):  # a follower rank of --nproc N
+        return trained
+    result, data, start_score, history = trained  # a failed --out write keeps OUT.training/
+    write_model(
+        out, result, {"fingerprint": data.to_dict(), **train_context.provenance(args, info)}
+    )
+    report(out, result, start_score)
+    print(f"history: {history.path}")
+    return 0
+
+
+def _fit_and_train(
+    args: argparse.Namespace, info: Any, items: list, task: str, targets: Any, volume: Any
+) -> Any:
+    """The start model fitted to the data and trained: ``(result, data fingerprint, start
+    score, history)``, or a follower rank's exit status."""
+    from napari_unet.cli import train_ddp
+    from napari_unet.cli._output import check_output_file
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.cli.train_progress import History, TrainMonitor
+
+    out, training_dir = Path(args.out), training_folder(args)
+    model_or_checkpoint, items = start_model(args, info, items, task, targets, volume)
     check_output_file(
         training_dir / "latest.pt",
         what="the training checkpoints",
@@ -207,10 +238,4 @@ def run(args: argparse.Namespace) -> int:
     history = History(out.parent / f"{out.stem}.history.csv", resume=args.resume is not None)
     monitor = TrainMonitor(config, history, log_every=args.log_every, start_score=start_score)
     events = train_ddp.training_events(model_or_checkpoint, items, config, resume_from=args.resume)
-    result = _train_and_monitor(events, monitor, training_dir)
-    write_model(
-        out, result, {"fingerprint": data.to_dict(), **train_context.provenance(args, info)}
-    )
-    report(out, result, start_score)
-    print(f"history: {history.path}")
-    return 0
+    return _train_and_monitor(events, monitor, training_dir), data, start_score, history

@@ -182,6 +182,18 @@ def _default_task(args: argparse.Namespace, info: Any, items: list) -> str | Non
     """
     if args.task is not None or info is not None or args.label_map:
         return None
+    said = instance_line(args, items)
+    if said is None:
+        return None
+    logger.warning(
+        "%s: training an instance model; pass --task semantic if the values are classes.", said
+    )
+    return "instances"
+
+
+def instance_line(args: argparse.Namespace, items: list) -> str | None:
+    """``"the labels look like instance masks (12 objects in a.tif)"`` when they do, else None
+    (the image with the median object count, named by its file name)."""
     evidence = instance_evidence(items, args.ignore_value)
     if evidence is None:
         return None
@@ -189,13 +201,34 @@ def _default_task(args: argparse.Namespace, info: Any, items: list) -> str | Non
     stem, _, rest = name.partition("[")  # "stem" or "stem[slice]" (see load_pairs)
     files = sorted(Path(args.images).glob(f"{glob.escape(stem)}.*"))
     name = files[0].name + (f"[{rest}" if rest else "") if files else name
-    logger.warning(
-        "the labels look like instance masks (%d objects in %s): training an instance model; "
-        "pass --task semantic if the values are classes.",
-        objects,
-        name,
-    )
-    return "instances"
+    return f"the labels look like instance masks ({objects} objects in {name})"
+
+
+def label_items(args: argparse.Namespace) -> list:
+    """The labels (and masks) of ``--images``/``--labels`` as training items whose image is a
+    zero view (nothing read from the image files): enough to tell the task before the model
+    is chosen. One item per label slice; ``(Y, X)`` labels. Images without labels are left
+    out (:func:`load_pairs` refuses them).
+    """
+    from napari_unet.core.io.images import list_images, read_image
+    from napari_unet.core.training.items import TrainingItem
+
+    label_files = {p.stem: p for p in list_images(args.labels)}
+    mask_files = {p.stem: p for p in list_images(args.masks)} if args.masks else {}
+    items = []
+    for path in list_images(args.images):
+        if path.stem not in label_files:
+            continue
+        labels = read_image(label_files[path.stem]).image
+        labels = labels.reshape((-1, *labels.shape[-2:]))
+        mask = read_image(mask_files[path.stem]).image != 0 if path.stem in mask_files else None
+        mask = None if mask is None else mask.reshape((-1, *mask.shape[-2:]))
+        for s, plane in enumerate(labels):
+            name = path.stem if len(labels) == 1 else f"{path.stem}[{s}]"
+            image = np.broadcast_to(np.zeros((1, 1, 1), np.float32), (1, *plane.shape))
+            annotated = None if mask is None else mask[min(s, len(mask) - 1)]
+            items.append(TrainingItem(image, plane, annotated, name=name))
+    return items
 
 
 def _warn_small_images(items: list, patch: int) -> None:

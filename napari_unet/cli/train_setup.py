@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from napari_unet.cli import train_context, train_volume
-from napari_unet.cli.train_steps import _checked_task, _checkpoint_path
+from napari_unet.cli.train_steps import _checked_task, _checkpoint_path, _first_missing
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,6 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
             axes=args.axes,
         )
     )
-    items = fit_channels(items, info)
     chosen = _default_task(args, info, items)
     if chosen is not None:
         task, targets = chosen, targets.replace(task=chosen)
@@ -68,33 +69,32 @@ def read_training_data(args: argparse.Namespace, info: Any) -> tuple[list, str, 
 
 def start_model(
     args: argparse.Namespace, info: Any, items: list, task: str, targets: Any, volume: Any = None
-) -> Any:
-    """The checkpoint to fine-tune (its path, as a str) or a new model built for the data.
+) -> tuple[Any, list]:
+    """``(start, items)``: the checkpoint to fine-tune (its path, as a str), fitted to the data
+    (:func:`~napari_unet.core.checkpoint.start_fit.fit_start`: a wider head for more classes,
+    the channels adapted; copies go to ``OUT.training/``), or a new model built for the data;
+    and the items as that model takes them (greyscale RGB: one channel).
 
     Raises:
         ChannelMismatchError: the checkpoint takes another number of channels than the images.
     """
+    from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train_data import _warn_if_instances
+    from napari_unet.core.checkpoint.start_fit import fit_start
     from napari_unet.core.simulation.parts import new_model_for
 
     if info is not None:
-        out = Path(args.out)
-        folder = out.parent / f"{out.stem}.training"
-        path = _adapted_start(_checkpoint_path(args.model), info, items, folder)
-        needed = classes_needed(items, info, task, targets)
-        if needed is None:
-            return str(path)
-        from napari_unet.core.checkpoint.widen import widen_classes
-
-        folder.mkdir(parents=True, exist_ok=True)
-        logger.info(
-            "the labels use %d classes and %s has %d: it is fine-tuned with a new head (the rest "
-            "of the network kept; the file itself is not changed)",
-            needed,
-            args.model,
-            info.out_channels,
+        fitted = fit_start(
+            _checkpoint_path(args.model),
+            items,
+            training_folder(args),
+            task=task,
+            label_map=dict(targets.label_map) if targets.label_map else None,
+            ignore_value=targets.ignore_value,
         )
-        return str(widen_classes(path, needed, folder / f"start-{needed}-classes.pt"))
+        if fitted.note:
+            PROGRESS.info("%s", fitted.note)
+        return str(fitted.path), fitted.items
     model = new_model_for(
         args.model,
         items,
@@ -106,62 +106,35 @@ def start_model(
     )
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
-    return model
+    return model, items
 
 
-def fit_channels(items: list, info: Any) -> list:
-    """``items`` for a one-channel checkpoint: greyscale images stored as RGB (equal channels)
-    keep one channel (logged); every other case is left to :func:`start_model`."""
-    from napari_unet.core.checkpoint.channels import collapse_grey, plan_channels
-
-    if info is None or plan_channels([i.image for i in items], info.in_channels) != "grey":
-        return items
-    logger.info(
-        "the images are greyscale stored with equal colour channels: one channel is used, as "
-        "the start model takes one"
-    )
-    return collapse_grey(items)
+def training_folder(args: argparse.Namespace) -> Path:
+    """``OUT.training/``: ``best.pt``, ``latest.pt`` and the fitted start model of the run."""
+    out = Path(args.out)
+    return out.parent / f"{out.stem}.training"
 
 
-def _adapted_start(path: Path, info: Any, items: list, folder: Path) -> Path:
-    """``path``, or a copy in ``folder`` adapted to the images' channels (1 -> C or C -> 1).
+@contextlib.contextmanager
+def removed_on_failure(folder: Path) -> Iterator[None]:
+    """Remove ``folder`` when the block fails and the folder did not exist before it (the
+    fitted start model written there included). Kept on purpose: an earlier run's folder
+    (its files are that run's), and the folder of an interrupted (Ctrl-C) or diverged run,
+    whose ``latest.pt`` resumes it."""
+    import shutil
 
-    Raises:
-        ChannelMismatchError: the images' channels cannot be fitted to the checkpoint.
-    """
-    from napari_unet.cli._progress import PROGRESS
-    from napari_unet.core.checkpoint.channels import adapt_channels, plan_channels
+    from napari_unet.core.errors import TrainingDivergedError
 
-    if plan_channels([i.image for i in items], info.in_channels) == "same":
-        return path
-    channels = int(items[0].image.shape[0])
-    folder.mkdir(parents=True, exist_ok=True)
-    PROGRESS.info(
-        "the start model takes %d channel(s) and the images have %d: its first layer is adapted "
-        "(%s); %s itself is not changed",
-        info.in_channels,
-        channels,
-        "the channel mean at first" if info.in_channels == 1 else "summed over channels",
-        path.name,
-    )
-    return adapt_channels(path, channels, folder / f"start-{channels}-channels.pt")
-
-
-def classes_needed(items: list, info: Any, task: str, targets: Any) -> int | None:
-    """Classes a semantic checkpoint's new head needs when the annotated labels use more
-    classes than it has; None when it fits (or is not semantic: its head cannot grow)."""
-    from napari_unet.core.training.preflight import annotated_classes
-
-    if task != "semantic" or info.task != "semantic":
-        return None
-    classes = annotated_classes(
-        items,
-        task,
-        dict(targets.label_map) if targets.label_map else None,
-        targets.ignore_value,
-    )
-    top = max(classes, default=0)
-    return top + 1 if top >= info.out_channels else None
+    created = _first_missing(folder)
+    try:
+        yield
+    except (KeyboardInterrupt, TrainingDivergedError):
+        raise
+    except BaseException:
+        if created is not None and created.exists():
+            shutil.rmtree(created, ignore_errors=True)
+            logger.debug("removed %s, created by this failed run", created)
+        raise
 
 
 def data_fingerprint(

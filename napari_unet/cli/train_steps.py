@@ -66,23 +66,53 @@ DEFAULT_START = {"instances": "fluo-nuclei"}
 
 
 def default_start(args: argparse.Namespace) -> str:
-    """``--model`` as given; left out: the built-in model of ``DEFAULT_START[--task]`` (said in
-    one line; 2-D runs without --context-slices only), else ``unet`` (a new model)."""
+    """``--model`` as given; left out: the built-in model of ``DEFAULT_START[task]`` (said in
+    one line; 2-D runs without --context-slices only), else ``unet`` (a new model).
+
+    The task is ``--task``, else told from the labels first (:func:`_detected_task`, which sets
+    ``args.task``), so leaving ``--task`` out on instance masks starts where ``--task
+    instances`` does.
+    """
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.core.checkpoint.format import builtin_checkpoints
 
     if args.model:
         return str(args.model)
-    name = DEFAULT_START.get(args.task or "")
     volume = getattr(args, "voxel_size", None) or getattr(args, "context_slices", None)
+    said = None if volume or args.task or args.label_map else _detected_task(args)
+    name = DEFAULT_START.get(args.task or "")
     if name is None or volume or name not in builtin_checkpoints():
+        if said:
+            logger.warning(
+                "%s: training an instance model; pass --task semantic if the values are classes.",
+                said,
+            )
         return "unet"
+    if said:
+        logger.warning(
+            "%s: fine-tuning the built-in %s, as --task instances does; pass --task semantic if "
+            "the values are classes, or --model unet for a new model.",
+            said,
+            name,
+        )
+        return name
     PROGRESS.info(
         "no --model: fine-tuning the built-in %s (for few images of a new modality it beat a "
         "new model); --model unet trains a new model from scratch",
         name,
     )
     return name
+
+
+def _detected_task(args: argparse.Namespace) -> str | None:
+    """Labels that look like instance masks (no ``--task``): ``args.task`` becomes
+    ``instances`` and the evidence line is returned (said by the caller); else None."""
+    from napari_unet.cli.train_data import instance_line, label_items
+
+    said = instance_line(args, label_items(args))
+    if said is not None:
+        args.task = "instances"
+    return said
 
 
 def _checked_task(args: argparse.Namespace, info: Any) -> str:

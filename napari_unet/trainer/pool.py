@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from napari_unet.core.checkpoint.start_fit import fit_start
 from napari_unet.trainer.context import context_slice_items, context_slices_of
 from napari_unet.trainer.control import Feed
 from napari_unet.trainer.data import (
@@ -24,7 +25,6 @@ from napari_unet.trainer.data import (
 from napari_unet.trainer.events import PoolChanged
 from napari_unet.trainer.guard import data_settings
 from napari_unet.trainer.volume import is_volumetric, volume_items, volume_settings
-from napari_unet.trainer.widen import fit_channels, widen_for_labels
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,8 @@ class TrainerPool:
         """Every annotated slice of the session -> ``(train_items, val_items)``; checks them
         (``core.training.preflight``) and fits patch and batch to them (the fingerprint)."""
         slices = self.session.training_items()
-        if widened := widen_for_labels(slices, self.info, self.start_path, self.run_dir):
-            (self.start_path, self.info), self.config = widened, self._config(widened[1])
+        items = self._fit_start(slices)
         check_training_data(slices, self.info, repr(self.request.start_from))
-        items, adapted, self.channels_note = fit_channels(
-            self._items(slices), self.info, self.start_path, self.run_dir
-        )
-        if adapted:
-            (self.start_path, self.info), self.config = adapted, self._config(adapted[1])
         preflight_items(items, self.info)
         settings = volume_settings if is_volumetric(self.info) else data_settings
         self.fingerprint, self.config = settings(items, self.info, self.config)
@@ -53,6 +47,18 @@ class TrainerPool:
         self.held = {item.name: item for item in self.val_items}  # as the core's pool has them
         self._send_pool(())
         return train, self.val_items
+
+    def _fit_start(self, slices: list[Any]) -> list[Any]:
+        """The start model fitted to the slices (``core.checkpoint.start_fit``: a wider head
+        for more classes, the channels adapted; copies in the run folder); the items as it
+        takes them. ``channels_note`` says what was done."""
+        semantic = [s for s in slices if s.task in (None, "semantic")]  # painted class ids
+        fitted = fit_start(self.start_path, self._items(slices), self.run_dir, class_items=semantic)
+        if fitted.written:
+            self.start_path, self.info = fitted.path, fitted.info
+            self.config = self._config(fitted.info)
+        self.channels_note = fitted.note
+        return fitted.items
 
     def _items(self, slices: list[Any]) -> list[Any]:
         """Training items: one per slice, or (3-D start model) one sparse volume per image."""

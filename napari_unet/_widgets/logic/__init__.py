@@ -8,6 +8,8 @@
   runs, the slice on screen first);
 - :mod:`.protect`: what a new prediction keeps of the user's work in a slice, and how it is
   merged around it (ids unique, kept pixels identical).
+- :mod:`.start_choice`: the Fine-tune dock's start model for the labels, its learning rate and
+  the line that says why.
 
 Nothing here imports Qt; napari is imported only inside functions that check layer types.
 """

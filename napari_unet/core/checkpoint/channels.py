@@ -12,6 +12,8 @@ Other changes (2 -> 3 channels) have no such reading and are refused.
 :func:`adapt_channels` writes the adapted copy as a new checkpoint file (the start model's file is
 never changed); :func:`plan_channels` decides, from the images, between nothing to do, dropping
 the duplicated channels of greyscale images stored as RGB (:func:`collapse_grey`), and adapting.
+:func:`napari_unet.core.checkpoint.start_fit.fit_start` applies that decision (and a wider head
+for more classes) for ``train``, ``simulate`` and the Fine-tune trainer.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ __all__ = [
     "adapt_model_channels",
     "can_adapt",
     "collapse_grey",
-    "fit_start",
     "is_grey",
     "one_channel_if_grey",
     "plan_channels",
@@ -105,30 +106,6 @@ def collapse_grey(items: Sequence[Any]) -> list[Any]:
         else item
         for item in items
     ]
-
-
-def fit_start(model: Any, items: Sequence[Any]) -> tuple[Any, list[Any], str]:
-    """``(model, items, note)``: a loaded start model and training items fitted to each other.
-
-    Greyscale stored as RGB keeps one channel for a one-channel model; other channel counts get
-    a model with an adapted first convolution (:func:`adapt_model_channels`). ``note`` says what
-    was done in one line ("" when nothing was).
-
-    Raises:
-        ChannelMismatchError: the channels cannot be fitted (:func:`plan_channels`).
-    """
-    plan = plan_channels([item.image for item in items], int(model.in_channels))
-    if plan == "same":
-        return model, list(items), ""
-    if plan == "grey":
-        note = "greyscale images stored as RGB: one channel used, as the start model takes one"
-        return model, collapse_grey(items), note
-    channels = int(items[0].image.shape[0])
-    note = (
-        f"the start model takes {model.in_channels} channel(s) and the images have {channels}: "
-        "its first layer is adapted (the model file itself is not changed)"
-    )
-    return adapt_model_channels(model, channels), list(items), note
 
 
 def adapt_model_channels(model: Any, in_channels: int) -> Any:

@@ -60,6 +60,20 @@ def _example_axes(ndim: int) -> str:
     return {2: "YX", 3: "ZYX or CYX", 4: "ZCYX", 5: "TZCYX"}.get(ndim, "YX")
 
 
+def _channels(n: int) -> str:
+    """``"1 channel"``, ``"3 channels"``."""
+    return f"{n} channel{'' if n == 1 else 's'}"
+
+
+def _named(shape: tuple[int, ...] | None, axes: str | None) -> str:
+    """`` of shape (64, 64, 3) with axes 'YXC'`` as the user gave them; internal stacks (axes
+    with ``S``, the plugin's slice axis) are not named: the user never saw that shape."""
+    if axes is not None and "S" in axes:
+        return ""
+    text = "" if shape is None else f" of shape {_shape_text(tuple(shape))}"
+    return text + ("" if axes is None else f" with axes {axes!r}")
+
+
 def check_channels(
     n_channels: int,
     model_in_channels: int,
@@ -80,12 +94,10 @@ def check_channels(
     """
     if n_channels == model_in_channels:
         return
-    what = "the image"
-    if shape is not None:
-        what += f" of shape {_shape_text(tuple(shape))}"
-    if axes is not None:
-        what += f" with axes {axes!r}"
-    head = f"{what} has {n_channels} channel(s) but the model expects {model_in_channels}; "
+    head = (
+        f"the model expects {_channels(model_in_channels)} but the image"
+        f"{_named(shape, axes)} has {_channels(n_channels)}; "
+    )
     if model_in_channels == 1:
         advice = "convert it to grayscale or pick one channel, or use a model trained on colour."
     elif n_channels == 1:

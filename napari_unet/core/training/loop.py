@@ -29,6 +29,7 @@ import torch
 from napari_unet.core.device import get_device
 from napari_unet.core.generators import run_to_end
 from napari_unet.core.training.augment import AugmentConfig
+from napari_unet.core.training.cadence import validation_due
 from napari_unet.core.training.config import (
     CheckpointEvent,
     StepEvent,
@@ -175,9 +176,11 @@ def _loop(
             return reason
         _refresh_validation(run, progress, new_items)
         loss = yield from _step(run, progress, start)
-        if progress.step % config.val_every:
+        if not validation_due(
+            config, progress.step, progress.elapsed, progress.last_validated, progress.validated_s
+        ):
             continue
-        progress.last_validated = progress.step
+        progress.last_validated, progress.validated_s = progress.step, progress.elapsed
         if progress.val_batches:
             score, improved = yield from _validate(run, progress)
             run.schedule.observe(score)

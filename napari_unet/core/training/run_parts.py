@@ -67,6 +67,7 @@ class RunProgress:
     best_written: bool = False
     lr: float = 0.0
     last_validated: int = 0
+    validated_s: float = 0.0  # the clock at the last validation (time-based cadence)
     last_saved: int = -1
 
 
@@ -159,5 +160,5 @@ def resume_run(run: RunParts, progress: RunProgress, resume_from: str | os.PathL
     progress.best_score = state.get("best_score")
     progress.bad_validations = int(state["bad_validations"])
     progress.best_metrics = dict(state.get("best_metrics") or {})
-    progress.last_validated = progress.step
+    progress.last_validated, progress.validated_s = progress.step, progress.elapsed
     logger.info("resumed from %s at step %d", resume_from, progress.step)
