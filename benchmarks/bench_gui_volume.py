@@ -133,6 +133,8 @@ def scenario_volume(viewer: Any, widget: Any, app: Any, args: argparse.Namespace
     L.plugin_tag(labels)["reviewed"][depth // 4, b, b] = True
     before = np.array(labels.data)
     session.add_version(constant_checkpoint_3d(work / "v2_3d.pt", 10.0), parent="v001")
+    settled = time.perf_counter()  # the set-up above blocked the loop: not part of the refresh
+    wait_until(app, lambda: len([t for t in beat.ticks if t > settled]) >= 3, 10)
     start = time.perf_counter()
     loop.add_version("v002")
     repredictor = panel.hot_swap.repredictor
