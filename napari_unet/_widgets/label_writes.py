@@ -265,7 +265,7 @@ def write_prediction(
     changed = write_slices(layer, pieces, diffs)
     tag["predicted"] = sorted(set(tag.get("predicted", [])) | {int(s) for s in slices})
     logger.debug("prediction written into %s: %d pixel(s) changed", layer.name, changed)
-    layer.refresh()
+    layer.refresh(extent=False)  # same shape: no new extent, so the viewer re-slices nothing else
     return plan.kept_pixels
 
 
