@@ -11,12 +11,13 @@ brush stroke) the controller saves the slices that changed, and only those:
   compared with what was last saved, so scrolling or a no-op refresh writes nothing.
 
 Small saves run on the main thread. When the last save suggests this one would take longer than
-``budget_s`` (~50 ms), it runs as a background job (the viewer's
-:class:`~napari_unet._widgets._workers.Jobs`) on COPIES of the dirty slices, and edits made
-meanwhile are coalesced into one save after it. A save is never dropped: it runs to its end once
-started, and :meth:`Autosave.flush` either waits for it or, when the thread pool has not started
-it yet, claims it and runs it itself. A failed save (disk full, read-only folder) keeps the slices
-dirty, reports the error, and is retried on the next edit. :meth:`Autosave.flush` saves
+``budget_s`` (~50 ms), or it spans more than :data:`MAIN_THREAD_SLICES` slices (each slice is a
+few files written and synced: a volume refreshed in 3-D is tens of them), it runs as a background
+job (the viewer's :class:`~napari_unet._widgets._workers.Jobs`) on COPIES of the dirty slices, and
+edits made meanwhile are coalesced into one save after it. A save is never dropped: it runs to its
+end once started, and :meth:`Autosave.flush` either waits for it or, when the thread pool has not
+started it yet, claims it and runs it itself. A failed save (disk full, read-only folder) keeps
+the slices dirty, reports the error, and is retried on the next edit. :meth:`Autosave.flush` saves
 synchronously (viewer closing).
 """
 
@@ -44,6 +45,9 @@ from napari_unet._widgets.loop_state import LoopState
 from napari_unet.session.errors import SessionError
 
 logger = logging.getLogger(__name__)
+
+#: Most slices a save may span and still run on the main thread (a 2-D image has one).
+MAIN_THREAD_SLICES = 4
 
 
 class Autosave(QObject):
@@ -215,7 +219,12 @@ class Autosave(QObject):
         seconds, size = self._last_rate
         threaded = self.threaded
         if threaded is None:
-            threaded = seconds * max(1.0, nbytes / size) > self.budget_s or nbytes > 32 << 20
+            slices = sum(len(updates) for updates, _ in batch.values())
+            threaded = (
+                seconds * max(1.0, nbytes / size) > self.budget_s
+                or nbytes > 32 << 20
+                or slices > MAIN_THREAD_SLICES
+            )
         self._job = job
         if not threaded:
             run_save(job, self.session)

@@ -143,40 +143,72 @@ def _masked_atom(key: tuple[slice, ...], mask: np.ndarray, old: np.ndarray, new:
     return _MaskedPaintAtom(key, mask, old, new)
 
 
-def write_slices(layer: Any, pieces: list) -> int:
+#: One slice's precomputed write: (labels atom or None, snapshot change or None), each as
+#: (box key, mask in the box (h, w), old values, new values).
+SliceDiff = tuple[Change | None, Change | None]
+
+
+def _masked_change(
+    index: tuple[int, ...], moved: np.ndarray, before: np.ndarray, after: np.ndarray
+) -> Change | None:
+    """The (box key, mask (h, w), old, new) of the pixels ``moved`` in slice ``index``."""
+    key = _box(moved, index)
+    if key is None:
+        return None
+    yx = key[-2:]
+    mask = moved[yx]
+    return key, mask, before[yx][mask], after[yx][mask]
+
+
+def slice_diff(
+    index: tuple[int, ...],
+    merged: np.ndarray,
+    replaced: np.ndarray,
+    current: np.ndarray,
+    snapshot: np.ndarray,
+) -> SliceDiff:
+    """What writing ``merged`` (Y, X) over ``current`` labels and ``snapshot`` changes (numpy
+    only: runs in the worker on the copies a merge was computed from)."""
+    labels = _masked_change(index, merged != current, current, merged)
+    snap = _masked_change(index, replaced & (snapshot != merged), snapshot, merged)
+    return labels, snap
+
+
+def _apply(target: np.ndarray, change: Change) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Write ``change`` into ``target``; returns its key and the mask in the box's shape."""
+    key, mask, _, new = change
+    box = target[key]
+    mask = mask.reshape(box.shape)
+    box[mask] = new
+    return key, mask
+
+
+def write_slices(layer: Any, pieces: list, diffs: list[SliceDiff] | None = None) -> int:
     """Write merged slices into ``layer`` as one undo step; update and record the snapshot.
 
     Args:
         layer: a plugin labels layer (numpy data, tag with ``snapshot``).
         pieces: ``[(index tuple of the slice, merged (Y, X), replaced (Y, X) bool), ...]``;
             ``merged`` already has the layer's dtype.
+        diffs: :func:`slice_diff` of each piece, computed in the worker against what the layer
+            holds now (checked by the caller); None: computed here.
 
     Returns:
         The number of label pixels changed.
     """
     history = SnapshotHistory.of(layer)
     data, snapshot = np.asarray(layer.data), L.plugin_tag(layer)["snapshot"]
+    if diffs is None:
+        diffs = [slice_diff(i, m, r, data[i], snapshot[i]) for i, m, r in pieces]
     atoms, changes, changed_pixels = [], [], 0
-    for index, merged, replaced in pieces:
-        current = data[index]
-        changed = merged != current
-        key = _box(changed, index)
-        if key is not None:
-            box = data[key]
-            mask = changed[key[-2:]].reshape(box.shape)
-            new = merged[key[-2:]].reshape(box.shape)[mask]
-            atoms.append(_masked_atom(key, mask, box[mask].copy(), new))
-            box[mask] = new
-            changed_pixels += int(mask.sum())
-        snap = snapshot[index]
-        moved = replaced & (snap != merged)
-        skey = _box(moved, index)
-        if skey is not None:
-            sbox = snapshot[skey]
-            smask = moved[skey[-2:]].reshape(sbox.shape)
-            snew = merged[skey[-2:]].reshape(sbox.shape)[smask]
-            changes.append((skey, smask, sbox[smask].copy(), snew))
-            sbox[smask] = snew
+    for labels, snap in diffs:
+        if labels is not None:
+            key, mask = _apply(data, labels)
+            atoms.append(_masked_atom(key, mask, labels[2], labels[3]))
+            changed_pixels += int(labels[3].size)
+        if snap is not None:
+            key, mask = _apply(snapshot, snap)
+            changes.append((key, mask, snap[2], snap[3]))
     if atoms:
         with layer.block_history():
             for atom in atoms:
@@ -185,4 +217,11 @@ def write_slices(layer: Any, pieces: list) -> int:
     return changed_pixels
 
 
-__all__ = ["UNDO_SOURCE", "SnapshotHistory", "is_plugin_write", "write_slices"]
+__all__ = [
+    "UNDO_SOURCE",
+    "SliceDiff",
+    "SnapshotHistory",
+    "is_plugin_write",
+    "slice_diff",
+    "write_slices",
+]

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet._widgets import layers as L
-from napari_unet._widgets.label_history import SnapshotHistory, write_slices
+from napari_unet._widgets.label_history import (
+    SliceDiff,
+    SnapshotHistory,
+    slice_diff,
+    write_slices,
+)
 from napari_unet._widgets.logic.protect import kept_mask, merge_slice
 
 if TYPE_CHECKING:
@@ -65,11 +70,14 @@ class MergeInput:
 
 @dataclasses.dataclass(frozen=True)
 class MergePlan:
-    """The merged slices of a :class:`MergeInput` (``pieces``: index, merged, replaced)."""
+    """The merged slices of a :class:`MergeInput` (``pieces``: index, merged, replaced) and
+    what writing each changes in the source's labels and snapshot (``diffs``, computed with the
+    merge in the worker, so that the main thread only assigns the changed pixels)."""
 
     source: MergeInput
     pieces: tuple[tuple[tuple[int, ...], np.ndarray, np.ndarray], ...]
     kept_pixels: int
+    diffs: tuple[SliceDiff, ...] | None = None
 
 
 def prepare_merge(
@@ -143,8 +151,16 @@ def merge_source(
 
 def compute_merge(source: MergeInput, predicted: np.ndarray) -> MergePlan:
     """Merge ``predicted`` (n, h, w) labels around the user's work in ``source`` (numpy only)."""
-    if source.volume:
-        return _merge_volume(source, predicted)
+    plan = _merge_volume(source, predicted) if source.volume else _merge_slices(source, predicted)
+    diffs = tuple(
+        slice_diff(index, merged, replaced, source.labels[i], source.snapshot[i])
+        for i, (index, merged, replaced) in enumerate(plan.pieces)
+    )
+    return dataclasses.replace(plan, diffs=diffs)
+
+
+def _merge_slices(source: MergeInput, predicted: np.ndarray) -> MergePlan:
+    """The merge of a 2-D model's labels: slice by slice."""
     pieces, kept_pixels = [], 0
     for i, index in enumerate(source.indices):
         labels = source.labels[i]
@@ -245,10 +261,11 @@ def write_prediction(
     if tag["snapshot"].dtype != dtype:
         tag["snapshot"] = tag["snapshot"].astype(dtype)
     pieces = [(index, merged.astype(dtype, copy=False), rep) for index, merged, rep in plan.pieces]
-    changed = write_slices(layer, pieces)
+    diffs = None if plan.diffs is None else list(plan.diffs)  # values cast as they are written
+    changed = write_slices(layer, pieces, diffs)
     tag["predicted"] = sorted(set(tag.get("predicted", [])) | {int(s) for s in slices})
     logger.debug("prediction written into %s: %d pixel(s) changed", layer.name, changed)
-    layer.refresh()
+    layer.refresh(extent=False)  # same shape: no new extent, so the viewer re-slices nothing else
     return plan.kept_pixels
 
 

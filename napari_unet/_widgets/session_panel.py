@@ -164,8 +164,12 @@ class SessionPanel(QWidget):
         self.add_labels_layer(labels)
         return self.session
 
-    def add_labels_layer(self, labels: Any = None) -> str:
-        """Add the image of ``labels`` (default: the current one) to the session and link it."""
+    def add_labels_layer(self, labels: Any = None, *, in_worker: bool = False) -> str | None:
+        """Add the image of ``labels`` (default: the current one) to the session and link it.
+
+        ``in_worker``: store the image in a background job (a volume's copy takes a second) and
+        link the layer when it is stored; returns None then.
+        """
         if self.session is None:
             raise UserInputError("No session is open: create or open one first.")
         labels = labels if labels is not None else self.target_labels()
@@ -174,10 +178,22 @@ class SessionPanel(QWidget):
         tag = rv.plugin_meta(labels, create=True)
         kind = rv.label_kind(labels)
         task = "instances" if kind == "instances" else tag.get("task") or "semantic"
-        image_id = store_image(self.session, image, axes, task)
-        tag["session_image_id"] = image_id
-        rv.reviewed_mask(labels)
-        self.autosave.watch(labels, image_id)
+        if not in_worker:
+            return self._link(labels, store_image(self.session, image, axes, task))
+        session = self.session
+        self.loop_state.jobs.start(
+            (id(labels), "store image"), store_image, session, image, axes, task,
+            what="Adding the image to the session", on_error=self._error,
+            on_done=lambda image_id: self.session is session and self._link(labels, image_id),
+        )  # fmt: skip
+        return None
+
+    def _link(self, labels: Any, image_id: str) -> str:
+        """Link ``labels`` to the session image ``image_id`` and autosave it from now on."""
+        if labels in self.viewer.layers:  # not removed while its image was stored
+            rv.plugin_meta(labels, create=True)["session_image_id"] = image_id
+            rv.reviewed_mask(labels)
+            self.autosave.watch(labels, image_id)
         return image_id
 
     # ------------------------------------------------------------------ open
@@ -257,8 +273,8 @@ class SessionPanel(QWidget):
         layer = event.value
         if self.session is None or self._restoring or rv.role_of(layer) != "labels":
             return
-        if not any(la is layer for la, _ in self.autosave.watched()):
-            self._guard(lambda: self.add_labels_layer(layer))
+        if not any(la is layer for la, _ in self.autosave.watched()):  # a stack: in a worker
+            self._guard(lambda: self.add_labels_layer(layer, in_worker=layer.ndim > 2))
 
     def _on_layer_removed(self, event: Any) -> None:
         layer = event.value
