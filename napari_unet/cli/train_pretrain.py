@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pretrain-fraction",
         type=_pretrain_fraction,
         default=0.0,
+        metavar="F",
         help="share of the budget (--minutes or --steps) spent first on self-supervised "
         "pre-training of a new model on the images alone (masked-block reconstruction); "
         "0 (default) = off; e.g. 0.25",
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unlabelled",
         type=Path,
+        metavar="DIR",
         help="folder of extra images without labels (TIFF/PNG, the training images' channels) "
         "that pre-training also learns from; needs --pretrain-fraction",
     )
