@@ -62,6 +62,7 @@ def recipe_hooks(
     """Install the hooks described in the module docstring; yields a dict filled with ``steps``."""
     import napari_unet.core.simulation.parts as model_parts
     import napari_unet.core.training.loop as core_train
+    import napari_unet.core.training.pretrain as core_pretrain
     from napari_unet.core.training.config import StepEvent
 
     original_train, original_new_model = core_train.iter_train, model_parts.new_model_for
@@ -105,6 +106,7 @@ def recipe_hooks(
     clock_module = types.SimpleNamespace(perf_counter=clock)
     with (
         patched(core_train, "time", clock_module),
+        patched(core_pretrain, "time", clock_module),  # pre-training counts in the same clock
         patched(core_train, "iter_train", tapped),
         patched(model_parts, "new_model_for", new_model),
     ):

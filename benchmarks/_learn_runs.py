@@ -53,6 +53,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                       "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
     "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
                              "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
+    "ssl": {"factor": "self-supervised pre-training, 25 % of the budget, on the K images + the "
+            "pool's others (no test image)", "unlabelled": "pool", "cli": ["--pretrain-fraction",
+            "0.25"]},
 }  # fmt: skip
 #: Extra scorings of a trained recipe run, no retraining (``--evals``).
 EVALS: dict[str, dict[str, Any]] = {
@@ -138,11 +141,15 @@ def run_one(spec: dict[str, Any], folder: str) -> dict[str, Any]:
 
 def _run_recipe(spec, data, train, truths, work: Path) -> dict[str, Any]:
     from _learn_methods import instances_from_probabilities
-    from _learn_recipe import predict_recipe, train_recipe
+    from _learn_recipe import link_folder, predict_recipe, train_recipe
 
     variant = ABLATIONS.get(spec["variant"], {})
     if spec.get("smoke"):  # tiny images: a patch that fits, validations that happen
         variant = {**variant, "cli": [*variant.get("cli", ()), "--patch", "32", "--val-every", "5"]}
+    if variant.get("unlabelled") == "pool":  # the pool's other images: never a test image
+        rest = [data.image(s) for s in data.pool if s not in train]
+        folder = link_folder(work / "unlabelled", rest)
+        variant = {**variant, "cli": [*variant["cli"], "--unlabelled", str(folder)]}
     if spec.get("rescore"):
         run = _kept_run(work)
     else:

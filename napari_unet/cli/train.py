@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_context, train_volume
+from napari_unet.cli import train_context, train_pretrain, train_volume
 from napari_unet.cli.train_data import (  # noqa: F401 (names importable from here, as before)
     BLOB_SHARE,
     _blob_count,
@@ -169,6 +169,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
     train_volume.add_arguments(parser)
     train_context.add_arguments(parser)
+    train_pretrain.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -181,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.device import get_device
     from napari_unet.core.models import list_architectures
 
-    args.model = default_start(args)  # --model left out: see default_start
+    # --model left out: see default_start (pre-training: a new unet)
+    args.model = train_pretrain.default_model(args) or default_start(args)
     status = train_ddp.launch_or_join(args)  # --nproc N: N processes run this, one rank each
     if status is not None:
         return status
@@ -227,7 +229,8 @@ def _fit_and_train(
     data = data_fingerprint(args, info, model_or_checkpoint, items, task, targets, volume)
     # the progress logger shows at INFO by default; a scale problem is a warning
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
-    config = train_config(args, info, task, targets, data, training_dir)
+    model_or_checkpoint, left = train_pretrain.apply(args, model_or_checkpoint, items, data)
+    config = train_config(left, info, task, targets, data, training_dir)
     if train_ddp.rank() > 0:  # trains in step with rank 0, which writes and reports
         return train_ddp.follow(model_or_checkpoint, items, config, resume_from=args.resume)
     start_score = None
