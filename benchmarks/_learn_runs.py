@@ -51,6 +51,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                  "model": {"depth": 4, "base_channels": 48}},
     "finetune_fluo": {"factor": "start from the built-in fluo-nuclei (train --model fluo-nuclei, "
                       "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
+    "distance_aux": {"factor": "distance auxiliary head (train --aux distance): per-object "
+                     "normalised distance learnt next to the 3 classes; watershed seeded by its "
+                     "maxima (seeds 'distance') instead of the interior probability",
+                     "cli": ["--aux", "distance"]},
     "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
                              "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
 }  # fmt: skip
