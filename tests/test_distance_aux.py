@@ -142,3 +142,49 @@ def test_old_checkpoints_have_no_head_and_predict_as_before():
         again = predict(loaded.model, image, "CYX", **kwargs)
     assert not emitted and plain.shape[0] == 3
     np.testing.assert_array_equal(plain, again)
+
+
+def _write_instance_pairs(folder) -> list[str]:
+    """Two 64x64 images of touching discs with their instance labels; ``train`` arguments."""
+    from skimage.io import imsave
+
+    (folder / "images").mkdir()
+    (folder / "labels").mkdir()
+    for name, item in zip(("a", "b"), _items() * 2):
+        image = np.clip(item.image[0] * 100 + 50, 0, 255).astype(np.uint8)
+        imsave(folder / "images" / f"{name}.png", image, check_contrast=False)
+        imsave(folder / "labels" / f"{name}.tif", item.labels.astype(np.uint16))
+    return ["train", "--images", str(folder / "images"), "--labels", str(folder / "labels"),
+            "--steps", "2", "--patch", "32", "--batch-size", "2", "--device", "cpu"]  # fmt: skip
+
+
+def test_cli_train_aux_distance_then_predict_keeps_class_probabilities(tmp_path, capsys):
+    import tifffile
+
+    from napari_unet.cli import main
+
+    argv = _write_instance_pairs(tmp_path)
+    out = tmp_path / "aux.pt"
+    argv += ["--task", "instances", "--model", "unet", "--aux", "distance", "--out", str(out)]
+    assert main(argv) == 0
+    assert load_checkpoint(out).info.model_config["aux"] == "distance"
+    image = tmp_path / "images" / "a.png"
+    predicted = tmp_path / "predicted"
+    argv = ["predict", str(image), "--model", str(out), "--out", str(predicted), "--output",
+            "both", "--labels", "instances", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    assert tifffile.imread(predicted / "a_probabilities.tif").shape == (3, 64, 64)
+    assert tifffile.imread(predicted / "a_labels.tif").shape == (64, 64)
+
+
+@pytest.mark.parametrize("extra", [["--task", "semantic", "--model", "unet"], ["--task",
+                                   "instances", "--model", "unet_original"]])  # fmt: skip
+def test_cli_train_aux_distance_elsewhere_is_refused_in_one_sentence(tmp_path, capsys, extra):
+    from napari_unet.cli import main
+
+    argv = _write_instance_pairs(tmp_path)
+    argv += [*extra, "--aux", "distance", "--out", str(tmp_path / "x.pt")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "--aux distance adds a head to a new instance model" in err
+    assert "Traceback" not in err and not (tmp_path / "x.pt").exists()
