@@ -77,6 +77,8 @@ EVALS: dict[str, dict[str, Any]] = {
                       "(default: each such region becomes an object)", "drop_unseeded": True},
     "min_size_20": {"factor": "post-processing: objects < 20 px removed (0)",
                     "cli": ["--min-size", "20"]},
+    "interior_seeds": {"factor": "post-processing: interior seeds (the 3-class watershed) "
+                       "instead of a distance head's", "post": {"seeds": "interior"}},
     "untuned": {"factor": "post-processing: the defaults a from-scratch model had before the "
                 "operating point was tuned (threshold 0.5, seeds 0.5, min size 0, unseeded "
                 "object)", "post": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0,
