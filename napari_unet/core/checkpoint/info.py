@@ -142,7 +142,7 @@ class CheckpointInfo(Config):
 
         defaults = dict(self.provenance.get("postprocess") or {})
         defaults.setdefault("output", "instances" if self.task == "instances" else "semantic")
-        if (self.model_config or {}).get("aux") == "distance":  # its seeds, unless stored
+        if (getattr(self, "model_config", None) or {}).get("aux") == "distance":  # its seeds
             defaults.setdefault("seeds", "distance")
         return postprocess_with_defaults(defaults, **overrides)
 
