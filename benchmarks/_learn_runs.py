@@ -51,6 +51,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                  "model": {"depth": 4, "base_channels": 48}},
     "finetune_fluo": {"factor": "start from the built-in fluo-nuclei (train --model fluo-nuclei, "
                       "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
+    "distance_aux": {"factor": "distance auxiliary head (train --aux distance): per-object "
+                     "normalised distance learnt next to the 3 classes; watershed seeded by its "
+                     "maxima (seeds 'distance') instead of the interior probability",
+                     "cli": ["--aux", "distance"]},
     "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
                              "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
     "ssl": {"factor": "self-supervised pre-training, 25 % of the budget, on the K images + the "
@@ -76,6 +80,8 @@ EVALS: dict[str, dict[str, Any]] = {
                       "(default: each such region becomes an object)", "drop_unseeded": True},
     "min_size_20": {"factor": "post-processing: objects < 20 px removed (0)",
                     "cli": ["--min-size", "20"]},
+    "interior_seeds": {"factor": "post-processing: interior seeds (the 3-class watershed) "
+                       "instead of a distance head's", "post": {"seeds": "interior"}},
     "untuned": {"factor": "post-processing: the defaults a from-scratch model had before the "
                 "operating point was tuned (threshold 0.5, seeds 0.5, min size 0, unseeded "
                 "object)", "post": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0,

@@ -148,6 +148,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
 
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.inference.prediction import iter_predict
+    from napari_unet.core.models.aux import emitting_aux
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     start = time.perf_counter()
@@ -163,7 +164,9 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         postprocess = job.postprocess.apply(info)
         if job.volume is not None:
             return (yield from predict_volume(job, loaded, postprocess, start, iter_predict))
-        probabilities = yield from _predict(job, loaded, job.predict, iter_predict)
+        # a distance head's channel rides along to the labels only (core.models.aux)
+        with emitting_aux(loaded.model, postprocess.seeds == "distance"):
+            probabilities = yield from _predict(job, loaded, job.predict, iter_predict)
         n = len(job.slices)
         probabilities = probabilities.reshape(probabilities.shape[0], n, *probabilities.shape[-2:])
         planes = []
@@ -179,7 +182,8 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
             yield JobProgress("labelling", done=i + 1, total=n, n_slices=n)
         dtype = np.result_type(*(p.dtype for p in planes))
         labels = np.stack([p.astype(dtype, copy=False) for p in planes])
-        fg = foreground(probabilities, info.task) if job.probabilities else None
+        classes = probabilities[: int(loaded.model.out_channels)]
+        fg = foreground(classes, info.task) if job.probabilities else None
     except RuntimeError as err:  # e.g. out of memory; superqt would only warn about it
         raise PredictionError(f"{type(err).__name__}: {err}") from err
     return JobResult(

@@ -115,6 +115,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+AUX_HELP = (
+    "auxiliary output of a new instance model (--model unet): 'distance' adds a head learning "
+    "each object's normalised distance to its boundary, whose maxima seed the watershed that "
+    "splits touching objects (default none)"
+)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train``."""
     parser = subparsers.add_parser(
@@ -154,6 +161,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--lr", type=_positive_float, default=1e-3, help="learning rate (1e-3)")
     add("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
     add("--freeze-encoder", action="store_true", help="fine-tune the decoder only")
+    add("--aux", choices=("none", "distance"), default="none", help=AUX_HELP)
     add("--axes", help="axes of every image, e.g. YX, YXC, CYX (default: metadata or guess)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")

@@ -83,6 +83,7 @@ def start_model(
     from napari_unet.core.checkpoint.start_fit import fit_start
     from napari_unet.core.simulation.parts import new_model_for
 
+    aux = _aux_settings(args, info, task)
     if info is not None:
         fitted = fit_start(
             _checkpoint_path(args.model),
@@ -103,6 +104,7 @@ def start_model(
         ignore_value=args.ignore_value,
         seed=args.seed,
         **(volume.model_settings if volume else {}),
+        **aux,
     )
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
@@ -113,6 +115,26 @@ def training_folder(args: argparse.Namespace) -> Path:
     """``OUT.training/``: ``best.pt``, ``latest.pt`` and the fitted start model of the run."""
     out = Path(args.out)
     return out.parent / f"{out.stem}.training"
+
+
+def _aux_settings(args: argparse.Namespace, info: Any, task: str) -> dict[str, str]:
+    """``{"aux": "distance"}`` for ``--aux distance`` (a new 2-D unet instance model), else {}.
+
+    Raises:
+        UserInputError: ``--aux distance`` with another task, architecture or a checkpoint.
+    """
+    from napari_unet.core.errors import UserInputError
+
+    if getattr(args, "aux", "none") == "none":
+        return {}
+    if info is not None and (info.model_config or {}).get("aux") == args.aux:
+        return {}  # fine-tuning a model that has the head already
+    if task != "instances" or info is not None or (args.model or "unet") != "unet":
+        raise UserInputError(
+            f"--aux {args.aux} adds a head to a new instance model: use it with --task "
+            "instances --model unet (a checkpoint without the head cannot grow one)."
+        )
+    return {"aux": args.aux}
 
 
 @contextlib.contextmanager

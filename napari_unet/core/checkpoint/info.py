@@ -142,6 +142,8 @@ class CheckpointInfo(Config):
 
         defaults = dict(self.provenance.get("postprocess") or {})
         defaults.setdefault("output", "instances" if self.task == "instances" else "semantic")
+        if (getattr(self, "model_config", None) or {}).get("aux") == "distance":  # its seeds
+            defaults.setdefault("seeds", "distance")
         return postprocess_with_defaults(defaults, **overrides)
 
 

@@ -27,7 +27,13 @@ __all__ = ["inference_net", "make_predictor", "tile_normalizer", "tta_transforms
 def _activation(task: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if task == "binary":
         return torch.sigmoid
-    if task in ("semantic", "instances"):
+    if task == "instances":  # 4 channels: a distance head's logit last (core.models.aux)
+        return lambda logits: (
+            torch.cat([torch.softmax(logits[:, :3], dim=1), torch.sigmoid(logits[:, 3:])], dim=1)
+            if logits.shape[1] == 4
+            else torch.softmax(logits, dim=1)
+        )
+    if task == "semantic":
         return lambda logits: torch.softmax(logits, dim=1)
     return lambda logits: logits
 

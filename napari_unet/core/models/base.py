@@ -220,8 +220,11 @@ class UShapedNet(SegmentationNet):
         yield from self.inc.parameters()
         yield from self.downs.parameters()
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin)."""
+    #: While True (:func:`~napari_unet.core.models.aux.emitting_aux`), ``forward`` appends the
+    #: auxiliary channel to the logits; off, the output is the classes only (export, GUI).
+    emit_aux: bool = False
+
+    def _decode(self, image: torch.Tensor) -> torch.Tensor:
         self.check_input(image)
         features = [self.inc(image)]
         for down in self.downs:
@@ -229,4 +232,21 @@ class UShapedNet(SegmentationNet):
         decoded = features.pop()
         for up in self.ups:
             decoded = up(decoded, features.pop())
-        return self.outc(decoded)
+        return decoded
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin)."""
+        decoded = self._decode(image)
+        logits = self.outc(decoded)
+        head = self._modules.get("aux_head")  # ``aux="distance"``: a 1x1 head, one channel
+        if self.emit_aux and head is not None:
+            return torch.cat([logits, head(decoded).to(logits.dtype)], dim=1)
+        return logits
+
+    def forward_with_aux(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, aux)``: the class logits and the auxiliary head's raw (B, 1, h, w) output
+        (None without an auxiliary head)."""
+        decoded = self._decode(image)
+        head = self._modules.get("aux_head")
+        aux = head(decoded) if head is not None else None
+        return self.outc(decoded), aux

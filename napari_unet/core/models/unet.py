@@ -19,6 +19,7 @@ import logging
 from torch import nn
 
 from napari_unet.core.config import Config
+from napari_unet.core.models.aux import AUX_CHOICES
 from napari_unet.core.models.base import UShapedNet, check_bool, check_choice, check_int
 from napari_unet.core.models.blocks import SKIPS, UPSAMPLING, DoubleConv, Down, OutConv, Up
 from napari_unet.core.models.registry import register_model
@@ -38,6 +39,8 @@ class UNetConfig(Config):
         upsampling: ``"transposed"`` (2x2 stride-2 transposed conv) or ``"bilinear"``.
         skip: Skip fusion, ``"concat"`` (U-Net) or ``"add"`` (FCN).
         batch_norm: BatchNorm after every 3x3 conv.
+        aux: ``"none"`` or ``"distance"``: an extra 1x1 head predicting each object's normalised
+            distance to its boundary (instances; :mod:`napari_unet.core.models.aux`).
     """
 
     in_channels: int = 1
@@ -47,6 +50,7 @@ class UNetConfig(Config):
     upsampling: str = "transposed"
     skip: str = "concat"
     batch_norm: bool = True
+    aux: str = "none"
 
     def __post_init__(self) -> None:
         check_int("in_channels", self.in_channels, 1)
@@ -56,6 +60,7 @@ class UNetConfig(Config):
         check_choice("upsampling", self.upsampling, UPSAMPLING)
         check_choice("skip", self.skip, SKIPS)
         check_bool("batch_norm", self.batch_norm)
+        check_choice("aux", self.aux, AUX_CHOICES)
 
 
 @register_model("unet")
@@ -105,3 +110,5 @@ class UNet(UShapedNet):
             )
             low = out
         self.outc = OutConv(widths[0], settings.out_channels)
+        if settings.aux == "distance":
+            self.aux_head = OutConv(widths[0], 1)

@@ -45,7 +45,8 @@ def block_instances(probabilities: np.ndarray, *, task: str, config: Postprocess
     """Instance labels of one 2-D block.
 
     Args:
-        probabilities: (K, Y, X) float32/float16 probabilities of one plane (or block).
+        probabilities: (K, Y, X) float32/float16 probabilities of one plane (or block);
+            instances: K = 3, or 4 with a distance head's (sigmoid) output last.
         task: ``binary``, ``semantic`` or ``instances`` (see :mod:`napari_unet.core.config`).
         config: the :class:`~napari_unet.core.postprocess.labels.PostprocessConfig`.
 
@@ -56,6 +57,9 @@ def block_instances(probabilities: np.ndarray, *, task: str, config: Postprocess
     """
     if task == "instances":
         mask = (1.0 - _channel(probabilities, 0)) >= config.threshold
+        if config.seeds == "distance" and probabilities.shape[0] == 4:  # the distance head
+            seeds = config.replace(interior_threshold=config.distance_threshold)
+            return _seeded(_channel(probabilities, 3), mask, seeds)
         interior = _channel(probabilities, 1)
         return _seeded(interior, mask, config)
     if task == "semantic" and config.foreground_class is not None:

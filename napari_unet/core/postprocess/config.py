@@ -44,6 +44,11 @@ class PostprocessConfig(Config):
             model these regions are mostly rims and specks). Such a region never touches a
             seeded object (the watershed floods every foreground pixel connected to a seed), so
             there is no "merge into the neighbour" choice.
+        seeds: instances of a 3-class model: watershed seeds from the ``"interior"`` probability,
+            or from the predicted ``"distance"`` of a model with a distance head (seeds where it
+            is >= ``distance_threshold``, flooded over ``1 - distance`` within the foreground;
+            probabilities without the distance channel fall back to interior seeds).
+        distance_threshold: the normalised distance (0 rim .. 1 centre) of the distance seeds.
         block_shape: (Y, X) core of each block for instance labels of large planes.
         block_halo: context in pixels around each block; objects smaller than this come out
             exactly as without blocks.
@@ -59,13 +64,17 @@ class PostprocessConfig(Config):
     foreground_class: tuple[int, ...] | None = None
     seed_erosion: int = 0
     unseeded: Literal["object", "drop"] = "object"
+    seeds: Literal["interior", "distance"] = "interior"
+    distance_threshold: float = 0.5
     block_shape: tuple[int, int] = (4096, 4096)
     block_halo: int = 128
 
     def __post_init__(self) -> None:
         if self.output not in ("semantic", "instances"):
             raise ValueError(f"output must be 'semantic' or 'instances', got {self.output!r}")
-        for name in ("threshold", "interior_threshold"):
+        if self.seeds not in ("interior", "distance"):
+            raise ValueError(f"seeds must be 'interior' or 'distance', got {self.seeds!r}")
+        for name in ("threshold", "interior_threshold", "distance_threshold"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")

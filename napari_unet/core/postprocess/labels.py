@@ -188,8 +188,13 @@ def _prepare(
             "probabilities must be a float array (K, Y, X) or (K, *stack, Y, X), "
             f"got {probabilities.dtype} {probabilities.shape}"
         )
+    if task == "instances" and probabilities.shape[0] == 4 and config.output != "instances":
+        probabilities = probabilities[:3]  # a distance head's channel is no class
     n_classes = probabilities.shape[0]
-    expected = {"binary": n_classes == 1, "semantic": n_classes >= 2, "instances": n_classes == 3}
+    # instances: 3 classes, and a distance head's channel last (core.models.aux)
+    expected = {
+        "binary": n_classes == 1, "semantic": n_classes >= 2, "instances": n_classes in (3, 4)
+    }  # fmt: skip
     if not expected[task]:
         need = {"binary": "1 channel", "semantic": ">= 2 channels", "instances": "3 channels"}
         raise ValueError(f"a {task} model needs {need[task]}, got {n_classes}")

@@ -219,6 +219,7 @@ class DistributedStepRunner(StepRunner):
                 find_unused_parameters=hasattr(net, "forward_heads"),
             )
         self.heads = False  # _Forward returns the heads itself
+        self.aux = False  # a distance head is not trained through DDP (one-process runs only)
         self.group = group
 
     def loss_value(self, loss: torch.Tensor) -> float:

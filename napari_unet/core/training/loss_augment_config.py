@@ -25,6 +25,8 @@ class LossConfig(Config):
             ``None`` = equal weights. The loss is the weighted mean of the heads' losses.
         regression: ``"l1"`` or ``"mse"`` for the restoration task.
         smooth: additive smoothing of Dice and Jaccard (keeps empty classes finite).
+        distance: weight of the distance regression (smooth L1 on the foreground) of a model
+            with a distance head (``aux="distance"``; :mod:`napari_unet.core.training.aux`).
     """
 
     ce: float = setting(
@@ -64,6 +66,7 @@ class LossConfig(Config):
     deep_supervision_weights: tuple[float, ...] | None = None
     regression: str = "l1"
     smooth: float = 1.0
+    distance: float = 1.0
 
     def __post_init__(self) -> None:
         terms = (self.ce, self.dice, self.jaccard)
@@ -71,8 +74,10 @@ class LossConfig(Config):
             raise ValueError(f"loss weights must be >= 0 with a positive sum, got {terms}")
         if self.regression not in ("l1", "mse"):
             raise ValueError(f"regression must be 'l1' or 'mse', got {self.regression!r}")
-        if self.smooth < 0:
-            raise ValueError(f"smooth must be >= 0, got {self.smooth}")
+        if self.smooth < 0 or self.distance < 0:
+            raise ValueError(
+                f"smooth and distance must be >= 0, got {self.smooth}, {self.distance}"
+            )
         if self.deep_supervision_weights is not None:
             weights = tuple(float(w) for w in self.deep_supervision_weights)
             if not weights or min(weights) < 0 or sum(weights) <= 0:

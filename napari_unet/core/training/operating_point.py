@@ -85,7 +85,8 @@ class OperatingPoint:
 
     def settings(self) -> dict[str, Any]:
         """The tuned keys of :attr:`config` (what goes into ``provenance["postprocess"]``)."""
-        return {key: getattr(self.config, key) for key in TUNED_KEYS}
+        keys = TUNED_KEYS + (("distance_threshold",) if self.config.seeds == "distance" else ())
+        return {key: getattr(self.config, key) for key in keys}
 
     def report(self) -> dict[str, Any]:
         """Plain data for ``provenance["operating_point"]``."""
@@ -111,10 +112,11 @@ def describe_operating_point(report: dict[str, Any]) -> str:
     if "ap50" not in report:
         return describe_semantic(report)
     settings = report["settings"]
+    seeds = settings.get("distance_threshold", settings["interior_threshold"])
     return (
         f"operating point chosen on {report['n_tiles']} held-back tile(s) "
         f"({report['n_true']} objects): threshold {settings['threshold']:g}, "
-        f"seeds {settings['interior_threshold']:g}, min size {settings['min_size']}, "
+        f"seeds {seeds:g}, min size {settings['min_size']}, "
         f"unseeded {settings['unseeded']} (AP@0.5 {report['ap50']:.3f}; the inherited setting "
         f"{report['ap50_before']:.3f})"
     )
@@ -133,6 +135,11 @@ def describe_semantic(report: dict[str, Any]) -> str:
     )
 
 
+def _seed_key(config: PostprocessConfig) -> str:
+    """The seed threshold tuned: a distance head's (``seeds="distance"``) or the interior's."""
+    return "distance_threshold" if config.seeds == "distance" else "interior_threshold"
+
+
 def candidate_configs(base: PostprocessConfig) -> list[PostprocessConfig]:
     """``base`` first, then every combination of the candidate values (``base``'s included)."""
 
@@ -140,15 +147,16 @@ def candidate_configs(base: PostprocessConfig) -> list[PostprocessConfig]:
         return list(dict.fromkeys([own, *grid]))
 
     configs = [base]
+    seed_key = _seed_key(base)
     for unseeded in values(base.unseeded, ("object", "drop")):
         for threshold in values(base.threshold, THRESHOLDS):
-            for interior in values(base.interior_threshold, INTERIOR_THRESHOLDS):
+            for interior in values(getattr(base, seed_key), INTERIOR_THRESHOLDS):
                 for min_size in values(base.min_size, MIN_SIZES):
                     config = base.replace(
                         unseeded=unseeded,
                         threshold=threshold,
-                        interior_threshold=interior,
                         min_size=min_size,
+                        **{seed_key: interior},
                     )
                     if config != base:
                         configs.append(config)
@@ -181,6 +189,7 @@ def _pieces(
     """
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.inference.prediction import predict
+    from napari_unet.core.models.aux import emitting_aux
 
     pieces = []
     for item in items:
@@ -188,14 +197,15 @@ def _pieces(
             if len(pieces) >= MAX_REGIONS:
                 return pieces
             outer = _with_context(box, item.spatial_shape)
-            probabilities = predict(
-                model,
-                np.ascontiguousarray(item.image[(slice(None), *outer)]),
-                "CYX",
-                task=task,
-                normalization=NormalizationConfig(mode="none"),
-                config=predict_config,
-            )
+            with emitting_aux(model, task == "instances"):  # a distance head's seeds
+                probabilities = predict(
+                    model,
+                    np.ascontiguousarray(item.image[(slice(None), *outer)]),
+                    "CYX",
+                    task=task,
+                    normalization=NormalizationConfig(mode="none"),
+                    config=predict_config,
+                )
             core = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(box, outer))
             mask = item.mask[box]
             truth = np.where(mask, np.asarray(item.labels)[box], 0).astype(np.int64)

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 
 from napari_unet.core.device import cpu_supports_bf16
+from napari_unet.core.models.aux import has_distance_aux
 from napari_unet.core.training.augment import augment_batch, augment_restoration
+from napari_unet.core.training.aux import distance_loss
 from napari_unet.core.training.sampler import PatchSampler
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class StepRunner:
             hasattr(model, "forward_heads") and getattr(model, "config", {}).get("deep_supervision")
         )
         self.parameters = [p for p in model.parameters() if p.requires_grad]
+        # a distance head (aux="distance") learns next to the classes (core.training.aux)
+        self.aux = has_distance_aux(model) and not self.heads and config.loss.distance > 0
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sampled, augmented batch on the device: image (B, C, h_in, w_in), targets at output."""
@@ -110,6 +114,8 @@ class StepRunner:
         with context:
             if self.heads:
                 return self.model.forward_heads(image)
+            if self.aux:
+                return self.model.forward_with_aux(image)
             return self.model(image)
 
     def loss_value(self, loss: torch.Tensor) -> float:
@@ -124,11 +130,16 @@ class StepRunner:
         image, classes, weights = self.batch()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.forward(image)
+        aux = None
+        if self.aux:
+            logits, aux = logits
         if isinstance(logits, (list, tuple)):
             logits = [head.float() for head in logits]
         else:
             logits = logits.float()
         loss = self.loss_fn(logits, classes, weights)
+        if aux is not None:
+            loss = loss + self.config.loss.distance * distance_loss(aux, classes)
         value = self.loss_value(loss)
         if not math.isfinite(value):
             return value
