@@ -50,7 +50,11 @@ from _bench_common import current_rss_mb, machine_info
 
 from napari_unet.core.inference.prediction import PredictConfig, predict
 from napari_unet.core.models import build_model
-from napari_unet.core.models.context25d import context_channels
+from napari_unet.core.models.context25d import (
+    context_channels,
+    start_from_2d,
+    zero_context_weights,
+)
 from napari_unet.core.training.context import context_items
 
 logger = logging.getLogger("bench_3d")
@@ -68,8 +72,13 @@ def _models(task_channels: int, voxel, depth: int, seed: int):
     return net2d, net3d
 
 
-def _net25d(task_channels: int, depth: int, args):
-    """The 2-D ``unet`` of :func:`_models` taking ``2r + 1`` slices as channels (2.5-D)."""
+def _net25d(task_channels: int, depth: int, args, net2d=None):
+    """The 2-D ``unet`` of :func:`_models` taking ``2r + 1`` slices as channels (2.5-D).
+
+    ``--init-25d``: ``2d`` starts it as ``net2d`` (the 2-D arm's untrained weights, the
+    neighbours' input weights zero), ``zero`` from its own seed with those weights zero (what
+    ``train --context-slices`` does), ``random`` from its own seed as built.
+    """
     torch.manual_seed(args.seed)
     net = build_model(
         "unet",
@@ -78,6 +87,10 @@ def _net25d(task_channels: int, depth: int, args):
         depth=depth,
         base_channels=16,
     )
+    if args.init_25d == "2d" and net2d is not None:
+        start_from_2d(net, net2d, args.context_slices)
+    elif args.init_25d == "zero":
+        zero_context_weights(net, args.context_slices)
     net.context_slices = args.context_slices  # as load_checkpoint sets it: predict stacks Z
     return net
 
@@ -91,6 +104,7 @@ def _predict(model, image: np.ndarray, task: str, device: str) -> np.ndarray:
 def _isbi_arms(args, image, labels) -> dict:
     """The trained ISBI models of ``args.isbi_arms`` by key (``2d``, ``3d``, ``25d``)."""
     net2d, net3d = _models(1, ISBI_VOXEL, 4, args.seed)
+    net25d = _net25d(1, 4, args, net2d)  # before the 2-D arm trains net2d
     common = dict(
         task="binary", cpu_s=60 * args.cpu_minutes, batch=2, seed=args.seed, device=args.device
     )
@@ -107,7 +121,7 @@ def _isbi_arms(args, image, labels) -> dict:
             **common,
         ),
         "25d": lambda: train_budget(
-            _net25d(1, 4, args),
+            net25d,
             context_items(image[None], labels, mask, args.context_slices, name="isbi"),
             patch=(256, 256),
             **common,
@@ -124,6 +138,7 @@ def run_isbi(args) -> dict:
         "isbi_annotated_slices": list(ISBI_SLICES),
         "isbi_test_slices": len(test),
         "context_slices_25d": args.context_slices,
+        "init_25d": args.init_25d,
         "isbi_lr_3d": args.isbi_lr_3d,
     }
     for key, trained in trained_arms.items():
@@ -264,6 +279,12 @@ def main(argv=None) -> int:
         type=int,
         default=1,
         help="2.5-D arm on ISBI: neighbour slices on each side as channels (1)",
+    )
+    parser.add_argument(
+        "--init-25d",
+        choices=("2d", "zero", "random"),
+        default="2d",
+        help="2.5-D arm's start: the 2-D arm's weights (2d), zeroed neighbours (zero), as built",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
