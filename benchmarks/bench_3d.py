@@ -133,7 +133,14 @@ def _isbi_arms(args, image, labels) -> dict:
         ),
         "25d": lambda: train_budget(
             net25d,
-            context_items(image[None], labels, mask, args.context_slices, name="isbi"),
+            context_items(
+                image[None],
+                labels,
+                mask,
+                args.context_slices,
+                name="isbi",
+                flat_copies=args.flat_25d,
+            ),
             patch=(256, 256),
             **common,
         ),
@@ -150,6 +157,7 @@ def run_isbi(args) -> dict:
         "isbi_test_slices": len(test),
         "context_slices_25d": args.context_slices,
         "init_25d": args.init_25d,
+        "flat_copies_25d": args.flat_25d,
         "isbi_lr_3d": args.isbi_lr_3d,
     }
     for key, trained in trained_arms.items():
@@ -303,6 +311,11 @@ def main(argv=None) -> int:
         choices=("2d", "zero", "random"),
         default="2d",
         help="2.5-D arm's start: the 2-D arm's weights (2d), zeroed neighbours (zero), as built",
+    )
+    parser.add_argument(
+        "--flat-25d",
+        action="store_true",
+        help="2.5-D arm: half the training slices without their neighbours (context dropout)",
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)

@@ -85,3 +85,18 @@ def test_train_context_slices_starts_a_new_model_blind_to_its_neighbours():
     checkpoint = types.SimpleNamespace(context_slices=1, arch="unet", task="binary")
     start_blind_to_neighbours(tuned, argparse.Namespace(context_slices=None, model="x"), checkpoint)
     torch.testing.assert_close(first_conv(tuned, 3).weight, before)
+
+
+def test_flat_copies_give_each_annotated_slice_again_as_its_own_neighbours():
+    from napari_unet.core.training.context import context_items
+
+    volume = np.random.default_rng(0).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    labels = np.zeros((4, 8, 8), np.uint8)
+    mask = np.zeros((4, 8, 8), bool)
+    mask[2] = True
+    items = context_items(volume, labels, mask, 1, flat_copies=True, name="v")
+    assert [item.name for item in items] == ["v[2]", "v[2]/flat"]
+    context, flat = items[0].image, items[1].image
+    assert not np.allclose(context[0], context[1])
+    for channel in range(3):
+        np.testing.assert_allclose(flat[channel], context[1])  # the centre slice, thrice
