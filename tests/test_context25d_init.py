@@ -70,23 +70,6 @@ def test_a_net_that_does_not_read_that_many_channels_is_refused_in_one_sentence(
         zero_context_weights(net2d, 1)
 
 
-def test_train_context_slices_starts_a_new_model_blind_to_its_neighbours():
-    import argparse
-    import types
-
-    from napari_unet.cli.train_context import start_blind_to_neighbours
-
-    args = argparse.Namespace(context_slices=1, model="unet")
-    _, net = _nets(1)
-    start_blind_to_neighbours(net, args, None)
-    assert torch.count_nonzero(first_conv(net, 3).weight[:, [0, 2]]) == 0
-    _, tuned = _nets(1)  # a checkpoint being fine-tuned keeps what it learnt
-    before = first_conv(tuned, 3).weight.clone()
-    checkpoint = types.SimpleNamespace(context_slices=1, arch="unet", task="binary")
-    start_blind_to_neighbours(tuned, argparse.Namespace(context_slices=None, model="x"), checkpoint)
-    torch.testing.assert_close(first_conv(tuned, 3).weight, before)
-
-
 def test_flat_copies_give_each_annotated_slice_again_as_its_own_neighbours():
     from napari_unet.core.training.context import context_items
 

@@ -5,10 +5,9 @@ A 2-D ``--model`` (``unet``, ...) trained with ``--context-slices R`` takes each
 read as for a 3-D model (:mod:`napari_unet.cli.train_volume`: one volume per image file, labels
 and ``--masks`` of the same (Z, Y, X) shape); every slice that holds annotation becomes one
 training item (:func:`napari_unet.core.training.context.context_items`): the neighbour slices are
-input context only. A new model starts blind to the neighbours (their input weights zero, so at
-step 0 it is a 2-D model) and learns to use them where they help. The checkpoint records ``R``
-(``provenance["context_slices"]``), so ``predict`` and the GUI feed each slice with its
-neighbours; fine-tuning a 2.5-D checkpoint keeps its ``R``.
+input context only. The checkpoint records ``R`` (``provenance["context_slices"]``), so
+``predict`` and the GUI feed each slice with its neighbours; fine-tuning a 2.5-D checkpoint keeps
+its ``R``.
 """
 
 from __future__ import annotations
@@ -107,19 +106,6 @@ def prepare(args: argparse.Namespace, info: Any, normalization: Any) -> list | N
             name=volume.name,
         )
     return items
-
-
-def start_blind_to_neighbours(model: Any, args: argparse.Namespace, info: Any) -> None:
-    """A new 2.5-D model starts as a 2-D model: its neighbour slices' input weights are zero
-    (:func:`~napari_unet.core.models.context25d.zero_context_weights`), so it learns to use a
-    neighbour only where that lowers the loss (in place; nothing for R = 0 or a checkpoint)."""
-    from napari_unet.core.models.context25d import zero_context_weights
-
-    radius = context_radius(args, info)
-    if radius == 0 or info is not None:
-        return
-    zero_context_weights(model, radius, int(model.in_channels) // (2 * radius + 1))
-    logger.info("the neighbour slices' input weights start at zero (the model starts as 2-D)")
 
 
 def provenance(args: argparse.Namespace, info: Any) -> dict[str, int]:

@@ -104,7 +104,6 @@ def start_model(
         seed=args.seed,
         **(volume.model_settings if volume else {}),
     )
-    train_context.start_blind_to_neighbours(model, args, info)  # 2.5-D: starts as 2-D
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
     return model
