@@ -52,16 +52,31 @@ def slice_mask(shape: tuple[int, ...], slices: tuple[int, ...]) -> np.ndarray:
     return mask
 
 
+def stack_normalized(image: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) -> float32, one percentile range for the whole stack (as 3-D prediction does)."""
+    flat = normalize(image.reshape(1, -1, image.shape[-1]), NormalizationConfig())
+    return flat.reshape(image.shape)
+
+
 def volume_item(image: np.ndarray, labels: np.ndarray, mask: np.ndarray, name: str) -> TrainingItem:
     """One (1, Z, Y, X) item, the volume normalised as a whole (as 3-D prediction does)."""
-    flat = normalize(image.reshape(1, -1, image.shape[-1]), NormalizationConfig())
-    return TrainingItem(flat.reshape(1, *image.shape), labels, mask, name)
+    return TrainingItem(stack_normalized(image)[None], labels, mask, name)
 
 
 def slice_items(
-    image: np.ndarray, labels: np.ndarray, slices: tuple[int, ...], name: str
+    image: np.ndarray,
+    labels: np.ndarray,
+    slices: tuple[int, ...],
+    name: str,
+    *,
+    joint: bool = False,
 ) -> list[TrainingItem]:
-    """The annotated slices as 2-D items, each normalised on its own (as 2-D prediction does)."""
+    """The annotated slices as 2-D items, each normalised on its own (as 2-D prediction does),
+    or with ``joint`` as part of the stack (:func:`stack_normalized`, for a stack whose end
+    slices hold no object: a slice's own percentiles would stretch its noise into objects)."""
+    if joint:
+        volume = stack_normalized(image)
+        return [TrainingItem(volume[z][None], labels[z], None, f"{name}[{z}]") for z in slices]
     return [
         TrainingItem(
             normalize(image[z][None], NormalizationConfig()), labels[z], None, f"{name}[{z}]"

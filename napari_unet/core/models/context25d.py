@@ -64,3 +64,58 @@ def stack_neighbour_slices(volume: A, radius: int) -> A:
     return np.ascontiguousarray(gathered.transpose(1, 2, 0, 3, 4)).reshape(
         n_slices, -1, height, width
     )
+
+
+def first_conv(model: torch.nn.Module, in_channels: int) -> torch.nn.Conv2d:
+    """The convolution that reads the image: the first ``Conv2d`` with ``in_channels`` inputs.
+
+    Raises:
+        UserInputError: ``model`` has no such convolution (not a 2-D net of that input).
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            if module.in_channels == in_channels:
+                return module
+            break
+    raise UserInputError(
+        f"{type(model).__name__} does not read {in_channels} input channel(s) with a 2-D "
+        "convolution first, so it cannot start as a 2.5-D model; give a 2-D net (e.g. unet)."
+    )
+
+
+def zero_context_weights(model: torch.nn.Module, radius: int, channels: int = 1) -> None:
+    """Zero the input convolution's weights on the neighbour slices, in place.
+
+    The model then computes what it computes from the centre slice alone (a 2-D model) and
+    learns to use a neighbour only where the gradient says it helps. The centre slice's weights
+    (channels ``r * C .. r * C + C - 1``, neighbour-major) and the bias are kept.
+
+    Args:
+        model: A 2-D net whose input is ``(B, C * (2r + 1), H, W)``.
+        radius: ``r`` (0: nothing to do).
+        channels: ``C``, channels per slice.
+    """
+    if radius == 0:
+        return
+    conv = first_conv(model, context_channels(channels, radius))
+    with torch.no_grad():
+        centre = conv.weight[:, radius * channels : (radius + 1) * channels].clone()
+        conv.weight.zero_()
+        conv.weight[:, radius * channels : (radius + 1) * channels] = centre
+
+
+def start_from_2d(
+    model: torch.nn.Module, model2d: torch.nn.Module, radius: int, channels: int = 1
+) -> None:
+    """Give a 2.5-D ``model`` the weights of the 2-D ``model2d`` (same architecture and widths),
+    the neighbour slices' input weights zero: at step 0 it predicts what ``model2d`` predicts
+    from the centre slice (in place)."""
+    state = model2d.state_dict()
+    wide = first_conv(model, context_channels(channels, radius))
+    narrow = first_conv(model2d, channels)
+    wide_name = next(n for n, m in model.named_modules() if m is wide) + ".weight"
+    with torch.no_grad():
+        weight = torch.zeros_like(wide.weight)
+        weight[:, radius * channels : (radius + 1) * channels] = narrow.weight
+    state = {**state, wide_name: weight}
+    model.load_state_dict(state)

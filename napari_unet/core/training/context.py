@@ -45,6 +45,7 @@ def context_items(
     *,
     normalization: NormalizationConfig | None = None,
     name: str = "",
+    flat_copies: bool = False,
 ) -> list[TrainingItem]:
     """One 2-D item per annotated slice of ``volume``, its neighbours as channels.
 
@@ -55,6 +56,9 @@ def context_items(
         radius: Neighbours on each side ``r`` (0: the annotated slices alone).
         normalization: How each item is normalised, per channel (default percentiles).
         name: The volume's name; item ``z`` is named ``name[z]``.
+        flat_copies: Also give each slice as its own neighbours (item ``name[z]/flat``), so about
+            half the patches carry no context (a dropout of the neighbours): the model must
+            segment a slice alone and uses the neighbours on top of that.
 
     Returns:
         Items with image ``(C * (2r + 1), Y, X)`` float32, labels ``(Y, X)``, mask ``(Y, X)``
@@ -66,11 +70,12 @@ def context_items(
         stacked = np.asarray(volume[:, index[z]])  # (C, 2r + 1, Y, X)
         image = stacked.transpose(1, 0, 2, 3).reshape(-1, *stacked.shape[-2:])  # neighbour-major
         mask = None if annotated_mask is None else np.asarray(annotated_mask[z], dtype=bool)
-        items.append(
-            TrainingItem(
-                normalize(image, normalization), np.asarray(labels[z]), mask, f"{name}[{z}]"
-            )
-        )
+        image = normalize(image, normalization)
+        items.append(TrainingItem(image, np.asarray(labels[z]), mask, f"{name}[{z}]"))
+        if flat_copies:
+            centre = image[radius * volume.shape[0] : (radius + 1) * volume.shape[0]]
+            flat = np.concatenate([centre] * (2 * radius + 1))
+            items.append(TrainingItem(flat, items[-1].labels, mask, f"{name}[{z}]/flat"))
     logger.info(
         "%s: %d annotated slice(s) of %d, each with %d neighbour(s) on each side as channels",
         name or "volume",
