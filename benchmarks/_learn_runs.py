@@ -47,8 +47,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                       "train": {"lr": 3e-3, "warmup_steps": 6}},
     "patch128_batch16": {"factor": "patch 128, batch 16 (256, 4: same pixels per step)",
                          "cli": ["--patch", "128", "--batch-size", "16"]},
-    "base32": {"factor": "model size: base 32 for membranes too (the default before the thin-class "
-               "rule chose base 16)", "model": {"base_channels": 32}},
     "wide_net": {"factor": "model size: depth 4, base 48 (default base 32)",
                  "model": {"depth": 4, "base_channels": 48}},
     "no_grad_clip": {"factor": "gradient clipping off (default norm 1.0; the plain loop has none)",

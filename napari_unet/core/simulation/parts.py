@@ -142,7 +142,6 @@ def new_model_for(
     import torch
 
     from napari_unet.core.models import build_model
-    from napari_unet.core.training.fingerprint import new_model_settings
     from napari_unet.core.training.sampler import semantic_class_count
 
     in_channels = int(items[0].image.shape[0])
@@ -154,14 +153,5 @@ def new_model_for(
         out_channels = int(np.reshape(items[0].labels, (-1, *items[0].spatial_shape)).shape[0])
     else:
         out_channels = semantic_class_count(items, ignore_value=ignore_value, label_map=label_map)
-    chosen = new_model_settings(arch, items, task, label_map, ignore_value)
-    if chosen.keys() - model_config.keys():
-        logger.info(
-            "class 1 is thin and encloses regions (membranes): a new %s with %s (more steps "
-            "in the same time; pass the setting to override)",
-            arch,
-            ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in model_config),
-        )
     torch.manual_seed(seed)
-    model_config = {**chosen, **model_config}
     return build_model(arch, in_channels=in_channels, out_channels=out_channels, **model_config)

@@ -17,14 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "DatasetFingerprint",
-    "fingerprint",
-    "net_geometry",
-    "new_model_settings",
-    "receptive_field",
-    "thin_enclosing_class",
-]
+__all__ = ["DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
 
 #: Images whose objects are scanned for their size (enough to tell; huge folders are not read).
 MAX_SCANNED = 32
@@ -33,13 +26,6 @@ MAX_SCANNED = 32
 SCALE_WARNING_SHARE = 0.5
 #: The batch grows at most this many times when the patch shrinks below the default.
 MAX_BATCH_FACTOR = 4
-#: Thin class 1: skeleton pixels per class-1 pixel at least this (ISBI 2012 membranes 0.14-0.20,
-#: round nuclei of radius 10 about 0.03).
-THIN_FRACTION = 0.1
-#: First-level width of a new ``unet`` when class 1 is thin and encloses regions (membranes):
-#: at a few CPU-minutes the default 32 made 64 steps on ISBI 2012 and left gaps that merge
-#: cells (Rand error 0.30 / 0.20, seeds 0 / 1); 16 makes ~3x the steps (docs/learning_ablation.md).
-THIN_CLASS_BASE_CHANNELS = 16
 
 
 def receptive_field(depth: int, convs_per_level: int = 2) -> int:
@@ -219,59 +205,3 @@ def _classes_and_objects(
             areas = np.bincount(objects.ravel())[touched]
             diameters.extend((2.0 * np.sqrt(areas / np.pi)).tolist())
     return counts, diameters
-
-
-def thin_enclosing_class(
-    items: Sequence[Any],
-    task: str,
-    label_map: dict[int, int] | None = None,
-    ignore_value: int | None = None,
-) -> bool:
-    """Whether class 1 of the annotated labels is thin and encloses regions (cell membranes).
-
-    Binary and semantic tasks only (class 1: binary ``labels > 0``, semantic the mapped class 1).
-    Thin: skeleton pixels at least :data:`THIN_FRACTION` of the class-1 pixels; encloses: more
-    4-connected regions of the other annotated pixels than 8-connected class-1 pieces. The
-    first :data:`MAX_SCANNED` 2-D items are read; items are ``image`` (C, Y, X), ``labels``
-    (Y, X), ``mask`` (Y, X) bool.
-    """
-    from scipy import ndimage
-    from skimage.morphology import skeletonize
-
-    if task not in ("binary", "semantic"):
-        return False
-    pixels = skeleton = regions = pieces = 0
-    for item in list(items)[:MAX_SCANNED]:
-        labels = np.asarray(item.labels).astype(np.int64)
-        if labels.ndim != 2:
-            continue
-        mask = np.asarray(item.mask, bool)
-        if ignore_value is not None:
-            mask = mask & (labels != ignore_value)
-        if label_map:
-            from napari_unet.core.training.targets import apply_label_map
-
-            labels = apply_label_map(labels, label_map)
-        inside = ((labels > 0) if task == "binary" else (labels == 1)) & mask
-        pixels += int(inside.sum())
-        skeleton += int(skeletonize(inside).sum())
-        regions += ndimage.label(~inside & mask)[1]
-        pieces += ndimage.label(inside, structure=np.ones((3, 3), bool))[1]
-    return bool(pixels) and skeleton >= THIN_FRACTION * pixels and regions > pieces
-
-
-def new_model_settings(
-    arch: str,
-    items: Sequence[Any],
-    task: str,
-    label_map: dict[int, int] | None = None,
-    ignore_value: int | None = None,
-) -> dict[str, Any]:
-    """Constructor settings of a new ``arch`` model chosen from the data (explicit ones win).
-
-    ``{"base_channels": THIN_CLASS_BASE_CHANNELS}`` for a ``unet`` whose class 1 is thin and
-    encloses regions (:func:`thin_enclosing_class`), else ``{}`` (the architecture's defaults).
-    """
-    if arch != "unet" or not thin_enclosing_class(items, task, label_map, ignore_value):
-        return {}
-    return {"base_channels": THIN_CLASS_BASE_CHANNELS}
