@@ -49,6 +49,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                          "cli": ["--patch", "128", "--batch-size", "16"]},
     "wide_net": {"factor": "model size: depth 4, base 48 (default base 32)",
                  "model": {"depth": 4, "base_channels": 48}},
+    "no_grad_clip": {"factor": "gradient clipping off (default norm 1.0; the plain loop has none)",
+                     "train": {"grad_clip": None}},
     "finetune_fluo": {"factor": "start from the built-in fluo-nuclei (train --model fluo-nuclei, "
                       "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
     "distance_aux": {"factor": "distance auxiliary head (train --aux distance): per-object "
@@ -67,6 +69,8 @@ EVALS: dict[str, dict[str, Any]] = {
                    "cli": ["--output", "both"], "plain_post": True},
     "last_checkpoint": {"factor": "last weights (latest.pt) instead of the validation-best",
                         "checkpoint": "latest"},
+    "predict_fp32": {"factor": "prediction in fp32 (default: bf16 autocast on this CPU)",
+                     "cli": ["--precision", "fp32"]},
     "fill_holes": {"factor": "post-processing: holes filled", "post": {"fill_holes": True}},
     "interior_0.3": {"factor": "post-processing: interior (seed) threshold 0.3 (0.5)",
                      "post": {"interior_threshold": 0.3}},

@@ -78,3 +78,27 @@ def test_fluo_draw_is_the_issue_s_and_nested(load_benchmark) -> None:
         for seed in (0, 1, 2):
             assert data.choose(10, seed)[:3] == data.choose(3, seed)
             assert not set(data.choose(10, seed)) & set(data.test)
+
+
+def test_every_ablation_and_eval_is_a_valid_setting(load_benchmark) -> None:
+    """Each ``--ablations`` TrainConfig edit builds a valid config, each CLI flag parses (a typo
+    would only surface after minutes of training in a benchmark run)."""
+    load_benchmark("bench_learn")
+    from _learn_runs import ABLATIONS, EVALS
+
+    from napari_unet.cli import build_parser
+    from napari_unet.core.training.config import TrainConfig
+
+    base = TrainConfig(task="semantic", minutes=1)
+    for name, variant in ABLATIONS.items():
+        edits = variant.get("train", {})
+        config = base.replace(**{k: getattr(base, k).replace(**v) if isinstance(v, dict) else v
+                                 for k, v in edits.items()})  # fmt: skip
+        assert isinstance(config, TrainConfig), name
+        argv = ["train", "--images", "i", "--labels", "l", "--out", "o.pt", *variant.get("cli", ())]
+        build_parser().parse_args(argv)
+    for extra in EVALS.values():
+        argv = ["predict", "x.tif", "--model", "m.pt", "--out", "o", *extra.get("cli", ())]
+        build_parser().parse_args(argv)
+    assert ABLATIONS["no_grad_clip"]["train"] == {"grad_clip": None}
+    assert EVALS["predict_fp32"]["cli"] == ["--precision", "fp32"]
