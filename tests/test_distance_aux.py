@@ -188,3 +188,13 @@ def test_cli_train_aux_distance_elsewhere_is_refused_in_one_sentence(tmp_path, c
     err = capsys.readouterr().err
     assert "--aux distance adds a head to a new instance model" in err
     assert "Traceback" not in err and not (tmp_path / "x.pt").exists()
+
+
+def test_a_model_without_the_head_writes_no_aux_setting():
+    """Checkpoints of plain U-Nets keep the settings older releases accept (no ``aux`` key)."""
+    from napari_unet.core.models.registry import build_model
+
+    assert "aux" not in build_model("unet", in_channels=1, out_channels=3).config
+    assert build_model("unet", in_channels=1, out_channels=3, aux="distance").config["aux"] == (
+        "distance"
+    )

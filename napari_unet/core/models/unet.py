@@ -112,3 +112,12 @@ class UNet(UShapedNet):
         self.outc = OutConv(widths[0], settings.out_channels)
         if settings.aux == "distance":
             self.aux_head = OutConv(widths[0], 1)
+
+    @property
+    def config(self) -> dict:
+        """The constructor settings; ``aux`` only when a head is there, so a checkpoint of a
+        model without one stays readable by releases that predate the setting."""
+        settings = super().config
+        if settings.get("aux") == "none":
+            del settings["aux"]
+        return settings
