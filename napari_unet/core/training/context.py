@@ -29,6 +29,7 @@ import numpy as np
 from napari_unet.core.inference.normalization import NormalizationConfig, normalize
 from napari_unet.core.io.neighbours import neighbour_indices
 from napari_unet.core.training.items import TrainingItem
+from napari_unet.core.training.split import FLAT_SUFFIX, is_flat_copy, original_name
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +48,6 @@ __all__ = [
 #: The one default for every place that makes 2.5-D training items (``train``/``simulate``
 #: ``--context-slices``, the Fine-tune dock): also give each slice as its own neighbours.
 FLAT_COPIES = True
-#: Name suffix of a flat copy (``name[z]/flat``: the item ``name[z]`` with flat context).
-FLAT_SUFFIX = "/flat"
-
-
-def is_flat_copy(item: TrainingItem) -> bool:
-    """Whether ``item`` is a flat copy of another item (same annotation, no own count)."""
-    return bool(item.name) and item.name.endswith(FLAT_SUFFIX)
-
-
-def original_name(name: str) -> str:
-    """The name of the item that ``name`` is a flat copy of (``name`` itself otherwise)."""
-    return name.removesuffix(FLAT_SUFFIX)
-
-
 def originals(items: list[TrainingItem]) -> list[TrainingItem]:
     """``items`` without the flat copies (what the user annotated, for counts)."""
     return [item for item in items if not is_flat_copy(item)]

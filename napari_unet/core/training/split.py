@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Name suffix of a 2.5-D flat copy (``name[z]/flat``: the item ``name[z]`` with each neighbour
+#: slice replaced by the slice itself, ``core.training.context``).
+FLAT_SUFFIX = "/flat"
+
+
+def is_flat_copy(item: TrainingItem) -> bool:
+    """Whether ``item`` is a flat copy of another item (same annotation, no own count)."""
+    return bool(item.name) and item.name.endswith(FLAT_SUFFIX)
+
+
+def original_name(name: str) -> str:
+    """The name of the item that ``name`` is a flat copy of (``name`` itself otherwise)."""
+    return name.removesuffix(FLAT_SUFFIX)
+
 
 def _tile_hash(name: str, index: int, seed: int) -> float:
     """A value in [0, 1) that depends only on ``(name, index, seed)`` (stable across runs)."""
@@ -68,8 +82,6 @@ def split_validation(
         validation tiles are not in ``val_items``; nor are 2.5-D flat copies, whose tiles go
         where their original's go).
     """
-    from napari_unet.core.training.context import is_flat_copy
-
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
     groups, candidates = _candidates(items, tile, seed)
@@ -106,8 +118,6 @@ def _candidates(items: Sequence[TrainingItem], tile: int, seed: int) -> tuple[li
     """``(groups, candidates)``: the sorted distinct ``(hash, name, tile index)`` of the annotated
     tiles, and ``(group, item index, ty, tx)`` of each. A 2.5-D flat copy hashes as its original
     (``core.training.context``), so a tile and its copy always fall on the same side."""
-    from napari_unet.core.training.context import original_name
-
     candidates = []
     for i, item in enumerate(items):
         key = original_name(item.name) if item.name else str(i)
