@@ -111,7 +111,9 @@ def test_simulate_adds_flat_copies_after_the_held_back_split(tmp_path, monkeypat
     from napari_unet.core.training.config import TrainConfig
 
     images, labels = simulate_folders(tmp_path)
-    args = build_parser().parse_args(simulate_argv(tmp_path, images, labels, "--context-slices", "1"))
+    args = build_parser().parse_args(
+        simulate_argv(tmp_path, images, labels, "--context-slices", "1")
+    )
     items, radius = context_items_for(args, None, RAW)
     assert radius == 1 and not any(is_flat_copy(item) for item in items)  # images of the run
     seen = {}

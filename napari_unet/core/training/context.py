@@ -48,6 +48,8 @@ __all__ = [
 #: The one default for every place that makes 2.5-D training items (``train``/``simulate``
 #: ``--context-slices``, the Fine-tune dock): also give each slice as its own neighbours.
 FLAT_COPIES = True
+
+
 def originals(items: list[TrainingItem]) -> list[TrainingItem]:
     """``items`` without the flat copies (what the user annotated, for counts)."""
     return [item for item in items if not is_flat_copy(item)]

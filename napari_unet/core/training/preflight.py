@@ -49,9 +49,8 @@ def preflight(
     Raises:
         TrainingDataError: the first problem found, as one sentence.
     """
-    from napari_unet.core.training.items import check_item
-
     from napari_unet.core.training.context import originals
+    from napari_unet.core.training.items import check_item
 
     for item in items:  # malformed items (shapes, dtypes, NaN) first: their own sentence
         check_item(item, task)
