@@ -10,7 +10,9 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    membranes (per slice, averaged). A 2.5-D arm (the same 2-D ``unet`` given ``--context-slices``
    neighbours above and below as channels, trained on the same 3 slices, predicting with the
    whole stack) gets the same budget; it starts as the 2-D arm's untrained weights with the
-   neighbours' input weights at zero (``--init-25d 2d``) and draws the same patches. JSON keys
+   neighbours' input weights at zero (``--init-25d 2d``) and draws the same patches; each of its
+   slices is also given with itself as its own neighbours (flat copies, the default of
+   ``train --context-slices``; ``--no-flat-25d`` leaves them out). JSON keys
    ``rand_error_3d``, ``rand_error_2d``, ``rand_error_25d``, ...
 2. **embryo_nuclei3d** (the README's protocol): train on stack ``00`` with slices 12, 22, 33
    annotated (instances), test on the whole of stack ``01`` (and, without ``--quick``, the
@@ -50,7 +52,7 @@ from _bench_3d_parts import (
 from _bench_3d_runs import EMBRYO_MIN_VOXELS, run_block, run_embryo  # noqa: F401 (moved)
 from _bench_common import machine_info
 
-from napari_unet.core.training.context import context_items
+from napari_unet.core.training.context import FLAT_COPIES, context_items
 
 logger = logging.getLogger("bench_3d")
 ISBI_SLICES = (5, 15, 25)
@@ -158,8 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--flat-25d",
-        action="store_true",
-        help="2.5-D arm: half the training slices without their neighbours (context dropout)",
+        action=argparse.BooleanOptionalAction,
+        default=FLAT_COPIES,
+        help="2.5-D arm: half the training slices without their neighbours (context dropout); "
+        "on by default as in train --context-slices, --no-flat-25d for the arm without",
     )
     parser.add_argument(
         "--embryo-norm",
