@@ -156,3 +156,25 @@ def test_the_fine_tune_docks_25d_items_have_flat_copies(tmp_path):
     np.testing.assert_array_equal(items[1].image, image[[0, 0, 0]])  # slice 0 thrice
     old = context_slice_items(session, session.training_items(), 1, RAW, flat_copies=False)
     assert len(old) == 2
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3])
+def test_a_pinned_validation_tile_is_not_trained_on_through_its_flat_copy(tmp_path, fraction):
+    from napari_unet.trainer.context import context_slice_items
+    from napari_unet.trainer.data import ValidationPlan
+
+    session, image_id, _, _ = session_with_slices(tmp_path / "s", slices=(0, 6))
+    items = context_slice_items(session, session.training_items(), 1, RAW)
+    pin = {"image_id": image_id, "slice_index": 0, "rect": [0, 0, 32, 32]}
+    plan = ValidationPlan(fraction=fraction, tile=16, seed=0, pins=[pin])
+    train, val = plan.split(items)
+    assert not any(is_flat_copy(item) for item in val)
+    first = f"{image_id}/{0:05d}"
+    by_name = {item.name: item for item in train}
+    for name in (first, first + FLAT_SUFFIX):
+        assert not by_name[name].mask[:32, :32].any(), name
+    held = np.zeros((64, 64), bool)
+    for item in val:
+        if item.name.startswith(first):
+            held |= item.mask
+    assert held[:32, :32].all()
