@@ -10,7 +10,9 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    membranes (per slice, averaged). A 2.5-D arm (the same 2-D ``unet`` given ``--context-slices``
    neighbours above and below as channels, trained on the same 3 slices, predicting with the
    whole stack) gets the same budget; it starts as the 2-D arm's untrained weights with the
-   neighbours' input weights at zero (``--init-25d 2d``) and draws the same patches. JSON keys
+   neighbours' input weights at zero (``--init-25d 2d``) and draws the same patches; each of its
+   slices is also given with itself as its own neighbours (flat copies, the default of
+   ``train --context-slices``; ``--no-flat-25d`` leaves them out). JSON keys
    ``rand_error_3d``, ``rand_error_2d``, ``rand_error_25d``, ...
 2. **embryo_nuclei3d** (the README's protocol): train on stack ``00`` with slices 12, 22, 33
    annotated (instances), test on the whole of stack ``01`` (and, without ``--quick``, the
@@ -37,80 +39,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_3d_models import _models, _net25d, _predict
 from _bench_3d_parts import (
-    EMBRYO_SLICES,
-    EMBRYO_VOXEL,
     ISBI_VOXEL,
-    embryo_volume,
     isbi_volume,
     membrane_scores,
     slice_items,
     slice_mask,
-    stack_normalized,
-    stitch_z,
     train_budget,
     volume_item,
 )
-from _bench_common import current_rss_mb, machine_info
+from _bench_3d_runs import EMBRYO_MIN_VOXELS, run_block, run_embryo  # noqa: F401 (moved)
+from _bench_common import machine_info
 
-from napari_unet.core.inference.normalization import NormalizationConfig
-from napari_unet.core.inference.prediction import PredictConfig, predict
-from napari_unet.core.models import build_model
-from napari_unet.core.models.context25d import (
-    context_channels,
-    start_from_2d,
-    zero_context_weights,
-)
-from napari_unet.core.training.context import context_items
+from napari_unet.core.training.context import FLAT_COPIES, context_items
 
 logger = logging.getLogger("bench_3d")
 ISBI_SLICES = (5, 15, 25)
-#: Embryo objects below this many voxels are dropped (a tenth of stack 00's smallest nucleus).
-EMBRYO_MIN_VOXELS = 100
-
-
-def _models(task_channels: int, voxel, depth: int, seed: int):
-    """(2-D unet, 3-D unet3d_aniso) of about the same per-voxel cost at full resolution."""
-    torch.manual_seed(seed)
-    net2d = build_model("unet", out_channels=task_channels, depth=depth, base_channels=16)
-    torch.manual_seed(seed)
-    net3d = build_model(
-        "unet3d_aniso", out_channels=task_channels, depth=depth, base_channels=8, voxel_size=voxel
-    )
-    return net2d, net3d
-
-
-def _net25d(task_channels: int, depth: int, args, net2d=None):
-    """The 2-D ``unet`` of :func:`_models` taking ``2r + 1`` slices as channels (2.5-D).
-
-    ``--init-25d``: ``2d`` starts it as ``net2d`` (the 2-D arm's untrained weights, the
-    neighbours' input weights zero), ``zero`` from its own seed with those weights zero (what
-    ``train --context-slices`` does), ``random`` from its own seed as built.
-    """
-    torch.manual_seed(args.seed)
-    net = build_model(
-        "unet",
-        in_channels=context_channels(1, args.context_slices),
-        out_channels=task_channels,
-        depth=depth,
-        base_channels=16,
-    )
-    if args.init_25d == "2d" and net2d is not None:
-        start_from_2d(net, net2d, args.context_slices)
-    elif args.init_25d == "zero":
-        zero_context_weights(net, args.context_slices)
-    net.context_slices = args.context_slices  # as load_checkpoint sets it: predict stacks Z
-    return net
-
-
-def _predict(model, image: np.ndarray, task: str, device: str, *, joint: bool = False):
-    """(K, Z, Y, X) probabilities; ``joint``: the stack normalised as a whole (a 2-D model's
-    slices otherwise each on their own)."""
-    config = PredictConfig(device=device, probability_dtype="float32")
-    extra = {"normalization": NormalizationConfig(mode="none")} if joint else {}
-    image = stack_normalized(image) if joint else image
-    with torch.inference_mode():
-        return predict(model, image, "ZYX", task=task, config=config, **extra)
 
 
 def _isbi_arms(args, image, labels) -> dict:
@@ -174,113 +119,8 @@ def run_isbi(args) -> dict:
     return result
 
 
-def _embryo_ap(model, image, truth, *, volumetric: bool, device: str, joint: bool) -> float:
-    from napari_unet.core.evaluation.instances import average_precision
-    from napari_unet.core.postprocess.config import PostprocessConfig
-    from napari_unet.core.postprocess.labels import labels_from_probabilities
-    from napari_unet.core.postprocess.volume import volume_labels
-
-    probabilities = _predict(model, image, "instances", device, joint=joint)
-    config = PostprocessConfig(output="instances")
-    if volumetric:
-        labels = volume_labels(probabilities, task="instances", config=config, spacing=EMBRYO_VOXEL)
-    else:
-        per_slice = labels_from_probabilities(probabilities, task="instances", config=config)
-        labels = stitch_z(np.asarray(per_slice))
-    sizes = np.bincount(labels.ravel())
-    labels = np.where(sizes[labels] < EMBRYO_MIN_VOXELS, 0, labels)  # specks, both models alike
-    return float(average_precision(labels, truth, thresholds=(0.5,))[0.5])
-
-
-def run_embryo(args) -> dict:
-    pairs = [("00", "01")] if args.quick else [("00", "01"), ("01", "00")]
-    budget = 60 * args.embryo_cpu_minutes
-    aps = {"2d": [], "3d": []}
-    for train_name, test_name in pairs:
-        image, truth = embryo_volume(train_name)
-        slices = EMBRYO_SLICES[train_name]
-        net2d, net3d = _models(3, EMBRYO_VOXEL, 3, args.seed)
-        common = dict(task="instances", cpu_s=budget, batch=2, seed=args.seed, device=args.device)
-        t2 = train_budget(
-            net2d,
-            slice_items(image, truth, slices, train_name, joint=args.embryo_norm == "stack"),
-            patch=(96, 96),
-            **common,
-        )
-        item = volume_item(image, truth, slice_mask(image.shape, slices), train_name)
-        t3 = train_budget(net3d, [item], patch=(8, 64, 64), **common)
-        test_image, test_truth = embryo_volume(test_name)
-        for key, trained in (("2d", t2), ("3d", t3)):
-            ap = _embryo_ap(
-                trained.model,
-                test_image,
-                test_truth,
-                volumetric=key == "3d",
-                device=args.device,
-                joint=key == "3d" or args.embryo_norm == "stack",
-            )
-            aps[key].append(ap)
-            logger.info(
-                "embryo %s->%s %s: AP@0.5 %.3f (%d steps)",
-                train_name,
-                test_name,
-                key,
-                ap,
-                trained.steps,
-            )
-    return {
-        "embryo_pairs": [f"{a}->{b}" for a, b in pairs],
-        "embryo_normalization_2d": args.embryo_norm,
-        "embryo_min_object_voxels": EMBRYO_MIN_VOXELS,
-        "embryo_ap50_2d": float(np.mean(aps["2d"])),
-        "embryo_ap50_3d": float(np.mean(aps["3d"])),
-        "embryo_ap50_2d_each": aps["2d"],
-        "embryo_ap50_3d_each": aps["3d"],
-    }
-
-
-def _peak_rss_during(fn) -> tuple[float, float]:
-    """``(seconds, peak resident memory above the start in MiB)`` of ``fn()``, RSS polled every
-    5 ms in a thread (the kernel's high-water mark cannot be reset without privileges)."""
-    import threading
-
-    base, peak, done = current_rss_mb(), [0.0], threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], current_rss_mb())
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    tick = time.perf_counter()
-    try:
-        fn()
-    finally:
-        seconds = time.perf_counter() - tick
-        done.set()
-        watcher.join()
-    return seconds, max(peak[0], current_rss_mb()) - base
-
-
-def run_block(models, args) -> dict:
-    """Seconds and peak memory of predicting one 32 x 512 x 512 block with each model."""
-    image, _ = isbi_volume()
-    block = np.pad(image, ((1, 1), (0, 0), (0, 0)), mode="reflect")  # 32 slices
-    result = {"block_shape": list(block.shape)}
-    for key, model in models.items():
-        _predict(model, block[:4], "binary", args.device)  # warm-up (allocations, kernels)
-        if args.device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        seconds, peak = _peak_rss_during(lambda m=model: _predict(m, block, "binary", args.device))
-        result[f"block_seconds_{key}"] = round(seconds, 2)
-        result[f"block_peak_rss_mb_{key}"] = round(peak, 1)
-        if args.device.startswith("cuda"):
-            result[f"block_peak_gpu_mb_{key}"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return result
-
-
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="1.5 + 1 CPU-minutes per model, one embryo direction"
@@ -320,8 +160,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--flat-25d",
-        action="store_true",
-        help="2.5-D arm: half the training slices without their neighbours (context dropout)",
+        action=argparse.BooleanOptionalAction,
+        default=FLAT_COPIES,
+        help="2.5-D arm: half the training slices without their neighbours (context dropout); "
+        "on by default as in train --context-slices, --no-flat-25d for the arm without",
     )
     parser.add_argument(
         "--embryo-norm",
@@ -332,6 +174,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     args.cpu_minutes = args.cpu_minutes or (1.5 if args.quick else 10.0)
     args.embryo_cpu_minutes = args.embryo_cpu_minutes or (1.0 if args.quick else 5.0)

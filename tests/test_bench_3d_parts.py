@@ -26,3 +26,11 @@ def test_stack_normalisation_keeps_an_empty_end_slice_dark(load_benchmark):
     np.testing.assert_allclose(joint[1].image[0], parts.stack_normalized(image)[2])
     volume = parts.volume_item(image, labels, parts.slice_mask(image.shape, (2,)), "v")
     np.testing.assert_allclose(volume.image[0], parts.stack_normalized(image))
+
+
+def test_the_25d_arm_has_flat_copies_unless_told_not_to(load_benchmark):
+    bench = load_benchmark("bench_3d")
+    assert bench._parser().parse_args([]).flat_25d is True  # as train --context-slices
+    assert bench._parser().parse_args(["--flat-25d"]).flat_25d is True  # old command lines
+    assert bench._parser().parse_args(["--no-flat-25d"]).flat_25d is False
+    assert bench.run_embryo.__module__ == "_bench_3d_runs"  # moved, still importable here

@@ -94,7 +94,7 @@ def test_context_items_are_the_annotated_slices_with_neighbours_as_channels():
     labels = np.zeros((6, 16, 16), np.uint8)
     mask = np.zeros((6, 16, 16), bool)
     mask[2, :4] = mask[5] = True
-    items = context_items(volume, labels, mask, 1, normalization=RAW, name="v")
+    items = context_items(volume, labels, mask, 1, normalization=RAW, name="v", flat_copies=False)
     assert [item.name for item in items] == ["v[2]", "v[5]"]
     np.testing.assert_array_equal(items[0].image, volume[0, [1, 2, 3]])
     np.testing.assert_array_equal(items[1].image, volume[0, [4, 5, 4]])  # mirrored at the end

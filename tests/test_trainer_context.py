@@ -46,7 +46,7 @@ def run_inline(req) -> list:
 def test_each_corrected_slice_gets_its_mirrored_neighbours(tmp_path):
     session, image_id, image, truth = session_with_slices(tmp_path / "s", slices=(0, 6, 15))
     raw = NormalizationConfig(mode="none")
-    items = context_slice_items(session, session.training_items(), 2, raw)
+    items = context_slice_items(session, session.training_items(), 2, raw, flat_copies=False)
     assert [item.name for item in items] == [f"{image_id}/{z:05d}" for z in (0, 6, 15)]
     first, middle, last = items
     assert first.image.shape == (5, 64, 64) and first.image.dtype == np.float32

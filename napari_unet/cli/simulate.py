@@ -239,6 +239,7 @@ def _simulate_config(
             device=args.device,
         ),
         predict=PredictConfig(tile_shape=(args.tile, args.tile), device=args.device),
+        flat_copies=args.flat_copies,
     )
 
 

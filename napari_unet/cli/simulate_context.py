@@ -5,7 +5,9 @@ with ``--context-slices R`` takes each slice with its ``R`` neighbours as channe
 then hold Z-stacks and their labels; every slice becomes one fully labelled item whose image is
 the slice with its neighbours (mirrored at the stack's ends,
 :func:`~napari_unet.core.training.context.context_items`), so rounds correct, train on and score
-slices exactly as ``train --context-slices`` and ``predict`` see them.
+slices exactly as ``train --context-slices`` and ``predict`` see them. The flat copies of
+``train --context-slices`` (on unless ``--no-flat-copies``) are not images of the experiment:
+each round's trainer adds them after its held-back split (``SimulateConfig.flat_copies``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def context_items_for(
     from napari_unet.cli import train_context
 
     model = args.init or args.model
-    ns = argparse.Namespace(**{**vars(args), "masks": None, "axes": None, "model": model})
+    ns = argparse.Namespace(
+        **{**vars(args), "masks": None, "axes": None, "model": model, "flat_copies": False}
+    )
     radius = train_context.context_radius(ns, info)
     if not radius:
         return None, 0

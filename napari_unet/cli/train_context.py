@@ -7,7 +7,8 @@ and ``--masks`` of the same (Z, Y, X) shape); every slice that holds annotation 
 training item (:func:`napari_unet.core.training.context.context_items`): the neighbour slices are
 input context only. The checkpoint records ``R`` (``provenance["context_slices"]``), so
 ``predict`` and the GUI feed each slice with its neighbours; fine-tuning a 2.5-D checkpoint keeps
-its ``R``.
+its ``R``. Each annotated slice is also given with itself as its own neighbours (a flat copy,
+:data:`~napari_unet.core.training.context.FLAT_COPIES`); ``--no-flat-copies`` turns that off.
 """
 
 from __future__ import annotations
@@ -30,13 +31,24 @@ def _radius(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--context-slices R`` (2-D models only)."""
+    """``--context-slices R`` (2-D models only) and ``--no-flat-copies``."""
+    from napari_unet.core.training.context import FLAT_COPIES
+
     parser.add_argument(
         "--context-slices",
         type=_radius,
         help="2.5-D: give a 2-D model R slices above and below each slice as extra input "
         "channels; images are Z-stacks annotated on some slices (default 0, or the "
         "checkpoint's)",
+    )
+    parser.add_argument(
+        "--no-flat-copies",
+        dest="flat_copies",
+        action="store_false",
+        default=FLAT_COPIES,
+        help="2.5-D: do not also give each annotated slice with itself as its own neighbours; "
+        "those copies are on by default because, from a few slices, a 2.5-D model without them "
+        "can learn neighbour patterns that do not carry to other slices",
     )
 
 
@@ -76,7 +88,7 @@ def prepare(args: argparse.Namespace, info: Any, normalization: Any) -> list | N
     from napari_unet.cli.train_volume import load_volumes
     from napari_unet.core.errors import UserInputError
     from napari_unet.core.inference.normalization import NormalizationConfig
-    from napari_unet.core.training.context import context_items
+    from napari_unet.core.training.context import FLAT_COPIES, context_items
 
     radius = context_radius(args, info)
     if radius == 0:
@@ -104,6 +116,7 @@ def prepare(args: argparse.Namespace, info: Any, normalization: Any) -> list | N
             radius,
             normalization=normalization,
             name=volume.name,
+            flat_copies=getattr(args, "flat_copies", FLAT_COPIES),
         )
     return items
 

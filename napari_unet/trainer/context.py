@@ -8,7 +8,10 @@ mirrored beyond the first and last slice, neighbour-major as
 :func:`~napari_unet.core.inference.context.neighbour_stack` gives them to ``predict``, and
 normalised per channel as in :mod:`napari_unet.core.training.context`. Only the corrected slice
 is learnt from; its neighbours are input context. A version trained from such a model keeps
-``context_slices`` in its checkpoint (:func:`context_provenance`).
+``context_slices`` in its checkpoint (:func:`context_provenance`). Each slice is also given with
+itself as its own neighbours (a flat copy, ``core.training.context.FLAT_COPIES``, the default that
+``train --context-slices`` has too), so the model does not lean on neighbour patterns it cannot
+generalise from a few corrected slices; the copies are not counted and never validated.
 """
 
 from __future__ import annotations
@@ -52,7 +55,11 @@ def _check_z_stack(entry: Any, radius: int) -> None:
 
 
 def context_slice_items(
-    session: Any, slices: Sequence[Any], radius: int, normalization: Any
+    session: Any,
+    slices: Sequence[Any],
+    radius: int,
+    normalization: Any,
+    flat_copies: bool | None = None,
 ) -> list[Any]:
     """One 2-D :class:`TrainingItem` per annotated slice, its ``radius`` neighbours as channels.
 
@@ -61,6 +68,8 @@ def context_slice_items(
         slices: ``TrainingSlice`` records (labels and annotated masks of 2-D slices).
         radius: neighbours on each side ``R``. normalization: the start model's
             ``NormalizationConfig`` (per channel, each neighbour measured alone).
+        flat_copies: each item followed by its flat copy (``name/flat``); None: the core's
+            default :data:`~napari_unet.core.training.context.FLAT_COPIES`.
 
     Returns:
         Items named as the slices, image ``(C * (2R + 1), Y, X)`` float32, labels and mask
@@ -71,6 +80,7 @@ def context_slice_items(
     """
     from napari_unet.core.inference.context import neighbour_stack
     from napari_unet.core.inference.normalization import normalize
+    from napari_unet.core.training.context import FLAT_COPIES, with_flat_copies
     from napari_unet.core.training.items import TrainingItem
 
     by_image: dict[str, list[Any]] = {}
@@ -93,4 +103,5 @@ def context_slice_items(
                 )
             )
         logger.info("%s: %d slice(s) with %d neighbour(s) each side", image_id, len(pieces), radius)
-    return items
+    copies = FLAT_COPIES if flat_copies is None else flat_copies
+    return with_flat_copies(items, radius) if copies else items

@@ -225,7 +225,9 @@ class ValidationPlan:
         return self._without_fixed(item)
 
     def _without_fixed(self, item: Any) -> Any:
-        fixed = self.fixed.get(item.name)
+        from napari_unet.core.training.context import original_name
+
+        fixed = self.fixed.get(original_name(item.name))  # a flat copy loses its original's
         if fixed is None:
             return item
         return dataclasses.replace(item, annotated_mask=item.mask & ~fixed)
@@ -239,6 +241,9 @@ def summarize(items: Sequence[Any], val_items: Sequence[Any], task: str) -> dict
     """
     from scipy import ndimage
 
+    from napari_unet.core.training.context import originals
+
+    items = originals(list(items))  # a 2.5-D flat copy is the same annotation: counted once
     objects = 0
     for item in items:
         mask = item.mask

@@ -77,7 +77,7 @@ class TrainerPool:
         self.data["fingerprint"] = "; ".join(n for n in notes if n)
         self.send(
             PoolChanged(
-                n_items=len(items),
+                n_items=counts["n_slices"],  # 2.5-D flat copies not counted
                 n_validation=counts["n_validation"],
                 n_images=counts["n_images"],
                 annotated_pixels=counts["annotated_pixels"],

@@ -10,6 +10,7 @@ from napari_unet.core.config import Config
 from napari_unet.core.inference.config import PredictConfig
 from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.training.config import TrainConfig
+from napari_unet.core.training.context import FLAT_COPIES
 
 __all__ = ["PRIMARY_METRIC", "SIMULATE_TASKS", "SimulateConfig"]
 
@@ -37,6 +38,9 @@ class SimulateConfig(Config):
         predict: how images are predicted (they are already normalised: normalisation ``none``).
         postprocess: probabilities -> labels; None = semantic labels, or instances for the
             ``instances`` task.
+        flat_copies: a 2.5-D model (``context_slices``) also trains on each corrected slice
+            with itself as its own neighbours (``core.training.context``); the copies are made
+            after the held-back split and are not images of the experiment.
     """
 
     task: str = "semantic"
@@ -50,6 +54,7 @@ class SimulateConfig(Config):
     train: TrainConfig = dataclasses.field(default_factory=lambda: TrainConfig(val_fraction=0.0))
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     postprocess: PostprocessConfig | None = None
+    flat_copies: bool = FLAT_COPIES
 
     def __post_init__(self) -> None:
         if self.task not in SIMULATE_TASKS:

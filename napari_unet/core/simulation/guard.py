@@ -57,6 +57,7 @@ def guarded_trainer(config: SimulateConfig, work_dir: str, *, start_trained: boo
         train, val = split_validation(
             items, fraction, tile=train_config.val_tile, seed=train_config.seed
         )
+        train, items = _flat(train, model, config), _flat(items, model, config)
         if not (start_trained or round_index > 1) or not val:
             yield from iter_train(model, items, train_config, parent=None)
             return model
@@ -74,6 +75,15 @@ def guarded_trainer(config: SimulateConfig, work_dir: str, *, start_trained: boo
         return model
 
     return trainer
+
+
+def _flat(items: list[Any], model: Any, config: SimulateConfig) -> list[Any]:
+    """A 2.5-D ``model``'s training items with their flat copies (``config.flat_copies``), made
+    after the held-back split so that no copy of a held-back tile is trained on."""
+    from napari_unet.core.training.context import with_flat_copies
+
+    radius = int(getattr(model, "context_slices", 0) or 0)
+    return with_flat_copies(items, radius) if config.flat_copies else list(items)
 
 
 def _load_best(model: Any, best_path: Any) -> None:

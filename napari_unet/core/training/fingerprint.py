@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.training.split import is_flat_copy
+
 __all__ = ["DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
 
 #: Images whose objects are scanned for their size (enough to tell; huge folders are not read).
@@ -127,6 +129,7 @@ def fingerprint(
         patch_shape, batch_size: explicit settings; they win (kept as given).
         label_map, ignore_value: how raw label values become classes (semantic).
     """
+    items = [item for item in items if not is_flat_copy(item)]  # 2.5-D copies: counted once
     shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
     median = tuple(int(v) for v in np.median(shapes, axis=0))
     chosen = _patch(median, default_patch, size_multiple) if patch_shape is None else patch_shape

@@ -42,6 +42,7 @@ from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.losses import LossConfig
 from napari_unet.core.training.retune import retune_after_training
 from napari_unet.core.training.run_parts import RunParts, RunProgress, build_run, resume_run
+from napari_unet.core.training.split import is_flat_copy
 from napari_unet.core.training.state import (
     ModelSource,
     capture_state,
@@ -238,7 +239,7 @@ def _provenance(run: RunParts, progress: RunProgress, metrics: dict[str, float])
     """The provenance written into a checkpoint: data sizes, steps, time, metrics, settings."""
     return {
         "data": {
-            "n_images": len(run.sampler.items),
+            "n_images": sum(not is_flat_copy(item) for item in run.sampler.items),
             "annotated_pixels": run.sampler.annotated_pixels(),
             "validation_pixels": run.validation.annotated_pixels() if progress.val_batches else 0,
         },

@@ -49,10 +49,12 @@ def preflight(
     Raises:
         TrainingDataError: the first problem found, as one sentence.
     """
+    from napari_unet.core.training.context import originals
     from napari_unet.core.training.items import check_item
 
     for item in items:  # malformed items (shapes, dtypes, NaN) first: their own sentence
         check_item(item, task)
+    items = originals(list(items))  # a 2.5-D flat copy is the same annotation: counted once
     if patch_shape is not None:
         _check_patch(items, patch_shape)
     annotated = sum(int(np.count_nonzero(item.mask)) for item in items)

@@ -35,7 +35,7 @@ from napari_unet.core.training.label_values import (  # noqa: F401 (their old ho
     looks_like_instances,
     semantic_class_count,
 )
-from napari_unet.core.training.split import iter_validation_windows
+from napari_unet.core.training.split import is_flat_copy, iter_validation_windows
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 __all__ = [
@@ -169,8 +169,10 @@ class PatchSampler:
         return {k: v for k, v in sorted(counts.items()) if v}
 
     def annotated_pixels(self) -> int:
-        """Total number of annotated pixels in the pool."""
-        return sum(self.class_counts().values())
+        """Annotated pixels in the pool; a 2.5-D flat copy (its original's pixels) not counted."""
+        with self._lock:
+            entries = [e for e in self._entries if not is_flat_copy(e.item)]
+        return sum(int(idx.size) for e in entries for idx in e.pixels.values())
 
     def check_usable(self) -> None:
         """Raise :class:`TrainingDataError` unless the pool has something to learn from."""

@@ -3,7 +3,8 @@
 Tiles of ``tile`` x ``tile`` pixels on a grid anchored at (0, 0) go to validation when the hash of
 ``(item name, tile index, seed)`` falls below the requested fraction. The hash does not depend on
 the other items or on the annotation, so a tile keeps its side between rounds of continuous
-learning and validation pixels are never trained on.
+learning and validation pixels are never trained on. A 2.5-D flat copy (``name/flat``) hashes as
+its original, so its tiles fall on the same side and it is never a validation item itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
     from napari_unet.core.training.items import TrainingItem
 
 logger = logging.getLogger(__name__)
+
+#: Name suffix of a 2.5-D flat copy (``name[z]/flat``: the item ``name[z]`` with each neighbour
+#: slice replaced by the slice itself, ``core.training.context``).
+FLAT_SUFFIX = "/flat"
+
+
+def is_flat_copy(item: TrainingItem) -> bool:
+    """Whether ``item`` is a flat copy of another item (same annotation, no own count)."""
+    return bool(item.name) and item.name.endswith(FLAT_SUFFIX)
+
+
+def original_name(name: str) -> str:
+    """The name of the item that ``name`` is a flat copy of (``name`` itself otherwise)."""
+    return name.removesuffix(FLAT_SUFFIX)
 
 
 def _tile_hash(name: str, index: int, seed: int) -> float:
@@ -64,24 +79,22 @@ def split_validation(
     Returns:
         ``(train_items, val_items)``: copies sharing the arrays, with the annotated masks
         restricted to the training tiles and the validation tiles respectively (items without
-        validation tiles are not in ``val_items``).
+        validation tiles are not in ``val_items``; nor are 2.5-D flat copies, whose tiles go
+        where their original's go).
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
-    candidates = []  # (hash, item index, ty, tx)
-    for i, item in enumerate(items):
-        for index, ty, tx in _annotated_tiles(item, tile):
-            candidates.append((_tile_hash(item.name or str(i), index, seed), i, ty, tx))
-    if fraction == 0.0 or (at_least_one and len(candidates) < 2):
+    groups, candidates = _candidates(items, tile, seed)
+    if fraction == 0.0 or (at_least_one and len(groups) < 2):
         if fraction > 0.0:
-            logger.warning("only %d annotated tile(s): no validation split", len(candidates))
+            logger.warning("only %d annotated tile(s): no validation split", len(groups))
         return list(items), []
-    candidates.sort()
-    held = [c for c in candidates if c[0] < fraction]
+    chosen = [g for g in groups if g[0] < fraction]
     if at_least_one:
-        held = (held or candidates[:1])[: len(candidates) - 1]
-    if not held:
+        chosen = (chosen or groups[:1])[: len(groups) - 1]
+    if not chosen:
         return list(items), []
+    held = [c for c in candidates if c[0] in set(chosen)]
     val_masks: dict[int, np.ndarray] = {}
     for _, i, ty, tx in held:
         shape = items[i].spatial_shape
@@ -95,9 +108,22 @@ def split_validation(
         mask = item.mask
         held_mask = val_masks[i] & mask
         train_items.append(dataclasses.replace(item, annotated_mask=mask & ~held_mask))
-        val_items.append(dataclasses.replace(item, annotated_mask=held_mask))
-    logger.info("validation: %d of %d annotated tiles held back", len(held), len(candidates))
+        if not is_flat_copy(item):  # a copy's held tiles are its original's: validated once
+            val_items.append(dataclasses.replace(item, annotated_mask=held_mask))
+    logger.info("validation: %d of %d annotated tiles held back", len(chosen), len(groups))
     return train_items, val_items
+
+
+def _candidates(items: Sequence[TrainingItem], tile: int, seed: int) -> tuple[list, list]:
+    """``(groups, candidates)``: the sorted distinct ``(hash, name, tile index)`` of the annotated
+    tiles, and ``(group, item index, ty, tx)`` of each. A 2.5-D flat copy hashes as its original
+    (``core.training.context``), so a tile and its copy always fall on the same side."""
+    candidates = []
+    for i, item in enumerate(items):
+        key = original_name(item.name) if item.name else str(i)
+        for index, ty, tx in _annotated_tiles(item, tile):
+            candidates.append(((_tile_hash(key, index, seed), key, index), i, ty, tx))
+    return sorted({c[0] for c in candidates}), candidates
 
 
 def iter_validation_windows(
