@@ -59,79 +59,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _bench_gui_common import (
+    Heartbeat,
+    default_checkpoint,
+    spanning_gap_ms,
+    stall_stats,
+    wait_until,
+)
+from _bench_gui_train import _train_session, scenario_train  # noqa: F401
 
 TARGET_STALL_MS = 100.0
-
-
-class Heartbeat:
-    """Records ``time.perf_counter()`` at every tick of a 10 ms QTimer on the main thread."""
-
-    def __init__(self, interval_ms: int = 10) -> None:
-        from qtpy.QtCore import QTimer
-
-        self.ticks: list[float] = []
-        self.timer = QTimer()
-        self.timer.setInterval(interval_ms)
-        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
-
-    def start(self) -> None:
-        self.ticks.clear()
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-
-
-def stall_stats(ticks: list[float], start: float, end: float) -> dict[str, float]:
-    """Max and p99 gap (ms) between heartbeat ticks ending inside (start, end]."""
-    times = np.asarray(ticks)
-    gaps = np.diff(times)
-    keep = (times[1:] > start) & (times[1:] <= end)
-    gaps = gaps[keep] * 1000.0
-    if not gaps.size:
-        return {"max": float("nan"), "p99": float("nan"), "n": 0}
-    return {"max": float(gaps.max()), "p99": float(np.percentile(gaps, 99)), "n": int(gaps.size)}
-
-
-def spanning_gap_ms(ticks: list[float], start: float, end: float) -> float:
-    """The gap (ms) from the last tick before ``start`` to the first tick after ``end``."""
-    times = np.asarray(ticks)
-    before = times[times <= start]
-    after = times[times >= end]
-    if not before.size or not after.size:
-        return float("nan")
-    return float((after[0] - before[-1]) * 1000.0)
-
-
-def default_checkpoint(folder: Path) -> tuple[Path, str]:
-    """A built-in 1-channel checkpoint (instances first), else a random unet (base 32, depth 4)."""
-    from napari_unet.core.checkpoint.format import builtin_checkpoints, read_checkpoint_info
-
-    usable = {
-        name: read_checkpoint_info(path) for name, path in builtin_checkpoints().items()
-    }  # instance models first: their post-processing (watershed) is the heavier path
-    for name, info in sorted(usable.items(), key=lambda item: item[1].task != "instances"):
-        if info.in_channels == 1:
-            return builtin_checkpoints()[name], f"built-in {name} ({info.task})"
-    import torch
-
-    from napari_unet.core.checkpoint.format import save_checkpoint
-    from napari_unet.core.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("unet", depth=4, base_channels=32, in_channels=1, out_channels=3)
-    path = save_checkpoint(folder / "bench_unet32.pt", model, task="instances")
-    return path, "random unet base 32 depth 4 (instances)"
-
-
-def wait_until(app: Any, predicate: Callable[[], bool], timeout_s: float) -> None:
-    """Run the Qt event loop until ``predicate()`` (raises TimeoutError after ``timeout_s``)."""
-    deadline = time.perf_counter() + timeout_s
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the widget did not finish in time")
-        app.processEvents()
-        time.sleep(0.001)
 
 
 def scenario_predict(viewer: Any, widget: Any, app: Any, args: argparse.Namespace) -> dict:
@@ -184,104 +121,6 @@ def scenario_predict(viewer: Any, widget: Any, app: Any, args: argparse.Namespac
         "seconds_to_labels": round(first_after - marks["click"], 2),
         "seconds_predict_worker": round(marks["worker_s"], 2),
         "status": panel.status.text(),
-    }
-
-
-def _train_session(folder: Path, side: int) -> Path:
-    """A session with one synthetic nuclei image, fully reviewed (instance labels)."""
-    from napari_unet.core.synthetic import synthetic_nuclei
-    from napari_unet.session import Session
-
-    image, labels = synthetic_nuclei((side, side), n_nuclei=side * side // 1600, seed=2)
-    session = Session.create(folder)
-    image_id = session.add_image("nuclei", axes="YX", image=image, task="instances")
-    session.save_slice(image_id, 0, labels=labels, reviewed=np.ones(labels.shape, bool))
-    return session.root
-
-
-def scenario_train(viewer: Any, widget: Any, app: Any, args: argparse.Namespace) -> dict:
-    """Start the real trainer (``TrainerClient``, spawned, CPU) and measure stalls while it runs.
-
-    The request is what the Fine-tune widget sends by default (trainer threads = cores - 1,
-    nice 5, patch 256, batch 4, validation every 20 steps), on a fully reviewed synthetic
-    nuclei image, starting from the benchmark's model. The heartbeat runs from the ``start()``
-    call until ``--train-seconds`` after the first training step; then Stop is pressed.
-    """
-    from napari_unet._widgets.trainer_client import TrainerClient
-    from napari_unet.core.training.config import TrainConfig
-    from napari_unet.trainer.events import FinetuneRequest
-
-    seconds = args.train_seconds or (15.0 if args.quick else 30.0)
-    folder = _train_session(Path(args.work_dir) / "train_session", 256 if args.quick else 512)
-    train = TrainConfig(
-        task="instances",
-        minutes=seconds / 60.0 + 5.0,  # never ends on its own while measured
-        val_every=20,
-        val_fraction=0.1,
-        val_tile=128,
-        device="cpu",
-    )
-    request = FinetuneRequest(
-        session=str(folder),
-        start_from=str(args.resolved_checkpoint),
-        train_config=train.to_dict(),
-        num_threads=args.train_threads,
-        device="cpu",
-    )
-    client = TrainerClient(viewer=viewer)
-    marks: dict[str, float] = {}
-    counts = {"step": 0, "validation": 0, "version": 0}
-    failures: list[str] = []
-
-    def on_step(event: Any) -> None:
-        counts["step"] += 1
-        marks.setdefault("first_step", time.perf_counter())
-
-    client.step.connect(on_step)
-    client.validation.connect(lambda _e: counts.__setitem__("validation", counts["validation"] + 1))
-    client.version.connect(lambda _e: counts.__setitem__("version", counts["version"] + 1))
-    client.pool_changed.connect(lambda _e: marks.setdefault("pool", time.perf_counter()))
-    client.failed.connect(failures.append)
-    beat = Heartbeat()
-    beat.start()
-    wait_until(app, lambda: len(beat.ticks) > 20, 5)
-    marks["start"] = time.perf_counter()
-    client.start(request)
-    marks["start_returned"] = time.perf_counter()
-    wait_until(app, lambda: "first_step" in marks or failures, args.timeout)
-    if failures:
-        raise RuntimeError(f"the trainer failed: {failures[0]}")
-    marks["end"] = marks["first_step"] + seconds
-    wait_until(app, lambda: time.perf_counter() >= marks["end"] or failures, seconds + 60)
-    marks["stop"] = time.perf_counter()
-    client.stop()
-    wait_until(app, lambda: not client.running, 15)
-    marks["stopped"] = time.perf_counter()
-    wait_until(app, lambda: len([t for t in beat.ticks if t > marks["stopped"]]) >= 3, 5)
-    beat.stop()
-    whole = stall_stats(beat.ticks, marks["start"], marks["end"])
-    start = stall_stats(beat.ticks, marks["start"], marks["first_step"])
-    steady = stall_stats(beat.ticks, marks["first_step"], marks["end"])
-    stop = stall_stats(beat.ticks, marks["stop"], marks["stopped"])
-    return {
-        "max_stall_ms_train": round(whole["max"], 1),
-        "p99_stall_ms_train": round(whole["p99"], 1),
-        "max_stall_ms_train_start": round(start["max"], 1),
-        "max_stall_ms_train_steady": round(steady["max"], 1),
-        "p99_stall_ms_train_steady": round(steady["p99"], 1),
-        "max_stall_ms_train_stop": round(stop["max"], 1),
-        "ms_start_call": round((marks["start_returned"] - marks["start"]) * 1000.0, 1),
-        "seconds_to_first_step": round(marks["first_step"] - marks["start"], 2),
-        "seconds_training_measured": seconds,
-        "seconds_to_stop": round(marks["stopped"] - marks["stop"], 2),
-        "heartbeats_train": whole["n"],
-        "train_steps": client.last_step,
-        "train_step_events": counts["step"],
-        "train_validations": counts["validation"],
-        "train_versions": counts["version"],
-        "torch_threads_trainer": request.threads,
-        "trainer_nice": request.nice,
-        "train_failed": failures[0] if failures else None,
     }
 
 
@@ -372,7 +211,7 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1024x1024 instead of 2048x2048")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -383,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--train-seconds", type=float, help="train scenario: seconds (30; 15)")
     parser.add_argument("--train-threads", type=int, help="trainer threads (default cores-1)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     import napari
     import torch
