@@ -9,91 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _learn_variants import ABLATIONS, EVALS, FLIPS_ONLY  # noqa: F401
 
 logger = logging.getLogger("bench_learn")
 
-#: Recipe variants with ONE factor moved toward the plain loop (``--ablations``).
-#: ``cli``: extra train flags; ``train``: TrainConfig fields (a dict edits a nested config);
-#: ``model``: constructor settings of the new model.
-FLIPS_ONLY = {"elastic": False, "affine_scale": (1.0, 1.0), "affine_rotation_deg": 0.0,
-              "gamma": (1.0, 1.0), "brightness": 0.0, "contrast": 0.0, "noise_std": 0.0,
-              "blur_sigma": (0.0, 0.0)}  # fmt: skip
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "small_net": {"factor": "model size: depth 4, base 16 (the plain loop's; default base 32)",
-                  "model": {"depth": 4, "base_channels": 16}},
-    "shallow_net": {"factor": "model size: depth 3, base 16", "model": {"depth": 3,
-                    "base_channels": 16}},
-    "patch128": {"factor": "patch 128 (default 256)", "cli": ["--patch", "128"]},
-    "no_class_balance": {"factor": "loss weights: inverse-frequency class balancing off (w_c = 1)",
-                         "train": {"targets": {"class_balance": False}}},
-    "no_border_weights": {"factor": "border weight map off", "train": {"targets":
-                          {"border_weights": False}}},
-    "no_elastic": {"factor": "elastic deformation off", "train": {"augment": {"elastic": False}}},
-    "flips_only": {"factor": "augmentation = rot90/flips only (as the plain loop)",
-                   "train": {"augment": FLIPS_ONLY}},
-    "constant_lr": {"factor": "LR schedule constant (default cosine)",
-                    "train": {"schedule": "constant"}},
-    "no_val_holdout": {"factor": "no held-back validation tiles (--val-fraction 0): all tiles "
-                       "trained, final model kept", "cli": ["--val-fraction", "0"]},
-    "fp32": {"factor": "fp32 training (default bf16 autocast on this CPU)",
-             "train": {"bf16_cpu": False}},
-    "boundary_width1": {"factor": "boundary class 1 px wide (default 2)",
-                        "train": {"targets": {"boundary_width": 1}}},
-    "class_balance_on": {"factor": "loss weights: inverse-frequency class balancing on",
-                         "train": {"targets": {"class_balance": True}}},
-    "sqrt_class_balance": {"factor": "loss weights: square root of the inverse-frequency class "
-                           "weights", "train": {"targets": {"class_balance": "sqrt"}}},
-    "lr3e-3_warmup": {"factor": "learning rate 3e-3 (1e-3) with 6 warm-up steps, cosine",
-                      "train": {"lr": 3e-3, "warmup_steps": 6}},
-    "patch128_batch16": {"factor": "patch 128, batch 16 (256, 4: same pixels per step)",
-                         "cli": ["--patch", "128", "--batch-size", "16"]},
-    "wide_net": {"factor": "model size: depth 4, base 48 (default base 32)",
-                 "model": {"depth": 4, "base_channels": 48}},
-    "no_grad_clip": {"factor": "gradient clipping off (default norm 1.0; the plain loop has none)",
-                     "train": {"grad_clip": None}},
-    "finetune_fluo": {"factor": "start from the built-in fluo-nuclei (train --model fluo-nuclei, "
-                      "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
-    "distance_aux": {"factor": "distance auxiliary head (train --aux distance): per-object "
-                     "normalised distance learnt next to the 3 classes; watershed seeded by its "
-                     "maxima (seeds 'distance') instead of the interior probability",
-                     "cli": ["--aux", "distance"]},
-    "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
-                             "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
-    "ssl": {"factor": "self-supervised pre-training, 25 % of the budget, on the K images + the "
-            "pool's others (no test image)", "unlabelled": "pool", "cli": ["--pretrain-fraction",
-            "0.25"]},
-}  # fmt: skip
-#: Extra scorings of a trained recipe run, no retraining (``--evals``).
-EVALS: dict[str, dict[str, Any]] = {
-    "plain_post": {"factor": "the plain loop's post-processing on the recipe's probabilities",
-                   "cli": ["--output", "both"], "plain_post": True},
-    "last_checkpoint": {"factor": "last weights (latest.pt) instead of the validation-best",
-                        "checkpoint": "latest"},
-    "predict_fp32": {"factor": "prediction in fp32 (default: bf16 autocast on this CPU)",
-                     "cli": ["--precision", "fp32"]},
-    "fill_holes": {"factor": "post-processing: holes filled", "post": {"fill_holes": True}},
-    "interior_0.3": {"factor": "post-processing: interior (seed) threshold 0.3 (0.5)",
-                     "post": {"interior_threshold": 0.3}},
-    "interior_0.7": {"factor": "post-processing: interior (seed) threshold 0.7 (0.5)",
-                     "post": {"interior_threshold": 0.7}},
-    "threshold_0.3": {"factor": "post-processing: foreground threshold 0.3 (0.5)",
-                      "cli": ["--threshold", "0.3"]},
-    "threshold_0.7": {"factor": "post-processing: foreground threshold 0.7 (0.5)",
-                      "cli": ["--threshold", "0.7"]},
-    "drop_unseeded": {"factor": "post-processing: foreground no interior seed reaches is dropped "
-                      "(default: each such region becomes an object)", "drop_unseeded": True},
-    "min_size_20": {"factor": "post-processing: objects < 20 px removed (0)",
-                    "cli": ["--min-size", "20"]},
-    "interior_seeds": {"factor": "post-processing: interior seeds (the 3-class watershed) "
-                       "instead of a distance head's", "post": {"seeds": "interior"}},
-    "untuned": {"factor": "post-processing: the defaults a from-scratch model had before the "
-                "operating point was tuned (threshold 0.5, seeds 0.5, min size 0, unseeded "
-                "object)", "post": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0,
-                                    "unseeded": "object"}},
-    "untuned_membranes": {"factor": "post-processing: threshold 0.5, min size 0 as flags (the "
-                          "membrane setting before it was tuned; argmax)",
-                          "cli": ["--threshold", "0.5", "--min-size", "0"]},
-}  # fmt: skip
 METRICS = ("ap50", "ap75", "iou", "rand_error", "pixel_error", "n_pred", "n_true")
 
 
