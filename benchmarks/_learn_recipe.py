@@ -49,6 +49,18 @@ def link_folder(folder: Path, files: Sequence[Path]) -> Path:
     return folder
 
 
+def _overridden(config, train_overrides: dict[str, Any]):
+    """``config`` with ``train_overrides`` applied (``config`` itself when there are none)."""
+    if train_overrides:  # a dict value replaces fields of a nested config (augment, loss...)
+        return config.replace(
+            **{
+                key: getattr(config, key).replace(**value) if isinstance(value, dict) else value
+                for key, value in train_overrides.items()
+            }
+        )
+    return config
+
+
 @contextlib.contextmanager
 def recipe_hooks(
     *,
@@ -69,13 +81,7 @@ def recipe_hooks(
     state: dict[str, Any] = {"steps": 0}
 
     def tapped(model_or_checkpoint, items, config, **kwargs):
-        if train_overrides:  # a dict value replaces fields of a nested config (augment, loss...)
-            config = config.replace(
-                **{
-                    key: getattr(config, key).replace(**value) if isinstance(value, dict) else value
-                    for key, value in train_overrides.items()
-                }
-            )
+        config = _overridden(config, train_overrides)
         budget = 60.0 * float(config.minutes)
         best = Path(config.checkpoint_dir) / "best.pt"
         pending = sorted(f for f in fractions if f < 1.0)

@@ -79,31 +79,8 @@ def stall_stats_besides(
     return {"max": float(gaps.max()), "p99": float(np.percentile(gaps, 99)), "n": int(gaps.size)}
 
 
-def scenario_volume(viewer: Any, widget: Any, app: Any, args: argparse.Namespace) -> dict:
-    """Predict a Z-stack in 3-D, then refresh it with a new version; the stalls of both."""
-    from bench_gui import Heartbeat, spanning_gap_ms, stall_stats, wait_until
-
-    from napari_unet._widgets import layers as L
-    from napari_unet.session import Session
-
-    shape = (32, 256, 256) if args.quick else (64, 512, 512)
-    work = Path(args.work_dir)
-    panel, loop = widget.segment, widget.segment.loop
-    session = Session.create(work / "volume_session")
-    session.add_version(constant_checkpoint_3d(work / "v1_3d.pt", -10.0), parent="x")
-    loop.set_session(session)
-    loop.set_active_version("v001")
-    image = viewer.add_image(ellipsoids(shape), name="vol", scale=(2.0, 1.0, 1.0))
-    combo = panel.images.combo
-    combo.setCurrentIndex(combo.findText("vol"))
-    wait_until(app, lambda: panel.image_layer() is image, 10)
-    panel.form.scope.setCurrentIndex(panel.form.scope.findData("stack"))
-    beat = Heartbeat()
-    beat.start()
-    wait_until(app, lambda: len(beat.ticks) > 20, 5)
-    idle_start = time.perf_counter()
-    wait_until(app, lambda: time.perf_counter() - idle_start > 1.0, 5)
-    idle = stall_stats(beat.ticks, idle_start, time.perf_counter())
+def _time_writes(panel: Any) -> dict[str, float]:
+    """Wrap ``panel.writer.write``; the returned dict gets ``write_start``/``write_end`` (first)."""
     marks: dict[str, float] = {}
     real_write = panel.writer.write
 
@@ -115,6 +92,59 @@ def scenario_volume(viewer: Any, widget: Any, app: Any, args: argparse.Namespace
             marks.setdefault("write_end", time.perf_counter())
 
     panel.writer.write = timed_write
+    return marks
+
+
+def _edit_and_publish(labels: Any, session: Any, work: Path, shape: tuple) -> tuple:
+    """Paint in slice Z/2, review a box in Z/4, publish v002; ``(a, b, labels before)``."""
+    from napari_unet._widgets import layers as L
+
+    depth, side = shape[0], shape[-1]
+    a, b = slice(side // 10, side // 5), slice(side // 2, side // 2 + side // 8)
+    labels.data[depth // 2, a, a] = 1  # painted: an edit (labels != snapshot)
+    labels.refresh()
+    L.plugin_tag(labels)["reviewed"][depth // 4, b, b] = True
+    before = np.array(labels.data)
+    session.add_version(constant_checkpoint_3d(work / "v2_3d.pt", 10.0), parent="v001")
+    return a, b, before
+
+
+def _volume_session(viewer: Any, app: Any, panel: Any, work: Path, shape: tuple) -> Any:
+    """A session on v001 (background everywhere) and the Z-stack ``vol`` chosen, scope *stack*."""
+    from _bench_gui_common import wait_until
+
+    from napari_unet.session import Session
+
+    loop = panel.loop
+    session = Session.create(work / "volume_session")
+    session.add_version(constant_checkpoint_3d(work / "v1_3d.pt", -10.0), parent="x")
+    loop.set_session(session)
+    loop.set_active_version("v001")
+    image = viewer.add_image(ellipsoids(shape), name="vol", scale=(2.0, 1.0, 1.0))
+    combo = panel.images.combo
+    combo.setCurrentIndex(combo.findText("vol"))
+    wait_until(app, lambda: panel.image_layer() is image, 10)
+    panel.form.scope.setCurrentIndex(panel.form.scope.findData("stack"))
+    return session
+
+
+def scenario_volume(viewer: Any, widget: Any, app: Any, args: argparse.Namespace) -> dict:
+    """Predict a Z-stack in 3-D, then refresh it with a new version; the stalls of both."""
+    from bench_gui import Heartbeat, spanning_gap_ms, stall_stats, wait_until
+
+    from napari_unet._widgets import layers as L
+
+    shape = (32, 256, 256) if args.quick else (64, 512, 512)
+    work = Path(args.work_dir)
+    panel, loop = widget.segment, widget.segment.loop
+    session = _volume_session(viewer, app, panel, work, shape)
+    beat = Heartbeat()
+    beat.start()
+    wait_until(app, lambda: len(beat.ticks) > 20, 5)
+    idle_start = time.perf_counter()
+    wait_until(app, lambda: time.perf_counter() - idle_start > 1.0, 5)
+    idle = stall_stats(beat.ticks, idle_start, time.perf_counter())
+    marks = _time_writes(panel)
     click = time.perf_counter()
     panel.run_button.click()
     wait_until(app, lambda: panel.worker is None, args.timeout)
@@ -126,13 +156,8 @@ def scenario_volume(viewer: Any, widget: Any, app: Any, args: argparse.Namespace
     labels = L.find_plugin_layer(viewer, role="labels", image_layer="vol")
     if labels is None:
         raise RuntimeError(f"no 3-D labels were written: {panel.message.text()}")
-    depth, side = shape[0], shape[-1]
-    a, b = slice(side // 10, side // 5), slice(side // 2, side // 2 + side // 8)
-    labels.data[depth // 2, a, a] = 1  # painted: an edit (labels != snapshot)
-    labels.refresh()
-    L.plugin_tag(labels)["reviewed"][depth // 4, b, b] = True
-    before = np.array(labels.data)
-    session.add_version(constant_checkpoint_3d(work / "v2_3d.pt", 10.0), parent="v001")
+    a, b, before = _edit_and_publish(labels, session, work, shape)
+    depth = shape[0]
     settled = time.perf_counter()  # the set-up above blocked the loop: not part of the refresh
     wait_until(app, lambda: len([t for t in beat.ticks if t > settled]) >= 3, 10)
     start = time.perf_counter()

@@ -107,6 +107,24 @@ def _train_config(spec: Dataset, args: argparse.Namespace, mode: dict) -> dict:
     ).to_dict()
 
 
+def _printer(spec: Dataset, records: list):
+    """The ``run_to_end`` callback: keeps each ``RoundRecord`` in ``records`` and prints it."""
+    from napari_unet.core.simulation.experiment import RoundRecord
+
+    def show(event: Any) -> None:
+        if isinstance(event, RoundRecord):
+            records.append(event)
+            shown = {k: round(event.metrics.get(k, float("nan")), 4) for k in spec.metrics}
+            print(
+                f"[{spec.key}] round {event.round}: {event.corrected_images} corrected, "
+                f"{event.steps} steps, {event.pixels_corrected} px / "
+                f"{event.objects_corrected} objects edited, {shown}",
+                flush=True,
+            )
+
+    return show
+
+
 def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path) -> dict:
     """Run the rounds on one data set; returns its flat, prefixed results."""
     from napari_unet.core.generators import run_to_end
@@ -154,17 +172,7 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
     )
     records: list[RoundRecord] = []
 
-    def show(event: Any) -> None:
-        if isinstance(event, RoundRecord):
-            records.append(event)
-            shown = {k: round(event.metrics.get(k, float("nan")), 4) for k in spec.metrics}
-            print(
-                f"[{spec.key}] round {event.round}: {event.corrected_images} corrected, "
-                f"{event.steps} steps, {event.pixels_corrected} px / "
-                f"{event.objects_corrected} objects edited, {shown}",
-                flush=True,
-            )
-
+    show = _printer(spec, records)
     events = iter_simulate(model, items, config, trainer=hook)
     result = run_to_end(events, show)
     return summarize(spec, records, hook.extras, result, session, n_eval)

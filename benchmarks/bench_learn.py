@@ -186,8 +186,8 @@ def plot(summary: list[dict[str, Any]], records: list[dict[str, Any]], path: Pat
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run, print one line per run and the summary, write the JSON and the PNG."""
+def _parser() -> argparse.ArgumentParser:
+    """The command line of ``bench_learn.py``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2-minute runs, dsb2018_fluo, K=3")
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
@@ -218,6 +218,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DATA, help="../shared/data")
     parser.add_argument("--work-dir", type=Path, help="keep checkpoints here (default: temp)")
+    return parser
+
+
+def _print_summary(summary: list[dict]) -> None:
+    """One line per summary row: mean ± std of the headline scores."""
+    for row in summary:
+        scores = "  ".join(
+            f"{k} {row[k + '_mean']:.3f}±{row[k + '_std']:.3f}"
+            for k in ("ap50", "ap75", "iou", "rand_error") if row.get(k + "_mean") is not None
+        )  # fmt: skip
+        print(f"{row['set']} K={row['k']} {row['method']}[{row['variant']}] n={row['n']} "
+              f"steps {row['steps_mean']:.0f}  {scores}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, print one line per run and the summary, write the JSON and the PNG."""
+    parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     mode_name = "smoke" if args.smoke else ("quick" if args.quick else "full")
@@ -265,13 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         **machine,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
-    for row in summary:
-        scores = "  ".join(
-            f"{k} {row[k + '_mean']:.3f}±{row[k + '_std']:.3f}"
-            for k in ("ap50", "ap75", "iou", "rand_error") if row.get(k + "_mean") is not None
-        )  # fmt: skip
-        print(f"{row['set']} K={row['k']} {row['method']}[{row['variant']}] n={row['n']} "
-              f"steps {row['steps_mean']:.0f}  {scores}")  # fmt: skip
+    _print_summary(summary)
     out.write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
     png = plot(summary, records, out.with_suffix(".png"))
     print(f"wrote {out} and {png}")
