@@ -75,6 +75,54 @@ def generic_fold_command(command: str) -> str:
     return " ".join(out)
 
 
+def _reproduce_command(name: str, phases, calibration) -> tuple[str, dict | None]:
+    """``(the card's command that reproduces model name, the calibration fold or None)``."""
+    command = " && ".join(p["command"] for p in phases or []) or (
+        "python scripts/train_builtin.py " + " ".join(sys.argv[1:])
+    )
+    fold = (calibration or {}).get("fold")
+    if fold:  # the calibration fold, then the operating point chosen with it
+        command += (
+            f" && {generic_fold_command(fold['command'])} && python scripts/train_builtin.py "
+            f"{name} --card-only --tune --calibrate-with <fold>.pt"
+        )
+    return command, fold
+
+
+def _validation(recipe: dict, result: dict, with_tta: dict | None) -> dict:
+    """The card's ``validation`` section: ``evaluate``'s ``result`` and the ``--tta`` means."""
+    keys = list(recipe["targets_to_meet"])
+    reported = [*keys, *recipe.get("also_reported", ())]
+    mean = result["mean"]
+    return {
+        "measured_with": "napari-unet-loop predict + napari-unet-loop evaluate",
+        "task": recipe["task"],
+        "label_map": recipe["label_map"] and {str(k): v for k, v in recipe["label_map"].items()},
+        "mean": {k: mean.get(k) for k in sorted(mean)},
+        "per_image": [
+            {"name": r["name"], **{k: r.get(k) for k in keys}} for r in result["per_image"]
+        ],
+        "targets": recipe["targets_to_meet"],
+        "also_reported": reported[len(keys) :],
+        "with_tta": {
+            mode: {k: scores.get(k) for k in reported} for mode, scores in (with_tta or {}).items()
+        },
+    }
+
+
+def _with_this_phase(phases, seconds: float, steps: int, host: dict):
+    """``phases`` with this run's (the last, still without ``steps``) filled in: the totals
+    minus the earlier phases'."""
+    if phases and "steps" not in phases[-1]:  # this run's phase: the totals minus the earlier ones
+        last = {
+            "seconds": round(seconds - sum(p.get("seconds", 0.0) for p in phases[:-1]), 1),
+            "steps": steps - sum(p.get("steps", 0) for p in phases[:-1]),
+            "machine": host,
+        }
+        phases = [*phases[:-1], {**phases[-1], **last}]
+    return phases
+
+
 def build_card(
     name,
     train_files,
@@ -96,25 +144,8 @@ def build_card(
     default; the operating point is the same).
     """
     recipe = RECIPES[name]
-    command = " && ".join(p["command"] for p in phases or []) or (
-        "python scripts/train_builtin.py " + " ".join(sys.argv[1:])
-    )
-    fold = (calibration or {}).get("fold")
-    if fold:  # the calibration fold, then the operating point chosen with it
-        command += (
-            f" && {generic_fold_command(fold['command'])} && python scripts/train_builtin.py "
-            f"{name} --card-only --tune --calibrate-with <fold>.pt"
-        )
-    keys = list(recipe["targets_to_meet"])
-    reported = [*keys, *recipe.get("also_reported", ())]
-    mean = result["mean"]
-    if phases and "steps" not in phases[-1]:  # this run's phase: the totals minus the earlier ones
-        last = {
-            "seconds": round(seconds - sum(p.get("seconds", 0.0) for p in phases[:-1]), 1),
-            "steps": steps - sum(p.get("steps", 0) for p in phases[:-1]),
-            "machine": host,
-        }
-        phases = [*phases[:-1], {**phases[-1], **last}]
+    command, fold = _reproduce_command(name, phases, calibration)
+    phases = _with_this_phase(phases, seconds, steps, host)
     return {
         "name": name,
         "description": recipe["description"],
@@ -142,26 +173,59 @@ def build_card(
         },
         "postprocess": postprocess,
         "calibration": calibration,
-        "validation": {
-            "measured_with": "napari-unet-loop predict + napari-unet-loop evaluate",
-            "task": recipe["task"],
-            "label_map": recipe["label_map"]
-            and {str(k): v for k, v in recipe["label_map"].items()},
-            "mean": {k: mean.get(k) for k in sorted(mean)},
-            "per_image": [
-                {"name": r["name"], **{k: r.get(k) for k in keys}} for r in result["per_image"]
-            ],
-            "targets": recipe["targets_to_meet"],
-            "also_reported": reported[len(keys) :],
-            "with_tta": {
-                mode: {k: scores.get(k) for k in reported}
-                for mode, scores in (with_tta or {}).items()
-            },
-        },
+        "validation": _validation(recipe, result, with_tta),
         "published_anchors": recipe["anchors"],
         "intended_use": recipe["intended_use"],
         "limitations": recipe["limitations"],
     }
+
+
+def _card_lines(name: str, path: Path, card: dict) -> list[str]:
+    """The Markdown section of one built-in model (``path``: its checkpoint) from its ``card``."""
+    validation, training = card["validation"], card["training"]
+    shown = [*validation["targets"], *validation.get("also_reported", ())]
+    mean = {k: validation["mean"][k] for k in shown if validation["mean"].get(k) is not None}
+    tta = validation.get("with_tta") or {}
+    return [
+        f"## {name}",
+        "",
+        card["description"],
+        "",
+        f"- Data: {card['data']['name']}. Source: {card['data']['source']}.",
+        f"- Licence: {card['data']['licence']}.",
+        f"- Split: {card['split']}; validation files: {', '.join(card['validation_files'])}.",
+        f"- Architecture: unet {json.dumps(card['recipe']['model_config'])}, "
+        f"{path.stat().st_size / 1e6:.1f} MB (float16 weights).",
+        f"- Training: {training['steps']} steps in {training['seconds'] / 60:.1f} min on "
+        f"{training['machine']['cpu']} ({training['machine']['cores']} cores, torch "
+        f"{training['machine']['torch']}, {training['machine']['date']}).",
+        f"- Reproduce: `{card['recipe']['command']}`.",
+        f"- Validation ({validation['measured_with']}): "
+        + ", ".join(f"{k} = {v:.4f}" for k, v in mean.items())
+        + f"; targets {json.dumps(validation['targets'])}.",
+        *(
+            [
+                "- With test-time augmentation (`predict --tta`, not the default): "
+                + "; ".join(
+                    f"{mode}: " + ", ".join(f"{k} = {v:.4f}" for k, v in scores.items())
+                    for mode, scores in tta.items()
+                )
+                + "."
+            ]
+            if tta
+            else []
+        ),
+        f"- Published anchor (splits differ): {json.dumps(card['published_anchors'])}.",
+        f"- Post-processing defaults: {json.dumps(card['postprocess'])}.",
+        *(
+            [f"- Operating point: {card['calibration']['how']}."]
+            if card.get("calibration", {}).get("how")
+            else []
+        ),
+        f"- Intended use: {card['intended_use']}.",
+        f"- Limitations: {card['limitations']}.",
+        "",
+    ]
 
 
 def write_cards_markdown() -> Path:
@@ -179,50 +243,7 @@ def write_cards_markdown() -> Path:
         card = read_checkpoint_info(path).provenance.get("card") or {}
         if not card:
             continue
-        validation, training = card["validation"], card["training"]
-        shown = [*validation["targets"], *validation.get("also_reported", ())]
-        mean = {k: validation["mean"][k] for k in shown if validation["mean"].get(k) is not None}
-        tta = validation.get("with_tta") or {}
-        lines += [
-            f"## {name}",
-            "",
-            card["description"],
-            "",
-            f"- Data: {card['data']['name']}. Source: {card['data']['source']}.",
-            f"- Licence: {card['data']['licence']}.",
-            f"- Split: {card['split']}; validation files: {', '.join(card['validation_files'])}.",
-            f"- Architecture: unet {json.dumps(card['recipe']['model_config'])}, "
-            f"{path.stat().st_size / 1e6:.1f} MB (float16 weights).",
-            f"- Training: {training['steps']} steps in {training['seconds'] / 60:.1f} min on "
-            f"{training['machine']['cpu']} ({training['machine']['cores']} cores, torch "
-            f"{training['machine']['torch']}, {training['machine']['date']}).",
-            f"- Reproduce: `{card['recipe']['command']}`.",
-            f"- Validation ({validation['measured_with']}): "
-            + ", ".join(f"{k} = {v:.4f}" for k, v in mean.items())
-            + f"; targets {json.dumps(validation['targets'])}.",
-            *(
-                [
-                    "- With test-time augmentation (`predict --tta`, not the default): "
-                    + "; ".join(
-                        f"{mode}: " + ", ".join(f"{k} = {v:.4f}" for k, v in scores.items())
-                        for mode, scores in tta.items()
-                    )
-                    + "."
-                ]
-                if tta
-                else []
-            ),
-            f"- Published anchor (splits differ): {json.dumps(card['published_anchors'])}.",
-            f"- Post-processing defaults: {json.dumps(card['postprocess'])}.",
-            *(
-                [f"- Operating point: {card['calibration']['how']}."]
-                if card.get("calibration", {}).get("how")
-                else []
-            ),
-            f"- Intended use: {card['intended_use']}.",
-            f"- Limitations: {card['limitations']}.",
-            "",
-        ]
+        lines += _card_lines(name, path, card)
     out = BUILTIN_DIR / "MODEL_CARDS.md"
     out.write_text("\n".join(lines))
     return out
