@@ -24,6 +24,43 @@ import numpy as np
 logger = logging.getLogger("screenshot_finetune")
 
 
+def _session(folder: Path) -> tuple:
+    """``(session, image id, (2, 256, 256) image, labels)``: two synthetic nuclei slices, one fully
+    reviewed, one reviewed on its left part, in a new session under ``folder``."""
+    from napari_unet.core.synthetic import synthetic_nuclei
+    from napari_unet.session import Session
+
+    pairs = [synthetic_nuclei((256, 256), n_nuclei=30, seed=s) for s in (3, 4)]
+    image = np.stack([np.asarray(i, np.float32) for i, _ in pairs])
+    labels = np.stack([np.asarray(lab, np.uint16) for _, lab in pairs])
+    session = Session.create(folder / "nuclei.unet", name="nuclei")
+    image_id = session.add_image("nuclei", axes="ZYX", image=image, task="instances")
+    left = np.zeros((256, 256), bool)
+    left[:, :200] = True
+    full = np.ones((256, 256), bool)
+    session.save_slice(image_id, 0, labels=labels[0], snapshot=labels[0], reviewed=full)
+    session.save_slice(image_id, 1, labels=labels[1], snapshot=labels[1], reviewed=left)
+    return session, image_id, image, labels
+
+
+def _add_labels(viewer, labels: np.ndarray, image_id: str) -> None:
+    """The plugin's labels layer of ``nuclei`` (as a fluo-nuclei prediction, all reviewed)."""
+    tag = {
+        "role": "labels",
+        "image_layer": "nuclei",
+        "task": "instances",
+        "output": "instances",
+        "model": "fluo-nuclei",
+        "snapshot": labels.copy(),
+        "reviewed": np.ones(labels.shape, bool),
+        "predicted": [0, 1],
+        "session_image_id": image_id,
+    }
+    viewer.add_labels(
+        labels.copy(), name="nuclei labels", metadata={"napari_unet": tag}, opacity=0.45
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="PNG to write (e.g. docs/images/finetune.png)")
@@ -35,39 +72,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_unet._widgets import FinetuneWidget
     from napari_unet._widgets.loop_state import LoopState
-    from napari_unet.core.synthetic import synthetic_nuclei
-    from napari_unet.session import Session
 
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = [synthetic_nuclei((256, 256), n_nuclei=30, seed=s) for s in (3, 4)]
-        image = np.stack([np.asarray(i, np.float32) for i, _ in pairs])
-        labels = np.stack([np.asarray(lab, np.uint16) for _, lab in pairs])
-        session = Session.create(Path(tmp) / "nuclei.unet", name="nuclei")
-        image_id = session.add_image("nuclei", axes="ZYX", image=image, task="instances")
-        left = np.zeros((256, 256), bool)
-        left[:, :200] = True
-        full = np.ones((256, 256), bool)
-        session.save_slice(image_id, 0, labels=labels[0], snapshot=labels[0], reviewed=full)
-        session.save_slice(image_id, 1, labels=labels[1], snapshot=labels[1], reviewed=left)
-
+        session, image_id, image, labels = _session(Path(tmp))
         viewer = napari.Viewer(title="napari-unet-loop")
         app = napari.qt.get_qapp()
         viewer.window.resize(1500, 1000)
         viewer.add_image(image, name="nuclei", colormap="gray")
-        tag = {
-            "role": "labels",
-            "image_layer": "nuclei",
-            "task": "instances",
-            "output": "instances",
-            "model": "fluo-nuclei",
-            "snapshot": labels.copy(),
-            "reviewed": np.ones(labels.shape, bool),
-            "predicted": [0, 1],
-            "session_image_id": image_id,
-        }
-        viewer.add_labels(
-            labels.copy(), name="nuclei labels", metadata={"napari_unet": tag}, opacity=0.45
-        )
+        _add_labels(viewer, labels, image_id)
         LoopState.for_viewer(viewer).set_session(session)
         widget = FinetuneWidget(viewer)
         viewer.window.add_dock_widget(widget, name="U-Net Fine-tune", area="right")
