@@ -198,3 +198,30 @@ def test_a_model_without_the_head_writes_no_aux_setting():
     assert build_model("unet", in_channels=1, out_channels=3, aux="distance").config["aux"] == (
         "distance"
     )
+
+
+def test_a_data_parallel_run_trains_the_distance_head_too(tmp_path, monkeypatch):
+    """``train --nproc N --aux distance``: the head the checkpoint's seeds come from learns
+    (one rank here), as in a one-process run."""
+    import socket
+
+    from napari_unet.core.training.distributed import RankInfo
+    from napari_unet.core.training.distributed_loop import iter_train_distributed
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=8, out_channels=3, aux="distance")
+    before = model.aux_head.weight.detach().clone()
+    config = TrainConfig(
+        task="instances", steps=3, batch_size=2, patch_shape=(32, 32), val_fraction=0.0,
+        val_every=3, augment=AugmentConfig(strength=0.0), device="cpu",
+        checkpoint_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    list(iter_train_distributed(model, _items(), config, RankInfo(0, 1)))
+    loaded = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert loaded.info.postprocess_config().seeds == "distance"
+    assert not torch.equal(loaded.model.aux_head.weight.detach(), before)
