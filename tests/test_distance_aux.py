@@ -198,3 +198,61 @@ def test_a_model_without_the_head_writes_no_aux_setting():
     assert build_model("unet", in_channels=1, out_channels=3, aux="distance").config["aux"] == (
         "distance"
     )
+
+
+def test_a_data_parallel_run_trains_the_distance_head_too(tmp_path, monkeypatch):
+    """``train --nproc N --aux distance``: the head the checkpoint's seeds come from learns
+    (one rank here), as in a one-process run."""
+    import socket
+
+    from napari_unet.core.training.distributed import RankInfo
+    from napari_unet.core.training.distributed_loop import iter_train_distributed
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=8, out_channels=3, aux="distance")
+    before = model.aux_head.weight.detach().clone()
+    config = TrainConfig(
+        task="instances", steps=3, batch_size=2, patch_shape=(32, 32), val_fraction=0.0,
+        val_every=3, augment=AugmentConfig(strength=0.0), device="cpu",
+        checkpoint_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    list(iter_train_distributed(model, _items(), config, RankInfo(0, 1)))
+    loaded = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert loaded.info.postprocess_config().seeds == "distance"
+    assert not torch.equal(loaded.model.aux_head.weight.detach(), before)
+
+
+def test_a_zarr_stack_is_labelled_with_the_distance_seeds_as_in_memory(tmp_path):
+    """``predict`` of a distance model on a Zarr stack (streamed slice by slice) seeds the
+    watershed from the distance head, as the same stack read into memory does."""
+    pytest.importorskip("zarr")
+    import tifffile
+    from test_context25d_stream import in_memory, run_predict, stack, write_zarr, zarr_output
+
+    from napari_unet.core.checkpoint.format import save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_model("unet", depth=1, base_channels=4, out_channels=3, aux="distance")
+    with torch.no_grad():  # foreground everywhere: the seeds decide how it is split
+        net.outc.bias.copy_(torch.tensor([-4.0, 2.0, 0.0]))
+        net.aux_head.weight.mul_(500.0)  # a distance map with several maxima
+        net.aux_head.bias.fill_(-2.6)
+    model = save_checkpoint(tmp_path / "m.pt", net, task="instances")
+    volume = stack()
+    _, labels = in_memory(tmp_path, model, volume)
+    assert max(len(np.unique(plane)) for plane in labels) > 1  # distance seeds split it
+    assert run_predict(write_zarr(tmp_path / "vol.zarr", volume), model, tmp_path / "zs") == 0
+    streamed = zarr_output(tmp_path / "zs" / "vol_labels.zarr")
+    for plane, memory in zip(streamed, labels):  # the same objects (ids may count per slice)
+        pairs = np.unique(np.stack([plane.ravel(), memory.ravel()]), axis=1)
+        assert len(pairs[0]) == len(np.unique(plane)) == len(np.unique(memory))
+    probabilities = zarr_output(tmp_path / "zs" / "vol_probabilities.zarr")
+    assert probabilities.shape[0] == 3  # the classes only, as in memory
+    assert tifffile.imread(tmp_path / "memory" / "vol_probabilities.tif").shape == (
+        probabilities.shape
+    )

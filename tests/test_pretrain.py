@@ -161,3 +161,25 @@ def test_train_refuses_unlabelled_images_of_other_channels(folders, tmp_path, ca
 def test_unlabelled_without_pretraining_is_refused(folders, tmp_path, capsys) -> None:
     assert main(_argv(folders, tmp_path, "--unlabelled", str(folders[2]))) == 2
     assert "add --pretrain-fraction" in capsys.readouterr().err
+
+
+def test_unlabelled_images_with_context_slices_are_one_true_sentence(tmp_path, capsys) -> None:
+    """A 2.5-D run (``--context-slices``) pre-trains on its stacks; loose ``--unlabelled``
+    images have no neighbour slices, and the sentence says so (not a channel count mismatch
+    that the images do not have)."""
+    tifffile = pytest.importorskip("tifffile")
+    from test_context25d import balls, context_args, two_slices_annotated, write_volume
+
+    from napari_unet.core.checkpoint.format import load_checkpoint
+
+    image, labels = balls()
+    write_volume(tmp_path, image, labels, two_slices_annotated())
+    (tmp_path / "unlabelled").mkdir()
+    tifffile.imwrite(tmp_path / "unlabelled" / "more.tif", image[3])
+    argv = context_args(tmp_path, "--context-slices", "1", "--pretrain-fraction", "0.5")
+    assert main([*argv, "--unlabelled", str(tmp_path / "unlabelled")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--context-slices" in err and "channel(s)" not in err
+    assert not (tmp_path / "model.pt").exists()
+    assert main(argv) == 0  # the stacks alone (flat copies included) pre-train the model
+    assert load_checkpoint(tmp_path / "model.pt").info.context_slices == 1

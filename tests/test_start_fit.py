@@ -98,3 +98,16 @@ def test_a_failed_out_write_keeps_the_trained_model_it_names(tmp_path, monkeypat
     assert main(train_argv(images, labels, "fluo-nuclei", tmp_path / "m.pt")) == 2
     assert "the trained model is kept in" in capsys.readouterr().err
     assert (tmp_path / "m.training" / "best.pt").is_file()
+
+
+def test_a_widened_25d_start_model_stays_25d(tmp_path):
+    """A 2.5-D model (3 input channels: R = 1) fine-tuned on more classes: the wider copy keeps
+    ``context_slices``, so the dock's new items, its published version and simulate still feed
+    each slice with its neighbours."""
+    start = save_checkpoint(
+        tmp_path / "start.pt", tiny(3, 2), task="semantic", provenance={"context_slices": 1}
+    )
+    fitted = fit_start(start, rgb_items(3), tmp_path / "run")  # 3 channels = the slice stack
+    assert [p.name for p in fitted.written] == ["start-4-classes.pt"]
+    assert fitted.info.context_slices == 1
+    assert load_checkpoint(fitted.path).model.context_slices == 1

@@ -58,3 +58,36 @@ def test_short_time_budget_validates_early_often_and_at_the_end(tmp_path):
     assert all(b - a >= MIN_STEPS for a, b in itertools.pairwise(validated[:-1]))
     assert len(validated) >= 4
     assert _run(tmp_path, "b")[0] == validated  # the same clock, the same cadence
+
+
+def test_data_parallel_loop_validates_by_time_too(tmp_path, monkeypatch):
+    """``train --nproc N --minutes M``: the rank loop follows the same cadence (one rank here,
+    a fake clock in both loops), deciding on the clock rank 0 shared, so ranks agree."""
+    import socket
+
+    import napari_unet.core.training.distributed_loop as distributed_loop
+    from napari_unet.core.training.distributed import RankInfo
+
+    ticks = itertools.count()
+    clock = SimpleNamespace(perf_counter=lambda: 0.5 * next(ticks))
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(distributed_loop, "time", clock)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    image, labels = discs()
+    items = [TrainingItem(image, labels, np.ones_like(labels, bool), name="d")]
+    settings = config(
+        tmp_path, steps=None, minutes=1.0, val_every=50, val_fraction=0.3, val_tile=32
+    )
+    events = list(
+        distributed_loop.iter_train_distributed(tiny_model(), items, settings, RankInfo(0, 1))
+    )
+    validated = [e.step for e in events if isinstance(e, ValidationEvent)]
+    last = [e for e in events if isinstance(e, StepEvent)][-1].step
+    assert last < 50
+    assert validated[0] == MIN_STEPS  # not only at the end
+    assert validated[-1] == last
+    assert len(validated) >= 3

@@ -85,3 +85,25 @@ def test_a_typed_rate_and_the_sessions_own_version_are_kept(open_panel, tmp_path
     assert panel.form.start_key().startswith("version:")
     assert panel.form.lr.text() == "0.0001"
     assert "already learnt from this session" in panel.start_line.text()
+
+
+def test_a_25d_file_is_not_said_adapted_and_keeps_the_gentle_rate(open_panel, tmp_path, qtbot):
+    """A 2.5-D model (R = 1: 3 input channels = each slice with its 2 neighbours) on grey
+    Z-stacks takes them as they are: no "adapted" line, no recipe's rate for a new modality."""
+    import torch
+
+    from napari_unet.core.checkpoint.format import save_checkpoint
+    from napari_unet.core.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("unet", depth=2, base_channels=4, in_channels=3, out_channels=3)
+    path = save_checkpoint(
+        tmp_path / "ctx.pt", net, task="instances", provenance={"context_slices": 1}
+    )
+    panel = open_panel(new_session(tmp_path, rgb=False))
+    panel.form.chosen_by_hand = True
+    panel.form.select_file(str(path))
+    qtbot.waitUntil(lambda: panel.advisor.channels.get(f"file:{path}") is not None, timeout=30_000)
+    qtbot.wait(50)
+    assert "adapted" not in panel.start_line.text()
+    assert panel.form.lr.text() == "0.0001"

@@ -126,3 +126,34 @@ def test_a_first_3d_prediction_joins_the_session_stored_in_a_worker(
     assert True in busy  # the 16 slices were saved in a thread
     saved = Session.open(tmp_path / "vol_session", readonly=True).load_slice("img0001", 8)
     np.testing.assert_array_equal(saved.labels, layer.data[8])
+
+
+def test_closing_while_a_stack_is_stored_in_a_worker_keeps_its_labels(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    """A labels stack added to an open session is stored in a worker; a flush (the window
+    closing, a session switch) right after waits for that store and saves the labels too."""
+    import time
+
+    import napari_unet._widgets.session_panel as session_panel
+    from napari_unet.session import Session
+    from tests.test_widget_session import add_pair, make_panel
+
+    real = session_panel.store_image
+
+    def slow_store(*args, **kwargs):
+        time.sleep(0.5)  # a large volume's copy
+        return real(*args, **kwargs)
+
+    viewer = make_napari_viewer()
+    panel = make_panel(viewer, qtbot)
+    panel.loop_state.set_session(Session.create(tmp_path / "s"))
+    monkeypatch.setattr(session_panel, "store_image", slow_store)
+    data = np.zeros((4, 32, 32), np.int32)
+    data[:, 8:20, 8:20] = 1
+    _, labels = add_pair(viewer, data)  # a stack: its image is stored in a worker
+    assert panel.flush()  # at once, as the window closing does
+    assert L.plugin_tag(labels).get("session_image_id") == "img0001"
+    saved = Session.open(tmp_path / "s", readonly=True)
+    assert saved.statuses("img0001") == ["predicted"] * 4
+    np.testing.assert_array_equal(saved.load_slice("img0001", 2).labels, data[2])

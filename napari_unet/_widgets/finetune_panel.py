@@ -258,7 +258,9 @@ class FinetunePanel(TrainingControl, QWidget):
                 self.show_error(str(info))
         else:
             self._tasks[key] = info.task
-            self.advisor.model_channels(key, info.in_channels)
+            # per slice: a 2.5-D model's input is each slice with its neighbours, not adapted
+            per_slice = info.in_channels // (2 * int(info.context_slices or 0) + 1)
+            self.advisor.model_channels(key, per_slice)
             if key == self.form.start_key():
                 self.advisor.show(self.session)
 

@@ -34,6 +34,7 @@ from napari_unet._widgets._workers import guard
 from napari_unet._widgets.disk_use import DiskUseLabel
 from napari_unet._widgets.logic.layer_choice import image_of, labels_to_link
 from napari_unet._widgets.loop_state import LoopState
+from napari_unet._widgets.pending_stores import PendingStores
 from napari_unet._widgets.session_files import ago, free_folder, image_source
 from napari_unet._widgets.session_images import (
     ReportingAutosave,
@@ -104,6 +105,7 @@ class SessionPanel(QWidget):
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.loop_state.session_changed.connect(self._on_session_changed)
         self.loop_state.closing.connect(self.flush)  # the viewer's one shutdown hook
+        self._stores = PendingStores()  # stacks whose image a worker stores (flush waits)
 
     # ------------------------------------------------------------------ helpers
     def _guard(self, action: Any) -> Any:
@@ -165,11 +167,9 @@ class SessionPanel(QWidget):
         return self.session
 
     def add_labels_layer(self, labels: Any = None, *, in_worker: bool = False) -> str | None:
-        """Add the image of ``labels`` (default: the current one) to the session and link it.
-
-        ``in_worker``: store the image in a background job (a volume's copy takes a second) and
-        link the layer when it is stored; returns None then.
-        """
+        """Add the image of ``labels`` (default: the current one) to the session and link it;
+        ``in_worker``: store it in a background job (a volume's copy takes a second), link the
+        layer once stored (or at the next :meth:`flush`) and return None."""
         if self.session is None:
             raise UserInputError("No session is open: create or open one first.")
         labels = labels if labels is not None else self.target_labels()
@@ -180,11 +180,12 @@ class SessionPanel(QWidget):
         task = "instances" if kind == "instances" else tag.get("task") or "semantic"
         if not in_worker:
             return self._link(labels, store_image(self.session, image, axes, task))
-        session = self.session
+        session, stores = self.session, self._stores
         self.loop_state.jobs.start(
-            (id(labels), "store image"), store_image, session, image, axes, task,
-            what="Adding the image to the session", on_error=self._error,
-            on_done=lambda image_id: self.session is session and self._link(labels, image_id),
+            (id(labels), "store image"), stores.add(labels, session), store_image, session,
+            image, axes, task, what="Adding the image to the session", on_error=self._error,
+            on_done=lambda image_id: stores.forget(labels)
+            and (self.session is session and self._link(labels, image_id)),
         )  # fmt: skip
         return None
 
@@ -286,6 +287,9 @@ class SessionPanel(QWidget):
         """Save everything pending now (closing napari, switching sessions)."""
         if self.session is None:
             return True
+        for labels, image_id in self._stores.finished(self.session):  # stored in a worker
+            self.loop_state.jobs.cancel((id(labels), "store image"))  # linked here instead
+            self._link(labels, image_id)
         ok = self.autosave.flush()
         self._show_state()
         return ok

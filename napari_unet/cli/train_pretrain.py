@@ -85,6 +85,11 @@ def _check(args: argparse.Namespace, model: Any) -> None:
 
     if args.unlabelled and not args.pretrain_fraction:
         raise UserInputError("--unlabelled is used by pre-training only; add --pretrain-fraction.")
+    if args.unlabelled and getattr(args, "context_slices", None):
+        raise UserInputError(
+            "--unlabelled images have no neighbour slices for a --context-slices model; leave "
+            "--unlabelled out (pre-training then learns from the training stacks)."
+        )
     if isinstance(model, str):
         raise UserInputError(
             f"--pretrain-fraction pre-trains a new model, but --model {args.model} is a "

@@ -64,7 +64,12 @@ def widen_classes(
             normalization=info.normalization_config(),
             tile_shape=info.tile_shape,
             overlap=info.overlap,
-            provenance={"widened_from": str(path), "start_classes": int(model.out_channels)},
+            provenance={
+                "widened_from": str(path),
+                "start_classes": int(model.out_channels),
+                # a 2.5-D model stays one: its input is still each slice with its neighbours
+                **({"context_slices": info.context_slices} if info.context_slices else {}),
+            },
             name=f"{info.name or Path(path).stem} ({n_classes} classes)",
         )
     )

@@ -187,14 +187,18 @@ def lost_peer(error: BaseException) -> bool:
 
 
 class _Forward(torch.nn.Module):
-    """What DDP wraps: the net's ``forward``, or every deep-supervision head."""
+    """What DDP wraps: the net's ``forward``, every deep-supervision head, or the class logits
+    and the distance head's output (``aux``: ``forward_with_aux``)."""
 
-    def __init__(self, net: torch.nn.Module, heads: bool) -> None:
+    def __init__(self, net: torch.nn.Module, heads: bool, aux: bool = False) -> None:
         super().__init__()
         self.net = net
         self.heads = heads
+        self.aux = aux
 
     def forward(self, image: torch.Tensor) -> Any:
+        if self.aux:
+            return self.net.forward_with_aux(image)
         return self.net.forward_heads(image) if self.heads else self.net(image)
 
 
@@ -213,14 +217,23 @@ class DistributedStepRunner(StepRunner):
         device_ids = [runner.device.index] if runner.device.type == "cuda" else None
         with translated_errors(group.info):  # DDP broadcasts rank 0's weights to every rank
             self.model = DistributedDataParallel(
-                _Forward(net, runner.heads),
+                _Forward(net, runner.heads, runner.aux),
                 device_ids=device_ids,
                 # UNet++ without deep supervision leaves the other heads out of the graph
                 find_unused_parameters=hasattr(net, "forward_heads"),
             )
         self.heads = False  # _Forward returns the heads itself
-        self.aux = False  # a distance head is not trained through DDP (one-process runs only)
+        # a distance head: _Forward returns (logits, distance), which step() unpacks (self.aux)
         self.group = group
+
+    def forward(self, image: torch.Tensor) -> Any:
+        """What :class:`_Forward` returns, under the configured autocast (DDP has no
+        ``forward_with_aux``: the wrapper calls it)."""
+        aux, self.aux = self.aux, False
+        try:
+            return super().forward(image)
+        finally:
+            self.aux = aux
 
     def loss_value(self, loss: torch.Tensor) -> float:
         """The mean of ``loss`` over the ranks."""

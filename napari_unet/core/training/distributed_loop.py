@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from napari_unet.core.device import get_device
+from napari_unet.core.training.cadence import validation_due
 from napari_unet.core.training.config import StepEvent, TrainConfig, TrainEvent, TrainResult
 from napari_unet.core.training.distributed import (
     DistributedStepRunner,
@@ -135,10 +136,13 @@ def _loop(
         reason = _agreed_stop(config, progress, group, should_stop)
         if reason is not None:
             return reason
+        agreed = progress.elapsed  # rank 0's clock: every rank takes the same cadence decision
         loss = yield from _step(run, progress, start)
-        if progress.step % config.val_every:
+        if not validation_due(
+            config, progress.step, agreed, progress.last_validated, progress.validated_s
+        ):
             continue
-        progress.last_validated = progress.step
+        progress.last_validated, progress.validated_s = progress.step, agreed
         if progress.val_batches:
             score, improved = yield from _validate_on_rank0(run, progress, group)
             run.schedule.observe(score)
