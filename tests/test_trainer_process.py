@@ -195,8 +195,10 @@ def test_spawned_trainer_honours_stop(tmp_path, start):
         asked = time.monotonic()
         control.put("stop")
         seen = collect(events, lambda e: isinstance(e, FINAL), 5)
-        process.join(5)
+        # the promise is the dock's: the trainer reports "stopped" within 2 s; the process
+        # then exits (interpreter and torch teardown, not part of the promise) within 5 s
         assert time.monotonic() - asked < 2.0, "stop took longer than 2 s"
+        process.join(5)
         assert process.exitcode == 0
         assert isinstance(seen[-1], TrainerFinished) and seen[-1].reason == "stopped"
     finally:
