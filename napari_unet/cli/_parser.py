@@ -35,3 +35,16 @@ class OneLineParser(argparse.ArgumentParser):
             prog = f"{self.prog} {command}" if command else self.prog
             self.fail(prog, f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1) (``nan``, ``inf`` and 1.5 are refused, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction from 0 up to (not including) 1, got {text!r}"
+        )
+    return value

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_unet.cli import train_context, train_pretrain, train_volume
+from napari_unet.cli._parser import fraction
 from napari_unet.cli.train_data import (  # noqa: F401 (names importable from here, as before)
     BLOB_SHARE,
     _blob_count,
@@ -102,19 +103,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _fraction(text: str) -> float:
-    """A number in [0, 1) (``nan``, ``inf`` and 1.5 are refused by argparse, exit status 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a fraction from 0 up to (not including) 1, got {text!r}"
-        )
-    return value
-
-
 AUX_HELP = (
     "auxiliary output of a new instance model (--model unet): 'distance' adds a head learning "
     "each object's normalised distance to its boundary, whose maxima seed the watershed that "
@@ -148,7 +136,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
     budget.add_argument("--minutes", type=_positive_float, help="time budget in minutes")
-    add("--val-fraction", type=_fraction, default=0.1, help="held-back annotated tiles (0.1)")
+    add("--val-fraction", type=fraction, default=0.1, help="held-back annotated tiles (0.1)")
     add("--label-map", help="label value mapping SRC:DST,... (e.g. ISBI 2012: 0:1,255:0)")
     add("--ignore-value", type=int, help="raw label value to ignore (e.g. 255)")
     add("--seed", type=int, default=0, help="random seed (0)")

@@ -14,27 +14,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from napari_unet.cli._parser import fraction
+
 logger = logging.getLogger(__name__)
-
-
-def _pretrain_fraction(text: str) -> float:
-    """A number in [0, 1) (``0`` = off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"expected a fraction from 0 up to (not including) 1, got {text!r}"
-        )
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--pretrain-fraction`` and ``--unlabelled``."""
     parser.add_argument(
         "--pretrain-fraction",
-        type=_pretrain_fraction,
+        type=fraction,
         default=0.0,
         metavar="F",
         help="share of the budget (--minutes or --steps) spent first on self-supervised "
