@@ -38,22 +38,13 @@ from _bench_hitl_report import plot, summarize, write_plots  # noqa: F401
 from _bench_hitl_session import (
     DATA_ROOT,
     DATASETS,
+    MODES,
     Dataset,
     SessionTrainer,
     load_folder,
 )
 
 logger = logging.getLogger("bench_hitl")
-
-#: name -> (rounds, per_round, minutes, steps, depth, base, patch, batch, eval cap, val_fraction)
-MODES = {
-    "full": dict(rounds=4, per_round=2, minutes=2.0, steps=None, depth=4, base=16, patch=128,
-                 batch=4, eval_cap=None, val_fraction=0.1, val_every=10),
-    "quick": dict(rounds=2, per_round=1, minutes=0.5, steps=None, depth=3, base=8, patch=128,
-                  batch=4, eval_cap=3, val_fraction=0.1, val_every=10),
-    "smoke": dict(rounds=2, per_round=1, minutes=None, steps=3, depth=2, base=4, patch=32,
-                  batch=2, eval_cap=1, val_fraction=0.0, val_every=2),
-}  # fmt: skip
 
 
 def _start_model(spec: Dataset, args, mode: dict, work: Path, first: tuple, label_map):

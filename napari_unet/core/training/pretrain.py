@@ -258,11 +258,6 @@ def pretrain(
     on_event: Callable[[PretrainEvent], None] | None = None,
 ) -> PretrainResult:
     """Run :func:`iter_pretrain` to the end (``on_event`` sees every event); the result."""
-    generator = iter_pretrain(model, images, config, stop=stop)
-    while True:
-        try:
-            event = next(generator)
-        except StopIteration as done:
-            return done.value
-        if on_event is not None:
-            on_event(event)
+    from napari_unet.core.generators import run_to_end
+
+    return run_to_end(iter_pretrain(model, images, config, stop=stop), on_event)
