@@ -62,6 +62,8 @@ EVALS: dict[str, dict[str, Any]] = {
                    "cli": ["--output", "both"], "plain_post": True},
     "last_checkpoint": {"factor": "last weights (latest.pt) instead of the validation-best",
                         "checkpoint": "latest"},
+    "tta": {"factor": "test-time augmentation: the 8 flips and rotations averaged (predict --tta "
+            "dihedral)", "cli": ["--tta", "dihedral"]},
     "predict_fp32": {"factor": "prediction in fp32 (default: bf16 autocast on this CPU)",
                      "cli": ["--precision", "fp32"]},
     "fill_holes": {"factor": "post-processing: holes filled", "post": {"fill_holes": True}},
