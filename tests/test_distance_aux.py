@@ -11,7 +11,7 @@ from napari_unet.core.checkpoint.format import builtin_checkpoints, load_checkpo
 from napari_unet.core.inference.normalization import NormalizationConfig
 from napari_unet.core.inference.prediction import PredictConfig, predict
 from napari_unet.core.models import build_model
-from napari_unet.core.models.aux import emitting_aux, has_distance_aux
+from napari_unet.core.models.aux import has_distance_aux, with_distance
 from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.postprocess.labels import labels_from_probabilities
 from napari_unet.core.training.augment import AugmentConfig
@@ -121,8 +121,7 @@ def test_a_model_with_the_distance_head_trains_and_round_trips(tmp_path, distanc
     classes = predict(loaded.model, image, "CYX", **kwargs)
     assert classes.shape == (3, 64, 64)  # what the GUI and export see: the classes
     np.testing.assert_allclose(classes.sum(axis=0), 1, atol=1e-3)
-    with emitting_aux(loaded.model):
-        both = predict(loaded.model, image, "CYX", **kwargs)
+    both = predict(with_distance(loaded.model), image, "CYX", **kwargs)
     assert loaded.model.out_channels == 3 and not loaded.model.emit_aux
     assert both.shape == (4, 64, 64) and both[3].min() >= 0 and both[3].max() <= 1
     np.testing.assert_allclose(both[:3], classes, atol=1e-5)
@@ -138,9 +137,9 @@ def test_old_checkpoints_have_no_head_and_predict_as_before():
     kwargs = dict(task="instances", normalization=NormalizationConfig(mode="none"),
                   config=PredictConfig(tile_shape=(64, 64), device="cpu"))  # fmt: skip
     plain = predict(loaded.model, image, "CYX", **kwargs)
-    with emitting_aux(loaded.model) as emitted:
-        again = predict(loaded.model, image, "CYX", **kwargs)
-    assert not emitted and plain.shape[0] == 3
+    net = with_distance(loaded.model)
+    again = predict(net, image, "CYX", **kwargs)
+    assert net is loaded.model and plain.shape[0] == 3
     np.testing.assert_array_equal(plain, again)
 
 

@@ -148,7 +148,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
 
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.inference.prediction import iter_predict
-    from napari_unet.core.models.aux import emitting_aux
+    from napari_unet.core.models.aux import classes_only, labelling_net
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     start = time.perf_counter()
@@ -165,8 +165,8 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
         if job.volume is not None:
             return (yield from predict_volume(job, loaded, postprocess, start, iter_predict))
         # a distance head's channel rides along to the labels only (core.models.aux)
-        with emitting_aux(loaded.model, postprocess.seeds == "distance"):
-            probabilities = yield from _predict(job, loaded, job.predict, iter_predict)
+        net = labelling_net(loaded.model, postprocess)
+        probabilities = yield from _predict(job, loaded, job.predict, iter_predict, net=net)
         n = len(job.slices)
         probabilities = probabilities.reshape(probabilities.shape[0], n, *probabilities.shape[-2:])
         planes = []
@@ -182,7 +182,7 @@ def run_prediction(job: PredictJob) -> Generator[JobProgress, None, JobResult]:
             yield JobProgress("labelling", done=i + 1, total=n, n_slices=n)
         dtype = np.result_type(*(p.dtype for p in planes))
         labels = np.stack([p.astype(dtype, copy=False) for p in planes])
-        classes = probabilities[: int(loaded.model.out_channels)]
+        classes = classes_only(probabilities, loaded.model)
         fg = foreground(classes, info.task) if job.probabilities else None
     except RuntimeError as err:  # e.g. out of memory; superqt would only warn about it
         raise PredictionError(f"{type(err).__name__}: {err}") from err
@@ -251,13 +251,14 @@ def _restore(
 
 
 def _predict(
-    job: PredictJob, loaded: Any, config: PredictConfig, iter_predict: Any
+    job: PredictJob, loaded: Any, config: PredictConfig, iter_predict: Any, net: Any = None
 ) -> Generator[JobProgress, None, Any]:
+    """Predict the job's image with ``net`` (default: the checkpoint's model); the result."""
     from napari_unet.core.io.axes import to_stack
 
     n_slices = to_stack(job.image, job.axes)[1].n_slices
     steps = iter_predict(
-        loaded.model,
+        loaded.model if net is None else net,
         job.image,
         job.axes,
         task=loaded.info.task,

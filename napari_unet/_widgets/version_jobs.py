@@ -134,7 +134,7 @@ def _one_model(
     """
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.inference.prediction import iter_predict
-    from napari_unet.core.postprocess.labels import labels_from_probabilities
+    from napari_unet.core.models.aux import classes_only, labelling_net
 
     loaded = loaded_models.get(path)
     if loaded is None:
@@ -147,8 +147,10 @@ def _one_model(
             "measure uncertainty on; pick a segmentation model."
         )
     image, axes, keep = _input(job, loaded.model, path)
+    post = loaded.info.postprocess_config()  # the model's own (stored) post-processing
+    net = labelling_net(loaded.model, post if job.labels else None)  # distance seeds: K + 1
     steps = iter_predict(
-        loaded.model,
+        net,
         image,
         axes,
         task=task,
@@ -168,15 +170,18 @@ def _one_model(
             slice_number=number,
             n_slices=len(job.checkpoints),
         )
-    n = len(job.slices)
     probs = probs.reshape(probs.shape[0], -1, *probs.shape[-2:])[:, keep]
-    post = loaded.info.postprocess_config()  # the model's own defaults
-    planes = None
-    if job.labels:
-        planes = np.stack(
-            [labels_from_probabilities(probs[:, i], task=task, config=post) for i in range(n)]
-        )
-    return probs, planes, task, post.output
+    planes = _labels(probs, task, post, len(job.slices)) if job.labels else None
+    return classes_only(probs, loaded.model), planes, task, post.output
+
+
+def _labels(probs: np.ndarray, task: str, post: Any, n: int) -> np.ndarray:
+    """(n, Y, X) labels of (K[+1], n, Y, X) probabilities with the model's post-processing."""
+    from napari_unet.core.postprocess.labels import labels_from_probabilities
+
+    return np.stack(
+        [labels_from_probabilities(probs[:, i], task=task, config=post) for i in range(n)]
+    )
 
 
 def _input(job: SliceJob, model: Any, path: str) -> tuple[np.ndarray, str, Any]:

@@ -114,7 +114,7 @@ class _Job:
         from napari_unet.core.inference.prediction import iter_predict
         from napari_unet.core.io.images import read_image
         from napari_unet.core.io.marks import check_overwritable
-        from napari_unet.core.models.aux import emitting_aux
+        from napari_unet.core.models.aux import labelling_net
 
         tic = time.perf_counter()
         info = self.loaded.info
@@ -129,17 +129,16 @@ class _Job:
         )
         spatial_axes = "".join(a for a in axes if a in "TZS") + "YX"
         # distance seeds: the model's distance channel rides along until the labels are made
-        distance = self.post_config.seeds == "distance" and "labels" in targets
-        with emitting_aux(self.loaded.model, distance):
-            generator = iter_predict(
-                self.loaded.model,
-                image,
-                axes,
-                task=info.task,
-                normalization=info.normalization_config(),
-                config=self.predict_config,
-            )
-            probabilities = run_to_end(generator, lambda p: bar.update(path.name, p.fraction))
+        net = labelling_net(self.loaded.model, self.post_config if "labels" in targets else None)
+        generator = iter_predict(
+            net,
+            image,
+            axes,
+            task=info.task,
+            normalization=info.normalization_config(),
+            config=self.predict_config,
+        )
+        probabilities = run_to_end(generator, lambda p: bar.update(path.name, p.fraction))
         if "restored" in targets:
             written, detail = self._write_restored(targets, probabilities, spatial_axes)
         else:
@@ -195,12 +194,13 @@ class _Job:
 
         from napari_unet.core.io.images import write_labels, write_tiff
         from napari_unet.core.io.marks import output_tag, software_tag
+        from napari_unet.core.models.aux import classes_only
 
         written: list[str] = []
         detail = f"probabilities {probabilities.shape}"
         if "labels" in targets:
             labels = self.labels(probabilities, path)
-            probabilities = probabilities[: int(self.loaded.model.out_channels)]  # classes only
+            probabilities = classes_only(probabilities, self.loaded.model)
             software = software_tag(self.mark)
             written.append(
                 write_output(

@@ -167,37 +167,35 @@ def _fill(job, path, lazy, layout, chosen, writers, targets, roi, bar, table=Non
     from napari_unet.core.io.images import write_error
     from napari_unet.core.io.lazy import iter_slices, slice_axes
     from napari_unet.core.io.ome_pyramid import write_plane
-    from napari_unet.core.models.aux import emitting_aux
+    from napari_unet.core.models.aux import classes_only, labelling_net
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
     info, model = job.loaded.info, job.loaded.model
     per_slice_axes = slice_axes(layout.axes)
-    classes = int(model.out_channels)
     # distance seeds: the model's distance channel rides along until the labels are made
-    distance = job.post_config.seeds == "distance" and "labels" in writers
+    net = labelling_net(model, job.post_config if "labels" in writers else None)
     objects = 0
     for done, (index, plane) in enumerate(iter_slices(lazy.array, layout, chosen)):
         given, given_axes = context_plane(model, lazy, layout, index, plane, per_slice_axes)
-        with emitting_aux(model, distance):
-            generator = iter_predict(
-                model,
-                given,
-                given_axes,
-                task=info.task,
-                normalization=info.normalization_config(),
-                config=job.predict_config,
-            )
-            probabilities = run_to_end(  # (K, Y, X); K + 1 with the distance channel
-                generator,
-                lambda p, done=done: bar.update(path.name, (done + p.fraction) / len(chosen)),
-            )
+        generator = iter_predict(
+            net,
+            given,
+            given_axes,
+            task=info.task,
+            normalization=info.normalization_config(),
+            config=job.predict_config,
+        )
+        probabilities = run_to_end(  # (K, Y, X); K + 1 with the distance channel
+            generator,
+            lambda p, done=done: bar.update(path.name, (done + p.fraction) / len(chosen)),
+        )
         position = _position(layout, index)
         results: dict[str, np.ndarray] = {}
         if "labels" in writers:
             results["labels"] = labels_from_probabilities(
                 probabilities, task=info.task, config=job.post_config, roi=roi
             )
-            probabilities = probabilities[:classes]  # the classes only from here on
+            probabilities = classes_only(probabilities, model)  # the classes from here on
             labels = results["labels"]
             objects = max(objects, int(labels.max()) if labels.size else 0)
             if table is not None:

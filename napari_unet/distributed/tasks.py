@@ -122,6 +122,7 @@ def predict_block(
         params: normalisation of each of the block's slices (from :func:`slice_params`).
         roi: the (Y, X) region-of-interest crop of the block's padded region, or None.
     """
+    from napari_unet.core.models.aux import labelling_net
     from napari_unet.distributed.block_predict import predict_region
     from napari_unet.distributed.model_cache import get_model
     from napari_unet.distributed.store import open_output
@@ -130,6 +131,9 @@ def predict_block(
     if book.is_predicted(block.key):  # a retried task whose first run finished after all
         return book.load_predicted(block.key)
     cached = get_model(run.checkpoint, run.device, channels_last=run.predict_config.channels_last)
+    # distance seeds: the distance channel rides along (K + 1) until the labels are made
+    post = run.post_config if run.labels else None
+    net, model = labelling_net(cached.net, post), labelling_net(cached.loaded.model, post)
     array, layout, grid = _input(run), run.layout, run.grid
     yx_shape = layout.yx_shape
     (py0, py1), (px0, px1) = grid.padded(block, yx_shape)
@@ -138,8 +142,8 @@ def predict_block(
     instances = []
     for k, index in enumerate(range(*block.z)):
         probabilities = predict_region(
-            cached.net,
-            cached.loaded.model,
+            net,
+            model,
             _window_reader(array, layout, index),
             params[k],
             yx_shape=yx_shape,
@@ -174,8 +178,8 @@ def _write_slice(
 
     for name in ("probabilities", "restored"):
         if name in outputs:
-            target = outputs[name]
-            crop = probabilities[(slice(None), *core)]
+            target = outputs[name]  # its channels: the classes (a distance channel dropped)
+            crop = probabilities[(slice(0, target.shape[0]), *core)]
             target[(slice(None), *position)] = crop.astype(target.dtype, copy=False)
     if run.labels == "semantic":
         labels = labels_from_probabilities(

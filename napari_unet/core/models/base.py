@@ -220,8 +220,9 @@ class UShapedNet(SegmentationNet):
         yield from self.inc.parameters()
         yield from self.downs.parameters()
 
-    #: While True (:func:`~napari_unet.core.models.aux.emitting_aux`), ``forward`` appends the
-    #: auxiliary channel to the logits; off, the output is the classes only (export, GUI).
+    #: True on a view made by :func:`~napari_unet.core.models.aux.with_distance` (never on the
+    #: model itself): ``forward`` appends the auxiliary channel to the logits; off, the output
+    #: is the classes only (export, GUI).
     emit_aux: bool = False
 
     def _decode(self, image: torch.Tensor) -> torch.Tensor:

@@ -189,23 +189,23 @@ def _pieces(
     """
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.inference.prediction import predict
-    from napari_unet.core.models.aux import emitting_aux
+    from napari_unet.core.models.aux import with_distance
 
+    net = with_distance(model, task == "instances")  # a distance head's seeds ride along
     pieces = []
     for item in items:
         for box in _regions(item):
             if len(pieces) >= MAX_REGIONS:
                 return pieces
             outer = _with_context(box, item.spatial_shape)
-            with emitting_aux(model, task == "instances"):  # a distance head's seeds
-                probabilities = predict(
-                    model,
-                    np.ascontiguousarray(item.image[(slice(None), *outer)]),
-                    "CYX",
-                    task=task,
-                    normalization=NormalizationConfig(mode="none"),
-                    config=predict_config,
-                )
+            probabilities = predict(
+                net,
+                np.ascontiguousarray(item.image[(slice(None), *outer)]),
+                "CYX",
+                task=task,
+                normalization=NormalizationConfig(mode="none"),
+                config=predict_config,
+            )
             core = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(box, outer))
             mask = item.mask[box]
             truth = np.where(mask, np.asarray(item.labels)[box], 0).astype(np.int64)
