@@ -124,11 +124,14 @@ class SessionTrainer:
         if extra["versions"]:
             from napari_unet.core.checkpoint.format import load_checkpoint
             from napari_unet.core.config import LR_FINETUNE
+            from napari_unet.core.simulation.versions import Version, checkpoint_postprocess
 
             self.start_from = extra["versions"][-1]
             # later rounds fine-tune a trained version: the GUI's default learning rate for that
             self.train_config = {**self.train_config, "lr": LR_FINETUNE}
-            model = load_checkpoint(self.session.version_path(self.start_from)).model
+            loaded = load_checkpoint(self.session.version_path(self.start_from))
+            # the published version with its own (re-tuned) post-processing, as simulate scores it
+            model = Version(loaded.model, checkpoint_postprocess(loaded.info, self.simulate.task))
         extra["model_version"] = self.start_from if extra["versions"] or self.extras else "start"
         if not extra["versions"] and self.extras:
             extra["model_version"] = self.extras[-1]["model_version"]

@@ -118,6 +118,7 @@ def _printer(spec: Dataset, records: list):
 
 def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path) -> dict:
     """Run the rounds on one data set; returns its flat, prefixed results."""
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.inference.prediction import PredictConfig
@@ -127,6 +128,7 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
         iter_simulate,
         mapped_truth,
     )
+    from napari_unet.core.simulation.versions import checkpoint_postprocess
     from napari_unet.session import Session
 
     normalization = NormalizationConfig()
@@ -164,7 +166,8 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
     records: list[RoundRecord] = []
 
     show = _printer(spec, records)
-    events = iter_simulate(model, items, config, trainer=hook)
+    own = checkpoint_postprocess(read_checkpoint_info(start), config.task)  # the start's own
+    events = iter_simulate(model, items, config, trainer=hook, postprocess=own)
     result = run_to_end(events, show)
     return summarize(spec, records, hook.extras, result, session, n_eval)
 

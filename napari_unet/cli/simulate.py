@@ -24,6 +24,7 @@ from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_
 if TYPE_CHECKING:
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.models import SegmentationNet
+    from napari_unet.core.postprocess.config import PostprocessConfig
     from napari_unet.core.simulation.experiment import SimulateConfig
     from napari_unet.core.training.items import TrainingItem
     from napari_unet.core.training.targets import LabelMap
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     label_map = parse_label_map(args.label_map) if args.label_map else None
-    model, items, normalization = _start_model(args, label_map)
+    model, items, normalization, postprocess = _start_model(args, label_map)
     data = _checked_data(args, model, items, label_map)
     config = _simulate_config(args, label_map, normalization, data)
     show = functools.partial(_show, task=args.task, due=Every(LINE_INTERVAL_S))
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         work_dir=str(args.work_dir) if args.work_dir else None,
         start_trained=bool(args.init) or args.model not in list_architectures(),
+        postprocess=postprocess,
     )
     result = run_to_end(events, show)
     summary = result.to_dict(_run_description(args, config, model, len(items)))
@@ -124,9 +126,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _start_model(
     args: argparse.Namespace, label_map: LabelMap | None
-) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig]:
-    """``(start model, the labelled images, their normalisation)``: ``--init`` (or the built-in
-    ``--model``) when given, else a new ``--model`` built for the data."""
+) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig, PostprocessConfig | None]:
+    """``(start model, the labelled images, their normalisation, its own post-processing)``:
+    ``--init`` (or the built-in ``--model``) with its stored post-processing when given, else a
+    new ``--model`` built for the data (None: the defaults)."""
     from napari_unet.cli.train import load_pairs
     from napari_unet.core.checkpoint.format import (
         builtin_checkpoints,
@@ -146,8 +149,8 @@ def _start_model(
     if items is None:
         items = load_pairs(args.images, args.labels, task=args.task, normalization=normalization)
     if path is not None:
-        model, items = _fitted_start(path, items, args.task, label_map)
-        return model, items, normalization
+        model, items, postprocess = _fitted_start(path, items, args.task, label_map)
+        return model, items, normalization, postprocess
     extra = {"depth": args.depth, "base_channels": args.base_channels}
     model = new_model_for(
         args.model,
@@ -158,26 +161,28 @@ def _start_model(
         **{k: v for k, v in extra.items() if v is not None},
     )
     model.context_slices = radius
-    return model, items, normalization
+    return model, items, normalization, None
 
 
 def _fitted_start(
     path: Path, items: list, task: str, label_map: LabelMap | None
-) -> tuple[SegmentationNet, list[TrainingItem]]:
+) -> tuple[SegmentationNet, list[TrainingItem], PostprocessConfig]:
     """The checkpoint at ``path`` loaded and fitted to ``items`` (``core.checkpoint.start_fit``:
     a wider head, the channels adapted; the fitted copy lives in a temporary folder only while
-    it is loaded), and the items as it takes them."""
+    it is loaded), the items as it takes them, and its stored post-processing."""
     import tempfile
 
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.checkpoint.start_fit import fit_start
+    from napari_unet.core.simulation.versions import checkpoint_postprocess
 
     with tempfile.TemporaryDirectory(prefix="napari-unet-start-") as folder:
         fitted = fit_start(path, items, folder, task=task, label_map=label_map)
         if fitted.note:
             PROGRESS.info("%s", fitted.note)
-        return load_checkpoint(fitted.path).model, fitted.items
+        loaded = load_checkpoint(fitted.path)
+        return loaded.model, fitted.items, checkpoint_postprocess(loaded.info, task)
 
 
 def _checked_data(

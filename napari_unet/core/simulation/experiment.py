@@ -25,11 +25,13 @@ from typing import Any
 
 from napari_unet.core.errors import UserInputError
 from napari_unet.core.generators import run_to_end
+from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.simulation.config import (  # noqa: F401 (SIMULATE_TASKS: re-export)
     PRIMARY_METRIC,
     SIMULATE_TASKS,
     SimulateConfig,
 )
+from napari_unet.core.simulation.guard import default_trainer
 from napari_unet.core.simulation.parts import (
     correction_effort,
     mapped_truth,
@@ -45,6 +47,7 @@ from napari_unet.core.simulation.records import (
     SimulateProgress,
     SimulateResult,
 )
+from napari_unet.core.simulation.versions import Version, as_version
 from napari_unet.core.training.config import StepEvent
 from napari_unet.core.training.items import TrainingItem
 
@@ -69,20 +72,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``trainer(model, items, round_index) -> generator of events returning the trained model``:
-#: trains on every corrected item, continuing from ``model``.
+#: ``trainer(model, items, round_index) -> generator of events returning the trained model``
+#: (or a :class:`~napari_unet.core.simulation.versions.Version`: the model with its own
+#: post-processing; a plain model keeps its parent's): trains on every corrected item,
+#: continuing from ``model``.
 Trainer = Callable[[Any, list[TrainingItem], int], Generator[Any, None, Any]]
-
-
-def default_trainer(
-    config: SimulateConfig, work_dir: str, *, start_trained: bool = False
-) -> Trainer:
-    """The :data:`Trainer` running :func:`~napari_unet.core.training.loop.iter_train` in place;
-    a round from a trained model keeps its parent unless it beats it on held-back tiles
-    (:func:`~napari_unet.core.simulation.guard.guarded_trainer`)."""
-    from napari_unet.core.simulation.guard import guarded_trainer
-
-    return guarded_trainer(config, work_dir, start_trained=start_trained)
 
 
 def iter_simulate(
@@ -94,6 +88,7 @@ def iter_simulate(
     work_dir: str | None = None,
     stop: Callable[[], bool] | None = None,
     start_trained: bool = False,
+    postprocess: PostprocessConfig | None = None,
 ) -> Generator[SimulateEvent, None, SimulateResult]:
     """Run the experiment; yields progress and one :class:`RoundRecord` per round.
 
@@ -109,6 +104,11 @@ def iter_simulate(
         stop: called between steps of work; True ends the experiment after the current round.
         start_trained: ``model`` is a trained model (a built-in or checkpoint): round 1 keeps it
             unless the fine-tune beats it on held-back tiles (later rounds always do this).
+        postprocess: the initial model's own post-processing (a checkpoint's stored settings,
+            :func:`~napari_unet.core.simulation.versions.checkpoint_postprocess`; default:
+            ``config.postprocess_config``). Each round's model is scored with its own: the
+            default trainer re-tunes it after every fine-tune (a trainer that returns a plain
+            model keeps its parent's).
 
     Returns:
         The :class:`SimulateResult` (rounds done so far when stopped).
@@ -121,21 +121,13 @@ def iter_simulate(
     if work_dir is None and trainer is None:
         cleanup = tempfile.TemporaryDirectory(prefix="napari-unet-simulate-")
         work_dir = cleanup.name
-    trainer = trainer or default_trainer(config, str(work_dir), start_trained=start_trained)
+    version = Version(model, postprocess or config.postprocess_config)
+    trainer = trainer or default_trainer(
+        config, str(work_dir), start_trained=start_trained, postprocess=version.postprocess
+    )
     records: list[RoundRecord] = []
     try:
-        metrics = yield from _evaluate(plan, model, 0)
-        record = RoundRecord(0, 0, (), 0.0, 0.0, 0, 0, 0, metrics)
-        records.append(record)
-        yield record
-        corrected: list[TrainingItem] = []
-        for r in range(1, config.rounds + 1):
-            if plan.should_stop():
-                break
-            cumulative = records[-1].cumulative_minutes
-            model, record = yield from _round(plan, trainer, model, r, corrected, cumulative)
-            records.append(record)
-            yield record
+        version = yield from _rounds(plan, trainer, version, records)
     finally:
         if cleanup is not None:
             cleanup.cleanup()
@@ -143,8 +135,28 @@ def iter_simulate(
         rounds=tuple(records),
         held_out=tuple(plan.names[i] for i in plan.held),
         corrected=tuple(plan.names[i] for i in plan.order),
-        model=model,
+        model=version.model,
     )
+
+
+def _rounds(
+    plan: _Plan, trainer: Trainer, version: Version, records: list[RoundRecord]
+) -> Generator[SimulateEvent, None, Version]:
+    """Round 0 (``version`` scored), then the rounds until done or stopped; each record is
+    appended to ``records`` and yielded. Returns the last round's version."""
+    metrics = yield from _evaluate(plan, version, 0)
+    settings = version.postprocess.to_dict()
+    records.append(RoundRecord(0, 0, (), 0.0, 0.0, 0, 0, 0, metrics, postprocess=settings))
+    yield records[-1]
+    corrected: list[TrainingItem] = []
+    for r in range(1, plan.config.rounds + 1):
+        if plan.should_stop():
+            break
+        cumulative = records[-1].cumulative_minutes
+        version, record = yield from _round(plan, trainer, version, r, corrected, cumulative)
+        records.append(record)
+        yield record
+    return version
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -187,27 +199,30 @@ def _never() -> bool:
     return False
 
 
-def _evaluate(plan: _Plan, model: Any, round_index: int) -> Generator[SimulateEvent, None, dict]:
-    """Score ``model`` on the held-out images; returns the mean metrics."""
+def _evaluate(
+    plan: _Plan, version: Version, round_index: int
+) -> Generator[SimulateEvent, None, dict]:
+    """Score ``version`` (with its own post-processing) on the held-out images; returns the
+    mean metrics."""
     from napari_unet.core.evaluation.score import evaluate_pair
 
     rows = []
     for done, i in enumerate(plan.held, start=1):
-        pred = predict_labels(model, plan.items[i].image, plan.config)
+        pred = predict_labels(version.model, plan.items[i].image, plan.config, version.postprocess)
         rows.append(evaluate_pair(pred, plan.truths[i], task=plan.config.task))
         yield SimulateProgress(round_index, "evaluate", done, len(plan.held))
     return mean_metrics(rows)
 
 
 def _correct(
-    plan: _Plan, model: Any, new: list[int], round_index: int, corrected: list[TrainingItem]
+    plan: _Plan, version: Version, new: list[int], round_index: int, corrected: list[TrainingItem]
 ) -> Generator[SimulateEvent, None, tuple[int, int]]:
     """Predict the round's new images and "correct" them (appended to ``corrected``); returns
     the correction effort ``(pixels, objects)``."""
     config = plan.config
     pixels = objects = 0
     for done, i in enumerate(new, start=1):
-        pred = predict_labels(model, plan.items[i].image, config)
+        pred = predict_labels(version.model, plan.items[i].image, config, version.postprocess)
         p, o = correction_effort(pred, plan.truths[i], task=config.task)
         pixels, objects = pixels + p, objects + o
         corrected.append(dataclasses.replace(plan.items[i], annotated_mask=None))
@@ -218,20 +233,20 @@ def _correct(
 def _round(
     plan: _Plan,
     trainer: Trainer,
-    model: Any,
+    version: Version,
     r: int,
     corrected: list[TrainingItem],
     cumulative: float,
-) -> Generator[SimulateEvent, None, tuple[Any, RoundRecord]]:
-    """Round ``r``: correct the next images, fine-tune, score; returns ``(model, record)``."""
+) -> Generator[SimulateEvent, None, tuple[Version, RoundRecord]]:
+    """Round ``r``: correct the next images, fine-tune, score; returns ``(version, record)``."""
     config = plan.config
     new = plan.order[(r - 1) * config.per_round : r * config.per_round]
-    pixels, objects = yield from _correct(plan, model, new, r, corrected)
-    model, steps, seconds, note = yield from _train_round(
-        trainer, model, corrected, r, config, plan.should_stop
+    pixels, objects = yield from _correct(plan, version, new, r, corrected)
+    version, steps, seconds, note = yield from _train_round(
+        trainer, version, corrected, r, config, plan.should_stop
     )
     cumulative += seconds / 60.0
-    metrics = yield from _evaluate(plan, model, r)
+    metrics = yield from _evaluate(plan, version, r)
     record = RoundRecord(
         round=r,
         corrected_images=len(corrected),
@@ -243,29 +258,31 @@ def _round(
         objects_corrected=objects,
         metrics=metrics,
         note=note,
+        postprocess=version.postprocess.to_dict(),
     )
     logger.info("round %d: %d steps, %s", r, steps, metrics)
-    return model, record
+    return version, record
 
 
 def _train_round(
     trainer: Trainer,
-    model: Any,
+    version: Version,
     corrected: list[TrainingItem],
     round_index: int,
     config: SimulateConfig,
     should_stop: Callable[[], bool],
-) -> Generator[SimulateEvent, None, tuple[Any, int, float, str]]:
-    """Run ``trainer`` on the corrected pool; returns ``(model, steps, seconds, note)`` (note:
+) -> Generator[SimulateEvent, None, tuple[Version, int, float, str]]:
+    """Run ``trainer`` on the corrected pool; returns ``(version, steps, seconds, note)`` (note:
     why the parent was kept, else "")."""
     total = config.steps_per_round or (0 if config.minutes else config.train.steps or 0)
     steps, start, note = 0, time.perf_counter(), ""
-    events = trainer(model, list(corrected), round_index)
+    events = trainer(version.model, list(corrected), round_index)
+    parent = version
     while True:
         try:
             event = next(events)
         except StopIteration as done:
-            model = done.value if done.value is not None else model
+            version = as_version(done.value, parent)
             break
         if isinstance(event, StepEvent):
             steps = event.step
@@ -275,7 +292,7 @@ def _train_round(
                 break
         elif isinstance(event, ParentKept):
             note = event.message
-    return model, steps, time.perf_counter() - start, note
+    return version, steps, time.perf_counter() - start, note
 
 
 def simulate(*args: Any, **kwargs: Any) -> SimulateResult:

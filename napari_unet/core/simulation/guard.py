@@ -2,11 +2,15 @@
 
 A round whose start model is trained (a built-in or checkpoint given with ``--init``, or any round
 after the first) holds back tiles of the corrected images (``TrainConfig.val_fraction``, else
-:data:`GUARD_FRACTION`), scores the parent there, trains with those tiles as validation and keeps
-the best model only when it scores higher than the parent; otherwise the parent goes on to the
-next round and a :class:`~napari_unet.core.simulation.records.ParentKept` record says so
-("version not published: held-back score 0.610 < parent 0.650"). A round from a fresh model trains
-on every corrected pixel, as before.
+:data:`GUARD_FRACTION`) and trains with those tiles as validation. The best model's
+post-processing is then re-tuned there from its parent's settings
+(:func:`~napari_unet.core.simulation.versions.tuned_postprocess`), and the two versions are
+scored on the held-back tiles, each with its own post-processing
+(:func:`~napari_unet.core.simulation.versions.held_back_score`: AP@0.5 for instances). The
+fine-tuned version goes on only when it scores higher than the parent; otherwise the parent goes
+on to the next round and a :class:`~napari_unet.core.simulation.records.ParentKept` record says so
+("version not published: held-back score 0.610 < parent 0.650"). A round from a fresh model
+trains on every corrected pixel, as before, and keeps its parent's post-processing.
 """
 
 from __future__ import annotations
@@ -14,11 +18,24 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.simulation.config import SimulateConfig
 from napari_unet.core.simulation.records import ParentKept
+from napari_unet.core.simulation.versions import (
+    Version,
+    held_back_score,
+    score_model,
+    tuned_postprocess,
+)
 from napari_unet.core.training.guard import skip_message
 
-__all__ = ["GUARD_FRACTION", "guarded_trainer", "score_model"]
+__all__ = [
+    "GUARD_FRACTION",
+    "GuardedTrainer",
+    "default_trainer",
+    "guarded_trainer",
+    "score_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -26,55 +43,81 @@ logger = logging.getLogger(__name__)
 GUARD_FRACTION = 0.1
 
 
-def score_model(model: Any, val_items: list[Any], config: Any) -> float | None:
-    """The validation score of ``model`` on ``val_items``, computed as the training loop does."""
-    from napari_unet.core.device import get_device
-    from napari_unet.core.training.losses import SegmentationLoss
-    from napari_unet.core.training.state import build_pools
-    from napari_unet.core.training.validation import evaluate
-
-    _, validation, _ = build_pools(model, [], val_items, config)
-    batches = validation.validation_batches(config.batch_size)
-    if not batches:
-        return None
-    device = get_device(config.device)
-    model.to(device)
-    loss_fn = SegmentationLoss(config.loss, config.task)
-    metrics = evaluate(model, batches, task=config.task, loss_fn=loss_fn, device=device)
-    model.to("cpu")
-    return float(metrics["score"])
-
-
-def guarded_trainer(config: SimulateConfig, work_dir: str, *, start_trained: bool) -> Any:
+class GuardedTrainer:
     """The experiment's default trainer (:data:`~napari_unet.core.simulation.experiment.Trainer`):
-    :func:`~napari_unet.core.training.loop.iter_train` in place, guarded as the module says."""
-    from napari_unet.core.training.loop import iter_train
-    from napari_unet.core.training.split import split_validation
+    :func:`~napari_unet.core.training.loop.iter_train` in place, guarded as the module says.
 
-    def trainer(model: Any, items: list[Any], round_index: int):
-        train_config = config.round_train_config(round_index, f"{work_dir}/round_{round_index}")
+    Calling it returns the round's generator, which returns a
+    :class:`~napari_unet.core.simulation.versions.Version`. ``postprocess`` is the own
+    post-processing of the model it is given: the start model's, then that of the version it
+    last returned (the experiment hands each round's version to the next round).
+    """
+
+    def __init__(
+        self,
+        config: SimulateConfig,
+        work_dir: str,
+        *,
+        start_trained: bool,
+        postprocess: PostprocessConfig | None = None,
+    ) -> None:
+        self.config, self.work_dir, self.start_trained = config, work_dir, start_trained
+        self.postprocess = postprocess or config.postprocess_config
+
+    def __call__(self, model: Any, items: list[Any], round_index: int):
+        return self._round(model, items, round_index)
+
+    def _round(self, model: Any, items: list[Any], round_index: int):
+        from napari_unet.core.training.loop import iter_train
+        from napari_unet.core.training.split import split_validation
+
+        config = self.config
+        folder = f"{self.work_dir}/round_{round_index}"
+        train_config = config.round_train_config(round_index, folder)
         fraction = train_config.val_fraction or GUARD_FRACTION
         train, val = split_validation(
             items, fraction, tile=train_config.val_tile, seed=train_config.seed
         )
         train, items = _flat(train, model, config), _flat(items, model, config)
-        if not (start_trained or round_index > 1) or not val:
+        parent = Version(model, self.postprocess)
+        if not (self.start_trained or round_index > 1) or not val:
             yield from iter_train(model, items, train_config, parent=None)
-            return model
+            return parent  # trained in place; the parent's post-processing goes on
         parent_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        parent_score = score_model(model, val, train_config)
-        result = yield from iter_train(model, train, train_config, val_items=val, parent=None)
-        score = result.best_metrics.get("score")
+        parent_score = held_back_score(parent, val, train_config, config.predict)
+        untuned = train_config.replace(tune_postprocess=False)  # tuned below, from the parent's
+        result = yield from iter_train(model, train, untuned, val_items=val, parent=None)
+        if result.best_path is not None:
+            _load_best(model, result.best_path)
+        own = tuned_postprocess(model, parent.postprocess, val, train_config, config.predict)
+        score = held_back_score(Version(model, own), val, train_config, config.predict)
         refused = skip_message(score, parent_score)
         if refused is not None:
             model.load_state_dict(parent_state)
             logger.info("round %d: %s", round_index, refused)
             yield ParentKept(round_index, float(score), float(parent_score), refused)
-        else:
-            _load_best(model, result.best_path)
-        return model
+            return parent
+        self.postprocess = own
+        return Version(model, own)
 
-    return trainer
+
+def default_trainer(
+    config: SimulateConfig,
+    work_dir: str,
+    *,
+    start_trained: bool = False,
+    postprocess: PostprocessConfig | None = None,
+) -> GuardedTrainer:
+    """The experiment's default :data:`~napari_unet.core.simulation.experiment.Trainer`:
+    :func:`~napari_unet.core.training.loop.iter_train` in place; a round from a trained model
+    keeps its parent unless it beats it on held-back tiles, each scored with its own
+    post-processing (``postprocess``: the start model's; default ``config.postprocess_config``).
+    """
+    return GuardedTrainer(config, work_dir, start_trained=start_trained, postprocess=postprocess)
+
+
+#: The name the experiment's default trainer had (tests and scripts call it).
+guarded_trainer = default_trainer
 
 
 def _flat(items: list[Any], model: Any, config: SimulateConfig) -> list[Any]:

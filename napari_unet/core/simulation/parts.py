@@ -90,22 +90,26 @@ def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     return means
 
 
-def predict_labels(model: Any, image: np.ndarray, config: Any) -> np.ndarray:
-    """(Y, X) labels of a normalised (C, Y, X) float32 image."""
+def predict_labels(
+    model: Any, image: np.ndarray, config: Any, postprocess: Any = None
+) -> np.ndarray:
+    """(Y, X) labels of a normalised (C, Y, X) float32 image made with ``postprocess`` (the
+    model's own; default: ``config.postprocess_config``); distance seeds take the model's
+    distance channel (:func:`~napari_unet.core.models.aux.labelling_net`)."""
     from napari_unet.core.inference.prediction import predict
+    from napari_unet.core.models.aux import labelling_net
     from napari_unet.core.postprocess.labels import labels_from_probabilities
 
+    postprocess = postprocess or config.postprocess_config
     probabilities = predict(
-        model,
+        labelling_net(model, postprocess),
         image,
         "CYX",
         task=config.task,
         normalization=NormalizationConfig(mode="none"),
         config=config.predict,
     )
-    return labels_from_probabilities(
-        probabilities, task=config.task, config=config.postprocess_config
-    )
+    return labels_from_probabilities(probabilities, task=config.task, config=postprocess)
 
 
 def new_model_for(

@@ -33,6 +33,8 @@ class RoundRecord:
             images (NaN where undefined on every image).
         note: why the round's model was not kept ("version not published: held-back score
             0.610 < parent 0.650"; the parent went on), else "".
+        postprocess: the post-processing the held-out images were labelled with: the round's
+            model's own (``PostprocessConfig.to_dict()``).
     """
 
     round: int
@@ -45,6 +47,7 @@ class RoundRecord:
     objects_corrected: int
     metrics: dict
     note: str = ""
+    postprocess: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN/Inf metrics become None)."""
