@@ -63,8 +63,8 @@ class TrainConfig(Config):
             units (AVX512-BF16/AMX: 2.4x the fp32 patches/s in bench_train), off elsewhere.
         channels_last: channels-last memory format for model and batches.
         val_fraction: fraction of annotated ``val_tile`` tiles held back for validation.
-        val_every: steps between validations (and ``latest.pt`` writes); a ``minutes`` budget
-            also validates by time (:mod:`~napari_unet.core.training.cadence`).
+        val_every: steps between validations; a ``minutes`` budget also validates by time
+            (:mod:`~napari_unet.core.training.cadence`: also when ``latest.pt`` is written).
         early_stopping_patience: stop after this many validations without improvement.
         seed: makes a run reproducible on the CPU.
         freeze_encoder: train only the decoder (``model.encoder_parameters()`` frozen).

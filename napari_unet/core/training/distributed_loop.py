@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from napari_unet.core.device import get_device
-from napari_unet.core.training.cadence import validation_due
+from napari_unet.core.training.cadence import latest_due, validation_due
 from napari_unet.core.training.config import StepEvent, TrainConfig, TrainEvent, TrainResult
 from napari_unet.core.training.distributed import (
     DistributedStepRunner,
@@ -149,9 +149,10 @@ def _loop(
             progress.bad_validations = 0 if improved else progress.bad_validations + 1
         else:
             run.schedule.observe(-loss)  # the mean over the ranks: the same everywhere
-        if group.rank == 0:
-            yield _save_latest(run, progress)
-        progress.last_saved = progress.step
+        if latest_due(agreed, progress.last_saved, progress.saved_s):
+            if group.rank == 0:
+                yield _save_latest(run, progress)
+            progress.last_saved, progress.saved_s = progress.step, agreed
         patience = config.early_stopping_patience
         if patience is not None and progress.val_batches and progress.bad_validations >= patience:
             return "early_stopping"

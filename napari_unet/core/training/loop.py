@@ -29,7 +29,7 @@ import torch
 from napari_unet.core.device import get_device
 from napari_unet.core.generators import run_to_end
 from napari_unet.core.training.augment import AugmentConfig
-from napari_unet.core.training.cadence import validation_due
+from napari_unet.core.training.cadence import latest_due, validation_due
 from napari_unet.core.training.config import (
     CheckpointEvent,
     StepEvent,
@@ -188,8 +188,8 @@ def _loop(
             progress.bad_validations = 0 if improved else progress.bad_validations + 1
         else:
             run.schedule.observe(-loss)
-        yield _save_latest(run, progress)
-        progress.last_saved = progress.step
+        if latest_due(progress.elapsed, progress.last_saved, progress.saved_s):
+            yield _save_latest(run, progress)
         patience = config.early_stopping_patience
         if patience is not None and progress.val_batches and progress.bad_validations >= patience:
             return "early_stopping"
@@ -269,6 +269,7 @@ def _save_latest(run: RunParts, progress: RunProgress) -> CheckpointEvent:
         },
     )
     path = run.writer.write("latest", _provenance(run, progress, progress.best_metrics), state)
+    progress.last_saved, progress.saved_s = progress.step, progress.elapsed
     return CheckpointEvent(step=progress.step, path=path, kind="latest")
 
 

@@ -69,6 +69,7 @@ class RunProgress:
     last_validated: int = 0
     validated_s: float = 0.0  # the clock at the last validation (time-based cadence)
     last_saved: int = -1
+    saved_s: float = 0.0  # the clock at the last ``latest.pt`` (cadence.latest_due)
 
 
 def _prepare_model(
