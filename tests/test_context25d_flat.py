@@ -125,7 +125,7 @@ def test_simulate_adds_flat_copies_after_the_held_back_split(tmp_path, monkeypat
 
     monkeypatch.setattr(loop, "iter_train", fake_iter_train)
     monkeypatch.setattr(guard, "held_back_score", lambda *a: 1.0)  # the parent wins
-    monkeypatch.setattr(guard, "tuned_postprocess", lambda model, parent, *a: parent)
+    monkeypatch.setattr(guard, "tuned_postprocess", lambda model, parent, *a: (parent, 1.0))
     model = torch.nn.Conv2d(3, 1, 1)
     model.context_slices = 1
     config = SimulateConfig(task="binary", train=TrainConfig(val_fraction=0.3, val_tile=16))

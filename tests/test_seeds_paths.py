@@ -202,3 +202,23 @@ def test_the_distance_view_shares_the_weights_and_leaves_the_model_alone():
         assert labelling_net(model, other) is model
     plain = build_model("unet", depth=1, base_channels=4, out_channels=3)
     assert labelling_net(plain, distance) is plain
+
+
+def test_simulate_labels_a_distance_start_model_with_its_distance_seeds(distance_model):
+    """``simulate`` (``core.simulation.parts.predict_labels``) labelled every model with the
+    default post-processing, interior seeds included; now with the model's own."""
+    from napari_unet.core.inference.normalization import normalize
+    from napari_unet.core.simulation.config import SimulateConfig
+    from napari_unet.core.simulation.parts import predict_labels
+    from napari_unet.core.simulation.versions import checkpoint_postprocess
+
+    loaded = load_checkpoint(distance_model)
+    own = checkpoint_postprocess(loaded.info, "instances")
+    assert own.seeds == "distance" and own.output == "instances"
+    pixels = image()
+    normalised = normalize(pixels[None].astype(np.float32), loaded.info.normalization_config())
+    labels = predict_labels(loaded.model, normalised, SimulateConfig(task="instances",
+                            predict=CONFIG), own)  # fmt: skip
+    expected = reference_labels(distance_model, pixels)
+    assert labels.max() == expected.max() > 2
+    same_objects(labels, expected)

@@ -89,8 +89,7 @@ class GuardedTrainer:
         result = yield from iter_train(model, train, untuned, val_items=val, parent=None)
         if result.best_path is not None:
             _load_best(model, result.best_path)
-        own = tuned_postprocess(model, parent.postprocess, val, train_config, config.predict)
-        score = held_back_score(Version(model, own), val, train_config, config.predict)
+        own, score = tuned_postprocess(model, parent.postprocess, val, train_config, config.predict)
         refused = skip_message(score, parent_score)
         if refused is not None:
             model.load_state_dict(parent_state)

@@ -136,9 +136,13 @@ def tuned_postprocess(
     val_items: Sequence[TrainingItem],
     train_config: Any,
     predict_config: Any,
-) -> PostprocessConfig:
-    """A fine-tuned ``model``'s own post-processing: ``parent``'s settings re-tuned on the
-    held-back tiles (``core.training.retune``'s search; kept when nothing scores higher)."""
+) -> tuple[PostprocessConfig, float | None]:
+    """A fine-tuned ``model``'s own post-processing and its :func:`held_back_score`.
+
+    The settings are ``parent``'s re-tuned on the held-back tiles (``core.training.retune``'s
+    search; ``parent``'s kept when nothing scores higher); the score is the search's score of
+    the chosen settings, the value :func:`held_back_score` gives (one prediction of the tiles).
+    """
     task = train_config.task
     if task == "instances":
         from napari_unet.core.training.operating_point import choose_operating_point
@@ -147,17 +151,18 @@ def tuned_postprocess(
             model, val_items, base=parent, predict_config=predict_config,
             tile=train_config.val_tile,
         )  # fmt: skip
-    elif _semantic_tunable(model, task):
-        from napari_unet.core.training.operating_point_semantic import (
-            choose_semantic_operating_point,
-        )
+        return (parent, None) if point is None else (point.config, point.ap50)
+    if not _semantic_tunable(model, task):
+        return parent, score_model(model, list(val_items), train_config)
+    from napari_unet.core.training.operating_point_semantic import (
+        choose_semantic_operating_point,
+    )
 
-        point = choose_semantic_operating_point(
-            model, val_items, task=task, base=parent, predict_config=predict_config,
-            tile=train_config.val_tile, targets=train_config.targets,
-        )  # fmt: skip
-    else:
-        return parent
+    point = choose_semantic_operating_point(
+        model, val_items, task=task, base=parent, predict_config=predict_config,
+        tile=train_config.val_tile, targets=train_config.targets,
+    )  # fmt: skip
     if point is None:
-        return parent
-    return point.config.replace(output=parent.output)
+        return parent, None
+    score = 1.0 - point.score if point.metric == "rand_error" else point.score
+    return point.config.replace(output=parent.output), score
