@@ -79,12 +79,18 @@ class SessionTrainer:
         simulate: the ``SimulateConfig`` (how the snapshot prediction is made).
         train_config: the ``TrainConfig`` dict of every round's request.
         threads: torch threads of the trainer. in_process: call ``run_trainer`` here (debug).
+        postprocess: the start model's own post-processing (its checkpoint's stored settings;
+            default ``simulate.postprocess_config``); each published version's own replaces it.
+            The snapshot (what the user would correct) is labelled with it, as the Segment dock
+            labels with the version's own settings.
     """
 
     def __init__(
-        self, session, start, sources, truths, simulate, train_config, *, threads, in_process=False
-    ) -> None:
+        self, session, start, sources, truths, simulate, train_config, *, threads,
+        in_process=False, postprocess=None,
+    ) -> None:  # fmt: skip
         self.session, self.start_from = session, str(start)
+        self.postprocess = postprocess or simulate.postprocess_config
         self.sources, self.truths, self.simulate = sources, truths, simulate
         self.train_config, self.threads, self.in_process = train_config, threads, in_process
         self.written: dict[str, str] = {}  # item name -> session image id
@@ -97,7 +103,7 @@ class SessionTrainer:
         for item in items:
             if item.name in self.written:
                 continue
-            snapshot = predict_labels(model, item.image, self.simulate)
+            snapshot = predict_labels(model, item.image, self.simulate, self.postprocess)
             truth = self.truths[item.name]
             image_id = self.session.add_image(
                 item.name, axes="YX", source=self.sources[item.name], task=self.simulate.task
@@ -131,7 +137,8 @@ class SessionTrainer:
             self.train_config = {**self.train_config, "lr": LR_FINETUNE}
             loaded = load_checkpoint(self.session.version_path(self.start_from))
             # the published version with its own (re-tuned) post-processing, as simulate scores it
-            model = Version(loaded.model, checkpoint_postprocess(loaded.info, self.simulate.task))
+            self.postprocess = checkpoint_postprocess(loaded.info, self.simulate.task)
+            model = Version(loaded.model, self.postprocess)
         extra["model_version"] = self.start_from if extra["versions"] or self.extras else "start"
         if not extra["versions"] and self.extras:
             extra["model_version"] = self.extras[-1]["model_version"]

@@ -153,6 +153,7 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
     folder = (args.session_dir or work) / f"{spec.key}_session"
     session = Session.create(folder)
     truths = {item.name: mapped_truth(item.labels, label_map) for item in items}
+    own = checkpoint_postprocess(read_checkpoint_info(start), config.task)  # the start's own
     hook = SessionTrainer(
         session,
         start,
@@ -162,11 +163,11 @@ def run_dataset(spec: Dataset, args: argparse.Namespace, mode: dict, work: Path)
         train,
         threads=args.threads,
         in_process=args.in_process,
+        postprocess=own,
     )
     records: list[RoundRecord] = []
 
     show = _printer(spec, records)
-    own = checkpoint_postprocess(read_checkpoint_info(start), config.task)  # the start's own
     events = iter_simulate(model, items, config, trainer=hook, postprocess=own)
     result = run_to_end(events, show)
     return summarize(spec, records, hook.extras, result, session, n_eval)

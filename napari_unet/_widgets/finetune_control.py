@@ -87,8 +87,14 @@ class TrainingControl:
         """A version was published: mark it, announce it to the Segment dock."""
         self.plot.add_version(event.step, event.version_id)
         self.scores.published = event.version_id
-        self.status.setText(R.version_text(event))
+        self.status.setText(R.version_text(event) + held_back_text(event.metrics))
         self.loop.add_version(event.version_id)
+
+    def on_skipped(self, event: Any) -> None:
+        """A best model was not published (``VersionSkipped``): why, with both scores."""
+        kept = self.scores.published or "the start model"
+        message = event.message[:1].upper() + event.message[1:]
+        self.status.setText(f"Step {event.step}: {message}; {kept} stays.")
 
     def on_pool_changed(self, event: Any) -> None:
         """The trainer's pool (``PoolChanged``): say what it trains on."""
@@ -118,3 +124,13 @@ class TrainingControl:
         running = self.client.running
         args = (self._started_at, self._last_step, self._last_step_at, request)
         self.timing.setText(R.timing_text(*args, running=running))
+
+
+def held_back_text(metrics: dict) -> str:
+    """`` Held-back AP@0.5 0.700 > parent 0.650.`` for a version's metrics (empty when it was
+    not compared with its parent)."""
+    score, parent = metrics.get("held_back_score"), metrics.get("parent_held_back_score")
+    if score is None:
+        return ""
+    against = "" if parent is None else f" > parent {parent:.3f}"
+    return f" Held-back {metrics.get('held_back_metric', 'score')} {score:.3f}{against}."

@@ -157,8 +157,9 @@ class FinetunePanel(TrainingControl, QWidget):
         client.finished.connect(self.on_finished)
         client.failed.connect(self.on_failed)
         client.running_changed.connect(self._on_running)
-        if hasattr(client, "pool_changed"):
-            client.pool_changed.connect(self.on_pool_changed)
+        for name, slot in (("pool_changed", self.on_pool_changed), ("skipped", self.on_skipped)):
+            if hasattr(client, name):  # a stand-in client may lack them
+                getattr(client, name).connect(slot)
 
     def _on_theme(self, event: Any = None) -> None:
         self.plot.set_theme(self.viewer.theme)

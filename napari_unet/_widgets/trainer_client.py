@@ -42,6 +42,7 @@ from napari_unet.trainer.events import (
     TrainerFinished,
     VersionPublished,
 )
+from napari_unet.trainer.guard import VersionSkipped
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ class TrainerClient(TrainerStopping, QObject):
             registered in the session.
         pool_changed(object): a :class:`PoolChanged` (the training pool at start, and after
             corrections were added in keep-learning mode).
+        skipped(object): a ``trainer.guard.VersionSkipped`` (step, score, parent_score,
+            message): a best model not published, as it did not beat its parent on the
+            held-back tiles; ``message`` says both scores in the metric's terms.
         finished(object): a :class:`TrainerFinished` (reason, steps, best_version).
         failed(str): the sentence to show (bad training data, a crash, a killed process).
         running_changed(bool): the process started (True) or is gone (False).
@@ -79,6 +83,7 @@ class TrainerClient(TrainerStopping, QObject):
     validation = Signal(object)
     version = Signal(object)
     pool_changed = Signal(object)
+    skipped = Signal(object)
     finished = Signal(object)
     failed = Signal(str)
     running_changed = Signal(bool)
@@ -233,6 +238,8 @@ class TrainerClient(TrainerStopping, QObject):
             self.version.emit(event)
         elif isinstance(event, PoolChanged):
             self.pool_changed.emit(event)
+        elif isinstance(event, VersionSkipped):
+            self.skipped.emit(event)
         elif isinstance(event, TrainerFinished):
             self._ended = True
             self.finished.emit(event)

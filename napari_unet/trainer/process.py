@@ -13,13 +13,15 @@ through a pipe — and talks through two queues:
   ``max_step_events_per_s``) and ``ValidationEvent``, and :class:`PoolChanged`,
   :class:`VersionPublished`, then exactly one :class:`TrainerFinished` or :class:`TrainerFailed`.
 
-Each improved model (a ``best`` checkpoint of ``core.training.loop.iter_train`` that beats the start
-model on the held-back tiles) is copied atomically into ``models/`` and registered with
-``Session.add_version`` — which validates the file first, so a trainer killed at any instant never
-leaves a truncated version. ``latest.pt`` (with the optimiser state, for resuming) lives in
-``runs/<run id>/`` of the session; the run holds ``runs/<run id>/.lock`` while it lives (the OS
-frees it if the process is killed), so that opening the session reclaims finished runs
-(keeping only the newest ``latest.pt``) but never touches a running one.
+Each improved model (a ``best`` checkpoint of ``core.training.loop.iter_train`` that, with its
+post-processing re-tuned on the held-back tiles, beats the start model with its own there: the rule
+of ``simulate``, :class:`~napari_unet.trainer.guard.ParentGuard`) is copied atomically into
+``models/``, its settings stored in it, and registered with ``Session.add_version`` — which
+validates the file first, so a trainer killed at any instant never leaves a truncated version.
+``latest.pt`` (with the optimiser state, for resuming) lives in ``runs/<run id>/`` of the session;
+the run holds ``runs/<run id>/.lock`` while it lives (the OS frees it if the process is killed),
+so that opening the session reclaims finished runs (keeping only the newest ``latest.pt``) but
+never touches a running one.
 
 No Qt, no napari: usable from scripts, e.g. ``bench_hitl``.
 """
@@ -46,7 +48,7 @@ from napari_unet.trainer.events import (
     TrainerFinished,
     VersionPublished,
 )
-from napari_unet.trainer.guard import VersionSkipped, held_back_now, skip_message
+from napari_unet.trainer.guard import ParentGuard, VersionSkipped, held_back_now
 from napari_unet.trainer.pool import TrainerPool
 from napari_unet.trainer.runs import RUNS_FOLDER, hold_resume_run, new_run_dir  # noqa: F401
 
@@ -118,16 +120,22 @@ class Trainer(TrainerPool):
             checkpoint_dir=str(self.run_dir),
             device=self.request.device,
             num_threads=self.request.threads,
+            tune_postprocess=False,  # each offered model is re-tuned by the guard (ParentGuard)
         )
 
     # ------------------------------------------------------------------ events
-    def _publish(self, path: Path, step: int, metrics: dict) -> None:
+    def _publish(self, path: Path, step: int, metrics: dict, settings: dict) -> None:
+        """Copy ``path`` into the session as a version; ``settings``: its re-tuned
+        post-processing and operating point (``Verdict.provenance``; empty: inherited)."""
         from napari_unet.core.checkpoint.stamp import copy_with_provenance
-
-        target = self.session.new_version_path(self.request.version_name or "model")
         from napari_unet.trainer.context import context_provenance
 
-        extra = {"fingerprint": self.fingerprint.to_dict(), **context_provenance(self.info)}
+        target = self.session.new_version_path(self.request.version_name or "model")
+        extra = {
+            "fingerprint": self.fingerprint.to_dict(),
+            **context_provenance(self.info),
+            **settings,
+        }
         copy_with_provenance(path, target, extra)
         name = None
         if self.request.version_name:
@@ -142,17 +150,17 @@ class Trainer(TrainerPool):
     def baseline(
         self, train: list[Any], val: list[Any] | None = None, *, announce: bool = True
     ) -> float | None:
-        """Validation score of the start model on ``val`` (default: the held-back tiles; None
-        without validation data); ``announce`` sends it as the step-0 validation."""
+        """The start model's score on ``val`` (default: the held-back tiles; None without
+        validation data) with its own post-processing, as offered models are judged
+        (:class:`ParentGuard`); ``announce`` sends its pixel validation metrics as the step-0
+        validation (the first point of the dock's curve)."""
         val = self.val_items if val is None else val
-        if not val:
-            return None
-        from napari_unet.core.training.config import ValidationEvent
+        if announce and val:
+            from napari_unet.core.training.config import ValidationEvent
 
-        metrics = start_metrics(self.start_path, train, val, self.config)
-        if announce:
+            metrics = start_metrics(self.start_path, train, val, self.config)
             self.send(ValidationEvent(step=0, metrics=dict(metrics), improved=False))
-        return float(metrics["score"])
+        return self.guard.score_parent(list(val), self.config)
 
     def run(self, control: Control) -> TrainerFinished:
         """Train until the budget is spent or ``stop`` is asked; returns the final event."""
@@ -164,7 +172,9 @@ class Trainer(TrainerPool):
         )
 
         train, val = self.gather()
-        baseline = self.baseline(train)
+        tune = self.request.train_config.tune_postprocess
+        self.guard = ParentGuard(self.start_path, self.info, self.config.device, tune=tune)
+        self.baseline(train)
         feed = Feed()
         events = iter_train(
             str(self.start_path),
@@ -185,7 +195,7 @@ class Trainer(TrainerPool):
                 break
             if self._take_corrections(control, feed):
                 # the held-back tiles changed: score the parent again on them
-                baseline = self._rescore_parent(train, feed.taken)
+                self._rescore_parent(train, feed.taken)
                 feed.taken.clear()
             if isinstance(event, StepEvent):
                 self._send_step(event)
@@ -194,30 +204,27 @@ class Trainer(TrainerPool):
                 best = dict(event.metrics) if event.improved else best
                 self.send(event)
             elif isinstance(event, CheckpointEvent) and event.kind == "best":
-                self._offer(event, best, baseline)
+                self._offer(event, best)
         self._send_step.flush()
         return TrainerFinished(result.reason, int(result.steps), self.published)
 
-    def _offer(self, event: Any, metrics: dict, baseline: float | None) -> None:
-        """Publish the best model unless it does not beat the parent on the held-back tiles."""
+    def _offer(self, event: Any, metrics: dict) -> None:
+        """Publish the best model unless it does not beat the parent on the held-back tiles,
+        each with its own post-processing (the child's re-tuned: :class:`ParentGuard`)."""
         if event.step == 0:
             logger.info("stopped before the first step: nothing to publish")
             return
-        score = metrics.get("score")
-        refused = skip_message(score, baseline)
-        if score is None and baseline is not None:  # e.g. stopped before the first validation
-            refused = (
-                f"version not published: not scored on the held-back tiles (parent {baseline:.3f})"
-            )
-        if refused is None:
-            self._publish(Path(event.path), event.step, metrics)
+        val = list(self.held.values())
+        outcome = self.guard.review(int(event.step), event.path, val, self.config, metrics)
+        if isinstance(outcome, VersionSkipped):
+            logger.info("%s", outcome.message)
+            self.send(outcome)
             return
-        logger.info("%s", refused)
-        score = float("nan") if score is None else float(score)
-        self.send(VersionSkipped(int(event.step), score, baseline, refused))
+        self._publish(Path(event.path), event.step, *outcome)
 
     def _rescore_parent(self, train: list[Any], taken: list[Any]) -> float | None:
-        """The start model's score on the held-back tiles after ``taken`` joined the pool."""
+        """The start model's held-back score once ``taken`` joined the pool (its tiles held
+        back as the core holds them back); offered models are judged on the same tiles."""
         held_back_now(self.held, taken, self.config)
         return self.baseline(train, list(self.held.values()), announce=False)
 

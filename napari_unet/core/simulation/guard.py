@@ -6,10 +6,11 @@ after the first) holds back tiles of the corrected images (``TrainConfig.val_fra
 post-processing is then re-tuned there from its parent's settings
 (:func:`~napari_unet.core.simulation.versions.tuned_postprocess`), and the two versions are
 scored on the held-back tiles, each with its own post-processing
-(:func:`~napari_unet.core.simulation.versions.held_back_score`: AP@0.5 for instances). The
-fine-tuned version goes on only when it scores higher than the parent; otherwise the parent goes
-on to the next round and a :class:`~napari_unet.core.simulation.records.ParentKept` record says so
-("version not published: held-back score 0.610 < parent 0.650"). A round from a fresh model
+(:func:`~napari_unet.core.simulation.versions.judge_child`, the rule the Fine-tune dock's trainer
+applies too: AP@0.5 for instances). The fine-tuned version goes on only when it scores higher than
+the parent; otherwise the parent goes on to the next round and a
+:class:`~napari_unet.core.simulation.records.ParentKept` record says so ("version not published:
+held-back AP@0.5 0.610 < parent 0.650"). A round from a fresh model
 trains on every corrected pixel, as before, and keeps its parent's post-processing.
 """
 
@@ -21,13 +22,7 @@ from typing import Any
 from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.simulation.config import SimulateConfig
 from napari_unet.core.simulation.records import ParentKept
-from napari_unet.core.simulation.versions import (
-    Version,
-    held_back_score,
-    score_model,
-    tuned_postprocess,
-)
-from napari_unet.core.training.guard import skip_message
+from napari_unet.core.simulation.versions import Version, held_back, judge_child, score_model
 
 __all__ = [
     "GUARD_FRACTION",
@@ -84,20 +79,20 @@ class GuardedTrainer:
             yield from iter_train(model, items, train_config, parent=None)
             return parent  # trained in place; the parent's post-processing goes on
         parent_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        parent_score = held_back_score(parent, val, train_config, config.predict)
+        parent_score = held_back(parent, val, train_config, config.predict)
         untuned = train_config.replace(tune_postprocess=False)  # tuned below, from the parent's
         result = yield from iter_train(model, train, untuned, val_items=val, parent=None)
         if result.best_path is not None:
             _load_best(model, result.best_path)
-        own, score = tuned_postprocess(model, parent.postprocess, val, train_config, config.predict)
-        refused = skip_message(score, parent_score)
-        if refused is not None:
+        verdict = judge_child(model, parent, parent_score, val, train_config, config.predict)
+        if not verdict.better:
             model.load_state_dict(parent_state)
-            logger.info("round %d: %s", round_index, refused)
-            yield ParentKept(round_index, float(score), float(parent_score), refused)
+            logger.info("round %d: %s", round_index, verdict.message)
+            score, kept = float(verdict.score.value), float(parent_score.value)
+            yield ParentKept(round_index, score, kept, verdict.message)
             return parent
-        self.postprocess = own
-        return Version(model, own)
+        self.postprocess = verdict.child.postprocess
+        return verdict.child
 
 
 def default_trainer(

@@ -7,7 +7,12 @@ on the held-back tiles from its parent's settings (:func:`tuned_postprocess`). T
 images are labelled with it, and the guard (:mod:`.guard`) compares a fine-tuned model with its
 parent on the held-back tiles each with its own (:func:`held_back_score`): AP@0.5 pooled over the
 tiles for instances, the class-1 IoU (or 1 - Rand error for membranes) for binary and 2-class
-semantic models, the training loop's validation score otherwise.
+semantic models, the training loop's validation score otherwise (3-D models too).
+:func:`judge_child` is the one rule every fine-tune path applies before a child replaces its
+parent — ``simulate``'s guard and the Fine-tune dock's trainer (so ``bench_hitl`` too): the child's
+settings re-tuned from the parent's, both versions scored on the same held-back tiles, the child
+kept only when it scores strictly higher; the refusal names the metric in the user's terms
+("version not published: held-back AP@0.5 0.610 < parent 0.650").
 """
 
 from __future__ import annotations
@@ -17,16 +22,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from napari_unet.core.postprocess.config import PostprocessConfig
+from napari_unet.core.training.guard import skip_message
 from napari_unet.core.training.items import TrainingItem
 
 __all__ = [
+    "HeldBackScore",
+    "Verdict",
     "Version",
     "as_version",
     "checkpoint_postprocess",
+    "held_back",
     "held_back_score",
+    "judge_child",
     "score_model",
     "tuned_postprocess",
 ]
+
+#: The metric of a model without a post-processing setting to tune (labels = argmax, 3-D).
+VALIDATION_SCORE = "validation score"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -57,34 +70,65 @@ def checkpoint_postprocess(info: Any, task: str) -> PostprocessConfig:
     return info.postprocess_config(output="instances" if task == "instances" else "semantic")
 
 
+@dataclasses.dataclass(frozen=True)
+class HeldBackScore:
+    """A version's score on the held-back tiles and what it measures.
+
+    Attributes:
+        value: higher is better; None: nothing to score there (no object, no class-1 pixel).
+        metric: the score's name in the user's terms: ``"AP@0.5"``, ``"foreground IoU"``
+            (binary), ``"class-1 IoU"``, ``"1 - Rand error"`` (membranes) or
+            :data:`VALIDATION_SCORE`.
+    """
+
+    value: float | None
+    metric: str
+
+
 def _semantic_tunable(model: Any, task: str) -> bool:
     from napari_unet.core.training.operating_point_semantic import tunable_semantic
 
     return tunable_semantic(task, int(getattr(model, "out_channels", 0)))
 
 
-def held_back_score(
+def _flat(model: Any) -> bool:
+    """True for a model whose labels the 2-D operating point makes (a 3-D model's are 3-D)."""
+    return int(getattr(model, "spatial_dims", 2) or 2) == 2
+
+
+def _iou_name(task: str) -> str:
+    return "foreground IoU" if task == "binary" else "class-1 IoU"
+
+
+def held_back(
     version: Version, val_items: Sequence[TrainingItem], train_config: Any, predict_config: Any
-) -> float | None:
-    """The score of ``version`` (its model with its post-processing) on the held-back tiles
-    (higher is better; None: nothing to score there).
+) -> HeldBackScore:
+    """The score of ``version`` (its model with its post-processing) on the held-back tiles.
 
     Args:
         val_items: the held-back items (annotated mask = the held-back tiles).
         train_config: the round's ``TrainConfig`` (task, label map, validation tile side).
-        predict_config: how the tiles are predicted (the experiment's ``PredictConfig``).
+        predict_config: how the tiles are predicted (a ``PredictConfig``).
     """
     task, model = train_config.task, version.model
-    if task == "instances":
+    if task == "instances" and _flat(model):
         from napari_unet.core.training.operating_point import _ap, _counts, _pieces
 
         pieces = _pieces(model, val_items, predict_config)
         if not any((truth > 0).any() for _, truth, _, _, _ in pieces):
-            return None
-        return _ap(*_counts(version.postprocess, pieces))
-    if _semantic_tunable(model, task):
+            return HeldBackScore(None, "AP@0.5")
+        return HeldBackScore(_ap(*_counts(version.postprocess, pieces)), "AP@0.5")
+    if _semantic_tunable(model, task) and _flat(model):
         return _semantic_score(version, val_items, train_config, predict_config)
-    return score_model(model, list(val_items), train_config)  # labels = argmax: no setting
+    value = score_model(model, list(val_items), train_config)  # labels = argmax: no setting
+    return HeldBackScore(value, VALIDATION_SCORE)
+
+
+def held_back_score(
+    version: Version, val_items: Sequence[TrainingItem], train_config: Any, predict_config: Any
+) -> float | None:
+    """:func:`held_back`'s value: higher is better; None: nothing to score there."""
+    return held_back(version, val_items, train_config, predict_config).value
 
 
 def score_model(model: Any, val_items: list[Any], config: Any) -> float | None:
@@ -106,7 +150,7 @@ def score_model(model: Any, val_items: list[Any], config: Any) -> float | None:
     return float(metrics["score"])
 
 
-def _semantic_score(version: Version, val_items, train_config, predict_config) -> float | None:
+def _semantic_score(version: Version, val_items, train_config, predict_config) -> HeldBackScore:
     """Class-1 IoU, or 1 - Rand error of the regions class 1 encloses (membranes), of a binary
     or 2-class semantic version: the operating point's metric (``operating_point_semantic``)."""
     from napari_unet.core.training.operating_point import _pieces
@@ -123,11 +167,13 @@ def _semantic_score(version: Version, val_items, train_config, predict_config) -
     truths = [truth for _, truth, _, _, _ in pieces]
     masks = [mask for _, _, mask, _, _ in pieces]
     if not any(((t == 1) & m).any() for t, m in zip(truths, masks)):
-        return None
+        return HeldBackScore(None, _iou_name(task))
     boundary = boundary_like(truths, masks, _cells(pieces, train_config.val_tile))
     metric = "rand_error" if boundary else "iou"
     score = _score(version.postprocess.replace(output="semantic"), metric, pieces, task)
-    return 1.0 - score if boundary else score
+    if boundary:
+        return HeldBackScore(1.0 - score, "1 - Rand error")
+    return HeldBackScore(score, _iou_name(task))
 
 
 def tuned_postprocess(
@@ -143,17 +189,26 @@ def tuned_postprocess(
     search; ``parent``'s kept when nothing scores higher); the score is the search's score of
     the chosen settings, the value :func:`held_back_score` gives (one prediction of the tiles).
     """
+    own, score, _ = _tuned(model, parent, val_items, train_config, predict_config)
+    return own, score.value
+
+
+def _tuned(model, parent: PostprocessConfig, val_items, train_config, predict_config):
+    """``(settings, HeldBackScore, operating point or None)`` of :func:`tuned_postprocess`."""
     task = train_config.task
-    if task == "instances":
+    if task == "instances" and _flat(model):
         from napari_unet.core.training.operating_point import choose_operating_point
 
         point = choose_operating_point(
             model, val_items, base=parent, predict_config=predict_config,
             tile=train_config.val_tile,
         )  # fmt: skip
-        return (parent, None) if point is None else (point.config, point.ap50)
-    if not _semantic_tunable(model, task):
-        return parent, score_model(model, list(val_items), train_config)
+        if point is None:
+            return parent, HeldBackScore(None, "AP@0.5"), None
+        return point.config, HeldBackScore(point.ap50, "AP@0.5"), point
+    if not (_semantic_tunable(model, task) and _flat(model)):
+        value = score_model(model, list(val_items), train_config)
+        return parent, HeldBackScore(value, VALIDATION_SCORE), None
     from napari_unet.core.training.operating_point_semantic import (
         choose_semantic_operating_point,
     )
@@ -163,6 +218,72 @@ def tuned_postprocess(
         tile=train_config.val_tile, targets=train_config.targets,
     )  # fmt: skip
     if point is None:
-        return parent, None
-    score = 1.0 - point.score if point.metric == "rand_error" else point.score
-    return point.config.replace(output=parent.output), score
+        return parent, HeldBackScore(None, _iou_name(task)), None
+    if point.metric == "rand_error":
+        score = HeldBackScore(1.0 - point.score, "1 - Rand error")
+    else:
+        score = HeldBackScore(point.score, _iou_name(task))
+    return point.config.replace(output=parent.output), score, point
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Verdict:
+    """Whether a fine-tuned child may replace its parent (:func:`judge_child`).
+
+    Attributes:
+        child: the fine-tuned model with its own (re-tuned) post-processing.
+        score, parent_score: their held-back scores (same metric, same tiles).
+        point: the operating point chosen for the child (None: not tuned), with ``report()``
+            (``provenance["operating_point"]``) and ``settings()`` (the tuned keys).
+        message: None when the child scores strictly higher (or nothing could be compared);
+            otherwise the sentence saying why it is not published.
+    """
+
+    child: Version
+    score: HeldBackScore
+    parent_score: HeldBackScore
+    point: Any = None
+    message: str | None = None
+
+    @property
+    def better(self) -> bool:
+        """True when the child may replace its parent."""
+        return self.message is None
+
+    def provenance(self, inherited: dict[str, Any] | None) -> dict[str, Any]:
+        """What a published child's checkpoint stores: ``postprocess`` (``inherited``, the
+        parent's stored settings, with the tuned keys when the search changed them) and
+        ``operating_point`` (the search's report), as ``core.training.retune.tune_best``."""
+        if self.point is None:
+            return {}
+        extra: dict[str, Any] = {"operating_point": self.point.report()}
+        if self.point.changed:
+            extra["postprocess"] = {**(inherited or {}), **self.point.settings()}
+        return extra
+
+
+def judge_child(
+    model: Any,
+    parent: Version,
+    parent_score: HeldBackScore,
+    val_items: Sequence[TrainingItem],
+    train_config: Any,
+    predict_config: Any,
+    *,
+    tune: bool = True,
+) -> Verdict:
+    """The rule a fine-tuned ``model`` must pass to replace ``parent`` (module docs).
+
+    Args:
+        parent_score: :func:`held_back` of ``parent`` on ``val_items`` (scored once per run).
+        tune: re-tune the child's settings from the parent's (False: the child is scored with
+            the parent's settings, e.g. when the user switched re-tuning off).
+    """
+    if tune:
+        own, score, point = _tuned(model, parent.postprocess, val_items, train_config,
+                                   predict_config)  # fmt: skip
+    else:
+        own, point = parent.postprocess, None
+        score = held_back(Version(model, own), val_items, train_config, predict_config)
+    message = skip_message(score.value, parent_score.value, metric=score.metric)
+    return Verdict(Version(model, own), score, parent_score, point, message)
