@@ -124,8 +124,11 @@ def test_simulate_adds_flat_copies_after_the_held_back_split(tmp_path, monkeypat
         return type("R", (), {"best_metrics": {"score": 0.0}, "best_path": None})()
 
     monkeypatch.setattr(loop, "iter_train", fake_iter_train)
-    monkeypatch.setattr(guard, "held_back_score", lambda *a: 1.0)  # the parent wins
-    monkeypatch.setattr(guard, "tuned_postprocess", lambda model, parent, *a: (parent, 1.0))
+    from napari_unet.core.simulation.versions import HeldBackScore, Verdict
+
+    one = HeldBackScore(1.0, "score")
+    monkeypatch.setattr(guard, "held_back", lambda *a: one)  # the parent wins
+    monkeypatch.setattr(guard, "judge_child", lambda m, p, *a: Verdict(p, one, one, message="="))
     model = torch.nn.Conv2d(3, 1, 1)
     model.context_slices = 1
     config = SimulateConfig(task="binary", train=TrainConfig(val_fraction=0.3, val_tile=16))

@@ -229,19 +229,71 @@ def _trained_version(tmp_path):
     return folder, Session.open(folder).versions()[0].id
 
 
+def _parent_held_back(folder, start, train: dict):
+    """The parent's score on the run's held-back tiles with its own stored post-processing,
+    computed here as the trainer must (its split, its prediction settings)."""
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+    from napari_unet.core.inference.config import PredictConfig
+    from napari_unet.core.simulation.versions import Version, checkpoint_postprocess, held_back
+    from napari_unet.trainer.data import ValidationPlan, to_items
+
+    config = request(folder, start, train=train).train_config.replace(task="binary")
+    info = read_checkpoint_info(start)
+    items = to_items(Session.open(folder).training_items(), info.normalization_config())
+    plan = ValidationPlan(fraction=config.val_fraction, tile=config.val_tile, seed=config.seed,
+                          pins=[])  # fmt: skip
+    _, val = plan.split(items)
+    own = checkpoint_postprocess(info, "binary")
+    predict = PredictConfig(tile_shape=info.tile_shape or (512, 512), overlap=info.overlap,
+                            device="cpu")  # fmt: skip
+    return held_back(Version(load_checkpoint(start).model, own), val, config, predict)
+
+
 def test_trainer_never_publishes_a_fine_tune_worse_than_its_parent(tmp_path):
+    """The parent is scored with its own stored post-processing on the held-back tiles (not the
+    pixel validation score of step 0), as simulate scores it, and the message says the metric."""
     folder, parent = _trained_version(tmp_path)
     train = {"steps": 6, "lr": 5.0, "val_every": 2, "val_fraction": 0.5}  # lr huge: worse
     events = _run_inline(request(folder, parent, train=train))
     assert isinstance(events[-1], TrainerFinished), events[-1]
     baseline = next(e for e in events if type(e).__name__ == "ValidationEvent")
-    assert baseline.step == 0
+    assert baseline.step == 0, "the start model's pixel scores still start the curve"
     assert not [e for e in events if isinstance(e, VersionPublished)]
     skipped = [e for e in events if isinstance(e, VersionSkipped)]
-    assert skipped and skipped[-1].parent_score == pytest.approx(baseline.metrics["score"])
-    assert skipped[-1].message.startswith("version not published: held-back score ")
-    assert f"< parent {baseline.metrics['score']:.3f}" in skipped[-1].message
+    expected = _parent_held_back(folder, Session.open(folder).version_path(parent), train)
+    assert expected.metric == "foreground IoU" and expected.value > 0.3
+    assert skipped and skipped[-1].parent_score == pytest.approx(expected.value)
+    assert skipped[-1].parent_score != pytest.approx(baseline.metrics["score"]), "not pixels"
+    assert skipped[-1].message.startswith("version not published: held-back foreground IoU ")
+    assert skipped[-1].message.endswith(f"< parent {expected.value:.3f}")
     assert [v.id for v in Session.open(folder).versions()] == [parent]
+
+
+def test_trainer_publishes_a_child_that_beats_its_parent_with_its_retuned_settings(tmp_path):
+    """A parent whose stored settings drop every object (min size 5000 px) scores 0 on the
+    held-back tiles; its child, trained with a learning rate too small to change a pixel (the
+    old pixel guard refused it: same score as the parent), gets its settings re-tuned there,
+    beats the parent and is published with those settings stored in it."""
+    from napari_unet.core.checkpoint.stamp import copy_with_provenance
+
+    folder, trained = _trained_version(tmp_path)
+    start = tmp_path / "drops_all.pt"
+    copy_with_provenance(Session.open(folder).version_path(trained), start,
+                         {"postprocess": {"min_size": 5000}})  # fmt: skip
+    train = {"steps": 2, "lr": 1e-9, "val_every": 2, "val_fraction": 0.5}
+    assert _parent_held_back(folder, start, train).value == 0.0
+    events = _run_inline(request(folder, start, train=train))
+    assert isinstance(events[-1], TrainerFinished), events[-1]
+    assert not [e for e in events if isinstance(e, VersionSkipped)]
+    (published,) = [e for e in events if isinstance(e, VersionPublished)]
+    metrics = published.metrics
+    assert metrics["held_back_metric"] == "foreground IoU"
+    assert metrics["parent_held_back_score"] == 0 and metrics["held_back_score"] > 0.3
+    info = load_checkpoint(published.path).info
+    own = info.postprocess_config()
+    assert own.min_size < 5000, "the re-tuned settings are stored in the version"
+    assert info.provenance["operating_point"]["settings"]["min_size"] == own.min_size
+    assert Session.open(folder).versions()[-1].id == published.version_id
 
 
 def test_simulate_keeps_a_trained_parent_when_the_fine_tune_is_worse(tmp_path):
@@ -280,7 +332,7 @@ def test_simulate_keeps_a_trained_parent_when_the_fine_tune_is_worse(tmp_path):
     )
     result = simulate(model, items, config, work_dir=str(tmp_path / "work"), start_trained=True)
     first, second = result.rounds
-    assert second.note.startswith("version not published: held-back score "), second.note
+    assert second.note.startswith("version not published: held-back foreground IoU "), second.note
     assert second.metrics == pytest.approx(first.metrics, nan_ok=True), "the parent went on"
 
 

@@ -137,7 +137,7 @@ def test_a_round_never_goes_on_with_a_version_that_scores_lower_than_its_parent(
     child_score = held_back_score(Version(result.model, child_post), val, round_config, PREDICT)
     assert parent_score is not None and child_score is not None
     if min_size is None:  # the parent went on, with its own settings
-        assert second.note.startswith("version not published: held-back score "), second.note
+        assert second.note.startswith("version not published: held-back AP@0.5 "), second.note
         assert second.note.endswith(f"parent {parent_score:.3f}")
         assert child_post == own and child_score == pytest.approx(parent_score)
     else:  # the child went on, with its own (re-tuned) settings
