@@ -68,3 +68,54 @@ def test_smoke_rounds_go_through_session_and_trainer(load_benchmark, tmp_path: P
     assert versions[1].parent == "v001"
     assert results["isbi2012_model_version"] == ["start", "v001", "v002"]
     assert all(session.version_path(v.id).is_file() for v in versions)
+
+
+def test_the_snapshot_is_labelled_with_the_versions_own_post_processing(load_benchmark, tmp_path):
+    """What the simulated user corrects (the session's snapshot) is the model's prediction with
+    its own stored post-processing, as the Segment dock makes it — not the defaults."""
+    import torch
+
+    from napari_unet.core.checkpoint.format import load_checkpoint, save_checkpoint
+    from napari_unet.core.generators import run_to_end
+    from napari_unet.core.inference.config import PredictConfig
+    from napari_unet.core.inference.normalization import NormalizationConfig, normalize
+    from napari_unet.core.io.images import write_tiff
+    from napari_unet.core.models import build_model
+    from napari_unet.core.simulation.config import SimulateConfig
+    from napari_unet.core.simulation.parts import predict_labels
+    from napari_unet.core.simulation.versions import checkpoint_postprocess
+    from napari_unet.core.synthetic import synthetic_em
+    from napari_unet.core.training.items import TrainingItem
+    from napari_unet.session import Session
+
+    load_benchmark("bench_hitl")  # puts benchmarks/ on the path
+    from _bench_hitl_session import SessionTrainer
+
+    torch.manual_seed(0)
+    net = build_model("unet", depth=2, base_channels=4, in_channels=1, out_channels=1)
+    start = save_checkpoint(tmp_path / "start.pt", net, task="binary",
+                            provenance={"postprocess": {"min_size": 10**9}})  # fmt: skip
+    loaded = load_checkpoint(start)
+    model, info = loaded.model, loaded.info
+    image, membranes, _ = synthetic_em((64, 64), n_cells=8, seed=0)
+    write_tiff(tmp_path / "em.tif", image, axes="YX")
+    item = TrainingItem(normalize(image[None], NormalizationConfig()), labels=membranes > 0,
+                        name="em")  # fmt: skip
+    simulate = SimulateConfig(task="binary", predict=PredictConfig(tile_shape=(64, 64),
+                                                                    device="cpu"))  # fmt: skip
+    assert predict_labels(model, item.image, simulate).any(), "the defaults keep foreground"
+    session = Session.create(tmp_path / "s.unet")
+    snapshots = []
+    save_slice = session.save_slice
+    session.save_slice = lambda *a, **k: snapshots.append(k["snapshot"]) or save_slice(*a, **k)
+    train = {"steps": 1, "batch_size": 2, "patch_shape": [32, 32], "val_fraction": 0.0,
+             "amp": False, "channels_last": False, "device": "cpu"}  # fmt: skip
+    own = checkpoint_postprocess(info, "binary")
+    hook = SessionTrainer(session, start, {"em": tmp_path / "em.tif"},
+                          {"em": (membranes > 0).astype(np.uint8)}, simulate, train, threads=1,
+                          in_process=True, postprocess=own)  # fmt: skip
+    returned = run_to_end(hook(model, [item], 1))
+    (snapshot,) = snapshots
+    assert not snapshot.any(), "labelled with the start model's own settings (min size 1e9)"
+    assert hook.extras[0]["versions"] == ["v001"]
+    assert returned.postprocess == hook.postprocess and hook.postprocess.min_size == 10**9

@@ -72,12 +72,14 @@ class FakeClient:
             validation = Signal(object)
             version = Signal(object)
             pool_changed = Signal(object)
+            skipped = Signal(object)
             finished = Signal(object)
             failed = Signal(str)
             running_changed = Signal(bool)
 
         self.signals = Signals()
-        for name in ("step", "validation", "version", "pool_changed", "finished", "failed"):
+        names = ("step", "validation", "version", "pool_changed", "skipped", "finished", "failed")
+        for name in names:
             setattr(self, name, getattr(self.signals, name))
         self.running_changed = self.signals.running_changed
         self.requests: list = []
@@ -287,6 +289,32 @@ def _version(version_id, step):
     from napari_unet.trainer.events import VersionPublished
 
     return VersionPublished(version_id, "x.pt", {"score": 0.5}, step)
+
+
+def test_the_dock_says_why_a_version_is_not_published_with_both_scores(make_panel, session):
+    """The trainer's ``VersionSkipped`` (through the real client's dispatch) reaches the status
+    line in the metric's terms; a published version says its held-back score against the
+    parent's."""
+    from napari_unet._widgets.trainer_client import TrainerClient
+    from napari_unet.trainer.events import VersionPublished
+    from napari_unet.trainer.guard import VersionSkipped
+
+    _, panel = make_panel(session)
+    panel.start()
+    client = TrainerClient()
+    client.skipped.connect(panel.on_skipped)
+    message = "version not published: held-back AP@0.5 0.610 < parent 0.650"
+    client._dispatch(VersionSkipped(40, 0.61, 0.65, message))
+    assert panel.status.text() == (
+        "Step 40: Version not published: held-back AP@0.5 0.610 < parent 0.650; "
+        "the start model stays."
+    )
+    metrics = {"score": 0.5, "held_back_score": 0.7, "held_back_metric": "AP@0.5",
+               "parent_held_back_score": 0.65}  # fmt: skip
+    panel.client.version.emit(VersionPublished("v002", "x.pt", metrics, 60))
+    assert panel.status.text().endswith(" Held-back AP@0.5 0.700 > parent 0.650.")
+    panel.client.skipped.emit(VersionSkipped(80, 0.6, 0.65, message))
+    assert panel.status.text().endswith("; v002 stays.")
 
 
 def test_failure_is_a_message(make_panel, session, qtbot):
