@@ -296,7 +296,7 @@ def test_the_dock_says_why_a_version_is_not_published_with_both_scores(make_pane
     line in the metric's terms; a published version says its held-back score against the
     parent's."""
     from napari_unet._widgets.trainer_client import TrainerClient
-    from napari_unet.trainer.events import VersionPublished
+    from napari_unet.trainer.events import TrainerFinished, VersionPublished
     from napari_unet.trainer.guard import VersionSkipped
 
     _, panel = make_panel(session)
@@ -315,6 +315,13 @@ def test_the_dock_says_why_a_version_is_not_published_with_both_scores(make_pane
     assert panel.status.text().endswith(" Held-back AP@0.5 0.700 > parent 0.650.")
     panel.client.skipped.emit(VersionSkipped(80, 0.6, 0.65, message))
     assert panel.status.text().endswith("; v002 stays.")
+    panel.client.stop()
+    panel.start()  # a new run that publishes nothing: the end says why, in the same terms
+    panel.client.validation.emit(ValidationEvent(0, {"score": 0.5}, False))
+    panel.client.validation.emit(ValidationEvent(40, {"score": 0.9}, True))  # pixels: better
+    panel.client.skipped.emit(VersionSkipped(40, 0.61, 0.65, message))
+    panel.client.finished.emit(TrainerFinished("steps", 40, None))
+    assert panel.status.text().endswith(f": {message} (step 40)."), panel.status.text()
 
 
 def test_failure_is_a_message(make_panel, session, qtbot):

@@ -51,6 +51,7 @@ class TrainingControl:
             return
         self.plot.clear()
         self.scores.reset()
+        self._skipped = None  # the run's last VersionSkipped
         self._started_at, self._last_step = time.monotonic(), None
         self.status.setText("Starting the trainer…")
         self._clock.start()
@@ -95,6 +96,7 @@ class TrainingControl:
         kept = self.scores.published or "the start model"
         message = event.message[:1].upper() + event.message[1:]
         self.status.setText(f"Step {event.step}: {message}; {kept} stays.")
+        self._skipped = event
 
     def on_pool_changed(self, event: Any) -> None:
         """The trainer's pool (``PoolChanged``): say what it trains on."""
@@ -103,8 +105,14 @@ class TrainingControl:
         self.status.setText(R.pool_text(event))
 
     def on_finished(self, event: Any) -> None:
-        """Training ended normally (``TrainerFinished``)."""
-        self.status.setText(R.finished_text(event, self.scores))
+        """Training ended normally (``TrainerFinished``); without a new version, the last
+        refusal says why (the held-back scores, not the pixel validation curve)."""
+        text = R.finished_text(event, self.scores)
+        skipped = getattr(self, "_skipped", None)
+        if skipped is not None and not event.best_version and event.steps:
+            head = text.split(": no version published")[0]
+            text = f"{head}: {skipped.message} (step {skipped.step})."
+        self.status.setText(text)
 
     def on_failed(self, message: str) -> None:
         """Training failed: a notification and the red line (never a traceback dialog)."""
