@@ -145,3 +145,27 @@ def test_a_round_never_goes_on_with_a_version_that_scores_lower_than_its_parent(
         assert child_score > parent_score
     expected = held_out_metrics(result.model, child_post, items, held)
     assert second.metrics == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.parametrize(("child_pixels", "published"), [(0.9, True), (0.7, False)])
+def test_a_tie_on_the_held_back_score_is_broken_by_the_pixel_score(
+    monkeypatch, child_pixels, published
+):
+    """A parent scoring AP@0.5 1.0 on a few held-back tiles must not block every child: a child
+    tied there is published when its pixel validation score is higher, never when lower."""
+    from napari_unet.core.postprocess.config import PostprocessConfig
+    from napari_unet.core.simulation import versions
+
+    parent_model, child_model = object(), object()
+    settings = PostprocessConfig(output="instances")
+    tied = versions.HeldBackScore(1.0, "AP@0.5")
+    monkeypatch.setattr(versions, "_tuned", lambda *a, **k: (settings, tied, None))
+    pixels = {id(parent_model): 0.8, id(child_model): child_pixels}
+    monkeypatch.setattr(versions, "score_model", lambda model, *a: pixels[id(model)])
+    verdict = versions.judge_child(
+        child_model, versions.Version(parent_model, settings), tied, [object()], None, None
+    )
+    assert verdict.better is published
+    if not published:
+        assert "AP@0.5 1.000 = parent 1.000" in verdict.message
+        assert "validation 0.700 <= 0.800" in verdict.message

@@ -10,8 +10,9 @@ tiles for instances, the class-1 IoU (or 1 - Rand error for membranes) for binar
 semantic models, the training loop's validation score otherwise (3-D models too).
 :func:`judge_child` is the one rule every fine-tune path applies before a child replaces its
 parent — ``simulate``'s guard and the Fine-tune dock's trainer (so ``bench_hitl`` too): the child's
-settings re-tuned from the parent's, both versions scored on the same held-back tiles, the child
-kept only when it scores strictly higher; the refusal names the metric in the user's terms
+settings re-tuned from the parent's, both scored on the same held-back tiles, the child kept only
+when it scores strictly higher (on a tie, when its pixel validation score is: a parent scoring 1.0
+on a few tiles would block every child); the refusal names the metric in the user's terms
 ("version not published: held-back AP@0.5 0.610 < parent 0.650").
 """
 
@@ -65,8 +66,7 @@ def as_version(returned: Any, parent: Version) -> Version:
 
 
 def checkpoint_postprocess(info: Any, task: str) -> PostprocessConfig:
-    """The stored post-processing of a checkpoint (``CheckpointInfo``) for the experiment's
-    ``task`` (instances or semantic labels)."""
+    """A checkpoint's (``CheckpointInfo``) stored post-processing for ``task``."""
     return info.postprocess_config(output="instances" if task == "instances" else "semantic")
 
 
@@ -124,9 +124,8 @@ def held_back(
     return HeldBackScore(value, VALIDATION_SCORE)
 
 
-def held_back_score(
-    version: Version, val_items: Sequence[TrainingItem], train_config: Any, predict_config: Any
-) -> float | None:
+def held_back_score(version: Version, val_items: Sequence[TrainingItem], train_config: Any,
+                    predict_config: Any) -> float | None:  # fmt: skip
     """:func:`held_back`'s value: higher is better; None: nothing to score there."""
     return held_back(version, val_items, train_config, predict_config).value
 
@@ -235,8 +234,7 @@ class Verdict:
         score, parent_score: their held-back scores (same metric, same tiles).
         point: the operating point chosen for the child (None: not tuned), with ``report()``
             (``provenance["operating_point"]``) and ``settings()`` (the tuned keys).
-        message: None when the child scores strictly higher (or nothing could be compared);
-            otherwise the sentence saying why it is not published.
+        message: None when the child may be published, else the sentence saying why not.
     """
 
     child: Version
@@ -286,4 +284,17 @@ def judge_child(
         own, point = parent.postprocess, None
         score = held_back(Version(model, own), val_items, train_config, predict_config)
     message = skip_message(score.value, parent_score.value, metric=score.metric)
+    if message is not None and score.value == parent_score.value:
+        message = _break_tie(model, parent.model, val_items, train_config, message)
     return Verdict(Version(model, own), score, parent_score, point, message)
+
+
+def _break_tie(model: Any, parent_model: Any, val_items, train_config, message: str) -> str | None:
+    """A tie on the coarse held-back score (a good parent scores AP@0.5 1.0 on a few tiles: no
+    child could beat it) is broken by the loop's finer pixel score (:func:`score_model`): None
+    (publish) when the child's is strictly higher; else ``message`` with both."""
+    child = score_model(model, list(val_items), train_config)
+    parent = score_model(parent_model, list(val_items), train_config)
+    if child is None or parent is None:
+        return message
+    return None if child > parent else f"{message}, and validation {child:.3f} <= {parent:.3f}"
