@@ -57,8 +57,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
             "0.25"]},
     "skeleton_recall": {"factor": "Skeleton Recall loss term on (weight 1; tubed skeleton of the "
                         "true foreground classes)", "train": {"loss": {"skeleton_recall": 1.0}}},
-    "no_skeleton_recall": {"factor": "Skeleton Recall loss term off (weight 0)",
-                           "train": {"loss": {"skeleton_recall": 0.0}}},
+    "skeleton_recall_auto": {"factor": "Skeleton Recall loss term auto (on for membrane-like "
+                             "labels: train --skeleton-recall auto)",
+                             "train": {"loss": {"skeleton_recall": None}}},
 }  # fmt: skip
 #: Extra scorings of a trained recipe run, no retraining (``--evals``).
 EVALS: dict[str, dict[str, Any]] = {

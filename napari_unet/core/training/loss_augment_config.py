@@ -30,10 +30,11 @@ class LossConfig(Config):
         skeleton_recall: weight of the Skeleton Recall term (soft recall of each foreground
             class's probability on the tubed skeleton of its true pixels; it punishes gaps in
             thin structures such as membranes: :mod:`napari_unet.core.training.skeleton`).
-            ``None`` = auto, decided from the training labels when training starts: on
-            (weight 1) for a binary or 2-class semantic task whose class 1 is thin and
-            encloses regions (membranes), off (0) otherwise; instance tasks never get it
-            by default.
+            0 (default) = off; ``None`` = auto, decided from the training labels when
+            training starts: on (weight 1) for a binary or 2-class semantic task whose class
+            1 is thin and encloses regions (membranes), off otherwise (instance tasks never).
+            Off by default: it did not lower the ISBI 2012 Rand error at the 2-minute budget
+            (docs/learning_ablation.md, "Skeleton Recall").
     """
 
     ce: float = setting(
@@ -74,7 +75,7 @@ class LossConfig(Config):
     regression: str = "l1"
     smooth: float = 1.0
     distance: float = 1.0
-    skeleton_recall: float | None = None
+    skeleton_recall: float | None = 0.0
 
     def __post_init__(self) -> None:
         terms = (self.ce, self.dice, self.jaccard)

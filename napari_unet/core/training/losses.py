@@ -222,9 +222,9 @@ class SegmentationLoss(nn.Module):
     of the heads' losses (``LossConfig.deep_supervision_weights``, default equal). For
     ``task="restoration"``, ``classes`` is the target image (B, C, H, W) and ``weights`` an
     optional mask. ``config.skeleton_recall`` > 0 adds the Skeleton Recall term
-    (:mod:`~napari_unet.core.training.skeleton`, skeletons computed once per call); None (auto,
-    not yet decided from the data: :func:`~napari_unet.core.training.skeleton.resolve_skeleton_recall`
-    does it when a run starts) counts as 0.
+    (:mod:`~napari_unet.core.training.skeleton`, skeletons computed once per call); None
+    (auto, not yet decided from the data, as a run does when it starts:
+    :func:`~napari_unet.core.training.skeleton.resolve_skeleton_recall`) counts as 0.
 
     Args:
         config: term weights (default :class:`LossConfig`).

@@ -94,11 +94,8 @@ def build_run(
     device: torch.device,
     val_items: Sequence[TrainingItem] | None,
 ) -> tuple[RunParts, RunProgress]:
-    """Seed, build the pools, optimiser, schedule, loss, step runner and checkpoint writer.
-
-    The settings that depend on the data are decided here first (the Skeleton Recall weight:
-    :func:`~napari_unet.core.training.skeleton.resolve_skeleton_recall`), so the run, its
-    checkpoints' provenance and its resume state hold the decided values."""
+    """Decide the data's loss settings, seed, build the pools, optimiser, schedule, loss, step
+    runner and checkpoint writer (the run and its checkpoints hold the decided settings)."""
     model = source.model
     config = resolve_skeleton_recall(config, [*items, *(val_items or ())], model.out_channels)
     torch.manual_seed(config.seed)
