@@ -195,3 +195,25 @@ def test_a_training_run_stores_the_decided_weight(tmp_path, asked, stored):
     result = train(model, [TrainingItem(image, labels, name="grid")], config)
     provenance = load_checkpoint(result.best_path).info.provenance
     assert provenance["train_config"]["loss"]["skeleton_recall"] == stored
+
+
+def test_train_flag_sets_the_weight_and_refuses_a_bad_value_in_one_sentence(capsys):
+    import argparse
+
+    from napari_unet.cli import build_parser
+    from napari_unet.cli.train_setup import train_config
+
+    parser = build_parser()
+    base = ["train", "--images", "i", "--labels", "l", "--out", "m.pt"]
+    weights = {}
+    for flag in ([], ["--skeleton-recall", "auto"], ["--skeleton-recall", "off"],
+                 ["--skeleton-recall", "0.5"]):  # fmt: skip
+        weights[tuple(flag)] = parser.parse_args([*base, *flag]).skeleton_recall
+    assert list(weights.values()) == [0.0, None, 0.0, 0.5]
+    args = parser.parse_args([*base, "--skeleton-recall", "auto"])
+    data = argparse.Namespace(batch_size=4, patch_shape=(256, 256))
+    config = train_config(args, None, "semantic", TargetConfig(), data, "run")
+    assert config.loss.skeleton_recall is None
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--skeleton-recall", "-1"])
+    assert "expected auto, off or a weight >= 0, got '-1'" in capsys.readouterr().err
