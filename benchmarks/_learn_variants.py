@@ -55,6 +55,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "ssl": {"factor": "self-supervised pre-training, 25 % of the budget, on the K images + the "
             "pool's others (no test image)", "unlabelled": "pool", "cli": ["--pretrain-fraction",
             "0.25"]},
+    "skeleton_recall": {"factor": "Skeleton Recall loss term on (weight 1; tubed skeleton of the "
+                        "true foreground classes)", "train": {"loss": {"skeleton_recall": 1.0}}},
+    "skeleton_recall_auto": {"factor": "Skeleton Recall loss term auto (on for membrane-like "
+                             "labels: train --skeleton-recall auto)",
+                             "train": {"loss": {"skeleton_recall": None}}},
 }  # fmt: skip
 #: Extra scorings of a trained recipe run, no retraining (``--evals``).
 EVALS: dict[str, dict[str, Any]] = {

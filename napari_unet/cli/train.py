@@ -52,6 +52,7 @@ from napari_unet.cli.train_steps import (  # noqa: F401
     report,
     write_model,
 )
+from napari_unet.core.training.loss_augment_config import LossConfig
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +104,34 @@ def _positive_float(text: str) -> float:
     return value
 
 
+SKELETON_HELP = (
+    "weight of the Skeleton Recall loss term, against gaps in thin structures such as "
+    "membranes: 'auto' = 1 when class 1 of a binary or 2-class semantic task is thin and "
+    "encloses regions, else off; 'off'; or a weight >= 0 (default: %(default)s)"
+)
+
+
+def _skeleton_weight(text: str) -> float | None:
+    """``auto`` -> None (decided from the labels), ``off`` -> 0, else a weight >= 0."""
+    if text in ("auto", "off"):
+        return None if text == "auto" else 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected auto, off or a weight >= 0, got {text!r}")
+    return value
+
+
 AUX_HELP = (
     "auxiliary output of a new instance model (--model unet): 'distance' adds a head learning "
     "each object's normalised distance to its boundary, whose maxima seed the watershed that "
     "splits touching objects (default none)"
 )
+
+
+_SKELETON_DEFAULT = {None: "auto", 0.0: "off"}.get(LossConfig().skeleton_recall, "auto")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -150,6 +174,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
     add("--freeze-encoder", action="store_true", help="fine-tune the decoder only")
     add("--aux", choices=("none", "distance"), default="none", help=AUX_HELP)
+    add("--skeleton-recall", type=_skeleton_weight, default=_SKELETON_DEFAULT, help=SKELETON_HELP)
     add("--axes", help="axes of every image, e.g. YX, YXC, CYX (default: metadata or guess)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")

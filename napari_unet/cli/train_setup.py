@@ -204,8 +204,9 @@ def train_config(
 ) -> Any:
     """The :class:`~napari_unet.core.training.config.TrainConfig` of the run."""
     from napari_unet.core.inference.normalization import NormalizationConfig
-    from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.config import LossConfig, TrainConfig
 
+    weight = getattr(args, "skeleton_recall", LossConfig().skeleton_recall)
     return TrainConfig(
         task=task,
         steps=args.steps,
@@ -218,6 +219,7 @@ def train_config(
         val_every=args.val_every,
         seed=args.seed,
         freeze_encoder=args.freeze_encoder,
+        loss=LossConfig(skeleton_recall=weight),
         targets=targets,
         normalization=info.normalization_config() if info else NormalizationConfig(),
         device=args.device,

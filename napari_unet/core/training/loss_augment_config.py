@@ -27,6 +27,14 @@ class LossConfig(Config):
         smooth: additive smoothing of Dice and Jaccard (keeps empty classes finite).
         distance: weight of the distance regression (smooth L1 on the foreground) of a model
             with a distance head (``aux="distance"``; :mod:`napari_unet.core.training.aux`).
+        skeleton_recall: weight of the Skeleton Recall term (soft recall of each foreground
+            class's probability on the tubed skeleton of its true pixels; it punishes gaps in
+            thin structures such as membranes: :mod:`napari_unet.core.training.skeleton`).
+            0 (default) = off; ``None`` = auto, decided from the training labels when
+            training starts: on (weight 1) for a binary or 2-class semantic task whose class
+            1 is thin and encloses regions (membranes), off otherwise (instance tasks never).
+            Off by default: it did not lower the ISBI 2012 Rand error at the 2-minute budget
+            (docs/learning_ablation.md, "Skeleton Recall").
     """
 
     ce: float = setting(
@@ -67,6 +75,7 @@ class LossConfig(Config):
     regression: str = "l1"
     smooth: float = 1.0
     distance: float = 1.0
+    skeleton_recall: float | None = 0.0
 
     def __post_init__(self) -> None:
         terms = (self.ce, self.dice, self.jaccard)
@@ -74,9 +83,10 @@ class LossConfig(Config):
             raise ValueError(f"loss weights must be >= 0 with a positive sum, got {terms}")
         if self.regression not in ("l1", "mse"):
             raise ValueError(f"regression must be 'l1' or 'mse', got {self.regression!r}")
-        if self.smooth < 0 or self.distance < 0:
+        if self.smooth < 0 or self.distance < 0 or (self.skeleton_recall or 0) < 0:
             raise ValueError(
-                f"smooth and distance must be >= 0, got {self.smooth}, {self.distance}"
+                "smooth, distance and skeleton_recall must be >= 0, got "
+                f"{self.smooth}, {self.distance}, {self.skeleton_recall}"
             )
         if self.deep_supervision_weights is not None:
             weights = tuple(float(w) for w in self.deep_supervision_weights)

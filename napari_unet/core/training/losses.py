@@ -25,6 +25,7 @@ from torch import nn
 
 from napari_unet.core.config import check_task
 from napari_unet.core.training.config import LossConfig
+from napari_unet.core.training.skeleton import skeleton_recall_loss, skeleton_targets
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 __all__ = [
@@ -220,7 +221,10 @@ class SegmentationLoss(nn.Module):
     of them (one per supervised UNet++ head, all full size); the result is the weighted mean
     of the heads' losses (``LossConfig.deep_supervision_weights``, default equal). For
     ``task="restoration"``, ``classes`` is the target image (B, C, H, W) and ``weights`` an
-    optional mask.
+    optional mask. ``config.skeleton_recall`` > 0 adds the Skeleton Recall term
+    (:mod:`~napari_unet.core.training.skeleton`, skeletons computed once per call); None
+    (auto, not yet decided from the data, as a run does when it starts:
+    :func:`~napari_unet.core.training.skeleton.resolve_skeleton_recall`) counts as 0.
 
     Args:
         config: term weights (default :class:`LossConfig`).
@@ -241,22 +245,29 @@ class SegmentationLoss(nn.Module):
     ) -> torch.Tensor:
         """Scalar float32 loss (see the class docstring)."""
         heads = [logits] if isinstance(logits, torch.Tensor) else list(logits)
+        skeleton = None  # the tubed skeletons of the targets, once for all heads
+        if self.task != "restoration" and self.config.skeleton_recall:
+            skeleton = skeleton_targets(classes, self.task, heads[0].shape[1])
         if len(heads) == 1:
-            return self._single(heads[0], classes, weights)
+            return self._single(heads[0], classes, weights, skeleton)
         head_weights = self.config.deep_supervision_weights or (1.0,) * len(heads)
         if len(head_weights) != len(heads):
             raise ValueError(
                 f"{len(heads)} supervised heads but {len(head_weights)} deep_supervision_weights"
             )
         total = sum(
-            w * self._single(head, classes, weights)
+            w * self._single(head, classes, weights, skeleton)
             for w, head in zip(head_weights, heads)
             if w > 0
         )
         return total / sum(head_weights)
 
     def _single(
-        self, logits: torch.Tensor, classes: torch.Tensor, weights: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        classes: torch.Tensor,
+        weights: torch.Tensor | None,
+        skeleton: torch.Tensor | None = None,
     ) -> torch.Tensor:
         config = self.config
         if self.task == "restoration":
@@ -277,4 +288,7 @@ class SegmentationLoss(nn.Module):
         if config.jaccard:
             jaccard = log_jaccard_loss(logits, classes, smooth=config.smooth)
             total = total + config.jaccard * jaccard
+        if skeleton is not None:
+            recall = skeleton_recall_loss(logits, skeleton, smooth=config.smooth)
+            total = total + config.skeleton_recall * recall
         return total

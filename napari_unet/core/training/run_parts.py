@@ -22,6 +22,7 @@ from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.losses import SegmentationLoss
 from napari_unet.core.training.sampler import PatchBatch, PatchSampler
 from napari_unet.core.training.schedule import LearningRateSchedule, build_optimizer
+from napari_unet.core.training.skeleton import resolve_skeleton_recall
 from napari_unet.core.training.state import (
     CheckpointWriter,
     ModelSource,
@@ -94,8 +95,10 @@ def build_run(
     device: torch.device,
     val_items: Sequence[TrainingItem] | None,
 ) -> tuple[RunParts, RunProgress]:
-    """Seed, build the pools, optimiser, schedule, loss, step runner and checkpoint writer."""
+    """Decide the data's loss settings, seed, build the pools, optimiser, schedule, loss, step
+    runner and checkpoint writer (the run and its checkpoints hold the decided settings)."""
     model = source.model
+    config = resolve_skeleton_recall(config, [*items, *(val_items or ())], model.out_channels)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     sampler, validation, input_shape = build_pools(model, items, val_items, config)
