@@ -12,8 +12,15 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    whole stack) gets the same budget; it starts as the 2-D arm's untrained weights with the
    neighbours' input weights at zero (``--init-25d 2d``) and draws the same patches; each of its
    slices is also given with itself as its own neighbours (flat copies, the default of
-   ``train --context-slices``; ``--no-flat-25d`` leaves them out). JSON keys
-   ``rand_error_3d``, ``rand_error_2d``, ``rand_error_25d``, ...
+   ``train --context-slices``; ``--no-flat-25d`` leaves them out) and its neighbour slices are
+   reversed at random (``AugmentConfig.flip_context``, the default of every 2.5-D training;
+   ``--no-flip-context-25d`` for the arm without). JSON keys ``rand_error_3d``,
+   ``rand_error_2d``, ``rand_error_25d``, ``membrane_iou_*``: each arm predicted as ``predict``
+   does by default (``--tta none``; 2.5-D and 3-D with Z reversed and averaged, ``z_flip``),
+   regions = connected components between membranes; ``rand_error_ws_*``: the same regions grown
+   through the predicted membranes; ``isbi_evals``: every arm under each prediction variant of
+   ``--isbi-evals`` (``_bench_3d_evals``: none, z, flips, flips_z; TTA for one arm is run for
+   all, labelled).
 2. **embryo_nuclei3d** (the README's protocol): train on stack ``00`` with slices 12, 22, 33
    annotated (instances), test on the whole of stack ``01`` (and, without ``--quick``, the
    reverse): 3-D instance AP@0.5 of the 3-D model's 3-D watershed against the 2-D model's
@@ -22,7 +29,8 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    (one percentile range, as the 3-D model gets; each slice alone stretches the noise of the
    empty end slices into foreground), ``slice`` (default) each slice on its own.
 3. **A 512 x 512 x 32 block**: seconds and peak resident memory of predicting it with each model
-   (one torch thread, or the GPU with ``--device cuda``).
+   (one torch thread, or the GPU with ``--device cuda``), as ``predict`` does by default (2.5-D
+   and 3-D: both Z orders, 2 passes).
 """
 
 from __future__ import annotations
