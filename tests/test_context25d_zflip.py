@@ -166,3 +166,24 @@ def test_filled_membranes_do_not_count_a_thick_membrane_as_splits():
     gap = probability.copy()
     gap[5, 8:13] = 0.2  # a gap merges the two regions, filled or not
     assert em_region_scores(gap, truth, fill_membranes=True)["rand_error"] > 0.3
+
+
+def test_train_context_slices_reverses_the_neighbours_new_and_fine_tuned(tmp_path, monkeypatch):
+    from test_context25d import context_args, two_slices_annotated
+    from test_train_3d import balls, write_volume
+
+    from napari_unet.cli import main
+
+    radii = []
+    original = augment_module.flip_context
+    monkeypatch.setattr(
+        augment_module, "flip_context", lambda im, r, g: radii.append(r) or original(im, r, g)
+    )
+    image, labels = balls()
+    write_volume(tmp_path, image, labels, two_slices_annotated())
+    assert main(context_args(tmp_path, "--context-slices", "1")) == 0
+    assert radii == [1, 1]  # a new 2.5-D model, 2 steps
+    assert main(context_args(tmp_path, model=str(tmp_path / "model.pt"), out="tuned.pt")) == 0
+    assert radii == [1] * 4  # its checkpoint, fine-tuned
+    assert main(context_args(tmp_path, out="flat.pt")) == 0  # a 2-D model draws no Z flip
+    assert radii == [1] * 4 + [0] * 2
