@@ -16,7 +16,7 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    reversed at random (``AugmentConfig.flip_context``, the default of every 2.5-D training;
    ``--no-flip-context-25d`` for the arm without). JSON keys ``rand_error_3d``,
    ``rand_error_2d``, ``rand_error_25d``, ``membrane_iou_*``: each arm predicted as ``predict``
-   does by default (``--tta none``; 2.5-D and 3-D with Z reversed and averaged, ``z_flip``),
+   does by default (``--tta none``, ``z_flip`` off: the ``none`` variant),
    regions = connected components between membranes; ``rand_error_ws_*``: the same regions grown
    through the predicted membranes; ``isbi_evals``: every arm under each prediction variant of
    ``--isbi-evals`` (``_bench_3d_evals``: none, z, flips, flips_z; TTA for one arm is run for
@@ -29,8 +29,7 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    (one percentile range, as the 3-D model gets; each slice alone stretches the noise of the
    empty end slices into foreground), ``slice`` (default) each slice on its own.
 3. **A 512 x 512 x 32 block**: seconds and peak resident memory of predicting it with each model
-   (one torch thread, or the GPU with ``--device cuda``), as ``predict`` does by default (2.5-D
-   and 3-D: both Z orders, 2 passes).
+   (one torch thread, or the GPU with ``--device cuda``), as ``predict`` does by default.
 """
 
 from __future__ import annotations

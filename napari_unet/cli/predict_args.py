@@ -104,7 +104,7 @@ def _add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=Z_FLIP_DEFAULT,
         help="2.5-D and 3-D models: also predict with Z reversed (the neighbour slices swapped) "
-        "and average, 2x the time (default on; --no-z-flip: off); no effect on 2-D models",
+        "and average, 2x the time (default off); no effect on 2-D models",
     )
 
 

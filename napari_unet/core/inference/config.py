@@ -34,8 +34,10 @@ PROBABILITY_DTYPES: tuple[str, ...] = ("float32", "float16")
 DEFAULT_PADDED_OVERLAP = 32
 #: Test-time augmentation modes (1, 4 and 8 forward passes per tile).
 TTA_MODES: tuple[str, ...] = ("none", "flips", "dihedral")
-#: ``PredictConfig.z_flip``'s default: on (see ``benchmarks/README.md``, bench_3d).
-Z_FLIP_DEFAULT = True
+#: ``PredictConfig.z_flip``'s default: off. Measured (``bench_3d.py --quick``, ISBI, 3 slices, 1.5
+#: CPU-minutes, seeds 0-2): averaging both Z orders moved the 2.5-D Rand error by at most 0.004
+#: (either way) and made the 3-D one 0.009 worse, at twice the prediction time.
+Z_FLIP_DEFAULT = False
 #: ``PredictConfig.tile_shape``'s default (2-D models).
 DEFAULT_TILE_2D: tuple[int, int] = (512, 512)
 #: Default input tile ``(d, h, w)`` of 3-D models (bounded CPU memory), used when
@@ -67,7 +69,7 @@ class PredictConfig(Config):
         z_flip: 2.5-D and 3-D models: also predict every tile with Z reversed (a 2.5-D model's
             neighbour slices in reverse order, a 3-D tile flipped in Z) and average, on top of
             ``tta`` (2x the time); no effect on 2-D models. Reversing Z is a symmetry of the data
-            that a 2-D model cannot use (:data:`Z_FLIP_DEFAULT`).
+            that a 2-D model cannot use; off by default (:data:`Z_FLIP_DEFAULT`, measured).
     """
 
     tile_shape: tuple[int, ...] = setting(
