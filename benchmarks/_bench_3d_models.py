@@ -50,10 +50,21 @@ def _net25d(task_channels: int, depth: int, args, net2d=None):
     return net
 
 
-def _predict(model, image: np.ndarray, task: str, device: str, *, joint: bool = False):
+def _predict(
+    model,
+    image: np.ndarray,
+    task: str,
+    device: str,
+    *,
+    joint: bool = False,
+    tta: str = "none",
+    z_flip: bool | None = None,
+):
     """(K, Z, Y, X) probabilities; ``joint``: the stack normalised as a whole (a 2-D model's
-    slices otherwise each on their own)."""
-    config = PredictConfig(device=device, probability_dtype="float32")
+    slices otherwise each on their own); ``tta`` and ``z_flip`` (None: the product's default)
+    as ``PredictConfig``'s."""
+    config = PredictConfig(device=device, probability_dtype="float32", tta=tta)
+    config = config if z_flip is None else config.replace(z_flip=z_flip)
     extra = {"normalization": NormalizationConfig(mode="none")} if joint else {}
     image = stack_normalized(image) if joint else image
     with torch.inference_mode():

@@ -107,15 +107,19 @@ def train_budget(
     seed: int,
     device: str,
     lr: float = 1e-3,
+    flip_context: bool = True,
 ):
     """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
 
-    fp32 on the CPU for both models (no bf16 autocast). A run that diverges (NaN loss) goes on
-    from its last ``latest.pt`` (written every 50 steps) at a tenth of the learning rate for the
-    rest of the budget; the divergences are returned so the report can say so.
+    fp32 on the CPU for both models (no bf16 autocast); ``flip_context``: a 2.5-D model's
+    neighbour slices reversed at random (``AugmentConfig.flip_context``). A run that diverges
+    (NaN loss) goes on from its last ``latest.pt`` (written every 50 steps) at a tenth of the
+    learning rate for the rest of the budget; the divergences are returned so the report can
+    say so.
     """
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.errors import TrainingDivergedError
+    from napari_unet.core.training.config import AugmentConfig
     from napari_unet.core.training.loop import TrainConfig, train
 
     config = TrainConfig(
@@ -131,6 +135,7 @@ def train_budget(
         num_threads=1,
         bf16_cpu=False,
         tune_postprocess=False,
+        augment=AugmentConfig(flip_context=flip_context),
         checkpoint_dir=tempfile.mkdtemp(prefix="bench3d-"),
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -149,17 +154,6 @@ def train_budget(
             config = config.replace(lr=config.lr / 10, seed=config.seed + 1)
     trained = Trained(model, steps, time.process_time() - cpu0, time.perf_counter() - wall0)
     return dataclasses.replace(trained, diverged=tuple(diverged))
-
-
-def membrane_scores(probability: np.ndarray, membrane: np.ndarray) -> dict[str, float]:
-    """Mean over slices of membrane IoU and the ISBI Rand error (regions between membranes)."""
-    from napari_unet.core.evaluation.metrics import em_region_scores, iou
-
-    ious, rands = [], []
-    for prob, truth in zip(probability, membrane):
-        ious.append(iou(prob >= 0.5, truth))
-        rands.append(em_region_scores(prob, truth)["rand_error"])
-    return {"membrane_iou": float(np.mean(ious)), "rand_error": float(np.mean(rands))}
 
 
 def stitch_z(labels: np.ndarray, threshold: float = 0.25) -> np.ndarray:

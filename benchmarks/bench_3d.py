@@ -12,8 +12,15 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    whole stack) gets the same budget; it starts as the 2-D arm's untrained weights with the
    neighbours' input weights at zero (``--init-25d 2d``) and draws the same patches; each of its
    slices is also given with itself as its own neighbours (flat copies, the default of
-   ``train --context-slices``; ``--no-flat-25d`` leaves them out). JSON keys
-   ``rand_error_3d``, ``rand_error_2d``, ``rand_error_25d``, ...
+   ``train --context-slices``; ``--no-flat-25d`` leaves them out) and its neighbour slices are
+   reversed at random (``AugmentConfig.flip_context``, the default of every 2.5-D training;
+   ``--no-flip-context-25d`` for the arm without). JSON keys ``rand_error_3d``,
+   ``rand_error_2d``, ``rand_error_25d``, ``membrane_iou_*``: each arm predicted as ``predict``
+   does by default (``--tta none``, ``z_flip`` off: the ``none`` variant),
+   regions = connected components between membranes; ``rand_error_ws_*``: the same regions grown
+   through the predicted membranes; ``isbi_evals``: every arm under each prediction variant of
+   ``--isbi-evals`` (``_bench_3d_evals``: none, z, flips, flips_z; TTA for one arm is run for
+   all, labelled).
 2. **embryo_nuclei3d** (the README's protocol): train on stack ``00`` with slices 12, 22, 33
    annotated (instances), test on the whole of stack ``01`` (and, without ``--quick``, the
    reverse): 3-D instance AP@0.5 of the 3-D model's 3-D watershed against the 2-D model's
@@ -22,7 +29,7 @@ Run: ``python benchmarks/bench_3d.py --quick --json docs/results/bench_3d_quick.
    (one percentile range, as the 3-D model gets; each slice alone stretches the noise of the
    empty end slices into foreground), ``slice`` (default) each slice on its own.
 3. **A 512 x 512 x 32 block**: seconds and peak resident memory of predicting it with each model
-   (one torch thread, or the GPU with ``--device cuda``).
+   (one torch thread, or the GPU with ``--device cuda``), as ``predict`` does by default.
 """
 
 from __future__ import annotations
@@ -39,11 +46,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench_3d_evals import default_variant, evaluate_arm
 from _bench_3d_models import _models, _net25d, _predict
 from _bench_3d_parts import (
     ISBI_VOXEL,
     isbi_volume,
-    membrane_scores,
     slice_items,
     slice_mask,
     train_budget,
@@ -88,6 +95,7 @@ def _isbi_arms(args, image, labels) -> dict:
                 flat_copies=args.flat_25d,
             ),
             patch=(256, 256),
+            flip_context=args.flip_context_25d,
             **common,
         ),
     }
@@ -104,19 +112,63 @@ def run_isbi(args) -> dict:
         "context_slices_25d": args.context_slices,
         "init_25d": args.init_25d,
         "flat_copies_25d": args.flat_25d,
+        "flip_context_25d": args.flip_context_25d,
         "isbi_lr_3d": args.isbi_lr_3d,
     }
+
+    def predict(model, volume, tta, z_flip):
+        return _predict(model, volume, "binary", args.device, tta=tta, z_flip=z_flip)[0]
+
+    result["isbi_evals"] = {}
     for key, trained in trained_arms.items():
-        probability = _predict(trained.model, image, "binary", args.device)[0]
-        scores = membrane_scores(probability[test], membrane[test])
+        evals = evaluate_arm(trained.model, key, image, membrane, test, args, predict)
+        scores = evals[default_variant(key)]  # what predict gives by default (--tta none)
+        result["isbi_evals"][key] = evals
         result[f"rand_error_{key}"] = scores["rand_error"]
+        result[f"rand_error_ws_{key}"] = scores["rand_error_ws"]
         result[f"membrane_iou_{key}"] = scores["membrane_iou"]
+        result[f"isbi_default_eval_{key}"] = default_variant(key)
         result[f"isbi_steps_{key}"] = trained.steps
         result[f"isbi_train_cpu_s_{key}"] = round(trained.cpu_s, 1)
         result[f"isbi_diverged_{key}"] = list(trained.diverged)
         logger.info("ISBI %s: %s (%d steps)", key, scores, trained.steps)
     result["_models"] = {key: trained.model for key, trained in trained_arms.items()}
     return result
+
+
+def _add_25d_arguments(parser: argparse.ArgumentParser) -> None:
+    """The 2.5-D arm's options and the ISBI prediction variants."""
+    parser.add_argument(
+        "--context-slices",
+        type=int,
+        default=1,
+        help="2.5-D arm on ISBI: neighbour slices on each side as channels (1)",
+    )
+    parser.add_argument(
+        "--init-25d",
+        choices=("2d", "zero", "random"),
+        default="2d",
+        help="2.5-D arm's start: the 2-D arm's weights (2d), zeroed neighbours (zero), as built",
+    )
+    parser.add_argument(
+        "--flat-25d",
+        action=argparse.BooleanOptionalAction,
+        default=FLAT_COPIES,
+        help="2.5-D arm: half the training slices without their neighbours (context dropout); "
+        "on by default as in train --context-slices, --no-flat-25d for the arm without",
+    )
+    parser.add_argument(
+        "--flip-context-25d",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="2.5-D arm: its neighbour slices reversed at random in training (as train does)",
+    )
+    parser.add_argument(
+        "--isbi-evals",
+        default="none,z,flips,flips_z",
+        help="ISBI prediction variants scored per arm: none, z (Z reversed and averaged), "
+        "flips (tta flips), flips_z; the product default is always scored",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,25 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--isbi-arms", default="2d,3d,25d", help="ISBI models to train and score (2d,3d,25d)"
     )
-    parser.add_argument(
-        "--context-slices",
-        type=int,
-        default=1,
-        help="2.5-D arm on ISBI: neighbour slices on each side as channels (1)",
-    )
-    parser.add_argument(
-        "--init-25d",
-        choices=("2d", "zero", "random"),
-        default="2d",
-        help="2.5-D arm's start: the 2-D arm's weights (2d), zeroed neighbours (zero), as built",
-    )
-    parser.add_argument(
-        "--flat-25d",
-        action=argparse.BooleanOptionalAction,
-        default=FLAT_COPIES,
-        help="2.5-D arm: half the training slices without their neighbours (context dropout); "
-        "on by default as in train --context-slices, --no-flat-25d for the arm without",
-    )
+    _add_25d_arguments(parser)
     parser.add_argument(
         "--embryo-norm",
         choices=("slice", "stack"),
@@ -201,6 +235,7 @@ def main(argv=None) -> int:
     if "block" in parts:
         result.update(run_block(models, args))
     result["wall_s"] = round(time.perf_counter() - tick, 1)
+    result["process_cpu_s"] = round(time.process_time(), 1)  # training, prediction and scoring
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -34,3 +34,15 @@ def test_the_25d_arm_has_flat_copies_unless_told_not_to(load_benchmark):
     assert bench._parser().parse_args(["--flat-25d"]).flat_25d is True  # old command lines
     assert bench._parser().parse_args(["--no-flat-25d"]).flat_25d is False
     assert bench.run_embryo.__module__ == "_bench_3d_runs"  # moved, still importable here
+
+
+def test_the_25d_arm_reverses_its_neighbours_and_every_arm_gets_the_same_variants(load_benchmark):
+    bench = load_benchmark("bench_3d")
+    evals = load_benchmark("_bench_3d_evals")
+    args = bench._parser().parse_args([])
+    assert args.flip_context_25d is True  # as every 2.5-D training does
+    assert bench._parser().parse_args(["--no-flip-context-25d"]).flip_context_25d is False
+    wanted = args.isbi_evals.split(",")
+    assert evals.variants_for("2d", wanted) == ["none", "flips"]  # no Z to reverse in 2-D
+    assert evals.variants_for("25d", wanted) == evals.variants_for("3d", wanted) == wanted
+    assert evals.default_variant("2d") == evals.default_variant("25d") == "none"  # z_flip off

@@ -171,6 +171,7 @@ def _run_inputs(args: argparse.Namespace, loaded: Any, device: Any, start: float
             precision=args.precision,
             probability_dtype="float16" if args.output == "probabilities" else "float32",
             tta=args.tta,
+            z_flip=args.z_flip,
         )
         # the model's tuned post-processing (e.g. EM neurite regions), then the user's flags
         post_config = info.postprocess_config(

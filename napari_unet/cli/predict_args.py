@@ -78,6 +78,8 @@ def _add_io_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """How the network is run: tiles, overlap, batch, precision, test-time augmentation."""
+    from napari_unet.core.inference.config import Z_FLIP_DEFAULT
+
     parser.add_argument(
         "--tile", type=_tile, help="tile size N, Y,X or (3-D models) Z,Y,X (default: the model's)"
     )
@@ -96,6 +98,13 @@ def _add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("none", "flips", "dihedral"),
         help="test-time augmentation: average over the 4 flips (4x the time) or the 8 flips and "
         "rotations (8x); default none",
+    )
+    parser.add_argument(
+        "--z-flip",
+        action=argparse.BooleanOptionalAction,
+        default=Z_FLIP_DEFAULT,
+        help="2.5-D and 3-D models: also predict with Z reversed (the neighbour slices swapped) "
+        "and average, 2x the time (default off); no effect on 2-D models",
     )
 
 

@@ -108,6 +108,7 @@ def start_model(
     )
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)
+    model.context_slices = train_context.context_radius(args, info)  # 2.5-D: Z-flip augmentation
     return model, items
 
 

@@ -16,9 +16,8 @@ autocast policy (:mod:`napari_unet.core.device`), as an inference copy with Batc
 the convolutions (:func:`~napari_unet.core.models.fuse.fuse_for_inference`); the caller's model is
 never modified.
 
-Test-time augmentation (``PredictConfig.tta``, :mod:`.predictor`): every batch of tiles is also
-predicted flipped (4 passes) or flipped and transposed (8); the activated outputs are averaged.
-The tile plan comes from :class:`~.geometry.TileGeometry`.
+Test-time augmentation (``tta``, ``z_flip``, :mod:`.predictor`): tiles are also predicted flipped
+(4 passes), flipped and transposed (8), and (2.5-D, 3-D) with Z reversed; outputs are averaged.
 
 3-D networks (``spatial_dims == 3``, e.g. ``unet3d``) predict volumes: a ``ZYX``, ``ZCYX`` or
 ``TZYX`` image is viewed as volumes ``(C, Z, Y, X)`` (:mod:`.volume`; per ``T``), each measured
@@ -68,6 +67,7 @@ from napari_unet.core.inference.predictor import (
     make_predictor,
     tile_normalizer,
     tta_transforms,
+    z_flips,
 )
 from napari_unet.core.inference.tiling import Prepare, Region, TilePlan, iter_tile_predict
 from napari_unet.core.inference.volume import (
@@ -269,7 +269,7 @@ def _run_job(
         total,
         plan.input_shape,
         job.device,
-        config.tta,
+        config.tta + (" + Z reversed" if len(z_flips(model, config)) > 1 else ""),
     )
     net = inference_net(model, job.device, config)
     predictor = make_predictor(net, task=task, device=job.device, config=config)

@@ -21,7 +21,14 @@ from napari_unet.core.inference.normalization import NormalizationParams, apply_
 from napari_unet.core.inference.tiling import Prepare
 from napari_unet.core.models.fuse import fuse_for_inference
 
-__all__ = ["inference_net", "make_predictor", "tile_normalizer", "tta_transforms"]
+__all__ = [
+    "inference_net",
+    "make_predictor",
+    "reverse_z",
+    "tile_normalizer",
+    "tta_transforms",
+    "z_flips",
+]
 
 
 def _activation(task: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -49,24 +56,52 @@ def tta_transforms(mode: str) -> list[tuple[bool, tuple[int, ...]]]:
     return [(t, f) for t in transposes for f in flips]
 
 
-def _augmented(
-    forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, mode: str
-) -> torch.Tensor:
-    """``forward(batch)`` (activated, float32) averaged over the ``mode`` symmetries of ``batch``.
+def reverse_z(batch: torch.Tensor, radius: int) -> torch.Tensor:
+    """``batch`` with Z reversed: a 3-D ``(B, C, D, H, W)`` batch flipped in D (``radius`` 0),
+    or a 2.5-D ``(B, C * (2r + 1), H, W)`` batch with its neighbour slices (neighbour-major
+    channel blocks) in reverse order. A copy; ``batch`` is not modified."""
+    if radius == 0:
+        return torch.flip(batch, (-3,))
+    n, channels, height, width = batch.shape
+    blocks = batch.reshape(n, 2 * radius + 1, channels // (2 * radius + 1), height, width)
+    return torch.flip(blocks, (1,)).reshape(batch.shape)
 
-    ``batch``: ``(B, C, H, W)``; returns ``(B, K, h, w)`` as ``forward`` does.
+
+def z_flips(model: nn.Module, config: PredictConfig) -> tuple[int | None, ...]:
+    """The Z passes of ``model``: ``(None,)`` (as given), or with ``config.z_flip`` for a 2.5-D
+    model ``(None, r)`` and a 3-D one ``(None, 0)`` (the argument of :func:`reverse_z`)."""
+    radius = int(getattr(model, "context_slices", 0) or 0)
+    if not config.z_flip or (radius == 0 and spatial_dims_of(model) != 3):
+        return (None,)
+    return (None, radius)
+
+
+def _augmented(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batch: torch.Tensor,
+    mode: str,
+    z_passes: tuple[int | None, ...] = (None,),
+) -> torch.Tensor:
+    """``forward(batch)`` (activated, float32) averaged over the ``mode`` symmetries of ``batch``
+    and, for each, the Z passes of :func:`z_flips` (a 3-D output is flipped back in Z; a 2.5-D
+    output is the centre slice's, which reversing its neighbours does not move).
+
+    ``batch``: ``(B, C, H, W)`` or ``(B, C, D, H, W)``; returns ``(B, K, ...)`` as ``forward``.
     """
     total: torch.Tensor | None = None
     transforms = tta_transforms(mode)
     for transpose, dims in transforms:
         view = batch.transpose(-1, -2) if transpose else batch
         view = torch.flip(view, dims) if dims else view
-        out = forward(view)
-        out = torch.flip(out, dims) if dims else out
-        out = out.transpose(-1, -2) if transpose else out
-        total = out if total is None else total + out
+        for radius in z_passes:
+            out = forward(view if radius is None else reverse_z(view, radius))
+            out = torch.flip(out, (-3,)) if radius == 0 else out
+            out = torch.flip(out, dims) if dims else out
+            out = out.transpose(-1, -2) if transpose else out
+            total = out if total is None else total + out
     assert total is not None
-    return total if len(transforms) == 1 else total / len(transforms)
+    passes = len(transforms) * len(z_passes)
+    return total if passes == 1 else total / passes
 
 
 def make_predictor(
@@ -80,6 +115,7 @@ def make_predictor(
     models: ``(B, C, d, h, w) -> (B, K, d', h', w')``)."""
     activation = _activation(task)
     memory_format = _memory_format(model, config)
+    z_passes = z_flips(model, config)
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         batch = batch.contiguous(memory_format=memory_format)  # flipped views are copied here
@@ -90,7 +126,7 @@ def make_predictor(
     def predictor(tiles: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(tiles).to(device)
         with torch.inference_mode():
-            probabilities = _augmented(forward, batch, config.tta)
+            probabilities = _augmented(forward, batch, config.tta, z_passes)
         return probabilities.cpu().numpy()
 
     return predictor

@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from napari_unet.core.training.augment_context import flip_context
 from napari_unet.core.training.augment_intensity import (  # noqa: F401 (their old home)
     _bernoulli,
     _gaussian_blur,
@@ -208,6 +209,8 @@ def augment_batch(
     weights: Tensor | None,
     config: AugmentConfig,
     generator: torch.Generator,
+    *,
+    context_radius: int = 0,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Augment a training batch with one random draw per sample (geometry, then intensity).
 
@@ -219,6 +222,8 @@ def augment_batch(
         weights: (B, H, W) float32 weight map, or ``None``.
         config: what to apply and how strongly.
         generator: the source of every random number (its device may differ from the batch's).
+        context_radius: ``r`` of a 2.5-D batch (channels = ``2r + 1`` neighbour slices): with
+            ``config.flip_context`` its neighbours are reversed at random (:func:`flip_context`).
 
     Returns:
         ``(image, classes, weights)`` with the input dtypes and shapes (the inputs are never
@@ -232,6 +237,8 @@ def augment_batch(
     tensors = [image, classes, weights]
     _flip_rot90(tensors, config, generator)
     image, classes, weights = tensors
+    if config.flip_context and image.ndim == 4:
+        image = flip_context(image, context_radius, generator)
     coords = None
     if image.ndim == 4:  # the affine/elastic resampling is 2-D
         coords = _sampling_coordinates(

@@ -103,6 +103,7 @@ class AugmentConfig(Config):
 
     Attributes:
         flip: random horizontal and vertical flips (each with probability 1/2).
+        flip_context: 2.5-D models: the neighbour slices in reverse order (probability 1/2).
         rot90: random rotation by k * 90 degrees (k uniform in 0..3; 0 or 2 for non-square patches).
         elastic: the paper's elastic deformation.
         elastic_alpha: standard deviation, in pixels, of each displacement component at every
@@ -127,6 +128,7 @@ class AugmentConfig(Config):
     """
 
     flip: bool = True
+    flip_context: bool = True
     rot90: bool = True
     elastic: bool = True
     elastic_alpha: float = 10.0

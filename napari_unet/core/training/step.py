@@ -61,6 +61,7 @@ class StepRunner:
         self.generator = generator
         self.sampler = sampler
         self.augment = config.augment.strength > 0
+        self.context_radius = int(getattr(model, "context_slices", 0) or 0)  # 2.5-D: Z flips
         use_amp = config.amp and device.type == "cuda"
         # 3-D models train in fp32 on the CPU unless asked: a bf16 3-D run diverged (NaN at step
         # 262 of bench_3d's ISBI run) where the same run in fp32 did not
@@ -94,7 +95,12 @@ class StepRunner:
                 classes, weights = both[:, :-1], both[:, -1]
             else:
                 image, classes, weights = augment_batch(
-                    image, classes, weights, self.config.augment, self.generator
+                    image,
+                    classes,
+                    weights,
+                    self.config.augment,
+                    self.generator,
+                    context_radius=self.context_radius,
                 )
             centre = tuple(
                 slice(m, m + n) for m, n in zip(self.sampler.margin, self.sampler.output_shape)
