@@ -57,3 +57,33 @@ def test_current_slice_is_predicted_with_its_neighbours(
     assert layer.data[2].any() and not layer.data[[0, 1, 3, 4]].any()
     # the job's image: slice 2 with slices 1 and 3 as channels, as the model was trained
     np.testing.assert_array_equal(seen[0][0], stack[[1, 2, 3]])
+
+
+def test_average_with_z_reversed_is_offered_only_for_a_model_with_z(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """The "Average with Z reversed" box (``PredictConfig.z_flip``) is enabled for a 2.5-D
+    model, greyed for a 2-D one (no effect there), its tooltip saying the 2x time and why."""
+    import torch
+
+    from napari_unet.core.checkpoint.format import save_checkpoint
+    from napari_unet.core.models import build_model
+
+    torch.manual_seed(0)
+    paths = {}
+    for name, channels, provenance in (("ctx", 3, {"context_slices": 1}), ("flat", 1, {})):
+        net = build_model("unet", depth=2, base_channels=4, in_channels=channels, out_channels=3)
+        paths[name] = str(save_checkpoint(
+            tmp_path / f"{name}.pt", net, task="instances", tile_shape=(64, 64), overlap=8,
+            provenance=provenance,
+        ))  # fmt: skip
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((5, 64, 64), np.float32), name="zstack")
+    _, panel = make_widget(viewer, paths["ctx"], qtbot)
+    box = panel.form.fields["z_flip"].native
+    qtbot.waitUntil(lambda: paths["ctx"] in panel.model_dims, timeout=30_000)
+    assert box.isEnabled() and "2x the time" in box.toolTip()
+    panel.form.model.add_checkpoint(paths["flat"])
+    qtbot.waitUntil(lambda: paths["flat"] in panel.model_dims, timeout=30_000)
+    assert not box.isEnabled()
+    assert "2x the time" in box.toolTip() and "the chosen model is 2-D" in box.toolTip()

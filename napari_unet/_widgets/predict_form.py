@@ -111,6 +111,7 @@ class PredictForm(QWidget):
             lambda side: setattr(overlap, "max", max(0, int(side) // 2))
         )
         self._layout()
+        self.show_z_flip(context_slices=0, spatial_dims=2)  # until a model is read
 
     def _layout(self) -> None:
         form = QFormLayout()
@@ -179,6 +180,15 @@ class PredictForm(QWidget):
             self.fields["threshold"].value = float(postprocess.threshold)
             self.fields["min_size"].value = int(postprocess.min_size)
             self.fields["unseeded"].value = str(postprocess.unseeded)
+
+    def show_z_flip(self, *, context_slices: int, spatial_dims: int) -> None:
+        """Enable "Average with Z reversed" only for a 2.5-D (``context_slices`` > 0) or 3-D
+        model; greyed for a 2-D one, its tooltip saying why (the setting has no effect there)."""
+        native = self.fields["z_flip"].native
+        applies = bool(context_slices) or spatial_dims == 3
+        native.setEnabled(applies)
+        tip = PredictConfig.__dataclass_fields__["z_flip"].metadata.get("tooltip", "")
+        native.setToolTip(tip if applies else f"{tip}. Greyed: the chosen model is 2-D.")
 
     def scope_key(self) -> str:
         """``"slice"``, ``"stack"`` or ``"region"``."""

@@ -230,6 +230,9 @@ class SegmentPanel(RunActions, QWidget):
             overlap=info.overlap,
             postprocess=info.postprocess_config(),
         )
+        self.form.show_z_flip(
+            context_slices=int(info.context_slices or 0), spatial_dims=int(info.spatial_dims)
+        )
         self.clear_message("model")
 
     def show_message(self, text: str, source: str = "run") -> None:
