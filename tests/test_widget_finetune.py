@@ -321,7 +321,10 @@ def test_the_dock_says_why_a_version_is_not_published_with_both_scores(make_pane
     panel.client.validation.emit(ValidationEvent(40, {"score": 0.9}, True))  # pixels: better
     panel.client.skipped.emit(VersionSkipped(40, 0.61, 0.65, message))
     panel.client.finished.emit(TrainerFinished("steps", 40, None))
-    assert panel.status.text().endswith(f": {message} (step 40)."), panel.status.text()
+    assert panel.status.text() == (  # one sentence: what happened, why, and what stays
+        "Finished (step budget used) after 40 steps: no version published (step 40: held-back "
+        "AP@0.5 0.610 < parent 0.650); the start model stays."
+    ), panel.status.text()
 
 
 def test_failure_is_a_message(make_panel, session, qtbot):

@@ -111,7 +111,9 @@ class TrainingControl:
         skipped = getattr(self, "_skipped", None)
         if skipped is not None and not event.best_version and event.steps:
             head = text.split(": no version published")[0]
-            text = f"{head}: {skipped.message} (step {skipped.step})."
+            why = skipped.message.removeprefix("version not published: ")
+            kept = self.scores.published or "the start model"
+            text = f"{head}: no version published (step {skipped.step}: {why}); {kept} stays."
         self.status.setText(text)
 
     def on_failed(self, message: str) -> None:
