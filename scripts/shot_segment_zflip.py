@@ -1,11 +1,12 @@
 """docs/images/segment_zflip.png: the Segment dock's Advanced section with a 2.5-D model (each
 slice seen with its Z neighbours) chosen: "Average with Z reversed" is offered (issue 20; greyed
 for a 2-D model, its tooltip saying the 2x time). The model is an untrained 2.5-D U-Net (only
-its settings are shown)::
+its settings are shown); with ``SHOT_2D=1`` it is a 2-D one (the box greyed)::
 
     ../shared/tools/napari-shot docs/images/segment_zflip.png scripts/shot_segment_zflip.py
 """
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,15 +23,16 @@ from napari_unet.core.synthetic import synthetic_nuclei
 
 viewer = globals()["viewer"]  # given by napari-shot
 torch.manual_seed(0)
-net = build_model("unet", depth=2, base_channels=8, in_channels=3, out_channels=3)
+context = 0 if os.environ.get("SHOT_2D") else 1  # Z neighbours on each side
+net = build_model("unet", depth=2, base_channels=8, in_channels=2 * context + 1, out_channels=3)
 checkpoint = str(
     save_checkpoint(
-        Path(tempfile.mkdtemp()) / "nuclei-25d.pt",
+        Path(tempfile.mkdtemp()) / ("nuclei-25d.pt" if context else "nuclei-2d.pt"),
         net,
         task="instances",
         tile_shape=(256, 256),
         overlap=16,
-        provenance={"context_slices": 1},
+        provenance={"context_slices": context} if context else {},
     )
 )
 stack = np.stack([synthetic_nuclei((256, 256), seed=s)[0] for s in range(9)])

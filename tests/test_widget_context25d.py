@@ -60,12 +60,17 @@ def test_current_slice_is_predicted_with_its_neighbours(
 
 
 def test_average_with_z_reversed_is_offered_only_for_a_model_with_z(
-    make_napari_viewer, qtbot, tmp_path
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    """The "Average with Z reversed" box (``PredictConfig.z_flip``) is enabled for a 2.5-D
-    model, greyed for a 2-D one (no effect there), its tooltip saying the 2x time and why."""
+    """The "Average with Z reversed" box (``PredictConfig.z_flip``) is greyed for a 2-D model
+    (no effect there; the proposed built-in here), enabled for a 2.5-D one, its tooltip saying the
+    2x time (and why when greyed); choosing another model drops the built-in's proposal line."""
+    from pathlib import Path
+
     import torch
 
+    from napari_unet._widgets import SegmentWidget, model_picker
+    from napari_unet._widgets.layers import TAG
     from napari_unet.core.checkpoint.format import save_checkpoint
     from napari_unet.core.models import build_model
 
@@ -77,13 +82,22 @@ def test_average_with_z_reversed_is_offered_only_for_a_model_with_z(
             tmp_path / f"{name}.pt", net, task="instances", tile_shape=(64, 64), overlap=8,
             provenance=provenance,
         ))  # fmt: skip
+    monkeypatch.setattr(
+        model_picker, "builtin_models", lambda: {"fluo-nuclei": Path(paths["flat"])}
+    )
     viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((5, 64, 64), np.float32), name="zstack")
-    _, panel = make_widget(viewer, paths["ctx"], qtbot)
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="U-Net Segment")
+    panel = widget.segment
     box = panel.form.fields["z_flip"].native
-    qtbot.waitUntil(lambda: paths["ctx"] in panel.model_dims, timeout=30_000)
-    assert box.isEnabled() and "2x the time" in box.toolTip()
-    panel.form.model.add_checkpoint(paths["flat"])
+    stack = np.stack([synthetic_nuclei((64, 64), seed=s)[0] for s in range(3)])
+    viewer.add_image(stack, metadata={TAG: {"model": "fluo-nuclei"}})  # as the sample data
+    # the (2-D) built-in, proposed for the image
+    qtbot.waitUntil(lambda: "fluo-nuclei chosen for" in panel.status.text(), timeout=30_000)
     qtbot.waitUntil(lambda: paths["flat"] in panel.model_dims, timeout=30_000)
     assert not box.isEnabled()
     assert "2x the time" in box.toolTip() and "the chosen model is 2-D" in box.toolTip()
+    panel.form.model.add_checkpoint(paths["ctx"])
+    qtbot.waitUntil(lambda: paths["ctx"] in panel.model_dims, timeout=30_000)
+    assert box.isEnabled() and "2x the time" in box.toolTip() and "Greyed" not in box.toolTip()
+    assert "chosen for" not in panel.status.text()  # that proposal no longer holds

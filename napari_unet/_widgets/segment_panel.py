@@ -203,6 +203,8 @@ class SegmentPanel(RunActions, QWidget):
         return self.loop.jobs.worker(self._run_key)
 
     def _on_model_changed(self, path: str) -> None:
+        if " chosen for '" in self.status.text():  # a proposal no longer true (set again after)
+            self.status.setText("Ready.")
         if not path:
             return
         self.loop.jobs.start(
