@@ -68,6 +68,19 @@ def test_predict_form_round_trips_a_predict_config(qtbot) -> None:
     assert form.options().scope == "slice" == form.scope_key()
 
 
+def test_average_with_z_reversed_only_for_models_with_z(qtbot) -> None:
+    from napari_unet._widgets.predict_form import PredictForm
+
+    form = PredictForm()
+    qtbot.addWidget(form)
+    box = form.fields["z_flip"].native
+    assert not box.isEnabled()  # no model read yet
+    for context, dims, enabled in ((0, 3, True), (0, 2, False), (2, 2, True)):
+        form.show_z_flip(context_slices=context, spatial_dims=dims)
+        assert box.isEnabled() is enabled and "2x the time" in box.toolTip()
+        assert ("the chosen model is 2-D" in box.toolTip()) is not enabled
+
+
 def test_finetune_form_gives_typed_settings(qtbot) -> None:
     from napari_unet._widgets.finetune_form import FinetuneForm
     from napari_unet.core.training.config import TrainConfig
