@@ -20,9 +20,21 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # stale build/lib files would enter the wheel
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     (path,) = out.glob("napari_unet_loop-*.whl")
@@ -33,8 +45,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_ships_the_builtin_models_manifest_and_licence(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {Path(n).name for n in names if n.startswith("napari_unet/builtin_models/")}
-    expected = {p.name for p in (ROOT / "napari_unet" / "builtin_models").iterdir()
-                if p.suffix in {".pt", ".json"}}
+    expected = {
+        p.name
+        for p in (ROOT / "napari_unet" / "builtin_models").iterdir()
+        if p.suffix in {".pt", ".json"}
+    }
     assert expected and expected <= shipped
     assert "napari_unet/napari.yaml" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
