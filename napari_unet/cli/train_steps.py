@@ -19,22 +19,16 @@ def _start_score(checkpoint: Path, items: list, config: Any) -> float | None:
     seeded split); None without validation tiles.
     """
     from napari_unet.core.checkpoint.format import load_checkpoint
-    from napari_unet.core.device import get_device
-    from napari_unet.core.training.losses import SegmentationLoss
     from napari_unet.core.training.state import build_pools
-    from napari_unet.core.training.validation import evaluate
+    from napari_unet.core.training.validation import pool_metrics
 
     if not config.val_fraction:
         return None
     model = load_checkpoint(checkpoint).model
     _, validation, _ = build_pools(model, items, None, config)
-    batches = validation.validation_batches(config.batch_size)
-    if not batches:
+    metrics = pool_metrics(model, validation, config)
+    if metrics is None:
         return None
-    device = get_device(config.device)
-    model.to(device)
-    loss_fn = SegmentationLoss(config.loss, config.task)
-    metrics = evaluate(model, batches, task=config.task, loss_fn=loss_fn, device=device)
     score = float(metrics["score"])
     logger.debug("start model metrics: %s", _format(metrics))
     return score if np.isfinite(score) else None

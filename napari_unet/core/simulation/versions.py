@@ -132,21 +132,12 @@ def held_back_score(version: Version, val_items: Sequence[TrainingItem], train_c
 
 def score_model(model: Any, val_items: list[Any], config: Any) -> float | None:
     """The validation score of ``model`` on ``val_items``, computed as the training loop does."""
-    from napari_unet.core.device import get_device
-    from napari_unet.core.training.losses import SegmentationLoss
     from napari_unet.core.training.state import build_pools
-    from napari_unet.core.training.validation import evaluate
+    from napari_unet.core.training.validation import pool_metrics
 
     _, validation, _ = build_pools(model, [], val_items, config)
-    batches = validation.validation_batches(config.batch_size)
-    if not batches:
-        return None
-    device = get_device(config.device)
-    model.to(device)
-    loss_fn = SegmentationLoss(config.loss, config.task)
-    metrics = evaluate(model, batches, task=config.task, loss_fn=loss_fn, device=device)
-    model.to("cpu")
-    return float(metrics["score"])
+    metrics = pool_metrics(model, validation, config)
+    return None if metrics is None else float(metrics["score"])
 
 
 def _semantic_score(version: Version, val_items, train_config, predict_config) -> HeldBackScore:

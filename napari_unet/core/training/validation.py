@@ -106,3 +106,21 @@ def evaluate(
     metrics = metrics_from_confusion(confusion, task) if confusion is not None else {}
     metrics["loss"] = loss
     return metrics
+
+
+def pool_metrics(model: torch.nn.Module, validation, config) -> dict[str, float] | None:
+    """The loop's validation metrics of ``model`` on a validation pool (``build_pools``' second
+    value), as :func:`evaluate` gives them with ``config``'s loss; None when the pool yields no
+    batch. The model is left on the CPU."""
+    from napari_unet.core.device import get_device
+    from napari_unet.core.training.losses import SegmentationLoss
+
+    batches = validation.validation_batches(config.batch_size)
+    if not batches:
+        return None
+    device = get_device(config.device)
+    model.to(device)
+    loss_fn = SegmentationLoss(config.loss, config.task)
+    metrics = evaluate(model, batches, task=config.task, loss_fn=loss_fn, device=device)
+    model.to("cpu")
+    return metrics
