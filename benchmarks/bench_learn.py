@@ -166,13 +166,15 @@ def plot(summary: list[dict[str, Any]], records: list[dict[str, Any]], path: Pat
                 and r["k"] == min(x["k"] for x in records)
             ]
             if runs and method != "rf":
-                points = {}
+                points = {}  # budget fraction -> [(CPU minutes, score)] over the seeds
                 for run in runs:
                     for point in run["curve"]:
                         if point["metrics"]:
-                            points.setdefault(point["minutes"], []).append(point["metrics"][key])
-                xs = sorted(points)
-                row_axes[1].plot(xs, [sum(points[x]) / len(points[x]) for x in xs], marker="o",
+                            points.setdefault(point["fraction"], []).append(
+                                (point["minutes"], point["metrics"][key])
+                            )
+                means = [[sum(c) / len(c) for c in zip(*points[f])] for f in sorted(points)]
+                row_axes[1].plot([m[0] for m in means], [m[1] for m in means], marker="o",
                                  label=method)  # fmt: skip
         for ax, xlabel in zip(row_axes, ("corrected images K", "CPU minutes (K smallest)")):
             ax.set_xlabel(xlabel)
