@@ -24,6 +24,18 @@ from napari_unet.core.training.loop import TrainConfig, train
 CENTRES = ((24, 18), (24, 38))  # radius 10: the discs touch along x = 28
 
 
+def distance_split_net():
+    """A 1-level distance model that calls every pixel foreground and whose distance map has
+    several maxima: how its foreground is split depends only on the seeds used."""
+    torch.manual_seed(0)
+    net = build_model("unet", depth=1, base_channels=4, out_channels=3, aux="distance")
+    with torch.no_grad():
+        net.outc.bias.copy_(torch.tensor([-4.0, 2.0, 0.0]))
+        net.aux_head.weight.mul_(500.0)
+        net.aux_head.bias.fill_(-2.6)
+    return net
+
+
 def touching_discs(shape=(48, 56), radius=10) -> np.ndarray:
     """(Y, X) int32 instance ids 1 and 2 of two discs touching along a vertical line."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
@@ -235,12 +247,7 @@ def test_a_zarr_stack_is_labelled_with_the_distance_seeds_as_in_memory(tmp_path)
 
     from napari_unet.core.checkpoint.format import save_checkpoint
 
-    torch.manual_seed(0)
-    net = build_model("unet", depth=1, base_channels=4, out_channels=3, aux="distance")
-    with torch.no_grad():  # foreground everywhere: the seeds decide how it is split
-        net.outc.bias.copy_(torch.tensor([-4.0, 2.0, 0.0]))
-        net.aux_head.weight.mul_(500.0)  # a distance map with several maxima
-        net.aux_head.bias.fill_(-2.6)
+    net = distance_split_net()
     model = save_checkpoint(tmp_path / "m.pt", net, task="instances")
     volume = stack()
     _, labels = in_memory(tmp_path, model, volume)

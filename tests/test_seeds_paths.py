@@ -30,12 +30,9 @@ def image(seed: int = 3, shape=(32, 32)) -> np.ndarray:
 @pytest.fixture(scope="module")
 def distance_model(tmp_path_factory):
     """The path of the distance model's checkpoint (its stored seeds: ``"distance"``)."""
-    torch.manual_seed(0)
-    net = build_model("unet", depth=1, base_channels=4, out_channels=3, aux="distance")
-    with torch.no_grad():  # foreground everywhere: the seeds decide how it is split
-        net.outc.bias.copy_(torch.tensor([-4.0, 2.0, 0.0]))
-        net.aux_head.weight.mul_(500.0)  # a distance map with several maxima
-        net.aux_head.bias.fill_(-2.6)
+    from test_distance_aux import distance_split_net
+
+    net = distance_split_net()
     path = tmp_path_factory.mktemp("model") / "distance.pt"
     save_checkpoint(path, net, task="instances")
     assert load_checkpoint(path).info.postprocess_config().seeds == "distance"
