@@ -183,7 +183,7 @@ def test_cli_minutes_budget_is_decided_by_rank_0(shared_data, tmp_path):
         [sys.executable, "-m", "napari_unet", *argv], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    assert "steps (time); best model" in done.stdout, done.stdout
+    assert "steps (time); model (" in done.stdout, done.stdout
     steps = int(done.stdout.split("trained ")[1].split()[0])
     assert steps == len(_losses(tmp_path / "m.history.csv")) and steps >= 1
     latest = load_checkpoint(tmp_path / "m.training" / "latest.pt")

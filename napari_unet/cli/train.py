@@ -52,6 +52,7 @@ from napari_unet.cli.train_steps import (  # noqa: F401
     report,
     write_model,
 )
+from napari_unet.core.training.config import KEEPS
 from napari_unet.core.training.loss_augment_config import LossConfig
 
 logger = logging.getLogger(__name__)
@@ -71,9 +72,16 @@ DESCRIPTION = (
     "pixels, one class only, labels that do not match the task, a patch 20x wider than the "
     "images) are refused before training starts. Progress goes to "
     "stderr: a bar on a terminal, otherwise a line every 10 s (-q: none). best.pt and "
-    "latest.pt (for --resume) are kept in OUT.training/, the best model is copied to --out and "
+    "latest.pt (for --resume) are kept in OUT.training/, the trained model (--keep) is copied "
+    "to --out with its post-processing tuned on the held-back tiles, and "
     "the history (loss, learning rate, validation metrics per step) is written to "
     "OUT.history.csv beside it as training goes."
+)
+
+KEEP_HELP = (
+    "which weights go to --out: final (default), the weights at the end of the budget, where "
+    "the learning rate has come down; best, the validation-best on the held-back tiles (a "
+    "stopped run always keeps its best)"
 )
 
 VAL_EVERY_HELP = (
@@ -179,6 +187,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")
     add("--val-every", type=_positive_int, default=50, help=VAL_EVERY_HELP)
+    add("--keep", choices=KEEPS, default="final", help=KEEP_HELP)
     add(
         "--log-every",
         type=_positive_int,
@@ -187,7 +196,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add("--resume", type=Path, help="latest.pt of an interrupted run to continue")
     add("--nproc", type=_positive_int, default=1, help="processes training together (DDP; 1)")
-    add("--out", required=True, type=Path, help="where to write the best checkpoint (.pt)")
+    add("--out", required=True, type=Path, help="where to write the trained checkpoint (.pt)")
     train_volume.add_arguments(parser)
     train_context.add_arguments(parser)
     train_pretrain.add_arguments(parser)

@@ -218,6 +218,7 @@ def train_config(
         lr=args.lr,
         val_fraction=args.val_fraction,
         val_every=args.val_every,
+        keep=getattr(args, "keep", "final"),
         seed=args.seed,
         freeze_encoder=args.freeze_encoder,
         loss=LossConfig(skeleton_recall=weight),

@@ -225,15 +225,18 @@ def write_model(out: Path, result: Any, provenance: dict[str, Any]) -> None:
 def report(out: Path, result: Any, start_score: float | None) -> None:
     """What the run did, on stdout: steps, validation, the start model's score, the operating
     point."""
-    print(f"trained {result.steps} steps ({result.reason}); best model: {out}")
+    final = getattr(result, "kept", "best") == "final"
+    kept = "final weights" if final else "validation-best weights"
+    print(f"trained {result.steps} steps ({result.reason}); model ({kept}): {out}")
     if result.best_metrics:
         print(f"validation: {_format(result.best_metrics)}")
         best = result.best_metrics.get("score")
         if start_score is not None and isinstance(best, float) and best <= start_score:
+            which = "final weights" if final else "best"
             print(
                 f"the start model scored {start_score:.4f} on the same validation tiles, at "
-                f"least as well as this run's best ({best:.4f}); keep using it, or train longer "
-                "or with more annotation."
+                f"least as well as this run's {which} ({best:.4f}); keep using it, or train "
+                "longer or with more annotation."
             )
     else:
         print("validation: none (no held-back tiles; use --val-fraction with more annotation)")

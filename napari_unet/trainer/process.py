@@ -186,7 +186,7 @@ class Trainer(TrainerPool):
             parent=self.parent,
             new_items=feed,
         )
-        best: dict = {}  # metrics of the model in best.pt (the last improving validation)
+        best: dict = {}  # metrics of the model in best.pt (events without their own metrics)
         while True:
             try:
                 event = next(events)
@@ -204,7 +204,8 @@ class Trainer(TrainerPool):
                 best = dict(event.metrics) if event.improved else best
                 self.send(event)
             elif isinstance(event, CheckpointEvent) and event.kind == "best":
-                self._offer(event, best)
+                # the weights written (the final ones at the end: TrainConfig.keep)
+                self._offer(event, best if event.metrics is None else event.metrics)
         self._send_step.flush()
         return TrainerFinished(result.reason, int(result.steps), self.published)
 

@@ -25,6 +25,7 @@ from napari_unet.core.training.loss_augment_config import AugmentConfig, LossCon
 from napari_unet.core.training.targets import TargetConfig
 
 __all__ = [
+    "KEEPS",
     "OPTIMIZERS",
     "SCHEDULES",
     "AugmentConfig",
@@ -40,6 +41,8 @@ __all__ = [
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 #: Learning-rate schedules (:class:`~napari_unet.core.training.schedule.LearningRateSchedule`).
 SCHEDULES: tuple[str, ...] = ("cosine", "plateau", "constant")
+#: Which weights a finished run publishes in ``best.pt`` (:attr:`TrainConfig.keep`).
+KEEPS: tuple[str, ...] = ("final", "best")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +85,14 @@ class TrainConfig(Config):
             2-class semantic models: the class-1 threshold and minimum size
             (:mod:`~napari_unet.core.training.operating_point_semantic`); False keeps the
             inherited (or default) setting.
+        keep: which weights a run that used its budget publishes in ``best.pt`` (copied to
+            ``--out``, offered as the new version): ``final`` (default), the weights at the end
+            of the budget, where the cosine schedule has brought the learning rate down; or
+            ``best``, the validation-best weights. Either way the operating point is tuned on
+            the held-back tiles and a child must beat its parent there to be published; ``final``
+            does not pick among checkpoints by a pixel score on those few tiles, which made the
+            recipe's spread over seeds (docs/learning_ablation.md). A stopped run keeps its
+            validation-best; during a run ``best.pt`` holds the validation-best so far.
     """
 
     task: str = "semantic"
@@ -147,6 +158,7 @@ class TrainConfig(Config):
     num_threads: int | None = None
     checkpoint_dir: str | None = None
     tune_postprocess: bool = True
+    keep: str = "final"
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -174,6 +186,7 @@ class TrainConfig(Config):
             "early_stopping_patience": self.early_stopping_patience is None
             or self.early_stopping_patience >= 1,
             "num_threads": self.num_threads is None or self.num_threads >= 1,
+            "keep": self.keep in KEEPS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -38,15 +38,10 @@ from napari_unet.core.training.distributed import (
     translated_errors,
 )
 from napari_unet.core.training.items import TrainingItem
-from napari_unet.core.training.loop import (
-    _finish,
-    _save_latest,
-    _step,
-    _stop_reason,
-    _validate,
-)
+from napari_unet.core.training.loop import _finish, _step, _stop_reason, _validate
 from napari_unet.core.training.retune import retune_after_training
 from napari_unet.core.training.run_parts import RunParts, RunProgress, build_run, resume_run
+from napari_unet.core.training.saving import save_latest
 from napari_unet.core.training.state import resolve_model, stop_function
 
 __all__ = ["iter_train_distributed"]
@@ -104,9 +99,9 @@ def _rank_events(
 ) -> Generator[TrainEvent, None, TrainResult]:
     """The loop, then (rank 0) the last validation, checkpoints and re-tuning."""
     reason = yield from _loop(run, progress, group, should_stop)
-    operating_point = None
+    operating_point, kept = None, "best"
     if group.rank == 0:
-        yield from _finish(run, progress, reason)
+        kept = yield from _finish(run, progress, reason)
         operating_point = yield from retune_after_training(run, progress, reason)
     logger.info(
         "training process %d of %d finished after %d steps (%s)",
@@ -123,6 +118,7 @@ def _rank_events(
         stopped_early=reason in ("stopped", "early_stopping", "time"),
         reason=reason,
         operating_point=operating_point,
+        kept=kept,
     )
 
 
@@ -151,7 +147,7 @@ def _loop(
             run.schedule.observe(-loss)  # the mean over the ranks: the same everywhere
         if latest_due(agreed, progress.last_saved, progress.saved_s):
             if group.rank == 0:
-                yield _save_latest(run, progress)
+                yield save_latest(run, progress)
             progress.last_saved, progress.saved_s = progress.step, agreed
         patience = config.early_stopping_patience
         if patience is not None and progress.val_batches and progress.bad_validations >= patience:

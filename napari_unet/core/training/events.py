@@ -32,11 +32,16 @@ class ValidationEvent:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointEvent:
-    """A checkpoint was written atomically: ``kind`` is ``best`` or ``latest``."""
+    """A checkpoint was written atomically: ``kind`` is ``best`` or ``latest``.
+
+    ``metrics``: the validation metrics of the weights written (``best``; empty when they were
+    not validated), None where not given.
+    """
 
     step: int
     path: Path
     kind: str
+    metrics: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,15 +49,16 @@ class TrainResult:
     """What a training run produced.
 
     Attributes:
-        best_path: checkpoint with the best validation score (the final model without
-            validation data).
+        best_path: the published checkpoint: the final weights (``TrainConfig.keep="final"``,
+            a run that used its budget, or no validation data) or the best validation score.
         latest_path: the last state, with the training state for resuming.
         steps: steps done in total.
-        best_metrics: validation metrics of the best checkpoint (empty without validation).
+        best_metrics: validation metrics of ``best_path`` (empty without validation).
         stopped_early: True unless the step budget was used up.
         reason: ``steps``, ``time``, ``stopped`` or ``early_stopping``.
         operating_point: ``provenance["operating_point"]`` of ``best_path`` when the
             post-processing was tuned on the held-back tiles (instance models), else None.
+        kept: which weights ``best_path`` holds: ``final`` or ``best`` (validation-best).
     """
 
     best_path: Path
@@ -62,6 +68,7 @@ class TrainResult:
     stopped_early: bool
     reason: str
     operating_point: dict | None = None
+    kept: str = "best"
 
 
 TrainEvent = StepEvent | ValidationEvent | CheckpointEvent

@@ -5,9 +5,11 @@
 returns a :class:`TrainResult`. ``train`` drains it. Patches come only from annotated pixels
 (class-balanced, see :mod:`napari_unet.core.training.sampler`); validation uses held-back annotated
 tiles that are never trained on. ``latest.pt`` carries the full training state, so
-``iter_train(..., resume_from=latest)`` continues bit-identically on the CPU. After training an
-instance model (unless stopped), the post-processing is re-tuned on the held-back tiles and stored
-in ``best.pt`` (:func:`~napari_unet.core.training.retune.tune_best`,
+``iter_train(..., resume_from=latest)`` continues bit-identically on the CPU. ``best.pt`` holds the
+validation-best weights during the run; at the end of the budget it gets the final weights
+(``TrainConfig.keep="final"``, the default) or keeps the validation-best (``"best"``). After
+training an instance model (unless stopped), the post-processing is re-tuned on the held-back
+tiles and stored in ``best.pt`` (:func:`~napari_unet.core.training.retune.tune_best`,
 ``TrainConfig.tune_postprocess``).
 
 Example:
@@ -42,10 +44,9 @@ from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.losses import LossConfig
 from napari_unet.core.training.retune import retune_after_training
 from napari_unet.core.training.run_parts import RunParts, RunProgress, build_run, resume_run
-from napari_unet.core.training.split import is_flat_copy
+from napari_unet.core.training.saving import save_latest, write_best
 from napari_unet.core.training.state import (
     ModelSource,
-    capture_state,
     drain_new_items,
     finite_or_raise,
     resolve_model,
@@ -135,7 +136,7 @@ def _run(
     if resume_from is not None:
         resume_run(run, progress, resume_from)
     reason = yield from _loop(run, progress, should_stop, new_items)
-    yield from _finish(run, progress, reason)
+    kept = yield from _finish(run, progress, reason)
     logger.info("training finished after %d steps (%s)", progress.step, reason)
     operating_point = yield from retune_after_training(run, progress, reason)
     return TrainResult(
@@ -146,6 +147,7 @@ def _run(
         stopped_early=reason in ("stopped", "early_stopping", "time"),
         reason=reason,
         operating_point=operating_point,
+        kept=kept,
     )
 
 
@@ -189,7 +191,7 @@ def _loop(
         else:
             run.schedule.observe(-loss)
         if latest_due(progress.elapsed, progress.last_saved, progress.saved_s):
-            yield _save_latest(run, progress)
+            yield save_latest(run, progress)
         patience = config.early_stopping_patience
         if patience is not None and progress.val_batches and progress.bad_validations >= patience:
             return "early_stopping"
@@ -222,55 +224,26 @@ def _step(run: RunParts, progress: RunProgress, start: float) -> Generator[Train
     return loss
 
 
-def _finish(run: RunParts, progress: RunProgress, reason: str) -> Generator[TrainEvent, None, None]:
-    """The last validation, ``latest.pt`` and (if none was written yet) ``best.pt``."""
+def _finish(run: RunParts, progress: RunProgress, reason: str) -> Generator[TrainEvent, None, str]:
+    """The last validation, ``latest.pt`` and the published ``best.pt``: the final weights
+    (``keep="final"`` unless stopped; always without validation data) or the validation-best
+    (written now when none was). Returns which: ``final`` or ``best``."""
     step, val_batches, writer = progress.step, progress.val_batches, run.writer
-    if val_batches and progress.last_validated != step and step and reason != "stopped":
+    due = progress.last_validated != step or not progress.last_metrics  # (a resume has none)
+    if val_batches and due and step and reason != "stopped":
         yield from _validate(run, progress)  # a Stop skips it: the user asked to stop now
     if progress.last_saved != step:
-        yield _save_latest(run, progress)
+        yield save_latest(run, progress)
+    final = run.config.keep == "final" and reason != "stopped" and step > 0 and bool(val_batches)
+    if final:  # the weights at the end of the budget, not a pick by a few held-back tiles
+        progress.best_metrics = dict(progress.last_metrics)
+        yield write_best(run, progress, progress.best_metrics)
+        return "final"
     if not progress.best_written and (not val_batches or not writer.best_path.exists()):
         # no validation data (or no improvement after a resume): the final model is the best
-        path = writer.write("best", _provenance(run, progress, progress.best_metrics))
-        yield CheckpointEvent(step, path, "best")
-
-
-def _provenance(run: RunParts, progress: RunProgress, metrics: dict[str, float]) -> dict[str, Any]:
-    """The provenance written into a checkpoint: data sizes, steps, time, metrics, settings."""
-    return {
-        "data": {
-            "n_images": sum(not is_flat_copy(item) for item in run.sampler.items),
-            "annotated_pixels": run.sampler.annotated_pixels(),
-            "validation_pixels": run.validation.annotated_pixels() if progress.val_batches else 0,
-        },
-        "steps": progress.step,
-        "elapsed_s": round(progress.elapsed, 3),
-        "metrics": metrics,
-        "seed": run.config.seed,
-        "train_config": run.config.to_dict(),
-    }
-
-
-def _save_latest(run: RunParts, progress: RunProgress) -> CheckpointEvent:
-    """Write ``latest.pt`` with the full training state (for resuming)."""
-    state = capture_state(
-        step=progress.step,
-        elapsed_s=progress.elapsed,
-        optimizer=run.optimizer,
-        schedule=run.schedule,
-        scaler=run.runner.scaler,
-        sampler=run.sampler,
-        generator=run.generator,
-        extra={
-            "best_score": progress.best_score,
-            "best_metrics": progress.best_metrics,
-            "bad_validations": progress.bad_validations,
-            "train_config": run.config.to_dict(),
-        },
-    )
-    path = run.writer.write("latest", _provenance(run, progress, progress.best_metrics), state)
-    progress.last_saved, progress.saved_s = progress.step, progress.elapsed
-    return CheckpointEvent(step=progress.step, path=path, kind="latest")
+        yield write_best(run, progress, progress.best_metrics)
+        return "final" if not val_batches else "best"
+    return "best"
 
 
 def _validate(
@@ -286,12 +259,11 @@ def _validate(
     )
     finite_or_raise(metrics["loss"], progress.step - 1, progress.lr, run.writer.latest_path)
     improved = progress.best_score is None or metrics["score"] > progress.best_score
+    progress.last_metrics = metrics
     yield ValidationEvent(step=progress.step, metrics=metrics, improved=improved)
     if improved:
         progress.best_score, progress.best_metrics = metrics["score"], metrics
-        progress.best_written = True
-        path = run.writer.write("best", _provenance(run, progress, metrics))
-        yield CheckpointEvent(progress.step, path, "best")
+        yield write_best(run, progress, metrics)
     return metrics["score"], improved
 
 

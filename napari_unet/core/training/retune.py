@@ -95,5 +95,7 @@ def retune_after_training(
         return None
     report, changed = tune_best(run.writer.best_path, run.validation.items, config)
     if changed:  # listeners (the trainer process) publish the re-tuned model
-        yield CheckpointEvent(progress.step, run.writer.best_path, "best")
+        yield CheckpointEvent(
+            progress.step, run.writer.best_path, "best", dict(progress.best_metrics)
+        )
     return report

@@ -64,6 +64,7 @@ class RunProgress:
     elapsed: float = 0.0
     best_score: float | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)  # the last validation's
     bad_validations: int = 0
     best_written: bool = False
     lr: float = 0.0
