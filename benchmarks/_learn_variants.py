@@ -60,12 +60,15 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "skeleton_recall_auto": {"factor": "Skeleton Recall loss term auto (on for membrane-like "
                              "labels: train --skeleton-recall auto)",
                              "train": {"loss": {"skeleton_recall": None}}},
+    "keep_best": {"factor": "publish the validation-best weights (train --keep best; default: "
+                  "the final weights)", "cli": ["--keep", "best"]},
 }  # fmt: skip
 #: Extra scorings of a trained recipe run, no retraining (``--evals``).
 EVALS: dict[str, dict[str, Any]] = {
     "plain_post": {"factor": "the plain loop's post-processing on the recipe's probabilities",
                    "cli": ["--output", "both"], "plain_post": True},
-    "last_checkpoint": {"factor": "last weights (latest.pt) instead of the validation-best",
+    "last_checkpoint": {"factor": "last weights (latest.pt) instead of the published model (the "
+                        "same weights unless --keep best)",
                         "checkpoint": "latest"},
     "tta": {"factor": "test-time augmentation: the 8 flips and rotations averaged (predict --tta "
             "dihedral)", "cli": ["--tta", "dihedral"]},
