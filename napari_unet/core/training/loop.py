@@ -236,8 +236,9 @@ def _finish(run: RunParts, progress: RunProgress, reason: str) -> Generator[Trai
         yield save_latest(run, progress)
     final = run.config.keep == "final" and reason != "stopped" and step > 0 and bool(val_batches)
     if final:  # the weights at the end of the budget, not a pick by a few held-back tiles
-        progress.best_metrics = dict(progress.last_metrics)
-        yield write_best(run, progress, progress.best_metrics)
+        if progress.best_step != step:  # (else the last validation just wrote them)
+            progress.best_metrics = dict(progress.last_metrics)
+            yield write_best(run, progress, progress.best_metrics)
         return "final"
     if not progress.best_written and (not val_batches or not writer.best_path.exists()):
         # no validation data (or no improvement after a resume): the final model is the best

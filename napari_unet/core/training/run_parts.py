@@ -67,6 +67,7 @@ class RunProgress:
     last_metrics: dict[str, float] = field(default_factory=dict)  # the last validation's
     bad_validations: int = 0
     best_written: bool = False
+    best_step: int = -1  # the step of the weights in best.pt (written by this process)
     lr: float = 0.0
     last_validated: int = 0
     validated_s: float = 0.0  # the clock at the last validation (time-based cadence)

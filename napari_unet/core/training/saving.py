@@ -51,5 +51,5 @@ def save_latest(run: RunParts, progress: RunProgress) -> CheckpointEvent:
 def write_best(run: RunParts, progress: RunProgress, metrics: dict[str, float]) -> CheckpointEvent:
     """Write the model now as ``best.pt`` (the published model) with its validation ``metrics``."""
     path = run.writer.write("best", provenance(run, progress, metrics))
-    progress.best_written = True
+    progress.best_written, progress.best_step = True, progress.step
     return CheckpointEvent(progress.step, path, "best", dict(metrics))
