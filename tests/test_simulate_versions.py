@@ -111,6 +111,7 @@ def test_a_round_never_goes_on_with_a_version_that_scores_lower_than_its_parent(
     barely moves the weights, but a parent whose settings drop most nuclei (min size 400) is
     beaten by its child with the settings re-tuned from them, which then labels the held-out
     images."""
+    from napari_unet.cli.simulate_report import format_round
     from napari_unet.core.simulation.experiment import simulate
     from napari_unet.core.simulation.guard import GUARD_FRACTION
     from napari_unet.core.simulation.parts import plan_split
@@ -136,6 +137,16 @@ def test_a_round_never_goes_on_with_a_version_that_scores_lower_than_its_parent(
     child_post = PostprocessConfig.from_dict(second.postprocess)
     child_score = held_back_score(Version(result.model, child_post), val, round_config, PREDICT)
     assert parent_score is not None and child_score is not None
+    held_back = second.to_dict()["held_back"]  # both scores, in the JSON
+    assert held_back["metric"] == "AP@0.5" and held_back["published"] is (min_size is not None)
+    assert held_back["parent_score"] == pytest.approx(parent_score)
+    line = format_round(second, "instances")
+    if min_size is None:
+        assert line.endswith("the parent is kept)"), line
+    else:
+        assert held_back["score"] == pytest.approx(child_score)
+        assert line.endswith(f"(held-back AP@0.5 {child_score:.3f} > parent {parent_score:.3f}: "
+                             "published)"), line  # fmt: skip
     if min_size is None:  # the parent went on, with its own settings
         assert second.note.startswith("version not published: held-back AP@0.5 "), second.note
         assert second.note.endswith(f"parent {parent_score:.3f}")

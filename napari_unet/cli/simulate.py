@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_unet.cli import simulate_context
-from napari_unet.cli.simulate_report import CURVE_METRICS, machine_description, plot_curves
+from napari_unet.cli.simulate_report import format_round, machine_description, plot_curves
 from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_int
 
 if TYPE_CHECKING:
@@ -284,17 +284,3 @@ def progress_text(event: Any) -> str:
     loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
     words = PHASE_WORDS.get(event.phase, event.phase)
     return f"round {event.round}: {words} {event.done}{total}{loss}"
-
-
-def format_round(record: Any, task: str) -> str:
-    """One line per round: corrected images, minutes, effort, the main metrics."""
-    keys = CURVE_METRICS.get(task, ("iou",))
-    scores = "  ".join(
-        f"{k} {record.metrics[k]:.4f}" for k in keys if record.metrics.get(k) is not None
-    )
-    return (
-        f"round {record.round}: {record.corrected_images} corrected, "
-        f"{record.cumulative_minutes:.1f} min ({record.steps} steps), "
-        f"{record.pixels_corrected} px / {record.objects_corrected} objects edited  {scores}"
-        + (f"  ({record.note}: the parent is kept)" if getattr(record, "note", "") else "")
-    )

@@ -1,4 +1,4 @@
-"""What ``napari-unet-loop simulate`` writes besides its rounds: the machine it ran on and the
+"""What ``napari-unet-loop simulate`` reports: one line per round, the machine it ran on and the
 accuracy curves (``--plot``). Also used by ``benchmarks/bench_hitl.py`` and
 ``benchmarks/plot_curves.py`` (through :mod:`napari_unet.cli.simulate`).
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CURVE_METRICS", "machine_description", "plot_curves"]
+__all__ = ["CURVE_METRICS", "format_round", "machine_description", "plot_curves"]
 
 
 def machine_description() -> str:
@@ -86,3 +87,29 @@ def plot_curves(
     path = Path(path)
     atomic_write_with(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     return path
+
+
+def format_round(record: Any, task: str) -> str:
+    """One line per round: corrected images, minutes, effort, the main metrics."""
+    keys = CURVE_METRICS.get(task, ("iou",))
+    scores = "  ".join(
+        f"{k} {record.metrics[k]:.4f}" for k in keys if record.metrics.get(k) is not None
+    )
+    return (
+        f"round {record.round}: {record.corrected_images} corrected, "
+        f"{record.cumulative_minutes:.1f} min ({record.steps} steps), "
+        f"{record.pixels_corrected} px / {record.objects_corrected} objects edited  {scores}"
+        + _held_back_words(getattr(record, "note", ""), getattr(record, "held_back", {}))
+    )
+
+
+def _held_back_words(note: str, held: dict) -> str:
+    """``  (version not published: ...: the parent is kept)`` or ``  (held-back AP@0.5 0.700 >
+    parent 0.650: published)`` for a guarded round; "" otherwise."""
+    if note:
+        return f"  ({note}: the parent is kept)"
+    if held.get("published") and held.get("score") is not None:
+        parent = held.get("parent_score")
+        than = f" > parent {parent:.3f}" if parent is not None else ""
+        return f"  (held-back {held['metric']} {held['score']:.3f}{than}: published)"
+    return ""

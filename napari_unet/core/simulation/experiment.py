@@ -10,7 +10,6 @@ corrected so far (continuing from the previous round's model) and scores the hel
 :func:`iter_simulate` yields :class:`SimulateProgress` and one :class:`RoundRecord` per round and
 returns a :class:`SimulateResult`; :func:`simulate` drains it. The trainer is pluggable
 (:data:`Trainer`) so a benchmark can drive another training back end through the same rounds.
-
 The correction effort is defined in :mod:`napari_unet.core.simulation.parts`.
 """
 
@@ -41,7 +40,7 @@ from napari_unet.core.simulation.parts import (
     predict_labels,
 )
 from napari_unet.core.simulation.records import (
-    ParentKept,
+    RoundJudged,
     RoundRecord,
     SimulateEvent,
     SimulateProgress,
@@ -242,7 +241,7 @@ def _round(
     config = plan.config
     new = plan.order[(r - 1) * config.per_round : r * config.per_round]
     pixels, objects = yield from _correct(plan, version, new, r, corrected)
-    version, steps, seconds, note = yield from _train_round(
+    version, steps, seconds, judged = yield from _train_round(
         trainer, version, corrected, r, config, plan.should_stop
     )
     cumulative += seconds / 60.0
@@ -257,8 +256,9 @@ def _round(
         pixels_corrected=pixels,
         objects_corrected=objects,
         metrics=metrics,
-        note=note,
+        note=judged.message if judged else "",
         postprocess=version.postprocess.to_dict(),
+        held_back=judged.summary() if judged else {},
     )
     logger.info("round %d: %d steps, %s", r, steps, metrics)
     return version, record
@@ -271,11 +271,11 @@ def _train_round(
     round_index: int,
     config: SimulateConfig,
     should_stop: Callable[[], bool],
-) -> Generator[SimulateEvent, None, tuple[Version, int, float, str]]:
-    """Run ``trainer`` on the corrected pool; returns ``(version, steps, seconds, note)`` (note:
-    why the parent was kept, else "")."""
+) -> Generator[SimulateEvent, None, tuple[Version, int, float, RoundJudged | None]]:
+    """Run ``trainer`` on the corrected pool; returns ``(version, steps, seconds, judged)``
+    (``judged``: the held-back judgement of a guarded round, else None)."""
     total = config.steps_per_round or (0 if config.minutes else config.train.steps or 0)
-    steps, start, note = 0, time.perf_counter(), ""
+    steps, start, judged = 0, time.perf_counter(), None
     events = trainer(version.model, list(corrected), round_index)
     parent = version
     while True:
@@ -290,9 +290,9 @@ def _train_round(
             if should_stop():
                 events.close()
                 break
-        elif isinstance(event, ParentKept):
-            note = event.message
-    return version, steps, time.perf_counter() - start, note
+        elif isinstance(event, RoundJudged):
+            judged = event
+    return version, steps, time.perf_counter() - start, judged
 
 
 def simulate(*args: Any, **kwargs: Any) -> SimulateResult:

@@ -8,8 +8,9 @@ post-processing is then re-tuned there from its parent's settings
 scored on the held-back tiles, each with its own post-processing
 (:func:`~napari_unet.core.simulation.versions.judge_child`, the rule the Fine-tune dock's trainer
 applies too: AP@0.5 for instances). The fine-tuned version goes on only when it scores higher than
-the parent; otherwise the parent goes on to the next round and a
-:class:`~napari_unet.core.simulation.records.ParentKept` record says so ("version not published:
+the parent; otherwise the parent goes on to the next round. Either way a
+:class:`~napari_unet.core.simulation.records.RoundJudged` record carries both scores (the round's
+``RoundRecord.held_back``) and, when the parent is kept, the sentence ("version not published:
 held-back AP@0.5 0.610 < parent 0.650"). A round from a fresh model
 trains on every corrected pixel, as before, and keeps its parent's post-processing.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.simulation.config import SimulateConfig
-from napari_unet.core.simulation.records import ParentKept
+from napari_unet.core.simulation.records import RoundJudged
 from napari_unet.core.simulation.versions import Version, held_back, judge_child, score_model
 
 __all__ = [
@@ -85,11 +86,13 @@ class GuardedTrainer:
         if result.best_path is not None:
             _load_best(model, result.best_path)
         verdict = judge_child(model, parent, parent_score, val, train_config, config.predict)
+        yield RoundJudged(
+            round_index, verdict.score.metric, verdict.score.value, parent_score.value,
+            verdict.better, verdict.message or "",
+        )  # fmt: skip
         if not verdict.better:
             model.load_state_dict(parent_state)
             logger.info("round %d: %s", round_index, verdict.message)
-            score, kept = float(verdict.score.value), float(parent_score.value)
-            yield ParentKept(round_index, score, kept, verdict.message)
             return parent
         self.postprocess = verdict.child.postprocess
         return verdict.child
@@ -124,7 +127,7 @@ def _flat(items: list[Any], model: Any, config: SimulateConfig) -> list[Any]:
 
 
 def _load_best(model: Any, best_path: Any) -> None:
-    """Put the weights of the run's ``best.pt`` (chosen on the held-back tiles) into ``model``."""
+    """Put the weights of the run's ``best.pt`` (its published weights) into ``model``."""
     from napari_unet.core.checkpoint.format import load_checkpoint
 
     model.load_state_dict(load_checkpoint(best_path).model.state_dict())

@@ -8,7 +8,7 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["ParentKept", "RoundRecord", "SimulateEvent", "SimulateProgress", "SimulateResult"]
+__all__ = ["RoundJudged", "RoundRecord", "SimulateEvent", "SimulateProgress", "SimulateResult"]
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -35,6 +35,9 @@ class RoundRecord:
             0.610 < parent 0.650"; the parent went on), else "".
         postprocess: the post-processing the held-out images were labelled with: the round's
             model's own (``PostprocessConfig.to_dict()``).
+        held_back: a guarded round's judgement on the held-back tiles of the corrected images
+            (:meth:`RoundJudged.summary`: metric, the child's and the parent's score, whether the
+            child was published); empty for a round trained from a fresh model.
     """
 
     round: int
@@ -48,24 +51,34 @@ class RoundRecord:
     metrics: dict
     note: str = ""
     postprocess: dict = dataclasses.field(default_factory=dict)
+    held_back: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN/Inf metrics become None)."""
         data = dataclasses.asdict(self)
         data["new_images"] = list(self.new_images)
         data["metrics"] = {k: _finite_or_none(v) for k, v in self.metrics.items()}
+        data["held_back"] = {k: _finite_or_none(v) for k, v in self.held_back.items()}
         return data
 
 
 @dataclasses.dataclass(frozen=True)
-class ParentKept:
-    """A round's fine-tuned model scored no higher than its parent on the held-back tiles of the
-    corrected images, so the parent was kept; ``message`` says so in one sentence."""
+class RoundJudged:
+    """A guarded round's fine-tuned model against its parent on the held-back tiles of the
+    corrected images, each with its own post-processing: ``published`` when it scored higher;
+    otherwise the parent was kept and ``message`` says so in one sentence."""
 
     round: int
-    score: float
-    parent_score: float
-    message: str
+    metric: str
+    score: float | None
+    parent_score: float | None
+    published: bool
+    message: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """``RoundRecord.held_back``: metric, score, parent_score, published."""
+        names = ("metric", "score", "parent_score", "published")
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclasses.dataclass(frozen=True)
