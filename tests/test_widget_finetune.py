@@ -373,3 +373,17 @@ def test_timing_line_counts_down_a_budget_but_not_keep_learning():
     forever = SimpleNamespace(keep_learning=True, train_config=TrainConfig(minutes=1440.0))
     text = timing_text(started, step, time.monotonic(), forever, running=True)
     assert "until Stop" in text and "left" not in text
+
+
+def test_the_plot_summary_names_the_pixel_score_last_and_best(qtbot):
+    """The summary's score is the pixel validation score (last and best): a version is published
+    on its held-back AP@0.5 or IoU against its parent, so "best" alone read as the publication's
+    score next to "version not published: held-back AP@0.5 0.610 < parent 0.650"."""
+    from napari_unet._widgets.training_plot import TrainingPlot
+
+    plot = TrainingPlot()
+    qtbot.addWidget(plot)
+    plot.add_step(10, 0.5)
+    plot.add_validation(10, 0.82)
+    plot.add_validation(20, 0.79)
+    assert "pixel val. score 0.790 (best 0.820)" in plot._summary_text()

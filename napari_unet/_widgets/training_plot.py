@@ -91,7 +91,11 @@ class TrainingPlot(QWidget):
         self._ema_sum, self._ema_n = 0.0, 0
         self._dirty = False
         self.summary = QLabel("", wordWrap=True)
-        self.summary.setToolTip("Last smoothed training loss and best validation score")
+        self.summary.setToolTip(
+            "Last smoothed training loss and the pixel validation score on the held-back tiles "
+            "(last and best); a version is published when it beats its parent there in AP@0.5 "
+            "or IoU, each with its own post-processing"
+        )
         self.canvas: Any = None
         self._axes: Any = None
         layout = QVBoxLayout(self)
@@ -222,7 +226,8 @@ class TrainingPlot(QWidget):
         if self.loss.y:
             parts.append(f"loss {self.loss.y[-1]:.3g} (step {int(self.loss.x[-1])})")
         if self.score.y:
-            parts.append(f"best val. score {max(self.score.y):.3f}")
+            last, best = self.score.y[-1], max(self.score.y)
+            parts.append(f"pixel val. score {last:.3f} (best {best:.3f})")
         if self.versions:
             parts.append(f"{len(self.versions)} version(s)")
         return " · ".join(parts)
