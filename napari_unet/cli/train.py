@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_context, train_pretrain, train_volume
+from napari_unet.cli import train_context, train_polarity, train_pretrain, train_volume
 from napari_unet.cli._parser import fraction
 from napari_unet.cli.train_data import (  # noqa: F401 (names importable from here, as before)
     BLOB_SHARE,
@@ -200,6 +200,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train_volume.add_arguments(parser)
     train_context.add_arguments(parser)
     train_pretrain.add_arguments(parser)
+    train_polarity.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -261,6 +262,7 @@ def _fit_and_train(
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
     model_or_checkpoint, left = train_pretrain.apply(args, model_or_checkpoint, items, data)
     config = train_config(left, info, task, targets, data, training_dir)
+    items, config = train_polarity.apply(args, info, model_or_checkpoint, items, config)
     if train_ddp.rank() > 0:  # trains in step with rank 0, which writes and reports
         return train_ddp.follow(model_or_checkpoint, items, config, resume_from=args.resume)
     start_score = None

@@ -9,6 +9,11 @@ Three modes (:class:`NormalizationConfig`):
   ``ToTensor`` first, multiply the published mean/std by 255).
 - ``"none"``: cast to float32 only.
 
+``invert=True`` flips the result (``1 - x`` in percentile mode, ``-x`` in the others), so dark
+objects on a bright background reach a model trained on bright objects as it knows them
+(``train`` chooses it from the corrected images: :mod:`napari_unet.core.training.polarity`); it is
+stored in the checkpoint and every prediction path applies it.
+
 A float64 channel whose largest finite magnitude lies beyond float32's range is divided by that
 magnitude first (percentile mode), so ``hi - lo`` and ``x - lo`` cannot overflow even for values
 near float64's maximum (an image spanning -1e308 .. 1e308 normalises like one spanning -1 .. 1).
@@ -61,6 +66,7 @@ class NormalizationConfig(Config):
         high: Upper percentile in (low, 100] (percentile mode).
         mean: Per-channel means in raw image units (meanstd mode; one value is used for all).
         std: Per-channel standard deviations, > 0 (meanstd mode; same length as ``mean``).
+        invert: flip the normalised values (``1 - x`` percentile, ``-x`` otherwise).
     """
 
     mode: str = "percentile"
@@ -68,6 +74,7 @@ class NormalizationConfig(Config):
     high: float = 99.8
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    invert: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -209,11 +216,26 @@ def normalization_params(
         else:
             columns.append((0.0, 1.0, 0.0, fmax, fmin))
     table = np.array(columns, dtype=np.float64).reshape(n_channels, 5)
+    if config.invert:
+        table = _inverted(table, percentile=config.mode == "percentile")
     return NormalizationParams(
         *(table[:, i].copy() for i in range(5)),
         float_input=is_float,
         divisor=divisors if (divisors != 1.0).any() else None,
     )
+
+
+def _inverted(table: np.ndarray, *, percentile: bool) -> np.ndarray:
+    """Columns ``(offset, scale, nan, posinf, neginf)`` of the flipped map: ``1 - (x - o) s =
+    (x - (o + 1/s)) (-s)`` (percentile) or ``-(x - o) s`` (other modes); NaN still maps to 0 and
+    a constant channel (scale 0) stays zeros."""
+    table = table.copy()
+    live = table[:, 1] != 0.0
+    if percentile:
+        table[live, 0] += 1.0 / table[live, 1]
+        table[live, 2] = table[live, 0]
+    table[live, 1] *= -1.0
+    return table
 
 
 def normalize(image: np.ndarray, config: NormalizationConfig | None = None) -> np.ndarray:
