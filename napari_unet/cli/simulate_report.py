@@ -92,6 +92,7 @@ def plot_curves(
 def format_round(record: Any, task: str) -> str:
     """One line per round: corrected images, minutes, effort, the main metrics."""
     keys = CURVE_METRICS.get(task, ("iou",))
+    flipped = getattr(record, "intensities_flipped", False)
     scores = "  ".join(
         f"{k} {record.metrics[k]:.4f}" for k in keys if record.metrics.get(k) is not None
     )
@@ -99,6 +100,7 @@ def format_round(record: Any, task: str) -> str:
         f"round {record.round}: {record.corrected_images} corrected, "
         f"{record.cumulative_minutes:.1f} min ({record.steps} steps), "
         f"{record.pixels_corrected} px / {record.objects_corrected} objects edited  {scores}"
+        + ("  (intensities flipped for the start model)" if flipped else "")
         + _held_back_words(getattr(record, "note", ""), getattr(record, "held_back", {}))
     )
 

@@ -30,14 +30,14 @@ def apply(
     model (a checkpoint being fine-tuned: ``info`` not None) is to see the images the other way
     up; a resumed run keeps the choice stored in its ``latest.pt``."""
     from napari_unet.cli._progress import PROGRESS
-    from napari_unet.core.training.polarity import choose_polarity, flipped
+    from napari_unet.core.training.polarity import choose_polarity, flipped, stored_invert
 
     choice = getattr(args, "invert", "auto")
     if info is None or config.task == "restoration" or choice == "no":
         return items, config
     stored = bool(config.normalization and config.normalization.invert)
     if args.resume is not None:
-        flip = _resumed_invert(args.resume) != stored
+        flip = stored_invert(args.resume) != stored
     elif choice == "yes":
         flip = True
     else:
@@ -50,11 +50,3 @@ def apply(
         return items, config
     items, normalization = flipped(items, config.normalization)
     return items, config.replace(normalization=normalization)
-
-
-def _resumed_invert(latest: Any) -> bool:
-    """Whether the run being resumed flipped its images (its stored normalisation)."""
-    from napari_unet.core.checkpoint.format import read_checkpoint_info
-
-    normalization = read_checkpoint_info(latest).normalization_config()
-    return bool(normalization.invert)

@@ -37,7 +37,7 @@ class TrainerPool:
         """Every annotated slice of the session -> ``(train_items, val_items)``; checks them
         (``core.training.preflight``) and fits patch and batch to them (the fingerprint)."""
         slices = self.session.training_items()
-        items = self._fit_start(slices)
+        items = self._polarity(self._fit_start(slices))
         check_training_data(slices, self.info, repr(self.request.start_from))
         preflight_items(items, self.info)
         settings = volume_settings if is_volumetric(self.info) else data_settings
@@ -60,6 +60,28 @@ class TrainerPool:
         self.channels_note = fitted.note
         return fitted.items
 
+    def _polarity(self, items: list[Any]) -> list[Any]:
+        """The items flipped, with ``normalization`` and ``config`` (so later corrections and
+        every version), when the start model sees the corrections better the other way up
+        (``core.training.polarity``); a resumed run keeps its stored choice."""
+        from napari_unet.core.checkpoint.format import load_checkpoint
+        from napari_unet.core.training.polarity import choose_polarity, flipped, stored_invert
+
+        self.polarity_note = ""
+        if self.info.task == "restoration" or not items:
+            return items
+        if self.request.resume_from is not None:
+            flip = stored_invert(self.request.resume_from) != self.normalization.invert
+        else:
+            config = self.config.replace(normalization=self.normalization)
+            choice = choose_polarity(load_checkpoint(self.start_path).model, items, config)
+            flip, self.polarity_note = choice.invert, choice.line() if choice.invert else ""
+        if not flip:
+            return items
+        items, self.normalization = flipped(items, self.normalization)
+        self.config = self.config.replace(normalization=self.normalization)
+        return items
+
     def _items(self, slices: list[Any]) -> list[Any]:
         """Training items: one per slice, or (3-D start model) one sparse volume per image."""
         if is_volumetric(self.info):
@@ -73,7 +95,11 @@ class TrainerPool:
         counts = summarize(items, self.val_items, self.info.task)
         self.data = {k: counts[k] for k in ("n_images", "n_slices", "annotated_pixels", "objects")}
         self.data["validation_pixels"] = counts["validation_pixels"]
-        notes = (self.fingerprint.describe(), getattr(self, "channels_note", ""))
+        notes = (
+            self.fingerprint.describe(),
+            getattr(self, "channels_note", ""),
+            getattr(self, "polarity_note", ""),
+        )
         self.data["fingerprint"] = "; ".join(n for n in notes if n)
         self.send(
             PoolChanged(

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-from napari_unet.core.errors import UserInputError
 from napari_unet.core.generators import run_to_end
 from napari_unet.core.postprocess.config import PostprocessConfig
 from napari_unet.core.simulation.config import (  # noqa: F401 (SIMULATE_TASKS: re-export)
@@ -39,6 +38,7 @@ from napari_unet.core.simulation.parts import (
     plan_split,
     predict_labels,
 )
+from napari_unet.core.simulation.plan import Plan, flipped_for_start, make_plan
 from napari_unet.core.simulation.records import (
     RoundJudged,
     RoundRecord,
@@ -115,7 +115,7 @@ def iter_simulate(
     Raises:
         UserInputError: too few images for the rounds and the held-out set, or duplicate names.
     """
-    plan = _plan(items, config, stop)
+    plan = make_plan(items, config, stop, start_trained=start_trained)
     cleanup = None
     if work_dir is None and trainer is None:
         cleanup = tempfile.TemporaryDirectory(prefix="napari-unet-simulate-")
@@ -139,7 +139,7 @@ def iter_simulate(
 
 
 def _rounds(
-    plan: _Plan, trainer: Trainer, version: Version, records: list[RoundRecord]
+    plan: Plan, trainer: Trainer, version: Version, records: list[RoundRecord]
 ) -> Generator[SimulateEvent, None, Version]:
     """Round 0 (``version`` scored), then the rounds until done or stopped; each record is
     appended to ``records`` and yielded. Returns the last round's version."""
@@ -147,59 +147,22 @@ def _rounds(
     settings = version.postprocess.to_dict()
     records.append(RoundRecord(0, 0, (), 0.0, 0.0, 0, 0, 0, metrics, postprocess=settings))
     yield records[-1]
+    plan = flipped_for_start(plan, version.model)  # a start model trained the other way up
     corrected: list[TrainingItem] = []
     for r in range(1, plan.config.rounds + 1):
         if plan.should_stop():
             break
         cumulative = records[-1].cumulative_minutes
         version, record = yield from _round(plan, trainer, version, r, corrected, cumulative)
+        if r == 1 and plan.flipped:
+            record = dataclasses.replace(record, intensities_flipped=True)
         records.append(record)
         yield record
     return version
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Plan:
-    """The experiment's fixed plan: which images are corrected (in ``order``) and which are
-    held out, their mapped ground truths, and the stop check."""
-
-    items: Sequence[TrainingItem]
-    config: SimulateConfig
-    names: list[str]
-    order: list[int]
-    held: list[int]
-    truths: dict[int, Any]
-    should_stop: Callable[[], bool]
-
-
-def _plan(
-    items: Sequence[TrainingItem], config: SimulateConfig, stop: Callable[[], bool] | None
-) -> _Plan:
-    """Check the names, split the images (seeded) and map their ground truths."""
-    names = [item.name for item in items]
-    if len(set(names)) != len(names) or not all(names):
-        raise UserInputError("every image needs a unique name; rename the duplicate files.")
-    n_corrected = config.rounds * config.per_round
-    n_eval = config.eval_images or max(1, (len(items) - n_corrected) // 4)
-    order, held = plan_split(len(items), n_corrected=n_corrected, n_eval=n_eval, seed=config.seed)
-    label_map = dict(config.label_map) if config.label_map else None
-    truths = {i: mapped_truth(items[i].labels, label_map) for i in (*order, *held)}
-    logger.info(
-        "simulate: %d image(s) to correct in %d round(s), %d held out: %s",
-        n_corrected,
-        config.rounds,
-        n_eval,
-        [names[i] for i in held],
-    )
-    return _Plan(items, config, names, order, held, truths, stop or _never)
-
-
-def _never() -> bool:
-    return False
-
-
 def _evaluate(
-    plan: _Plan, version: Version, round_index: int
+    plan: Plan, version: Version, round_index: int
 ) -> Generator[SimulateEvent, None, dict]:
     """Score ``version`` (with its own post-processing) on the held-out images; returns the
     mean metrics."""
@@ -214,7 +177,7 @@ def _evaluate(
 
 
 def _correct(
-    plan: _Plan, version: Version, new: list[int], round_index: int, corrected: list[TrainingItem]
+    plan: Plan, version: Version, new: list[int], round_index: int, corrected: list[TrainingItem]
 ) -> Generator[SimulateEvent, None, tuple[int, int]]:
     """Predict the round's new images and "correct" them (appended to ``corrected``); returns
     the correction effort ``(pixels, objects)``."""
@@ -230,7 +193,7 @@ def _correct(
 
 
 def _round(
-    plan: _Plan,
+    plan: Plan,
     trainer: Trainer,
     version: Version,
     r: int,

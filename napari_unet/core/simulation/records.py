@@ -38,6 +38,8 @@ class RoundRecord:
         held_back: a guarded round's judgement on the held-back tiles of the corrected images
             (:meth:`RoundJudged.summary`: metric, the child's and the parent's score, whether the
             child was published); empty for a round trained from a fresh model.
+        intensities_flipped: from this round on the images are flipped for a start model
+            trained the other way up (``core.simulation.plan.flipped_for_start``).
     """
 
     round: int
@@ -52,6 +54,7 @@ class RoundRecord:
     note: str = ""
     postprocess: dict = dataclasses.field(default_factory=dict)
     held_back: dict = dataclasses.field(default_factory=dict)
+    intensities_flipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN/Inf metrics become None)."""

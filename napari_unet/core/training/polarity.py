@@ -112,3 +112,11 @@ def choose_polarity(model: Any, items: Sequence[TrainingItem], config: Any) -> P
     choice = PolarityChoice(bool(better), score, flipped_score)
     logger.info("%s", choice.line())
     return choice
+
+
+def stored_invert(checkpoint: Any) -> bool:
+    """Whether the checkpoint (e.g. the ``latest.pt`` of a run being resumed) sees its images
+    flipped (its stored normalisation)."""
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+
+    return bool(read_checkpoint_info(checkpoint).normalization_config().invert)
