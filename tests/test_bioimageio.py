@@ -305,3 +305,34 @@ def _write_zip(path: Path, files: dict[str, bytes]) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
+
+
+def test_a_flipped_normalisation_is_exported_as_scale_linear_and_runs_in_bioimageio_core(
+    tmp_path,
+) -> None:
+    """A model trained on flipped intensities (``NormalizationConfig.invert``) exports the flip as
+    the last preprocessing step, so other tools feed it as napari-unet-loop does."""
+    core = pytest.importorskip("bioimageio.core")
+    torch.manual_seed(0)
+    model = build_model("unet", depth=2, base_channels=4, in_channels=1, out_channels=3)
+    normalization = {"mode": "percentile", "low": 2.0, "high": 99.0, "invert": True}
+    checkpoint = save_checkpoint(
+        tmp_path / "flipped.pt", model, task="semantic", normalization=normalization
+    )
+    loaded = load_checkpoint(checkpoint)
+    path = export_bioimageio(
+        loaded, tmp_path / "m.zip", config=BioimageioExportConfig(test_size=64)
+    )
+    members = _members(path)
+    rdf = yaml.safe_load(members["rdf.yaml"])
+    steps = rdf["inputs"][0]["preprocessing"]
+    assert steps[-1] == {"id": "scale_linear", "kwargs": {"gain": -1.0, "offset": 1.0}}
+    net = ProbabilityNet(**rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"])
+    net.load_state_dict(torch.load(io.BytesIO(members["weights.pt"]), weights_only=True))
+    raw = _npy(members["test_input.npy"])
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(1.0 - scale_range(raw, 2.0, 99.0))).numpy()
+    stored = _npy(members["test_output.npy"])
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
+    summary = core.test_model(path, weight_format="pytorch_state_dict")
+    assert summary.status == "passed", [d.name for d in summary.details if d.status != "passed"]

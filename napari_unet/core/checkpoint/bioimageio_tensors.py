@@ -31,7 +31,18 @@ def scale_range(image: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _preprocess(image: np.ndarray, normalization: dict) -> tuple[np.ndarray, list[dict]]:
-    """The test input as the package's preprocessing sees it, and that preprocessing."""
+    """The test input as the package's preprocessing sees it, and that preprocessing; a flipped
+    normalisation (``invert``) ends with ``scale_linear`` (gain -1; offset 1 after percentiles)."""
+    image, steps = _normalizing_steps(image, normalization)
+    if not normalization.get("invert"):
+        return image, steps
+    offset = 1.0 if normalization.get("mode", "percentile") == "percentile" else 0.0
+    steps.append({"id": "scale_linear", "kwargs": {"gain": -1.0, "offset": offset}})
+    return (offset - image).astype(np.float32), steps
+
+
+def _normalizing_steps(image: np.ndarray, normalization: dict) -> tuple[np.ndarray, list[dict]]:
+    """``_preprocess`` before the flip."""
     mode = normalization.get("mode", "percentile")
     steps: list[dict] = [{"id": "ensure_dtype", "kwargs": {"dtype": "float32"}}]
     if mode == "percentile":
