@@ -15,11 +15,9 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
-from _learn_recipe import patched
 from skimage.io import imread
 
 from napari_unet.core.inference.normalization import NormalizationConfig, normalize
@@ -113,17 +111,12 @@ def train_budget(
 ):
     """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
 
-    The budget is the run's ``minutes`` with the training loop's clock set to process CPU time
-    (as ``bench_learn.py`` does), so the cosine schedule comes down over the budget and the final
-    weights are kept, as ``train --minutes`` does (before, a huge step budget kept the learning
-    rate at its peak to the end). fp32 on the CPU for both models (no bf16 autocast);
-    ``flip_context``: a 2.5-D model's
+    fp32 on the CPU for both models (no bf16 autocast); ``flip_context``: a 2.5-D model's
     neighbour slices reversed at random (``AugmentConfig.flip_context``). A run that diverges
     (NaN loss) goes on from its last ``latest.pt`` (written every 50 steps) at a tenth of the
     learning rate for the rest of the budget; the divergences are returned so the report can
     say so.
     """
-    import napari_unet.core.training.loop as core_loop
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.errors import TrainingDivergedError
     from napari_unet.core.training.config import AugmentConfig
@@ -131,7 +124,7 @@ def train_budget(
 
     config = TrainConfig(
         task=task,
-        minutes=cpu_s / 60.0,
+        steps=1_000_000,
         batch_size=batch,
         patch_shape=patch,
         lr=lr,
@@ -147,11 +140,9 @@ def train_budget(
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     steps, diverged = 0, []
-    cpu_clock = types.SimpleNamespace(perf_counter=time.process_time)
-    while (left := cpu_s - (time.process_time() - cpu0)) > 1:
+    while time.process_time() - cpu0 < cpu_s - 1:
         try:
-            with patched(core_loop, "time", cpu_clock):
-                result = train(model, items, config.replace(minutes=left / 60.0))
+            result = train(model, items, config, stop=lambda: time.process_time() - cpu0 >= cpu_s)
             steps += result.steps
             break
         except TrainingDivergedError as err:
