@@ -172,6 +172,7 @@ def test_the_fine_tune_dock_trainer_flips_dark_corrections_for_the_built_in(tmp_
     assert isinstance(seen[-1], TrainerFinished), seen[-1]
     pools = [e for e in seen if isinstance(e, PoolChanged)]
     assert pools and "intensities flipped for the start model" in pools[0].fingerprint
+    assert pools[0].flipped.startswith("intensities flipped for the start model")
     (latest,) = (folder / "runs").glob("*/latest.pt")
     assert load_checkpoint(latest).info.normalization_config().invert is True
 

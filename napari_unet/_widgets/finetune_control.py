@@ -103,6 +103,11 @@ class TrainingControl:
         if event.added:  # the trainer's held-back tiles changed: its start score is void
             self.scores.start = None
         self.status.setText(R.pool_text(event))
+        flipped = getattr(event, "flipped", "")
+        if flipped and not event.added:  # once per run: the status line moves on
+            from napari.utils.notifications import show_info
+
+            show_info(flipped[:1].upper() + flipped[1:] + ".")
 
     def on_finished(self, event: Any) -> None:
         """Training ended normally (``TrainerFinished``); without a new version, the last

@@ -121,6 +121,8 @@ class PoolChanged:
         added: names (``"<image_id>/<slice:05d>"``) of the slices just added.
         fingerprint: the data's one-line description and the patch and batch chosen from it
             (``core.training.fingerprint.DatasetFingerprint.describe``).
+        flipped: the sentence saying the images' intensities were flipped for the start model
+            (``core.training.polarity``; also in ``fingerprint``), else "".
     """
 
     n_items: int
@@ -131,6 +133,7 @@ class PoolChanged:
     objects: int = 0
     added: tuple = ()
     fingerprint: str = ""
+    flipped: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,6 +111,7 @@ class TrainerPool:
                 objects=counts["objects"],
                 added=tuple(added),
                 fingerprint=self.data["fingerprint"],
+                flipped=getattr(self, "polarity_note", ""),
             )
         )
 

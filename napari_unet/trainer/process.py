@@ -121,6 +121,9 @@ class Trainer(TrainerPool):
             device=self.request.device,
             num_threads=self.request.threads,
             tune_postprocess=False,  # each offered model is re-tuned by the guard (ParentGuard)
+            # every improving validation is offered as a version while the user works: the
+            # final weights, offered after them, could publish a newer version that scores lower
+            keep="best",
         )
 
     # ------------------------------------------------------------------ events

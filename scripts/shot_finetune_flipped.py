@@ -1,0 +1,72 @@
+"""docs/images/finetune_flipped.png: the Fine-tune dock after a real fine-tune of the built-in
+``fluo-nuclei`` on a stained bright-field tile (dark nuclei on a bright background): the pool line
+says the intensities were flipped for the start model and why (issue 17).
+
+The trainer runs for real (``run_trainer`` in this process, 12 steps on the CPU); its events then
+go through the dock's real ``TrainerClient`` dispatch, as they do from the trainer process::
+
+    ../shared/tools/napari-shot docs/images/finetune_flipped.png scripts/shot_finetune_flipped.py
+"""
+
+import queue
+import tempfile
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QTabBar
+from skimage.io import imread
+
+from napari_unet._widgets import FinetuneWidget
+from napari_unet._widgets.loop_state import LoopState
+from napari_unet.session import Session
+from napari_unet.trainer.events import FinetuneRequest, PoolChanged
+from napari_unet.trainer.process import run_trainer
+
+viewer = globals()["viewer"]  # given by napari-shot
+app = napari.qt.get_qapp()
+data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_stained_bf"
+image = imread(data / "images" / "013.png")[..., :3]
+labels = imread(data / "labels" / "013.png").astype(np.uint16)
+root = Path(tempfile.mkdtemp()) / "stained.unet"
+session = Session.create(root, name="stained")
+image_id = session.add_image("stained 013", axes="YXC", image=image, task="instances")
+session.save_slice(
+    image_id, 0, labels=labels, snapshot=labels, reviewed=np.ones(labels.shape, bool)
+)
+viewer.add_image(image, name="stained 013", rgb=True)
+viewer.add_labels(labels, name="stained 013 labels", opacity=0.4)
+LoopState.for_viewer(viewer).set_session(session)
+qt_dock = next(
+    d for d in viewer.window._dock_widgets.values() if isinstance(d.widget(), FinetuneWidget)
+)
+dock = qt_dock.widget()
+panel = dock.finetune
+for _ in range(40):
+    app.processEvents()
+    time.sleep(0.05)
+train = {"steps": 12, "val_every": 4, "device": "cpu"}
+request = FinetuneRequest(
+    session=str(root), start_from="fluo-nuclei", train_config=train, num_threads=1, nice=0
+)
+events: queue.Queue = queue.Queue()
+run_trainer(request.to_dict(), events, queue.Queue())
+seen = [events.get_nowait() for _ in range(events.qsize())]
+client = panel.client
+client.running_changed.emit(True)
+for event in seen:
+    client._dispatch(event)
+client.running_changed.emit(False)
+pool = next(e for e in seen if isinstance(e, PoolChanged))
+print("pool:", pool.fingerprint)
+print("status:", panel.status.text())
+dock._scroll.ensureWidgetVisible(panel.status)
+qt_dock.raise_()
+for bar in viewer.window._qt_window.findChildren(QTabBar):  # its tab in front of the others
+    for index in range(bar.count()):
+        if bar.tabText(index).startswith("U-Net Fine-tune"):
+            bar.setCurrentIndex(index)
+for _ in range(20):
+    app.processEvents()
+    time.sleep(0.05)
