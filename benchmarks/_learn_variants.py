@@ -50,6 +50,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                      "normalised distance learnt next to the 3 classes; watershed seeded by its "
                      "maxima (seeds 'distance') instead of the interior probability",
                      "cli": ["--aux", "distance"]},
+    "finetune_fluo_no_invert": {"factor": "start from the built-in fluo-nuclei with the images "
+                                "as they are (train --model fluo-nuclei --invert no; default: "
+                                "flipped when the start model scores higher that way)",
+                                "cli": ["--model", "fluo-nuclei", "--invert", "no"]},
     "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
                              "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
     "ssl": {"factor": "self-supervised pre-training, 25 % of the budget, on the K images + the "
