@@ -165,10 +165,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "instances, given by --task or told from the labels: the built-in fluo-nuclei, adapted "
         "to the images' channels)",
     )
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
-    budget.add_argument("--minutes", type=_positive_float, help="time budget in minutes")
-    add("--val-fraction", type=fraction, default=0.1, help="held-back annotated tiles (0.1)")
+    _add_budget(parser)
     add("--label-map", help="label value mapping SRC:DST,... (e.g. ISBI 2012: 0:1,255:0)")
     add("--ignore-value", type=int, help="raw label value to ignore (e.g. 255)")
     add("--seed", type=int, default=0, help="random seed (0)")
@@ -186,8 +183,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--axes", help="axes of every image, e.g. YX, YXC, CYX (default: metadata or guess)")
     add("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     add("--threads", type=_positive_int, help="torch CPU threads")
-    add("--val-every", type=_positive_int, default=50, help=VAL_EVERY_HELP)
-    add("--keep", choices=KEEPS, default="final", help=KEEP_HELP)
     add(
         "--log-every",
         type=_positive_int,
@@ -203,6 +198,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train_polarity.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
+
+
+def _add_budget(parser: argparse.ArgumentParser) -> None:
+    """``--steps | --minutes``, the held-back tiles, how often they are scored, what is kept."""
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, help="number of steps (default 500)")
+    budget.add_argument("--minutes", type=_positive_float, help="time budget in minutes")
+    add = parser.add_argument
+    add("--val-fraction", type=fraction, default=0.1, help="held-back annotated tiles (0.1)")
+    add("--val-every", type=_positive_int, default=50, help=VAL_EVERY_HELP)
+    add("--keep", choices=KEEPS, default="final", help=KEEP_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

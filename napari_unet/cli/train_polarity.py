@@ -44,7 +44,8 @@ def apply(
         from napari_unet.core.checkpoint.format import load_checkpoint
 
         verdict = choose_polarity(load_checkpoint(start).model, items, config)
-        PROGRESS.info("%s", verdict.line())
+        if verdict.invert:  # said once; kept as they are: only with -v
+            PROGRESS.info("%s", verdict.line())
         flip = verdict.invert
     if not flip:
         return items, config

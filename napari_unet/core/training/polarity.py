@@ -110,7 +110,7 @@ def choose_polarity(model: Any, items: Sequence[TrainingItem], config: Any) -> P
     flipped_score = score_model(model, flipped(sample, config.normalization)[0], config)
     better = flipped_score is not None and (score is None or flipped_score > score + MARGIN)
     choice = PolarityChoice(bool(better), score, flipped_score)
-    logger.info("%s", choice.line())
+    logger.debug("%s", choice.line())
     return choice
 
 
