@@ -91,8 +91,8 @@ class TrainConfig(Config):
             ``best``, the validation-best weights. Either way the operating point is tuned on
             the held-back tiles and a child must beat its parent there to be published; ``final``
             does not pick among checkpoints by a pixel score on those few tiles, which made the
-            recipe's spread over seeds (docs/learning_ablation.md). A stopped run keeps its
-            validation-best; during a run ``best.pt`` holds the validation-best so far.
+            recipe's spread over seeds (docs/learning_ablation.md). A stopped or early-stopped
+            run keeps its validation-best; during a run ``best.pt`` holds the best so far.
     """
 
     task: str = "semantic"

@@ -226,7 +226,7 @@ def _step(run: RunParts, progress: RunProgress, start: float) -> Generator[Train
 
 def _finish(run: RunParts, progress: RunProgress, reason: str) -> Generator[TrainEvent, None, str]:
     """The last validation, ``latest.pt`` and the published ``best.pt``: the final weights
-    (``keep="final"`` unless stopped; always without validation data) or the validation-best
+    (``keep="final"`` after a spent budget; always without validation data) or the validation-best
     (written now when none was). Returns which: ``final`` or ``best``."""
     step, val_batches, writer = progress.step, progress.val_batches, run.writer
     due = progress.last_validated != step or not progress.last_metrics  # (a resume has none)
@@ -234,7 +234,8 @@ def _finish(run: RunParts, progress: RunProgress, reason: str) -> Generator[Trai
         yield from _validate(run, progress)  # a Stop skips it: the user asked to stop now
     if progress.last_saved != step:
         yield save_latest(run, progress)
-    final = run.config.keep == "final" and reason != "stopped" and step > 0 and bool(val_batches)
+    spent = reason in ("steps", "time")  # not a Stop, not early stopping (it wants the best)
+    final = run.config.keep == "final" and spent and step > 0 and bool(val_batches)
     if final:  # the weights at the end of the budget, not a pick by a few held-back tiles
         if progress.best_step != step:  # (else the last validation just wrote them)
             progress.best_metrics = dict(progress.last_metrics)
