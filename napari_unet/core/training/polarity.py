@@ -48,22 +48,23 @@ class PolarityChoice:
     flipped_score: float | None
 
     def line(self) -> str:
-        """One line for the user, e.g. ``intensities flipped for the start model (dark objects
-        on a bright background): it scores 0.620 on your corrected pixels flipped, 0.110 as
-        they are``."""
+        """One line for the user, e.g. ``intensities flipped for the start model: it scores 0.615
+        on your corrected pixels flipped, 0.161 as they are (it learnt objects the other way up:
+        bright on dark against dark on bright)``."""
 
         def fmt(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.3f}"
 
-        scores = f"{fmt(self.flipped_score)} on your corrected pixels flipped, {fmt(self.score)} "
+        flipped, kept = fmt(self.flipped_score), fmt(self.score)
         if self.invert:
             return (
-                "intensities flipped for the start model (its objects are the other way up: dark "
-                f"on bright or bright on dark): it scores {scores}as they are"
+                f"intensities flipped for the start model: it scores {flipped} on your corrected "
+                f"pixels flipped, {kept} as they are (it learnt objects the other way up: bright "
+                "on dark against dark on bright)"
             )
         return (
-            f"intensities kept as they are: the start model scores {fmt(self.score)} on your "
-            f"corrected pixels, {fmt(self.flipped_score)} flipped"
+            f"intensities kept as they are: the start model scores {kept} on your corrected "
+            f"pixels, {flipped} flipped"
         )
 
 
