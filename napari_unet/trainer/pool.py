@@ -37,11 +37,12 @@ class TrainerPool:
         """Every annotated slice of the session -> ``(train_items, val_items)``; checks them
         (``core.training.preflight``) and fits patch and batch to them (the fingerprint)."""
         slices = self.session.training_items()
-        items = self._polarity(self._fit_start(slices))
+        items = self._fit_start(slices)
         check_training_data(slices, self.info, repr(self.request.start_from))
         preflight_items(items, self.info)
         settings = volume_settings if is_volumetric(self.info) else data_settings
         self.fingerprint, self.config = settings(items, self.info, self.config)
+        items = self._polarity(items)  # scored with the patch fitted to the data
         self.pool = {item.name: item for item in items}
         train, self.val_items = self.plan.split(items)
         self.held = {item.name: item for item in self.val_items}  # as the core's pool has them
