@@ -7,7 +7,9 @@ on the stained test tiles as they are and 0.47 with their intensities flipped, b
 the corrected pixels both ways, with the training loop's own validation score, and flips the
 images (:attr:`~napari_unet.core.inference.normalization.NormalizationConfig.invert`, stored in
 every checkpoint of the run, so prediction flips them too) when that scores higher by more than
-:data:`MARGIN`. A new model learns either way up: nothing to choose.
+:data:`MARGIN`. A new model learns either way up: nothing to choose. Once flipped, the held-back
+tiles are flipped too, so the publication guard judges a child against the start model the way up
+it was chosen: a higher bar than the start model as the user had it.
 
 Example:
     >>> choice = choose_polarity(model, items, config)  # doctest: +SKIP
