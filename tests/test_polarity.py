@@ -200,3 +200,18 @@ def test_simulate_scores_the_start_as_it_is_then_flips_for_round_one(tmp_path):
     assert first.metrics["ap50"] < 0.2 < second.metrics["ap50"], (first.metrics, second.metrics)
     assert "intensities flipped for the start model" in format_round(second, "instances")
     assert result.to_dict()["rounds"][1]["intensities_flipped"] is True
+
+
+def test_invert_yes_for_a_new_model_says_it_is_ignored(tmp_path):
+    raws = {}
+    for seed in range(2):
+        image, labels = synthetic_nuclei((96, 96), seed=seed, n_nuclei=10)
+        raws[f"d{seed}"] = (_dark(image), labels)
+    _write(tmp_path, raws)
+    out = tmp_path / "m.pt"
+    log = _cli("train", "--images", str(tmp_path / "images"), "--labels",
+               str(tmp_path / "labels"), "--task", "instances", "--model", "unet",
+               "--steps", "1", "--device", "cpu", "--threads", "1", "--invert", "yes",
+               "--out", str(out))  # fmt: skip
+    assert "--invert yes is ignored" in log and "a new model learns either way" in log
+    assert load_checkpoint(out).info.normalization_config().invert is False

@@ -34,6 +34,12 @@ def apply(
 
     choice = getattr(args, "invert", "auto")
     if info is None or config.task == "restoration" or choice == "no":
+        if choice == "yes":  # asked for, but there is nothing to flip for: say so
+            logger.warning(
+                "--invert yes is ignored: it flips the images for a start checkpoint (--model "
+                "CHECKPOINT or a built-in), and %s",
+                "restoration targets are images too" if info else "a new model learns either way",
+            )
         return items, config
     stored = bool(config.normalization and config.normalization.invert)
     if args.resume is not None:
