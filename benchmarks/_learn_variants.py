@@ -56,6 +56,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                                 "cli": ["--model", "fluo-nuclei", "--invert", "no"]},
     "finetune_fluo_lr1e-4": {"factor": "start from the built-in fluo-nuclei, lr 1e-4",
                              "cli": ["--model", "fluo-nuclei", "--lr", "1e-4"]},
+    "finetune_fluo_freeze": {"factor": "start from the built-in fluo-nuclei, encoder frozen "
+                             "(train --model fluo-nuclei --freeze-encoder: the decoder learns)",
+                             "cli": ["--model", "fluo-nuclei", "--freeze-encoder"]},
     "ssl": {"factor": "self-supervised pre-training, 25 % of the budget, on the K images + the "
             "pool's others (no test image)", "unlabelled": "pool", "cli": ["--pretrain-fraction",
             "0.25"]},
