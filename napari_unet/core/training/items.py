@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -133,15 +133,37 @@ def mirror_index(start: int, length: int, size: int) -> np.ndarray:
     return np.where(index >= size, period - index, index).astype(np.intp)
 
 
-def window_start(centre: int, length: int, size: int) -> int:
-    """Top-left of a ``length`` window around ``centre``, shifted to overlap the image most.
+def window_start(centre: int, length: int, size: int, *, offset: int | None = None) -> int:
+    """Top-left of a ``length`` window holding ``centre`` at ``offset`` (default ``length //
+    2``, the middle), shifted to overlap the image most.
 
     A window that fits is kept inside ``[0, size)``; a larger one covers the whole image. Either
     way ``centre`` stays inside the window.
     """
-    start = centre - length // 2
+    start = centre - (length // 2 if offset is None else offset)
     low, high = min(0, size - length), max(0, size - length)
     return min(max(start, low), high)
+
+
+def window_starts(
+    centre: Sequence[int],
+    shape: Sequence[int],
+    sizes: Sequence[int],
+    rng: np.random.Generator,
+) -> list[int]:
+    """Window starts (one per axis) of a ``shape`` window holding the annotated pixel ``centre``.
+
+    An image (2 axes) puts it in the window's middle. In a volume (3 axes) it lands at a random
+    place in the window: a volume annotated on a few slices would otherwise always put the
+    annotated slice at the window's middle depth, and a 3-D net learns that depth and pooling
+    phase only (the other slices of a 3-D prediction turn to garbage). Dense 2-D annotation
+    already covers every offset.
+    """
+    if len(centre) == 3:
+        offsets = [int(rng.integers(n)) for n in shape]
+    else:
+        offsets = [n // 2 for n in shape]
+    return [window_start(c, n, s, offset=o) for c, n, s, o in zip(centre, shape, sizes, offsets)]
 
 
 def crop_targets(

@@ -2,7 +2,8 @@
 
 :class:`PatchSampler` turns a pool of :class:`~napari_unet.core.training.items.TrainingItem`
 into batches of patches whose centres are always annotated pixels (voxels: a volume annotated on a
-few slices, in any orientation, gives patches that hold those slices), drawn class-balanced: a
+few slices, in any orientation, gives patches that hold those slices, at a random depth of the
+window), drawn class-balanced: a
 class is chosen uniformly among the classes present in the annotated targets, then a pixel of that
 class. A valid-convolution model gets its larger input context (``h_in = h_out + 2 * margin``),
 mirror-padded at image borders. Items can be added while training runs (continuous learning from
@@ -26,7 +27,7 @@ from napari_unet.core.training.items import (
     check_item,
     crop_targets_nd,
     mirror_index,
-    window_start,
+    window_starts,
 )
 from napari_unet.core.training.label_values import (  # noqa: F401 (their old home)
     INSTANCE_IDS_PER_IMAGE,
@@ -229,10 +230,9 @@ class PatchSampler:
     def crop(
         self, entry: _Entry, *centre: int, full_context: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image input window and target window around the annotated pixel ``centre``
-        (``y, x``, or ``z, y, x`` in a volume)."""
-        sizes = entry.item.spatial_shape
-        starts = [window_start(c, n, s) for c, n, s in zip(centre, self.output_shape, sizes)]
+        """Image input window and target window holding the annotated pixel ``centre``
+        (``y, x``: the window's middle; ``z, y, x`` in a volume: a random place in the window)."""
+        starts = window_starts(centre, self.output_shape, entry.item.spatial_shape, self.rng)
         return self.crop_window(entry, *starts, full_context=full_context)
 
     def crop_window(
