@@ -149,22 +149,21 @@ def plot(summary: list[dict[str, Any]], records: list[dict[str, Any]], path: Pat
     for row_axes, name in zip(axes, sets):
         key = "iou" if any(r["membranes"] for r in records if r["set"] == name) else "ap50"
         label = "membrane IoU" if key == "iou" else "AP@0.5"
-        for method in ("recipe", "plain", "rf"):
+        series = sorted({(r["method"], r["variant"]) for r in records if r["set"] == name},
+                        key=lambda mv: (("recipe", "plain", "rf").index(mv[0]), mv[1] != "default",
+                                        mv[1]))  # fmt: skip
+        for method, variant in series:  # the defaults, and each ablation run (its own line)
+            text = method if variant == "default" else f"{method} [{variant}]"
             rows = [r for r in summary if r["set"] == name and r["method"] == method
-                    and r["variant"] == "default"]  # fmt: skip
+                    and r["variant"] == variant]  # fmt: skip
             if rows:
                 rows.sort(key=lambda r: r["k"])
                 row_axes[0].errorbar([r["k"] for r in rows], [r[f"{key}_mean"] for r in rows],
                                      yerr=[r[f"{key}_std"] for r in rows], marker="o",
-                                     capsize=3, label=method)  # fmt: skip
-            runs = [
-                r
-                for r in records
-                if r["set"] == name
-                and r["method"] == method
-                and r["variant"] == "default"
-                and r["k"] == min(x["k"] for x in records)
-            ]
+                                     capsize=3, label=text)  # fmt: skip
+            k_min = min(x["k"] for x in records)
+            runs = [r for r in records if r["set"] == name and r["method"] == method
+                    and r["variant"] == variant and r["k"] == k_min]  # fmt: skip
             if runs and method != "rf":
                 points = {}  # budget fraction -> [(CPU minutes, score)] over the seeds
                 for run in runs:
@@ -175,7 +174,7 @@ def plot(summary: list[dict[str, Any]], records: list[dict[str, Any]], path: Pat
                             )
                 means = [[sum(c) / len(c) for c in zip(*points[f])] for f in sorted(points)]
                 row_axes[1].plot([m[0] for m in means], [m[1] for m in means], marker="o",
-                                 label=method)  # fmt: skip
+                                 label=text)  # fmt: skip
         for ax, xlabel in zip(row_axes, ("corrected images K", "CPU minutes (K smallest)")):
             ax.set_xlabel(xlabel)
             ax.set_ylabel(label)
