@@ -108,8 +108,14 @@ def train_budget(
     device: str,
     lr: float = 1e-3,
     flip_context: bool = True,
+    cosine: bool = False,
 ):
     """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
+
+    ``cosine``: the budget is the run's ``minutes`` with the training loop's clock on process CPU
+    time (as ``bench_learn.py`` does), so the cosine schedule comes down to zero over the budget
+    and the final weights are kept, as ``train --minutes`` does; default: a huge step budget keeps
+    the learning rate at its peak to the end (the final weights are a snapshot at that rate).
 
     fp32 on the CPU for both models (no bf16 autocast); ``flip_context``: a 2.5-D model's
     neighbour slices reversed at random (``AugmentConfig.flip_context``). A run that diverges
@@ -140,9 +146,14 @@ def train_budget(
     )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     steps, diverged = 0, []
-    while time.process_time() - cpu0 < cpu_s - 1:
+    while (left := cpu_s - (time.process_time() - cpu0)) > 1:
         try:
-            result = train(model, items, config, stop=lambda: time.process_time() - cpu0 >= cpu_s)
+            if cosine:
+                result = _train_cosine(model, items, config, left)
+            else:
+                result = train(
+                    model, items, config, stop=lambda: time.process_time() - cpu0 >= cpu_s
+                )
             steps += result.steps
             break
         except TrainingDivergedError as err:
@@ -154,6 +165,20 @@ def train_budget(
             config = config.replace(lr=config.lr / 10, seed=config.seed + 1)
     trained = Trained(model, steps, time.process_time() - cpu0, time.perf_counter() - wall0)
     return dataclasses.replace(trained, diverged=tuple(diverged))
+
+
+def _train_cosine(model, items, config, cpu_s: float):
+    """``train`` with ``minutes = cpu_s / 60`` on a loop clock that reads process CPU time."""
+    import types
+
+    from _learn_recipe import patched
+
+    import napari_unet.core.training.loop as core_loop
+    from napari_unet.core.training.loop import train
+
+    cpu_clock = types.SimpleNamespace(perf_counter=time.process_time)
+    with patched(core_loop, "time", cpu_clock):
+        return train(model, items, config.replace(steps=None, minutes=cpu_s / 60.0))
 
 
 def stitch_z(labels: np.ndarray, threshold: float = 0.25) -> np.ndarray:

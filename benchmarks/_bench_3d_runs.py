@@ -64,7 +64,8 @@ def run_embryo(args) -> dict:
         image, truth = embryo_volume(train_name)
         slices = EMBRYO_SLICES[train_name]
         net2d, net3d = _models(3, EMBRYO_VOXEL, 3, args.seed)
-        common = dict(task="instances", cpu_s=budget, batch=2, seed=args.seed, device=args.device)
+        common = dict(task="instances", cpu_s=budget, batch=2, seed=args.seed, device=args.device,
+                      cosine=args.embryo_schedule == "cosine")  # fmt: skip
         t2 = train_budget(
             net2d,
             slice_items(image, truth, slices, train_name, joint=args.embryo_norm == "stack"),
@@ -90,6 +91,7 @@ def run_embryo(args) -> dict:
     return {
         "embryo_pairs": [f"{a}->{b}" for a, b in pairs],
         "embryo_normalization_2d": args.embryo_norm,
+        "embryo_schedule": args.embryo_schedule,
         "embryo_min_object_voxels": EMBRYO_MIN_VOXELS,
         "embryo_ap50_2d": float(np.mean(aps["2d"])),
         "embryo_ap50_3d": float(np.mean(aps["3d"])),

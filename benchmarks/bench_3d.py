@@ -200,6 +200,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_25d_arguments(parser)
     parser.add_argument(
+        "--embryo-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="embryo models' learning rate: constant at its peak (default) or cosine to zero over "
+        "the CPU budget, final weights kept (as train --minutes)",
+    )
+    parser.add_argument(
         "--embryo-norm",
         choices=("slice", "stack"),
         default="slice",
