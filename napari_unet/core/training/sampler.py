@@ -1,10 +1,10 @@
 """Class-balanced patch sampling from a pool of annotated images or volumes.
 
 :class:`PatchSampler` turns a pool of :class:`~napari_unet.core.training.items.TrainingItem`
-into batches of patches whose centres are always annotated pixels (voxels: a volume annotated on a
-few slices, in any orientation, gives patches that hold those slices, at a random depth of the
-window), drawn class-balanced: a
-class is chosen uniformly among the classes present in the annotated targets, then a pixel of that
+into batches of patches that always hold a drawn annotated pixel (at the window's middle in an
+image; at a random place of the window in a volume, so that a volume annotated on a few slices, in
+any orientation, shows those slices at every depth of the patch), drawn class-balanced: a class is
+chosen uniformly among the classes present in the annotated targets, then a pixel of that
 class. A valid-convolution model gets its larger input context (``h_in = h_out + 2 * margin``),
 mirror-padded at image borders. Items can be added while training runs (continuous learning from
 the GUI). Validation windows come from :mod:`napari_unet.core.training.split`; label-value counts
@@ -84,7 +84,7 @@ class PatchBatch:
 
 
 class PatchSampler:
-    """Class-balanced patches centred on annotated pixels, with a pool that can grow.
+    """Class-balanced patches holding annotated pixels, with a pool that can grow.
 
     Args:
         targets_fn: turns ``(labels, annotated_mask)`` into ``(classes, weights)`` (see
