@@ -68,6 +68,19 @@ def test_predict_form_round_trips_a_predict_config(qtbot) -> None:
     assert form.options().scope == "slice" == form.scope_key()
 
 
+def test_a_3d_checkpoint_without_an_overlap_gets_the_one_prediction_would_take(qtbot) -> None:
+    """A 3-D model trained by the training loop stores no overlap: the form must not keep its
+    2-D default of 32, which a 32-deep tile refuses (the Segment dock failed on such a model)."""
+    from napari_unet._widgets.predict_form import PredictForm
+    from napari_unet.core.inference.geometry import tile_overlap
+
+    form = PredictForm()
+    qtbot.addWidget(form)
+    form.set_model_defaults(task="instances", tile_shape=(32, 128, 128), overlap=None)
+    expected = tile_overlap(PredictConfig(tile_shape=(32, 128, 128)), margin=0)
+    assert form.predict_settings().overlap == expected == 8
+
+
 def test_average_with_z_reversed_only_for_models_with_z(qtbot) -> None:
     from napari_unet._widgets.predict_form import PredictForm
 
