@@ -9,9 +9,10 @@ A small ``unet3d_aniso`` (voxel 1.75 x 0.8 x 0.8 um) learns the nuclei of embryo
 voxel ignored) with the product's training loop (400 steps on 8x64x64 patches, a few minutes on
 a CPU); the Segment dock then predicts stack ``01`` (never seen) as one volume in 3-D with its
 3-D watershed, and the viewer shows the instance labels in its 3-D view (ndisplay=3). Last run
-(2026-12-06): 400 steps in 242 s on this 2-core CPU (shared), 16 nuclei separated in 3-D plus
-112 specks of a few voxels (the dock's default minimum size is 0; "Objects <  N px" removes
-them); the earlier binary fit of this script merged neighbouring nuclei.
+(2026-12-06): 400 steps in 242 s on this 2-core CPU (shared); 128 objects for the 16 annotated
+nuclei, the extra ones specks of a few voxels at the nuclei's edges (the dock's default minimum
+size is 0; "Objects < N px" removes them); the earlier binary fit of this script merged
+neighbouring nuclei into one object.
 """
 
 import tempfile
