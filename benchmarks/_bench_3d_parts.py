@@ -112,38 +112,18 @@ def train_budget(
 ):
     """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
 
-    ``cosine``: the budget is the run's ``minutes`` with the training loop's clock on process CPU
-    time (as ``bench_learn.py`` does), so the cosine schedule comes down to zero over the budget
-    and the final weights are kept, as ``train --minutes`` does; default: a huge step budget keeps
-    the learning rate at its peak to the end (the final weights are a snapshot at that rate).
-
-    fp32 on the CPU for both models (no bf16 autocast); ``flip_context``: a 2.5-D model's
-    neighbour slices reversed at random (``AugmentConfig.flip_context``). A run that diverges
-    (NaN loss) goes on from its last ``latest.pt`` (written every 50 steps) at a tenth of the
-    learning rate for the rest of the budget; the divergences are returned so the report can
-    say so.
+    ``cosine``: the rate comes down over the budget (:func:`_train_cosine`); default: a huge step
+    budget keeps it at its peak to the end (the final weights are a snapshot at that rate). fp32
+    on the CPU for both models (no bf16 autocast); ``flip_context``: a 2.5-D model's neighbour
+    slices reversed at random (``AugmentConfig.flip_context``). A run that diverges (NaN loss)
+    goes on from its last ``latest.pt`` (written every 50 steps) at a tenth of the learning rate
+    for the rest of the budget; the divergences are returned so the report can say so.
     """
     from napari_unet.core.checkpoint.format import load_checkpoint
     from napari_unet.core.errors import TrainingDivergedError
-    from napari_unet.core.training.config import AugmentConfig
-    from napari_unet.core.training.loop import TrainConfig, train
+    from napari_unet.core.training.loop import train
 
-    config = TrainConfig(
-        task=task,
-        steps=1_000_000,
-        batch_size=batch,
-        patch_shape=patch,
-        lr=lr,
-        val_fraction=0.0,  # every CPU second goes into training, for both models alike
-        val_every=50,  # no validation data: this only writes latest.pt
-        seed=seed,
-        device=device,
-        num_threads=1,
-        bf16_cpu=False,
-        tune_postprocess=False,
-        augment=AugmentConfig(flip_context=flip_context),
-        checkpoint_dir=tempfile.mkdtemp(prefix="bench3d-"),
-    )
+    config = _budget_config(task, batch, patch, lr, seed, device, flip_context)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     steps, diverged = 0, []
     while (left := cpu_s - (time.process_time() - cpu0)) > 1:
@@ -167,8 +147,33 @@ def train_budget(
     return dataclasses.replace(trained, diverged=tuple(diverged))
 
 
+def _budget_config(task, batch, patch, lr, seed, device, flip_context):
+    """The :class:`TrainConfig` of :func:`train_budget` (a huge step budget, no validation)."""
+    from napari_unet.core.training.config import AugmentConfig
+    from napari_unet.core.training.loop import TrainConfig
+
+    return TrainConfig(
+        task=task,
+        steps=1_000_000,
+        batch_size=batch,
+        patch_shape=patch,
+        lr=lr,
+        val_fraction=0.0,  # every CPU second goes into training, for both models alike
+        val_every=50,  # no validation data: this only writes latest.pt
+        seed=seed,
+        device=device,
+        num_threads=1,
+        bf16_cpu=False,
+        tune_postprocess=False,
+        augment=AugmentConfig(flip_context=flip_context),
+        checkpoint_dir=tempfile.mkdtemp(prefix="bench3d-"),
+    )
+
+
 def _train_cosine(model, items, config, cpu_s: float):
-    """``train`` with ``minutes = cpu_s / 60`` on a loop clock that reads process CPU time."""
+    """``train`` with ``minutes = cpu_s / 60`` on a loop clock that reads process CPU time (as
+    ``bench_learn.py`` does): the cosine schedule comes down to zero over the budget and the final
+    weights are kept, as ``train --minutes`` does."""
     import types
 
     from _learn_recipe import patched
