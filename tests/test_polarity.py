@@ -132,7 +132,9 @@ def test_train_flips_dark_nuclei_for_the_built_in_and_predict_applies_it(tmp_pat
     assert scores["trained"] > 0.5 and scores["built-in"] < 0.2, scores
 
 
-def test_invert_no_keeps_the_images_as_they_are(tmp_path):
+def _train_dark(tmp_path, model: str, invert: str):
+    """One ``train`` step of ``model`` on two dark-background nuclei images with ``--invert
+    invert``; returns (the log, the written checkpoint's path)."""
     raws = {}
     for seed in range(2):
         image, labels = synthetic_nuclei((96, 96), seed=seed, n_nuclei=10)
@@ -140,9 +142,14 @@ def test_invert_no_keeps_the_images_as_they_are(tmp_path):
     _write(tmp_path, raws)
     out = tmp_path / "m.pt"
     log = _cli("train", "--images", str(tmp_path / "images"), "--labels",
-               str(tmp_path / "labels"), "--task", "instances", "--model", "fluo-nuclei",
-               "--steps", "1", "--device", "cpu", "--threads", "1", "--invert", "no",
+               str(tmp_path / "labels"), "--task", "instances", "--model", model,
+               "--steps", "1", "--device", "cpu", "--threads", "1", "--invert", invert,
                "--out", str(out))  # fmt: skip
+    return log, out
+
+
+def test_invert_no_keeps_the_images_as_they_are(tmp_path):
+    log, out = _train_dark(tmp_path, "fluo-nuclei", "no")
     assert "flipped" not in log
     assert load_checkpoint(out).info.normalization_config().invert is False
 
@@ -203,15 +210,6 @@ def test_simulate_scores_the_start_as_it_is_then_flips_for_round_one(tmp_path):
 
 
 def test_invert_yes_for_a_new_model_says_it_is_ignored(tmp_path):
-    raws = {}
-    for seed in range(2):
-        image, labels = synthetic_nuclei((96, 96), seed=seed, n_nuclei=10)
-        raws[f"d{seed}"] = (_dark(image), labels)
-    _write(tmp_path, raws)
-    out = tmp_path / "m.pt"
-    log = _cli("train", "--images", str(tmp_path / "images"), "--labels",
-               str(tmp_path / "labels"), "--task", "instances", "--model", "unet",
-               "--steps", "1", "--device", "cpu", "--threads", "1", "--invert", "yes",
-               "--out", str(out))  # fmt: skip
+    log, out = _train_dark(tmp_path, "unet", "yes")
     assert "--invert yes is ignored" in log and "a new model learns either way" in log
     assert load_checkpoint(out).info.normalization_config().invert is False

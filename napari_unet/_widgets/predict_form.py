@@ -22,7 +22,7 @@ from napari_unet._widgets.config_form import ConfigWidgets, add_rows
 from napari_unet._widgets.model_picker import ModelPicker
 from napari_unet._widgets.predict_worker import PostprocessChoice
 from napari_unet.core.config import Config, setting
-from napari_unet.core.inference.config import DEFAULT_PADDED_OVERLAP, PredictConfig
+from napari_unet.core.inference.config import PredictConfig
 
 CHOOSE_AXES = "choose…"
 DEFAULT_TILE = 512
@@ -176,7 +176,9 @@ class PredictForm(QWidget):
             self.fields["tile_shape"].value = int(max(tile_shape))
         if overlap is None and tile_shape:  # a 3-D checkpoint leaves it to prediction, which
             # takes at most a quarter of the smallest tile side (32 would refuse a 32-deep tile)
-            overlap = min(DEFAULT_PADDED_OVERLAP, min(tile_shape) // 4)
+            from napari_unet.core.inference.geometry import tile_overlap
+
+            overlap = tile_overlap(PredictConfig(tile_shape=tuple(tile_shape)), margin=0)
         if overlap is not None:
             self.fields["overlap"].value = int(overlap)
         if postprocess is not None:
