@@ -15,6 +15,8 @@ from napari_unet.core.training.augment import AugmentConfig
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import CheckpointEvent, TrainConfig, iter_train
 from napari_unet.core.training.operating_point import (
+    THRESHOLDS,
+    _pick,
     candidate_configs,
     choose_operating_point,
     describe_operating_point,
@@ -143,23 +145,68 @@ def test_operating_point_picks_drop_when_unseeded_fragments_exist():
     assert "unseeded drop" in describe_operating_point(report)
 
 
-def test_operating_point_keeps_the_inherited_setting_on_ties():
-    from napari_unet.core.inference.prediction import PredictConfig
-
+def _clean_scene():
+    """The scene without fragments: every candidate that keeps the discs scores AP@0.5 1.0."""
     logits, truth = _scene()
     logits[2][logits[1] == 0] = np.where(truth[logits[1] == 0] > 0, 6.0, 0.0)
-    logits[0][truth == 0] = 6.0  # no fragments: every candidate that keeps the discs ties
-    base = PostprocessConfig(output="instances", interior_threshold=0.5)
-    point = choose_operating_point(
+    logits[0][truth == 0] = 6.0
+    return logits, truth
+
+
+def _choose(scene, base):
+    from napari_unet.core.inference.prediction import PredictConfig
+
+    return choose_operating_point(
         _Logits(),
-        _val_items((logits, truth)),
+        _val_items(scene),
         base=base,
         predict_config=PredictConfig(tile_shape=(SIDE, SIDE), device="cpu", precision="fp32"),
         tile=64,
     )
-    assert point is not None and not point.changed and point.config == base
+
+
+def test_a_tie_goes_to_the_setting_that_leaves_out_doubtful_foreground():
+    base = PostprocessConfig(output="instances", interior_threshold=0.5)
+    point = _choose(_clean_scene(), base)
+    assert point is not None and point.changed
+    assert point.ap50 == point.ap50_best == point.ap50_before == pytest.approx(1.0)
+    # highest threshold, unseeded dropped, largest minimum size (a tenth of the median disc,
+    # ~300 px); the seeds stay the model's own (they trade splits against merges)
+    assert point.config.threshold == max(THRESHOLDS)
+    assert point.config.unseeded == "drop"
+    assert 25 <= point.config.min_size <= 40
+    assert point.config.interior_threshold == base.interior_threshold
     configs = candidate_configs(base)
-    assert configs[0] == base and len(configs) == len(set(configs)) == 2 * 2 * 3 * 2
+    assert configs[0] == base and len(configs) == len(set(configs)) == 2 * 5 * 3 * 2
+
+
+def test_the_models_own_setting_wins_a_full_tie():
+    own = PostprocessConfig(
+        output="instances", threshold=0.9, interior_threshold=0.7, min_size=100, unseeded="drop"
+    )
+    point = _choose(_clean_scene(), own)
+    assert point is not None and not point.changed and point.config == own
+
+
+def _scored(*rows):
+    return [
+        (PostprocessConfig(output="instances", threshold=t, unseeded=u), ap) for t, u, ap in rows
+    ]
+
+
+def test_the_pick_stays_within_one_object_of_the_best_and_above_the_own_setting():
+    # 25 true objects: one object is 0.04 of AP@0.5
+    scored = _scored((0.5, "object", 0.5), (0.6, "object", 0.8), (0.8, "object", 0.77),
+                     (0.9, "object", 0.7), (0.9, "drop", 0.75))  # fmt: skip
+    chosen = _pick(scored, 25)
+    assert (chosen.threshold, chosen.unseeded) == (0.8, "object")  # 0.77 >= 0.8 - 0.04
+    assert _pick(scored, 100).threshold == 0.6  # 100 objects: only the best is near enough
+    # 3 objects: one is 0.33 of AP@0.5, but no setting gives up more than MAX_TOLERANCE
+    few = _scored((0.5, "object", 0.5), (0.6, "object", 0.8), (0.9, "drop", 0.7))
+    assert _pick(few, 3).threshold == 0.6
+    # never below what the model's own setting scores
+    own_best = _scored((0.5, "object", 0.8), (0.9, "drop", 0.78))
+    assert _pick(own_best, 10).threshold == 0.5
 
 
 def _nuclei_items(n: int = 2) -> list[TrainingItem]:
@@ -198,9 +245,11 @@ def test_training_stores_the_chosen_operating_point(tmp_path, tune):
         return
     assert result.operating_point == provenance["operating_point"]
     report = provenance["operating_point"]
-    assert report["n_tiles"] >= 1 and report["n_candidates"] == 24
-    if report["ap50"] > report["ap50_before"]:  # stored, and announced again
-        assert provenance["postprocess"] == report["settings"]
+    assert report["n_tiles"] >= 1 and report["n_candidates"] >= 2 * 5 * 3 * 2
+    assert report["ap50"] >= report["ap50_before"] and report["ap50_best"] >= report["ap50"]
+    own = PostprocessConfig(output="instances")
+    if any(getattr(own, key) != value for key, value in report["settings"].items()):
+        assert provenance["postprocess"] == report["settings"]  # stored, and announced again
         assert isinstance(seen[-1], CheckpointEvent) and seen[-1].kind == "best"
     else:
         assert "postprocess" not in provenance

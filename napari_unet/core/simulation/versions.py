@@ -112,7 +112,7 @@ def held_back(
     """
     task, model = train_config.task, version.model
     if task == "instances" and _flat(model):
-        from napari_unet.core.training.operating_point import _ap, _counts, _pieces
+        from napari_unet.core.training.operating_point_scoring import _ap, _counts, _pieces
 
         pieces = _pieces(model, val_items, predict_config)
         if not any((truth > 0).any() for _, truth, _, _, _ in pieces):
@@ -143,7 +143,7 @@ def score_model(model: Any, val_items: list[Any], config: Any) -> float | None:
 def _semantic_score(version: Version, val_items, train_config, predict_config) -> HeldBackScore:
     """Class-1 IoU, or 1 - Rand error of the regions class 1 encloses (membranes), of a binary
     or 2-class semantic version: the operating point's metric (``operating_point_semantic``)."""
-    from napari_unet.core.training.operating_point import _pieces
+    from napari_unet.core.training.operating_point_scoring import _pieces
     from napari_unet.core.training.operating_point_semantic import (
         _cells,
         _score,

@@ -270,11 +270,8 @@ def choose_semantic_operating_point(
         The :class:`SemanticOperatingPoint`, or None when the held-back tiles hold no class-1
         pixel (nothing to tune on).
     """
-    from napari_unet.core.training.operating_point import (
-        _pieces,
-        _tile_count,
-        describe_operating_point,
-    )
+    from napari_unet.core.training.operating_point import describe_operating_point
+    from napari_unet.core.training.operating_point_scoring import _pieces, _tile_count
 
     pieces = _pieces(model, class_items(val_items, targets, task), predict_config, task=task)
     truths = [truth for _, truth, _, _, _ in pieces]
