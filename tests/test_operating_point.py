@@ -289,3 +289,22 @@ def test_segment_form_presets_and_returns_the_models_unseeded_choice(qtbot):
     assert choice.unseeded == "drop" and choice.min_size == 20
     assert choice.apply(tuned).unseeded == "drop"  # what the Segment dock then predicts with
     assert choice.replace(unseeded="object").apply(tuned).unseeded == "object"
+
+
+def test_objects_cut_by_a_held_back_edge_but_not_by_the_image_border():
+    from napari_unet.core.training.operating_point import data_min_sizes
+    from napari_unet.core.training.operating_point_scoring import cut_objects, uncut_areas
+
+    truth = np.zeros((40, 40), np.int64)
+    truth[15:21, 15:21] = 1  # inside: 36 px
+    truth[15:20, 0:4] = 2  # on the left edge, inside the image (context was predicted there)
+    truth[0:4, 20:30] = 3  # on the top edge, the image border: 40 px
+    mask = np.ones((40, 40), bool)
+    core = (slice(0, 40), slice(10, 50))  # no context above/below: image border; left/right: inside
+    probabilities = np.zeros((3, 40, 82), np.float32)
+    cut = cut_objects(truth, mask, core, probabilities.shape[1:])
+    assert np.array_equal(cut, truth == 2)
+    pieces = [(probabilities, truth, mask, core, (slice(0, 40), slice(10, 50)))]
+    assert sorted(uncut_areas(pieces).tolist()) == [36, 40]
+    assert data_min_sizes(pieces) == (0, 4, 20)  # a tenth of the median uncut area (38 px)
+    assert data_min_sizes([]) == (0, 20)
