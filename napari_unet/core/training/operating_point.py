@@ -8,7 +8,7 @@ every candidate setting (foreground threshold x seed threshold x minimum size x 
 foreground no seed reaches) and scores each by AP@0.5 pooled over the tiles (TP / (TP + FP + FN)
 summed over the tiles).
 
-**Which setting wins.** The held-back tiles are few (a K = 3 run holds back 3-90 true objects) and
+**Which setting wins.** The held-back tiles are few (3-90 true objects in the runs measured) and
 cut from the images the model trained on, where it is surer than on an image it has never seen:
 there its doubtful foreground becomes specks and swollen objects. So the search does not take the
 bare best score: of the settings within one object of it (AP@0.5 at least ``best - 1 / n``, ``n``
