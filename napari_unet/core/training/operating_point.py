@@ -89,6 +89,7 @@ class OperatingPoint:
         ap50: pooled AP@0.5 of ``config`` on the held-back tiles.
         ap50_before: pooled AP@0.5 of the model's own (inherited or default) setting.
         ap50_best: the best pooled AP@0.5 of any candidate.
+        base: the model's own setting the search started from.
         n_tiles: held-back validation tiles (``val_tile`` squares) scored.
         n_candidates: settings tried.
         n_true: true objects (or pieces) in the held-back tiles.
@@ -100,14 +101,12 @@ class OperatingPoint:
     n_tiles: int
     n_candidates: int
     n_true: int
-    ap50_best: float | None = None
-    base: PostprocessConfig | None = None
+    ap50_best: float
+    base: PostprocessConfig
 
     @property
     def changed(self) -> bool:
-        """True when the chosen setting differs from the model's own."""
-        if self.base is None:
-            return self.ap50 > self.ap50_before
+        """True when the chosen setting differs from the model's own (:attr:`base`)."""
         return any(getattr(self.config, k) != getattr(self.base, k) for k in self.settings())
 
     def settings(self) -> dict[str, Any]:
@@ -125,7 +124,7 @@ class OperatingPoint:
             "n_candidates": self.n_candidates,
             "ap50": round(self.ap50, 4),
             "ap50_before": round(self.ap50_before, 4),
-            **({} if self.ap50_best is None else {"ap50_best": round(self.ap50_best, 4)}),
+            "ap50_best": round(self.ap50_best, 4),
             "rule": "least doubtful foreground within one object of the best",
             "settings": self.settings(),
         }
