@@ -94,6 +94,9 @@ class Trained:
     cpu_s: float
     wall_s: float
     diverged: tuple[str, ...] = ()
+    #: ``tuned`` runs: ``provenance["operating_point"]`` and ``["postprocess"]`` of ``best.pt``
+    operating_point: dict | None = None
+    postprocess: dict | None = None
 
 
 def train_budget(
@@ -109,11 +112,15 @@ def train_budget(
     lr: float = 1e-3,
     flip_context: bool = True,
     cosine: bool = False,
+    tuned: bool = False,
 ):
     """Train ``model`` on ``items`` until ``cpu_s`` seconds of process CPU time are spent.
 
     ``cosine``: the rate comes down over the budget (:func:`_train_cosine`); default: a huge step
-    budget keeps it at its peak to the end (the final weights are a snapshot at that rate). fp32
+    budget keeps it at its peak to the end (the final weights are a snapshot at that rate).
+    ``tuned``: the product's protocol (``train --minutes``): annotated tiles held back
+    (``val_fraction`` 0.1; a volume within one tile holds back a slice), validated during training
+    and the operating point re-tuned on them after it (:attr:`Trained.postprocess`). fp32
     on the CPU for both models (no bf16 autocast); ``flip_context``: a 2.5-D model's neighbour
     slices reversed at random (``AugmentConfig.flip_context``). A run that diverges (NaN loss)
     goes on from its last ``latest.pt`` (written every 50 steps) at a tenth of the learning rate
@@ -124,6 +131,8 @@ def train_budget(
     from napari_unet.core.training.loop import train
 
     config = _budget_config(task, batch, patch, lr, seed, device, flip_context)
+    if tuned:
+        config = config.replace(val_fraction=0.1, tune_postprocess=True)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     steps, diverged = 0, []
     while (left := cpu_s - (time.process_time() - cpu0)) > 1:
@@ -144,7 +153,22 @@ def train_budget(
                 steps += int(load_checkpoint(latest).training_state["step"])
             config = config.replace(lr=config.lr / 10, seed=config.seed + 1)
     trained = Trained(model, steps, time.process_time() - cpu0, time.perf_counter() - wall0)
-    return dataclasses.replace(trained, diverged=tuple(diverged))
+    return _with_operating_point(trained, config, tuple(diverged))
+
+
+def _with_operating_point(trained: Trained, config, diverged: tuple[str, ...]) -> Trained:
+    """``trained`` with its divergences and, for a tuned run, what ``best.pt`` stored."""
+    from napari_unet.core.checkpoint.format import load_checkpoint
+
+    provenance = {}
+    if config.tune_postprocess and (best := Path(config.checkpoint_dir) / "best.pt").exists():
+        provenance = load_checkpoint(best).info.provenance
+    return dataclasses.replace(
+        trained,
+        diverged=diverged,
+        operating_point=provenance.get("operating_point"),
+        postprocess=provenance.get("postprocess"),
+    )
 
 
 def _budget_config(task, batch, patch, lr, seed, device, flip_context):

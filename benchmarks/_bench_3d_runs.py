@@ -27,17 +27,20 @@ logger = logging.getLogger("bench_3d")
 EMBRYO_MIN_VOXELS = 100
 
 
-def _embryo_scores(model, image, truth, *, volumetric: bool, device: str, joint: bool) -> dict:
+def _embryo_scores(
+    model, image, truth, *, volumetric: bool, device: str, joint: bool, postprocess=None
+) -> dict:
     """AP@0.5 (the issue's figure), AP@0.3, foreground IoU and object counts of one arm on one
     test stack (16 or 8 nuclei: AP@0.5 turns on objects whose IoU sits near 0.5, so the others
-    say whether an arm finds the nuclei at all)."""
+    say whether an arm finds the nuclei at all); ``postprocess``: the run's re-tuned settings
+    (``provenance["postprocess"]``), else the defaults."""
     from napari_unet.core.evaluation.instances import average_precision
     from napari_unet.core.postprocess.config import PostprocessConfig
     from napari_unet.core.postprocess.labels import labels_from_probabilities
     from napari_unet.core.postprocess.volume import volume_labels
 
     probabilities = _predict(model, image, "instances", device, joint=joint)
-    config = PostprocessConfig(output="instances")
+    config = PostprocessConfig(output="instances").replace(**(postprocess or {}))
     if volumetric:
         labels = volume_labels(probabilities, task="instances", config=config, spacing=EMBRYO_VOXEL)
     else:
@@ -64,8 +67,9 @@ def run_embryo(args) -> dict:
         image, truth = embryo_volume(train_name)
         slices = EMBRYO_SLICES[train_name]
         net2d, net3d = _models(3, EMBRYO_VOXEL, 3, args.seed)
+        tuned = args.embryo_protocol == "tuned"
         common = dict(task="instances", cpu_s=budget, batch=2, seed=args.seed, device=args.device,
-                      cosine=args.embryo_schedule == "cosine")  # fmt: skip
+                      cosine=args.embryo_schedule == "cosine" or tuned, tuned=tuned)  # fmt: skip
         t2 = train_budget(
             net2d,
             slice_items(image, truth, slices, train_name, joint=args.embryo_norm == "stack"),
@@ -83,15 +87,18 @@ def run_embryo(args) -> dict:
                 volumetric=key == "3d",
                 device=args.device,
                 joint=key == "3d" or args.embryo_norm == "stack",
+                postprocess=trained.postprocess,
             )
             aps[key].append(scores["ap50"])
-            details[key].append({**scores, "steps": trained.steps})
+            details[key].append({**scores, "steps": trained.steps,
+                                 "operating_point": trained.operating_point})  # fmt: skip
             logger.info("embryo %s->%s %s: %s (%d steps)", train_name, test_name, key, scores,
                         trained.steps)  # fmt: skip
     return {
         "embryo_pairs": [f"{a}->{b}" for a, b in pairs],
         "embryo_normalization_2d": args.embryo_norm,
-        "embryo_schedule": args.embryo_schedule,
+        "embryo_schedule": "cosine" if args.embryo_protocol == "tuned" else args.embryo_schedule,
+        "embryo_protocol": args.embryo_protocol,
         "embryo_min_object_voxels": EMBRYO_MIN_VOXELS,
         "embryo_ap50_2d": float(np.mean(aps["2d"])),
         "embryo_ap50_3d": float(np.mean(aps["3d"])),

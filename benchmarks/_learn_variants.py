@@ -44,6 +44,12 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                  "model": {"depth": 4, "base_channels": 48}},
     "no_grad_clip": {"factor": "gradient clipping off (default norm 1.0; the plain loop has none)",
                      "train": {"grad_clip": None}},
+    "scale_wide": {"factor": "zoom augmentation 0.67-1.5x (default 0.9-1.1x): nuclei of other "
+                   "sizes than the corrected images'", "train": {"augment": {"affine_scale":
+                   (0.67, 1.5)}}},
+    "finetune_fluo_scale_wide": {"factor": "start from the built-in fluo-nuclei, zoom "
+                                 "augmentation 0.67-1.5x", "cli": ["--model", "fluo-nuclei"],
+                                 "train": {"augment": {"affine_scale": (0.67, 1.5)}}},
     "finetune_fluo": {"factor": "start from the built-in fluo-nuclei (train --model fluo-nuclei, "
                       "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
     "distance_aux": {"factor": "distance auxiliary head (train --aux distance): per-object "

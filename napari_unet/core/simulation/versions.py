@@ -92,7 +92,8 @@ def _semantic_tunable(model: Any, task: str) -> bool:
 
 
 def _flat(model: Any) -> bool:
-    """True for a model whose labels the 2-D operating point makes (a 3-D model's are 3-D)."""
+    """True for a 2-D model: the semantic operating point is 2-D only (instances of a 3-D model
+    are scored and tuned in 3-D on the held-back slices)."""
     return int(getattr(model, "spatial_dims", 2) or 2) == 2
 
 
@@ -111,13 +112,15 @@ def held_back(
         predict_config: how the tiles are predicted (a ``PredictConfig``).
     """
     task, model = train_config.task, version.model
-    if task == "instances" and _flat(model):
+    if task == "instances":
+        from napari_unet.core.training.operating_point import model_voxel_size
         from napari_unet.core.training.operating_point_scoring import _ap, _counts, _pieces
 
         pieces = _pieces(model, val_items, predict_config)
         if not any((truth > 0).any() for _, truth, _, _, _ in pieces):
             return HeldBackScore(None, "AP@0.5")
-        return HeldBackScore(_ap(*_counts(version.postprocess, pieces)), "AP@0.5")
+        counts = _counts(version.postprocess, pieces, model_voxel_size(model))
+        return HeldBackScore(_ap(*counts), "AP@0.5")
     if _semantic_tunable(model, task) and _flat(model):
         return _semantic_score(version, val_items, train_config, predict_config)
     value = score_model(model, list(val_items), train_config)  # labels = argmax: no setting
@@ -186,7 +189,7 @@ def tuned_postprocess(
 def _tuned(model, parent: PostprocessConfig, val_items, train_config, predict_config):
     """``(settings, HeldBackScore, operating point or None)`` of :func:`tuned_postprocess`."""
     task = train_config.task
-    if task == "instances" and _flat(model):
+    if task == "instances":
         from napari_unet.core.training.operating_point import choose_operating_point
 
         point = choose_operating_point(

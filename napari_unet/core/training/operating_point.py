@@ -20,7 +20,9 @@ runs of two modalities (``docs/learning_ablation.md``, session 13; four of them 
 used to design the rule): on the unseen test images it scored a higher AP@0.5 than the old rule
 (the bare best of 24 settings) on the same weights in all twelve.
 
-This module tunes instance models (3-class: background, interior, boundary); binary and 2-class
+This module tunes instance models (3-class: background, interior, boundary; 3-D models too, their
+3-D objects scored on the held-back slices: :mod:`~napari_unet.core.training.
+operating_point_scoring`); binary and 2-class
 semantic models get a class-1 threshold chosen by Rand error or IoU
 (:mod:`~napari_unet.core.training.operating_point_semantic`). How the held-back regions are
 predicted and scored: :mod:`~napari_unet.core.training.operating_point_scoring`.
@@ -223,6 +225,13 @@ def _pick(scored: list[tuple[PostprocessConfig, float]], n_true: int) -> Postpro
     return max(near, key=_doubt_removed)  # the first (the model's own) wins a full tie
 
 
+def model_voxel_size(model: SegmentationNet) -> tuple[float, float, float]:
+    """The voxel size (z, y, x) a 3-D model's watershed measures in: its own ``voxel_size``
+    (``unet3d_aniso``), else isotropic (2-D models: unused)."""
+    config = dict(getattr(model, "config", {}) or {})
+    return tuple(float(v) for v in config.get("voxel_size") or (1.0, 1.0, 1.0))  # type: ignore[return-value]
+
+
 def choose_operating_point(
     model: SegmentationNet,
     val_items: Sequence[TrainingItem],
@@ -234,9 +243,10 @@ def choose_operating_point(
     """The best instance post-processing of ``model`` on the held-back tiles (module docs).
 
     Args:
-        model: a trained 3-class instance model (eval mode is set for the prediction).
-        val_items: the held-back items (annotated mask = the validation tiles; labels = instance
-            ids).
+        model: a trained 3-class instance model (eval mode is set for the prediction); a 3-D
+            model's objects are split by the 3-D watershed at :func:`model_voxel_size`.
+        val_items: the held-back items (annotated mask = the validation tiles, or a volume's
+            held-back planes; labels = instance ids).
         base: the model's own setting (inherited or default); the choice never scores below it
             on the held-back tiles.
         predict_config: the :class:`~napari_unet.core.inference.prediction.PredictConfig` used to
@@ -253,7 +263,8 @@ def choose_operating_point(
         return None
     n_tiles = _tile_count(pieces, tile)
     candidates = candidate_configs(base, data_min_sizes(pieces))
-    counts = [_counts(config, pieces) for config in candidates]
+    spacing = model_voxel_size(model)
+    counts = [_counts(config, pieces, spacing) for config in candidates]
     scored = [(config, _ap(*count)) for config, count in zip(candidates, counts)]
     tp, _, fn = counts[0]
     chosen = _pick(scored, tp + fn)

@@ -9,6 +9,13 @@ and the truth (pixels outside the held-back tiles are set to 0; the prediction s
 a minimum size acts on whole predicted objects). :func:`uncut_areas` gives the sizes of the true
 objects no edge cuts (the image's own border does not cut), from which candidate minimum sizes
 are derived.
+
+Volumes (``(C, Z, Y, X)`` items of a 3-D model) are scored the same way in 3-D: each held-back
+region (a plane, or a tile's share of an annotated slice) is predicted with ``CONTEXT`` voxels
+around it on every axis, the 3-D watershed (:func:`~napari_unet.core.postprocess.volume.
+volume_labels`, with the voxel size) runs on that block, and the objects' cross-sections in the
+held-back voxels are matched to the truth there -- so an object that runs on into a held-back
+slice where no nucleus is scores as a false positive, and one that is too wide scores a low IoU.
 """
 
 from __future__ import annotations
@@ -30,13 +37,14 @@ MAX_REGIONS = 16
 CONTEXT = 32
 
 
-def _regions(item: TrainingItem) -> list[tuple[slice, slice]]:
-    """Bounding boxes (Y, X slices) of the connected groups of annotated (held-back) pixels."""
+def _regions(item: TrainingItem) -> list[tuple[slice, ...]]:
+    """Bounding boxes ((Z,) Y, X slices) of the connected groups of annotated (held-back)
+    pixels."""
     groups, _ = ndimage.label(item.mask)
     return [box for box in ndimage.find_objects(groups) if box is not None]
 
 
-def _with_context(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
+def _with_context(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(
         slice(max(s.start - CONTEXT, 0), min(s.stop + CONTEXT, n)) for s, n in zip(box, shape)
     )  # type: ignore[return-value]
@@ -49,7 +57,8 @@ def _pieces(
     *,
     task: str = "instances",
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[slice, slice], tuple[slice, slice]]]:
-    """Per region: ``(probabilities (K, y', x'), truth (y, x), held mask (y, x), core, box)``.
+    """Per region: ``(probabilities (K, y', x'), truth (y, x), held mask (y, x), core, box)``
+    (a volume's: ``(K, z', y', x')`` and ``(z, y, x)``).
 
     ``box`` is the region's bounding box in the item, ``core`` the same box inside the
     probabilities (which carry ``CONTEXT`` pixels more on every side, clipped at the border).
@@ -68,7 +77,7 @@ def _pieces(
             probabilities = predict(
                 net,
                 np.ascontiguousarray(item.image[(slice(None), *outer)]),
-                "CYX",
+                "CZYX" if len(outer) == 3 else "CYX",
                 task=task,
                 normalization=NormalizationConfig(mode="none"),
                 config=predict_config,
@@ -84,16 +93,17 @@ def _tile_count(pieces, tile: int) -> int:
     """Validation tiles (``tile`` squares on the grid anchored at (0, 0)) in the pieces."""
     cells = set()
     for index, (_, _, mask, _, box) in enumerate(pieces):
-        ys, xs = np.nonzero(mask)
-        rows, cols = (ys + box[0].start) // tile, (xs + box[1].start) // tile
-        cells.update((index, int(y), int(x)) for y, x in zip(rows, cols))
+        coords = [c + b.start for c, b in zip(np.nonzero(mask), box)]
+        coords[-2:] = [c // tile for c in coords[-2:]]  # a volume's tiles: per plane
+        cells.update((index, *map(int, cell)) for cell in zip(*coords))
     return len(cells)
 
 
 def cut_objects(
-    truth: np.ndarray, mask: np.ndarray, core: tuple[slice, slice], shape: tuple[int, ...]
+    truth: np.ndarray, mask: np.ndarray, core: tuple[slice, ...], shape: tuple[int, ...]
 ) -> np.ndarray:
-    """Pixels (y, x) of the true objects the edge of the held-back ``mask`` cuts.
+    """Pixels ((z,) y, x) of the true objects the edge of the held-back ``mask`` cuts (in a
+    volume, a held-back plane inside it cuts every object it holds).
 
     Args:
         truth: true instance ids in the region's box (0 outside ``mask``).
@@ -104,14 +114,15 @@ def cut_objects(
     border = [
         (int(c.start == 0), int(c.stop == n)) for c, n in zip(core, shape)
     ]  # 1: the image border (counts as held back), 0: an edge inside the image
-    padded = np.pad(mask, [(1, 1), (1, 1)], constant_values=False)
+    inside = (slice(1, -1),) * mask.ndim
+    padded = np.pad(mask, [(1, 1)] * mask.ndim, constant_values=False)
     for axis, (before, after) in enumerate(border):
-        index = [slice(1, -1), slice(1, -1)]
+        index = list(inside)
         for side, on_border in ((0, before), (-1, after)):
             if on_border:
                 index[axis] = side
                 padded[tuple(index)] = np.take(mask, side, axis=axis)
-    inner = ndimage.binary_erosion(padded, structure=np.ones((3, 3), bool))[1:-1, 1:-1]
+    inner = ndimage.binary_erosion(padded, structure=np.ones((3,) * mask.ndim, bool))[inside]
     edge = mask & ~inner
     ids = np.unique(truth[edge])
     ids = ids[ids > 0]
@@ -128,14 +139,21 @@ def uncut_areas(pieces) -> np.ndarray:
     return np.concatenate(areas) if areas else np.zeros(0, int)
 
 
-def _counts(config: PostprocessConfig, pieces) -> tuple[int, int, int]:
-    """``(tp, fp, fn)`` at IoU 0.5 of ``config``, summed over the pieces."""
+def _counts(
+    config: PostprocessConfig, pieces, spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
+) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` at IoU 0.5 of ``config``, summed over the pieces (a volume's with the 3-D
+    watershed at voxel size ``spacing`` (z, y, x))."""
     from napari_unet.core.evaluation.instances import matching_at
     from napari_unet.core.postprocess.labels import labels_from_probabilities
+    from napari_unet.core.postprocess.volume import volume_labels
 
     tp = fp = fn = 0
     for probabilities, truth, mask, core, _ in pieces:
-        labels = labels_from_probabilities(probabilities, task="instances", config=config)
+        if probabilities.ndim == 4:
+            labels = volume_labels(probabilities, task="instances", config=config, spacing=spacing)
+        else:
+            labels = labels_from_probabilities(probabilities, task="instances", config=config)
         pred = np.where(mask, np.asarray(labels)[core], 0).astype(np.int64)
         match = matching_at(pred, truth, (0.5,))[0.5]
         tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn

@@ -81,8 +81,8 @@ def _choose(model, info, val_items: Sequence[TrainingItem], predict_config, conf
 def retune_after_training(
     run: RunParts, progress: RunProgress, reason: str
 ) -> Generator[TrainEvent, None, dict | None]:
-    """Re-choose the post-processing on the held-back tiles (not after a Stop): instance models,
-    binary and 2-class semantic models."""
+    """Re-choose the post-processing on the held-back tiles (not after a Stop): instance models
+    (2-D and 3-D), binary and 2-class semantic 2-D models."""
     from napari_unet.core.training.operating_point_semantic import tunable_semantic
 
     config = run.config
@@ -90,7 +90,8 @@ def retune_after_training(
         config.task, int(getattr(run.model, "out_channels", 0))
     )
     tune = config.tune_postprocess and tunable and bool(progress.val_batches)
-    tune = tune and getattr(run.model, "spatial_dims", 2) == 2  # 3-D: the watershed is 3-D
+    volume = getattr(run.model, "spatial_dims", 2) == 3  # 3-D: instances only (3-D watershed)
+    tune = tune and (config.task == "instances" or not volume)
     if not tune or progress.step == 0 or reason == "stopped":  # a Stop must stop now
         return None
     report, changed = tune_best(run.writer.best_path, run.validation.items, config)

@@ -5,6 +5,13 @@ Tiles of ``tile`` x ``tile`` pixels on a grid anchored at (0, 0) go to validatio
 the other items or on the annotation, so a tile keeps its side between rounds of continuous
 learning and validation pixels are never trained on. A 2.5-D flat copy (``name/flat``) hashes as
 its original, so its tiles fall on the same side and it is never a validation item itself.
+
+A volume's unit is a Y/X tile through all of Z. A volume whose Y/X extent fits in one tile (the
+embryo stacks, a cropped FIB-SEM block) would give one unit and so no validation at all: its units
+are its Z planes instead (:func:`_annotated_units`), so a few annotated XY slices -- the 3-D U-Net
+paper's sparse annotation -- leave one slice held back, on which the run is validated and its 3-D
+operating point chosen (:mod:`~napari_unet.core.training.operating_point`). The choice depends
+only on the volume's shape, never on the annotation, so units keep their side as slices are added.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ def original_name(name: str) -> str:
     return name.removesuffix(FLAT_SUFFIX)
 
 
-def _tile_hash(name: str, index: int, seed: int) -> float:
+def _tile_hash(name: str, index: int | str, seed: int) -> float:
     """A value in [0, 1) that depends only on ``(name, index, seed)`` (stable across runs)."""
     digest = hashlib.blake2b(f"{seed}:{name}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2.0**64
@@ -60,6 +67,25 @@ def _annotated_tiles(item: TrainingItem, tile: int) -> list[tuple[int, int, int]
     return [(int(ty * nx + tx), int(ty), int(tx)) for ty, tx in zip(*np.nonzero(any_annotated))]
 
 
+def splits_by_plane(shape: tuple[int, ...], tile: int) -> bool:
+    """Whether a volume of spatial ``shape`` (Z, Y, X) is split by Z plane (its Y/X extent fits
+    in one ``tile`` square, so Y/X tiles would give it one unit); images never are."""
+    return len(shape) == 3 and shape[1] <= tile and shape[2] <= tile
+
+
+def _annotated_units(item: TrainingItem, tile: int) -> list[tuple[int | str, tuple[slice, ...]]]:
+    """``(unit index, region)`` of every unit of ``item`` holding an annotated pixel: its tiles
+    (region: the tile's Y/X slices, through all of Z in a volume), or for a volume split by plane
+    (:func:`splits_by_plane`) its Z planes (index ``"z<k>"``, region: that plane)."""
+    if splits_by_plane(item.spatial_shape, tile):
+        planes = np.nonzero(item.mask.any(axis=(1, 2)))[0]
+        return [(f"z{int(z)}", (slice(int(z), int(z) + 1),)) for z in planes]
+    return [
+        (index, (Ellipsis, slice(ty * tile, (ty + 1) * tile), slice(tx * tile, (tx + 1) * tile)))
+        for index, ty, tx in _annotated_tiles(item, tile)
+    ]
+
+
 def split_validation(
     items: Sequence[TrainingItem],
     fraction: float,
@@ -72,8 +98,9 @@ def split_validation(
 
     A tile (``tile`` x ``tile`` pixels on a grid anchored at (0, 0)) goes to validation when the
     stable hash of ``(item name, tile index, seed)`` is below ``fraction``, so tiles keep their
-    side when annotations are added. At least one tile is held back and at least one kept for
-    training when there are two or more annotated tiles; with fewer, nothing is held back.
+    side when annotations are added (a volume that fits in one tile: its Z planes, module docs).
+    At least one tile is held back and at least one kept for training when there are two or more
+    annotated tiles; with fewer, nothing is held back.
     ``at_least_one=False`` holds back only what the hash selects (for items added one by one).
 
     Returns:
@@ -96,10 +123,8 @@ def split_validation(
         return list(items), []
     held = [c for c in candidates if c[0] in set(chosen)]
     val_masks: dict[int, np.ndarray] = {}
-    for _, i, ty, tx in held:
-        shape = items[i].spatial_shape
-        val_masks.setdefault(i, np.zeros(shape, dtype=bool))
-        val_masks[i][..., ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile] = True
+    for _, i, region in held:
+        val_masks.setdefault(i, np.zeros(items[i].spatial_shape, dtype=bool))[region] = True
     train_items, val_items = [], []
     for i, item in enumerate(items):
         if i not in val_masks:
@@ -115,14 +140,15 @@ def split_validation(
 
 
 def _candidates(items: Sequence[TrainingItem], tile: int, seed: int) -> tuple[list, list]:
-    """``(groups, candidates)``: the sorted distinct ``(hash, name, tile index)`` of the annotated
-    tiles, and ``(group, item index, ty, tx)`` of each. A 2.5-D flat copy hashes as its original
-    (``core.training.context``), so a tile and its copy always fall on the same side."""
+    """``(groups, candidates)``: the sorted distinct ``(hash, name, unit index)`` of the annotated
+    units (tiles, or planes of a small volume), and ``(group, item index, region)`` of each. A
+    2.5-D flat copy hashes as its original (``core.training.context``), so a tile and its copy
+    always fall on the same side."""
     candidates = []
     for i, item in enumerate(items):
         key = original_name(item.name) if item.name else str(i)
-        for index, ty, tx in _annotated_tiles(item, tile):
-            candidates.append(((_tile_hash(key, index, seed), key, index), i, ty, tx))
+        for index, region in _annotated_units(item, tile):
+            candidates.append(((_tile_hash(key, index, seed), key, index), i, region))
     return sorted({c[0] for c in candidates}), candidates
 
 
