@@ -293,7 +293,10 @@ def test_trainer_publishes_a_child_that_beats_its_parent_with_its_retuned_settin
     own = info.postprocess_config()
     assert own.min_size < 5000, "the re-tuned settings are stored in the version"
     assert info.provenance["operating_point"]["settings"]["min_size"] == own.min_size
-    assert Session.open(folder).versions()[-1].id == published.version_id
+    assert metrics["operating_point"] == info.provenance["operating_point"]["settings"]
+    version = Session.open(folder).versions()[-1]  # the dock's table shows the settings
+    assert version.id == published.version_id
+    assert version.metrics["operating_point"]["min_size"] == own.min_size
 
 
 def test_simulate_keeps_a_trained_parent_when_the_fine_tune_is_worse(tmp_path):

@@ -313,6 +313,14 @@ def test_the_dock_says_why_a_version_is_not_published_with_both_scores(make_pane
                "parent_held_back_score": 0.65}  # fmt: skip
     panel.client.version.emit(VersionPublished("v002", "x.pt", metrics, 60))
     assert panel.status.text().endswith(" Held-back AP@0.5 0.700 > parent 0.650.")
+    chosen = {"threshold": 0.9, "interior_threshold": 0.5, "min_size": 20, "unseeded": "drop"}
+    panel.client.version.emit(
+        VersionPublished("v002", "x.pt", {**metrics, "operating_point": chosen}, 60)
+    )
+    assert panel.status.text().endswith(
+        " Held-back AP@0.5 0.700 > parent 0.650; post-processing threshold 0.9, seeds 0.5, "
+        "min size 20, unseeded drop."
+    )
     panel.client.skipped.emit(VersionSkipped(80, 0.6, 0.65, message))
     assert panel.status.text().endswith("; v002 stays.")
     panel.client.stop()

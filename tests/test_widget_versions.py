@@ -51,8 +51,11 @@ def session(tmp_path):
         metrics={"score": 0.5}, data={"n_images": 1, "n_items": 1},
     )  # fmt: skip
     session.add_version(
-        _checkpoint(tmp_path / "b.pt", 10.0), parent="v001", steps=7, metrics={"score": 0.7}
-    )
+        _checkpoint(tmp_path / "b.pt", 10.0), parent="v001", steps=7,
+        metrics={"score": 0.7, "held_back_score": 0.7, "held_back_metric": "foreground IoU",
+                 "parent_held_back_score": 0.5,
+                 "operating_point": {"threshold": 0.6, "min_size": 20}},
+    )  # fmt: skip
     return session
 
 
@@ -83,6 +86,11 @@ def test_versions_list_rename_export_delete(viewer, session, tmp_path, qtbot):
     row = [panel.table.item(0, c).text() for c in range(panel.table.columnCount())]
     assert row[:3] == ["version 2", "version 1", "7"] and row[4] == "0.700"
     assert panel.table.item(1, 5).text() == "1 img, 1 slices"
+    assert panel.table.item(0, 4).toolTip() == (  # how v002 was judged and post-processes
+        "Held-back foreground IoU 0.700 > parent 0.500; post-processing threshold 0.6, "
+        "min size 20."
+    )
+    assert panel.table.item(1, 4).toolTip().startswith("v001: ")  # not judged: id and file
     panel.table.item(0, 0).setText("best so far")  # inline rename
     assert Session.open(session.root, readonly=True).version("v002").name == "best so far"
     exported = panel.export_version("v001", tmp_path / "out" / "exported.pt")

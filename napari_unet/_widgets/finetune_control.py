@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from napari_unet._widgets import finetune_request as R
+from napari_unet._widgets.version_compare import held_back_text
 from napari_unet.core.errors import UserInputError
 
 logger = logging.getLogger("napari_unet._widgets.finetune_panel")  # its messages, as before
@@ -139,13 +140,3 @@ class TrainingControl:
         running = self.client.running
         args = (self._started_at, self._last_step, self._last_step_at, request)
         self.timing.setText(R.timing_text(*args, running=running))
-
-
-def held_back_text(metrics: dict) -> str:
-    """`` Held-back AP@0.5 0.700 > parent 0.650.`` for a version's metrics (empty when it was
-    not compared with its parent)."""
-    score, parent = metrics.get("held_back_score"), metrics.get("parent_held_back_score")
-    if score is None:
-        return ""
-    against = "" if parent is None else f" > parent {parent:.3f}"
-    return f" Held-back {metrics.get('held_back_metric', 'score')} {score:.3f}{against}."

@@ -55,6 +55,20 @@ def data_text(data: dict | None) -> str:
     return ", ".join(parts) or ", ".join(f"{k}={v}" for k, v in list(data.items())[:3])
 
 
+def held_back_text(metrics: dict) -> str:
+    """`` Held-back AP@0.5 0.700 > parent 0.650; post-processing: threshold 0.9, ...`` for a
+    version's metrics (empty when it was not compared with its parent)."""
+    from napari_unet.core.training.operating_point import settings_text
+
+    score, parent = metrics.get("held_back_score"), metrics.get("parent_held_back_score")
+    if score is None:
+        return ""
+    against = "" if parent is None else f" > parent {parent:.3f}"
+    chosen = metrics.get("operating_point")
+    tuned = f"; post-processing {settings_text(chosen)}" if chosen else ""
+    return f" Held-back {metrics.get('held_back_metric', 'score')} {score:.3f}{against}{tuned}."
+
+
 def time_text(created: str | None) -> str:
     """``"2024-05-01 14:03"`` from an ISO time stamp (as stored)."""
     return (created or "").replace("T", " ")[:16]

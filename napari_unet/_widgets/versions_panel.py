@@ -34,7 +34,13 @@ from napari_unet._widgets.version_actions import (  # noqa: F401 - the filters s
     PACKAGE_FILTER,
     VersionActions,
 )
-from napari_unet._widgets.version_compare import Comparer, data_text, primary_metric, time_text
+from napari_unet._widgets.version_compare import (
+    Comparer,
+    data_text,
+    held_back_text,
+    primary_metric,
+    time_text,
+)
 from napari_unet._widgets.version_export import BioimageioExporter
 from napari_unet.core.errors import UserInputError
 
@@ -160,8 +166,7 @@ class VersionsPanel(VersionActions, QWidget):
                 item.setData(_ID_ROLE, entry.id)
                 if column:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                last = column == len(values) - 1
-                item.setToolTip(str(value) if last else f"{entry.id}: {entry.file}")
+                item.setToolTip(self._tooltip(entry, column, str(value)))
                 font = item.font()
                 font.setBold(entry.id == self.loop.active_version)
                 item.setFont(font)
@@ -179,6 +184,17 @@ class VersionsPanel(VersionActions, QWidget):
                 + " · select two to compare them on the current view."
             )
         self._update_buttons()
+
+    @staticmethod
+    def _tooltip(entry: Any, column: int, value: str) -> str:
+        """The Data column: its full text; Score: how the version was judged and the
+        post-processing chosen for it; the others: the version's id and file."""
+        if column == len(COLUMNS) - 1:
+            return value
+        judged = held_back_text(entry.metrics).strip()
+        if column == COLUMNS.index("Score") and judged:
+            return judged
+        return f"{entry.id}: {entry.file}"
 
     def _on_loop_changed(self, *_: object) -> None:
         self.refresh()

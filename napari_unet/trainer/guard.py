@@ -123,6 +123,8 @@ class ParentGuard:
             "held_back_metric": verdict.score.metric,
             "parent_held_back_score": parent.value,
         }
+        if verdict.point is not None:  # shown in the dock's status line and versions table
+            held["operating_point"] = verdict.point.settings()
         return {**metrics, **held}, verdict.provenance(self.inherited)
 
 
