@@ -87,8 +87,7 @@ def test_versions_list_rename_export_delete(viewer, session, tmp_path, qtbot):
     assert row[:3] == ["version 2", "version 1", "7"] and row[4] == "0.700"
     assert panel.table.item(1, 5).text() == "1 img, 1 slices"
     assert panel.table.item(0, 4).toolTip() == (  # how v002 was judged and post-processes
-        "Held-back foreground IoU 0.700 > parent 0.500; post-processing threshold 0.6, "
-        "min size 20."
+        "Held-back foreground IoU 0.700 > parent 0.500; post-processing threshold 0.6, min size 20."
     )
     assert panel.table.item(1, 4).toolTip().startswith("v001: ")  # not judged: id and file
     panel.table.item(0, 0).setText("best so far")  # inline rename
