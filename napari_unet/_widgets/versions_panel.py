@@ -6,7 +6,9 @@ session changes or the active version changes. "Use this version" makes the sele
 active: the predict panel switches to it and re-predicts the unreviewed slices (a rollback).
 "Compare" predicts the current slice with two versions in a worker and shows both as Labels
 layers (role ``compare``) with their stored validation metrics side by side, plus their score
-against the slice's reviewed pixels when it has some (:mod:`version_compare`).
+against the slice's reviewed pixels when it has some (:mod:`version_compare`). A version's Score
+tooltip says how it was judged against its parent and the post-processing chosen for it
+(:func:`~napari_unet._widgets.version_compare.held_back_text`).
 """
 
 from __future__ import annotations
