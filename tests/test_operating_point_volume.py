@@ -17,6 +17,7 @@ from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.loop import TrainConfig, train
 from napari_unet.core.training.operating_point import choose_operating_point
 from napari_unet.core.training.split import split_validation, splits_by_plane
+from tests.test_operating_point import _Logits
 from tests.volume_helpers import CENTRES, balls
 
 
@@ -69,19 +70,10 @@ def test_a_volume_wider_than_a_tile_holds_back_yx_tiles_through_every_slice():
     assert held.sum() == 3 * columns.sum()
 
 
-class _Logits3D(torch.nn.Module):
+class _Logits3D(_Logits):
     """A stand-in 3-D network whose 3 input channels ARE the logits."""
 
-    in_channels, out_channels, margin, size_multiple, spatial_dims = 3, 3, 0, 1, 3
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch * 1.0
-
-    def valid_input_shape(self, shape):
-        return tuple(shape)
-
-    def output_shape(self, shape):
-        return tuple(shape)
+    spatial_dims = 3
 
 
 def _swollen_scene() -> tuple[np.ndarray, np.ndarray]:
