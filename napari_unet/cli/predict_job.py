@@ -69,6 +69,7 @@ class _Job:
         input's OME/ImageJ metadata, else the model's ``voxel_size`` (``unet3d_aniso``), else
         isotropic."""
         from napari_unet.core.io.voxel import read_voxel_size
+        from napari_unet.core.models.pooling import model_voxel_size
 
         size = getattr(self.args, "pixel_size", None)
         if size is not None and len(size) in (1, 3):
@@ -76,8 +77,7 @@ class _Job:
         found = read_voxel_size(path) if path is not None else None
         if found is not None:
             return found
-        config = dict(getattr(self.loaded.model, "config", {}) or {})
-        return tuple(config.get("voxel_size") or (1.0, 1.0, 1.0))
+        return model_voxel_size(self.loaded.model)
 
     def process(self, path: Path, stem: str, bar: FileProgress) -> str:
         """Predict one file, write its outputs and return its summary line."""

@@ -108,3 +108,10 @@ def conv_kernel_schedule(voxel_size: Sequence[float], depth: int) -> list[tuple[
         kernels.append(tuple(3 if i in group else 1 for i in range(3)))
         spacing = [s * p for s, p in zip(spacing, pools)]
     return kernels  # type: ignore[return-value]
+
+
+def model_voxel_size(model: object) -> tuple[float, ...]:
+    """The voxel size (z, y, x) stored in a model's config (``unet3d_aniso``), else isotropic
+    ``(1, 1, 1)``: what its 3-D watershed measures distances in when nothing else says."""
+    config = dict(getattr(model, "config", {}) or {})
+    return tuple(float(v) for v in config.get("voxel_size") or (1.0, 1.0, 1.0))

@@ -113,7 +113,7 @@ def held_back(
     """
     task, model = train_config.task, version.model
     if task == "instances":
-        from napari_unet.core.training.operating_point import model_voxel_size
+        from napari_unet.core.models.pooling import model_voxel_size
         from napari_unet.core.training.operating_point_scoring import _ap, _counts, _pieces
 
         pieces = _pieces(model, val_items, predict_config)

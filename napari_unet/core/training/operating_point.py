@@ -234,13 +234,6 @@ def _pick(scored: list[tuple[PostprocessConfig, float]], n_true: int) -> Postpro
     return max(near, key=_doubt_removed)  # the first (the model's own) wins a full tie
 
 
-def model_voxel_size(model: SegmentationNet) -> tuple[float, float, float]:
-    """The voxel size (z, y, x) a 3-D model's watershed measures in: its own ``voxel_size``
-    (``unet3d_aniso``), else isotropic (2-D models: unused)."""
-    config = dict(getattr(model, "config", {}) or {})
-    return tuple(float(v) for v in config.get("voxel_size") or (1.0, 1.0, 1.0))  # type: ignore[return-value]
-
-
 def choose_operating_point(
     model: SegmentationNet,
     val_items: Sequence[TrainingItem],
@@ -253,7 +246,8 @@ def choose_operating_point(
 
     Args:
         model: a trained 3-class instance model (eval mode is set for the prediction); a 3-D
-            model's objects are split by the 3-D watershed at :func:`model_voxel_size`.
+            model's objects are split by the 3-D watershed at its
+            :func:`~napari_unet.core.models.pooling.model_voxel_size`.
         val_items: the held-back items (annotated mask = the validation tiles, or a volume's
             held-back planes; labels = instance ids).
         base: the model's own setting (inherited or default); the choice never scores below it
@@ -272,6 +266,8 @@ def choose_operating_point(
         return None
     n_tiles = _tile_count(pieces, tile)
     candidates = candidate_configs(base, data_min_sizes(pieces))
+    from napari_unet.core.models.pooling import model_voxel_size  # torch: not at import time
+
     spacing = model_voxel_size(model)
     counts = [_counts(config, pieces, spacing) for config in candidates]
     scored = [(config, _ap(*count)) for config, count in zip(candidates, counts)]
