@@ -64,6 +64,10 @@ def test_reviewed_slices_fine_tune_a_3d_model_and_the_version_refreshes_the_volu
     finetune.client.failed.connect(errors.append)
     form = finetune.form
     form.select_file(str(start))
+    # the data summary holds back what the 3-D trainer will: its 64 x 64 planes fit one
+    # validation tile, so the volume is split by plane and one of the two slices is held back
+    qtbot.waitUntil(lambda: finetune.summary.unit == "slice", timeout=TIMEOUT)
+    assert "Validation: 1 slice(s) of 2 = 4096 pixels (50%)" in finetune.data_label.text()
     form.budget_kind.setCurrentIndex(form.budget_kind.findData("steps"))
     form.budget.setValue(4)
     form.patch.setValue(32)

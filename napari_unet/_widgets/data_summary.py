@@ -5,7 +5,9 @@ Pure (numpy, scipy and the session; no Qt): :class:`SummaryCache` turns a
 pixels and objects, and the part held back for validation: the user's pins, plus annotated
 ``val_tile`` x ``val_tile`` tiles chosen by the stable hash of
 :func:`core.training.split.split_validation` (the trainer's own split, so the numbers match what it
-will hold back).
+will hold back). For a 3-D start model the units are the trainer's: one volume per image, split
+by Y/X tile through Z or, when a volume fits in one tile, by Z plane
+(:mod:`~napari_unet._widgets.data_summary_volume`).
 
 Cheap to refresh: per slice, only a small record is kept (annotated pixels, objects and the
 annotated-pixel count of each tile), keyed by the slice's stored files and its pins, so a slice
@@ -20,6 +22,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from napari_unet._widgets.data_summary_volume import (
+    held_pixels,
+    volume_units,
+)
+from napari_unet._widgets.data_summary_volume import (
+    stack_shapes as _stack_shapes,
+)
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.split import split_validation
 from napari_unet.session.tracking import annotated_mask
@@ -41,6 +50,9 @@ class DataSummary:
         val_pixels: annotated pixels held back for validation (never trained on);
             val_tiles: hashed tiles held back; pinned_pixels: of ``val_pixels``, those pinned.
         tiles: annotated tiles (of the slices outside pins) the hash chose from.
+        unit: what a held-back unit is: ``tile`` (Y/X tiles of a slice, or through all of Z for
+            a 3-D model), ``slice`` (a 3-D model's volume that fits in one tile is split by
+            plane, ``core.training.split``), ``tile/slice`` for a mix.
     """
 
     images: int = 0
@@ -51,6 +63,7 @@ class DataSummary:
     val_tiles: int = 0
     pinned_pixels: int = 0
     tiles: int = 0
+    unit: str = "tile"
 
     @property
     def train_pixels(self) -> int:
@@ -74,7 +87,7 @@ class DataSummary:
         if not self.val_pixels:
             return [first, "Validation: nothing held back (annotate more tiles, or pin one)."]
         share = 100.0 * self.val_pixels / max(self.pixels, 1)
-        parts = [f"{self.val_tiles} tile(s) of {self.tiles}"] if self.val_tiles else []
+        parts = [f"{self.val_tiles} {self.unit}(s) of {self.tiles}"] if self.val_tiles else []
         if self.pinned_pixels:
             parts.append(f"{_count(self.pinned_pixels)} pinned pixels")
         return [
@@ -176,9 +189,16 @@ class SummaryCache:
         self._slices.clear()
 
     def summary(
-        self, session: Session, *, fraction: float = 0.1, tile: int = 128, seed: int = 0
+        self,
+        session: Session,
+        *,
+        fraction: float = 0.1,
+        tile: int = 128,
+        seed: int = 0,
+        volumetric: bool = False,
     ) -> DataSummary:
-        """Counts over every annotated slice of ``session`` (see the module docs)."""
+        """Counts over every annotated slice of ``session`` (see the module docs);
+        ``volumetric``: held back as a 3-D model's trainer splits (one volume per image)."""
         pins: dict[tuple[str, int], list[dict]] = {}
         for pin in session.validation_pins():
             pins.setdefault((pin["image_id"], int(pin["slice_index"])), []).append(pin)
@@ -203,23 +223,28 @@ class SummaryCache:
         for stale in set(self._slices) - seen:
             del self._slices[stale]
         pinned = sum(c.pinned for c in counts.values())
+        units = (
+            volume_units(counts, _stack_shapes(session, counts), tile)
+            if volumetric
+            else {n: (c.tile_pixels, "tile") for n, c in counts.items()}
+        )
         held = held_back_tiles(
-            {n: c.tile_pixels for n, c in counts.items() if c.tile_pixels.any()},
+            {n: u[0] for n, u in units.items() if u[0].any()},
             fraction,
             seed=seed,
             pinned=pinned > 0,
         )
-        val_tiles = sum(int(m.sum()) for m in held.values())
-        hashed = sum(int(counts[n].tile_pixels[m].sum()) for n, m in held.items())
+        kinds = sorted({u[1] for u in units.values() if u[0].any()}) or ["tile"]
         return DataSummary(
             images=len({name.split("/")[0] for name, c in counts.items() if c.pixels}),
             slices=sum(1 for c in counts.values() if c.pixels),
             pixels=sum(c.pixels for c in counts.values()),
             objects=sum(c.objects for c in counts.values()),
-            val_pixels=hashed + pinned,
-            val_tiles=val_tiles,
+            val_pixels=sum(held_pixels(units[n], m) for n, m in held.items()) + pinned,
+            val_tiles=sum(int(m.sum()) for m in held.values()),
             pinned_pixels=pinned,
-            tiles=sum(int(np.count_nonzero(c.tile_pixels)) for c in counts.values()),
+            tiles=sum(int(np.count_nonzero(u[0])) for u in units.values()),
+            unit="/".join(kinds),
         )
 
     @staticmethod

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 START_SHORTCUT, START_HINT = "Ctrl+Return", "Ctrl+Enter"
 STOP_SHORTCUT, STOP_HINT = "Ctrl+Shift+Return", "Ctrl+Shift+Enter"
 REFRESH_MS = 400
+STOP_TIP = "Finish at the next step; the best model is already saved"
 
 
 class FinetunePanel(TrainingControl, QWidget):
@@ -76,8 +77,7 @@ class FinetunePanel(TrainingControl, QWidget):
             toolTip="Draw rectangles in a 'validation regions' layer, then click again to pin them",
         )
         self.start_button = QPushButton()
-        self.stop_button = QPushButton(f"Stop ({STOP_HINT})", enabled=False)
-        self.stop_button.setToolTip("Finish at the next step; the best model is already saved")
+        self.stop_button = QPushButton(f"Stop ({STOP_HINT})", enabled=False, toolTip=STOP_TIP)
         self.status = QLabel("Ready.", wordWrap=True)
         self.timing = QLabel("", wordWrap=True)
         self.message = MessageLine()
@@ -87,10 +87,9 @@ class FinetunePanel(TrainingControl, QWidget):
             client = TrainerClient(self, viewer=viewer)
         self.client = client
         self.scores = R.RunScores()
-        self._started_at: float | None = None
-        self._last_step: Any = None
-        self._last_step_at = 0.0
+        self._started_at, self._last_step, self._last_step_at = None, None, 0.0
         self._tasks: dict[str, str] = {}  # start key -> task of that model
+        self._dims: dict[str, int] = {}  # start key -> 2, or 3: the summary splits volumes
         self._info_keys: dict[str, str] = {}  # checkpoint path asked about -> start key
         self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._refresh_timer.timeout.connect(self.refresh)
@@ -191,8 +190,9 @@ class FinetunePanel(TrainingControl, QWidget):
         if session is not None:
             try:
                 self.summary = self.cache.summary(
-                    session, fraction=R.VAL_FRACTION, tile=R.VAL_TILE, seed=R.VAL_SEED
-                )
+                    session, fraction=R.VAL_FRACTION, tile=R.VAL_TILE, seed=R.VAL_SEED,
+                    volumetric=self._dims.get(self.form.start_key()) == 3,
+                )  # fmt: skip
             except (UserInputError, OSError) as err:
                 self.show_error(f"Cannot read the session's corrections: {err}")
         self._show_state()
@@ -235,6 +235,7 @@ class FinetunePanel(TrainingControl, QWidget):
 
     def _on_start_changed(self, key: str) -> None:
         self.advisor.show(self.session)
+        self.schedule_refresh()  # a 3-D start holds back volumes
         path = R.start_path(key, self.session)
         if not path or key in self._tasks:
             return
@@ -258,7 +259,9 @@ class FinetunePanel(TrainingControl, QWidget):
             if key == self.form.start_key():
                 self.show_error(str(info))
         else:
-            self._tasks[key] = info.task
+            self._tasks[key], self._dims[key] = info.task, info.spatial_dims
+            if info.spatial_dims == 3:
+                self.schedule_refresh()
             # per slice: a 2.5-D model's input is each slice with its neighbours, not adapted
             per_slice = info.in_channels // (2 * int(info.context_slices or 0) + 1)
             self.advisor.model_channels(key, per_slice)

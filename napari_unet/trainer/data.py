@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_unet.core.errors import CheckpointError, TrainingDataError
+from napari_unet.trainer.volume import volume_name
 
 if TYPE_CHECKING:
     from napari_unet.core.training.config import TrainConfig
@@ -158,20 +159,24 @@ def to_items(slices: Iterable[Any], normalization: Any) -> list[Any]:
     ]
 
 
-def pin_masks(pins: Iterable[dict], shapes: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-    """(Y, X) bool masks of the pinned slices/rectangles, by slice name (known slices only)."""
+def pin_masks(pins: Iterable[dict], shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Bool masks of the pinned slices/rectangles, by item name (known items only): (Y, X) for a
+    slice item, (Z, Y, X) for a 3-D model's volume item (``<image_id>/volume``), whose pins are
+    those of its slices."""
     masks: dict[str, np.ndarray] = {}
     for pin in pins:
-        name = slice_name(pin["image_id"], pin["slice_index"])
+        name, where = slice_name(pin["image_id"], pin["slice_index"]), ()
         if name not in shapes:
-            continue
+            name, where = volume_name(pin["image_id"]), (int(pin["slice_index"]),)
+            if name not in shapes or len(shapes[name]) != 3 or where[0] >= shapes[name][0]:
+                continue
         mask = masks.setdefault(name, np.zeros(shapes[name], dtype=bool))
         rect = pin.get("rect")
         if rect is None:
-            mask[...] = True
+            mask[where] = True
         else:
             y0, x0, y1, x1 = (max(0, int(v)) for v in rect)
-            mask[y0:y1, x0:x1] = True
+            mask[(*where, slice(y0, y1), slice(x0, x1))] = True
     return masks
 
 
