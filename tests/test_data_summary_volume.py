@@ -25,7 +25,9 @@ def _session(folder, shape, annotated, seed: int = 0) -> tuple[Session, str]:
     for z in annotated:
         labels = np.zeros(shape[1:], np.uint16)
         for k, (y, x) in enumerate(np.ndindex(-(-shape[1] // TILE), -(-shape[2] // TILE))):
-            labels[y * TILE + 4 : y * TILE + 20, x * TILE + 4 : x * TILE + 20] = k + 1  # each tile
+            y0, x0, ids = y * TILE, x * TILE, 100 * z + 2 * k  # ids unique in the volume
+            labels[y0 + 4 : y0 + 20, x0 + 4 : x0 + 20] = ids + 1  # two objects in each tile
+            labels[y0 + 30 : y0 + 50, x0 + 30 : x0 + 50] = ids + 2
         session.save_slice(image_id, z, labels=labels, reviewed=np.ones(shape[1:], bool))
     return session, image_id
 
@@ -76,3 +78,38 @@ def test_a_pinned_slice_is_held_back_from_a_3d_model_and_counted(tmp_path):
     summary = SummaryCache().summary(session, fraction=FRACTION, tile=TILE, volumetric=True)
     assert summary.pinned_pixels == 64 * 64 + 16 * 32
     assert summary.val_pixels == sum(int(v.mask.sum()) for v in val)
+
+
+def test_a_3d_fine_tune_with_a_pinned_slice_validates_on_it(tmp_path):
+    import queue
+
+    import torch
+    from trainer_kill_helper import request
+
+    from napari_unet.core.checkpoint.format import save_checkpoint
+    from napari_unet.core.models import build_model
+    from napari_unet.trainer.events import PoolChanged, TrainerFinished
+    from napari_unet.trainer.process import run_trainer
+
+    session, image_id = _session(tmp_path / "s", (12, 64, 64), (1, 4, 7))
+    session.pin_validation(image_id, 4)
+    torch.manual_seed(0)
+    model = build_model("unet3d_aniso", depth=1, base_channels=4, out_channels=3)
+    start = save_checkpoint(tmp_path / "start3d.pt", model, task="instances")
+    train = {
+        "steps": 2,
+        "patch_shape": [32, 32],
+        "batch_size": 1,
+        "val_every": 2,
+        "val_fraction": 0.1,
+        "val_tile": TILE,
+    }
+    events: queue.Queue = queue.Queue()
+    run_trainer(request(tmp_path / "s", start, train=train).to_dict(), events, queue.Queue())
+    seen = [events.get_nowait() for _ in range(events.qsize())]
+    assert isinstance(seen[-1], TrainerFinished), seen[-1]
+    pool = next(e for e in seen if isinstance(e, PoolChanged))
+    summary = SummaryCache().summary(session, fraction=0.1, tile=TILE, volumetric=True)
+    assert summary.pinned_pixels == 64 * 64
+    assert pool.validation_pixels == summary.val_pixels, "the dock said what the trainer held"
+    assert [type(e).__name__ for e in seen].count("ValidationEvent") >= 1
