@@ -395,3 +395,19 @@ def test_the_plot_summary_names_the_pixel_score_last_and_best(qtbot):
     plot.add_validation(10, 0.82)
     plot.add_validation(20, 0.79)
     assert "pixel val. score 0.790 (best 0.820)" in plot._summary_text()
+
+
+def test_a_new_model_loaded_as_a_file_learns_at_the_scratch_rate(make_panel, session, qtbot):
+    """A new, untrained checkpoint chosen with Load… (not made in the New model section) gets
+    the from-scratch learning rate, as one made there does; a trained one keeps 1e-4."""
+    from napari_unet.core.checkpoint.new_model import NewModelConfig, new_checkpoint
+    from napari_unet.core.config import LR_FINETUNE, LR_SCRATCH
+
+    _, panel = make_panel(session)
+    new = new_checkpoint(NewModelConfig(task="instances"), session.root / "new.pt")
+    panel.form.select_file(str(tiny_checkpoint(session.root / "trained.pt")))
+    qtbot.waitUntil(lambda: len(panel._tasks) >= 1, timeout=10_000)
+    assert float(panel.form.lr.text()) == LR_FINETUNE
+    panel.form.select_file(str(new))
+    qtbot.waitUntil(lambda: float(panel.form.lr.text()) == LR_SCRATCH, timeout=10_000)
+    assert f"learning rate {LR_SCRATCH:g}" in panel.start_line.text()

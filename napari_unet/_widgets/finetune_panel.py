@@ -46,6 +46,7 @@ START_SHORTCUT, START_HINT = "Ctrl+Return", "Ctrl+Enter"
 STOP_SHORTCUT, STOP_HINT = "Ctrl+Shift+Return", "Ctrl+Shift+Enter"
 REFRESH_MS = 400
 STOP_TIP = "Finish at the next step; the best model is already saved"
+PIN_RECT_TIP = "Draw rectangles in a 'validation regions' layer, then click again to pin them"
 
 
 class FinetunePanel(TrainingControl, QWidget):
@@ -72,10 +73,7 @@ class FinetunePanel(TrainingControl, QWidget):
         self.start_line = QLabel("", wordWrap=True)  # which start model and why, in one line
         self.advisor = StartAdvisor(self.form, self.start_line)
         self.pin_slice_button = QPushButton("Pin slice", toolTip="Hold back the shown slice")
-        self.pin_rect_button = QPushButton(
-            "Pin rectangles…",
-            toolTip="Draw rectangles in a 'validation regions' layer, then click again to pin them",
-        )
+        self.pin_rect_button = QPushButton("Pin rectangles…", toolTip=PIN_RECT_TIP)
         self.start_button = QPushButton()
         self.stop_button = QPushButton(f"Stop ({STOP_HINT})", enabled=False, toolTip=STOP_TIP)
         self.status = QLabel("Ready.", wordWrap=True)
@@ -260,11 +258,12 @@ class FinetunePanel(TrainingControl, QWidget):
                 self.show_error(str(info))
         else:
             self._tasks[key], self._dims[key] = info.task, info.spatial_dims
-            if info.spatial_dims == 3:
-                self.schedule_refresh()
+            self.schedule_refresh()  # a 3-D start holds back volumes (the data summary)
             # per slice: a 2.5-D model's input is each slice with its neighbours, not adapted
             per_slice = info.in_channels // (2 * int(info.context_slices or 0) + 1)
             self.advisor.model_channels(key, per_slice)
+            if info.untrained:  # a new model's file, loaded by hand: it learns from scratch
+                self.advisor.new_models.add(key)
             if key == self.form.start_key():
                 self.advisor.show(self.session)
 

@@ -123,6 +123,21 @@ class CheckpointInfo(Config):
         """2.5-D: neighbour slices on each side given as channels (in ``provenance``; 0: none)."""
         return int(self.provenance.get("context_slices") or 0)
 
+    @property
+    def untrained(self) -> bool:
+        """A new model never trained, with no weights from a built-in (``new-model``, the dock's
+        New model section): its first training starts from scratch."""
+        made = self.provenance.get("new_model")
+        return isinstance(made, dict) and not made.get("start")
+
+    @property
+    def trained_zoom(self) -> tuple[float, float] | None:
+        """The augmentation's zoom range the model was last trained with, if recorded."""
+        config = self.provenance.get("train_config")
+        augment = config.get("augment") if isinstance(config, dict) else None
+        zoom = augment.get("affine_scale") if isinstance(augment, dict) else None
+        return (float(zoom[0]), float(zoom[1])) if zoom is not None and len(zoom) == 2 else None
+
     def normalization_config(self) -> NormalizationConfig:
         """The stored normalisation as a
         :class:`napari_unet.core.inference.normalization.NormalizationConfig`."""
