@@ -194,6 +194,8 @@ def test_cli_simulate_writes_json_and_plot(tmp_path: Path) -> None:
     assert len(set(corrected)) == 4
     assert len(summary["held_out"]) == 2 and not set(summary["held_out"]) & set(corrected)
     assert summary["config"]["simulate"]["rounds"] == 2
+    # a new model zooms its patches 0.9-1.1x (core.training.fingerprint.ZOOM)
+    assert summary["config"]["simulate"]["train"]["augment"]["affine_scale"] == [0.9, 1.1]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
 
 

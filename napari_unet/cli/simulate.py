@@ -13,12 +13,11 @@ import argparse
 import datetime
 import functools
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_unet.cli import simulate_context
-from napari_unet.cli.simulate_report import format_round, machine_description, plot_curves
+from napari_unet.cli.simulate_report import machine_description, plot_curves, show_event
 from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_int
 
 if TYPE_CHECKING:
@@ -88,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     label_map = parse_label_map(args.label_map) if args.label_map else None
     model, items, normalization, postprocess = _start_model(args, label_map)
-    data = _checked_data(args, model, items, label_map)
+    data = _checked_data(args, model, items, label_map, _start_info(args))
     config = _simulate_config(args, label_map, normalization, data)
-    show = functools.partial(_show, task=args.task, due=Every(LINE_INTERVAL_S))
+    show = functools.partial(show_event, task=args.task, due=Every(LINE_INTERVAL_S))
     events = iter_simulate(
         model,
         items,
@@ -131,18 +130,11 @@ def _start_model(
     ``--init`` (or the built-in ``--model``) with its stored post-processing when given, else a
     new ``--model`` built for the data (None: the defaults)."""
     from napari_unet.cli.train import load_pairs
-    from napari_unet.core.checkpoint.format import (
-        builtin_checkpoints,
-        read_checkpoint_info,
-        resolve_checkpoint,
-    )
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.simulation.experiment import new_model_for
 
-    init = args.init
-    if init is None and args.model in builtin_checkpoints():
-        init = args.model  # --model fluo-nuclei starts from the built-in, as predict --model does
-    path = resolve_checkpoint(init) if init else None
+    path = _start_path(args)
     info = read_checkpoint_info(path) if path else None
     normalization = info.normalization_config() if info else NormalizationConfig()
     items, radius = simulate_context.context_items_for(args, info, normalization)
@@ -162,6 +154,25 @@ def _start_model(
     )
     model.context_slices = radius
     return model, items, normalization, None
+
+
+def _start_path(args: argparse.Namespace) -> Path | None:
+    """The start checkpoint: ``--init``, or the built-in ``--model`` (as ``predict --model``);
+    None for a new model."""
+    from napari_unet.core.checkpoint.format import builtin_checkpoints, resolve_checkpoint
+
+    init = args.init
+    if init is None and args.model in builtin_checkpoints():
+        init = args.model
+    return resolve_checkpoint(init) if init else None
+
+
+def _start_info(args: argparse.Namespace) -> Any:
+    """The start checkpoint's description, None for a new model."""
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
+
+    path = _start_path(args)
+    return read_checkpoint_info(path) if path else None
 
 
 def _fitted_start(
@@ -186,10 +197,15 @@ def _fitted_start(
 
 
 def _checked_data(
-    args: argparse.Namespace, model: SegmentationNet, items: list, label_map: LabelMap | None
+    args: argparse.Namespace,
+    model: SegmentationNet,
+    items: list,
+    label_map: LabelMap | None,
+    start: Any = None,
 ) -> Any:
     """Refuse bad labels before any round (``core.training.preflight``) and return the data
-    fingerprint (patch and batch chosen from the data; ``--patch``/``--batch-size`` win)."""
+    fingerprint (patch, batch and zoom range chosen from the data and the ``start`` checkpoint's
+    description, None for a new model; ``--patch``/``--batch-size`` win)."""
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.core.training.config import TrainConfig
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
@@ -209,6 +225,7 @@ def _checked_data(
         patch_shape=patch,
         batch_size=args.batch_size,
         label_map=label_map,
+        start_zoom=start.trained_zoom if start is not None else None,
     )
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
     return data
@@ -224,6 +241,7 @@ def _simulate_config(
     from napari_unet.core.inference.prediction import PredictConfig
     from napari_unet.core.simulation.experiment import SimulateConfig
     from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.loss_augment_config import AugmentConfig
 
     return SimulateConfig(
         task=args.task,
@@ -239,6 +257,7 @@ def _simulate_config(
             batch_size=data.batch_size,
             patch_shape=data.patch_shape,
             lr=args.lr,
+            augment=AugmentConfig(affine_scale=data.zoom),
             val_fraction=0.0,
             normalization=normalization,
             device=args.device,
@@ -246,17 +265,6 @@ def _simulate_config(
         predict=PredictConfig(tile_shape=(args.tile, args.tile), device=args.device),
         flat_copies=args.flat_copies,
     )
-
-
-def _show(event: Any, *, task: str, due: Callable[[], bool]) -> None:
-    """Print each round's line; log progress at most every ``LINE_INTERVAL_S``."""
-    from napari_unet.cli._progress import PROGRESS
-    from napari_unet.core.simulation.experiment import RoundRecord, SimulateProgress
-
-    if isinstance(event, RoundRecord):
-        print(format_round(event, task), flush=True)
-    elif isinstance(event, SimulateProgress) and due():
-        PROGRESS.info("%s", progress_text(event))
 
 
 def _run_description(
@@ -273,14 +281,3 @@ def _run_description(
         "machine": machine_description(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-PHASE_WORDS = {"evaluate": "scoring image", "correct": "correcting image", "train": "training step"}
-
-
-def progress_text(event: Any) -> str:
-    """``round 2: training step 120/300, loss 0.4100`` (no total for a budget in minutes)."""
-    total = f"/{event.total}" if event.total else ""
-    loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
-    words = PHASE_WORDS.get(event.phase, event.phase)
-    return f"round {event.round}: {words} {event.done}{total}{loss}"

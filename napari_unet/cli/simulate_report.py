@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CURVE_METRICS", "format_round", "machine_description", "plot_curves"]
+__all__ = [
+    "CURVE_METRICS",
+    "format_round",
+    "machine_description",
+    "plot_curves",
+    "progress_text",
+    "show_event",
+]
 
 
 def machine_description() -> str:
@@ -115,3 +123,25 @@ def _held_back_words(note: str, held: dict) -> str:
         than = f" > parent {parent:.3f}" if parent is not None else ""
         return f"  (held-back {held['metric']} {held['score']:.3f}{than}: published)"
     return ""
+
+
+def show_event(event: Any, *, task: str, due: Callable[[], bool]) -> None:
+    """Print each round's line; log progress at most every ``LINE_INTERVAL_S``."""
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.simulation.experiment import RoundRecord, SimulateProgress
+
+    if isinstance(event, RoundRecord):
+        print(format_round(event, task), flush=True)
+    elif isinstance(event, SimulateProgress) and due():
+        PROGRESS.info("%s", progress_text(event))
+
+
+PHASE_WORDS = {"evaluate": "scoring image", "correct": "correcting image", "train": "training step"}
+
+
+def progress_text(event: Any) -> str:
+    """``round 2: training step 120/300, loss 0.4100`` (no total for a budget in minutes)."""
+    total = f"/{event.total}" if event.total else ""
+    loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
+    words = PHASE_WORDS.get(event.phase, event.phase)
+    return f"round {event.round}: {words} {event.done}{total}{loss}"

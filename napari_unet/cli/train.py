@@ -31,12 +31,14 @@ from napari_unet.cli.train_data import (  # noqa: F401 (names importable from he
     load_pairs,
 )
 from napari_unet.cli.train_setup import (
+    ZOOM_HELP,
     data_fingerprint,
     read_training_data,
     removed_on_failure,
     start_model,
     train_config,
     training_folder,
+    zoom_argument,
 )
 from napari_unet.cli.train_steps import (  # noqa: F401
     PEAK_CHECKPOINTS,
@@ -66,9 +68,10 @@ DESCRIPTION = (
     "annotated). --model is an architecture name (a new model) or a checkpoint to fine-tune. "
     "Without --task, labels that look like instance masks (many ids per image, each one "
     "connected object) train an instance model (without --model: from the built-in "
-    "fluo-nuclei, as --task instances does), other labels a semantic one. Patch and batch "
-    "size are chosen from the data (a line says what the data look like and what was chosen; "
-    "--patch and --batch-size win). Data that would train a bad model (too few annotated "
+    "fluo-nuclei, as --task instances does), other labels a semantic one. Patch, batch "
+    "size and the augmentation's zoom range are chosen from the data and the start model (a "
+    "line says what the data look like and what was chosen; --patch, --batch-size and --zoom "
+    "win). Data that would train a bad model (too few annotated "
     "pixels, one class only, labels that do not match the task, a patch 20x wider than the "
     "images) are refused before training starts. Progress goes to "
     "stderr: a bar on a terminal, otherwise a line every 10 s (-q: none). best.pt and "
@@ -175,6 +178,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="output patch side in pixels (default: from the data, at most 256)",
     )
     add("--batch-size", type=_positive_int, help="patches per step (default: from the data, 4+)")
+    add("--zoom", type=zoom_argument, help=ZOOM_HELP)
     add("--lr", type=_positive_float, default=1e-3, help="learning rate (1e-3)")
     add("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
     add("--freeze-encoder", action="store_true", help="fine-tune the decoder only")

@@ -160,6 +160,23 @@ def removed_on_failure(folder: Path) -> Iterator[None]:
         raise
 
 
+ZOOM_HELP = (
+    "zoom range of the augmentation, LOW,HIGH (default: the start model's, else 0.9,1.1); e.g. "
+    "0.67,1.5 when your other images show objects at other sizes than the corrected ones"
+)
+
+
+def zoom_argument(text: str) -> tuple[float, float]:
+    """``--zoom LOW,HIGH`` -> ``(low, high)`` with ``0 < low <= high``."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        low = high = -1.0
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
 def data_fingerprint(
     args: argparse.Namespace,
     info: Any,
@@ -170,8 +187,9 @@ def data_fingerprint(
     volume: Any = None,
 ) -> Any:
     """The :class:`~napari_unet.core.training.fingerprint.DatasetFingerprint` of the data, with
-    the patch and batch size chosen from it (``--patch`` / ``--batch-size`` win). Volumes: the
-    Y/X patch from the data, ``--patch-depth`` slices deep, the batch as given (default 4)."""
+    the patch, batch size and zoom range chosen from it (``--patch`` / ``--batch-size`` /
+    ``--zoom`` win). Volumes: the Y/X patch from the data, ``--patch-depth`` slices deep, the
+    batch as given (default 4)."""
     import dataclasses
 
     from napari_unet.core.training.config import TrainConfig
@@ -194,6 +212,8 @@ def data_fingerprint(
         batch_size=args.batch_size or (defaults.batch_size if volume else None),
         label_map=dict(targets.label_map) if targets.label_map else None,
         ignore_value=args.ignore_value,
+        zoom=getattr(args, "zoom", None),
+        start_zoom=info.trained_zoom if info is not None else None,
     )
     if volume is None:
         return data
@@ -206,6 +226,7 @@ def train_config(
     """The :class:`~napari_unet.core.training.config.TrainConfig` of the run."""
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.training.config import LossConfig, TrainConfig
+    from napari_unet.core.training.loss_augment_config import AugmentConfig
 
     weight = getattr(args, "skeleton_recall", LossConfig().skeleton_recall)
     return TrainConfig(
@@ -222,6 +243,7 @@ def train_config(
         seed=args.seed,
         freeze_encoder=args.freeze_encoder,
         loss=LossConfig(skeleton_recall=weight),
+        augment=AugmentConfig(affine_scale=data.zoom),
         targets=targets,
         normalization=info.normalization_config() if info else NormalizationConfig(),
         device=args.device,

@@ -148,7 +148,8 @@ def held_back_now(val: dict[str, Any], taken: Iterable[Any], config: Any) -> dic
 
 
 def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
-    """``(fingerprint, config)``: the dock's patch and batch fitted to the corrected images.
+    """``(fingerprint, config)``: the dock's patch and batch fitted to the corrected images, and
+    the zoom range of the augmentation the start model (``info``) was trained with.
 
     The dock's settings are the starting point (a patch only shrinks to fit the images; the batch
     grows to keep the pixels per step); the fingerprint's line is shown in the dock.
@@ -163,6 +164,10 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
         receptive_field=field,
         default_patch=tuple(config.patch_shape),
         default_batch=config.batch_size,
+        start_zoom=info.trained_zoom,
     )
     logger.info("%s", data.describe())
-    return data, config.replace(patch_shape=data.patch_shape, batch_size=data.batch_size)
+    augment = config.augment.replace(affine_scale=data.zoom)
+    return data, config.replace(
+        patch_shape=data.patch_shape, batch_size=data.batch_size, augment=augment
+    )

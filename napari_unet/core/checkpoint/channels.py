@@ -160,9 +160,10 @@ def _adapt_kernel(key: str, value: Any, want: Any, old: int) -> Any:
 def adapt_channels(path: str | Path, in_channels: int, out: str | Path) -> Path:
     """Write to ``out`` a copy of checkpoint ``path`` taking ``in_channels`` input channels.
 
-    Task, classes, normalisation, tiling and the post-processing operating point are kept
-    (per-channel mean/std values are replicated, or averaged for one channel); provenance
-    records ``channels_adapted_from`` and ``start_in_channels``. ``path`` is never changed.
+    Task, classes, normalisation, tiling, the post-processing operating point and the lineage
+    (``new_model``, ``train_config``) are kept (per-channel mean/std values are replicated, or
+    averaged for one channel); provenance records ``channels_adapted_from`` and
+    ``start_in_channels``. ``path`` is never changed.
 
     Raises:
         ChannelMismatchError: the model cannot be adapted (:func:`adapt_model_channels`).
@@ -172,7 +173,10 @@ def adapt_channels(path: str | Path, in_channels: int, out: str | Path) -> Path:
     loaded = load_checkpoint(path)
     model, info = loaded.model, loaded.info
     adapted = adapt_model_channels(model, in_channels)
-    kept = {k: v for k, v in info.provenance.items() if k in ("postprocess", "operating_point")}
+    # what the model does (post-processing) and how it came to be (a new model, its training
+    # settings: they choose a fine-tune's zoom range, core.training.fingerprint)
+    lineage = ("postprocess", "operating_point", "new_model", "train_config")
+    kept = {k: v for k, v in info.provenance.items() if k in lineage}
     logger.info(
         "%s takes %d channel(s): adapted to %d (first convolution %s; the file itself is kept)",
         Path(path).name,

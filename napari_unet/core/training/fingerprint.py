@@ -4,8 +4,9 @@ As nnU-Net derives its patch and batch size from a fingerprint of the data set, 
 looks at the corrected images (sizes, channels, annotated pixels, class frequencies, object sizes)
 and chooses the patch side (never far bigger than the images, a multiple of the net's divisor), a
 batch size that keeps the pixels per step, and a note on scale (the median object diameter against
-the net's receptive field, with a warning when objects are far larger). ``train``, ``simulate`` and
-the Fine-tune dock's trainer use it; explicit settings win. Torch-free.
+the net's receptive field, with a warning when objects are far larger) and the zoom range of the
+augmentation (as the start model was trained, else :data:`ZOOM`). ``train``, ``simulate`` and the
+Fine-tune dock's trainer use it; explicit settings win. Torch-free.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from napari_unet.core.training.split import is_flat_copy
 
-__all__ = ["DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
+__all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
 
 #: Images whose objects are scanned for their size (enough to tell; huge folders are not read).
 MAX_SCANNED = 32
@@ -28,6 +29,10 @@ MAX_SCANNED = 32
 SCALE_WARNING_SHARE = 0.5
 #: The batch grows at most this many times when the patch shrinks below the default.
 MAX_BATCH_FACTOR = 4
+#: Zoom range of the augmentation (``AugmentConfig.affine_scale``'s default). A wider one
+#: (0.67-1.5x) helped fluorescence nuclei from scratch and cost bright-field nuclei (issue 17,
+#: docs/learning_ablation.md, sessions 14-15), so it is a setting (``train --zoom``), not a default.
+ZOOM = (0.9, 1.1)
 
 
 def receptive_field(depth: int, convs_per_level: int = 2) -> int:
@@ -63,6 +68,8 @@ class DatasetFingerprint:
         patch_shape, batch_size: the settings chosen (or given).
         patch_reduced: the patch was made smaller than asked to fit the images.
         scale_warning: a sentence when objects are far larger than the receptive field, else "".
+        zoom: the augmentation's (low, high) zoom range chosen (or given).
+        zoom_reason: why it is not the default range, else "".
     """
 
     n_images: int
@@ -78,6 +85,8 @@ class DatasetFingerprint:
     batch_size: int
     patch_reduced: bool = False
     scale_warning: str = ""
+    zoom: tuple[float, float] = ZOOM
+    zoom_reason: str = ""
 
     def describe(self) -> str:
         """One line for the user: data, chosen patch and batch, and the scale note."""
@@ -91,11 +100,13 @@ class DatasetFingerprint:
             else f"receptive field {self.receptive_field} px"
         )
         reduced = " (reduced to fit the images)" if self.patch_reduced else ""
+        low, high = self.zoom
+        why = f" ({self.zoom_reason})" if self.zoom_reason else ""
         line = (
             f"data: {self.n_images} image(s) of median {y}x{x} px, {self.channels} channel(s), "
             f"{self.annotated_pixels} annotated px{classes}; "
             f"{size}; patch {'x'.join(str(s) for s in self.patch_shape)}{reduced}, batch "
-            f"{self.batch_size}"
+            f"{self.batch_size}, zoom {low:g}-{high:g}x{why}"
         )
         return f"{line}. {self.scale_warning}" if self.scale_warning else line
 
@@ -118,6 +129,8 @@ def fingerprint(
     batch_size: int | None = None,
     label_map: dict[int, int] | None = None,
     ignore_value: int | None = None,
+    zoom: tuple[float, float] | None = None,
+    start_zoom: tuple[float, float] | None = None,
 ) -> DatasetFingerprint:
     """The fingerprint of ``items`` and the settings chosen from it.
 
@@ -128,6 +141,9 @@ def fingerprint(
         default_patch, default_batch: the settings used when the images are large enough.
         patch_shape, batch_size: explicit settings; they win (kept as given).
         label_map, ignore_value: how raw label values become classes (semantic).
+        zoom: an explicit zoom range of the augmentation; it wins.
+        start_zoom: the range the start model was trained with: a fine-tune keeps it (so the
+            versions of a model trained with ``--zoom`` keep its range), else :data:`ZOOM`.
     """
     items = [item for item in items if not is_flat_copy(item)]  # 2.5-D copies: counted once
     shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
@@ -141,14 +157,6 @@ def fingerprint(
     total = sum(counts.values())
     fractions = tuple((k, v / total) for k, v in sorted(counts.items())) if total else ()
     diameter = float(np.median(diameters)) if diameters else None
-    warning = ""
-    if diameter is not None and diameter > SCALE_WARNING_SHARE * receptive_field:
-        warning = (
-            f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
-            f"({receptive_field} px): downscale the images about "
-            f"{math.ceil(diameter / (SCALE_WARNING_SHARE * receptive_field))}x or use a deeper "
-            "model."
-        )
     return DatasetFingerprint(
         n_images=len(items),
         channels=int(np.shape(items[0].image)[0]) if len(items) else 0,
@@ -162,8 +170,29 @@ def fingerprint(
         patch_shape=tuple(int(s) for s in chosen),
         batch_size=int(batch_size),
         patch_reduced=reduced,
-        scale_warning=warning,
+        scale_warning=_scale_warning(diameter, receptive_field),
+        **_zoom(zoom, start_zoom),
     )
+
+
+def _scale_warning(diameter: float | None, receptive_field: int) -> str:
+    """A sentence when objects are far larger than the net's receptive field, else ""."""
+    if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
+        return ""
+    return (
+        f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
+        f"({receptive_field} px): downscale the images about "
+        f"{math.ceil(diameter / (SCALE_WARNING_SHARE * receptive_field))}x or use a deeper model."
+    )
+
+
+def _zoom(given: tuple[float, float] | None, start: tuple[float, float] | None) -> dict[str, Any]:
+    """``zoom`` and ``zoom_reason`` of the fingerprint: as given, else as the start model was
+    trained, else :data:`ZOOM`."""
+    if given is not None:
+        return {"zoom": tuple(float(v) for v in given), "zoom_reason": "as given"}
+    start = ZOOM if start is None else tuple(float(v) for v in start)
+    return {"zoom": start, "zoom_reason": "as the start model was trained" if start != ZOOM else ""}
 
 
 def _patch(median: tuple[int, ...], default: tuple[int, int], multiple: int) -> tuple[int, int]:
