@@ -19,6 +19,7 @@ from napari_unet.core.device import cpu_supports_bf16
 from napari_unet.core.models.aux import has_distance_aux
 from napari_unet.core.training.augment import augment_batch, augment_restoration
 from napari_unet.core.training.aux import distance_loss
+from napari_unet.core.training.precision import bf16_trains_faster
 from napari_unet.core.training.sampler import PatchSampler
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,12 @@ class StepRunner:
         # 3-D models train in fp32 on the CPU unless asked: a bf16 3-D run diverged (NaN at step
         # 262 of bench_3d's ISBI run) where the same run in fp32 did not
         volumetric = getattr(model, "spatial_dims", 2) == 3
-        auto_bf16 = cpu_supports_bf16() and not volumetric
+        auto_bf16 = cpu_supports_bf16() and not volumetric and device.type == "cpu"
+        if auto_bf16 and config.bf16_cpu is None:  # native bf16 is not always faster: timed
+            layout = torch.contiguous_format
+            if config.channels_last:
+                layout = channels_last_format(model)
+            auto_bf16 = bf16_trains_faster(model, sampler.input_shape, layout)
         bf16_cpu = auto_bf16 if config.bf16_cpu is None else config.bf16_cpu
         self.autocast_dtype = (
             torch.float16
