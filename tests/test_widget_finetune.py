@@ -411,3 +411,12 @@ def test_a_new_model_loaded_as_a_file_learns_at_the_scratch_rate(make_panel, ses
     panel.form.select_file(str(new))
     qtbot.waitUntil(lambda: float(panel.form.lr.text()) == LR_SCRATCH, timeout=10_000)
     assert f"learning rate {LR_SCRATCH:g}" in panel.start_line.text()
+
+
+def test_a_rate_typed_by_hand_is_named_in_the_start_line(make_panel, session, qtbot):
+    _, panel = make_panel(session)
+    qtbot.waitUntil(lambda: bool(panel.start_line.text()), timeout=10_000)
+    assert "You set" not in panel.start_line.text()
+    panel.form.lr.clear()
+    qtbot.keyClicks(panel.form.lr, "3e-4")
+    assert panel.start_line.text().endswith("You set 0.0003, which is used.")

@@ -138,6 +138,7 @@ class FinetunePanel(TrainingControl, QWidget):
         self.pin_rect_button.clicked.connect(self._on_pin_rectangles)
         self.form.keep_learning_changed.connect(self._on_keep_learning)
         self.form.start_changed.connect(self._on_start_changed)
+        self.form.lr.textEdited.connect(lambda _: self.advisor.show(self.session))
         self.new_model.created.connect(self.advisor.new_model)  # before it is selected
         self.new_model.created.connect(self.form.select_file)
         self.new_model.created.connect(self.form.use_scratch_rate)  # after select_file's rate

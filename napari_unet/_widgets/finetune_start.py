@@ -9,6 +9,7 @@ in "New model", each start model's channels once read) and applies
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from qtpy.QtWidgets import QLabel
@@ -79,7 +80,10 @@ class StartAdvisor:
         if self.applied != (key, choice.lr):  # a rate set since (by hand too) stays
             self.form.set_rate(choice.lr)
             self.applied = (key, choice.lr)
-        self.line.setText(choice.line)
+        line, used = choice.line, self.form.learning_rate()
+        if not math.isclose(used, choice.lr, rel_tol=1e-6):  # typed by hand: say which one runs
+            line += f" You set {used:g}, which is used."
+        self.line.setText(line)
 
 
 def _images(session: Any) -> list[Any]:
