@@ -22,13 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from napari_unet._widgets.data_summary_volume import (
-    held_pixels,
-    volume_units,
-)
-from napari_unet._widgets.data_summary_volume import (
-    stack_shapes as _stack_shapes,
-)
+from napari_unet._widgets.data_summary_volume import held_pixels, stack_shapes, volume_units
 from napari_unet.core.training.items import TrainingItem
 from napari_unet.core.training.split import split_validation
 from napari_unet.session.tracking import annotated_mask
@@ -224,7 +218,7 @@ class SummaryCache:
             del self._slices[stale]
         pinned = sum(c.pinned for c in counts.values())
         units = (
-            volume_units(counts, _stack_shapes(session, counts), tile)
+            volume_units(counts, stack_shapes(session, counts), tile)
             if volumetric
             else {n: (c.tile_pixels, "tile") for n, c in counts.items()}
         )

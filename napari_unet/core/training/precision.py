@@ -7,7 +7,7 @@ batch 4 x 256 x 256, one thread) took 3.9 s in bf16 against 3.3 s in fp32, and
 ``bench_learn.py --quick --ablations fp32`` ran 40 steps instead of 30 in the same 2 CPU-minutes.
 :func:`bf16_trains_faster` therefore times one forward and backward pass of a copy of the model in
 each precision on a random one-sample batch of the training input's shape (after one warm-up pass
-each; about a second on that CPU) and keeps bf16 only when it is at least 5 % faster
+each; about 5 s on that CPU, once per run) and keeps bf16 only when it is at least 5 % faster
 (:data:`MARGIN`). The answer is kept per net, input shape and thread count for the process.
 """
 
