@@ -283,14 +283,17 @@ class Session(SlicesMixin, TrainingMixin, VersionsMixin):
 def _check_can_create(root: Path) -> None:
     """Refuse a folder that holds a session or anything else (its lock and temporary index
     files apart, which a creator racing with us writes)."""
+    held = SessionError(f"{root} already holds a session; open it instead.")
     if (root / INDEX_NAME).exists():
-        raise SessionError(f"{root} already holds a session; open it instead.")
+        raise held
     if root.exists() and (
         not root.is_dir()
         or any(
             p.name != LOCK_NAME and not p.name.startswith(f".{INDEX_NAME}.") for p in root.iterdir()
         )
     ):
+        if (root / INDEX_NAME).exists():  # a racing creator wrote its index since the first look
+            raise held
         raise SessionError(
             f"{root} is not an empty folder; choose a new or empty folder for the session."
         )
