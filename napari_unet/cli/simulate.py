@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment, write the JSON (and plot); returns the exit status."""
     from napari_unet.cli._progress import LINE_INTERVAL_S, Every
     from napari_unet.core.atomic import atomic_write_json
+    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.models import list_architectures
     from napari_unet.core.simulation.experiment import iter_simulate
@@ -86,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
 
     _check_outputs(args)
     label_map = parse_label_map(args.label_map) if args.label_map else None
-    model, items, normalization, postprocess = _start_model(args, label_map)
-    data = _checked_data(args, model, items, label_map, _start_info(args))
+    path = _start_path(args)
+    start = read_checkpoint_info(path) if path else None  # read once: the model and the zoom
+    model, items, normalization, postprocess = _start_model(args, label_map, path, start)
+    data = _checked_data(args, model, items, label_map, start)
     config = _simulate_config(args, label_map, normalization, data)
     show = functools.partial(show_event, task=args.task, due=Every(LINE_INTERVAL_S))
     events = iter_simulate(
@@ -124,18 +127,16 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def _start_model(
-    args: argparse.Namespace, label_map: LabelMap | None
+    args: argparse.Namespace, label_map: LabelMap | None, path: Path | None, info: Any
 ) -> tuple[SegmentationNet, list[TrainingItem], NormalizationConfig, PostprocessConfig | None]:
     """``(start model, the labelled images, their normalisation, its own post-processing)``:
-    ``--init`` (or the built-in ``--model``) with its stored post-processing when given, else a
-    new ``--model`` built for the data (None: the defaults)."""
+    the checkpoint at ``path`` (``--init`` or the built-in ``--model``; ``info``: its
+    description) with its stored post-processing, else (None) a new ``--model`` built for the
+    data (post-processing None: the defaults)."""
     from napari_unet.cli.train import load_pairs
-    from napari_unet.core.checkpoint.format import read_checkpoint_info
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.simulation.experiment import new_model_for
 
-    path = _start_path(args)
-    info = read_checkpoint_info(path) if path else None
     normalization = info.normalization_config() if info else NormalizationConfig()
     items, radius = simulate_context.context_items_for(args, info, normalization)
     if items is None:
@@ -165,14 +166,6 @@ def _start_path(args: argparse.Namespace) -> Path | None:
     if init is None and args.model in builtin_checkpoints():
         init = args.model
     return resolve_checkpoint(init) if init else None
-
-
-def _start_info(args: argparse.Namespace) -> Any:
-    """The start checkpoint's description, None for a new model."""
-    from napari_unet.core.checkpoint.format import read_checkpoint_info
-
-    path = _start_path(args)
-    return read_checkpoint_info(path) if path else None
 
 
 def _fitted_start(
