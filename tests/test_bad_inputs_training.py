@@ -15,13 +15,8 @@ import tifffile
 
 from napari_unet.cli import main
 from napari_unet.core.io.images import write_tiff
-from tests.test_bad_inputs import (
-    _build_user_files,
-    _expand,
-    _hashes,
-    _train,
-    check_one_sentence,
-)
+from tests.bad_input_files import _build_user_files, _hashes
+from tests.test_bad_inputs import _expand, _train, check_one_sentence
 
 
 @pytest.fixture(scope="module")
