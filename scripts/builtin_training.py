@@ -35,7 +35,7 @@ def split_files(name: str, data_dir: Path) -> tuple[list[str], list[str]]:
     files = sorted(p.name for p in (data_dir / recipe["folder"] / "images").glob("*.png"))
     if not files:
         sys.exit(f"no images in {data_dir / recipe['folder'] / 'images'}; pass --data DIR")
-    val = [f for f in files if recipe["is_validation"](int(Path(f).stem))]
+    val = [f for f in files if recipe["is_validation"](Path(f).stem)]
     return [f for f in files if f not in val], val
 
 

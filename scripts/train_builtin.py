@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from builtin_cards import build_card, machine, resumed_phases, write_cards_markdown
+from builtin_pool import build_pool
 from builtin_recipes import AUGMENT, MODEL_CONFIG, RECIPES  # noqa: F401
 from builtin_training import (  # noqa: F401
     REPO,
@@ -181,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     name, out = args.name, args.out or BUILTIN_DIR / f"{args.name}.pt"
     if args.steps is None and args.minutes is None:
         args.minutes = 40.0
+    if RECIPES[name].get("pooled"):  # several sets as one folder, written once
+        args.data = build_pool(args.data, Path(tempfile.gettempdir()) / "napari-unet-pool")
     train_files, val = split_files(name, args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
