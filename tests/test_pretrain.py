@@ -183,3 +183,31 @@ def test_unlabelled_images_with_context_slices_are_one_true_sentence(tmp_path, c
     assert not (tmp_path / "model.pt").exists()
     assert main(argv) == 0  # the stacks alone (flat copies included) pre-train the model
     assert load_checkpoint(tmp_path / "model.pt").info.context_slices == 1
+
+
+@pytest.mark.parametrize(
+    ("native", "faster", "expected"),
+    [(True, False, False), (True, True, True), (False, True, False)],
+)
+def test_precision_left_open_follows_the_timed_pass(monkeypatch, native, faster, expected) -> None:
+    """``bf16_cpu=None``: bf16 only where the CPU has it natively and a timed pass is faster (as
+    the training step decides; on an Intel Xeon with AVX512-BF16 bf16 was slower)."""
+    import napari_unet.core.device as device
+    import napari_unet.core.training.precision as precision
+
+    timed = []
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: native)
+    monkeypatch.setattr(
+        precision, "bf16_trains_faster", lambda net, shape, *a: timed.append(shape) or faster
+    )
+    seen = []
+    real_forward = torch.nn.Conv2d.forward
+
+    def forward(self, x):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", forward)
+    result = pretrain(_net(), [_image(0)], _config(steps=2, bf16_cpu=None))
+    assert result.steps == 2 and seen and set(seen) == {expected}
+    assert timed == ([(32, 32)] if native else [])

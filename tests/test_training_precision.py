@@ -63,3 +63,13 @@ def test_explicit_precision_and_cpus_without_bf16_skip_the_probe(monkeypatch):
     assert _runner(_model(), bf16_cpu=False).autocast_dtype is None
     monkeypatch.setattr(step, "cpu_supports_bf16", lambda: False)
     assert _runner(_model()).autocast_dtype is None
+
+
+def test_the_probe_times_a_patch_whose_deepest_features_are_one_pixel():
+    """A 16-px patch through a depth-4 net is 1 x 1 at the bottom: batch norm in training mode
+    refuses one value per channel, so the probe (one patch) runs the net in eval mode."""
+    torch.manual_seed(0)
+    model = build_model("unet", depth=4, base_channels=4, in_channels=1, out_channels=3)
+    precision._MEASURED.clear()
+    assert isinstance(precision.bf16_trains_faster(model, (16, 16)), bool)
+    assert model.training, "the model itself is left in training mode"
