@@ -18,7 +18,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_context, train_polarity, train_pretrain, train_volume
+from napari_unet.cli import (
+    train_context,
+    train_polarity,
+    train_pretrain,
+    train_volume,
+    train_width,
+)
 from napari_unet.cli._parser import fraction
 from napari_unet.cli.train_data import (  # noqa: F401 (names importable from here, as before)
     BLOB_SHARE,
@@ -270,6 +276,9 @@ def _fit_and_train(
     data = data_fingerprint(args, info, model_or_checkpoint, items, task, targets, volume)
     # the progress logger shows at INFO by default; a scale problem is a warning
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
+    model_or_checkpoint = train_width.apply(
+        args, info, model_or_checkpoint, items, task, targets, data
+    )
     model_or_checkpoint, left = train_pretrain.apply(args, model_or_checkpoint, items, data)
     config = train_config(left, info, task, targets, data, training_dir)
     items, config = train_polarity.apply(args, info, model_or_checkpoint, items, config)

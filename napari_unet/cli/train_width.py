@@ -1,0 +1,53 @@
+"""``train --minutes M`` of a new 2-D model: the net's width chosen for the budget on this CPU
+(:mod:`napari_unet.core.training.net_width`); the choice is said in one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def apply(
+    args: argparse.Namespace, info: Any, model: Any, items: list, task: str, targets: Any, data: Any
+) -> Any:
+    """``model``, or the same new model built :data:`~napari_unet.core.training.net_width.
+    NARROW_BASE` wide when the default would make too few steps in ``--minutes``.
+
+    Only a new model of the default width (``--model unet``, 2-D, no ``--resume``, a time
+    budget, one process) is considered: a checkpoint keeps its net, and so does a step budget.
+    """
+    from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.models.unet import UNetConfig
+    from napari_unet.core.simulation.parts import new_model_for
+    from napari_unet.core.training.net_width import choose_width, width_settings
+
+    settings = width_settings(model)
+    default = settings.get("base_channels") == UNetConfig.base_channels
+    budgeted = args.minutes is not None and args.resume is None
+    # --nproc N: every process would time its own pass and could choose another width
+    alone = int(getattr(args, "nproc", 1) or 1) == 1
+    if info is not None or not (budgeted and alone) or len(data.patch_shape) != 2:
+        return model
+    if getattr(model, "arch", None) != "unet" or not default:
+        return model
+    margin = int(getattr(model, "margin", 0) or 0)
+    shape = tuple(int(s) + 2 * margin for s in data.patch_shape)
+    choice = choose_width(model, shape, batch=data.batch_size, budget_s=float(args.minutes) * 60)
+    if not choice.narrowed:
+        return model
+    PROGRESS.info("%s", choice.line())
+    keep = {k: v for k, v in settings.items() if k not in ("in_channels", "out_channels")}
+    narrow = new_model_for(
+        args.model,
+        items,
+        task,
+        label_map=dict(targets.label_map) if targets.label_map else None,
+        ignore_value=args.ignore_value,
+        seed=args.seed,
+        **{**keep, "base_channels": choice.base_channels},
+    )
+    narrow.context_slices = getattr(model, "context_slices", 0)
+    return narrow

@@ -1,0 +1,101 @@
+"""Issue 17: a new model's width is chosen for the time budget on this CPU. Where the default
+base-32 net would make fewer than MIN_STEPS steps in ``--minutes``, ``train`` builds a base-16 net
+and says so; step budgets, checkpoints and fast CPUs keep the default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.io import imsave
+
+import napari_unet.core.training.net_width as net_width
+from napari_unet.cli import main
+from napari_unet.core.checkpoint.format import load_checkpoint
+from napari_unet.core.models import build_model
+from napari_unet.core.training.net_width import MIN_STEPS, choose_width, seconds_per_step
+
+
+def _net(base: int = 32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("unet", depth=2, base_channels=base, in_channels=1, out_channels=3)
+
+
+@pytest.mark.parametrize(
+    ("step_s", "base", "expected_base"),
+    [(2.0, 32, 16), (0.5, 32, 32), (2.0, 16, 16)],  # 60 steps in 2 min: narrow; 240: keep
+)
+def test_the_width_follows_the_steps_the_budget_buys(monkeypatch, step_s, base, expected_base):
+    monkeypatch.setattr(net_width, "seconds_per_step", lambda *a: step_s)
+    choice = choose_width(_net(base), (64, 64), batch=4, budget_s=120)
+    assert choice.expected_steps == int(120 / step_s)
+    assert choice.base_channels == expected_base
+    assert choice.narrowed == (expected_base != base)
+    if choice.narrowed:
+        assert choice.line() == (
+            f"net base 16: base 32 would make about 60 steps in 2 min on this CPU "
+            f"(fewer than {MIN_STEPS})"
+        )
+
+
+def test_the_timing_leaves_the_model_and_the_random_streams_alone():
+    model = _net()
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.get_rng_state()
+    seconds = seconds_per_step(model, (32, 32), batch=2)
+    assert seconds > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "BN stats too"
+    assert torch.equal(state, torch.get_rng_state()) and model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _write(folder) -> None:
+    yy, xx = np.mgrid[:64, :64]
+    for kind in ("images", "labels"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+        labels = np.zeros((64, 64), np.uint8)
+        labels[(yy - 16) ** 2 + (xx - 16 - i) ** 2 <= 49] = 1
+        labels[(yy - 44) ** 2 + (xx - 40) ** 2 <= 64] = 2
+        image = ((labels > 0) * 2000 + 500).astype(np.uint16)
+        imsave(folder / "images" / f"i{i}.png", image, check_contrast=False)
+        imsave(folder / "labels" / f"i{i}.png", labels, check_contrast=False)
+
+
+def _train(folder, out, *budget: str) -> list[str]:
+    return ["train", "--images", str(folder / "images"), "--labels", str(folder / "labels"),
+            "--task", "instances", "--model", "unet", "--device", "cpu", "--val-fraction", "0",
+            "--out", str(out), *budget]  # fmt: skip
+
+
+def _base(path) -> int:
+    return int(load_checkpoint(path).info.model_config["base_channels"])
+
+
+def test_train_builds_the_narrow_net_when_the_cpu_is_slow_for_the_budget(
+    tmp_path, monkeypatch, caplog
+):
+    _write(tmp_path)
+    caplog.set_level("INFO")
+    monkeypatch.setattr(net_width, "seconds_per_step", lambda *a: 60.0)  # a very slow CPU
+    slow = tmp_path / "slow.pt"
+    assert main(_train(tmp_path, slow, "--minutes", "0.05")) == 0
+    assert _base(slow) == 16
+    assert "net base 16: base 32 would make about 0 steps in 0.05 min" in caplog.text
+    caplog.clear()
+    steps = tmp_path / "steps.pt"  # a step budget: the steps are given, the net is the default
+    assert main(_train(tmp_path, steps, "--steps", "2")) == 0
+    assert _base(steps) == 32 and "net base" not in caplog.text
+    tuned = tmp_path / "tuned.pt"  # a checkpoint keeps its net
+    assert main([*_train(tmp_path, tuned, "--minutes", "0.05"), "--model", str(slow)]) == 0
+    assert _base(tuned) == 16
+
+
+def test_train_keeps_the_default_net_on_a_fast_cpu(tmp_path, monkeypatch, caplog):
+    _write(tmp_path)
+    caplog.set_level("INFO")
+    monkeypatch.setattr(net_width, "seconds_per_step", lambda *a: 1e-3)
+    fast = tmp_path / "fast.pt"
+    assert main(_train(tmp_path, fast, "--minutes", "0.05")) == 0
+    assert _base(fast) == 32 and "net base 16" not in caplog.text
