@@ -106,7 +106,7 @@ def choose_width(
     expected = int(budget_s / max(step, 1e-6))
     narrow = base > NARROW_BASE and expected < MIN_STEPS
     choice = WidthChoice(NARROW_BASE if narrow else base, base, expected, float(budget_s))
-    logger.info("training step of the new model: %.2f s; %s", step, choice.line())
+    logger.debug("training step of the new model: %.2f s; %s", step, choice.line())
     return choice
 
 
