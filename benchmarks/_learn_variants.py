@@ -54,7 +54,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                       "lr 1e-3)", "cli": ["--model", "fluo-nuclei"]},
     "finetune_generalist": {"factor": "start from the built-in nuclei-generalist (fluorescence, "
                             "grey bright-field and EM regions pooled; train --model "
-                            "nuclei-generalist, lr 1e-3)", "cli": ["--model", "nuclei-generalist"]},
+                            "nuclei-generalist, lr 1e-3; not shipped: train it with "
+                            "scripts/train_builtin.py nuclei-generalist into builtin_models/)",
+                            "cli": ["--model", "nuclei-generalist"]},
     "distance_aux": {"factor": "distance auxiliary head (train --aux distance): per-object "
                      "normalised distance learnt next to the 3 classes; watershed seeded by its "
                      "maxima (seeds 'distance') instead of the interior probability",
