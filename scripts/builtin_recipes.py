@@ -16,6 +16,17 @@ GREY_VALIDATION = {f"grey_{n}" for n in ("108", "112", "116", "120")}
 MODEL_CONFIG = {"depth": 4, "base_channels": 16, "upsampling": "transposed", "batch_norm": True}
 AUGMENT = AugmentConfig(elastic=True, elastic_alpha=10.0, elastic_grid=3, probability=0.5)
 
+#: What the instance models share: 3 classes with 2-px boundaries, CE + Dice with border weights.
+INSTANCE_RECIPE = {
+    "task": "instances",
+    "out_channels": 3,
+    "class_names": ("background", "interior", "boundary"),
+    "label_map": None,
+    "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
+    "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
+    "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
+}
+
 RECIPES: dict[str, dict] = {
     "em-membranes": {
         "folder": "isbi2012",
@@ -57,13 +68,7 @@ RECIPES: dict[str, dict] = {
     },
     "fluo-nuclei": {
         "folder": "dsb2018_fluo",
-        "task": "instances",
-        "out_channels": 3,
-        "class_names": ("background", "interior", "boundary"),
-        "label_map": None,
-        "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
-        "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
-        "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
+        **INSTANCE_RECIPE,
         "is_validation": lambda stem: int(stem) % 5 == 4,
         "description": "fluorescent nuclei (DAPI/Hoechst-like), instance segmentation",
         "data": {
@@ -90,13 +95,7 @@ RECIPES: dict[str, dict] = {
         # one folder pooled from three sets by builtin_pool.build_pool (train_builtin.py does it)
         "folder": "nuclei_generalist_pool",
         "pooled": True,
-        "task": "instances",
-        "out_channels": 3,
-        "class_names": ("background", "interior", "boundary"),
-        "label_map": None,
-        "targets": TargetConfig(task="instances", boundary_width=2, w0=10.0, sigma=5.0),
-        "loss": LossConfig(ce=1.0, dice=1.0, use_weight_map=True),
-        "postprocess": {"threshold": 0.5, "interior_threshold": 0.5, "min_size": 0},
+        **INSTANCE_RECIPE,
         # fluo: fluo-nuclei's validation split; grey: bench_learn's test tiles; isbi: 25-29
         "is_validation": lambda stem: (
             (stem.startswith("fluo_") and int(stem[5:]) % 5 == 4)

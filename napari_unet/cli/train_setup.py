@@ -81,7 +81,6 @@ def start_model(
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train_data import _warn_if_instances
     from napari_unet.core.checkpoint.start_fit import fit_start
-    from napari_unet.core.simulation.parts import new_model_for
 
     aux = _aux_settings(args, info, task)
     if info is not None:
@@ -96,20 +95,31 @@ def start_model(
         if fitted.note:
             PROGRESS.info("%s", fitted.note)
         return str(fitted.path), fitted.items
-    model = new_model_for(
+    model = new_model(
+        args, items, task, targets, **(volume.model_settings if volume else {}), **aux
+    )
+    if args.task is None and task == "semantic":
+        _warn_if_instances(items, targets)
+    model.context_slices = train_context.context_radius(args, info)  # 2.5-D: Z-flip augmentation
+    return model, items
+
+
+def new_model(
+    args: argparse.Namespace, items: list, task: str, targets: Any, **settings: Any
+) -> Any:
+    """A new ``--model`` built for the data, seeded by ``--seed`` (``settings``: ``build_model``
+    keywords such as ``base_channels``)."""
+    from napari_unet.core.simulation.parts import new_model_for
+
+    return new_model_for(
         args.model,
         items,
         task,
         label_map=dict(targets.label_map) if targets.label_map else None,
         ignore_value=args.ignore_value,
         seed=args.seed,
-        **(volume.model_settings if volume else {}),
-        **aux,
+        **settings,
     )
-    if args.task is None and task == "semantic":
-        _warn_if_instances(items, targets)
-    model.context_slices = train_context.context_radius(args, info)  # 2.5-D: Z-flip augmentation
-    return model, items
 
 
 def training_folder(args: argparse.Namespace) -> Path:

@@ -20,8 +20,8 @@ def apply(
     budget, one process) is considered: a checkpoint keeps its net, and so does a step budget.
     """
     from napari_unet.cli._progress import PROGRESS
+    from napari_unet.cli.train_setup import new_model
     from napari_unet.core.models.unet import UNetConfig
-    from napari_unet.core.simulation.parts import new_model_for
     from napari_unet.core.training.net_width import choose_width, width_settings
 
     settings = width_settings(model)
@@ -40,14 +40,8 @@ def apply(
         return model
     PROGRESS.info("%s", choice.line())
     keep = {k: v for k, v in settings.items() if k not in ("in_channels", "out_channels")}
-    narrow = new_model_for(
-        args.model,
-        items,
-        task,
-        label_map=dict(targets.label_map) if targets.label_map else None,
-        ignore_value=args.ignore_value,
-        seed=args.seed,
-        **{**keep, "base_channels": choice.base_channels},
+    narrow = new_model(
+        args, items, task, targets, **{**keep, "base_channels": choice.base_channels}
     )
     narrow.context_slices = getattr(model, "context_slices", 0)
     return narrow
