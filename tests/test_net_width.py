@@ -99,3 +99,33 @@ def test_train_keeps_the_default_net_on_a_fast_cpu(tmp_path, monkeypatch, caplog
     fast = tmp_path / "fast.pt"
     assert main(_train(tmp_path, fast, "--minutes", "0.05")) == 0
     assert _base(fast) == 32 and "net base 16" not in caplog.text
+
+
+def test_a_gpu_run_keeps_the_default_net_and_the_timing_uses_the_runs_threads(monkeypatch):
+    """The timing is a CPU's: a CUDA run keeps base 32; a CPU run times with ``--threads``."""
+    import argparse
+    import types
+
+    import napari_unet.cli.train_width as train_width
+    import napari_unet.core.device as device
+
+    seen = []
+    monkeypatch.setattr(
+        net_width, "seconds_per_step", lambda *a: seen.append(torch.get_num_threads()) or 60.0
+    )
+    model = build_model("unet", depth=2, base_channels=32, in_channels=1, out_channels=3)
+    args = argparse.Namespace(minutes=1.0, resume=None, nproc=1, device="cuda", threads=1,
+                              model="unet", ignore_value=None, seed=0)  # fmt: skip
+    data = types.SimpleNamespace(patch_shape=(32, 32), batch_size=2)
+    targets = types.SimpleNamespace(label_map=None)
+    monkeypatch.setattr(device, "get_device", lambda name: torch.device(name))
+    assert train_width.apply(args, None, model, [], "instances", targets, data) is model
+    assert seen == []
+    threads = torch.get_num_threads()
+    args.device = "cpu"
+    labels = np.zeros((32, 32), np.int32)
+    labels[4:12, 4:12] = 1
+    item = types.SimpleNamespace(image=np.zeros((1, 32, 32), np.float32), labels=labels)
+    narrow = train_width.apply(args, None, model, [item], "instances", targets, data)
+    assert seen == [1] and torch.get_num_threads() == threads
+    assert narrow.config["base_channels"] == 16 and narrow.config["depth"] == 2

@@ -17,10 +17,14 @@ def apply(
     NARROW_BASE` wide when the default would make too few steps in ``--minutes``.
 
     Only a new model of the default width (``--model unet``, 2-D, no ``--resume``, a time
-    budget, one process) is considered: a checkpoint keeps its net, and so does a step budget.
+    budget, one process, on the CPU) is considered: a checkpoint keeps its net, and so do a step
+    budget and a GPU. The pass is timed with ``--threads`` threads, as the run trains.
     """
+    import torch
+
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.cli.train_setup import new_model
+    from napari_unet.core.device import get_device
     from napari_unet.core.models.unet import UNetConfig
     from napari_unet.core.training.net_width import choose_width, width_settings
 
@@ -33,9 +37,17 @@ def apply(
         return model
     if getattr(model, "arch", None) != "unet" or not default:
         return model
+    if get_device(args.device).type != "cpu":  # the timing is a CPU's; a GPU run keeps the net
+        return model
     margin = int(getattr(model, "margin", 0) or 0)
     shape = tuple(int(s) + 2 * margin for s in data.patch_shape)
-    choice = choose_width(model, shape, batch=data.batch_size, budget_s=float(args.minutes) * 60)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(args.threads or threads))  # timed with the run's threads
+    try:
+        budget = float(args.minutes) * 60
+        choice = choose_width(model, shape, batch=data.batch_size, budget_s=budget)
+    finally:
+        torch.set_num_threads(threads)
     if not choice.narrowed:
         return model
     PROGRESS.info("%s", choice.line())
