@@ -176,14 +176,20 @@ def _postprocess(name: str, calibration: dict | None) -> dict:
     return postprocess
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line: 40 minutes without a budget; a pooled recipe's data root."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    name, out = args.name, args.out or BUILTIN_DIR / f"{args.name}.pt"
     if args.steps is None and args.minutes is None:
         args.minutes = 40.0
-    if RECIPES[name].get("pooled"):  # several sets as one folder, written once
+    if RECIPES[args.name].get("pooled"):  # several sets as one folder, written once
         args.data = build_pool(args.data, Path(tempfile.gettempdir()) / "napari-unet-pool")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = _arguments(argv)
+    name, out = args.name, args.out or BUILTIN_DIR / f"{args.name}.pt"
     train_files, val = split_files(name, args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
