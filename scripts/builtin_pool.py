@@ -63,11 +63,11 @@ def build_pool(data_dir: Path, root: Path) -> Path:
     Raises:
         SystemExit: a source set is missing from ``data_dir``.
     """
+    if not (data_dir / "dsb2018_stained_bf" / "index.csv").exists():
+        raise SystemExit(f"the shared data sets are not under {data_dir}; pass --data DIR")
     folder = root / POOL_FOLDER
     for sub in ("images", "labels"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    if not (data_dir / "dsb2018_stained_bf" / "index.csv").exists():
-        raise SystemExit(f"the shared data sets are not under {data_dir}; pass --data DIR")
     sources = pool_sources(data_dir)
     for name, source, stem in sources:
         if (folder / "labels" / name).exists():

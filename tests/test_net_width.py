@@ -129,3 +129,25 @@ def test_a_gpu_run_keeps_the_default_net_and_the_timing_uses_the_runs_threads(mo
     narrow = train_width.apply(args, None, model, [item], "instances", targets, data)
     assert seen == [1] and torch.get_num_threads() == threads
     assert narrow.config["base_channels"] == 16 and narrow.config["depth"] == 2
+
+
+def test_pre_training_leaves_the_segmentation_the_rest_of_the_budget(monkeypatch):
+    """``--pretrain-fraction 0.25`` of 2 minutes: the width is chosen for the 90 s left."""
+    import argparse
+    import types
+
+    import napari_unet.cli.train_width as train_width
+
+    budgets = []
+
+    def choose(model, shape, *, batch, budget_s):
+        budgets.append(budget_s)
+        return net_width.WidthChoice(32, 32, 1000, budget_s)
+
+    monkeypatch.setattr(net_width, "choose_width", choose)
+    model = build_model("unet", depth=2, base_channels=32, in_channels=1, out_channels=3)
+    args = argparse.Namespace(minutes=2.0, resume=None, nproc=1, device="cpu", threads=None,
+                              pretrain_fraction=0.25)  # fmt: skip
+    data = types.SimpleNamespace(patch_shape=(32, 32), batch_size=2)
+    assert train_width.apply(args, None, model, [], "instances", None, data) is model
+    assert budgets == [90.0]

@@ -44,7 +44,10 @@ def apply(
     threads = torch.get_num_threads()
     torch.set_num_threads(int(args.threads or threads))  # timed with the run's threads
     try:
-        budget = float(args.minutes) * 60
+        # --pretrain-fraction F: the segmentation training gets the rest of the budget
+        budget = (
+            float(args.minutes) * 60 * (1.0 - float(getattr(args, "pretrain_fraction", 0) or 0))
+        )
         choice = choose_width(model, shape, batch=data.batch_size, budget_s=budget)
     finally:
         torch.set_num_threads(threads)
