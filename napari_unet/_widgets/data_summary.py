@@ -24,7 +24,12 @@ import numpy as np
 
 from napari_unet._widgets.data_summary_volume import held_pixels, stack_shapes, volume_units
 from napari_unet.core.training.items import TrainingItem
-from napari_unet.core.training.split import split_validation
+from napari_unet.core.training.split import (
+    forced_unit,
+    split_validation,
+    tile_counts,
+    unit_candidates,
+)
 from napari_unet.session.tracking import annotated_mask
 
 if TYPE_CHECKING:
@@ -137,11 +142,9 @@ def count_objects(labels: np.ndarray, mask: np.ndarray, kind: str) -> int:
 
 
 def tile_pixels(mask: np.ndarray, tile: int) -> np.ndarray:
-    """(ny, nx) int64: annotated pixels of each ``tile`` x ``tile`` tile (grid at (0, 0))."""
-    ny, nx = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
-    padded = np.zeros((ny * tile, nx * tile), dtype=bool)
-    padded[: mask.shape[0], : mask.shape[1]] = mask
-    return padded.reshape(ny, tile, nx, tile).sum(axis=(1, 3), dtype=np.int64)
+    """(ny, nx) int64: annotated pixels of each ``tile`` x ``tile`` tile (grid at (0, 0); a
+    border sliver counted in its neighbour, as the trainer splits: ``split.tile_counts``)."""
+    return tile_counts(mask, tile)
 
 
 def held_back_tiles(
@@ -152,9 +155,10 @@ def held_back_tiles(
     ``tiles`` maps an item name (``"<image_id>/<slice:05d>"``, the trainer's) to its tile pixel
     counts outside the pins. As the trainer's ``ValidationPlan``: the tiles the hash of
     :func:`core.training.split.split_validation` selects, or, when it selects none and nothing is
-    ``pinned``, one forced tile (``at_least_one``). The split is run on one pixel per tile
-    (``tile=1``): tile ``(ty, tx)`` keeps its index ``ty * nx + tx``, hence its hash, so the
-    choice is exactly the trainer's.
+    ``pinned``, one forced tile (``at_least_one``: :func:`core.training.split.forced_unit`, from
+    the tiles' pixel counts). The split is run on one pixel per tile (``tile=1``): tile
+    ``(ty, tx)`` keeps its index ``ty * nx + tx``, hence its hash, so the choice is exactly the
+    trainer's.
     """
     names = sorted(tiles)
     items = [
@@ -167,9 +171,20 @@ def held_back_tiles(
         for n in names
     ]
     _, val_items = split_validation(items, fraction, tile=1, seed=seed, at_least_one=False)
-    if not val_items and not pinned and fraction > 0:
-        _, val_items = split_validation(items, fraction, tile=1, seed=seed, at_least_one=True)
-    return {item.name: item.mask for item in val_items}
+    if val_items or pinned or fraction <= 0:
+        return {item.name: item.mask for item in val_items}
+    groups, candidates, _ = unit_candidates(items, 1, seed)
+    if len(groups) < 2:
+        return {}
+    pixels: dict[tuple, int] = {}
+    for group, i, region in candidates:
+        pixels[group] = pixels.get(group, 0) + int(tiles[names[i]][region].sum())
+    forced = forced_unit(groups, pixels)
+    held: dict[str, np.ndarray] = {}
+    for group, i, region in candidates:
+        if group == forced:
+            held.setdefault(names[i], np.zeros(tiles[names[i]].shape, dtype=bool))[region] = True
+    return held
 
 
 class SummaryCache:

@@ -51,20 +51,52 @@ def _tile_hash(name: str, index: int | str, seed: int) -> float:
     return int.from_bytes(digest, "little") / 2.0**64
 
 
-def _annotated_tiles(item: TrainingItem, tile: int) -> list[tuple[int, int, int]]:
-    """``(tile index, ty, tx)`` of every tile of ``item`` holding an annotated pixel.
+def tile_starts(length: int, tile: int) -> list[int]:
+    """Start of each ``tile``-long unit along an axis of ``length`` pixels (grid at 0).
+
+    A last tile shorter than half a tile (a sliver at the image's border: 8 rows of a 520-row
+    image in 128-pixel tiles) is folded into the tile before it, so no held-back unit is a
+    sliver; unit ``k`` keeps index ``k`` of the plain grid (hence its hash). Depends only on the
+    image's shape, so a tile keeps its side as annotation is added.
+    """
+    starts = list(range(0, max(length, 1), tile))
+    if len(starts) > 1 and 2 * (length - starts[-1]) < tile:
+        starts.pop()
+    return starts
+
+
+def tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
+    """``(ny, nx)`` int64 annotated pixels of each tile of ``mask`` ((Y, X), or (Z, Y, X) summed
+    through Z) on the plain grid of ``ceil(side / tile)`` tiles; a border sliver's pixels count
+    in the tile it is folded into (:func:`tile_starts`), its own cell stays 0."""
+    if mask.ndim == 3:
+        mask = mask.sum(axis=0, dtype=np.int64)
+    ys, xs = tile_starts(mask.shape[0], tile), tile_starts(mask.shape[1], tile)
+    grid = np.zeros((-(-mask.shape[0] // tile), -(-mask.shape[1] // tile)), dtype=np.int64)
+    sums = np.add.reduceat(np.add.reduceat(mask.astype(np.int64), ys, axis=0), xs, axis=1)
+    grid[: len(ys), : len(xs)] = sums
+    return grid
+
+
+def _annotated_tiles(item: TrainingItem, tile: int) -> list[tuple[int, slice, slice]]:
+    """``(tile index, y slice, x slice)`` of every tile of ``item`` holding an annotated pixel
+    (index ``ty * nx + tx`` on the plain grid; border slivers folded in, :func:`tile_starts`).
 
     A volume's tiles are Y/X tiles through all of Z (so a held-back tile takes its share of every
     annotated slice, whatever their orientation).
     """
-    mask = item.mask
-    if mask.ndim == 3:
-        mask = mask.any(axis=0)
-    ny, nx = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
-    padded = np.zeros((ny * tile, nx * tile), dtype=bool)
-    padded[: mask.shape[0], : mask.shape[1]] = mask
-    any_annotated = padded.reshape(ny, tile, nx, tile).any(axis=(1, 3))
-    return [(int(ty * nx + tx), int(ty), int(tx)) for ty, tx in zip(*np.nonzero(any_annotated))]
+    shape = item.mask.shape[-2:]
+    counts = tile_counts(item.mask, tile)
+    edges = [[*tile_starts(n, tile), n] for n in shape]
+    nx = counts.shape[1]
+    return [
+        (
+            int(ty * nx + tx),
+            slice(edges[0][ty], edges[0][ty + 1]),
+            slice(edges[1][tx], edges[1][tx + 1]),
+        )
+        for ty, tx in zip(*np.nonzero(counts))
+    ]
 
 
 def splits_by_plane(shape: tuple[int, ...], tile: int) -> bool:
@@ -80,10 +112,7 @@ def _annotated_units(item: TrainingItem, tile: int) -> list[tuple[int | str, tup
     if splits_by_plane(item.spatial_shape, tile):
         planes = np.nonzero(item.mask.any(axis=(1, 2)))[0]
         return [(f"z{int(z)}", (slice(int(z), int(z) + 1),)) for z in planes]
-    return [
-        (index, (Ellipsis, slice(ty * tile, (ty + 1) * tile), slice(tx * tile, (tx + 1) * tile)))
-        for index, ty, tx in _annotated_tiles(item, tile)
-    ]
+    return [(index, (Ellipsis, ys, xs)) for index, ys, xs in _annotated_tiles(item, tile)]
 
 
 def split_validation(
@@ -100,7 +129,8 @@ def split_validation(
     stable hash of ``(item name, tile index, seed)`` is below ``fraction``, so tiles keep their
     side when annotations are added (a volume that fits in one tile: its Z planes, module docs).
     At least one tile is held back and at least one kept for training when there are two or more
-    annotated tiles; with fewer, nothing is held back.
+    annotated tiles (when the hash selects none, :func:`forced_unit` picks a well-annotated one);
+    with fewer, nothing is held back.
     ``at_least_one=False`` holds back only what the hash selects (for items added one by one).
 
     Returns:
@@ -111,14 +141,14 @@ def split_validation(
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
-    groups, candidates = _candidates(items, tile, seed)
+    groups, candidates, pixels = unit_candidates(items, tile, seed)
     if fraction == 0.0 or (at_least_one and len(groups) < 2):
         if fraction > 0.0:
             logger.warning("only %d annotated tile(s): no validation split", len(groups))
         return list(items), []
     chosen = [g for g in groups if g[0] < fraction]
     if at_least_one:
-        chosen = (chosen or groups[:1])[: len(groups) - 1]
+        chosen = (chosen or [forced_unit(groups, pixels)])[: len(groups) - 1]
     if not chosen:
         return list(items), []
     held = [c for c in candidates if c[0] in set(chosen)]
@@ -139,17 +169,35 @@ def split_validation(
     return train_items, val_items
 
 
-def _candidates(items: Sequence[TrainingItem], tile: int, seed: int) -> tuple[list, list]:
-    """``(groups, candidates)``: the sorted distinct ``(hash, name, unit index)`` of the annotated
-    units (tiles, or planes of a small volume), and ``(group, item index, region)`` of each. A
-    2.5-D flat copy hashes as its original (``core.training.context``), so a tile and its copy
-    always fall on the same side."""
-    candidates = []
+def forced_unit(groups: Sequence[tuple], pixels: dict[tuple, int]) -> tuple:
+    """The unit held back when the hash selects none: the lowest hash among the well-annotated
+    units (at least half the annotated pixels of the best-annotated one), so that a tile with a
+    stray brush stroke is not the only thing the run is validated and its operating point tuned
+    on.
+
+    Args:
+        groups: the sorted ``(hash, name, unit index)`` of the annotated units.
+        pixels: annotated pixels of each unit (by the same key).
+    """
+    most = max(pixels.get(g, 0) for g in groups)
+    return next(g for g in groups if 2 * pixels.get(g, 0) >= most)
+
+
+def unit_candidates(items: Sequence[TrainingItem], tile: int, seed: int) -> tuple[list, list, dict]:
+    """``(groups, candidates, pixels)``: the sorted distinct ``(hash, name, unit index)`` of the
+    annotated units (tiles, or planes of a small volume), ``(group, item index, region)`` of each,
+    and each group's annotated pixels (its flat copies not counted). A 2.5-D flat copy hashes as
+    its original (``core.training.context``), so a tile and its copy always fall on the same
+    side."""
+    candidates, pixels = [], {}
     for i, item in enumerate(items):
         key = original_name(item.name) if item.name else str(i)
         for index, region in _annotated_units(item, tile):
-            candidates.append(((_tile_hash(key, index, seed), key, index), i, region))
-    return sorted({c[0] for c in candidates}), candidates
+            group = (_tile_hash(key, index, seed), key, index)
+            candidates.append((group, i, region))
+            if not is_flat_copy(item):
+                pixels[group] = pixels.get(group, 0) + int(np.count_nonzero(item.mask[region]))
+    return sorted({c[0] for c in candidates}), candidates, pixels
 
 
 def iter_validation_windows(
