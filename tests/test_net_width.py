@@ -101,6 +101,27 @@ def test_train_keeps_the_default_net_on_a_fast_cpu(tmp_path, monkeypatch, caplog
     assert _base(fast) == 32 and "net base 16" not in caplog.text
 
 
+def test_the_users_width_overrides_the_rule(tmp_path, monkeypatch, caplog, capsys):
+    """``--base-channels N`` builds a new model N wide whatever the budget buys (and, without
+    ``--model``, a new model rather than the built-in start); a checkpoint refuses it."""
+    _write(tmp_path)
+    caplog.set_level("INFO")
+    monkeypatch.setattr(net_width, "seconds_per_step", lambda *a: 60.0)  # the rule would narrow
+    wide = tmp_path / "wide.pt"
+    assert main([*_train(tmp_path, wide, "--minutes", "0.05"), "--base-channels", "32"]) == 0
+    assert _base(wide) == 32 and "net base 16" not in caplog.text
+    args = _train(tmp_path, tmp_path / "w8.pt", "--steps", "2")
+    no_model = [a for i, a in enumerate(args) if "--model" not in args[i - 1 : i + 1]]
+    assert main([*no_model, "--base-channels", "8"]) == 0
+    assert _base(tmp_path / "w8.pt") == 8
+    refused = tmp_path / "refused.pt"
+    status = main(
+        [*_train(tmp_path, refused, "--steps", "2"), "--model", str(wide), "--base-channels", "8"]
+    )
+    assert status != 0 and not refused.exists()
+    assert "--base-channels sets the width of a new model" in capsys.readouterr().err
+
+
 def test_a_gpu_run_keeps_the_default_net_and_the_timing_uses_the_runs_threads(monkeypatch):
     """The timing is a CPU's: a CUDA run keeps base 32; a CPU run times with ``--threads``."""
     import argparse

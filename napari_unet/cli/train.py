@@ -206,6 +206,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     train_context.add_arguments(parser)
     train_pretrain.add_arguments(parser)
     train_polarity.add_arguments(parser)
+    train_width.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -229,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.device import get_device
     from napari_unet.core.models import list_architectures
 
-    # --model left out: see default_start (pre-training: a new unet)
-    args.model = train_pretrain.default_model(args) or default_start(args)
+    # --model left out: see default_start (pre-training or --base-channels: a new unet)
+    args.model = (
+        train_pretrain.default_model(args) or train_width.default_model(args) or default_start(args)
+    )
     status = train_ddp.launch_or_join(args)  # --nproc N: N processes run this, one rank each
     if status is not None:
         return status

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_context, train_volume
+from napari_unet.cli import train_context, train_volume, train_width
 from napari_unet.cli.train_steps import _checked_task, _checkpoint_path, _first_missing
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def start_model(
     from napari_unet.core.checkpoint.start_fit import fit_start
 
     aux = _aux_settings(args, info, task)
+    width = train_width.settings(args, info)  # --base-channels: a new model's width
     if info is not None:
         fitted = fit_start(
             _checkpoint_path(args.model),
@@ -96,7 +97,7 @@ def start_model(
             PROGRESS.info("%s", fitted.note)
         return str(fitted.path), fitted.items
     model = new_model(
-        args, items, task, targets, **(volume.model_settings if volume else {}), **aux
+        args, items, task, targets, **(volume.model_settings if volume else {}), **aux, **width
     )
     if args.task is None and task == "semantic":
         _warn_if_instances(items, targets)

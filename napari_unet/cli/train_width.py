@@ -1,5 +1,6 @@
 """``train --minutes M`` of a new 2-D model: the net's width chosen for the budget on this CPU
-(:mod:`napari_unet.core.training.net_width`); the choice is said in one line."""
+(:mod:`napari_unet.core.training.net_width`); the choice is said in one line. ``--base-channels
+N`` sets a new model's width instead (the rule is then not applied)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,55 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--base-channels``."""
+    from napari_unet.cli.train import _positive_int
+
+    parser.add_argument(
+        "--base-channels",
+        type=_positive_int,
+        metavar="N",
+        help="width of a new model: channels of its first level (default 32; 16 when a "
+        "--minutes budget on the CPU would buy fewer than 100 steps of 32)",
+    )
+
+
+def default_model(args: argparse.Namespace) -> str | None:
+    """``unet`` when ``--base-channels`` is given without ``--model`` (it sets a new model)."""
+    if getattr(args, "base_channels", None) is not None and not args.model:
+        return "unet"
+    return None
+
+
+def settings(args: argparse.Namespace, info: Any) -> dict[str, int]:
+    """``{"base_channels": N}`` for ``--base-channels N`` of a new model, else ``{}``.
+
+    Raises:
+        UserInputError: ``--base-channels`` with a checkpoint or built-in start model.
+    """
+    from napari_unet.core.errors import UserInputError
+
+    width = getattr(args, "base_channels", None)
+    if width is None:
+        return {}
+    if info is not None:
+        raise UserInputError(
+            f"--base-channels sets the width of a new model, but {args.model} is a trained "
+            "model with its own width: leave --base-channels out, or start from --model unet."
+        )
+    return {"base_channels": int(width)}
+
+
 def apply(
     args: argparse.Namespace, info: Any, model: Any, items: list, task: str, targets: Any, data: Any
 ) -> Any:
     """``model``, or the same new model built :data:`~napari_unet.core.training.net_width.
     NARROW_BASE` wide when the default would make too few steps in ``--minutes``.
 
-    Only a new model of the default width (``--model unet``, 2-D, no ``--resume``, a time
-    budget, one process, on the CPU) is considered: a checkpoint keeps its net, and so do a step
-    budget and a GPU. The pass is timed with ``--threads`` threads, as the run trains.
+    Only a new model of the default width (``--model unet``, 2-D, no ``--resume`` nor
+    ``--base-channels``, a time budget, one process, on the CPU) is considered: a checkpoint
+    keeps its net, and so do a step budget and a GPU. The pass is timed with ``--threads``
+    threads, as the run trains.
     """
     import torch
 
@@ -31,6 +72,8 @@ def apply(
     settings = width_settings(model)
     default = settings.get("base_channels") == UNetConfig.base_channels
     budgeted = args.minutes is not None and args.resume is None
+    if getattr(args, "base_channels", None) is not None:  # the user's width stays
+        return model
     # --nproc N: every process would time its own pass and could choose another width
     alone = int(getattr(args, "nproc", 1) or 1) == 1
     if info is not None or not (budgeted and alone) or len(data.patch_shape) != 2:
