@@ -6,7 +6,8 @@ module attribute for the duration of one run (:func:`recipe_hooks`):
 
 - the budget clock of :mod:`napari_unet.core.training.loop` becomes process CPU time, so a busy
   shared machine does not shrink a run's compute (on an idle machine with one thread CPU seconds
-  equal the wall seconds the CLI counts);
+  equal the wall seconds the CLI counts); the width rule (``core.training.net_width``) times its
+  pass in the same clock, so its estimate counts what the budget counts;
 - ``iter_train`` is tapped to copy ``best.pt`` at fractions of the budget (the learning curve:
   what a user stopping then would get) and, for ablations only, to replace TrainConfig fields;
 - for ablations only: the new model's constructor settings, and post-processing settings that
@@ -74,6 +75,7 @@ def recipe_hooks(
     """Install the hooks described in the module docstring; yields a dict filled with ``steps``."""
     import napari_unet.core.simulation.parts as model_parts
     import napari_unet.core.training.loop as core_train
+    import napari_unet.core.training.net_width as net_width
     import napari_unet.core.training.pretrain as core_pretrain
     from napari_unet.core.training.config import StepEvent
 
@@ -113,6 +115,7 @@ def recipe_hooks(
     with (
         patched(core_train, "time", clock_module),
         patched(core_pretrain, "time", clock_module),  # pre-training counts in the same clock
+        patched(net_width, "time", clock_module),  # the width rule times its pass in it too
         patched(core_train, "iter_train", tapped),
         patched(model_parts, "new_model_for", new_model),
     ):

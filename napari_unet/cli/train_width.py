@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         help="width of a new model: channels of its first level (default 32; 16 when a "
-        "--minutes budget on the CPU would buy fewer than 100 steps of 32)",
+        "--minutes budget on the CPU would buy fewer than 85 steps of 32)",
     )
 
 
