@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,38 @@ def synthetic_set(folder: Path, n: int = 8, side: int = 96) -> LearnSet:
     return LearnSet(
         "synthetic", str(folder), test=tuple(stems[-3:]), pool=tuple(stems[:-3]), suffix=".tif"
     )
+
+
+def zoomed_set(base: LearnSet, folder: Path, factor: int) -> LearnSet:
+    """``base`` with every image and label enlarged ``factor`` times, written to ``folder``
+    (name ``<base>_x<factor>``): objects far larger than the U-Net's receptive field, as whole
+    cells in a phase-contrast image are, for the scale the fingerprint chooses (issue 17).
+
+    Images: cubic interpolation (intensities kept in their dtype); labels: nearest neighbour.
+    """
+    import imageio.v3 as iio
+    from skimage.transform import rescale
+
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for stem in (*base.test, *base.pool):
+        image = iio.imread(base.image(stem))
+        axis = -1 if image.ndim == 3 else None
+        big = rescale(image, factor, order=3, channel_axis=axis, preserve_range=True)
+        big = np.clip(np.round(big), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+        iio.imwrite(folder / "images" / f"{stem}.png", big)
+        labels = iio.imread(base.labels(stem))
+        iio.imwrite(folder / "labels" / f"{stem}.png", np.kron(labels, np.ones((factor,) * 2,
+                    dtype=labels.dtype)))  # fmt: skip
+    return dataclasses.replace(base, name=f"{base.name}_x{factor}", folder=str(folder),
+                               suffix=".png")  # fmt: skip
+
+
+def zoomed_sets(sets: dict[str, LearnSet], names: Sequence[str], folder: Path) -> dict:
+    """The ``<set>_x<N>`` of ``names`` (:func:`zoomed_set` of a set in ``sets``), in ``folder``."""
+    zoomed = {}
+    for name in names:
+        base, _, factor = name.rpartition("_x")
+        if base in sets and factor.isdigit() and name not in sets:
+            zoomed[name] = zoomed_set(sets[base], folder / name, int(factor))
+    return zoomed

@@ -40,6 +40,9 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                       "train": {"lr": 3e-3, "warmup_steps": 6}},
     "patch128_batch16": {"factor": "patch 128, batch 16 (256, 4: same pixels per step)",
                          "cli": ["--patch", "128", "--batch-size", "16"]},
+    "no_downscale": {"factor": "scale: full resolution whatever the objects' size (train "
+                     "--downscale 1; default: seen k times smaller when the corrected objects "
+                     "are wider than half the receptive field)", "cli": ["--downscale", "1"]},
     "base32": {"factor": "model size: base 32 whatever the budget buys (train --base-channels 32; "
                "default: base 16 when a CPU budget buys fewer than 100 steps of 32)",
                "cli": ["--base-channels", "32"]},

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _learn_data import LearnSet, shared_sets, stained_grey_set, synthetic_set
+from _learn_data import LearnSet, shared_sets, stained_grey_set, synthetic_set, zoomed_sets
 from _learn_runs import (
     ABLATIONS,
     EVALS,
@@ -195,7 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="output JSON (default benchmarks/out/...)")
     parser.add_argument("--minutes", type=float, help="CPU minutes per run (10; quick 2)")
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time (1)")
-    parser.add_argument("--sets", type=_names, help="data sets (default: all three)")
+    parser.add_argument(
+        "--sets",
+        type=_names,
+        help="data sets (default: all three; SET_xN: a "
+        "shared set enlarged N times, objects beyond the net's field)",
+    )
     parser.add_argument("--plan", type=_plan, help="K:SEED pairs (3:0,3:1,3:2,10:0)")
     parser.add_argument("--methods", type=_names, default=("recipe", "plain", "rf"))
     parser.add_argument("--ablations", type=_names, default=(), help="recipe variants, or all")
@@ -256,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             sets = shared_sets(args.data)
             if "dsb2018_stained_grey" in (args.sets or ()):
                 sets["dsb2018_stained_grey"] = stained_grey_set(args.data, Path(temp) / "grey")
+            sets.update(zoomed_sets(sets, args.sets or (), work / "zoomed"))
         specs = build_specs(sets, args, mode)
         records = execute(specs, work, args.parallel, out.with_suffix(".partial.jsonl"))
     summary = summarize(records)

@@ -137,7 +137,7 @@ def test_a_gpu_run_keeps_the_default_net_and_the_timing_uses_the_runs_threads(mo
     model = build_model("unet", depth=2, base_channels=32, in_channels=1, out_channels=3)
     args = argparse.Namespace(minutes=1.0, resume=None, nproc=1, device="cuda", threads=1,
                               model="unet", ignore_value=None, seed=0)  # fmt: skip
-    data = types.SimpleNamespace(patch_shape=(32, 32), batch_size=2)
+    data = types.SimpleNamespace(patch_shape=(32, 32), batch_size=2, downscale=1)
     targets = types.SimpleNamespace(label_map=None)
     monkeypatch.setattr(device, "get_device", lambda name: torch.device(name))
     assert train_width.apply(args, None, model, [], "instances", targets, data) is model
@@ -169,6 +169,6 @@ def test_pre_training_leaves_the_segmentation_the_rest_of_the_budget(monkeypatch
     model = build_model("unet", depth=2, base_channels=32, in_channels=1, out_channels=3)
     args = argparse.Namespace(minutes=2.0, resume=None, nproc=1, device="cpu", threads=None,
                               pretrain_fraction=0.25)  # fmt: skip
-    data = types.SimpleNamespace(patch_shape=(32, 32), batch_size=2)
+    data = types.SimpleNamespace(patch_shape=(32, 32), batch_size=2, downscale=1)
     assert train_width.apply(args, None, model, [], "instances", None, data) is model
     assert budgets == [90.0]

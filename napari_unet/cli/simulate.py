@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_unet.core.generators import run_to_end
     from napari_unet.core.models import list_architectures
     from napari_unet.core.simulation.experiment import iter_simulate
+    from napari_unet.core.training.downscale import with_downscale
     from napari_unet.core.training.targets import parse_label_map
 
     _check_outputs(args)
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     start = read_checkpoint_info(path) if path else None  # read once: the model and the zoom
     model, items, normalization, postprocess = _start_model(args, label_map, path, start)
     data = _checked_data(args, model, items, label_map, start)
+    model = with_downscale(model, data.downscale)  # the scale the objects ask for (1: as is)
     config = _simulate_config(args, label_map, normalization, data)
     show = functools.partial(show_event, task=args.task, due=Every(LINE_INTERVAL_S))
     events = iter_simulate(
@@ -201,6 +203,7 @@ def _checked_data(
     description, None for a new model; ``--patch``/``--batch-size`` win)."""
     from napari_unet.cli._progress import PROGRESS
     from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.downscale import ARCHS as DOWNSCALE_ARCHS
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
     from napari_unet.core.training.preflight import preflight
 
@@ -219,6 +222,7 @@ def _checked_data(
         batch_size=args.batch_size,
         label_map=label_map,
         start_zoom=start.trained_zoom if start is not None else None,
+        can_downscale=model.arch in DOWNSCALE_ARCHS,
     )
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
     return data

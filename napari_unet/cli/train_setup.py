@@ -204,6 +204,7 @@ def data_fingerprint(
     import dataclasses
 
     from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.downscale import ARCHS as DOWNSCALE_ARCHS
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
 
     if info is not None:
@@ -211,6 +212,7 @@ def data_fingerprint(
     else:
         arch, config = model.arch, model.config
     multiple, field = net_geometry(arch, config)
+    _check_downscale(args, arch, volume)
     defaults = TrainConfig()
     data = fingerprint(
         items,
@@ -225,10 +227,26 @@ def data_fingerprint(
         ignore_value=args.ignore_value,
         zoom=getattr(args, "zoom", None),
         start_zoom=info.trained_zoom if info is not None else None,
+        downscale=getattr(args, "downscale", None) if volume is None else 1,
+        can_downscale=arch in DOWNSCALE_ARCHS,
     )
     if volume is None:
         return data
     return dataclasses.replace(data, patch_shape=(volume.patch_shape[0], *data.patch_shape))
+
+
+def _check_downscale(args: argparse.Namespace, arch: str, volume: Any) -> None:
+    """Refuse ``--downscale K`` (K > 1) for a net that cannot see the images smaller."""
+    from napari_unet.core.errors import UserInputError
+    from napari_unet.core.training.downscale import ARCHS
+
+    k = getattr(args, "downscale", None)
+    if k is not None and k > 1 and (arch not in ARCHS or volume is not None):
+        raise UserInputError(
+            f"--downscale {k} needs a 2-D U-Net (--model unet or a checkpoint of one); {arch} "
+            f"{'in 3-D ' if volume is not None else ''}sees the images at full resolution: "
+            "leave --downscale out, or downscale the images yourself."
+        )
 
 
 def train_config(

@@ -1,4 +1,9 @@
-"""``train --minutes M`` of a new 2-D model: the net's width chosen for the budget on this CPU
+"""The net fitted to the run: the scale the data ask for, the width the budget buys.
+
+``--downscale auto|K``: a 2-D U-Net for instances sees the images ``K`` times smaller when the
+corrected objects are far larger than its receptive field (chosen by the dataset fingerprint,
+:mod:`napari_unet.core.training.downscale`; a checkpoint is copied with the factor). ``train
+--minutes M`` of a new 2-D model: the net's width chosen for the budget on this CPU
 (:mod:`napari_unet.core.training.net_width`); the choice is said in one line. ``--base-channels
 N`` sets a new model's width instead (the rule is then not applied)."""
 
@@ -11,9 +16,29 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def downscale_argument(text: str) -> int | None:
+    """``auto`` -> None (chosen from the data), else an integer factor 1-8."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 8:
+        raise argparse.ArgumentTypeError(f"expected auto or an integer 1-8, got {text!r}")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--base-channels``."""
+    """Register ``--base-channels`` and ``--downscale``."""
     from napari_unet.cli.train import _positive_int
+
+    parser.add_argument(
+        "--downscale",
+        type=downscale_argument,
+        default=None,
+        metavar="auto|K",
+        help="the net sees the images K times smaller (K x K pixels averaged; its output is "
+        "resized back): auto (default) = 1, or for instance labels of a U-Net the factor that "
+        "brings the median corrected object within half the receptive field (e.g. whole cells "
+        "of 250 px: 3)",
+    )
 
     parser.add_argument(
         "--base-channels",
@@ -53,8 +78,9 @@ def settings(args: argparse.Namespace, info: Any) -> dict[str, int]:
 def apply(
     args: argparse.Namespace, info: Any, model: Any, items: list, task: str, targets: Any, data: Any
 ) -> Any:
-    """``model``, or the same new model built :data:`~napari_unet.core.training.net_width.
-    NARROW_BASE` wide when the default would make too few steps in ``--minutes``.
+    """``model`` seeing the images ``data.downscale`` times smaller, or the same new model built
+    :data:`~napari_unet.core.training.net_width.NARROW_BASE` wide when the default would make too
+    few steps in ``--minutes``.
 
     Only a new model of the default width (``--model unet``, 2-D, no ``--resume`` nor
     ``--base-channels``, a time budget, one process, on the CPU) is considered: a checkpoint
@@ -64,11 +90,15 @@ def apply(
     import torch
 
     from napari_unet.cli._progress import PROGRESS
-    from napari_unet.cli.train_setup import new_model
+    from napari_unet.cli.train_setup import new_model, training_folder
     from napari_unet.core.device import get_device
     from napari_unet.core.models.unet import UNetConfig
+    from napari_unet.core.training.downscale import downscale_of, with_downscale
     from napari_unet.core.training.net_width import choose_width, width_settings
 
+    current = downscale_of(info.model_config if info is not None else width_settings(model))
+    if data.downscale != current:  # the fingerprint's scale (1 for other nets)
+        model = with_downscale(model, data.downscale, training_folder(args))
     settings = width_settings(model)
     default = settings.get("base_channels") == UNetConfig.base_channels
     budgeted = args.minutes is not None and args.resume is None

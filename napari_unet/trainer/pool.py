@@ -42,6 +42,7 @@ class TrainerPool:
         preflight_items(items, self.info)
         settings = volume_settings if is_volumetric(self.info) else data_settings
         self.fingerprint, self.config = settings(items, self.info, self.config)
+        self._downscale(self.fingerprint.downscale)
         items = self._polarity(items)  # scored with the patch fitted to the data
         self.pool = {item.name: item for item in items}
         train, self.val_items = self.plan.split(items)
@@ -60,6 +61,16 @@ class TrainerPool:
             self.config = self._config(fitted.info)
         self.channels_note = fitted.note
         return fitted.items
+
+    def _downscale(self, k: int) -> None:
+        """The start model seeing the images ``k`` times smaller when the fingerprint chose a
+        new scale for the corrected objects (a copy in the run folder)."""
+        from napari_unet.core.checkpoint.format import read_checkpoint_info
+        from napari_unet.core.training.downscale import downscale_of, with_downscale
+
+        if k != downscale_of(self.info.model_config):
+            self.start_path = with_downscale(self.start_path, k, self.run_dir)
+            self.info = read_checkpoint_info(self.start_path)
 
     def _polarity(self, items: list[Any]) -> list[Any]:
         """The items flipped, with ``normalization`` and ``config`` (so later corrections and

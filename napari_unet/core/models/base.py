@@ -235,19 +235,37 @@ class UShapedNet(SegmentationNet):
             decoded = up(decoded, features.pop())
         return decoded
 
+    @property
+    def downscale(self) -> int:
+        """``k``: the net sees the image ``k`` times smaller (``k`` x ``k`` blocks averaged) and
+        its outputs are resized back (bilinear), so objects ``k`` times larger than what its
+        receptive field takes whole are seen whole; 1 for most nets (:class:`UNetConfig`)."""
+        return int(getattr(self.settings, "downscale", 1) or 1)
+
+    def _shrunk(self, image: torch.Tensor) -> torch.Tensor:
+        self.check_input(image)
+        k = self.downscale
+        return image if k == 1 else nn.functional.avg_pool2d(image, k)
+
+    def _resized(self, output: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        if self.downscale == 1:
+            return output
+        size = tuple(image.shape[-2:])
+        return nn.functional.interpolate(output, size=size, mode="bilinear", align_corners=False)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> logits (B, out_channels, H - 2*margin, W - 2*margin)."""
-        decoded = self._decode(image)
+        decoded = self._decode(self._shrunk(image))
         logits = self.outc(decoded)
         head = self._modules.get("aux_head")  # ``aux="distance"``: a 1x1 head, one channel
         if self.emit_aux and head is not None:
-            return torch.cat([logits, head(decoded).to(logits.dtype)], dim=1)
-        return logits
+            logits = torch.cat([logits, head(decoded).to(logits.dtype)], dim=1)
+        return self._resized(logits, image)
 
     def forward_with_aux(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(logits, aux)``: the class logits and the auxiliary head's raw (B, 1, h, w) output
         (None without an auxiliary head)."""
-        decoded = self._decode(image)
+        decoded = self._decode(self._shrunk(image))
         head = self._modules.get("aux_head")
-        aux = head(decoded) if head is not None else None
-        return self.outc(decoded), aux
+        aux = self._resized(head(decoded), image) if head is not None else None
+        return self._resized(self.outc(decoded), image), aux

@@ -26,6 +26,9 @@ from napari_unet.core.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
+#: The largest ``downscale`` (the net sees the image at most 8x smaller).
+MAX_DOWNSCALE = 8
+
 
 @dataclasses.dataclass(frozen=True)
 class UNetConfig(Config):
@@ -41,6 +44,10 @@ class UNetConfig(Config):
         batch_norm: BatchNorm after every 3x3 conv.
         aux: ``"none"`` or ``"distance"``: an extra 1x1 head predicting each object's normalised
             distance to its boundary (instances; :mod:`napari_unet.core.models.aux`).
+        downscale: ``k`` in 1-8: the net sees the image ``k`` times smaller (``k`` x ``k`` blocks
+            averaged) and its logits are resized back to the input's size, so input sides are
+            multiples of ``k * 2**depth`` and the receptive field is ``k`` times wider in image
+            pixels. Chosen from the corrected objects' size (``core.training.downscale``).
     """
 
     in_channels: int = 1
@@ -51,6 +58,7 @@ class UNetConfig(Config):
     skip: str = "concat"
     batch_norm: bool = True
     aux: str = "none"
+    downscale: int = 1
 
     def __post_init__(self) -> None:
         check_int("in_channels", self.in_channels, 1)
@@ -61,13 +69,14 @@ class UNetConfig(Config):
         check_choice("skip", self.skip, SKIPS)
         check_bool("batch_norm", self.batch_norm)
         check_choice("aux", self.aux, AUX_CHOICES)
+        check_int("downscale", self.downscale, 1, MAX_DOWNSCALE)
 
 
 @register_model("unet")
 class UNet(UShapedNet):
     """Padded U-Net: (B, in_channels, H, W) float -> logits (B, out_channels, H, W) float.
 
-    ``margin`` is 0. Sides should be divisible by ``size_multiple = 2**depth``
+    ``margin`` is 0. Sides should be divisible by ``size_multiple = 2**depth * downscale``
     (:meth:`valid_input_shape` rounds up); other sizes still run, the upsampled maps being
     zero-padded to the skip maps' size, but :meth:`output_shape` refuses them so tiling stays exact.
 
@@ -83,7 +92,7 @@ class UNet(UShapedNet):
             settings, in_channels=settings.in_channels, out_channels=settings.out_channels
         )
         depth, bn = settings.depth, settings.batch_norm
-        self.size_multiple = 2**depth
+        self.size_multiple = 2**depth * settings.downscale
         widths = [settings.base_channels * 2**level for level in range(depth + 1)]
         factor = 2 if settings.upsampling == "bilinear" else 1
         self.inc = DoubleConv(settings.in_channels, widths[0], batch_norm=bn)
@@ -115,9 +124,11 @@ class UNet(UShapedNet):
 
     @property
     def config(self) -> dict:
-        """The constructor settings; ``aux`` only when a head is there, so a checkpoint of a
-        model without one stays readable by releases that predate the setting."""
+        """The constructor settings; ``aux`` only when a head is there and ``downscale`` only
+        when not 1, so a checkpoint without them stays readable by releases that predate them."""
         settings = super().config
         if settings.get("aux") == "none":
             del settings["aux"]
+        if settings.get("downscale") == 1:
+            del settings["downscale"]
         return settings

@@ -3,10 +3,11 @@
 As nnU-Net derives its patch and batch size from a fingerprint of the data set, :func:`fingerprint`
 looks at the corrected images (sizes, channels, annotated pixels, class frequencies, object sizes)
 and chooses the patch side (never far bigger than the images, a multiple of the net's divisor), a
-batch size that keeps the pixels per step, and a note on scale (the median object diameter against
-the net's receptive field, with a warning when objects are far larger) and the zoom range of the
-augmentation (as the start model was trained, else :data:`ZOOM`). ``train``, ``simulate`` and the
-Fine-tune dock's trainer use it; explicit settings win. Torch-free.
+batch size that keeps the pixels per step, the scale (the median object diameter against the
+net's receptive field: a U-Net for instances sees the images ``k`` times smaller when the objects
+are far larger, :mod:`~napari_unet.core.training.downscale`; otherwise a warning) and the zoom
+range of the augmentation (as the start model was trained, else :data:`ZOOM`). ``train``,
+``simulate`` and the Fine-tune dock's trainer use it; explicit settings win. Torch-free.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet.core.training.downscale import choose_downscale
 from napari_unet.core.training.split import is_flat_copy
 
 __all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
@@ -45,7 +47,8 @@ def receptive_field(depth: int, convs_per_level: int = 2) -> int:
 
 
 def net_geometry(arch: str, model_config: dict[str, Any]) -> tuple[int, int]:
-    """``(size_multiple, receptive_field)`` of a registry architecture from its config."""
+    """``(size_multiple, receptive_field)`` of a registry architecture from its config, at full
+    resolution (a ``downscale`` in the config is the fingerprint's to choose again)."""
     if arch in ("unet11", "unet16"):  # TernausNet: a VGG encoder with 5 poolings
         return 32, receptive_field(5, 3)
     depth = int(model_config.get("depth", 4))
@@ -64,7 +67,9 @@ class DatasetFingerprint:
             for binary and instance labels.
         n_objects: objects touching the annotated pixels (instance ids, or connected foreground).
         object_diameter: median equivalent diameter of those objects (pixels), None without any.
-        receptive_field: theoretical receptive field of the net (pixels).
+        receptive_field: theoretical receptive field of the net (pixels of the image, so ``k``
+            times the net's own with ``downscale`` k).
+        downscale: ``k``: the net sees the images ``k`` times smaller (1: full resolution).
         patch_shape, batch_size: the settings chosen (or given).
         patch_reduced: the patch was made smaller than asked to fit the images.
         scale_warning: a sentence when objects are far larger than the receptive field, else "".
@@ -84,6 +89,7 @@ class DatasetFingerprint:
     patch_shape: tuple[int, ...]
     batch_size: int
     patch_reduced: bool = False
+    downscale: int = 1
     scale_warning: str = ""
     zoom: tuple[float, float] = ZOOM
     zoom_reason: str = ""
@@ -100,6 +106,8 @@ class DatasetFingerprint:
             else f"receptive field {self.receptive_field} px"
         )
         reduced = " (reduced to fit the images)" if self.patch_reduced else ""
+        if self.downscale > 1:
+            size += f" (the net sees the images {self.downscale}x smaller)"
         low, high = self.zoom
         why = f" ({self.zoom_reason})" if self.zoom_reason else ""
         line = (
@@ -131,32 +139,47 @@ def fingerprint(
     ignore_value: int | None = None,
     zoom: tuple[float, float] | None = None,
     start_zoom: tuple[float, float] | None = None,
+    downscale: int | None = None,
+    can_downscale: bool = False,
 ) -> DatasetFingerprint:
     """The fingerprint of ``items`` and the settings chosen from it.
 
     Args:
         items: training items: ``image`` (C, Y, X), ``labels`` (Y, X), ``mask`` (Y, X) bool.
         task: ``binary``, ``semantic``, ``instances`` or ``restoration``.
-        size_multiple: the net's input divisor; receptive_field: its receptive field (pixels).
-        default_patch, default_batch: the settings used when the images are large enough.
+        size_multiple: the net's input divisor; receptive_field: its receptive field (pixels),
+            both at full resolution (``downscale`` 1).
+        default_patch, default_batch: the settings used when the images are large enough (the
+            default patch grows ``k`` times with ``downscale`` k, so the net sees as many pixels).
         patch_shape, batch_size: explicit settings; they win (kept as given).
         label_map, ignore_value: how raw label values become classes (semantic).
         zoom: an explicit zoom range of the augmentation; it wins.
         start_zoom: the range the start model was trained with: a fine-tune keeps it (so the
             versions of a model trained with ``--zoom`` keep its range), else :data:`ZOOM`.
+        downscale: an explicit factor (it wins); None: chosen from the objects of instance
+            labels when ``can_downscale`` (the net supports it), else 1.
     """
     items = [item for item in items if not is_flat_copy(item)]  # 2.5-D copies: counted once
     shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
     median = tuple(int(v) for v in np.median(shapes, axis=0))
+    counts, diameters = _classes_and_objects(items, task, label_map, ignore_value)
+    total = sum(counts.values())
+    fractions = tuple((k, v / total) for k, v in sorted(counts.items())) if total else ()
+    diameter = float(np.median(diameters)) if diameters else None
+    if downscale is None:
+        chosen_by_data = can_downscale and task == "instances"
+        downscale = (
+            choose_downscale(diameter, receptive_field, median, size_multiple)
+            if chosen_by_data
+            else 1
+        )
+    size_multiple, receptive_field = size_multiple * downscale, receptive_field * downscale
+    default_patch = tuple(int(d) * downscale for d in default_patch)
     chosen = _patch(median, default_patch, size_multiple) if patch_shape is None else patch_shape
     reduced = patch_shape is None and tuple(chosen) != tuple(default_patch)
     if batch_size is None:
         area = default_patch[0] * default_patch[1] / float(chosen[0] * chosen[1])
         batch_size = int(min(MAX_BATCH_FACTOR * default_batch, max(1, round(default_batch * area))))
-    counts, diameters = _classes_and_objects(items, task, label_map, ignore_value)
-    total = sum(counts.values())
-    fractions = tuple((k, v / total) for k, v in sorted(counts.items())) if total else ()
-    diameter = float(np.median(diameters)) if diameters else None
     return DatasetFingerprint(
         n_images=len(items),
         channels=int(np.shape(items[0].image)[0]) if len(items) else 0,
@@ -170,6 +193,7 @@ def fingerprint(
         patch_shape=tuple(int(s) for s in chosen),
         batch_size=int(batch_size),
         patch_reduced=reduced,
+        downscale=int(downscale),
         scale_warning=_scale_warning(diameter, receptive_field),
         **_zoom(zoom, start_zoom),
     )

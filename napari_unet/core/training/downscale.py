@@ -1,0 +1,99 @@
+"""How many times smaller a 2-D U-Net sees the images, chosen from the corrected objects (issue 17).
+
+A U-Net segments an object well when its receptive field takes the object whole; its effective
+field is about half the theoretical one (:data:`OBJECT_SHARE`). Whole fibroblasts of 250 px in a
+1024 x 1024 phase-contrast image are far larger than the 212 px field of the depth-4 net, so the
+net sees them only in parts (and a start model trained on 20-px nuclei has never seen such
+sizes). As nnU-Net resamples to a target spacing and Cellpose rescales to a target diameter, a
+new or fine-tuned instance model then sees the image ``k`` times smaller (``UNetConfig.downscale``:
+``k`` x ``k`` blocks averaged, logits resized back, so labels, loss, tiles and post-processing
+all stay in the image's own pixels): ``k`` is the smallest that brings the median corrected
+object within that share of the field, and is kept so that the images still span two pooling
+periods. Only instance labels choose it (a semantic class's connected regions, e.g. a membrane
+network, are not objects of a size); other architectures keep 1.
+
+Torch-free except :func:`with_downscale`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Objects are taken whole when no wider than this share of the theoretical receptive field.
+OBJECT_SHARE = 0.5
+#: The largest factor chosen automatically (``UNetConfig`` takes up to 8 when given).
+MAX_AUTO = 4
+#: Architectures whose config has ``downscale``.
+ARCHS = ("unet",)
+
+
+def choose_downscale(
+    diameter: float | None,
+    receptive_field: int,
+    median_shape: tuple[int, ...],
+    size_multiple: int,
+) -> int:
+    """The factor ``k`` (1 = full resolution) for objects of median ``diameter`` px.
+
+    Args:
+        diameter: median equivalent diameter of the corrected objects (None: no objects).
+        receptive_field, size_multiple: the net's at full resolution (``k`` = 1).
+        median_shape: (Y, X) of the median image.
+    """
+    if diameter is None or diameter <= OBJECT_SHARE * receptive_field:
+        return 1
+    k = min(MAX_AUTO, math.ceil(diameter / (OBJECT_SHARE * receptive_field)))
+    while k > 1 and min(median_shape) < 2 * size_multiple * k:
+        k -= 1  # the shrunk image must still span two pooling periods
+    return k
+
+
+def downscale_of(model_config: dict[str, Any]) -> int:
+    """The factor a model config says (1 when absent)."""
+    return int(model_config.get("downscale", 1) or 1)
+
+
+def with_downscale(model_or_checkpoint: Any, k: int, folder: Path | None = None) -> Any:
+    """``model_or_checkpoint`` seeing the images ``k`` times smaller (the same weights).
+
+    A model object is rebuilt with the factor (its attributes such as ``context_slices`` kept); a
+    checkpoint file is copied into ``folder`` with the factor in its config (the start model's
+    own file is never changed). Unchanged when it already has ``k``.
+    """
+    import torch
+
+    from napari_unet.core.atomic import atomic_write_with
+    from napari_unet.core.checkpoint.integrity import load_payload
+    from napari_unet.core.models import build_model
+
+    if isinstance(model_or_checkpoint, torch.nn.Module):
+        model = model_or_checkpoint
+        if downscale_of(model.config) == k:
+            return model
+        rebuilt = build_model(model.arch, **{**model.config, "downscale": int(k)})
+        rebuilt.load_state_dict(model.state_dict())
+        rebuilt.context_slices = getattr(model, "context_slices", 0)
+        return rebuilt.train(model.training)
+    path = Path(model_or_checkpoint)
+    if folder is None:
+        raise ValueError("a checkpoint is copied: give the folder for the copy")
+    payload = load_payload(path, map_location="cpu", verify=True)
+    info = payload["info"]
+    if downscale_of(info.get("model_config", {})) == k:
+        return model_or_checkpoint
+    info["model_config"] = {**info["model_config"], "downscale": int(k)}
+    if k == 1:
+        del info["model_config"]["downscale"]
+    provenance = dict(info.get("provenance") or {})
+    provenance["downscaled_from"] = str(path)
+    info["provenance"] = provenance
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{path.stem}.downscale{k}.pt"
+    atomic_write_with(out, lambda handle: torch.save(payload, handle))
+    logger.info("start model %s sees the images %dx smaller: %s", path.name, k, out.name)
+    return str(out)
