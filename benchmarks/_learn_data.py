@@ -168,7 +168,9 @@ def zoomed_set(base: LearnSet, folder: Path, factor: int) -> LearnSet:
         image = iio.imread(base.image(stem))
         axis = -1 if image.ndim == 3 else None
         big = rescale(image, factor, order=3, channel_axis=axis, preserve_range=True)
-        big = np.clip(np.round(big), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+        if np.issubdtype(image.dtype, np.integer):
+            big = np.clip(np.round(big), 0, np.iinfo(image.dtype).max)
+        big = big.astype(image.dtype)
         iio.imwrite(folder / "images" / f"{stem}.png", big)
         labels = iio.imread(base.labels(stem))
         iio.imwrite(folder / "labels" / f"{stem}.png", np.kron(labels, np.ones((factor,) * 2,

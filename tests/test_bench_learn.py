@@ -102,3 +102,24 @@ def test_every_ablation_and_eval_is_a_valid_setting(load_benchmark) -> None:
         build_parser().parse_args(argv)
     assert ABLATIONS["no_grad_clip"]["train"] == {"grad_clip": None}
     assert EVALS["predict_fp32"]["cli"] == ["--precision", "fp32"]
+
+
+def test_a_zoomed_set_enlarges_images_and_labels_and_keeps_the_draws(load_benchmark, tmp_path):
+    """``--sets SET_xN``: the same images N times larger (the scale issue's stand-in for whole
+    cells), same test images and draws; labels keep their ids (nearest neighbour)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    load_benchmark("bench_learn")
+    from _learn_data import synthetic_set, zoomed_sets
+
+    base = synthetic_set(tmp_path / "base", n=5, side=40)
+    zoomed = zoomed_sets({"synthetic": base}, ["synthetic_x3", "other_x2"], tmp_path / "z")
+    assert list(zoomed) == ["synthetic_x3"]
+    big = zoomed["synthetic_x3"]
+    assert big.test == base.test and big.choose(2, 1) == base.choose(2, 1)
+    stem = base.test[0]
+    small_labels = iio.imread(base.labels(stem))
+    labels = iio.imread(big.labels(stem))
+    np.testing.assert_array_equal(labels[::3, ::3], small_labels)
+    assert labels.shape == (120, 120) and iio.imread(big.image(stem)).shape == (120, 120)
