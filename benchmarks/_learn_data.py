@@ -157,24 +157,25 @@ def zoomed_set(base: LearnSet, folder: Path, factor: int) -> LearnSet:
     (name ``<base>_x<factor>``): objects far larger than the U-Net's receptive field, as whole
     cells in a phase-contrast image are, for the scale the fingerprint chooses (issue 17).
 
-    Images: cubic interpolation (intensities kept in their dtype); labels: nearest neighbour.
+    Images: bicubic interpolation (torch; intensities kept in their dtype); labels: nearest
+    neighbour (each pixel a ``factor`` x ``factor`` block).
     """
     import imageio.v3 as iio
-    from skimage.transform import rescale
+    import torch
 
     for sub in ("images", "labels"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for stem in (*base.test, *base.pool):
         image = iio.imread(base.image(stem))
-        axis = -1 if image.ndim == 3 else None
-        big = rescale(image, factor, order=3, channel_axis=axis, preserve_range=True)
+        planes = torch.from_numpy(np.atleast_3d(image).astype(np.float32)).permute(2, 0, 1)
+        big = torch.nn.functional.interpolate(planes[None], scale_factor=factor, mode="bicubic")
+        big = big[0].permute(1, 2, 0).numpy().reshape(*big.shape[-2:], *image.shape[2:])
         if np.issubdtype(image.dtype, np.integer):
             big = np.clip(np.round(big), 0, np.iinfo(image.dtype).max)
-        big = big.astype(image.dtype)
-        iio.imwrite(folder / "images" / f"{stem}.png", big)
+        iio.imwrite(folder / "images" / f"{stem}.png", big.astype(image.dtype))
         labels = iio.imread(base.labels(stem))
-        iio.imwrite(folder / "labels" / f"{stem}.png", np.kron(labels, np.ones((factor,) * 2,
-                    dtype=labels.dtype)))  # fmt: skip
+        block = np.ones((factor, factor), dtype=labels.dtype)
+        iio.imwrite(folder / "labels" / f"{stem}.png", np.kron(labels, block))
     return dataclasses.replace(base, name=f"{base.name}_x{factor}", folder=str(folder),
                                suffix=".png")  # fmt: skip
 
