@@ -105,7 +105,9 @@ def test_the_fingerprint_chooses_the_factor_for_instances_and_says_so():
     assert "the net sees the images 2x smaller" in data.describe()
     # semantic regions (e.g. a membrane network) are not objects of a size: a warning only
     semantic = fingerprint(items, task="semantic", can_downscale=True, **kwargs)
-    assert semantic.downscale == 1 and "downscale the images" in semantic.scale_warning
+    assert semantic.downscale == 1 and "see the images 2x smaller (train --downscale 2" in (
+        semantic.scale_warning
+    )
     assert fingerprint(items, task="instances", **kwargs).downscale == 1  # the net cannot
     given = fingerprint(items, task="instances", can_downscale=True, downscale=1, **kwargs)
     assert given.downscale == 1 and given.patch_shape == (256, 256)

@@ -194,19 +194,21 @@ def fingerprint(
         batch_size=int(batch_size),
         patch_reduced=reduced,
         downscale=int(downscale),
-        scale_warning=_scale_warning(diameter, receptive_field),
+        scale_warning=_scale_warning(diameter, receptive_field, downscale),
         **_zoom(zoom, start_zoom),
     )
 
 
-def _scale_warning(diameter: float | None, receptive_field: int) -> str:
-    """A sentence when objects are far larger than the net's receptive field, else ""."""
+def _scale_warning(diameter: float | None, receptive_field: int, downscale: int = 1) -> str:
+    """A sentence when objects are far larger than the net's receptive field (``receptive_field``
+    in image pixels, the net seeing the images ``downscale`` times smaller), else ""."""
     if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
         return ""
+    needed = math.ceil(downscale * diameter / (SCALE_WARNING_SHARE * receptive_field))
     return (
         f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
-        f"({receptive_field} px): downscale the images about "
-        f"{math.ceil(diameter / (SCALE_WARNING_SHARE * receptive_field))}x or use a deeper model."
+        f"({receptive_field} px): let it see the images {needed}x smaller (train --downscale "
+        f"{needed}, up to 8) or use a deeper model."
     )
 
 
