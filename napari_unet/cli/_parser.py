@@ -48,3 +48,10 @@ def fraction(text: str) -> float:
             f"expected a fraction from 0 up to (not including) 1, got {text!r}"
         )
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (exit 2 otherwise)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from napari_unet.cli import train_context, train_volume, train_width
+from napari_unet.cli import train_context, train_volume
 from napari_unet.cli.train_steps import _checked_task, _checkpoint_path, _first_missing
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def start_model(
     from napari_unet.core.checkpoint.start_fit import fit_start
 
     aux = _aux_settings(args, info, task)
-    width = train_width.settings(args, info)  # --base-channels: a new model's width
+    width = _width_settings(args, info)  # --base-channels: a new model's width
     if info is not None:
         fitted = fit_start(
             _checkpoint_path(args.model),
@@ -121,6 +121,25 @@ def new_model(
         seed=args.seed,
         **settings,
     )
+
+
+def _width_settings(args: argparse.Namespace, info: Any) -> dict[str, int]:
+    """``{"base_channels": N}`` for ``--base-channels N`` of a new model, else ``{}``.
+
+    Raises:
+        UserInputError: ``--base-channels`` with a checkpoint or built-in start model.
+    """
+    from napari_unet.core.errors import UserInputError
+
+    width = getattr(args, "base_channels", None)
+    if width is None:
+        return {}
+    if info is not None:
+        raise UserInputError(
+            f"--base-channels sets the width of a new model, but {args.model} is a trained "
+            "model with its own width: leave --base-channels out, or start from --model unet."
+        )
+    return {"base_channels": int(width)}
 
 
 def training_folder(args: argparse.Namespace) -> Path:

@@ -27,7 +27,7 @@ def downscale_argument(text: str) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register ``--base-channels`` and ``--downscale``."""
-    from napari_unet.cli.train import _positive_int
+    from napari_unet.cli._parser import positive_int
 
     parser.add_argument(
         "--downscale",
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--base-channels",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="width of a new model: channels of its first level (default 32; 16 when a "
         "--minutes budget on the CPU would buy fewer than 85 steps of 32)",
@@ -54,25 +54,6 @@ def default_model(args: argparse.Namespace) -> str | None:
     if getattr(args, "base_channels", None) is not None and not args.model:
         return "unet"
     return None
-
-
-def settings(args: argparse.Namespace, info: Any) -> dict[str, int]:
-    """``{"base_channels": N}`` for ``--base-channels N`` of a new model, else ``{}``.
-
-    Raises:
-        UserInputError: ``--base-channels`` with a checkpoint or built-in start model.
-    """
-    from napari_unet.core.errors import UserInputError
-
-    width = getattr(args, "base_channels", None)
-    if width is None:
-        return {}
-    if info is not None:
-        raise UserInputError(
-            f"--base-channels sets the width of a new model, but {args.model} is a trained "
-            "model with its own width: leave --base-channels out, or start from --model unet."
-        )
-    return {"base_channels": int(width)}
 
 
 def apply(

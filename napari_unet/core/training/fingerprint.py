@@ -147,56 +147,60 @@ def fingerprint(
     Args:
         items: training items: ``image`` (C, Y, X), ``labels`` (Y, X), ``mask`` (Y, X) bool.
         task: ``binary``, ``semantic``, ``instances`` or ``restoration``.
-        size_multiple: the net's input divisor; receptive_field: its receptive field (pixels),
-            both at full resolution (``downscale`` 1).
+        size_multiple, receptive_field: the net's input divisor and field (px) at ``downscale`` 1.
         default_patch, default_batch: the settings used when the images are large enough (the
             default patch grows ``k`` times with ``downscale`` k, so the net sees as many pixels).
         patch_shape, batch_size: explicit settings; they win (kept as given).
         label_map, ignore_value: how raw label values become classes (semantic).
-        zoom: an explicit zoom range of the augmentation; it wins.
-        start_zoom: the range the start model was trained with: a fine-tune keeps it (so the
-            versions of a model trained with ``--zoom`` keep its range), else :data:`ZOOM`.
-        downscale: an explicit factor (it wins); None: chosen from the objects of instance
-            labels when ``can_downscale`` (the net supports it), else 1.
+        zoom: an explicit zoom range of the augmentation (it wins); start_zoom: the range the
+            start model was trained with, which a fine-tune keeps (else :data:`ZOOM`).
+        downscale: an explicit factor (it wins), else chosen from instance objects when
+            ``can_downscale`` (the net supports it).
     """
     items = [item for item in items if not is_flat_copy(item)]  # 2.5-D copies: counted once
     shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
     median = tuple(int(v) for v in np.median(shapes, axis=0))
     counts, diameters = _classes_and_objects(items, task, label_map, ignore_value)
-    total = sum(counts.values())
-    fractions = tuple((k, v / total) for k, v in sorted(counts.items())) if total else ()
     diameter = float(np.median(diameters)) if diameters else None
-    if downscale is None:
-        chosen_by_data = can_downscale and task == "instances"
-        downscale = (
-            choose_downscale(diameter, receptive_field, median, size_multiple)
-            if chosen_by_data
-            else 1
-        )
-    size_multiple, receptive_field = size_multiple * downscale, receptive_field * downscale
-    default_patch = tuple(int(d) * downscale for d in default_patch)
-    chosen = _patch(median, default_patch, size_multiple) if patch_shape is None else patch_shape
-    reduced = patch_shape is None and tuple(chosen) != tuple(default_patch)
-    if batch_size is None:
-        area = default_patch[0] * default_patch[1] / float(chosen[0] * chosen[1])
-        batch_size = int(min(MAX_BATCH_FACTOR * default_batch, max(1, round(default_batch * area))))
+    if downscale is None:  # instance objects only (a class's regions are not objects of a size)
+        chosen = choose_downscale(diameter, receptive_field, median, size_multiple)
+        downscale = chosen if can_downscale and task == "instances" else 1
+    receptive_field = receptive_field * downscale  # in image pixels
+    default_patch = tuple(int(d) * downscale for d in default_patch)  # the net sees as much
+    chosen = patch_shape or _patch(median, default_patch, size_multiple * downscale)
     return DatasetFingerprint(
         n_images=len(items),
         channels=int(np.shape(items[0].image)[0]) if len(items) else 0,
         median_shape=median,
         min_shape=tuple(int(v) for v in shapes.min(axis=0)),
         annotated_pixels=int(sum(int(np.count_nonzero(item.mask)) for item in items)),
-        class_fractions=fractions,
+        class_fractions=_fractions(counts),
         n_objects=len(diameters),
         object_diameter=diameter,
         receptive_field=int(receptive_field),
         patch_shape=tuple(int(s) for s in chosen),
-        batch_size=int(batch_size),
-        patch_reduced=reduced,
+        batch_size=_batch(batch_size, default_batch, default_patch, chosen),
+        patch_reduced=patch_shape is None and tuple(chosen) != tuple(default_patch),
         downscale=int(downscale),
         scale_warning=_scale_warning(diameter, receptive_field, downscale),
         **_zoom(zoom, start_zoom),
     )
+
+
+def _fractions(counts: dict[int, int]) -> tuple[tuple[int, float], ...]:
+    """``((class, share of the annotated pixels), ...)`` of the pixel counts per class."""
+    total = sum(counts.values())
+    return tuple((k, v / total) for k, v in sorted(counts.items())) if total else ()
+
+
+def _batch(
+    given: int | None, default: int, default_patch: tuple[int, ...], patch: tuple[int, ...]
+) -> int:
+    """``given``, else the default batch grown to keep the pixels per step of a smaller patch."""
+    if given is not None:
+        return int(given)
+    area = default_patch[0] * default_patch[1] / float(patch[0] * patch[1])
+    return int(min(MAX_BATCH_FACTOR * default, max(1, round(default * area))))
 
 
 def _scale_warning(diameter: float | None, receptive_field: int, downscale: int = 1) -> str:
