@@ -72,10 +72,9 @@ def test_a_checkpoint_keeps_the_factor_and_predicts_any_image_size(tmp_path):
     [
         (None, (512, 512), 1),  # no objects
         (23.0, (512, 512), 1),  # nuclei: well inside half the field
-        (100.0, (512, 512), 1),  # exactly half the field
-        (160.0, (512, 512), 2),
-        (250.0, (1024, 1024), 3),  # whole fibroblasts
-        (2000.0, (4096, 4096), 4),  # at most 4 by itself
+        (100.0, (512, 512), 1),  # exactly half the field: left as it is
+        (136.0, (512, 512), 3),  # wider: shrunk until within a quarter (50 px)
+        (250.0, (1024, 1024), 4),  # whole fibroblasts: at most 4 by itself
         (250.0, (80, 80), 2),  # the shrunk image spans two 16-px periods: 80 < 3 x 32, >= 2 x 32
     ],
 )
@@ -100,12 +99,12 @@ def test_the_fingerprint_chooses_the_factor_for_instances_and_says_so():
     items = _discs()  # 160-px discs against a 200-px field
     kwargs = {"size_multiple": MULTIPLE, "receptive_field": RF, "default_patch": (256, 256)}
     data = fingerprint(items, task="instances", can_downscale=True, **kwargs)
-    assert data.downscale == 2 and data.receptive_field == 400 and not data.scale_warning
-    assert data.patch_shape == (384, 384)  # 512 asked (256 seen), reduced to the images
-    assert "the net sees the images 2x smaller" in data.describe()
+    assert data.downscale == 4 and data.receptive_field == 800 and not data.scale_warning
+    assert data.patch_shape == (384, 384)  # 1024 asked (256 seen), reduced to the images
+    assert "the net sees the images 4x smaller" in data.describe()
     # semantic regions (e.g. a membrane network) are not objects of a size: a warning only
     semantic = fingerprint(items, task="semantic", can_downscale=True, **kwargs)
-    assert semantic.downscale == 1 and "see the images 2x smaller (train --downscale 2" in (
+    assert semantic.downscale == 1 and "see the images 4x smaller (train --downscale 4" in (
         semantic.scale_warning
     )
     assert fingerprint(items, task="instances", **kwargs).downscale == 1  # the net cannot
@@ -134,8 +133,8 @@ def test_train_chooses_the_factor_and_a_fine_tune_copies_its_start(tmp_path, cap
     caplog.set_level("INFO")
     new = tmp_path / "new.pt"
     assert main(_train(tmp_path, new, "--model", "unet")) == 0
-    assert load_checkpoint(new).model.config["downscale"] == 2
-    assert "the net sees the images 2x smaller" in caplog.text
+    assert load_checkpoint(new).model.config["downscale"] == 4
+    assert "the net sees the images 4x smaller" in caplog.text
     kept = tmp_path / "kept.pt"  # the user's factor wins
     assert main(_train(tmp_path, kept, "--model", "unet", "--downscale", "1")) == 0
     assert "downscale" not in load_checkpoint(kept).model.config
@@ -143,9 +142,9 @@ def test_train_chooses_the_factor_and_a_fine_tune_copies_its_start(tmp_path, cap
     before = read_checkpoint_info(builtin).model_config
     tuned = tmp_path / "tuned.pt"  # the built-in start (20-px nuclei) sees whole cells halved
     assert main(_train(tmp_path, tuned)) == 0
-    assert load_checkpoint(tuned).model.config["downscale"] == 2
+    assert load_checkpoint(tuned).model.config["downscale"] == 4
     assert read_checkpoint_info(builtin).model_config == before, "the built-in is not changed"
-    copy = tmp_path / "tuned.training" / "fluo-nuclei.downscale2.pt"
+    copy = tmp_path / "tuned.training" / "fluo-nuclei.downscale4.pt"
     assert read_checkpoint_info(copy).provenance["downscaled_from"] == str(builtin)
 
 
@@ -166,7 +165,7 @@ def test_simulate_fine_tunes_the_built_in_at_the_chosen_scale(tmp_path):
             "--rounds", "1", "--per-round", "1", "--steps-per-round", "1", "--eval-images", "1",
             "--device", "cpu", "--threads", "1", "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
-    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 2
+    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 4
 
 
 def test_the_fine_tune_trainer_copies_its_start_at_the_chosen_scale(tmp_path):
@@ -177,10 +176,10 @@ def test_the_fine_tune_trainer_copies_its_start_at_the_chosen_scale(tmp_path):
     start = save_checkpoint(tmp_path / "start.pt", _net(1, depth=4), task="instances")
     info = read_checkpoint_info(start)
     data, config = data_settings(_discs(), info, TrainConfig(task="instances"))
-    assert data.downscale == 2 and config.patch_shape == (384, 384)
+    assert data.downscale == 4 and config.patch_shape == (384, 384)
     pool = SimpleNamespace(info=info, start_path=start, run_dir=tmp_path / "run")
     TrainerPool._downscale(pool, data.downscale)
-    assert read_checkpoint_info(pool.start_path).model_config["downscale"] == 2
-    assert pool.info.model_config["downscale"] == 2
+    assert read_checkpoint_info(pool.start_path).model_config["downscale"] == 4
+    assert pool.info.model_config["downscale"] == 4
     assert "downscale" not in read_checkpoint_info(start).model_config
-    assert with_downscale(pool.start_path, 2, tmp_path) == pool.start_path  # already so
+    assert with_downscale(pool.start_path, 4, tmp_path) == pool.start_path  # already so

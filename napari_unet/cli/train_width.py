@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="auto|K",
         help="the net sees the images K times smaller (K x K pixels averaged; its output is "
-        "resized back): auto (default) = 1, or for instance labels of a U-Net the factor that "
-        "brings the median corrected object within half the receptive field (e.g. whole cells "
-        "of 250 px: 3)",
+        "resized back): auto (default) = 1, or for instance labels of a U-Net whose median "
+        "corrected object is wider than half its receptive field the factor that brings it "
+        "within a quarter (at most 4; whole cells of 150 px: 3)",
     )
 
     parser.add_argument(

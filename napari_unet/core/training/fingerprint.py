@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.training.downscale import choose_downscale
+from napari_unet.core.training.downscale import TARGET_SHARE, choose_downscale
 from napari_unet.core.training.split import is_flat_copy
 
 __all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
@@ -208,7 +208,7 @@ def _scale_warning(diameter: float | None, receptive_field: int, downscale: int 
     in image pixels, the net seeing the images ``downscale`` times smaller), else ""."""
     if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
         return ""
-    needed = math.ceil(downscale * diameter / (SCALE_WARNING_SHARE * receptive_field))
+    needed = math.ceil(downscale * diameter / (TARGET_SHARE * receptive_field))
     return (
         f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
         f"({receptive_field} px): let it see the images {needed}x smaller (train --downscale "
