@@ -2,7 +2,7 @@
 
 A U-Net segments an object well when its receptive field takes the object whole; its effective
 field is about half the theoretical one (:data:`OBJECT_SHARE`). Whole fibroblasts of 250 px in a
-1024 x 1024 phase-contrast image are far larger than the 212 px field of the depth-4 net, so the
+1024 x 1024 phase-contrast image are far larger than the 200 px field of the depth-4 net, so the
 net sees them only in parts (and a start model trained on 20-px nuclei has never seen such
 sizes). As nnU-Net resamples to a target spacing and Cellpose rescales to a target diameter, a
 new or fine-tuned instance model then sees the image ``k`` times smaller (``UNetConfig.downscale``:
