@@ -183,3 +183,20 @@ def test_the_fine_tune_trainer_copies_its_start_at_the_chosen_scale(tmp_path):
     assert pool.info.model_config["downscale"] == 4
     assert "downscale" not in read_checkpoint_info(start).model_config
     assert with_downscale(pool.start_path, 4, tmp_path) == pool.start_path  # already so
+
+
+def test_a_factor_set_before_is_kept_where_the_objects_ask_for_none(tmp_path):
+    """A model the user made see the images 3x smaller (``--downscale 3``) keeps it when it is
+    fine-tuned on objects that ask for no factor, and for semantic labels; large instance
+    objects choose their own."""
+    small = _discs(radius=20)  # 40-px discs: within half the field
+    kwargs = {"size_multiple": MULTIPLE, "receptive_field": RF, "can_downscale": True}
+    assert fingerprint(small, task="instances", **kwargs).downscale == 1
+    assert fingerprint(small, task="instances", start_downscale=3, **kwargs).downscale == 3
+    assert fingerprint(_discs(), task="semantic", start_downscale=3, **kwargs).downscale == 3
+    assert fingerprint(_discs(), task="instances", start_downscale=2, **kwargs).downscale == 4
+    start = save_checkpoint(tmp_path / "k3.pt", _net(3, depth=4), task="instances")
+    _write(tmp_path, radius=20)
+    tuned = tmp_path / "tuned.pt"
+    assert main(_train(tmp_path, tuned, "--model", str(start))) == 0
+    assert load_checkpoint(tuned).model.config["downscale"] == 3

@@ -202,8 +202,8 @@ def _checked_data(
     fingerprint (patch, batch and zoom range chosen from the data and the ``start`` checkpoint's
     description, None for a new model; ``--patch``/``--batch-size`` win)."""
     from napari_unet.cli._progress import PROGRESS
+    from napari_unet.core.training import downscale as scale
     from napari_unet.core.training.config import TrainConfig
-    from napari_unet.core.training.downscale import ARCHS as DOWNSCALE_ARCHS
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
     from napari_unet.core.training.preflight import preflight
 
@@ -222,7 +222,8 @@ def _checked_data(
         batch_size=args.batch_size,
         label_map=label_map,
         start_zoom=start.trained_zoom if start is not None else None,
-        can_downscale=model.arch in DOWNSCALE_ARCHS,
+        can_downscale=model.arch in scale.ARCHS,
+        start_downscale=scale.downscale_of(model.config),
     )
     (logger.warning if data.scale_warning else PROGRESS.info)("%s", data.describe())
     return data

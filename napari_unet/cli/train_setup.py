@@ -124,11 +124,8 @@ def new_model(
 
 
 def _width_settings(args: argparse.Namespace, info: Any) -> dict[str, int]:
-    """``{"base_channels": N}`` for ``--base-channels N`` of a new model, else ``{}``.
-
-    Raises:
-        UserInputError: ``--base-channels`` with a checkpoint or built-in start model.
-    """
+    """``{"base_channels": N}`` for ``--base-channels N`` of a new model, else ``{}``; raises
+    UserInputError with a checkpoint or built-in start model."""
     from napari_unet.core.errors import UserInputError
 
     width = getattr(args, "base_channels", None)
@@ -222,8 +219,8 @@ def data_fingerprint(
     batch as given (default 4)."""
     import dataclasses
 
+    from napari_unet.core.training import downscale as scale
     from napari_unet.core.training.config import TrainConfig
-    from napari_unet.core.training.downscale import ARCHS as DOWNSCALE_ARCHS
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
 
     if info is not None:
@@ -247,7 +244,8 @@ def data_fingerprint(
         zoom=getattr(args, "zoom", None),
         start_zoom=info.trained_zoom if info is not None else None,
         downscale=getattr(args, "downscale", None) if volume is None else 1,
-        can_downscale=arch in DOWNSCALE_ARCHS,
+        can_downscale=arch in scale.ARCHS,
+        start_downscale=scale.downscale_of(config),
     )
     if volume is None:
         return data

@@ -154,7 +154,7 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
     The dock's settings are the starting point (a patch only shrinks to fit the images; the batch
     grows to keep the pixels per step); the fingerprint's line is shown in the dock.
     """
-    from napari_unet.core.training.downscale import ARCHS as DOWNSCALE_ARCHS
+    from napari_unet.core.training import downscale as scale
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
 
     multiple, field = net_geometry(info.arch, info.model_config)
@@ -166,7 +166,8 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
         default_patch=tuple(config.patch_shape),
         default_batch=config.batch_size,
         start_zoom=info.trained_zoom,
-        can_downscale=info.arch in DOWNSCALE_ARCHS and int(info.spatial_dims) == 2,
+        can_downscale=info.arch in scale.ARCHS and int(info.spatial_dims) == 2,
+        start_downscale=scale.downscale_of(info.model_config),
     )
     logger.info("%s", data.describe())
     augment = config.augment.replace(affine_scale=data.zoom)

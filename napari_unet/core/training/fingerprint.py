@@ -141,6 +141,7 @@ def fingerprint(
     start_zoom: tuple[float, float] | None = None,
     downscale: int | None = None,
     can_downscale: bool = False,
+    start_downscale: int = 1,
 ) -> DatasetFingerprint:
     """The fingerprint of ``items`` and the settings chosen from it.
 
@@ -154,17 +155,16 @@ def fingerprint(
         label_map, ignore_value: how raw label values become classes (semantic).
         zoom: an explicit zoom range of the augmentation (it wins); start_zoom: the range the
             start model was trained with, which a fine-tune keeps (else :data:`ZOOM`).
-        downscale: an explicit factor (it wins), else chosen from instance objects when
-            ``can_downscale`` (the net supports it).
+        downscale: an explicit factor (it wins), else :func:`_downscale`'s.
     """
     items = [item for item in items if not is_flat_copy(item)]  # 2.5-D copies: counted once
     shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
     median = tuple(int(v) for v in np.median(shapes, axis=0))
     counts, diameters = _classes_and_objects(items, task, label_map, ignore_value)
     diameter = float(np.median(diameters)) if diameters else None
-    if downscale is None:  # instance objects only (a class's regions are not objects of a size)
-        chosen = choose_downscale(diameter, receptive_field, median, size_multiple)
-        downscale = chosen if can_downscale and task == "instances" else 1
+    chooses = can_downscale and task == "instances"  # a class's regions are not objects of a size
+    net = (receptive_field, size_multiple)
+    downscale = downscale or _downscale(chooses, start_downscale, diameter, net, median)
     receptive_field = receptive_field * downscale  # in image pixels
     default_patch = tuple(int(d) * downscale for d in default_patch)  # the net sees as much
     chosen = patch_shape or _patch(median, default_patch, size_multiple * downscale)
@@ -185,6 +185,16 @@ def fingerprint(
         scale_warning=_scale_warning(diameter, receptive_field, downscale),
         **_zoom(zoom, start_zoom),
     )
+
+
+def _downscale(
+    chooses: bool, start: int, diameter: float | None, net: tuple[int, int], median: tuple[int, ...]
+) -> int:
+    """The factor instance objects ask for (``chooses``: a U-Net, instance labels; ``net``: its
+    receptive field and size multiple); where they ask for none, the start model's ``start`` (a
+    factor set before is kept)."""
+    chosen = choose_downscale(diameter, net[0], median, net[1]) if chooses else 1
+    return chosen if chosen > 1 else start
 
 
 def _fractions(counts: dict[int, int]) -> tuple[tuple[int, float], ...]:
