@@ -43,8 +43,14 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no_downscale": {"factor": "scale: full resolution whatever the objects' size (train "
                      "--downscale 1; default: seen k times smaller when the corrected objects "
                      "are wider than half the receptive field)", "cli": ["--downscale", "1"]},
+    "downscale2": {"factor": "scale: the net sees the images 2x smaller (train --downscale 2)",
+                   "cli": ["--downscale", "2"]},
     "downscale3": {"factor": "scale: the net sees the images 3x smaller (train --downscale 3)",
                    "cli": ["--downscale", "3"]},
+    "downscale4": {"factor": "scale: the net sees the images 4x smaller (train --downscale 4)",
+                   "cli": ["--downscale", "4"]},
+    "downscale6": {"factor": "scale: the net sees the images 6x smaller (train --downscale 6)",
+                   "cli": ["--downscale", "6"]},
     "base32": {"factor": "model size: base 32 whatever the budget buys (train --base-channels 32; "
                "default: base 16 when a CPU budget buys fewer than 100 steps of 32)",
                "cli": ["--base-channels", "32"]},
