@@ -157,7 +157,7 @@ def test_train_refuses_a_factor_the_net_cannot_take(tmp_path, capsys):
         main(_train(tmp_path, out, "--model", "unet", "--downscale", "x"))
 
 
-def test_simulate_fine_tunes_the_built_in_at_the_chosen_scale(tmp_path):
+def test_simulate_fine_tunes_the_built_in_at_the_chosen_scale(tmp_path, capsys):
     _write(tmp_path)
     out = tmp_path / "sim.json"
     argv = ["simulate", "--images", str(tmp_path / "images"), "--labels",
@@ -166,6 +166,12 @@ def test_simulate_fine_tunes_the_built_in_at_the_chosen_scale(tmp_path):
             "--device", "cpu", "--threads", "1", "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert json.loads(out.read_text())["config"]["model"]["downscale"] == 4
+    assert main([*argv, "--downscale", "2"]) == 0  # the user's factor wins
+    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 2
+    refused = [*argv[:-2], "--json", str(tmp_path / "no.json"), "--downscale", "2"]
+    refused[refused.index("fluo-nuclei")] = "unet_original"
+    assert main(refused) != 0 and not (tmp_path / "no.json").exists()
+    assert "--downscale 2 needs a 2-D U-Net" in capsys.readouterr().err
 
 
 def test_the_fine_tune_trainer_copies_its_start_at_the_chosen_scale(tmp_path):

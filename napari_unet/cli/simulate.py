@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_unet.cli import simulate_context
+from napari_unet.cli import simulate_context, train_width
 from napari_unet.cli.simulate_report import machine_description, plot_curves, show_event
 from napari_unet.cli.train import _non_negative_int, _positive_float, _positive_int
 
@@ -70,6 +70,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--work-dir", type=Path, help="keep each round's checkpoints here (default: temporary)")
     add("--json", required=True, type=Path, help="where to write the rounds (JSON)")
     simulate_context.add_arguments(parser)  # --context-slices: 2.5-D
+    train_width.add_downscale_argument(parser)  # --downscale auto|K
     add("--plot", type=Path, help="where to write the curves (PNG)")
     parser.set_defaults(run=run)
     return parser
@@ -210,6 +211,7 @@ def _checked_data(
     patch = (args.patch, args.patch) if args.patch else None
     preflight(items, task=args.task, label_map=label_map, patch_shape=patch)
     multiple, field = net_geometry(model.arch, model.config)
+    scale.check_factor(args.downscale, model.arch)
     defaults = TrainConfig()
     data = fingerprint(
         items,
@@ -222,6 +224,7 @@ def _checked_data(
         batch_size=args.batch_size,
         label_map=label_map,
         start_zoom=start.trained_zoom if start is not None else None,
+        downscale=args.downscale,
         can_downscale=model.arch in scale.ARCHS,
         start_downscale=scale.downscale_of(model.config),
     )

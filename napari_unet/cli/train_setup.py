@@ -228,7 +228,7 @@ def data_fingerprint(
     else:
         arch, config = model.arch, model.config
     multiple, field = net_geometry(arch, config)
-    _check_downscale(args, arch, volume)
+    scale.check_factor(getattr(args, "downscale", None), arch, three_d=volume is not None)
     defaults = TrainConfig()
     data = fingerprint(
         items,
@@ -250,20 +250,6 @@ def data_fingerprint(
     if volume is None:
         return data
     return dataclasses.replace(data, patch_shape=(volume.patch_shape[0], *data.patch_shape))
-
-
-def _check_downscale(args: argparse.Namespace, arch: str, volume: Any) -> None:
-    """Refuse ``--downscale K`` (K > 1) for a net that cannot see the images smaller."""
-    from napari_unet.core.errors import UserInputError
-    from napari_unet.core.training.downscale import ARCHS
-
-    k = getattr(args, "downscale", None)
-    if k is not None and k > 1 and (arch not in ARCHS or volume is not None):
-        raise UserInputError(
-            f"--downscale {k} needs a 2-D U-Net (--model unet or a checkpoint of one); {arch} "
-            f"{'in 3-D ' if volume is not None else ''}sees the images at full resolution: "
-            "leave --downscale out, or downscale the images yourself."
-        )
 
 
 def train_config(

@@ -25,10 +25,8 @@ def downscale_argument(text: str) -> int | None:
     return int(text)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--base-channels`` and ``--downscale``."""
-    from napari_unet.cli._parser import positive_int
-
+def add_downscale_argument(parser: argparse.ArgumentParser) -> None:
+    """Register ``--downscale`` (``train`` and ``simulate``)."""
     parser.add_argument(
         "--downscale",
         type=downscale_argument,
@@ -40,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "within a quarter (at most 4; whole cells of 150 px: 3)",
     )
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--base-channels`` and ``--downscale``."""
+    from napari_unet.cli._parser import positive_int
+
+    add_downscale_argument(parser)
     parser.add_argument(
         "--base-channels",
         type=positive_int,

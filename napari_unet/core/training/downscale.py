@@ -57,6 +57,18 @@ def choose_downscale(
     return k
 
 
+def check_factor(k: int | None, arch: str, three_d: bool = False) -> None:
+    """Refuse an explicit factor ``k`` > 1 for a net that cannot see the images smaller."""
+    from napari_unet.core.errors import UserInputError
+
+    if k is not None and k > 1 and (arch not in ARCHS or three_d):
+        raise UserInputError(
+            f"--downscale {k} needs a 2-D U-Net (--model unet or a checkpoint of one); {arch} "
+            f"{'in 3-D ' if three_d else ''}sees the images at full resolution: "
+            "leave --downscale out, or downscale the images yourself."
+        )
+
+
 def downscale_of(model_config: dict[str, Any]) -> int:
     """The factor a model config says (1 when absent)."""
     return int(model_config.get("downscale", 1) or 1)
