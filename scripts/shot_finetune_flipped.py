@@ -1,13 +1,18 @@
 """docs/images/finetune_flipped.png: the Fine-tune dock after a real fine-tune of the built-in
 ``fluo-nuclei`` on a stained bright-field tile (dark nuclei on a bright background): the pool line
-says the intensities were flipped for the start model and why (issue 17).
+says the intensities were flipped for the start model and why (issue 17). With ``SHOT_ZOOM=N``
+the tile is enlarged N times first (nuclei of about 130 px at N = 6, as whole cells): the line
+then also says the net sees the images smaller (docs/images/finetune_scale.png).
 
 The trainer runs for real (``run_trainer`` in this process, 12 steps on the CPU); its events then
 go through the dock's real ``TrainerClient`` dispatch, as they do from the trainer process::
 
     ../shared/tools/napari-shot docs/images/finetune_flipped.png scripts/shot_finetune_flipped.py
+    SHOT_ZOOM=6 ../shared/tools/napari-shot docs/images/finetune_scale.png \
+        scripts/shot_finetune_flipped.py
 """
 
+import os
 import queue
 import tempfile
 import time
@@ -17,6 +22,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QTabBar
 from skimage.io import imread
+from skimage.transform import resize
 
 from napari_unet._widgets import FinetuneWidget
 from napari_unet._widgets.loop_state import LoopState
@@ -29,6 +35,11 @@ app = napari.qt.get_qapp()
 data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_stained_bf"
 image = imread(data / "images" / "013.png")[..., :3]
 labels = imread(data / "labels" / "013.png").astype(np.uint16)
+zoom = int(os.environ.get("SHOT_ZOOM", "1"))
+if zoom > 1:  # objects of whole-cell size: bicubic image, nearest labels
+    big = (image.shape[0] * zoom, image.shape[1] * zoom)
+    image = resize(image, big, order=3, preserve_range=True).clip(0, 255).astype(np.uint8)
+    labels = labels.repeat(zoom, axis=0).repeat(zoom, axis=1)
 root = Path(tempfile.mkdtemp()) / "stained.unet"
 session = Session.create(root, name="stained")
 image_id = session.add_image("stained 013", axes="YXC", image=image, task="instances")
@@ -55,10 +66,10 @@ run_trainer(request.to_dict(), events, queue.Queue())
 seen = [events.get_nowait() for _ in range(events.qsize())]
 client = panel.client
 client.running_changed.emit(True)
-for event in seen:
-    client._dispatch(event)
-client.running_changed.emit(False)
 pool = next(e for e in seen if isinstance(e, PoolChanged))
+for event in seen[: seen.index(pool) + 1] if zoom > 1 else seen:  # zoomed: as training starts
+    client._dispatch(event)
+client.running_changed.emit(zoom > 1)
 print("pool:", pool.fingerprint)
 print("status:", panel.status.text())
 dock._scroll.ensureWidgetVisible(panel.status)

@@ -48,7 +48,8 @@ def session(tmp_path):
     session = Session.create(tmp_path / "session")
     session.add_version(
         _checkpoint(tmp_path / "a.pt", -10.0), parent="fluo-nuclei", steps=5,
-        metrics={"score": 0.5}, data={"n_images": 1, "n_items": 1},
+        metrics={"score": 0.5}, data={"n_images": 1, "n_items": 1, "fingerprint":
+        "data: 1 image(s) ... (the net sees the images 3x smaller); patch 768x768"},
     )  # fmt: skip
     session.add_version(
         _checkpoint(tmp_path / "b.pt", 10.0), parent="v001", steps=7,
@@ -90,6 +91,10 @@ def test_versions_list_rename_export_delete(viewer, session, tmp_path, qtbot):
         "Held-back foreground IoU 0.700 > parent 0.500; post-processing threshold 0.6, min size 20."
     )
     assert panel.table.item(1, 4).toolTip().startswith("v001: ")  # not judged: id and file
+    assert panel.table.item(1, 5).toolTip() == (  # the run's data line: scale, patch, channels
+        "1 img, 1 slices\nData: 1 image(s) ... (the net sees the images 3x smaller); patch 768x768"
+    )
+    assert panel.table.item(0, 5).toolTip() == panel.table.item(0, 5).text()  # no line: as is
     panel.table.item(0, 0).setText("best so far")  # inline rename
     assert Session.open(session.root, readonly=True).version("v002").name == "best so far"
     exported = panel.export_version("v001", tmp_path / "out" / "exported.pt")

@@ -189,10 +189,12 @@ class VersionsPanel(VersionActions, QWidget):
 
     @staticmethod
     def _tooltip(entry: Any, column: int, value: str) -> str:
-        """The Data column: its full text; Score: how the version was judged and the
+        """The Data column: its full text and the data line of the run that made it (patch,
+        scale, channels, flipped intensities); Score: how the version was judged and the
         post-processing chosen for it; the others: the version's id and file."""
         if column == len(COLUMNS) - 1:
-            return value
+            line = (entry.data or {}).get("fingerprint") or ""
+            return f"{value}\n{line[:1].upper()}{line[1:]}" if line else value
         judged = held_back_text(entry.metrics).strip()
         if column == COLUMNS.index("Score") and judged:
             return judged
