@@ -242,13 +242,17 @@ class UShapedNet(SegmentationNet):
         receptive field takes whole are seen whole; 1 for most nets (:class:`UNetConfig`)."""
         return int(getattr(self.settings, "downscale", 1) or 1)
 
+    #: False while training on images already ``downscale`` times smaller
+    #: (:func:`~napari_unet.core.training.scaled_pool.at_pool_scale`): no pooling in, no resize out.
+    resize_io: bool = True
+
     def _shrunk(self, image: torch.Tensor) -> torch.Tensor:
         self.check_input(image)
-        k = self.downscale
+        k = self.downscale if self.resize_io else 1
         return image if k == 1 else nn.functional.avg_pool2d(image, k)
 
     def _resized(self, output: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        if self.downscale == 1:
+        if self.downscale == 1 or not self.resize_io:
             return output
         size = tuple(image.shape[-2:])
         return nn.functional.interpolate(output, size=size, mode="bilinear", align_corners=False)

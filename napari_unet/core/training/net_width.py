@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from napari_unet.core.training.scaled_pool import at_pool_scale, pool_scale
+
 logger = logging.getLogger(__name__)
 
 #: Fewer expected steps than this for the default net: the narrow net is built instead. Measured
@@ -81,15 +83,20 @@ def seconds_per_step(model: torch.nn.Module, input_shape: tuple[int, ...], batch
 
     A copy of the model is timed in eval mode (batch norm on running statistics, same
     arithmetic), so the model, its statistics and the random streams are left as they were.
+    ``input_shape`` is at full resolution: a model that sees the images ``k`` times smaller is
+    timed as it trains, on patches ``k`` times smaller.
     """
     probe = copy.deepcopy(model).to("cpu").eval()
     channels = int(getattr(model, "in_channels", 1))
     generator = torch.Generator().manual_seed(0)
-    image = torch.randn((batch, channels, *input_shape), generator=generator)
+    k = pool_scale(model)  # it trains on patches k times smaller (core.training.scaled_pool)
+    shape = tuple(int(s) // k for s in input_shape)
+    image = torch.randn((batch, channels, *shape), generator=generator)
     passes = []
     for _ in range(1 + TIMED_PASSES):  # a warm-up pass, then the timed ones
         start = time.perf_counter()
-        out = probe(image)
+        with at_pool_scale(probe):
+            out = probe(image)
         out = out[0] if isinstance(out, (list, tuple)) else out
         out.float().square().mean().backward()
         probe.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 
@@ -16,6 +17,7 @@ import numpy as np
 from napari_unet.core.errors import ChannelMismatchError, TrainingDataError
 from napari_unet.core.models import SegmentationNet
 from napari_unet.core.training.sampler import PatchSampler
+from napari_unet.core.training.scaled_pool import ScaledPatchSampler, pool_scale
 from napari_unet.core.training.split import split_validation
 from napari_unet.core.training.targets import IGNORE_INDEX, TargetConfig, make_targets
 
@@ -66,6 +68,10 @@ def drain_new_items(new_items, sampler, validation, config) -> None:
 def build_pools(model: SegmentationNet, items, val_items, config) -> tuple:
     """Training and validation samplers for ``model``; returns ``(train, validation, input)``.
 
+    ``input`` is the model's input shape at full resolution; the pools of a model that sees the
+    images ``k`` times smaller hold them ``k`` times smaller and crop ``input / k``
+    (:mod:`~napari_unet.core.training.scaled_pool`).
+
     Raises:
         ChannelMismatchError: an image has a different channel count than the model.
         TrainingDataError: the training annotation is unusable.
@@ -88,12 +94,14 @@ def build_pools(model: SegmentationNet, items, val_items, config) -> tuple:
     input_shape = model.valid_input_shape(
         tuple(max(s + 2 * model.margin, 2 * k, 1) for s, k in zip(config.patch_shape, multiples))
     )
+    k = pool_scale(model)  # a net seeing the images k times smaller: the pools are k x smaller
     geometry = {
-        "input_shape": input_shape,
-        "output_shape": model.output_shape(input_shape),
+        "input_shape": tuple(s // k for s in input_shape),
+        "output_shape": tuple(s // k for s in model.output_shape(input_shape)),
         "task": config.task,
         "seed": config.seed,
     }
+    pool = functools.partial(ScaledPatchSampler, shrink=k) if k > 1 else PatchSampler
     targets_fn = targets_function(config.targets, config.task, model.out_channels)
     if val_items is None:
         train_items, val_items = split_validation(
@@ -101,8 +109,8 @@ def build_pools(model: SegmentationNet, items, val_items, config) -> tuple:
         )
     else:
         train_items, val_items = list(items), list(val_items)
-    sampler = PatchSampler(targets_fn, items=train_items, **geometry)
-    validation = PatchSampler(targets_fn, **geometry)
+    sampler = pool(targets_fn, items=train_items, **geometry)
+    validation = pool(targets_fn, **geometry)
     for item in val_items:
         validation.add_item(item, check=False)
     return sampler, validation, input_shape

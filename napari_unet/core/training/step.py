@@ -2,8 +2,11 @@
 
 Patches are sampled on the CPU with their full context targets, moved to the device, augmented
 there (one resampling for image and targets), then the targets are centre-cropped by the
-model's margin to the output size. On CUDA the forward pass runs under fp16 autocast with a
-``GradScaler``; on the CPU bf16 autocast is opt-in. Gradients are clipped by norm.
+model's margin to the output size (a model that sees the images ``k`` times smaller runs on its
+pool's ``k`` times smaller patches without its own pooling and resize,
+:mod:`~napari_unet.core.training.scaled_pool`). On CUDA the forward pass runs under fp16
+autocast with a ``GradScaler``; on the CPU bf16 autocast is opt-in. Gradients are clipped by
+norm.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from napari_unet.core.training.augment import augment_batch, augment_restoration
 from napari_unet.core.training.aux import distance_loss
 from napari_unet.core.training.precision import bf16_trains_faster
 from napari_unet.core.training.sampler import PatchSampler
+from napari_unet.core.training.scaled_pool import at_pool_scale
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ class StepRunner:
         sampler: PatchSampler,
     ) -> None:
         self.model = model
+        self.net = model  # the net itself (``model`` becomes a DDP wrapper in distributed runs)
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.config = config
@@ -72,7 +77,8 @@ class StepRunner:
             layout = torch.contiguous_format
             if config.channels_last:
                 layout = channels_last_format(model)
-            auto_bf16 = bf16_trains_faster(model, sampler.input_shape, layout)
+            with at_pool_scale(model):  # timed on the pool's patches
+                auto_bf16 = bf16_trains_faster(model, sampler.input_shape, layout)
         bf16_cpu = auto_bf16 if config.bf16_cpu is None else config.bf16_cpu
         self.autocast_dtype = (
             torch.float16
@@ -123,7 +129,7 @@ class StepRunner:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        with context:
+        with context, at_pool_scale(self.net):  # pools k x smaller: no pooling, no resize
             if self.heads:
                 return self.model.forward_heads(image)
             if self.aux:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from napari_unet.core.training.sampler import PatchBatch
+from napari_unet.core.training.scaled_pool import at_pool_scale
 from napari_unet.core.training.targets import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def evaluate(
 
     Args:
         model: the network; ``forward`` (default ``model``) maps an image batch to logits.
-        batches: windows of the held-back tiles, targets at the output size.
+        batches: windows of the held-back tiles, targets at the output size (of a model that
+            sees the images ``k`` times smaller: ``k`` times smaller, run without its resize).
         task: the model task (selects the metrics and ``score``).
         loss_fn: the training loss, reported as ``loss`` (weighted mean over the batches).
         device: where the model lives.
@@ -89,7 +91,8 @@ def evaluate(
             image = torch.from_numpy(batch.image).to(device)
             classes = torch.from_numpy(batch.classes).to(device)
             weights = torch.from_numpy(batch.weights).to(device)
-            logits = forward(image).float()
+            with at_pool_scale(model):  # a model seeing the images smaller: batches so too
+                logits = forward(image).float()
             mass = float(weights.sum())
             loss_sum += float(loss_fn(logits, classes, weights)) * mass
             weight_sum += mass
