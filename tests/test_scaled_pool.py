@@ -121,3 +121,13 @@ def test_training_a_downscaled_net_runs_on_small_patches_and_predicts_at_full_si
     probabilities = predict(net, image, "YX", task="instances",
                             config=PredictConfig(tile_shape=(64, 64)))  # fmt: skip
     assert probabilities.shape[-2:] == (96, 96)
+
+
+def test_the_width_rule_times_a_downscaled_net_on_the_patches_it_trains_on():
+    from napari_unet.core.training.net_width import seconds_per_step
+
+    net = _net(4)
+    seen = []  # the copy timed keeps the hook (deepcopy)
+    net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    assert seconds_per_step(net, (256, 256), batch=2) > 0
+    assert set(seen) == {(2, 1, 64, 64)} and net.resize_io
