@@ -131,3 +131,18 @@ def test_the_width_rule_times_a_downscaled_net_on_the_patches_it_trains_on():
     net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
     assert seconds_per_step(net, (256, 256), batch=2) > 0
     assert set(seen) == {(2, 1, 64, 64)} and net.resize_io
+
+
+def test_held_back_tiles_are_predicted_with_k_times_the_context():
+    from napari_unet.core.inference.prediction import PredictConfig
+    from napari_unet.core.training.operating_point_scoring import CONTEXT, _pieces
+
+    item = _discs(1, side=320)[0]
+    mask = np.zeros((320, 320), bool)
+    mask[128:192, 128:192] = True  # one held-back tile in the middle
+    held = TrainingItem(image=item.image, labels=item.labels, annotated_mask=mask, name="h")
+    config = PredictConfig(tile_shape=(64, 64), device="cpu")
+    for k in (1, 2):
+        ((probabilities, _, _, core, box),) = _pieces(_net(k).eval(), [held], config)
+        assert probabilities.shape[-2:] == (64 + 2 * k * CONTEXT,) * 2
+        assert core == (slice(k * CONTEXT, k * CONTEXT + 64),) * 2 and box == (slice(128, 192),) * 2

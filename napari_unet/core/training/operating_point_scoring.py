@@ -44,9 +44,11 @@ def _regions(item: TrainingItem) -> list[tuple[slice, ...]]:
     return [box for box in ndimage.find_objects(groups) if box is not None]
 
 
-def _with_context(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+def _with_context(
+    box: tuple[slice, ...], shape: tuple[int, ...], context: int = CONTEXT
+) -> tuple[slice, ...]:
     return tuple(
-        slice(max(s.start - CONTEXT, 0), min(s.stop + CONTEXT, n)) for s, n in zip(box, shape)
+        slice(max(s.start - context, 0), min(s.stop + context, n)) for s, n in zip(box, shape)
     )  # type: ignore[return-value]
 
 
@@ -61,19 +63,22 @@ def _pieces(
     (a volume's: ``(K, z', y', x')`` and ``(z, y, x)``).
 
     ``box`` is the region's bounding box in the item, ``core`` the same box inside the
-    probabilities (which carry ``CONTEXT`` pixels more on every side, clipped at the border).
+    probabilities (which carry ``CONTEXT`` pixels more on every side, clipped at the border;
+    ``k`` times more for a model that sees the images ``k`` times smaller).
     """
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.inference.prediction import predict
     from napari_unet.core.models.aux import with_distance
 
     net = with_distance(model, task == "instances")  # a distance head's seeds ride along
+    # a net seeing the images k times smaller gets k times the context (the same in its pixels)
+    context = CONTEXT * int(getattr(model, "downscale", 1) or 1)
     pieces = []
     for item in items:
         for box in _regions(item):
             if len(pieces) >= MAX_REGIONS:
                 return pieces
-            outer = _with_context(box, item.spatial_shape)
+            outer = _with_context(box, item.spatial_shape, context)
             probabilities = predict(
                 net,
                 np.ascontiguousarray(item.image[(slice(None), *outer)]),
