@@ -49,6 +49,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
                    "cli": ["--downscale", "3"]},
     "downscale4": {"factor": "scale: the net sees the images 4x smaller (train --downscale 4)",
                    "cli": ["--downscale", "4"]},
+    "downscale5": {"factor": "scale: the net sees the images 5x smaller (train --downscale 5)",
+                   "cli": ["--downscale", "5"]},
     "downscale6": {"factor": "scale: the net sees the images 6x smaller (train --downscale 6)",
                    "cli": ["--downscale", "6"]},
     "base32": {"factor": "model size: base 32 whatever the budget buys (train --base-channels 32; "
