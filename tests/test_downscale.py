@@ -71,14 +71,18 @@ def test_a_checkpoint_keeps_the_factor_and_predicts_any_image_size(tmp_path):
     ("diameter", "shape", "expected"),
     [
         (None, (512, 512), 1),  # no objects
-        (23.0, (512, 512), 1),  # nuclei: well inside half the field
-        (100.0, (512, 512), 1),  # exactly half the field: left as it is
-        (136.0, (512, 512), 3),  # wider: shrunk until within a quarter (50 px)
-        (250.0, (1024, 1024), 4),  # whole fibroblasts: at most 4 by itself
+        (23.0, (512, 512), 1),  # nuclei: about the size the recipe was made for (25 px)
+        (37.0, (512, 512), 1),  # up to 1.5 x 25 px: left as it is
+        (38.0, (512, 512), 2),  # 19 px seen
+        (91.0, (1024, 1280), 4),  # 23 px seen
+        (136.0, (1536, 1920), 5),  # 27 px seen
+        (250.0, (1024, 1024), 8),  # whole fibroblasts: at most 8 (31 px seen)
         (250.0, (80, 80), 2),  # the shrunk image spans two 16-px periods: 80 < 3 x 32, >= 2 x 32
     ],
 )
-def test_the_factor_brings_the_median_object_within_half_the_field(diameter, shape, expected):
+def test_the_factor_brings_the_median_object_nearest_an_eighth_of_the_field(
+    diameter, shape, expected
+):
     assert choose_downscale(diameter, RF, shape, MULTIPLE) == expected
 
 
@@ -99,12 +103,12 @@ def test_the_fingerprint_chooses_the_factor_for_instances_and_says_so():
     items = _discs()  # 160-px discs against a 200-px field
     kwargs = {"size_multiple": MULTIPLE, "receptive_field": RF, "default_patch": (256, 256)}
     data = fingerprint(items, task="instances", can_downscale=True, **kwargs)
-    assert data.downscale == 4 and data.receptive_field == 800 and not data.scale_warning
-    assert data.patch_shape == (384, 384)  # 1024 asked (256 seen), reduced to the images
-    assert "the net sees the images 4x smaller" in data.describe()
+    assert data.downscale == 6 and data.receptive_field == 1200 and not data.scale_warning
+    assert data.patch_shape == (384, 384)  # 1536 asked (256 seen), reduced to the images
+    assert "the net sees the images 6x smaller" in data.describe()
     # semantic regions (e.g. a membrane network) are not objects of a size: a warning only
     semantic = fingerprint(items, task="semantic", can_downscale=True, **kwargs)
-    assert semantic.downscale == 1 and "see the images 4x smaller (train --downscale 4" in (
+    assert semantic.downscale == 1 and "see the images 6x smaller (train --downscale 6" in (
         semantic.scale_warning
     )
     assert fingerprint(items, task="instances", **kwargs).downscale == 1  # the net cannot
@@ -133,8 +137,8 @@ def test_train_chooses_the_factor_and_a_fine_tune_copies_its_start(tmp_path, cap
     caplog.set_level("INFO")
     new = tmp_path / "new.pt"
     assert main(_train(tmp_path, new, "--model", "unet")) == 0
-    assert load_checkpoint(new).model.config["downscale"] == 4
-    assert "the net sees the images 4x smaller" in caplog.text
+    assert load_checkpoint(new).model.config["downscale"] == 6
+    assert "the net sees the images 6x smaller" in caplog.text
     kept = tmp_path / "kept.pt"  # the user's factor wins
     assert main(_train(tmp_path, kept, "--model", "unet", "--downscale", "1")) == 0
     assert "downscale" not in load_checkpoint(kept).model.config
@@ -142,9 +146,9 @@ def test_train_chooses_the_factor_and_a_fine_tune_copies_its_start(tmp_path, cap
     before = read_checkpoint_info(builtin).model_config
     tuned = tmp_path / "tuned.pt"  # the built-in start (20-px nuclei) sees whole cells halved
     assert main(_train(tmp_path, tuned)) == 0
-    assert load_checkpoint(tuned).model.config["downscale"] == 4
+    assert load_checkpoint(tuned).model.config["downscale"] == 6
     assert read_checkpoint_info(builtin).model_config == before, "the built-in is not changed"
-    copy = tmp_path / "tuned.training" / "fluo-nuclei.downscale4.pt"
+    copy = tmp_path / "tuned.training" / "fluo-nuclei.downscale6.pt"
     assert read_checkpoint_info(copy).provenance["downscaled_from"] == str(builtin)
 
 
@@ -165,7 +169,7 @@ def test_simulate_fine_tunes_the_built_in_at_the_chosen_scale(tmp_path, capsys):
             "--rounds", "1", "--per-round", "1", "--steps-per-round", "1", "--eval-images", "1",
             "--device", "cpu", "--threads", "1", "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
-    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 4
+    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 6
     assert main([*argv, "--downscale", "2"]) == 0  # the user's factor wins
     assert json.loads(out.read_text())["config"]["model"]["downscale"] == 2
     refused = [*argv[:-2], "--json", str(tmp_path / "no.json"), "--downscale", "2"]
@@ -182,27 +186,27 @@ def test_the_fine_tune_trainer_copies_its_start_at_the_chosen_scale(tmp_path):
     start = save_checkpoint(tmp_path / "start.pt", _net(1, depth=4), task="instances")
     info = read_checkpoint_info(start)
     data, config = data_settings(_discs(), info, TrainConfig(task="instances"))
-    assert data.downscale == 4 and config.patch_shape == (384, 384)
+    assert data.downscale == 6 and config.patch_shape == (384, 384)
     pool = SimpleNamespace(info=info, start_path=start, run_dir=tmp_path / "run")
     TrainerPool._downscale(pool, data.downscale)
-    assert read_checkpoint_info(pool.start_path).model_config["downscale"] == 4
-    assert pool.info.model_config["downscale"] == 4
+    assert read_checkpoint_info(pool.start_path).model_config["downscale"] == 6
+    assert pool.info.model_config["downscale"] == 6
     assert "downscale" not in read_checkpoint_info(start).model_config
-    assert with_downscale(pool.start_path, 4, tmp_path) == pool.start_path  # already so
+    assert with_downscale(pool.start_path, 6, tmp_path) == pool.start_path  # already so
 
 
 def test_a_factor_set_before_is_kept_where_the_objects_ask_for_none(tmp_path):
     """A model the user made see the images 3x smaller (``--downscale 3``) keeps it when it is
     fine-tuned on objects that ask for no factor, and for semantic labels; large instance
     objects choose their own."""
-    small = _discs(radius=20)  # 40-px discs: within half the field
+    small = _discs(radius=15)  # 30-px discs: about the size the recipe was made for
     kwargs = {"size_multiple": MULTIPLE, "receptive_field": RF, "can_downscale": True}
     assert fingerprint(small, task="instances", **kwargs).downscale == 1
     assert fingerprint(small, task="instances", start_downscale=3, **kwargs).downscale == 3
     assert fingerprint(_discs(), task="semantic", start_downscale=3, **kwargs).downscale == 3
-    assert fingerprint(_discs(), task="instances", start_downscale=2, **kwargs).downscale == 4
+    assert fingerprint(_discs(), task="instances", start_downscale=2, **kwargs).downscale == 6
     start = save_checkpoint(tmp_path / "k3.pt", _net(3, depth=4), task="instances")
-    _write(tmp_path, radius=20)
+    _write(tmp_path, radius=15)
     tuned = tmp_path / "tuned.pt"
     assert main(_train(tmp_path, tuned, "--model", str(start))) == 0
     assert load_checkpoint(tuned).model.config["downscale"] == 3

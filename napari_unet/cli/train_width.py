@@ -33,9 +33,9 @@ def add_downscale_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="auto|K",
         help="the net sees the images K times smaller (K x K pixels averaged; its output is "
-        "resized back): auto (default) = 1, or for instance labels of a U-Net whose median "
-        "corrected object is wider than half its receptive field the factor that brings it "
-        "within a quarter (at most 4; whole cells of 150 px: 3)",
+        "resized back): auto (default) = 1, or for instance labels of a U-Net the factor that "
+        "brings the median corrected object nearest to an eighth of its receptive field (25 px "
+        "for the default net; objects up to 37 px keep 1; whole cells of 150 px: 6; at most 8)",
     )
 
 

@@ -1,17 +1,21 @@
 """How many times smaller a 2-D U-Net sees the images, chosen from the corrected objects (issue 17).
 
-A U-Net segments an object well when its receptive field takes the object whole; its effective
-field is about half the theoretical one (:data:`OBJECT_SHARE`). Whole fibroblasts of 250 px in a
-1024 x 1024 phase-contrast image are far larger than the 200 px field of the depth-4 net, so the
-net sees them only in parts (and a start model trained on 20-px nuclei has never seen such
-sizes). As nnU-Net resamples to a target spacing and Cellpose rescales to a target diameter, a
-new or fine-tuned instance model then sees the image ``k`` times smaller (``UNetConfig.downscale``:
-``k`` x ``k`` blocks averaged, logits resized back, so labels, loss, tiles and post-processing
-all stay in the image's own pixels): ``k`` is the smallest that brings the median corrected
-object within :data:`TARGET_SHARE` of the field (a quarter: on stained nuclei enlarged 6 times,
-k = 3 beat k = 2 on both seeds, docs/learning_ablation.md), and is kept so that the images still
-span two pooling periods. Only instance labels choose it (a semantic class's connected regions,
-e.g. a membrane network, are not objects of a size); other architectures keep 1.
+A U-Net segments an object well when it sees it at about the size its recipe was made for: the
+built-in models and the learning recipe's pixel settings (boundary width, border weights, elastic
+grid, operating point) were made on nuclei of 15-23 px, an eighth to a tenth of the depth-4
+net's 200 px receptive field. Whole fibroblasts of 250 px in a 1024 x 1024 phase-contrast image
+are far larger, and a start model trained on 20-px nuclei has never seen such sizes. As nnU-Net
+resamples to a target spacing and Cellpose rescales to a target diameter (30 px), a new or
+fine-tuned instance model then sees the image ``k`` times smaller (``UNetConfig.downscale``: ``k``
+x ``k`` blocks averaged, logits resized back, so labels, tiles and post-processing stay in the
+image's own pixels; it trains on its items shrunk once, :mod:`~napari_unet.core.training.
+scaled_pool`): ``k`` is the factor that brings the median corrected object nearest to
+:data:`TARGET_SHARE` of the field (25 px for the depth-4 net; objects up to 1.5 times that keep
+``k`` = 1), at most :data:`MAX_AUTO`, and small enough that the images still span two pooling
+periods. Measured on stained nuclei enlarged 4 and 6 times (91 and 136 px, 10 CPU-minutes, K =
+3): AP@0.5 0.18 -> 0.48 at ``k`` = 4 and 0.22 -> 0.47 at ``k`` = 6 (docs/learning_ablation.md).
+Only instance labels choose it (a semantic class's connected regions, e.g. a membrane network,
+are not objects of a size); other architectures keep 1.
 
 Torch-free except :func:`with_downscale`.
 """
@@ -25,13 +29,11 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: Objects are taken whole when no wider than this share of the theoretical receptive field
-#: (wider ones make the net see the images smaller).
-OBJECT_SHARE = 0.5
-#: Then the images are shrunk until the median object is no wider than this share.
-TARGET_SHARE = 0.25
-#: The largest factor chosen automatically (``UNetConfig`` takes up to 8 when given).
-MAX_AUTO = 4
+#: The median object's width, as a share of the theoretical receptive field, that the images are
+#: shrunk towards (25 px for the depth-4 net's 200 px; Cellpose's target diameter is 30 px).
+TARGET_SHARE = 0.125
+#: The largest factor chosen automatically (``UNetConfig``'s largest).
+MAX_AUTO = 8
 #: Architectures whose config has ``downscale``.
 ARCHS = ("unet",)
 
@@ -42,16 +44,17 @@ def choose_downscale(
     median_shape: tuple[int, ...],
     size_multiple: int,
 ) -> int:
-    """The factor ``k`` (1 = full resolution) for objects of median ``diameter`` px.
+    """The factor ``k`` (1 = full resolution) for objects of median ``diameter`` px: the one
+    that brings them nearest to :data:`TARGET_SHARE` of ``receptive_field``.
 
     Args:
         diameter: median equivalent diameter of the corrected objects (None: no objects).
         receptive_field, size_multiple: the net's at full resolution (``k`` = 1).
         median_shape: (Y, X) of the median image.
     """
-    if diameter is None or diameter <= OBJECT_SHARE * receptive_field:
+    if diameter is None:
         return 1
-    k = min(MAX_AUTO, math.ceil(diameter / (TARGET_SHARE * receptive_field)))
+    k = max(1, min(MAX_AUTO, math.floor(diameter / (TARGET_SHARE * receptive_field) + 0.5)))
     while k > 1 and min(median_shape) < 2 * size_multiple * k:
         k -= 1  # the shrunk image must still span two pooling periods
     return k

@@ -218,7 +218,9 @@ def _scale_warning(diameter: float | None, receptive_field: int, downscale: int 
     in image pixels, the net seeing the images ``downscale`` times smaller), else ""."""
     if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
         return ""
-    needed = math.ceil(downscale * diameter / (TARGET_SHARE * receptive_field))
+    needed = min(
+        8, max(2, math.floor(downscale * diameter / (TARGET_SHARE * receptive_field) + 0.5))
+    )
     return (
         f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
         f"({receptive_field} px): let it see the images {needed}x smaller (train --downscale "
