@@ -80,10 +80,8 @@ def test_a_checkpoint_keeps_the_factor_and_predicts_any_image_size(tmp_path):
         (250.0, (80, 80), 2),  # the shrunk image spans two 16-px periods: 80 < 3 x 32, >= 2 x 32
     ],
 )
-def test_the_factor_brings_the_median_object_nearest_an_eighth_of_the_field(
-    diameter, shape, expected
-):
-    assert choose_downscale(diameter, RF, shape, MULTIPLE) == expected
+def test_the_factor_brings_the_median_object_nearest_25_px(diameter, shape, expected):
+    assert choose_downscale(diameter, shape, MULTIPLE) == expected
 
 
 def _discs(shape=(384, 384), radius=80, n=3, seed=0) -> list[TrainingItem]:

@@ -34,8 +34,8 @@ def add_downscale_argument(parser: argparse.ArgumentParser) -> None:
         metavar="auto|K",
         help="the net sees the images K times smaller (K x K pixels averaged; its output is "
         "resized back): auto (default) = 1, or for instance labels of a U-Net the factor that "
-        "brings the median corrected object nearest to an eighth of its receptive field (25 px "
-        "for the default net; objects up to 37 px keep 1; whole cells of 150 px: 6; at most 8)",
+        "brings the median corrected object nearest to 25 px (objects up to 37 px keep 1; "
+        "whole cells of 150 px: 6; at most 8)",
     )
 
 

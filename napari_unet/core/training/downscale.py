@@ -2,20 +2,20 @@
 
 A U-Net segments an object well when it sees it at about the size its recipe was made for: the
 built-in models and the learning recipe's pixel settings (boundary width, border weights, elastic
-grid, operating point) were made on nuclei of 15-23 px, an eighth to a tenth of the depth-4
-net's 200 px receptive field. Whole fibroblasts of 250 px in a 1024 x 1024 phase-contrast image
+grid, operating point) were made on nuclei of 15-23 px (an eighth to a tenth of the depth-4
+net's 200 px receptive field). Whole fibroblasts of 250 px in a 1024 x 1024 phase-contrast image
 are far larger, and a start model trained on 20-px nuclei has never seen such sizes. As nnU-Net
 resamples to a target spacing and Cellpose rescales to a target diameter (30 px), a new or
 fine-tuned instance model then sees the image ``k`` times smaller (``UNetConfig.downscale``: ``k``
 x ``k`` blocks averaged, logits resized back, so labels, tiles and post-processing stay in the
 image's own pixels; it trains on its items shrunk once, :mod:`~napari_unet.core.training.
 scaled_pool`): ``k`` is the factor that brings the median corrected object nearest to
-:data:`TARGET_SHARE` of the field (25 px for the depth-4 net; objects up to 1.5 times that keep
-``k`` = 1), at most :data:`MAX_AUTO`, and small enough that the images still span two pooling
-periods. Measured on stained nuclei enlarged 4 and 6 times (91 and 136 px, 10 CPU-minutes, K =
-3): AP@0.5 0.18 -> 0.48 at ``k`` = 4 and 0.22 -> 0.47 at ``k`` = 6 (docs/learning_ablation.md).
-Only instance labels choose it (a semantic class's connected regions, e.g. a membrane network,
-are not objects of a size); other architectures keep 1.
+:data:`TARGET_DIAMETER` (25 px; objects up to 37 px keep ``k`` = 1), at most :data:`MAX_AUTO`,
+and small enough that the images still span two pooling periods. Measured on stained nuclei
+enlarged 4 and 6 times (91 and 136 px, 10 CPU-minutes, K = 3, two seeds): AP@0.5 0.23 -> 0.47
+at ``k`` = 4 and 0.22 -> 0.47 at ``k`` = 6 (docs/learning_ablation.md). Only instance labels
+choose it (a semantic class's connected regions, e.g. a membrane network, are not objects of a
+size); other architectures keep 1.
 
 Torch-free except :func:`with_downscale`.
 """
@@ -29,9 +29,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: The median object's width, as a share of the theoretical receptive field, that the images are
-#: shrunk towards (25 px for the depth-4 net's 200 px; Cellpose's target diameter is 30 px).
-TARGET_SHARE = 0.125
+#: The median object's width (px, as the net sees it) the images are shrunk towards: the size the
+#: recipe and the built-ins were made for (nuclei of 15-23 px; Cellpose's target is 30 px). An
+#: absolute size, not a share of the field: a shallow net's field is no reason to shrink nuclei.
+TARGET_DIAMETER = 25.0
 #: The largest factor chosen automatically (``UNetConfig``'s largest).
 MAX_AUTO = 8
 #: Architectures whose config has ``downscale``.
@@ -39,25 +40,28 @@ ARCHS = ("unet",)
 
 
 def choose_downscale(
-    diameter: float | None,
-    receptive_field: int,
-    median_shape: tuple[int, ...],
-    size_multiple: int,
+    diameter: float | None, median_shape: tuple[int, ...], size_multiple: int
 ) -> int:
     """The factor ``k`` (1 = full resolution) for objects of median ``diameter`` px: the one
-    that brings them nearest to :data:`TARGET_SHARE` of ``receptive_field``.
+    that brings them nearest to :data:`TARGET_DIAMETER`.
 
     Args:
         diameter: median equivalent diameter of the corrected objects (None: no objects).
-        receptive_field, size_multiple: the net's at full resolution (``k`` = 1).
+        size_multiple: the net's input divisor at full resolution (``k`` = 1).
         median_shape: (Y, X) of the median image.
     """
     if diameter is None:
         return 1
-    k = max(1, min(MAX_AUTO, math.floor(diameter / (TARGET_SHARE * receptive_field) + 0.5)))
+    k = factor_for(diameter)
     while k > 1 and min(median_shape) < 2 * size_multiple * k:
         k -= 1  # the shrunk image must still span two pooling periods
     return k
+
+
+def factor_for(diameter: float) -> int:
+    """The factor (1-:data:`MAX_AUTO`) bringing objects ``diameter`` px wide nearest to
+    :data:`TARGET_DIAMETER`, before the images' size is considered."""
+    return max(1, min(MAX_AUTO, math.floor(diameter / TARGET_DIAMETER + 0.5)))
 
 
 def check_factor(k: int | None, arch: str, three_d: bool = False) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.training.downscale import TARGET_SHARE, choose_downscale
+from napari_unet.core.training.downscale import choose_downscale, factor_for
 from napari_unet.core.training.split import is_flat_copy
 
 __all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
@@ -193,7 +193,7 @@ def _downscale(
     """The factor instance objects ask for (``chooses``: a U-Net, instance labels; ``net``: its
     receptive field and size multiple); where they ask for none, the start model's ``start`` (a
     factor set before is kept)."""
-    chosen = choose_downscale(diameter, net[0], median, net[1]) if chooses else 1
+    chosen = choose_downscale(diameter, median, net[1]) if chooses else 1
     return chosen if chosen > 1 else start
 
 
@@ -218,9 +218,7 @@ def _scale_warning(diameter: float | None, receptive_field: int, downscale: int 
     in image pixels, the net seeing the images ``downscale`` times smaller), else ""."""
     if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
         return ""
-    needed = min(
-        8, max(2, math.floor(downscale * diameter / (TARGET_SHARE * receptive_field) + 0.5))
-    )
+    needed = max(2, factor_for(diameter))  # as the instance rule would choose
     return (
         f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
         f"({receptive_field} px): let it see the images {needed}x smaller (train --downscale "
