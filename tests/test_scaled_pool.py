@@ -77,6 +77,11 @@ def test_the_net_at_pool_scale_is_the_core_of_the_net_at_full_resolution():
     with pytest.raises(RuntimeError), at_pool_scale(net):
         raise RuntimeError("a failing step")
     assert net.resize_io and "resize_io" not in vars(net)
+    with at_pool_scale(net):
+        with at_pool_scale(net):
+            pass
+        assert not net.resize_io, "an inner use leaves the outer one's state"
+    assert net.resize_io
     flat = _net(1)
     with at_pool_scale(flat):
         assert flat.resize_io  # nothing to switch off at full resolution

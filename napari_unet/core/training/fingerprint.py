@@ -163,8 +163,7 @@ def fingerprint(
     counts, diameters = _classes_and_objects(items, task, label_map, ignore_value)
     diameter = float(np.median(diameters)) if diameters else None
     chooses = can_downscale and task == "instances"  # a class's regions are not objects of a size
-    net = (receptive_field, size_multiple)
-    downscale = downscale or _downscale(chooses, start_downscale, diameter, net, median)
+    downscale = downscale or _downscale(chooses, start_downscale, diameter, size_multiple, median)
     receptive_field = receptive_field * downscale  # in image pixels
     default_patch = tuple(int(d) * downscale for d in default_patch)  # the net sees as much
     chosen = patch_shape or _patch(median, default_patch, size_multiple * downscale)
@@ -182,18 +181,18 @@ def fingerprint(
         batch_size=_batch(batch_size, default_batch, default_patch, chosen),
         patch_reduced=patch_shape is None and tuple(chosen) != tuple(default_patch),
         downscale=int(downscale),
-        scale_warning=_scale_warning(diameter, receptive_field, downscale),
+        scale_warning=_scale_warning(diameter, receptive_field),
         **_zoom(zoom, start_zoom),
     )
 
 
 def _downscale(
-    chooses: bool, start: int, diameter: float | None, net: tuple[int, int], median: tuple[int, ...]
+    chooses: bool, start: int, diameter: float | None, multiple: int, median: tuple[int, ...]
 ) -> int:
-    """The factor instance objects ask for (``chooses``: a U-Net, instance labels; ``net``: its
-    receptive field and size multiple); where they ask for none, the start model's ``start`` (a
-    factor set before is kept)."""
-    chosen = choose_downscale(diameter, median, net[1]) if chooses else 1
+    """The factor instance objects ask for (``chooses``: a U-Net, instance labels; ``multiple``:
+    its input divisor); where they ask for none, the start model's ``start`` (a factor set
+    before is kept)."""
+    chosen = choose_downscale(diameter, median, multiple) if chooses else 1
     return chosen if chosen > 1 else start
 
 
@@ -213,9 +212,9 @@ def _batch(
     return int(min(MAX_BATCH_FACTOR * default, max(1, round(default * area))))
 
 
-def _scale_warning(diameter: float | None, receptive_field: int, downscale: int = 1) -> str:
+def _scale_warning(diameter: float | None, receptive_field: int) -> str:
     """A sentence when objects are far larger than the net's receptive field (``receptive_field``
-    in image pixels, the net seeing the images ``downscale`` times smaller), else ""."""
+    in image pixels, at the factor the net sees the images with), else ""."""
     if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
         return ""
     needed = max(2, factor_for(diameter))  # as the instance rule would choose

@@ -38,7 +38,7 @@ def pool_scale(model: Any) -> int:
 def at_pool_scale(model: Any) -> Iterator[None]:
     """Run ``model`` on its pools' shrunk patches: no pooling in, no resize out (a no-op for a
     model at full resolution). Restores the model's own resize on exit, also after an error."""
-    if pool_scale(model) == 1:
+    if pool_scale(model) == 1 or not model.resize_io:  # at full resolution, or already inside
         yield
         return
     model.resize_io = False
