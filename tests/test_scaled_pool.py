@@ -45,7 +45,7 @@ def _discs(n: int = 2, side: int = 96, radius: int = 14) -> list[TrainingItem]:
 def test_a_shrunk_item_is_what_the_net_sees_and_labels_keep_their_ids():
     rng = np.random.default_rng(0)
     image = rng.normal(size=(2, 12, 10)).astype(np.float32)
-    labels = np.arange(120, dtype=np.uint16).reshape(12, 10)
+    labels = np.arange(120, dtype=np.uint16).reshape(12, 10)  # every pixel its own object
     mask = labels % 3 == 0
     item = TrainingItem(image=image, labels=labels, annotated_mask=mask, name="a")
     small = shrunk_item(item, 4)  # 12 x 10 -> 3 x 3 (the last column: two pixels, edge repeated)
@@ -54,13 +54,46 @@ def test_a_shrunk_item_is_what_the_net_sees_and_labels_keep_their_ids():
     np.testing.assert_allclose(small.image[:, :, :2], pooled, rtol=1e-6)  # as the net pools
     np.testing.assert_allclose(small.image[:, 0, 2], image[:, :4, 8:].mean(axis=(1, 2)) * 0.5
                                + image[:, :4, 9].mean(axis=1) * 0.5, rtol=1e-5)  # fmt: skip
-    # labels and mask: the block centre's value (row 2, column 2), clipped at the edge
+    # instances: the block centre's object (row 2, column 2, clipped at the edge) and its mask
     assert small.labels[0].tolist() == [labels[2, 2], labels[2, 6], labels[2, 9]]
-    assert small.labels.dtype == labels.dtype and small.name == "a"
+    assert small.name == "a"
     np.testing.assert_array_equal(small.mask, mask[[2, 6, 10]][:, [2, 6, 9]])
     assert shrunk_item(item, 1) is item
     target = TrainingItem(image=image, labels=image[:1], name="r")  # restoration: averaged
     np.testing.assert_allclose(shrunk_item(target, 2).labels, shrunk_item(target, 2).image[:1])
+
+
+def test_a_cell_split_by_an_eraser_line_stays_split_when_shrunk():
+    """The user split a merged cell with a 2-px eraser line that falls between the block
+    centres: both halves keep the same id in the layer, and centre sampling alone would merge
+    them again in the net's copy. Each connected part gets its own object first."""
+    labels = np.zeros((64, 64), np.uint16)
+    labels[8:56, 8:56] = 5
+    labels[:, 32:34] = 0  # the eraser line: columns 32-33; the 8 x 8 block centres are at 4 + 8j
+    item = TrainingItem(np.zeros((1, 64, 64), np.float32), labels, labels > 0, name="split")
+    small = shrunk_item(item, 8)
+    assert small.labels.shape == (8, 8)
+    left, right = small.labels[3, 2], small.labels[3, 5]
+    assert left and right and left != right, small.labels  # two touching objects: a boundary
+    merged = shrunk_item(item, 8, "semantic").labels  # class ids are kept as they are
+    assert merged[3, 2] == merged[3, 5] == 5
+
+
+def test_a_thin_class_stroke_survives_shrinking():
+    """A 2-px scribble of class 2 between the block centres of a semantic item still reaches
+    the net's copy: a block is annotated when any pixel is, labelled from the annotated pixel
+    nearest its centre (where the centre is annotated, its own label)."""
+    labels = np.zeros((32, 32), np.uint8)
+    mask = np.zeros((32, 32), bool)
+    labels[9:11, 4:28], mask[9:11, 4:28] = 2, True  # rows 9-10; centres of 8 x 8 blocks: 4, 12
+    labels[16:32, 16:32], mask[16:32, 16:32] = 1, True  # a filled region keeps its centres
+    item = TrainingItem(np.zeros((1, 32, 32), np.float32), labels, mask, name="scribble")
+    small = shrunk_item(item, 8, "semantic")
+    assert small.mask[1].tolist() == [True, True, True, True]  # the stroke's blocks
+    assert small.labels[1].tolist() == [2, 2, 2, 2]
+    assert small.mask[2:, 2:].all() and (small.labels[2:, 2:] == 1).all()
+    assert not small.mask[0].any() and not small.mask[2:, :2].any()
+    assert small.labels.dtype == np.uint8
 
 
 def test_the_net_at_pool_scale_is_the_core_of_the_net_at_full_resolution():

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.training.downscale import choose_downscale, factor_for
+from napari_unet.core.training.downscale import choose_downscale, factor_for, held_back_tile
 from napari_unet.core.training.split import is_flat_copy
 
 __all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
@@ -70,6 +70,7 @@ class DatasetFingerprint:
         receptive_field: theoretical receptive field of the net (pixels of the image, so ``k``
             times the net's own with ``downscale`` k).
         downscale: ``k``: the net sees the images ``k`` times smaller (1: full resolution).
+        val_tile: the side (px) of the held-back validation tiles (:func:`held_back_tile`).
         patch_shape, batch_size: the settings chosen (or given).
         patch_reduced: the patch was made smaller than asked to fit the images.
         scale_warning: a sentence when objects are far larger than the receptive field, else "".
@@ -90,6 +91,7 @@ class DatasetFingerprint:
     batch_size: int
     patch_reduced: bool = False
     downscale: int = 1
+    val_tile: int = 128
     scale_warning: str = ""
     zoom: tuple[float, float] = ZOOM
     zoom_reason: str = ""
@@ -107,7 +109,10 @@ class DatasetFingerprint:
         )
         reduced = " (reduced to fit the images)" if self.patch_reduced else ""
         if self.downscale > 1:
-            size += f" (the net sees the images {self.downscale}x smaller)"
+            size += (
+                f" (the net sees the images {self.downscale}x smaller; held-back tiles "
+                f"{self.val_tile} px)"
+            )
         low, high = self.zoom
         why = f" ({self.zoom_reason})" if self.zoom_reason else ""
         line = (
@@ -133,6 +138,7 @@ def fingerprint(
     receptive_field: int,
     default_patch: tuple[int, int] = (256, 256),
     default_batch: int = 4,
+    default_val_tile: int = 128,
     patch_shape: tuple[int, int] | None = None,
     batch_size: int | None = None,
     label_map: dict[int, int] | None = None,
@@ -151,6 +157,7 @@ def fingerprint(
         size_multiple, receptive_field: the net's input divisor and field (px) at ``downscale`` 1.
         default_patch, default_batch: the settings used when the images are large enough (the
             default patch grows ``k`` times with ``downscale`` k, so the net sees as many pixels).
+        default_val_tile: the held-back tile side at full resolution (:func:`held_back_tile`).
         patch_shape, batch_size: explicit settings; they win (kept as given).
         label_map, ignore_value: how raw label values become classes (semantic).
         zoom: an explicit zoom range of the augmentation (it wins); start_zoom: the range the
@@ -181,7 +188,8 @@ def fingerprint(
         batch_size=_batch(batch_size, default_batch, default_patch, chosen),
         patch_reduced=patch_shape is None and tuple(chosen) != tuple(default_patch),
         downscale=int(downscale),
-        scale_warning=_scale_warning(diameter, receptive_field),
+        val_tile=held_back_tile(default_val_tile, downscale, median),
+        scale_warning=_scale_warning(diameter, receptive_field, downscale),
         **_zoom(zoom, start_zoom),
     )
 
@@ -212,12 +220,19 @@ def _batch(
     return int(min(MAX_BATCH_FACTOR * default, max(1, round(default * area))))
 
 
-def _scale_warning(diameter: float | None, receptive_field: int) -> str:
+def _scale_warning(diameter: float | None, receptive_field: int, downscale: int = 1) -> str:
     """A sentence when objects are far larger than the net's receptive field (``receptive_field``
-    in image pixels, at the factor the net sees the images with), else ""."""
+    in image pixels, at the ``downscale`` factor the net sees the images with), else ""."""
     if diameter is None or diameter <= SCALE_WARNING_SHARE * receptive_field:
         return ""
     needed = max(2, factor_for(diameter))  # as the instance rule would choose
+    if needed <= downscale:  # already seen that much smaller: the net is the limit
+        return (
+            f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
+            f"({receptive_field} px) even with the images seen {downscale}x smaller: start "
+            "from a deeper model (more poolings) or let it see them smaller still (--downscale, "
+            "up to 8)."
+        )
     return (
         f"Objects ({diameter:.0f} px across) are large for the net's receptive field "
         f"({receptive_field} px): let it see the images {needed}x smaller (train --downscale "
