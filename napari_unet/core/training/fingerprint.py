@@ -155,14 +155,11 @@ def fingerprint(
         items: training items: ``image`` (C, Y, X), ``labels`` (Y, X), ``mask`` (Y, X) bool.
         task: ``binary``, ``semantic``, ``instances`` or ``restoration``.
         size_multiple, receptive_field: the net's input divisor and field (px) at ``downscale`` 1.
-        default_patch, default_batch: the settings used when the images are large enough (the
-            default patch grows ``k`` times with ``downscale`` k, so the net sees as many pixels).
-        default_val_tile: the held-back tile side at full resolution (:func:`held_back_tile`).
-        patch_shape, batch_size: explicit settings; they win (kept as given).
+        default_patch, default_batch, default_val_tile: the settings for large enough images
+            (patch and held-back tile k times larger with ``downscale`` k: :func:`held_back_tile`).
+        patch_shape, batch_size, downscale: explicit settings win (else chosen from the data).
         label_map, ignore_value: how raw label values become classes (semantic).
-        zoom: an explicit zoom range of the augmentation (it wins); start_zoom: the range the
-            start model was trained with, which a fine-tune keeps (else :data:`ZOOM`).
-        downscale: an explicit factor (it wins), else :func:`_downscale`'s.
+        zoom, start_zoom: the augmentation's zoom range given (it wins) / the start model's.
     """
     items = [item for item in items if not is_flat_copy(item)]  # 2.5-D copies: counted once
     shapes = np.array([tuple(np.shape(item.image)[-2:]) for item in items], dtype=np.int64)
