@@ -77,6 +77,9 @@ def test_a_cell_split_by_an_eraser_line_stays_split_when_shrunk():
     assert left and right and left != right, small.labels  # two touching objects: a boundary
     merged = shrunk_item(item, 8, "semantic").labels  # class ids are kept as they are
     assert merged[3, 2] == merged[3, 5] == 5
+    labels[:, 56:] = 3  # `train --ignore-value 3`: these pixels are not an object
+    kept = shrunk_item(item, 8, "instances", ignore_value=3).labels
+    assert (kept[:, 7] == 3).all() and 3 not in kept[:, :7]
 
 
 def test_a_thin_class_stroke_survives_shrinking():

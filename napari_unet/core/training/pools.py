@@ -101,7 +101,12 @@ def build_pools(model: SegmentationNet, items, val_items, config) -> tuple:
         "task": config.task,
         "seed": config.seed,
     }
-    pool = functools.partial(ScaledPatchSampler, shrink=k) if k > 1 else PatchSampler
+    ignore = config.targets.ignore_value
+    pool = (
+        functools.partial(ScaledPatchSampler, shrink=k, ignore_value=ignore)
+        if k > 1
+        else PatchSampler
+    )
     targets_fn = targets_function(config.targets, config.task, model.out_channels)
     if val_items is None:
         train_items, val_items = split_validation(

@@ -91,7 +91,9 @@ def _annotated_blocks(
     return chosen, found
 
 
-def shrunk_item(item: TrainingItem, k: int, task: str = "instances") -> TrainingItem:
+def shrunk_item(
+    item: TrainingItem, k: int, task: str = "instances", ignore_value: int | None = None
+) -> TrainingItem:
     """``item`` ``k`` times smaller: the image (C, Y, X) -> (C, ceil(Y/k), ceil(X/k)) averaged
     as the net's own pooling does; float restoration targets averaged. The name is kept.
 
@@ -99,7 +101,8 @@ def shrunk_item(item: TrainingItem, k: int, task: str = "instances") -> Training
     connected part of an id gets its own (an eraser line that split a cell keeps the halves
     apart, as touching objects, even where the line falls between block centres), and so is the
     annotated mask (a block's edge pixels do not grow an object whose outside is unannotated);
-    class labels keep every stroke (:func:`_annotated_blocks`: thin scribbles of a class)."""
+    class labels keep every stroke (:func:`_annotated_blocks`: thin scribbles of a class).
+    ``ignore_value`` (``TargetConfig.ignore_value``): raw label pixels that keep that value."""
     if k == 1:
         return item
     labels = np.asarray(item.labels)
@@ -109,7 +112,7 @@ def shrunk_item(item: TrainingItem, k: int, task: str = "instances") -> Training
     if np.issubdtype(labels.dtype, np.floating):
         return TrainingItem(image, _block_mean(labels, k), centres, item.name)
     if task == "instances":
-        parts = connected_components(labels, background=0, connectivity=1)
+        parts = _parts(labels, ignore_value)
         return TrainingItem(image, _block_centres(parts, k).copy(), centres, item.name)
     if mask is None:
         return TrainingItem(image, _block_centres(labels, k).copy(), None, item.name)
@@ -117,19 +120,32 @@ def shrunk_item(item: TrainingItem, k: int, task: str = "instances") -> Training
     return TrainingItem(image=image, labels=small, annotated_mask=small_mask, name=item.name)
 
 
+def _parts(labels: np.ndarray, ignore_value: int | None) -> np.ndarray:
+    """(Y, X) int64: each 4-connected part of each instance id its own object (0 stays 0); the
+    pixels with a positive ``ignore_value`` keep it (the objects' ids skip it)."""
+    parts = connected_components(labels, background=0, connectivity=1).astype(np.int64)
+    if ignore_value is not None and ignore_value > 0:
+        parts[parts >= ignore_value] += 1
+        parts[labels == ignore_value] = ignore_value
+    return parts
+
+
 class ScaledPatchSampler(PatchSampler):
     """A :class:`PatchSampler` whose patches come from its items shrunk ``shrink`` times
-    (:func:`shrunk_item`); ``input_shape``/``output_shape`` are the shrunk net's. :attr:`items`
-    are the items as given (full resolution)."""
+    (:func:`shrunk_item`, raw labels equal to ``ignore_value`` kept); ``input_shape``/
+    ``output_shape`` are the shrunk net's. :attr:`items` are the items as given (full
+    resolution)."""
 
-    def __init__(self, targets_fn: Any, *, shrink: int, **kwargs: Any) -> None:
-        self.shrink = int(shrink)
+    def __init__(
+        self, targets_fn: Any, *, shrink: int, ignore_value: int | None = None, **kwargs: Any
+    ) -> None:
+        self.shrink, self.ignore_value = int(shrink), ignore_value
         self._given: dict[int, TrainingItem] = {}  # id(shrunk copy) -> the item as given
         super().__init__(targets_fn, **kwargs)
 
     def add_item(self, item: TrainingItem, *, check: bool = True) -> None:
         """Add ``item`` shrunk (or replace the item with the same name); thread-safe."""
-        shrunk = shrunk_item(item, self.shrink, self.task)
+        shrunk = shrunk_item(item, self.shrink, self.task, self.ignore_value)
         self._given[id(shrunk)] = item
         try:
             super().add_item(shrunk, check=check)
