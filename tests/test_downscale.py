@@ -103,8 +103,7 @@ def test_the_fingerprint_chooses_the_factor_for_instances_and_says_so():
     data = fingerprint(items, task="instances", can_downscale=True, **kwargs)
     assert data.downscale == 6 and data.receptive_field == 1200 and not data.scale_warning
     assert data.patch_shape == (384, 384)  # 1536 asked (256 seen), reduced to the images
-    assert "the net sees the images 6x smaller; held-back tiles 192 px" in data.describe()
-    assert data.val_tile == 192  # 6 x 128 asked, at most half the 384-px images
+    assert "the net sees the images 6x smaller" in data.describe()
     # semantic regions (e.g. a membrane network) are not objects of a size: a warning only
     semantic = fingerprint(items, task="semantic", can_downscale=True, **kwargs)
     assert semantic.downscale == 1 and "see the images 6x smaller (train --downscale 6" in (
@@ -112,18 +111,7 @@ def test_the_fingerprint_chooses_the_factor_for_instances_and_says_so():
     )
     assert fingerprint(items, task="instances", **kwargs).downscale == 1  # the net cannot
     given = fingerprint(items, task="instances", can_downscale=True, downscale=1, **kwargs)
-    assert given.downscale == 1 and given.patch_shape == (256, 256) and given.val_tile == 128
-
-
-@pytest.mark.parametrize(
-    ("k", "shape", "expected"),
-    [(1, (100, 100), 128), (1, (2048, 2048), 128), (4, (2048, 2048), 512), (8, (1024, 1024), 512),
-     (4, (300, 1000), 150), (2, (200, 200), 128)],
-)  # fmt: skip
-def test_the_held_back_tile_grows_with_the_scale_and_leaves_four_per_image(k, shape, expected):
-    from napari_unet.core.training.downscale import held_back_tile
-
-    assert held_back_tile(128, k, shape) == expected
+    assert given.downscale == 1 and given.patch_shape == (256, 256)
 
 
 def _write(folder, radius=80) -> None:
@@ -142,20 +130,13 @@ def _train(folder, out, *extra: str) -> list[str]:
             "--out", str(out), *extra]  # fmt: skip
 
 
-def test_train_chooses_the_factor_and_a_fine_tune_copies_its_start(tmp_path, caplog, monkeypatch):
-    from napari_unet.core.training import pools
-
-    tiles = []  # the held-back tile side of each split
-    split = pools.split_validation
-    monkeypatch.setattr(pools, "split_validation", lambda *a, **k: tiles.append(k["tile"])
-                        or split(*a, **k))  # fmt: skip
+def test_train_chooses_the_factor_and_a_fine_tune_copies_its_start(tmp_path, caplog):
     _write(tmp_path)
     caplog.set_level("INFO")
     new = tmp_path / "new.pt"
     assert main(_train(tmp_path, new, "--model", "unet")) == 0
     assert load_checkpoint(new).model.config["downscale"] == 6
-    assert "the net sees the images 6x smaller; held-back tiles" in caplog.text
-    assert tiles == [192], "held-back tiles grow with the scale (half the 384-px images)"
+    assert "the net sees the images 6x smaller" in caplog.text
     kept = tmp_path / "kept.pt"  # the user's factor wins
     assert main(_train(tmp_path, kept, "--model", "unet", "--downscale", "1")) == 0
     assert "downscale" not in load_checkpoint(kept).model.config
@@ -186,11 +167,9 @@ def test_simulate_fine_tunes_the_built_in_at_the_chosen_scale(tmp_path, capsys):
             "--rounds", "1", "--per-round", "1", "--steps-per-round", "1", "--eval-images", "1",
             "--device", "cpu", "--threads", "1", "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
-    config = json.loads(out.read_text())["config"]
-    assert config["model"]["downscale"] == 6 and config["simulate"]["train"]["val_tile"] == 192
+    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 6
     assert main([*argv, "--downscale", "2"]) == 0  # the user's factor wins
-    config = json.loads(out.read_text())["config"]
-    assert config["model"]["downscale"] == 2 and config["simulate"]["train"]["val_tile"] == 192
+    assert json.loads(out.read_text())["config"]["model"]["downscale"] == 2
     refused = [*argv[:-2], "--json", str(tmp_path / "no.json"), "--downscale", "2"]
     refused[refused.index("fluo-nuclei")] = "unet_original"
     assert main(refused) != 0 and not (tmp_path / "no.json").exists()
@@ -205,7 +184,7 @@ def test_the_fine_tune_trainer_copies_its_start_at_the_chosen_scale(tmp_path):
     start = save_checkpoint(tmp_path / "start.pt", _net(1, depth=4), task="instances")
     info = read_checkpoint_info(start)
     data, config = data_settings(_discs(), info, TrainConfig(task="instances"))
-    assert data.downscale == 6 and config.patch_shape == (384, 384) and config.val_tile == 192
+    assert data.downscale == 6 and config.patch_shape == (384, 384)
     pool = SimpleNamespace(info=info, start_path=start, run_dir=tmp_path / "run")
     TrainerPool._downscale(pool, data.downscale)
     assert read_checkpoint_info(pool.start_path).model_config["downscale"] == 6
@@ -231,34 +210,13 @@ def test_a_factor_set_before_is_kept_where_the_objects_ask_for_none(tmp_path):
     assert load_checkpoint(tuned).model.config["downscale"] == 3
 
 
-def test_the_fine_tune_trainer_holds_back_tiles_grown_with_the_scale(tmp_path):
-    """The dock's trainer splits its held-back tiles with the tile the fingerprint grew (k x the
-    dock's), so the operating point sees whole cells, not pieces."""
-    import queue
-
-    from trainer_kill_helper import request, review_slice
-
-    from napari_unet.core.training.split import split_validation
-    from napari_unet.session import Session
-    from napari_unet.trainer.events import PoolChanged
-    from napari_unet.trainer.process import run_trainer
-
-    items = _discs(shape=(320, 320), radius=40, n=2)  # 80-px cells: the net sees them 3x smaller
-    session = Session.create(tmp_path / "session")
-    stack = np.stack([(item.image[0] * 1000 + 2000).astype(np.uint16) for item in items])
-    image_id = session.add_image("cells", axes="ZYX", image=stack, task="instances")
-    for index, item in enumerate(items):
-        review_slice(session, image_id, index, item.labels.astype(np.uint16))
-    start = save_checkpoint(tmp_path / "start.pt", _net(1, depth=2), task="instances")
-    train = {"steps": 1, "val_every": 1, "val_tile": 32, "val_fraction": 0.5}
-    events: queue.Queue = queue.Queue()
-    run_trainer(request(tmp_path / "session", start, train=train).to_dict(), events, queue.Queue())
-    pool = next(e for e in (events.get_nowait() for _ in range(events.qsize()))
-            if isinstance(e, PoolChanged))  # fmt: skip
-    assert "3x smaller; held-back tiles 96 px" in pool.fingerprint, pool.fingerprint  # 3 x 32
-    assert "even with the images seen 3x smaller" in pool.fingerprint  # the depth-2 net's field
-    named = [
-        TrainingItem(i.image, i.labels, name=f"{image_id}/{n:05d}") for n, i in enumerate(items)
-    ]
-    held = sum(int(v.mask.sum()) for v in split_validation(named, 0.5, tile=96, seed=0)[1])
-    assert pool.validation_pixels == held > 0
+def test_the_scale_warning_asks_for_no_factor_the_net_already_has():
+    """80-px cells through a depth-2 net (field 44 px): the rule makes it see them 3x smaller,
+    where they are still large for its field; the line says so instead of asking for 3x."""
+    items = _discs(shape=(320, 320), radius=40, n=2)
+    data = fingerprint(items, task="instances", size_multiple=4, receptive_field=44,
+                       can_downscale=True)  # fmt: skip
+    assert data.downscale == 3 and "even with the images seen 3x smaller" in data.scale_warning
+    assert "--downscale 3" not in data.scale_warning
+    full = fingerprint(items, task="instances", size_multiple=4, receptive_field=44)
+    assert full.downscale == 1 and "let it see the images 3x smaller" in full.scale_warning

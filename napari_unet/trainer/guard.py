@@ -148,9 +148,8 @@ def held_back_now(val: dict[str, Any], taken: Iterable[Any], config: Any) -> dic
 
 
 def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
-    """``(fingerprint, config)``: the dock's patch and batch fitted to the corrected images, the
-    zoom range of the augmentation the start model (``info``) was trained with, and the held-back
-    tile grown with the scale the net sees the images at.
+    """``(fingerprint, config)``: the dock's patch and batch fitted to the corrected images, and
+    the zoom range of the augmentation the start model (``info``) was trained with.
 
     The dock's settings are the starting point (a patch only shrinks to fit the images; the batch
     grows to keep the pixels per step); the fingerprint's line is shown in the dock.
@@ -166,7 +165,6 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
         receptive_field=field,
         default_patch=tuple(config.patch_shape),
         default_batch=config.batch_size,
-        default_val_tile=config.val_tile,
         start_zoom=info.trained_zoom,
         can_downscale=info.arch in scale.ARCHS and int(info.spatial_dims) == 2,
         start_downscale=scale.downscale_of(info.model_config),
@@ -174,8 +172,5 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
     logger.info("%s", data.describe())
     augment = config.augment.replace(affine_scale=data.zoom)
     return data, config.replace(
-        patch_shape=data.patch_shape,
-        batch_size=data.batch_size,
-        augment=augment,
-        val_tile=data.val_tile,
+        patch_shape=data.patch_shape, batch_size=data.batch_size, augment=augment
     )

@@ -43,7 +43,6 @@ class TrainerPool:
         settings = volume_settings if is_volumetric(self.info) else data_settings
         self.fingerprint, self.config = settings(items, self.info, self.config)
         self._downscale(self.fingerprint.downscale)
-        self.plan.tile = self.config.val_tile  # grown with the scale (the fingerprint's)
         items = self._polarity(items)  # scored with the patch fitted to the data
         self.pool = {item.name: item for item in items}
         train, self.val_items = self.plan.split(items)

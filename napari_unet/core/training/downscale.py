@@ -64,15 +64,6 @@ def factor_for(diameter: float) -> int:
     return max(1, min(MAX_AUTO, math.floor(diameter / TARGET_DIAMETER + 0.5)))
 
 
-def held_back_tile(tile: int, k: int, median_shape: tuple[int, ...]) -> int:
-    """The held-back validation tile side for a net that sees the images ``k`` times smaller:
-    ``k`` times ``tile``, so a held-back tile holds as many of the net's pixels and whole objects
-    as at ``k`` = 1 (128-px tiles would cut every 250-px cell, and the operating point would be
-    chosen on pieces), at most half the median image side (an image keeps four tiles or more,
-    so holding one back never takes a whole image of three), never below ``tile``."""
-    return max(int(tile), min(int(tile) * int(k), min(median_shape) // 2))
-
-
 def check_factor(k: int | None, arch: str, three_d: bool = False) -> None:
     """Refuse an explicit factor ``k`` > 1 for a net that cannot see the images smaller."""
     from napari_unet.core.errors import UserInputError

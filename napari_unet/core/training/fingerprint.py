@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.training.downscale import choose_downscale, factor_for, held_back_tile
+from napari_unet.core.training.downscale import choose_downscale, factor_for
 from napari_unet.core.training.split import is_flat_copy
 
 __all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
@@ -70,7 +70,6 @@ class DatasetFingerprint:
         receptive_field: theoretical receptive field of the net (pixels of the image, so ``k``
             times the net's own with ``downscale`` k).
         downscale: ``k``: the net sees the images ``k`` times smaller (1: full resolution).
-        val_tile: the side (px) of the held-back validation tiles (:func:`held_back_tile`).
         patch_shape, batch_size: the settings chosen (or given).
         patch_reduced: the patch was made smaller than asked to fit the images.
         scale_warning: a sentence when objects are far larger than the receptive field, else "".
@@ -91,7 +90,6 @@ class DatasetFingerprint:
     batch_size: int
     patch_reduced: bool = False
     downscale: int = 1
-    val_tile: int = 128
     scale_warning: str = ""
     zoom: tuple[float, float] = ZOOM
     zoom_reason: str = ""
@@ -109,10 +107,7 @@ class DatasetFingerprint:
         )
         reduced = " (reduced to fit the images)" if self.patch_reduced else ""
         if self.downscale > 1:
-            size += (
-                f" (the net sees the images {self.downscale}x smaller; held-back tiles "
-                f"{self.val_tile} px)"
-            )
+            size += f" (the net sees the images {self.downscale}x smaller)"
         low, high = self.zoom
         why = f" ({self.zoom_reason})" if self.zoom_reason else ""
         line = (
@@ -138,7 +133,6 @@ def fingerprint(
     receptive_field: int,
     default_patch: tuple[int, int] = (256, 256),
     default_batch: int = 4,
-    default_val_tile: int = 128,
     patch_shape: tuple[int, int] | None = None,
     batch_size: int | None = None,
     label_map: dict[int, int] | None = None,
@@ -155,8 +149,8 @@ def fingerprint(
         items: training items: ``image`` (C, Y, X), ``labels`` (Y, X), ``mask`` (Y, X) bool.
         task: ``binary``, ``semantic``, ``instances`` or ``restoration``.
         size_multiple, receptive_field: the net's input divisor and field (px) at ``downscale`` 1.
-        default_patch, default_batch, default_val_tile: the settings for large enough images
-            (patch and held-back tile k times larger with ``downscale`` k: :func:`held_back_tile`).
+        default_patch, default_batch: the settings used when the images are large enough (the
+            default patch grows ``k`` times with ``downscale`` k, so the net sees as many pixels).
         patch_shape, batch_size, downscale: explicit settings win (else chosen from the data).
         label_map, ignore_value: how raw label values become classes (semantic).
         zoom, start_zoom: the augmentation's zoom range given (it wins) / the start model's.
@@ -185,7 +179,6 @@ def fingerprint(
         batch_size=_batch(batch_size, default_batch, default_patch, chosen),
         patch_reduced=patch_shape is None and tuple(chosen) != tuple(default_patch),
         downscale=int(downscale),
-        val_tile=held_back_tile(default_val_tile, downscale, median),
         scale_warning=_scale_warning(diameter, receptive_field, downscale),
         **_zoom(zoom, start_zoom),
     )
