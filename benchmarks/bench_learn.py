@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _learn_data import LearnSet, shared_sets, stained_grey_set, synthetic_set, zoomed_sets
+from _learn_data import LearnSet, requested_sets, synthetic_set
 from _learn_runs import (
     ABLATIONS,
     EVALS,
@@ -198,8 +198,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sets",
         type=_names,
-        help="data sets (default: all three; SET_xN: a "
-        "shared set enlarged N times, objects beyond the net's field)",
+        help="data sets (default: the three shared ones; also dsb2018_stained_grey, "
+        "isbi2012_cells: EM cells as instances; SET_xN: a set enlarged N times)",
     )
     parser.add_argument("--plan", type=_plan, help="K:SEED pairs (3:0,3:1,3:2,10:0)")
     parser.add_argument("--methods", type=_names, default=("recipe", "plain", "rf"))
@@ -258,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke:
             sets = {"synthetic": synthetic_set(Path(temp) / "synthetic")}
         else:
-            sets = shared_sets(args.data)
-            if "dsb2018_stained_grey" in (args.sets or ()):
-                sets["dsb2018_stained_grey"] = stained_grey_set(args.data, Path(temp) / "grey")
-            sets.update(zoomed_sets(sets, args.sets or (), work / "zoomed"))
+            sets = requested_sets(args.data, args.sets or (), work / "derived")
         specs = build_specs(sets, args, mode)
         records = execute(specs, work, args.parallel, out.with_suffix(".partial.jsonl"))
     summary = summarize(records)

@@ -123,3 +123,33 @@ def test_a_zoomed_set_enlarges_images_and_labels_and_keeps_the_draws(load_benchm
     labels = iio.imread(big.labels(stem))
     np.testing.assert_array_equal(labels[::3, ::3], small_labels)
     assert labels.shape == (120, 120) and iio.imread(big.image(stem)).shape == (120, 120)
+
+
+def test_isbi_cells_are_the_connected_regions_between_membranes(load_benchmark, tmp_path):
+    """``--sets isbi2012_cells``: ISBI 2012 scored as instances, one id per 4-connected region of
+    cell interior, membranes background; same test slices and draws as ``isbi2012``."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    load_benchmark("bench_learn")
+    from _learn_data import LearnSet, isbi_cells_set
+
+    for sub in ("images", "labels"):
+        (tmp_path / "isbi" / sub).mkdir(parents=True)
+    membrane = np.full((12, 12), 255, np.uint8)
+    membrane[:, 5] = 0  # a vertical membrane: two cells...
+    membrane[8, 6:] = 0  # ...the right one cut in two by a horizontal membrane
+    membrane[2, 2] = 0  # a speck of membrane inside the left cell: still one cell
+    for stem in ("00", "01", "02"):
+        iio.imwrite(tmp_path / "isbi" / "images" / f"{stem}.png", membrane // 2)
+        iio.imwrite(tmp_path / "isbi" / "labels" / f"{stem}.png", membrane)
+    base = LearnSet("isbi2012", str(tmp_path / "isbi"), test=("02",), pool=("00", "01"),
+                    membranes=True)  # fmt: skip
+    cells = isbi_cells_set(base, tmp_path / "cells")
+    assert cells.name == "isbi2012_cells" and not cells.membranes
+    assert cells.choose(2, 1) == base.choose(2, 1) and cells.test == base.test
+    labels = iio.imread(cells.labels("02"))
+    assert labels.dtype == np.uint16 and len(np.unique(labels[labels > 0])) == 3
+    np.testing.assert_array_equal(labels == 0, membrane == 0)
+    assert labels[0, 0] == labels[11, 0] != labels[0, 11] != labels[11, 11]
+    np.testing.assert_array_equal(iio.imread(cells.image("02")), membrane // 2)
