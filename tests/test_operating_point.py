@@ -21,6 +21,7 @@ from napari_unet.core.training.operating_point import (
     choose_operating_point,
     describe_operating_point,
 )
+from napari_unet.core.training.operating_point_scoring import HeldScore
 
 SIDE = 128
 
@@ -189,9 +190,17 @@ def test_the_models_own_setting_wins_a_full_tie():
 
 
 def _scored(*rows):
-    return [
-        (PostprocessConfig(output="instances", threshold=t, unseeded=u), ap) for t, u, ap in rows
-    ]
+    """``(setting, HeldScore)`` pairs from ``(threshold, unseeded, AP@0.5[, foreground IoU])``
+    rows (100 matches or misses; IoU 0.9 unless given)."""
+    scored = []
+    for threshold, unseeded, ap, *iou in rows:
+        tp = round(100 * ap)
+        union = 1000
+        overlap = round(union * (iou[0] if iou else 0.9))
+        score = HeldScore(tp, 100 - tp, 0, overlap, union)
+        scored.append((PostprocessConfig(output="instances", threshold=threshold,
+                                         unseeded=unseeded), score))  # fmt: skip
+    return scored
 
 
 def test_the_pick_stays_within_one_object_of_the_best_and_above_the_own_setting():
@@ -207,6 +216,24 @@ def test_the_pick_stays_within_one_object_of_the_best_and_above_the_own_setting(
     # never below what the model's own setting scores
     own_best = _scored((0.5, "object", 0.8), (0.9, "drop", 0.78))
     assert _pick(own_best, 10).threshold == 0.5
+
+
+def test_the_pick_never_thins_every_object_for_a_tie():
+    """A higher threshold that ties on AP@0.5 but costs foreground IoU on the held-back tiles
+    (it thins every object, not specks) is not taken; one that costs less than the tolerance
+    (specks and rims removed) still is."""
+    # EM cells, 60 objects: 0.6 is within one object of 0.5 on AP, but 0.02 lower on IoU
+    thinned = _scored((0.5, "object", 0.65, 0.90), (0.6, "object", 0.69, 0.88),
+                      (0.5, "drop", 0.70, 0.899))  # fmt: skip
+    chosen = _pick(thinned, 60)
+    assert (chosen.threshold, chosen.unseeded) == (0.5, "drop")
+    # nuclei: removing specks costs almost no foreground, the highest threshold wins as before
+    specks = _scored((0.5, "object", 0.70, 0.85), (0.9, "object", 0.70, 0.845))
+    assert _pick(specks, 60).threshold == 0.9
+    # the guard is against the best IoU of the near settings, not of all of them
+    far = _scored((0.5, "object", 0.50, 0.95), (0.6, "object", 0.80, 0.85),
+                  (0.9, "object", 0.80, 0.846))  # fmt: skip
+    assert _pick(far, 60).threshold == 0.9
 
 
 def _nuclei_items(n: int = 2) -> list[TrainingItem]:

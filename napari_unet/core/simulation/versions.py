@@ -114,13 +114,13 @@ def held_back(
     task, model = train_config.task, version.model
     if task == "instances":
         from napari_unet.core.models.pooling import model_voxel_size
-        from napari_unet.core.training.operating_point_scoring import _ap, _counts, _pieces
+        from napari_unet.core.training.operating_point_scoring import _counts, _pieces
 
         pieces = _pieces(model, val_items, predict_config)
         if not any((truth > 0).any() for _, truth, _, _, _ in pieces):
             return HeldBackScore(None, "AP@0.5")
-        counts = _counts(version.postprocess, pieces, model_voxel_size(model))
-        return HeldBackScore(_ap(*counts), "AP@0.5")
+        held = _counts(version.postprocess, pieces, model_voxel_size(model))
+        return HeldBackScore(held.ap50, "AP@0.5")
     if _semantic_tunable(model, task) and _flat(model):
         return _semantic_score(version, val_items, train_config, predict_config)
     value = score_model(model, list(val_items), train_config)  # labels = argmax: no setting

@@ -1,8 +1,9 @@
 """The held-back regions an operating point is chosen on, and how a setting scores there.
 
 :func:`_pieces` predicts each connected group of held-back tiles once (with ``CONTEXT`` pixels of
-context); :func:`_counts` turns the probabilities into instances with one post-processing setting
-and matches them to the truth at IoU 0.5, summed over the regions.
+context); :func:`_counts` turns the probabilities into instances with one post-processing setting,
+matches them to the truth at IoU 0.5 and compares their foreground with the true foreground,
+summed over the regions (:class:`HeldScore`).
 
 Objects cut by the edge of a held-back region are scored as the cut pieces in both the prediction
 and the truth (pixels outside the held-back tiles are set to 0; the prediction saw the context, so
@@ -21,7 +22,7 @@ slice where no nucleus is scores as a false positive, and one that is too wide s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -144,16 +145,36 @@ def uncut_areas(pieces) -> np.ndarray:
     return np.concatenate(areas) if areas else np.zeros(0, int)
 
 
+class HeldScore(NamedTuple):
+    """One setting on the held-back regions: matches at IoU 0.5 and foreground pixels, summed."""
+
+    tp: int
+    fp: int
+    fn: int
+    overlap: int  # pixels foreground in both the prediction and the truth
+    union: int  # pixels foreground in either
+
+    @property
+    def ap50(self) -> float:
+        """Pooled AP@0.5: TP / (TP + FP + FN)."""
+        return _ap(self.tp, self.fp, self.fn)
+
+    @property
+    def foreground_iou(self) -> float:
+        """Pooled foreground IoU (1.0 when neither has foreground)."""
+        return self.overlap / self.union if self.union else 1.0
+
+
 def _counts(
     config: PostprocessConfig, pieces, spacing: tuple[float, ...] = (1.0, 1.0, 1.0)
-) -> tuple[int, int, int]:
-    """``(tp, fp, fn)`` at IoU 0.5 of ``config``, summed over the pieces (a volume's with the 3-D
+) -> HeldScore:
+    """The :class:`HeldScore` of ``config``, summed over the pieces (a volume's with the 3-D
     watershed at voxel size ``spacing`` (z, y, x))."""
     from napari_unet.core.evaluation.instances import matching_at
     from napari_unet.core.postprocess.labels import labels_from_probabilities
     from napari_unet.core.postprocess.volume import volume_labels
 
-    tp = fp = fn = 0
+    totals = np.zeros(5, dtype=np.int64)
     for probabilities, truth, mask, core, _ in pieces:
         if probabilities.ndim == 4:
             labels = volume_labels(probabilities, task="instances", config=config, spacing=spacing)
@@ -161,8 +182,9 @@ def _counts(
             labels = labels_from_probabilities(probabilities, task="instances", config=config)
         pred = np.where(mask, np.asarray(labels)[core], 0).astype(np.int64)
         match = matching_at(pred, truth, (0.5,))[0.5]
-        tp, fp, fn = tp + match.tp, fp + match.fp, fn + match.fn
-    return tp, fp, fn
+        both, either = np.count_nonzero((pred > 0) & (truth > 0)), np.count_nonzero(pred | truth)
+        totals += (match.tp, match.fp, match.fn, both, either)
+    return HeldScore(*(int(v) for v in totals))
 
 
 def _ap(tp: int, fp: int, fn: int) -> float:
