@@ -242,7 +242,9 @@ def _simulate_config(
     from napari_unet.core.inference.prediction import PredictConfig
     from napari_unet.core.simulation.experiment import SimulateConfig
     from napari_unet.core.training.config import TrainConfig
+    from napari_unet.core.training.gaps import with_gap_rule
     from napari_unet.core.training.loss_augment_config import AugmentConfig
+    from napari_unet.core.training.targets import TargetConfig
 
     return SimulateConfig(
         task=args.task,
@@ -259,6 +261,7 @@ def _simulate_config(
             patch_shape=data.patch_shape,
             lr=args.lr,
             augment=AugmentConfig(affine_scale=data.zoom),
+            targets=with_gap_rule(TargetConfig(task=args.task), data.gap_share),
             val_fraction=0.0,
             normalization=normalization,
             device=args.device,

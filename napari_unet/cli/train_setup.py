@@ -258,6 +258,7 @@ def train_config(
     """The :class:`~napari_unet.core.training.config.TrainConfig` of the run."""
     from napari_unet.core.inference.normalization import NormalizationConfig
     from napari_unet.core.training.config import LossConfig, TrainConfig
+    from napari_unet.core.training.gaps import with_gap_rule
     from napari_unet.core.training.loss_augment_config import AugmentConfig
 
     weight = getattr(args, "skeleton_recall", LossConfig().skeleton_recall)
@@ -276,7 +277,7 @@ def train_config(
         freeze_encoder=args.freeze_encoder,
         loss=LossConfig(skeleton_recall=weight),
         augment=AugmentConfig(affine_scale=data.zoom),
-        targets=targets,
+        targets=with_gap_rule(targets, data.gap_share),
         normalization=info.normalization_config() if info else NormalizationConfig(),
         device=args.device,
         num_threads=args.threads,

@@ -156,6 +156,7 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
     """
     from napari_unet.core.training import downscale as scale
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
+    from napari_unet.core.training.gaps import with_gap_rule
 
     multiple, field = net_geometry(info.arch, info.model_config)
     data = fingerprint(
@@ -172,5 +173,8 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
     logger.info("%s", data.describe())
     augment = config.augment.replace(affine_scale=data.zoom)
     return data, config.replace(
-        patch_shape=data.patch_shape, batch_size=data.batch_size, augment=augment
+        patch_shape=data.patch_shape,
+        batch_size=data.batch_size,
+        augment=augment,
+        targets=with_gap_rule(config.targets, data.gap_share),
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet.core.training.downscale import choose_downscale, factor_for
+from napari_unet.core.training.gaps import gap_note, gap_share
 from napari_unet.core.training.split import is_flat_copy
 
 __all__ = ["ZOOM", "DatasetFingerprint", "fingerprint", "net_geometry", "receptive_field"]
@@ -75,6 +76,9 @@ class DatasetFingerprint:
         scale_warning: a sentence when objects are far larger than the receptive field, else "".
         zoom: the augmentation's (low, high) zoom range chosen (or given).
         zoom_reason: why it is not the default range, else "".
+        gap_share: instance labels: the share of the annotated background lying in gaps
+            between two objects (:mod:`~napari_unet.core.training.gaps`; above half, the
+            border weights are off), else None.
     """
 
     n_images: int
@@ -93,6 +97,7 @@ class DatasetFingerprint:
     scale_warning: str = ""
     zoom: tuple[float, float] = ZOOM
     zoom_reason: str = ""
+    gap_share: float | None = None
 
     def describe(self) -> str:
         """One line for the user: data, chosen patch and batch, and the scale note."""
@@ -116,6 +121,7 @@ class DatasetFingerprint:
             f"{size}; patch {'x'.join(str(s) for s in self.patch_shape)}{reduced}, batch "
             f"{self.batch_size}, zoom {low:g}-{high:g}x{why}"
         )
+        line = "; ".join(filter(None, (line, gap_note(self.gap_share))))
         return f"{line}. {self.scale_warning}" if self.scale_warning else line
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +187,7 @@ def fingerprint(
         downscale=int(downscale),
         scale_warning=_scale_warning(diameter, receptive_field, downscale),
         **_zoom(zoom, start_zoom),
+        gap_share=gap_share(items, ignore_value=ignore_value) if task == "instances" else None,
     )
 
 
