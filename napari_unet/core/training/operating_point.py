@@ -22,7 +22,7 @@ old rule (the bare best of 24 settings) on the same weights in all twelve.
 
 The pooled foreground IoU of the chosen setting on the same tiles is reported with it, not used
 to choose: a guard keeping only settings within 0.01 of the best foreground IoU there was
-replayed on 37 stored runs in session 20 and not kept. It helped EM cells trained with border
+replayed on 40 stored runs in session 20 and not kept. It helped EM cells trained with border
 weights (a threshold of 0.6 instead of 0.5 thinned every cell), which are now trained without
 them (:mod:`~napari_unet.core.training.gaps`), and on a fluorescence run it blocked the
 threshold of 0.9 that removed specks on the unseen images (AP@0.5 0.821 -> 0.785).
