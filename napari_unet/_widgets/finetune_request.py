@@ -278,7 +278,8 @@ def pool_text(event: Any) -> str:
     added = f" ({len(event.added)} just added)" if event.added else ""
     data = getattr(event, "fingerprint", "")  # what the data look like, the patch chosen
     return (
-        f"Training on {event.n_items} slice(s){added}; {event.n_validation} hold validation data."
+        f"Training on {event.n_items} slice(s){added}; {event.n_validation} with validation "
+        "tiles held back."
         + (f"\n{data[:1].upper()}{data[1:]}" if data else "")
     )
 
