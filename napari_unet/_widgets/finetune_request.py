@@ -279,8 +279,7 @@ def pool_text(event: Any) -> str:
     data = getattr(event, "fingerprint", "")  # what the data look like, the patch chosen
     return (
         f"Training on {event.n_items} slice(s){added}; {event.n_validation} with validation "
-        "tiles held back."
-        + (f"\n{data[:1].upper()}{data[1:]}" if data else "")
+        "tiles held back." + (f"\n{data[:1].upper()}{data[1:]}" if data else "")
     )
 
 
