@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -154,15 +156,15 @@ def _clean_scene():
     return logits, truth
 
 
-def _choose(scene, base):
+def _predict_config():
     from napari_unet.core.inference.prediction import PredictConfig
 
+    return PredictConfig(tile_shape=(SIDE, SIDE), device="cpu", precision="fp32")
+
+
+def _choose(scene, base):
     return choose_operating_point(
-        _Logits(),
-        _val_items(scene),
-        base=base,
-        predict_config=PredictConfig(tile_shape=(SIDE, SIDE), device="cpu", precision="fp32"),
-        tile=64,
+        _Logits(), _val_items(scene), base=base, predict_config=_predict_config(), tile=64
     )
 
 
@@ -216,6 +218,37 @@ def test_the_pick_stays_within_one_object_of_the_best_and_above_the_own_setting(
     # never below what the model's own setting scores
     own_best = _scored((0.5, "object", 0.8), (0.9, "drop", 0.78))
     assert _pick(own_best, 10).threshold == 0.5
+
+
+def test_where_objects_tile_the_image_a_tie_never_thins_every_object():
+    """EM cells (``tiled``): a higher threshold that ties on AP@0.5 but costs held-back
+    foreground IoU thins every cell and is not taken; nuclei keep the plain rule (there it
+    removes specks on unseen images)."""
+    # 60 objects: threshold 0.6 is within one object of the best, but 0.02 lower on IoU
+    rows = ((0.5, "object", 0.65, 0.90), (0.6, "object", 0.69, 0.88), (0.5, "drop", 0.70, 0.899))
+    assert _pick(_scored(*rows), 60).threshold == 0.6  # nuclei: the most doubt left out
+    chosen = _pick(_scored(*rows), 60, tiled=True)
+    assert (chosen.threshold, chosen.unseeded) == (0.5, "drop")
+    # removing specks and rims costs less than the tolerance: still taken when tiled
+    specks = _scored((0.5, "object", 0.70, 0.85), (0.9, "object", 0.70, 0.845))
+    assert _pick(specks, 60, tiled=True).threshold == 0.9
+
+
+def test_the_guard_follows_the_gap_share_of_the_held_back_tiles(monkeypatch):
+    import napari_unet.core.training.operating_point as op
+
+    seen = []
+    original = op._pick
+    monkeypatch.setattr(op, "_pick", lambda *a, **k: seen.append(k["tiled"]) or original(*a, **k))
+    _choose(_clean_scene(), PostprocessConfig(output="instances"))  # discs on background
+    tissue = _val_items(_clean_scene())
+    grid = np.zeros((SIDE, SIDE), np.int64)
+    for n, (y, x) in enumerate((y, x) for y in range(0, SIDE, 16) for x in range(0, SIDE, 16)):
+        grid[y + 3 : y + 16, x + 3 : x + 16] = n + 1  # cells tiling the plane, 3-px gaps
+    tissue = [dataclasses.replace(item, labels=grid) for item in tissue]
+    op.choose_operating_point(_Logits(), tissue, base=PostprocessConfig(output="instances"),
+                              predict_config=_predict_config(), tile=64)  # fmt: skip
+    assert seen == [False, True]
 
 
 def _nuclei_items(n: int = 2) -> list[TrainingItem]:
