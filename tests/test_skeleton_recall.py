@@ -211,7 +211,7 @@ def test_train_flag_sets_the_weight_and_refuses_a_bad_value_in_one_sentence(caps
         weights[tuple(flag)] = parser.parse_args([*base, *flag]).skeleton_recall
     assert list(weights.values()) == [0.0, None, 0.0, 0.5]
     args = parser.parse_args([*base, "--skeleton-recall", "auto"])
-    data = argparse.Namespace(batch_size=4, patch_shape=(256, 256), zoom=(0.9, 1.1))
+    data = argparse.Namespace(batch_size=4, patch_shape=(256, 256), zoom=(0.9, 1.1), gap_share=None)
     config = train_config(args, None, "semantic", TargetConfig(), data, "run")
     assert config.loss.skeleton_recall is None
     with pytest.raises(SystemExit):
