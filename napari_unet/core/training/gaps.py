@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GAP_SHARE_MAX", "gap_note", "gap_share", "with_gap_rule"]
+__all__ = ["GAP_SHARE_MAX", "gap_note", "gap_share", "gaps_dominate", "with_gap_rule"]
 
 #: Above this share of the annotated background lying in gaps between two objects, the border
 #: term is a background weight, not an emphasis: it is turned off.
@@ -41,7 +41,8 @@ def gap_share(
 
     Args:
         items: training items with instance ``labels`` (Y, X) and annotated ``mask`` (Y, X);
-            volumes and items without two objects are skipped, at most :data:`MAX_SCANNED`.
+            volumes are skipped (at most :data:`MAX_SCANNED` items scanned); an image with
+            fewer than two objects counts its background, none of it in gaps.
         ignore_value: a label value that marks unannotated pixels.
 
     Returns:
@@ -67,9 +68,15 @@ def gap_share(
     return in_gaps / background if background else None
 
 
+def gaps_dominate(share: float | None) -> bool:
+    """Whether more than :data:`GAP_SHARE_MAX` of the background lies in gaps (objects tile
+    the image); False when unknown (None)."""
+    return share is not None and share > GAP_SHARE_MAX
+
+
 def gap_note(share: float | None) -> str:
     """The data line's note when the border term is off (else "")."""
-    if share is None or share <= GAP_SHARE_MAX:
+    if not gaps_dominate(share):
         return ""
     return (
         f"border weights off: {share:.0%} of the background lies between two objects, where "
@@ -81,6 +88,6 @@ def with_gap_rule(targets: Any, share: float | None) -> Any:
     """``targets`` (a ``TargetConfig``) with the border term off when the gaps dominate the
     background (``share``, the fingerprint's ``gap_share``: None for other than instance labels,
     above :data:`GAP_SHARE_MAX`) and ``border_weights`` is left to auto (None)."""
-    if targets.border_weights is not None or share is None or share <= GAP_SHARE_MAX:
+    if targets.border_weights is not None or not gaps_dominate(share):
         return targets
     return targets.replace(border_weights=False)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_unet.core.training.gaps import GAP_SHARE_MAX, gap_share
+from napari_unet.core.training.gaps import gap_share, gaps_dominate
 from napari_unet.core.training.operating_point_scoring import (
     MAX_REGIONS,
     HeldScore,
@@ -262,7 +262,7 @@ def choose_operating_point(
 
     spacing = model_voxel_size(model)
     scored = [(config, _counts(config, pieces, spacing)) for config in candidates]
-    tiled = (gap_share(val_items) or 0.0) > GAP_SHARE_MAX  # EM cells, not nuclei
+    tiled = gaps_dominate(gap_share(val_items))  # EM cells, not nuclei
     chosen = _pick(scored, scored[0][1].tp + scored[0][1].fn, tiled=tiled)
     held = dict(scored)
     point = OperatingPoint(
