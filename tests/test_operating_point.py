@@ -240,15 +240,20 @@ def test_the_guard_follows_the_gap_share_of_the_held_back_tiles(monkeypatch):
     seen = []
     original = op._pick
     monkeypatch.setattr(op, "_pick", lambda *a, **k: seen.append(k["tiled"]) or original(*a, **k))
-    _choose(_clean_scene(), PostprocessConfig(output="instances"))  # discs on background
+    nuclei = _choose(_clean_scene(), PostprocessConfig(output="instances"))  # discs
     tissue = _val_items(_clean_scene())
     grid = np.zeros((SIDE, SIDE), np.int64)
     for n, (y, x) in enumerate((y, x) for y in range(0, SIDE, 16) for x in range(0, SIDE, 16)):
         grid[y + 3 : y + 16, x + 3 : x + 16] = n + 1  # cells tiling the plane, 3-px gaps
     tissue = [dataclasses.replace(item, labels=grid) for item in tissue]
-    op.choose_operating_point(_Logits(), tissue, base=PostprocessConfig(output="instances"),
-                              predict_config=_predict_config(), tile=64)  # fmt: skip
+    base = PostprocessConfig(output="instances")
+    cells = op.choose_operating_point(
+        _Logits(), tissue, base=base, predict_config=_predict_config(), tile=64
+    )
     assert seen == [False, True]
+    # the report says which rule chose the setting
+    assert "foreground IoU" not in nuclei.report()["rule"]
+    assert cells.tiled and "foreground IoU within 0.01" in cells.report()["rule"]
 
 
 def _nuclei_items(n: int = 2) -> list[TrainingItem]:

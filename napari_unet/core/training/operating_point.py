@@ -115,6 +115,7 @@ class OperatingPoint:
         n_tiles: held-back validation tiles (``val_tile`` squares) scored.
         n_candidates: settings tried.
         n_true: true objects (or pieces) in the held-back tiles.
+        tiled: objects tile the image, so the foreground-IoU guard applied (module docs).
     """
 
     config: PostprocessConfig
@@ -126,6 +127,7 @@ class OperatingPoint:
     ap50_best: float
     base: PostprocessConfig
     foreground_iou: float | None = None
+    tiled: bool = False
 
     @property
     def changed(self) -> bool:
@@ -153,7 +155,8 @@ class OperatingPoint:
                 if self.foreground_iou is None
                 else {"foreground_iou": round(self.foreground_iou, 4)}
             ),
-            "rule": "least doubtful foreground within one object of the best",
+            "rule": "least doubtful foreground within one object of the best"
+            + (f", foreground IoU within {IOU_TOLERANCE:g} of the best" if self.tiled else ""),
             "settings": self.settings(),
         }
 
@@ -268,7 +271,7 @@ def choose_operating_point(
     point = OperatingPoint(
         chosen, held[chosen].ap50, scored[0][1].ap50, n_tiles, len(candidates), n_true,
         ap50_best=max(score.ap50 for score in held.values()), base=base,
-        foreground_iou=held[chosen].foreground_iou,
+        foreground_iou=held[chosen].foreground_iou, tiled=tiled,
     )  # fmt: skip
     logger.info("%s", point.describe())
     return point
