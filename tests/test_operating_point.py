@@ -187,8 +187,29 @@ def test_the_models_own_setting_wins_a_full_tie():
     own = PostprocessConfig(
         output="instances", threshold=0.9, interior_threshold=0.7, min_size=100, unseeded="drop"
     )
-    point = _choose(_clean_scene(), own)
-    assert point is not None and not point.changed and point.config == own
+    point = _choose(_clean_scene(), own)  # holes filled on top: a tie fills (no hole here)
+    assert point is not None and point.config == own.replace(fill_holes=True)
+    kept = _choose(_clean_scene(), own.replace(fill_holes=True))
+    assert kept is not None and not kept.changed and kept.config == own.replace(fill_holes=True)
+
+
+def _holed_scene(true_hole: bool):
+    """The clean scene with a 3x3 hole of background logits in the centre of disc (64, 64):
+    a miss of the model (the true disc is whole) or a real hole (the truth has it too)."""
+    logits, truth = _clean_scene()
+    logits[:, 63:66, 63:66] = np.array([6.0, 0.0, 0.0], np.float32)[:, None, None]
+    if true_hole:
+        truth[63:66, 63:66] = 0
+    return logits, truth
+
+
+@pytest.mark.parametrize("true_hole", [False, True])
+def test_holes_are_filled_unless_the_held_back_tiles_have_them(true_hole):
+    point = _choose(_holed_scene(true_hole), PostprocessConfig(output="instances"))
+    assert point is not None and point.config.fill_holes is not true_hole
+    assert point.ap50 == pytest.approx(1.0) and point.foreground_iou == pytest.approx(1.0)
+    assert ("holes filled" in point.describe()) is not true_hole
+    assert point.report()["settings"]["fill_holes"] is not true_hole  # stored in the version
 
 
 def _scored(*rows):

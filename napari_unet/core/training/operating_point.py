@@ -29,12 +29,18 @@ unseen slices (AP@0.5 +0.005 to +0.066, foreground IoU +0.006 to +0.016); applie
 would have blocked the threshold 0.9 that removed specks on a fluorescence run (AP@0.5 0.821 ->
 0.785), so it is not applied there. The chosen setting's held-back foreground IoU is reported.
 
+**Holes filled.** Then background holes enclosed by one object are filled (as the plain loop
+does) unless that scores a lower AP@0.5 or foreground IoU on the held-back tiles
+(:func:`_holes_filled`; a tie fills: held-back tiles rarely hold a hole). Replayed on 39 stored
+runs of four modalities (session 21, same weights, the run's own setting with and without): the
+test images' foreground IoU never fell (+0.002 on average, up to +0.014 on EM cells, whose Rand
+error fell up to 0.02), AP@0.5 was unchanged in 34 runs and moved by 0.008 or less in the others.
+
 This module tunes instance models (3-class: background, interior, boundary; 3-D models too, their
-3-D objects scored on the held-back slices: :mod:`~napari_unet.core.training.
-operating_point_scoring`); binary and 2-class
-semantic models get a class-1 threshold chosen by Rand error or IoU
-(:mod:`~napari_unet.core.training.operating_point_semantic`). How the held-back regions are
-predicted and scored: :mod:`~napari_unet.core.training.operating_point_scoring`.
+3-D objects scored on the held-back slices); binary and 2-class semantic models get a class-1
+threshold chosen by Rand error or IoU (:mod:`~napari_unet.core.training.operating_point_semantic`).
+How the held-back regions are predicted and scored:
+:mod:`~napari_unet.core.training.operating_point_scoring`.
 """
 
 from __future__ import annotations
@@ -97,7 +103,9 @@ MAX_TOLERANCE = 0.05
 #: against the best of the settings near the best AP@0.5, for leaving out doubtful foreground.
 IOU_TOLERANCE = 0.01
 #: Keys of :class:`PostprocessConfig` the search sets (stored in the checkpoint).
-TUNED_KEYS: tuple[str, ...] = ("threshold", "interior_threshold", "min_size", "unseeded")
+TUNED_KEYS: tuple[str, ...] = (
+    "threshold", "interior_threshold", "min_size", "unseeded", "fill_holes",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +237,20 @@ def _pick(
     return max((config for config, _ in near), key=_doubt_removed)  # the own wins a full tie
 
 
+def _holes_filled(
+    chosen: PostprocessConfig, held: dict[PostprocessConfig, HeldScore], pieces, spacing
+) -> PostprocessConfig:
+    """``chosen`` with holes filled unless that scores lower on the held-back tiles (module
+    docs); the filled setting's score is added to ``held``."""
+    if chosen.fill_holes:
+        return chosen
+    filled = chosen.replace(fill_holes=True)
+    held.setdefault(filled, _counts(filled, pieces, spacing))
+    score, kept = held[filled], held[chosen]
+    no_worse = score.ap50 >= kept.ap50 - 1e-9 and score.foreground_iou >= kept.foreground_iou - 1e-9
+    return filled if no_worse else chosen
+
+
 def choose_operating_point(
     model: SegmentationNet,
     val_items: Sequence[TrainingItem],
@@ -268,8 +290,9 @@ def choose_operating_point(
     tiled = gaps_dominate(gap_share(val_items))  # EM cells, not nuclei
     chosen = _pick(scored, scored[0][1].tp + scored[0][1].fn, tiled=tiled)
     held = dict(scored)
+    chosen = _holes_filled(chosen, held, pieces, spacing)
     point = OperatingPoint(
-        chosen, held[chosen].ap50, scored[0][1].ap50, n_tiles, len(candidates), n_true,
+        chosen, held[chosen].ap50, scored[0][1].ap50, n_tiles, len(held), n_true,
         ap50_best=max(score.ap50 for score in held.values()), base=base,
         foreground_iou=held[chosen].foreground_iou, tiled=tiled,
     )  # fmt: skip

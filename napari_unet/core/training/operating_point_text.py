@@ -24,8 +24,8 @@ def describe_operating_point(report: dict[str, Any]) -> str:
 
 
 def settings_text(settings: dict[str, Any]) -> str:
-    """``threshold 0.9, seeds 0.5, min size 20, unseeded drop`` from an operating point's
-    ``settings()`` (a binary/semantic model's: ``threshold 0.6, min size 20``)."""
+    """``threshold 0.9, seeds 0.5, min size 20, unseeded drop, holes filled`` from an operating
+    point's ``settings()`` (a binary/semantic model's: ``threshold 0.6, min size 20``)."""
     parts = [f"threshold {settings['threshold']:g}"]
     seeds = settings.get("distance_threshold", settings.get("interior_threshold"))
     if seeds is not None:
@@ -33,6 +33,8 @@ def settings_text(settings: dict[str, Any]) -> str:
     parts.append(f"min size {settings['min_size']}")
     if "unseeded" in settings:
         parts.append(f"unseeded {settings['unseeded']}")
+    if settings.get("fill_holes"):
+        parts.append("holes filled")
     return ", ".join(parts)
 
 
