@@ -117,7 +117,8 @@ def seconds_per_step(model: torch.nn.Module, input_shape: tuple[int, ...], batch
 def _trains_in_bf16(probe: torch.nn.Module, shape: tuple[int, ...], layout) -> bool:
     """Whether the run will train ``probe``'s net under bf16 autocast, decided as
     :class:`~napari_unet.core.training.step.StepRunner` decides it for a 2-D net on the CPU
-    (the answer is cached per net, shape and threads, so the run does not time it again)."""
+    (the answer is cached per net, input shape and threads: the run asking it again for the
+    same net and patch is answered from the cache)."""
     if not cpu_supports_bf16() or getattr(probe, "spatial_dims", 2) == 3:
         return False
     with at_pool_scale(probe):
