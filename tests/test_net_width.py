@@ -13,6 +13,7 @@ import napari_unet.core.training.net_width as net_width
 from napari_unet.cli import main
 from napari_unet.core.checkpoint.format import load_checkpoint
 from napari_unet.core.models import build_model
+from napari_unet.core.training import precision
 from napari_unet.core.training.net_width import MIN_STEPS, choose_width, seconds_per_step
 
 
@@ -70,9 +71,9 @@ def test_the_pass_is_timed_in_the_precision_and_layout_the_run_trains_in(monkeyp
     (``core.training.step``): an fp32 timing there promised half the steps (AMD EPYC: 127
     against 287-328 made in 10 minutes)."""
     asked = []
-    monkeypatch.setattr(net_width, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(precision.device, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(
-        net_width, "bf16_trains_faster", lambda *a, **k: asked.append(a) or bf16_faster
+        precision, "bf16_trains_faster", lambda *a, **k: asked.append(a) or bf16_faster
     )
     monkeypatch.setattr(net_width.copy, "deepcopy", lambda m: m)  # the passes the copy makes
     model = _Recorder()
@@ -82,8 +83,8 @@ def test_the_pass_is_timed_in_the_precision_and_layout_the_run_trains_in(monkeyp
 
 
 def test_a_cpu_without_native_bf16_is_timed_in_fp32(monkeypatch):
-    monkeypatch.setattr(net_width, "cpu_supports_bf16", lambda: False)
-    monkeypatch.setattr(net_width, "bf16_trains_faster", lambda *a, **k: pytest.fail("timed"))
+    monkeypatch.setattr(precision.device, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(precision, "bf16_trains_faster", lambda *a, **k: pytest.fail("timed"))
     monkeypatch.setattr(net_width.copy, "deepcopy", lambda m: m)
     model = _Recorder()
     seconds_per_step(model, (16, 16), batch=2)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from napari_unet.core.models import build_model
-from napari_unet.core.training import precision, step
+from napari_unet.core.training import precision
 from napari_unet.core.training.config import TrainConfig
 from napari_unet.core.training.step import StepRunner
 
@@ -44,10 +44,13 @@ def test_the_probe_times_a_copy_and_leaves_weights_statistics_and_randomness_alo
 @pytest.mark.parametrize("faster", [True, False])
 def test_auto_precision_follows_the_probe_on_a_bf16_cpu(monkeypatch, faster):
     asked = []
-    monkeypatch.setattr(step, "cpu_supports_bf16", lambda: True)
-    monkeypatch.setattr(
-        step, "bf16_trains_faster", lambda m, shape, layout: asked.append((shape, layout)) or faster
-    )
+    monkeypatch.setattr(precision.device, "cpu_supports_bf16", lambda: True)
+
+    def probe(model, shape, layout):
+        asked.append((shape, layout))
+        return faster
+
+    monkeypatch.setattr(precision, "bf16_trains_faster", probe)
     runner = _runner(_model())
     assert asked == [((48, 48), torch.channels_last)], "timed as the batches will be"
     assert runner.autocast_dtype == (torch.bfloat16 if faster else None)
@@ -57,11 +60,11 @@ def test_explicit_precision_and_cpus_without_bf16_skip_the_probe(monkeypatch):
     def refuse(*_):
         raise AssertionError("no probe")
 
-    monkeypatch.setattr(step, "bf16_trains_faster", refuse)
-    monkeypatch.setattr(step, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_trains_faster", refuse)
+    monkeypatch.setattr(precision.device, "cpu_supports_bf16", lambda: True)
     assert _runner(_model(), bf16_cpu=True).autocast_dtype == torch.bfloat16
     assert _runner(_model(), bf16_cpu=False).autocast_dtype is None
-    monkeypatch.setattr(step, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(precision.device, "cpu_supports_bf16", lambda: False)
     assert _runner(_model()).autocast_dtype is None
 
 

@@ -26,8 +26,7 @@ from typing import Any
 
 import torch
 
-from napari_unet.core.device import cpu_supports_bf16
-from napari_unet.core.training.precision import bf16_trains_faster
+from napari_unet.core.training.precision import bf16_by_default
 from napari_unet.core.training.scaled_pool import at_pool_scale, pool_scale
 from napari_unet.core.training.step import channels_last_format
 
@@ -89,7 +88,7 @@ def seconds_per_step(model: torch.nn.Module, input_shape: tuple[int, ...], batch
     ``input_shape`` is at full resolution: a model that sees the images ``k`` times smaller is
     timed as it trains, on patches ``k`` times smaller. It is timed as the run trains by default
     (``TrainConfig``: channels-last batches, bf16 autocast where
-    :func:`~napari_unet.core.training.precision.bf16_trains_faster` says so): on a CPU whose bf16
+    :func:`~napari_unet.core.training.precision.bf16_by_default` says so): on a CPU whose bf16
     pass takes half the fp32 one, an fp32 timing promised half the steps the run then made.
     """
     probe = copy.deepcopy(model).to("cpu").eval()
@@ -101,7 +100,7 @@ def seconds_per_step(model: torch.nn.Module, input_shape: tuple[int, ...], batch
     probe.to(memory_format=layout)  # the run's weights are channels-last too (run_parts)
     image = torch.randn((batch, channels, *shape), generator=generator)
     image = image.contiguous(memory_format=layout)
-    bf16 = _trains_in_bf16(probe, shape, layout)
+    bf16 = bf16_by_default(probe, shape, layout)  # the run's own answer (cached)
     passes = []
     for _ in range(1 + TIMED_PASSES):  # a warm-up pass, then the timed ones
         start = time.perf_counter()
@@ -112,17 +111,6 @@ def seconds_per_step(model: torch.nn.Module, input_shape: tuple[int, ...], batch
         probe.zero_grad(set_to_none=True)
         passes.append(time.perf_counter() - start)
     return min(passes[1:]) * OVERHEAD  # the quickest: a pass slowed by another program is not
-
-
-def _trains_in_bf16(probe: torch.nn.Module, shape: tuple[int, ...], layout) -> bool:
-    """Whether the run will train ``probe``'s net under bf16 autocast, decided as
-    :class:`~napari_unet.core.training.step.StepRunner` decides it for a 2-D net on the CPU
-    (the answer is cached per net, input shape and threads: the run asking it again for the
-    same net and patch is answered from the cache)."""
-    if not cpu_supports_bf16() or getattr(probe, "spatial_dims", 2) == 3:
-        return False
-    with at_pool_scale(probe):
-        return bf16_trains_faster(probe, shape, layout)
 
 
 def choose_width(

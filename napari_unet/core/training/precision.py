@@ -9,6 +9,9 @@ batch 4 x 256 x 256, one thread) took 3.9 s in bf16 against 3.3 s in fp32, and
 each precision on a random one-sample batch of the training input's shape (after one warm-up pass
 each; about 5 s on that CPU, once per run) and keeps bf16 only when it is at least 5 % faster
 (:data:`MARGIN`). The answer is kept per net, input shape and thread count for the process.
+:func:`bf16_by_default` is the whole decision for a run that leaves the precision open; the
+training step and the width rule (``core.training.net_width``, which times the pass the run
+will make) both ask it.
 """
 
 from __future__ import annotations
@@ -20,15 +23,39 @@ import time
 
 import torch
 
+from napari_unet.core import device
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["MARGIN", "bf16_trains_faster"]
+__all__ = ["MARGIN", "bf16_by_default", "bf16_trains_faster"]
 
 #: bf16 is kept only when its pass takes less than this share of the fp32 pass (close calls go to
 #: fp32: same speed, better numerics).
 MARGIN = 0.95
 #: (net, input shape, threads) -> bf16 is faster; measured once per process.
 _MEASURED: dict[tuple, bool] = {}
+
+
+def bf16_by_default(
+    model: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> bool:
+    """Whether a CPU run that leaves the precision open (``TrainConfig.bf16_cpu = None``) trains
+    ``model`` under bf16 autocast: a 2-D net, a CPU with native bf16 and a timed pass
+    (:func:`bf16_trains_faster`, at the pool's scale) faster in it. 3-D nets train in fp32: a
+    bf16 3-D run diverged (NaN at step 262 of bench_3d's ISBI run) where fp32 did not.
+
+    Args:
+        model: the net (untouched). input_shape: one training input at the pool's scale.
+        memory_format: the training batches' layout.
+    """
+    from napari_unet.core.training.scaled_pool import at_pool_scale
+
+    if getattr(model, "spatial_dims", 2) == 3 or not device.cpu_supports_bf16():
+        return False
+    with at_pool_scale(model):  # timed on the pool's patches
+        return bf16_trains_faster(model, input_shape, memory_format)
 
 
 def bf16_trains_faster(

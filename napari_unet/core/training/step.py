@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from napari_unet.core.device import cpu_supports_bf16
 from napari_unet.core.models.aux import has_distance_aux
 from napari_unet.core.training.augment import augment_batch, augment_restoration
 from napari_unet.core.training.aux import distance_loss
-from napari_unet.core.training.precision import bf16_trains_faster
+from napari_unet.core.training.precision import bf16_by_default
 from napari_unet.core.training.sampler import PatchSampler
 from napari_unet.core.training.scaled_pool import at_pool_scale
 
@@ -69,17 +68,12 @@ class StepRunner:
         self.augment = config.augment.strength > 0
         self.context_radius = int(getattr(model, "context_slices", 0) or 0)  # 2.5-D: Z flips
         use_amp = config.amp and device.type == "cuda"
-        # 3-D models train in fp32 on the CPU unless asked: a bf16 3-D run diverged (NaN at step
-        # 262 of bench_3d's ISBI run) where the same run in fp32 did not
-        volumetric = getattr(model, "spatial_dims", 2) == 3
-        auto_bf16 = cpu_supports_bf16() and not volumetric and device.type == "cpu"
-        if auto_bf16 and config.bf16_cpu is None:  # native bf16 is not always faster: timed
+        bf16_cpu = config.bf16_cpu
+        if bf16_cpu is None:  # left open: native bf16 is not always faster, so it is timed
             layout = torch.contiguous_format
             if config.channels_last:
                 layout = channels_last_format(model)
-            with at_pool_scale(model):  # timed on the pool's patches
-                auto_bf16 = bf16_trains_faster(model, sampler.input_shape, layout)
-        bf16_cpu = auto_bf16 if config.bf16_cpu is None else config.bf16_cpu
+            bf16_cpu = device.type == "cpu" and bf16_by_default(model, sampler.input_shape, layout)
         self.autocast_dtype = (
             torch.float16
             if use_amp
