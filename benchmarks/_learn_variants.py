@@ -94,6 +94,10 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "skeleton_recall_auto": {"factor": "Skeleton Recall loss term auto (on for membrane-like "
                              "labels: train --skeleton-recall auto)",
                              "train": {"loss": {"skeleton_recall": None}}},
+    "finetune_fluo_sqrt": {"factor": "start from the built-in fluo-nuclei, loss weights: square "
+                           "root of the inverse-frequency class weights",
+                           "cli": ["--model", "fluo-nuclei"],
+                           "train": {"targets": {"class_balance": "sqrt"}}},
     "keep_best": {"factor": "publish the validation-best weights (train --keep best; default: "
                   "the final weights)", "cli": ["--keep", "best"]},
 }  # fmt: skip

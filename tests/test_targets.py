@@ -193,12 +193,33 @@ def test_sqrt_class_balance_lies_between_plain_and_inverse_frequency_weights():
         assert targets.weights.mean() == pytest.approx(1.0, rel=1e-5)
 
 
+def test_instances_by_default_weigh_rare_objects_by_the_square_root_of_their_rarity():
+    # 2 % of the pixels are nuclei, as in grey bright-field: full inverse-frequency weights
+    # would make an interior pixel weigh ~50x a background pixel; the default weighs it ~7x
+    labels = np.zeros((200, 200), np.int32)
+    for k in range(8):  # 14 x 14 nuclei: 10 x 10 interiors (2 %) in 2-px boundaries
+        y, x = 30 + 80 * (k // 4), 10 + 50 * (k % 4)
+        labels[y : y + 14, x : x + 14] = k + 1
+    config = TargetConfig(task="instances", border_weights=False)
+    targets = {mode: make_targets(labels, config=config.replace(class_balance=mode))
+               for mode in (None, True)}  # fmt: skip
+    classes = targets[None].classes
+    ratio = {
+        mode: t.weights[classes == 1][0] / t.weights[classes == 0][0] for mode, t in targets.items()
+    }
+    assert ratio[True] > 40
+    assert ratio[None] == pytest.approx(np.sqrt(ratio[True]), rel=1e-5)
+    assert 4 < ratio[None] < 10
+
+
 def test_class_balance_auto_resolves_per_task_and_bad_values_are_refused():
     from napari_unet.core.training.targets import AUTO_CLASS_BALANCE
 
     for task in ("binary", "semantic", "instances"):
         expected = AUTO_CLASS_BALANCE.get(task, True)
         assert TargetConfig(task=task).resolved_class_balance == expected
+    assert TargetConfig(task="instances").resolved_class_balance == "sqrt"
+    assert TargetConfig(task="semantic").resolved_class_balance is True
     assert TargetConfig(task="instances", class_balance=True).resolved_class_balance is True
     with pytest.raises(ValueError, match="class_balance"):
         TargetConfig(task="instances", class_balance="log")

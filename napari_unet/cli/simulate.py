@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     model, items, normalization, postprocess = _start_model(args, label_map, path, start)
     data = _checked_data(args, model, items, label_map, start)
     model = with_downscale(model, data.downscale)  # the scale the objects ask for (1: as is)
-    config = _simulate_config(args, label_map, normalization, data)
+    config = _simulate_config(args, label_map, normalization, data, start)
     show = functools.partial(show_event, task=args.task, due=Every(LINE_INTERVAL_S))
     events = iter_simulate(
         model,
@@ -237,10 +237,13 @@ def _simulate_config(
     label_map: LabelMap | None,
     normalization: NormalizationConfig,
     data: Any,
+    start: Any = None,
 ) -> SimulateConfig:
-    """The experiment's settings from the command line."""
+    """The experiment's settings from the command line (``start``: the start checkpoint's info,
+    whose class weighting a fine-tune keeps)."""
     from napari_unet.core.inference.prediction import PredictConfig
     from napari_unet.core.simulation.experiment import SimulateConfig
+    from napari_unet.core.training.balance import with_start_balance
     from napari_unet.core.training.config import TrainConfig
     from napari_unet.core.training.gaps import with_gap_rule
     from napari_unet.core.training.loss_augment_config import AugmentConfig
@@ -261,7 +264,9 @@ def _simulate_config(
             patch_shape=data.patch_shape,
             lr=args.lr,
             augment=AugmentConfig(affine_scale=data.zoom),
-            targets=with_gap_rule(TargetConfig(task=args.task), data.gap_share),
+            targets=with_start_balance(
+                with_gap_rule(TargetConfig(task=args.task), data.gap_share), start
+            ),
             val_fraction=0.0,
             normalization=normalization,
             device=args.device,

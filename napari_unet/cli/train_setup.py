@@ -257,6 +257,7 @@ def train_config(
 ) -> Any:
     """The :class:`~napari_unet.core.training.config.TrainConfig` of the run."""
     from napari_unet.core.inference.normalization import NormalizationConfig
+    from napari_unet.core.training.balance import with_start_balance
     from napari_unet.core.training.config import LossConfig, TrainConfig
     from napari_unet.core.training.gaps import with_gap_rule
     from napari_unet.core.training.loss_augment_config import AugmentConfig
@@ -277,7 +278,7 @@ def train_config(
         freeze_encoder=args.freeze_encoder,
         loss=LossConfig(skeleton_recall=weight),
         augment=AugmentConfig(affine_scale=data.zoom),
-        targets=with_gap_rule(targets, data.gap_share),
+        targets=with_start_balance(with_gap_rule(targets, data.gap_share), info),
         normalization=info.normalization_config() if info else NormalizationConfig(),
         device=args.device,
         num_threads=args.threads,

@@ -155,6 +155,7 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
     grows to keep the pixels per step); the fingerprint's line is shown in the dock.
     """
     from napari_unet.core.training import downscale as scale
+    from napari_unet.core.training.balance import with_start_balance
     from napari_unet.core.training.fingerprint import fingerprint, net_geometry
     from napari_unet.core.training.gaps import with_gap_rule
 
@@ -176,5 +177,7 @@ def data_settings(items: list[Any], info: Any, config: Any) -> tuple[Any, Any]:
         patch_shape=data.patch_shape,
         batch_size=data.batch_size,
         augment=augment,
-        targets=with_gap_rule(config.targets, data.gap_share),
+        targets=with_start_balance(
+            with_gap_rule(config.targets, data.gap_share), info, config.task
+        ),
     )

@@ -45,8 +45,12 @@ logger = logging.getLogger(__name__)
 #: Class target of pixels that no loss may see (outside the annotated mask, ignore value).
 IGNORE_INDEX = -1
 
-#: ``TargetConfig.class_balance = None`` per task (``True`` for tasks not listed).
-AUTO_CLASS_BALANCE: dict[str, bool | str] = {}
+#: ``TargetConfig.class_balance = None`` per task (``True`` for tasks not listed). Instances take
+#: the square root of the inverse-frequency weights: where objects are rare (2 % of the pixels in
+#: grey bright-field or a 3-D embryo stack) the full weights make the interior ~75x and the
+#: boundary ~130x a background pixel, and a net trained minutes on them paints every doubtful pixel
+#: foreground (docs/learning_ablation.md, session 23).
+AUTO_CLASS_BALANCE: dict[str, bool | str] = {"instances": "sqrt"}
 
 
 @dataclasses.dataclass(frozen=True)
