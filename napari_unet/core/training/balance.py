@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 #: Words for the log line.
 NAMES = {True: "inverse frequency", "sqrt": "square root of inverse frequency", False: "none"}
 
-#: The values ``TargetConfig.class_balance`` records (``None``, auto, is resolved before saving).
+#: The values a checkpoint's ``TargetConfig.class_balance`` is read as recording; ``None`` (auto,
+#: left so by a model trained before session 23 or through ``core.training.train`` directly)
+#: reads as the full weights.
 RECORDED = (True, False, "sqrt")
 
 
